@@ -1,0 +1,18 @@
+//! Every Retain table's migration, applied in order on SQLite and
+//! PostgreSQL. A later issue adds its tables as a new `mNNNN_*` module and
+//! one line in [`Migrator::migrations`].
+
+use sea_orm_migration::prelude::*;
+
+mod m0001_bus;
+
+/// Runs Retain's migrations (`retain migrate`, or a test helper).
+#[derive(Debug)]
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m0001_bus::Migration)]
+    }
+}
