@@ -1,1 +1,42 @@
-//! placeholder
+//! Retain's durable bus: topics kept in the service's own database.
+//!
+//! It is a transactional outbox and a work queue in one table
+//! (`bus_messages`), the pattern of River, Oban and pgmq:
+//!
+//! - [`publish`] runs inside the caller's transaction, so a message exists
+//!   exactly when the data it describes was committed.
+//! - Each topic fans out to every subscribed consumer group
+//!   ([`Subscription`]); each group gets every message, and one replica of
+//!   the group handles each message.
+//! - [`Bus::claim`] leases a batch (`FOR UPDATE SKIP LOCKED` on PostgreSQL);
+//!   a crashed replica's lease expires and another replica claims the work.
+//! - Messages with the same key are handled one at a time, in order.
+//! - A coalescing subscription folds publications for a key that is still
+//!   pending into one message ("this account changed").
+//! - [`Bus::nack`] retries with exponential backoff and dead-letters after
+//!   the subscription's `max_attempts`; dead letters stay visible and counted.
+//! - Messages carry W3C trace context in their headers ([`Headers`]).
+//!
+//! [`Consumer`] wraps claim/handle/ack in a polling loop with adaptive
+//! back-off and graceful shutdown.
+
+mod consumer;
+mod headers;
+mod queue;
+
+pub use consumer::{Consumer, ConsumerOptions, Handler, HandlerError};
+pub use headers::Headers;
+pub use queue::{
+    Bus, BusError, BusStats, Delivery, NackOutcome, OutgoingMessage, RetryPolicy, Subscription,
+    publish,
+};
+
+/// Topic names used between Retain services.
+pub mod topics {
+    /// Ingestion → metrics, notification: signals accepted for an account.
+    pub const SIGNALS_RECORDED: &str = "signals.recorded";
+    /// Metrics → health: an account's metric snapshot changed.
+    pub const ACCOUNT_METRICS: &str = "account.metrics";
+    /// Health → notification: an account changed health band.
+    pub const HEALTH_BAND_CHANGED: &str = "health.band_changed";
+}

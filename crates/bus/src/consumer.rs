@@ -1,0 +1,194 @@
+//! The consumer loop: claim a batch, handle each message, ack, repeat;
+//! poll with adaptive back-off when idle; release leases on shutdown.
+
+use std::future::Future;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+
+use crate::queue::{Bus, BusError, Delivery, NackOutcome, RetryPolicy, Subscription};
+
+/// Why a handler could not handle a message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HandlerError {
+    /// What went wrong (kept on the message as `last_error`).
+    pub message: String,
+    /// True when retrying cannot help (a payload that does not decode): the
+    /// message is dead-lettered at once.
+    pub permanent: bool,
+}
+
+impl HandlerError {
+    /// A failure worth retrying (database unavailable, timeout).
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: false,
+        }
+    }
+
+    /// A failure no retry can fix.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            permanent: true,
+        }
+    }
+}
+
+/// Handles one message. Must be idempotent: delivery is at least once.
+pub trait Handler: Send + Sync {
+    /// Handles `delivery`; `Ok` acknowledges it.
+    fn handle(&self, delivery: &Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
+/// Tuning for a [`Consumer`].
+#[derive(Debug, Clone)]
+pub struct ConsumerOptions {
+    /// This replica's lease-owner name; unique per process and consumer.
+    pub owner: String,
+    /// Messages claimed per round trip.
+    pub batch_size: usize,
+    /// How long a claim is held before another replica may take it over.
+    pub lease: Duration,
+    /// Back-off between attempts of a failing message.
+    pub retry: RetryPolicy,
+    /// First idle poll interval; doubles while idle.
+    pub idle_min: Duration,
+    /// Longest idle poll interval.
+    pub idle_max: Duration,
+}
+
+impl ConsumerOptions {
+    /// Defaults for a consumer named `owner`: batches of 100, 30 s leases,
+    /// idle polling from 20 ms up to 1 s.
+    pub fn new(owner: impl Into<String>) -> Self {
+        Self {
+            owner: owner.into(),
+            batch_size: 100,
+            lease: Duration::from_secs(30),
+            retry: RetryPolicy::default(),
+            idle_min: Duration::from_millis(20),
+            idle_max: Duration::from_secs(1),
+        }
+    }
+}
+
+/// One replica's consumer of one subscription.
+#[derive(Debug, Clone)]
+pub struct Consumer {
+    bus: Bus,
+    sub: Subscription,
+    opts: ConsumerOptions,
+}
+
+impl Consumer {
+    /// A consumer of `group`'s subscription to `topic`, which must exist.
+    pub async fn new(
+        bus: Bus,
+        topic: &str,
+        group: &str,
+        opts: ConsumerOptions,
+    ) -> Result<Self, BusError> {
+        let sub = bus.subscription(topic, group).await?;
+        Ok(Self { bus, sub, opts })
+    }
+
+    /// The subscription consumed.
+    pub fn subscription(&self) -> &Subscription {
+        &self.sub
+    }
+
+    /// One round: claims a batch, handles it in order, acks what succeeded
+    /// and nacks what failed. Returns how many messages were claimed.
+    pub async fn run_once<H: Handler>(&self, handler: &H) -> Result<usize, BusError> {
+        let batch = self
+            .bus
+            .claim(
+                &self.sub.topic,
+                &self.sub.group,
+                &self.opts.owner,
+                self.opts.batch_size,
+                self.opts.lease,
+            )
+            .await?;
+        let mut done = Vec::with_capacity(batch.len());
+        for delivery in &batch {
+            let span = tracing::info_span!(
+                "bus.handle",
+                topic = %self.sub.topic,
+                group = %self.sub.group,
+                id = delivery.id,
+                attempt = delivery.attempt
+            );
+            delivery.headers.set_parent_of(&span);
+            match handler.handle(delivery).instrument(span).await {
+                Ok(()) => done.push(delivery.id),
+                Err(e) => {
+                    let max = if e.permanent {
+                        delivery.attempt
+                    } else {
+                        self.sub.max_attempts
+                    };
+                    let outcome = self
+                        .bus
+                        .nack(
+                            &self.opts.owner,
+                            delivery,
+                            &e.message,
+                            max,
+                            &self.opts.retry,
+                        )
+                        .await?;
+                    if outcome != NackOutcome::DeadLettered {
+                        tracing::debug!(id = delivery.id, ?outcome, error = %e.message, "bus message failed");
+                    }
+                }
+            }
+        }
+        if !done.is_empty() {
+            self.bus.ack(&self.opts.owner, &done).await?;
+        }
+        Ok(batch.len())
+    }
+
+    /// Runs until `shutdown` is cancelled, then releases this replica's
+    /// leases so another replica can continue at once. Database errors are
+    /// logged and retried after the idle interval; they never end the loop.
+    pub async fn run<H: Handler>(&self, handler: &H, shutdown: CancellationToken) {
+        let wake = self.bus.wake_handle();
+        let mut idle = self.opts.idle_min;
+        let reap_every = self.opts.lease;
+        let mut last_reap = tokio::time::Instant::now();
+        while !shutdown.is_cancelled() {
+            if last_reap.elapsed() >= reap_every {
+                last_reap = tokio::time::Instant::now();
+                if let Err(e) = self.bus.reap_expired(&self.sub).await {
+                    tracing::warn!(error = %e, "bus reaper failed");
+                }
+            }
+            let claimed = match self.run_once(handler).await {
+                Ok(n) => n,
+                Err(e) => {
+                    tracing::warn!(error = %e, topic = %self.sub.topic, "bus consumer round failed");
+                    0
+                }
+            };
+            if claimed > 0 {
+                idle = self.opts.idle_min;
+                continue;
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = wake.notified() => idle = self.opts.idle_min,
+                () = tokio::time::sleep(idle) => idle = (idle * 2).min(self.opts.idle_max),
+            }
+        }
+        match self.bus.release(&self.opts.owner).await {
+            Ok(n) if n > 0 => tracing::info!(released = n, "bus leases released on shutdown"),
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "releasing bus leases failed; they will expire"),
+        }
+    }
+}

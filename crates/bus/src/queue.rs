@@ -1,0 +1,617 @@
+//! The table-backed queue: publish, claim, ack, nack, release.
+//!
+//! Times are microseconds since the Unix epoch taken from the caller's clock,
+//! so the same SQL runs on SQLite and PostgreSQL. Message states: 0 pending,
+//! 1 leased, 2 dead.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rand::Rng;
+use retain_store::entity::bus_message;
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, Statement, Value,
+};
+use tokio::sync::Notify;
+
+use crate::Headers;
+
+const PENDING: i16 = 0;
+const LEASED: i16 = 1;
+const DEAD: i16 = 2;
+
+/// Bind parameters per publish statement: under SQLite's 32,766 and
+/// PostgreSQL's 65,535 limits.
+const MAX_PARAMS: usize = 30_000;
+
+/// Errors from the bus.
+#[derive(Debug, thiserror::Error)]
+pub enum BusError {
+    /// The database failed.
+    #[error("bus database error: {0}")]
+    Db(#[from] DbErr),
+    /// A consumer named a topic/group pair nobody subscribed.
+    #[error("no subscription for topic {topic:?} in consumer group {group:?}")]
+    NotSubscribed {
+        /// Topic.
+        topic: String,
+        /// Consumer group.
+        group: String,
+    },
+}
+
+/// A consumer group's subscription to a topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Subscription {
+    /// Topic name.
+    pub topic: String,
+    /// Consumer group (usually the service name).
+    pub group: String,
+    /// Fold a publication into a still-pending message with the same key.
+    pub coalesce: bool,
+    /// Delivery attempts before a message is dead-lettered.
+    pub max_attempts: i32,
+}
+
+impl Subscription {
+    /// A subscription with 10 attempts and no coalescing.
+    pub fn new(topic: impl Into<String>, group: impl Into<String>) -> Self {
+        Self {
+            topic: topic.into(),
+            group: group.into(),
+            coalesce: false,
+            max_attempts: 10,
+        }
+    }
+
+    /// Turns coalescing on.
+    pub fn coalescing(mut self) -> Self {
+        self.coalesce = true;
+        self
+    }
+
+    /// Sets the attempts before dead-lettering (at least 1).
+    pub fn max_attempts(mut self, n: i32) -> Self {
+        self.max_attempts = n.max(1);
+        self
+    }
+}
+
+/// A message to publish.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutgoingMessage {
+    /// Ordering and coalescing key (`tenant/account`), if any.
+    pub key: Option<String>,
+    /// Encoded protobuf payload.
+    pub payload: Vec<u8>,
+    /// Headers; see [`Headers::from_current_span`].
+    pub headers: Headers,
+}
+
+impl OutgoingMessage {
+    /// A keyed message carrying the current span's trace context.
+    pub fn keyed(key: impl Into<String>, payload: Vec<u8>) -> Self {
+        Self {
+            key: Some(key.into()),
+            payload,
+            headers: Headers::from_current_span(),
+        }
+    }
+}
+
+/// A leased message handed to a consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// Message id (publication order within a group).
+    pub id: i64,
+    /// Key, if any.
+    pub key: Option<String>,
+    /// Payload.
+    pub payload: Vec<u8>,
+    /// Headers.
+    pub headers: Headers,
+    /// This delivery's attempt number, from 1.
+    pub attempt: i32,
+}
+
+/// What [`Bus::nack`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NackOutcome {
+    /// Scheduled for another attempt.
+    Retried,
+    /// Attempts exhausted: dead-lettered.
+    DeadLettered,
+    /// A newer publication for the same coalescing key is pending and
+    /// supersedes this one, which was dropped.
+    Superseded,
+    /// The lease had already been lost (expired and re-claimed elsewhere).
+    LeaseLost,
+}
+
+/// Retry back-off: `base × 2^(attempt−1)`, capped, with ±20 % jitter.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    /// Delay after the first failure.
+    pub base: Duration,
+    /// Longest delay.
+    pub max: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        Self {
+            base: Duration::from_secs(1),
+            max: Duration::from_secs(300),
+        }
+    }
+}
+
+impl RetryPolicy {
+    /// The delay before the next attempt after `attempt` failed.
+    pub fn delay(&self, attempt: i32) -> Duration {
+        let exp = u32::try_from(attempt.saturating_sub(1).clamp(0, 30)).unwrap_or(30);
+        let raw = self.base.saturating_mul(1u32 << exp.min(20)).min(self.max);
+        let jitter = rand::rng().random_range(0.8..1.2);
+        raw.mul_f64(jitter).min(self.max)
+    }
+}
+
+/// Message counts of one group's topic.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct BusStats {
+    /// Waiting (including scheduled retries).
+    pub pending: u64,
+    /// Leased by a consumer.
+    pub leased: u64,
+    /// Dead-lettered.
+    pub dead: u64,
+}
+
+/// Current time in microseconds since the Unix epoch.
+pub(crate) fn now_micros() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn micros(d: Duration) -> i64 {
+    i64::try_from(d.as_micros()).unwrap_or(i64::MAX)
+}
+
+/// Publishes messages to `topic` on `conn`, which should be the caller's
+/// transaction: the messages commit or roll back with the caller's data.
+/// Each subscribed group gets its own copy. Returns the rows written or
+/// folded (messages × groups); a topic nobody subscribes to stores nothing.
+pub async fn publish<C: ConnectionTrait>(
+    conn: &C,
+    topic: &str,
+    messages: &[OutgoingMessage],
+) -> Result<u64, BusError> {
+    let backend = conn.get_database_backend();
+    let now = now_micros();
+    let mut written = 0;
+    // One statement may not fold two rows with the same key (PostgreSQL
+    // refuses "ON CONFLICT DO UPDATE ... a second time"), so repeated keys go
+    // into successive rounds, which also keeps per-key publication order.
+    for round in rounds_by_key(messages) {
+        let per_stmt = MAX_PARAMS / 3;
+        for chunk in round.chunks(per_stmt) {
+            let mut sql = String::with_capacity(512 + chunk.len() * 24);
+            sql.push_str(
+                "INSERT INTO bus_messages (topic, consumer_group, msg_key, coalesce_key, payload, \
+                 headers, state, attempts, available_at, coalesced, created_at) \
+                 SELECT s.topic, s.consumer_group, v.column1, \
+                 CASE WHEN s.coalesce THEN v.column1 ELSE NULL END, v.column2, v.column3, \
+                 0, 0, $2, 1, $2 FROM (VALUES ",
+            );
+            let mut values: Vec<Value> = Vec::with_capacity(2 + chunk.len() * 3);
+            values.push(topic.into());
+            values.push(now.into());
+            for (i, m) in chunk.iter().enumerate() {
+                let p = 3 + i * 3;
+                if i > 0 {
+                    sql.push(',');
+                }
+                sql.push_str(&format!("(${}, ${}, ${})", p, p + 1, p + 2));
+                values.push(m.key.clone().into());
+                values.push(m.payload.clone().into());
+                values.push(m.headers.encode().into());
+            }
+            sql.push_str(
+                ") AS v CROSS JOIN bus_subscriptions s WHERE s.topic = $1 \
+                 ON CONFLICT (consumer_group, topic, coalesce_key) WHERE state = 0 \
+                 DO UPDATE SET payload = excluded.payload, headers = excluded.headers, \
+                 coalesced = bus_messages.coalesced + 1",
+            );
+            let res = conn
+                .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?;
+            written += res.rows_affected();
+        }
+    }
+    Ok(written)
+}
+
+fn rounds_by_key(messages: &[OutgoingMessage]) -> Vec<Vec<&OutgoingMessage>> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    let mut rounds: Vec<Vec<&OutgoingMessage>> = vec![Vec::with_capacity(messages.len())];
+    for m in messages {
+        let round = match m.key.as_deref() {
+            Some(k) => {
+                let n = seen.entry(k).or_insert(0);
+                *n += 1;
+                *n - 1
+            }
+            None => 0,
+        };
+        if rounds.len() <= round {
+            rounds.push(Vec::new());
+        }
+        rounds[round].push(m);
+    }
+    rounds
+}
+
+/// A handle on the bus for consumers and operators. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Bus {
+    db: DatabaseConnection,
+    wake: Arc<Notify>,
+}
+
+impl Bus {
+    /// A bus over this database.
+    pub fn new(db: DatabaseConnection) -> Self {
+        Self {
+            db,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// The database the bus lives in.
+    pub fn db(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Wakes this process's idle consumers now (call after committing a
+    /// publication); other replicas find the message at their next poll.
+    pub fn wake(&self) {
+        self.wake.notify_waiters();
+    }
+
+    pub(crate) fn wake_handle(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Creates or updates a subscription. Messages published before it
+    /// existed are not delivered to the group.
+    pub async fn subscribe(&self, sub: &Subscription) -> Result<(), BusError> {
+        let backend = self.db.get_database_backend();
+        self.db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                "INSERT INTO bus_subscriptions (topic, consumer_group, coalesce, max_attempts) \
+                 VALUES ($1, $2, $3, $4) ON CONFLICT (topic, consumer_group) \
+                 DO UPDATE SET coalesce = excluded.coalesce, max_attempts = excluded.max_attempts",
+                [
+                    sub.topic.clone().into(),
+                    sub.group.clone().into(),
+                    sub.coalesce.into(),
+                    sub.max_attempts.into(),
+                ],
+            ))
+            .await?;
+        Ok(())
+    }
+
+    /// The stored subscription of `group` to `topic`.
+    pub async fn subscription(&self, topic: &str, group: &str) -> Result<Subscription, BusError> {
+        use retain_store::entity::bus_subscription as s;
+        let found = s::Entity::find_by_id((topic.to_owned(), group.to_owned()))
+            .one(&self.db)
+            .await?;
+        found
+            .map(|m| Subscription {
+                topic: m.topic,
+                group: m.consumer_group,
+                coalesce: m.coalesce,
+                max_attempts: m.max_attempts,
+            })
+            .ok_or_else(|| BusError::NotSubscribed {
+                topic: topic.to_owned(),
+                group: group.to_owned(),
+            })
+    }
+
+    /// Leases up to `max` deliverable messages of `group`'s copy of `topic`
+    /// to `owner` for `lease`. A message is deliverable when it is pending
+    /// and due, or its lease expired, and it is the oldest unfinished message
+    /// of its key (per-key serial processing). Returned in id order.
+    pub async fn claim(
+        &self,
+        topic: &str,
+        group: &str,
+        owner: &str,
+        max: usize,
+        lease: Duration,
+    ) -> Result<Vec<Delivery>, BusError> {
+        let backend = self.db.get_database_backend();
+        let now = now_micros();
+        let lock = match backend {
+            DatabaseBackend::Postgres => " FOR UPDATE SKIP LOCKED",
+            _ => "",
+        };
+        let sql = format!(
+            "UPDATE bus_messages SET state = {LEASED}, lease_owner = $1, lease_until = $2, \
+             attempts = attempts + 1 \
+             WHERE id IN (SELECT d.id FROM bus_messages d \
+               WHERE d.consumer_group = $3 AND d.topic = $4 AND d.available_at <= $5 \
+               AND (d.state = {PENDING} OR (d.state = {LEASED} AND d.lease_until < $5)) \
+               AND (d.msg_key IS NULL OR d.id = (SELECT min(h.id) FROM bus_messages h \
+                    WHERE h.consumer_group = d.consumer_group AND h.topic = d.topic \
+                    AND h.msg_key = d.msg_key AND h.state <> {DEAD})) \
+               ORDER BY d.id LIMIT $6{lock}) \
+             RETURNING id, msg_key, payload, headers, attempts"
+        );
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                sql,
+                [
+                    owner.into(),
+                    (now + micros(lease)).into(),
+                    group.into(),
+                    topic.into(),
+                    now.into(),
+                    i64::try_from(max).unwrap_or(i64::MAX).into(),
+                ],
+            ))
+            .await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for row in rows {
+            out.push(Delivery {
+                id: row.try_get_by_index(0)?,
+                key: row.try_get_by_index(1)?,
+                payload: row.try_get_by_index(2)?,
+                headers: Headers::decode(&row.try_get_by_index::<String>(3)?),
+                attempt: row.try_get_by_index(4)?,
+            });
+        }
+        out.sort_by_key(|d| d.id);
+        Ok(out)
+    }
+
+    /// Acknowledges handled messages: they are deleted. Only messages still
+    /// leased to `owner` are affected; returns how many were.
+    pub async fn ack(&self, owner: &str, ids: &[i64]) -> Result<u64, BusError> {
+        let backend = self.db.get_database_backend();
+        let mut done = 0;
+        for chunk in ids.chunks(MAX_PARAMS) {
+            if chunk.is_empty() {
+                continue;
+            }
+            let placeholders: Vec<String> =
+                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
+            let sql = format!(
+                "DELETE FROM bus_messages WHERE lease_owner = $1 AND state = {LEASED} AND id IN ({})",
+                placeholders.join(",")
+            );
+            let mut values: Vec<Value> = Vec::with_capacity(chunk.len() + 1);
+            values.push(owner.into());
+            values.extend(chunk.iter().map(|&id| Value::from(id)));
+            done += self
+                .db
+                .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?
+                .rows_affected();
+        }
+        Ok(done)
+    }
+
+    /// Reports a failed delivery: retried after the policy's delay, or
+    /// dead-lettered once `max_attempts` is reached.
+    pub async fn nack(
+        &self,
+        owner: &str,
+        delivery: &Delivery,
+        error: &str,
+        max_attempts: i32,
+        retry: &RetryPolicy,
+    ) -> Result<NackOutcome, BusError> {
+        let backend = self.db.get_database_backend();
+        let error: String = error.chars().take(2000).collect();
+        if delivery.attempt >= max_attempts {
+            let n = self
+                .db
+                .execute_raw(Statement::from_sql_and_values(
+                    backend,
+                    format!(
+                        "UPDATE bus_messages SET state = {DEAD}, lease_owner = NULL, lease_until = NULL, \
+                         last_error = $1 WHERE id = $2 AND lease_owner = $3 AND state = {LEASED}"
+                    ),
+                    [error.into(), delivery.id.into(), owner.into()],
+                ))
+                .await?
+                .rows_affected();
+            if n == 1 {
+                tracing::warn!(
+                    id = delivery.id,
+                    attempts = delivery.attempt,
+                    "bus message dead-lettered"
+                );
+            }
+            return Ok(if n == 1 {
+                NackOutcome::DeadLettered
+            } else {
+                NackOutcome::LeaseLost
+            });
+        }
+        // A newer pending publication for the same coalescing key already
+        // asks for the same work; keeping both would break the one-pending-
+        // per-key rule, so this copy is dropped.
+        let superseded = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "DELETE FROM bus_messages WHERE id = $1 AND lease_owner = $2 AND state = {LEASED} \
+                     AND coalesce_key IS NOT NULL AND EXISTS (SELECT 1 FROM bus_messages p \
+                     WHERE p.consumer_group = bus_messages.consumer_group AND p.topic = bus_messages.topic \
+                     AND p.coalesce_key = bus_messages.coalesce_key AND p.state = {PENDING})"
+                ),
+                [delivery.id.into(), owner.into()],
+            ))
+            .await?
+            .rows_affected();
+        if superseded == 1 {
+            return Ok(NackOutcome::Superseded);
+        }
+        let due = now_micros() + micros(retry.delay(delivery.attempt));
+        let n = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "UPDATE bus_messages SET state = {PENDING}, lease_owner = NULL, lease_until = NULL, \
+                     available_at = $1, last_error = $2 WHERE id = $3 AND lease_owner = $4 AND state = {LEASED}"
+                ),
+                [due.into(), error.into(), delivery.id.into(), owner.into()],
+            ))
+            .await?
+            .rows_affected();
+        Ok(if n == 1 {
+            NackOutcome::Retried
+        } else {
+            NackOutcome::LeaseLost
+        })
+    }
+
+    /// Gives back every lease `owner` holds, without counting an attempt:
+    /// the messages are claimable at once by another replica. Called on
+    /// graceful shutdown.
+    pub async fn release(&self, owner: &str) -> Result<u64, BusError> {
+        let backend = self.db.get_database_backend();
+        let n = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "UPDATE bus_messages SET lease_until = 0, lease_owner = NULL, attempts = attempts - 1 \
+                     WHERE lease_owner = $1 AND state = {LEASED}"
+                ),
+                [owner.into()],
+            ))
+            .await?
+            .rows_affected();
+        Ok(n)
+    }
+
+    /// Dead-letters messages whose lease expired after their last allowed
+    /// attempt (a replica that crashed on them every time). Returns how many.
+    pub async fn reap_expired(&self, sub: &Subscription) -> Result<u64, BusError> {
+        let backend = self.db.get_database_backend();
+        let n = self
+            .db
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!(
+                    "UPDATE bus_messages SET state = {DEAD}, lease_owner = NULL, \
+                     last_error = 'lease expired on the last attempt' \
+                     WHERE consumer_group = $1 AND topic = $2 AND state = {LEASED} \
+                     AND lease_until < $3 AND attempts >= $4"
+                ),
+                [
+                    sub.group.clone().into(),
+                    sub.topic.clone().into(),
+                    now_micros().into(),
+                    sub.max_attempts.into(),
+                ],
+            ))
+            .await?
+            .rows_affected();
+        Ok(n)
+    }
+
+    /// Pending, leased and dead counts of `group`'s copy of `topic`.
+    pub async fn stats(&self, topic: &str, group: &str) -> Result<BusStats, BusError> {
+        let backend = self.db.get_database_backend();
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_sql_and_values(
+                backend,
+                "SELECT state, COUNT(*) FROM bus_messages WHERE topic = $1 AND consumer_group = $2 \
+                 GROUP BY state",
+                [topic.into(), group.into()],
+            ))
+            .await?;
+        let mut stats = BusStats::default();
+        for row in rows {
+            let state: i16 = row.try_get_by_index(0)?;
+            let count: i64 = row.try_get_by_index(1)?;
+            let count = u64::try_from(count).unwrap_or(0);
+            match state {
+                PENDING => stats.pending = count,
+                LEASED => stats.leased = count,
+                _ => stats.dead = count,
+            }
+        }
+        Ok(stats)
+    }
+
+    /// The oldest dead letters of `group`'s copy of `topic`.
+    pub async fn dead_letters(
+        &self,
+        topic: &str,
+        group: &str,
+        limit: u64,
+    ) -> Result<Vec<bus_message::Model>, BusError> {
+        Ok(bus_message::Entity::find()
+            .filter(bus_message::Column::Topic.eq(topic))
+            .filter(bus_message::Column::ConsumerGroup.eq(group))
+            .filter(bus_message::Column::State.eq(DEAD))
+            .order_by_asc(bus_message::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn msg(key: &str) -> OutgoingMessage {
+        OutgoingMessage {
+            key: Some(key.into()),
+            payload: vec![],
+            headers: Headers::new(),
+        }
+    }
+
+    #[test]
+    fn repeated_keys_go_to_later_rounds_in_order() {
+        let msgs = [msg("a"), msg("b"), msg("a"), msg("a")];
+        let rounds = rounds_by_key(&msgs);
+        assert_eq!(rounds.len(), 3);
+        assert_eq!(rounds[0].len(), 2);
+        assert!(std::ptr::eq(rounds[1][0], &msgs[2]));
+        assert!(std::ptr::eq(rounds[2][0], &msgs[3]));
+    }
+
+    #[test]
+    fn retry_delay_grows_and_is_capped() {
+        let p = RetryPolicy {
+            base: Duration::from_millis(100),
+            max: Duration::from_secs(1),
+        };
+        let first = p.delay(1);
+        assert!(first >= Duration::from_millis(80) && first <= Duration::from_millis(120));
+        let third = p.delay(3);
+        assert!(third >= Duration::from_millis(320) && third <= Duration::from_millis(480));
+        assert!(p.delay(30) <= Duration::from_secs(1));
+    }
+}

@@ -1,0 +1,258 @@
+//! Bus semantics on SQLite and PostgreSQL: fan-out, leases, exactly-once
+//! under concurrency, coalescing, per-key order, dead letters, rollback.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use retain_bus::{
+    Bus, Consumer, ConsumerOptions, Delivery, Handler, HandlerError, Headers, NackOutcome,
+    OutgoingMessage, RetryPolicy, Subscription, publish,
+};
+use sea_orm::TransactionTrait;
+use tokio_util::sync::CancellationToken;
+
+const TOPIC: &str = "signals.recorded";
+
+fn message(key: Option<&str>, payload: &str) -> OutgoingMessage {
+    OutgoingMessage {
+        key: key.map(str::to_owned),
+        payload: payload.as_bytes().to_vec(),
+        headers: Headers::new(),
+    }
+}
+
+async fn publish_committed(bus: &Bus, msgs: &[OutgoingMessage]) {
+    let tx = bus.db().begin().await.expect("begin");
+    publish(&tx, TOPIC, msgs).await.expect("publish");
+    tx.commit().await.expect("commit");
+}
+
+const LEASE: Duration = Duration::from_secs(30);
+
+retain_store::storage_test!(async fn every_group_gets_every_message(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "metrics")).await.unwrap();
+    bus.subscribe(&Subscription::new(TOPIC, "notification")).await.unwrap();
+    let msgs: Vec<_> = (0..5).map(|i| message(Some(&format!("a{i}")), &format!("p{i}"))).collect();
+    publish_committed(&bus, &msgs).await;
+
+    let metrics = bus.claim(TOPIC, "metrics", "m-1", 100, LEASE).await.unwrap();
+    assert_eq!(metrics.len(), 5);
+    assert_eq!(bus.ack("m-1", &metrics.iter().map(|d| d.id).collect::<Vec<_>>()).await.unwrap(), 5);
+
+    // Acking in one group leaves the other group's copies alone.
+    let notification = bus.claim(TOPIC, "notification", "n-1", 100, LEASE).await.unwrap();
+    let payloads: Vec<_> = notification.iter().map(|d| String::from_utf8(d.payload.clone()).unwrap()).collect();
+    assert_eq!(payloads, ["p0", "p1", "p2", "p3", "p4"]);
+    assert_eq!(bus.stats(TOPIC, "metrics").await.unwrap().pending, 0);
+});
+
+retain_store::storage_test!(async fn unsubscribed_topic_stores_nothing(db) {
+    let bus = Bus::new(db.conn.clone());
+    let tx = bus.db().begin().await.unwrap();
+    assert_eq!(publish(&tx, "nobody.listens", &[message(None, "x")]).await.unwrap(), 0);
+    tx.commit().await.unwrap();
+});
+
+retain_store::storage_test!(async fn rolled_back_transaction_publishes_nothing(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "metrics")).await.unwrap();
+    let tx = bus.db().begin().await.unwrap();
+    assert_eq!(publish(&tx, TOPIC, &[message(Some("a"), "x"), message(None, "y")]).await.unwrap(), 2);
+    tx.rollback().await.unwrap();
+    assert!(bus.claim(TOPIC, "metrics", "m", 10, LEASE).await.unwrap().is_empty());
+    assert_eq!(bus.stats(TOPIC, "metrics").await.unwrap(), Default::default());
+});
+
+retain_store::storage_test!(async fn expired_lease_is_taken_over(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "metrics")).await.unwrap();
+    publish_committed(&bus, &[message(Some("a"), "1"), message(Some("b"), "2")]).await;
+
+    // Replica A claims with a short lease and dies without acking.
+    let dead_replica = bus.claim(TOPIC, "metrics", "A", 10, Duration::from_millis(200)).await.unwrap();
+    assert_eq!(dead_replica.len(), 2);
+    // While the lease holds, nobody else gets the messages.
+    assert!(bus.claim(TOPIC, "metrics", "B", 10, LEASE).await.unwrap().is_empty());
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let taken = loop {
+        let got = bus.claim(TOPIC, "metrics", "B", 10, LEASE).await.unwrap();
+        if !got.is_empty() || tokio::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(taken.iter().map(|d| d.id).collect::<Vec<_>>(), dead_replica.iter().map(|d| d.id).collect::<Vec<_>>());
+    assert!(taken.iter().all(|d| d.attempt == 2), "second attempt: {taken:?}");
+    // A's late ack touches nothing it no longer holds; B's ack finishes the work.
+    assert_eq!(bus.ack("A", &[taken[0].id]).await.unwrap(), 0);
+    assert_eq!(bus.ack("B", &taken.iter().map(|d| d.id).collect::<Vec<_>>()).await.unwrap(), 2);
+    assert_eq!(bus.stats(TOPIC, "metrics").await.unwrap(), Default::default());
+});
+
+retain_store::storage_test!(async fn released_leases_are_claimable_at_once(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "metrics")).await.unwrap();
+    publish_committed(&bus, &[message(Some("a"), "1")]).await;
+    let held = bus.claim(TOPIC, "metrics", "A", 10, LEASE).await.unwrap();
+    assert_eq!(bus.release("A").await.unwrap(), 1);
+    let again = bus.claim(TOPIC, "metrics", "B", 10, LEASE).await.unwrap();
+    assert_eq!(again[0].id, held[0].id);
+    assert_eq!(again[0].attempt, 1, "a released lease does not count as an attempt");
+});
+
+retain_store::storage_test!(async fn coalescing_folds_pending_messages_per_key(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "metrics").coalescing()).await.unwrap();
+    bus.subscribe(&Subscription::new(TOPIC, "notification")).await.unwrap();
+    // 100 publications for one account, in separate transactions and within
+    // one batch, plus one for another account.
+    for i in 0..50 {
+        publish_committed(&bus, &[message(Some("t/acme"), &format!("v{i}"))]).await;
+    }
+    let burst: Vec<_> = (50..100).map(|i| message(Some("t/acme"), &format!("v{i}"))).collect();
+    publish_committed(&bus, &burst).await;
+    publish_committed(&bus, &[message(Some("t/globex"), "g")]).await;
+
+    let stats = bus.stats(TOPIC, "metrics").await.unwrap();
+    assert_eq!(stats.pending, 2, "one pending message per key");
+    // The non-coalescing group still gets all 101.
+    assert_eq!(bus.stats(TOPIC, "notification").await.unwrap().pending, 101);
+
+    let claimed = bus.claim(TOPIC, "metrics", "m", 10, LEASE).await.unwrap();
+    let acme = claimed.iter().find(|d| d.key.as_deref() == Some("t/acme")).unwrap();
+    assert_eq!(acme.payload, b"v99", "the latest publication wins");
+    let rows = retain_store::entity::bus_message::Entity::find_by_id(acme.id);
+    use sea_orm::EntityTrait;
+    assert_eq!(rows.one(bus.db()).await.unwrap().unwrap().coalesced, 100);
+
+    // While the message is leased, a new publication queues behind it
+    // instead of folding into work already in progress.
+    publish_committed(&bus, &[message(Some("t/acme"), "later")]).await;
+    assert_eq!(bus.stats(TOPIC, "metrics").await.unwrap().pending, 1);
+    assert!(bus.claim(TOPIC, "metrics", "m2", 10, LEASE).await.unwrap().is_empty(), "key is busy");
+    bus.ack("m", &claimed.iter().map(|d| d.id).collect::<Vec<_>>()).await.unwrap();
+    let next = bus.claim(TOPIC, "metrics", "m2", 10, LEASE).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].payload, b"later");
+});
+
+retain_store::storage_test!(async fn one_key_is_handled_in_order_one_at_a_time(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "health")).await.unwrap();
+    publish_committed(&bus, &[message(Some("k"), "1"), message(Some("k"), "2"), message(Some("j"), "3")]).await;
+    let first = bus.claim(TOPIC, "health", "h", 10, LEASE).await.unwrap();
+    let payloads: Vec<_> = first.iter().map(|d| d.payload.clone()).collect();
+    assert_eq!(payloads, [b"1".to_vec(), b"3".to_vec()]);
+    assert!(bus.claim(TOPIC, "health", "h2", 10, LEASE).await.unwrap().is_empty());
+    bus.ack("h", &[first[0].id]).await.unwrap();
+    let second = bus.claim(TOPIC, "health", "h2", 10, LEASE).await.unwrap();
+    assert_eq!(second.len(), 1);
+    assert_eq!(second[0].payload, b"2");
+});
+
+struct AlwaysFails;
+
+impl Handler for AlwaysFails {
+    async fn handle(&self, _: &Delivery) -> Result<(), HandlerError> {
+        Err(HandlerError::transient("downstream unavailable"))
+    }
+}
+
+retain_store::storage_test!(async fn failing_messages_retry_then_dead_letter(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "notification").max_attempts(3)).await.unwrap();
+    publish_committed(&bus, &[message(Some("acme"), "boom"), message(Some("acme"), "after")]).await;
+    let mut opts = ConsumerOptions::new("n-1");
+    opts.retry = RetryPolicy { base: Duration::from_millis(1), max: Duration::from_millis(5) };
+    let consumer = Consumer::new(bus.clone(), TOPIC, "notification", opts).await.unwrap();
+
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while bus.stats(TOPIC, "notification").await.unwrap().dead < 2 {
+        assert!(tokio::time::Instant::now() < deadline, "never dead-lettered");
+        consumer.run_once(&AlwaysFails).await.unwrap();
+        tokio::task::yield_now().await;
+    }
+    let dead = bus.dead_letters(TOPIC, "notification", 10).await.unwrap();
+    assert_eq!(dead.len(), 2);
+    assert_eq!(dead[0].payload, b"boom");
+    assert_eq!(dead[0].attempts, 3);
+    assert_eq!(dead[0].last_error.as_deref(), Some("downstream unavailable"));
+    // A dead letter does not block its key: nothing is left pending.
+    assert_eq!(bus.stats(TOPIC, "notification").await.unwrap().pending, 0);
+});
+
+retain_store::storage_test!(async fn permanent_errors_dead_letter_at_once(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "g").max_attempts(5)).await.unwrap();
+    publish_committed(&bus, &[message(None, "garbage")]).await;
+    let d = bus.claim(TOPIC, "g", "o", 1, LEASE).await.unwrap().remove(0);
+    let outcome = bus.nack("o", &d, "does not decode", d.attempt, &RetryPolicy::default()).await.unwrap();
+    assert_eq!(outcome, NackOutcome::DeadLettered);
+    assert_eq!(bus.stats(TOPIC, "g").await.unwrap().dead, 1);
+});
+
+retain_store::storage_test!(async fn nack_of_superseded_coalesced_message_drops_it(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "metrics").coalescing()).await.unwrap();
+    publish_committed(&bus, &[message(Some("a"), "old")]).await;
+    let d = bus.claim(TOPIC, "metrics", "o", 1, LEASE).await.unwrap().remove(0);
+    publish_committed(&bus, &[message(Some("a"), "new")]).await;
+    let outcome = bus.nack("o", &d, "x", 10, &RetryPolicy::default()).await.unwrap();
+    assert_eq!(outcome, NackOutcome::Superseded);
+    let next = bus.claim(TOPIC, "metrics", "o", 10, LEASE).await.unwrap();
+    assert_eq!(next.len(), 1);
+    assert_eq!(next[0].payload, b"new");
+});
+
+/// Counts how often each payload was handled.
+#[derive(Default, Clone)]
+struct Recorder(Arc<Mutex<HashMap<Vec<u8>, u32>>>);
+
+impl Handler for Recorder {
+    async fn handle(&self, d: &Delivery) -> Result<(), HandlerError> {
+        *self.0.lock().unwrap().entry(d.payload.clone()).or_default() += 1;
+        Ok(())
+    }
+}
+
+retain_store::storage_test!(async fn four_consumers_process_ten_thousand_exactly_once(db) {
+    const N: usize = 10_000;
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "metrics")).await.unwrap();
+    let msgs: Vec<_> = (0..N).map(|i| message(Some(&format!("acct-{}", i % 500)), &i.to_string())).collect();
+    for chunk in msgs.chunks(1_000) {
+        publish_committed(&bus, chunk).await;
+    }
+
+    let recorder = Recorder::default();
+    let shutdown = CancellationToken::new();
+    let mut workers = Vec::new();
+    for w in 0..4 {
+        let mut opts = ConsumerOptions::new(format!("worker-{w}"));
+        opts.batch_size = 200;
+        let consumer = Consumer::new(bus.clone(), TOPIC, "metrics", opts).await.unwrap();
+        let (recorder, shutdown) = (recorder.clone(), shutdown.clone());
+        workers.push(tokio::spawn(async move { consumer.run(&recorder, shutdown).await }));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let stats = bus.stats(TOPIC, "metrics").await.unwrap();
+        if stats.pending == 0 && stats.leased == 0 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "not drained: {stats:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    shutdown.cancel();
+    for w in workers {
+        w.await.unwrap();
+    }
+    let seen = recorder.0.lock().unwrap();
+    assert_eq!(seen.len(), N, "every message handled");
+    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
+    assert!(twice.is_empty(), "handled more than once: {}", twice.len());
+    assert_eq!(bus.stats(TOPIC, "metrics").await.unwrap(), Default::default());
+});
