@@ -222,7 +222,7 @@ pub async fn publish<C: ConnectionTrait>(
             }
             sql.push_str(
                 ") AS v CROSS JOIN bus_subscriptions s WHERE s.topic = $1 \
-                 ON CONFLICT (consumer_group, topic, coalesce_key) WHERE state = 0 \
+                 ON CONFLICT (consumer_group, topic, coalesce_key) WHERE state = 0 AND coalesce_key IS NOT NULL \
                  DO UPDATE SET payload = excluded.payload, headers = excluded.headers, \
                  coalesced = bus_messages.coalesced + 1",
             );
@@ -350,9 +350,9 @@ impl Bus {
              WHERE id IN (SELECT d.id FROM bus_messages d \
                WHERE d.consumer_group = $3 AND d.topic = $4 AND d.available_at <= $5 \
                AND (d.state = {PENDING} OR (d.state = {LEASED} AND d.lease_until < $5)) \
-               AND (d.msg_key IS NULL OR d.id = (SELECT min(h.id) FROM bus_messages h \
+               AND (d.msg_key IS NULL OR NOT EXISTS (SELECT 1 FROM bus_messages h \
                     WHERE h.consumer_group = d.consumer_group AND h.topic = d.topic \
-                    AND h.msg_key = d.msg_key AND h.state <> {DEAD})) \
+                    AND h.msg_key = d.msg_key AND h.id < d.id AND h.state <> {DEAD})) \
                ORDER BY d.id LIMIT $6{lock}) \
              RETURNING id, msg_key, payload, headers, attempts"
         );

@@ -1,6 +1,8 @@
 //! Bus semantics on SQLite and PostgreSQL: fan-out, leases, exactly-once
 //! under concurrency, coalescing, per-key order, dead letters, rollback.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
+
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -250,9 +252,11 @@ retain_store::storage_test!(async fn four_consumers_process_ten_thousand_exactly
     for w in workers {
         w.await.unwrap();
     }
-    let seen = recorder.0.lock().unwrap();
-    assert_eq!(seen.len(), N, "every message handled");
-    let twice: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
-    assert!(twice.is_empty(), "handled more than once: {}", twice.len());
+    {
+        let seen = recorder.0.lock().unwrap();
+        assert_eq!(seen.len(), N, "every message handled");
+        let twice: Vec<_> = seen.iter().filter(|(_, n)| **n != 1).collect();
+        assert!(twice.is_empty(), "handled more than once: {}", twice.len());
+    }
     assert_eq!(bus.stats(TOPIC, "metrics").await.unwrap(), Default::default());
 });

@@ -173,10 +173,10 @@ fn with_database(url: &str, name: &str) -> String {
 /// The admin URL of the test server: the environment's, or the cluster
 /// this process started (started on first use).
 pub fn postgres_admin_url() -> Result<String, String> {
-    if let Ok(url) = std::env::var("RETAIN_TEST_DATABASE_URL") {
-        if !url.is_empty() {
-            return Ok(url);
-        }
+    if let Ok(url) = std::env::var("RETAIN_TEST_DATABASE_URL")
+        && !url.is_empty()
+    {
+        return Ok(url);
     }
     static CLUSTER: OnceLock<Result<PgCluster, String>> = OnceLock::new();
     CLUSTER

@@ -1,6 +1,8 @@
 //! Migrations apply, are idempotent, and leave working tables on both
 //! SQLite and PostgreSQL.
 
+#![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
+
 use retain_store::entity::bus_subscription;
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 

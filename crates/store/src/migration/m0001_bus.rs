@@ -123,9 +123,10 @@ impl MigrationTrait for Migration {
         .await?;
         // At most one pending message per coalescing key: a publish for a key
         // that is already pending folds into it (ON CONFLICT ... DO UPDATE).
+        // Rows of non-coalescing groups stay out of this index entirely.
         db.execute_unprepared(
             "CREATE UNIQUE INDEX bus_messages_coalesce ON bus_messages \
-             (consumer_group, topic, coalesce_key) WHERE state = 0",
+             (consumer_group, topic, coalesce_key) WHERE state = 0 AND coalesce_key IS NOT NULL",
         )
         .await?;
         Ok(())

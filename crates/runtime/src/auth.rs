@@ -1,0 +1,266 @@
+//! Bearer-token authentication and role checks.
+//!
+//! Tokens are configured as SHA-256 hashes, each bound to a tenant and
+//! roles. [`AuthLayer`] authenticates every call except health checks and
+//! reflection (`UNAUTHENTICATED` when the token is missing or unknown) and
+//! puts the [`Principal`] into the request extensions; handlers then call
+//! [`Principal::require`] (`PERMISSION_DENIED` without the role).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use retain_domain::TenantId;
+use sha2::{Digest, Sha256};
+
+use crate::config::AuthSettings;
+use crate::error::Error;
+
+/// What a token may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// Write signals.
+    Ingest,
+    /// Read accounts, metrics, health.
+    Read,
+    /// Change models and policies, rescore.
+    Admin,
+    /// Work CSM task queues.
+    Csm,
+}
+
+impl Role {
+    /// Parses `ingest`, `read`, `admin` or `csm`.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "ingest" => Some(Self::Ingest),
+            "read" => Some(Self::Read),
+            "admin" => Some(Self::Admin),
+            "csm" => Some(Self::Csm),
+            _ => None,
+        }
+    }
+
+    /// The role's configuration name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Ingest => "ingest",
+            Self::Read => "read",
+            Self::Admin => "admin",
+            Self::Csm => "csm",
+        }
+    }
+}
+
+impl fmt::Display for Role {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The authenticated caller: a tenant and its roles.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The tenant whose data the caller may touch.
+    pub tenant: TenantId,
+    /// Granted roles.
+    pub roles: Vec<Role>,
+    /// The token's configured name, for logs.
+    pub name: String,
+}
+
+impl Principal {
+    /// `Ok` when the caller has `role`; `PERMISSION_DENIED` otherwise.
+    pub fn require(&self, role: Role) -> Result<(), Error> {
+        if self.roles.contains(&role) {
+            Ok(())
+        } else {
+            Err(Error::PermissionDenied {
+                needed: role.as_str(),
+            })
+        }
+    }
+
+    /// The principal the auth layer attached to `request`.
+    pub fn of<T>(request: &tonic::Request<T>) -> Result<&Self, Error> {
+        request
+            .extensions()
+            .get::<Principal>()
+            .ok_or(Error::Unauthenticated("no credentials"))
+    }
+}
+
+/// The hex SHA-256 of a token, as written in the configuration.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Known tokens by hash.
+#[derive(Debug, Clone, Default)]
+pub struct Authenticator {
+    by_hash: HashMap<[u8; 32], Principal>,
+}
+
+impl Authenticator {
+    /// Builds the token table from validated settings.
+    pub fn from_settings(settings: &AuthSettings) -> Result<Self, Error> {
+        let mut by_hash = HashMap::new();
+        for (i, t) in settings.tokens.iter().enumerate() {
+            let bad = |what: String| Error::Internal(format!("auth.tokens[{i}]: {what}"));
+            let bytes = hex::decode(&t.sha256).map_err(|e| bad(e.to_string()))?;
+            let hash: [u8; 32] = bytes
+                .try_into()
+                .map_err(|_| bad("sha256 must be 32 bytes".into()))?;
+            let tenant = TenantId::parse(t.tenant.clone()).map_err(|e| bad(e.to_string()))?;
+            let roles = t
+                .roles
+                .iter()
+                .map(|r| Role::parse(r).ok_or_else(|| bad(format!("unknown role {r:?}"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            by_hash.insert(
+                hash,
+                Principal {
+                    tenant,
+                    roles,
+                    name: t.name.clone(),
+                },
+            );
+        }
+        Ok(Self { by_hash })
+    }
+
+    /// Adds a token (given in clear, stored hashed); for the embedded
+    /// server's generated dev token and tests.
+    pub fn insert(&mut self, token: &str, principal: Principal) {
+        self.by_hash
+            .insert(Sha256::digest(token.as_bytes()).into(), principal);
+    }
+
+    /// The principal for an `authorization` header value.
+    pub fn authenticate(&self, header: Option<&str>) -> Result<Principal, Error> {
+        let header = header.ok_or(Error::Unauthenticated("missing authorization metadata"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .ok_or(Error::Unauthenticated(
+                "authorization must be `Bearer <token>`",
+            ))?
+            .trim();
+        let hash: [u8; 32] = Sha256::digest(token.as_bytes()).into();
+        self.by_hash
+            .get(&hash)
+            .cloned()
+            .ok_or(Error::Unauthenticated("unknown token"))
+    }
+}
+
+/// Paths served without authentication: health probes and reflection.
+fn is_public(path: &str) -> bool {
+    path.starts_with("/grpc.health.v1.") || path.starts_with("/grpc.reflection.")
+}
+
+/// Tower layer that authenticates every non-public gRPC call.
+#[derive(Debug, Clone)]
+pub struct AuthLayer {
+    auth: Arc<Authenticator>,
+}
+
+impl AuthLayer {
+    /// A layer checking tokens against `auth`.
+    pub fn new(auth: Arc<Authenticator>) -> Self {
+        Self { auth }
+    }
+}
+
+impl<S> tower::Layer<S> for AuthLayer {
+    type Service = AuthService<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        AuthService {
+            inner,
+            auth: self.auth.clone(),
+        }
+    }
+}
+
+/// The service [`AuthLayer`] builds.
+#[derive(Debug, Clone)]
+pub struct AuthService<S> {
+    inner: S,
+    auth: Arc<Authenticator>,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for AuthService<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        futures::future::Either<S::Future, std::future::Ready<Result<Self::Response, Self::Error>>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: http::Request<B>) -> Self::Future {
+        if is_public(req.uri().path()) {
+            return futures::future::Either::Left(self.inner.call(req));
+        }
+        let header = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        match self.auth.authenticate(header) {
+            Ok(principal) => {
+                tracing::Span::current().record("tenant", principal.tenant.as_str());
+                req.extensions_mut().insert(principal);
+                futures::future::Either::Left(self.inner.call(req))
+            }
+            Err(e) => {
+                let status: tonic::Status = e.into();
+                futures::future::Either::Right(std::future::ready(Ok(status.into_http())))
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::TokenSettings;
+
+    #[test]
+    fn tokens_authenticate_by_hash() {
+        let settings = AuthSettings {
+            tokens: vec![TokenSettings {
+                sha256: token_hash("s3cret"),
+                tenant: "acme".into(),
+                roles: vec!["read".into()],
+                name: "dashboards".into(),
+            }],
+        };
+        let auth = Authenticator::from_settings(&settings).expect("valid");
+        let p = auth.authenticate(Some("Bearer s3cret")).expect("known");
+        assert_eq!(p.tenant.as_str(), "acme");
+        assert!(p.require(Role::Read).is_ok());
+        assert!(matches!(
+            p.require(Role::Ingest),
+            Err(Error::PermissionDenied { needed: "ingest" })
+        ));
+        assert!(matches!(
+            auth.authenticate(Some("Bearer nope")),
+            Err(Error::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            auth.authenticate(Some("s3cret")),
+            Err(Error::Unauthenticated(_))
+        ));
+        assert!(matches!(
+            auth.authenticate(None),
+            Err(Error::Unauthenticated(_))
+        ));
+    }
+}

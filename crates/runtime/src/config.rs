@@ -1,0 +1,403 @@
+//! Service configuration: built-in defaults < a TOML file (`--config` or
+//! `RETAIN_CONFIG`) < environment variables `RETAIN__SECTION__KEY`.
+//!
+//! Every struct denies unknown keys, so a typo stops start-up instead of
+//! being ignored, and [`Settings::validate`] names the offending key.
+//! `deploy/config/retain.toml` is the commented reference.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::auth::Role;
+
+/// A configuration problem, naming the key at fault.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file or environment could not be read or has the wrong shape.
+    #[error("configuration: {0}")]
+    Load(#[from] config::ConfigError),
+    /// A value is present but not acceptable.
+    #[error("configuration key `{key}`: {reason}")]
+    Invalid {
+        /// Dotted key path (`server.listen`).
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        reason: reason.into(),
+    }
+}
+
+/// Everything a Retain service reads at start-up.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Settings {
+    /// The gRPC server.
+    pub server: ServerSettings,
+    /// The database.
+    pub database: DatabaseSettings,
+    /// Logs, traces and metrics.
+    pub telemetry: TelemetrySettings,
+    /// Bearer tokens.
+    pub auth: AuthSettings,
+}
+
+/// gRPC server settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServerSettings {
+    /// Address to listen on (`0.0.0.0:50051` in a container).
+    pub listen: String,
+    /// Largest request message accepted, in bytes.
+    pub max_message_bytes: usize,
+    /// Requests in flight across all connections before new ones are shed
+    /// with `RESOURCE_EXHAUSTED`.
+    pub concurrency_limit: usize,
+    /// Deadline for a request that carries none, in milliseconds.
+    pub request_timeout_ms: u64,
+    /// After SIGTERM: how long to report NOT_SERVING before refusing new
+    /// connections, so load balancers stop routing here (milliseconds).
+    pub readiness_delay_ms: u64,
+    /// After SIGTERM: the longest wait for in-flight calls to finish.
+    pub shutdown_grace_ms: u64,
+    /// TLS; absent means plaintext (inside a mesh or on loopback).
+    pub tls: Option<TlsSettings>,
+}
+
+impl Default for ServerSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:50051".into(),
+            max_message_bytes: 4 * 1024 * 1024,
+            concurrency_limit: 512,
+            request_timeout_ms: 30_000,
+            readiness_delay_ms: 0,
+            shutdown_grace_ms: 30_000,
+            tls: None,
+        }
+    }
+}
+
+impl ServerSettings {
+    /// The parsed listen address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        self.listen.parse().map_err(|e| {
+            invalid(
+                "server.listen",
+                format!("{:?} is not host:port ({e})", self.listen),
+            )
+        })
+    }
+
+    /// Default request deadline.
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_millis(self.request_timeout_ms)
+    }
+}
+
+/// TLS files (PEM). With `client_ca_path`, clients must present a
+/// certificate signed by that CA (mTLS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSettings {
+    /// Server certificate chain.
+    pub cert_path: PathBuf,
+    /// Server private key.
+    pub key_path: PathBuf,
+    /// CA that signs client certificates; set to require mTLS.
+    pub client_ca_path: Option<PathBuf>,
+}
+
+/// Database settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DatabaseSettings {
+    /// `sqlite://path?mode=rwc` or `postgres://user:pass@host/db`.
+    pub url: String,
+    /// Pool size (PostgreSQL; SQLite always uses one writer connection).
+    pub max_connections: u32,
+    /// How long a request waits for a pooled connection (milliseconds).
+    pub acquire_timeout_ms: u64,
+}
+
+impl Default for DatabaseSettings {
+    fn default() -> Self {
+        Self {
+            url: "sqlite://retain.db?mode=rwc".into(),
+            max_connections: 16,
+            acquire_timeout_ms: 10_000,
+        }
+    }
+}
+
+impl DatabaseSettings {
+    /// Pool options for `retain_store::connect`.
+    pub fn pool(&self) -> retain_store::PoolOptions {
+        retain_store::PoolOptions {
+            max_connections: self.max_connections,
+            acquire_timeout: Duration::from_millis(self.acquire_timeout_ms),
+        }
+    }
+}
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Pretty on a terminal, JSON otherwise.
+    Auto,
+    /// Human-readable, coloured.
+    Pretty,
+    /// One JSON object per line (production).
+    Json,
+}
+
+/// Telemetry settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TelemetrySettings {
+    /// Log format.
+    pub log_format: LogFormat,
+    /// `tracing` filter directives (`info,retain_bus=debug`); `RUST_LOG`
+    /// overrides it.
+    pub log_filter: String,
+    /// OTLP/gRPC collector endpoint (`http://otel-collector:4317`); empty
+    /// turns trace and metric export off.
+    pub otlp_endpoint: String,
+    /// `service.name` reported to the collector; empty = the binary's name.
+    pub service_name: String,
+}
+
+impl Default for TelemetrySettings {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Auto,
+            log_filter: "info".into(),
+            otlp_endpoint: String::new(),
+            service_name: String::new(),
+        }
+    }
+}
+
+/// Bearer tokens accepted by the service.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// One entry per token.
+    pub tokens: Vec<TokenSettings>,
+}
+
+/// One bearer token, stored only as its SHA-256 hash.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// Lower-case hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
+    pub sha256: String,
+    /// Tenant the token acts for.
+    pub tenant: String,
+    /// Roles: `ingest`, `read`, `admin`, `csm`.
+    pub roles: Vec<String>,
+    /// Free text naming the holder, for logs.
+    #[serde(default)]
+    pub name: String,
+}
+
+impl Settings {
+    /// Loads defaults, then `file` (or `RETAIN_CONFIG` when `file` is
+    /// `None`), then `RETAIN__SECTION__KEY` variables, and validates.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let env_file = std::env::var_os("RETAIN_CONFIG").map(PathBuf::from);
+        let file = file.map(Path::to_path_buf).or(env_file);
+        Self::load_from(file.as_deref(), std::env::vars())
+    }
+
+    /// [`Settings::load`] with the environment given explicitly (tests).
+    pub fn load_from(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(path) = file {
+            if !path.is_file() {
+                return Err(invalid(
+                    "--config",
+                    format!("{} does not exist", path.display()),
+                ));
+            }
+            builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
+        }
+        let vars: config::Map<String, String> = env
+            .into_iter()
+            .filter(|(k, _)| k.starts_with("RETAIN__"))
+            .collect();
+        builder = builder.add_source(
+            config::Environment::with_prefix("RETAIN")
+                .prefix_separator("__")
+                .separator("__")
+                .try_parsing(true)
+                .source(Some(vars)),
+        );
+        let settings: Settings = builder.build()?.try_deserialize()?;
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Checks values the types alone cannot.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.server.listen_addr()?;
+        if self.server.max_message_bytes < 1024 {
+            return Err(invalid("server.max_message_bytes", "must be at least 1024"));
+        }
+        if self.server.concurrency_limit == 0 {
+            return Err(invalid("server.concurrency_limit", "must be at least 1"));
+        }
+        if self.server.request_timeout_ms == 0 {
+            return Err(invalid("server.request_timeout_ms", "must be at least 1"));
+        }
+        if let Some(tls) = &self.server.tls {
+            for (key, path) in [
+                ("server.tls.cert_path", Some(&tls.cert_path)),
+                ("server.tls.key_path", Some(&tls.key_path)),
+                ("server.tls.client_ca_path", tls.client_ca_path.as_ref()),
+            ] {
+                if let Some(path) = path
+                    && !path.is_file()
+                {
+                    return Err(invalid(key, format!("{} does not exist", path.display())));
+                }
+            }
+        }
+        retain_store::backend_of(&self.database.url)
+            .map_err(|e| invalid("database.url", e.to_string()))?;
+        if self.database.max_connections == 0 {
+            return Err(invalid("database.max_connections", "must be at least 1"));
+        }
+        for (i, token) in self.auth.tokens.iter().enumerate() {
+            let key = |field: &str| format!("auth.tokens[{i}].{field}");
+            if token.sha256.len() != 64 || !token.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid(
+                    key("sha256"),
+                    "must be 64 hex digits (the SHA-256 of the token)",
+                ));
+            }
+            retain_domain::TenantId::parse(token.tenant.clone())
+                .map_err(|e| invalid(key("tenant"), format!("{:?} {e}", token.tenant)))?;
+            if token.roles.is_empty() {
+                return Err(invalid(key("roles"), "must name at least one role"));
+            }
+            for (j, role) in token.roles.iter().enumerate() {
+                Role::parse(role).ok_or_else(|| {
+                    invalid(
+                        format!("auth.tokens[{i}].roles[{j}]"),
+                        format!("{role:?} is not a role; use ingest, read, admin or csm"),
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    fn write(dir: &tempfile::TempDir, text: &str) -> PathBuf {
+        let path = dir.path().join("retain.toml");
+        std::fs::write(&path, text).expect("write config");
+        path
+    }
+
+    #[test]
+    fn defaults_are_valid() {
+        let s = Settings::load_from(None, env(&[])).expect("defaults load");
+        assert_eq!(s.server.listen, "127.0.0.1:50051");
+        assert_eq!(s.database.url, "sqlite://retain.db?mode=rwc");
+    }
+
+    #[test]
+    fn file_overrides_defaults_and_env_overrides_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            &dir,
+            "[server]\nlisten = \"0.0.0.0:7000\"\nconcurrency_limit = 9\n",
+        );
+        let s = Settings::load_from(
+            Some(&path),
+            env(&[("RETAIN__SERVER__CONCURRENCY_LIMIT", "33")]),
+        )
+        .expect("loads");
+        assert_eq!(s.server.listen, "0.0.0.0:7000");
+        assert_eq!(s.server.concurrency_limit, 33);
+        assert_eq!(s.server.max_message_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn bad_values_name_their_key() {
+        let err = Settings::load_from(None, env(&[("RETAIN__SERVER__LISTEN", "nowhere")]))
+            .expect_err("bad listen");
+        assert!(err.to_string().contains("server.listen"), "{err}");
+
+        let err = Settings::load_from(None, env(&[("RETAIN__SERVER__CONCURRENCY_LIMIT", "lots")]))
+            .expect_err("bad number");
+        assert!(err.to_string().contains("concurrency_limit"), "{err}");
+
+        let err = Settings::load_from(None, env(&[("RETAIN__DATABASE__URL", "mysql://x")]))
+            .expect_err("bad url");
+        assert!(err.to_string().contains("database.url"), "{err}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(&dir, "[server]\nconcurency_limit = 9\n");
+        let err = Settings::load_from(Some(&path), env(&[])).expect_err("typo");
+        assert!(err.to_string().contains("concurency_limit"), "{err}");
+    }
+
+    #[test]
+    fn tokens_are_validated_with_their_index() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let hash = "a".repeat(64);
+        let path = write(
+            &dir,
+            &format!(
+                "[[auth.tokens]]\nsha256 = \"{hash}\"\ntenant = \"acme\"\nroles = [\"read\", \"root\"]\n"
+            ),
+        );
+        let err = Settings::load_from(Some(&path), env(&[])).expect_err("bad role");
+        assert!(err.to_string().contains("auth.tokens[0].roles[1]"), "{err}");
+
+        let path = write(
+            &dir,
+            "[[auth.tokens]]\nsha256 = \"abc\"\ntenant = \"acme\"\nroles = [\"read\"]\n",
+        );
+        let err = Settings::load_from(Some(&path), env(&[])).expect_err("bad hash");
+        assert!(err.to_string().contains("auth.tokens[0].sha256"), "{err}");
+    }
+
+    #[test]
+    fn missing_file_is_named() {
+        let err = Settings::load_from(Some(Path::new("/nonexistent/retain.toml")), env(&[]))
+            .expect_err("missing");
+        assert!(
+            err.to_string().contains("/nonexistent/retain.toml"),
+            "{err}"
+        );
+    }
+}

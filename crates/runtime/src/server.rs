@@ -1,0 +1,333 @@
+//! The gRPC server every Retain service runs on.
+//!
+//! [`serve`] adds what each service would otherwise repeat: `grpc.health.v1`
+//! (the overall `""` status follows a database ping), server reflection,
+//! bearer-token auth, a global concurrency limit that sheds load with
+//! `RESOURCE_EXHAUSTED`, default deadlines, optional TLS/mTLS, a request
+//! span joined to the caller's trace, and graceful shutdown: NOT_SERVING
+//! first, then stop accepting, drain, and return so `main` can stop its
+//! workers (which release their bus leases).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_stream::wrappers::TcpListenerStream;
+use tokio_util::sync::CancellationToken;
+use tonic::server::NamedService;
+use tonic::service::RoutesBuilder;
+use tonic::transport::{Certificate, Identity, ServerTlsConfig};
+use tonic_health::ServingStatus;
+use tonic_health::server::HealthReporter;
+
+use crate::auth::{AuthLayer, Authenticator};
+use crate::config::ServerSettings;
+use crate::error::Error;
+use crate::telemetry;
+
+/// Errors starting or running the server.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    /// TLS files could not be read.
+    #[error("configuration key `server.tls`: {0}")]
+    Tls(String),
+    /// Reflection could not be built from the descriptor sets.
+    #[error("reflection: {0}")]
+    Reflection(String),
+    /// The transport failed.
+    #[error("grpc transport: {0}")]
+    Transport(#[from] tonic::transport::Error),
+}
+
+/// The gRPC services a process serves, collected with their names so their
+/// health can be reported.
+#[derive(Debug, Default)]
+pub struct Services {
+    routes: RoutesBuilder,
+    names: Vec<&'static str>,
+}
+
+impl Services {
+    /// No services yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a generated tonic server (e.g. `IngestionServiceServer`).
+    pub fn with<S>(mut self, svc: S) -> Self
+    where
+        S: tower::Service<
+                http::Request<tonic::body::Body>,
+                Response = http::Response<tonic::body::Body>,
+                Error = Infallible,
+            > + NamedService
+            + Clone
+            + Send
+            + Sync
+            + 'static,
+        S::Future: Send + 'static,
+    {
+        self.names.push(S::NAME);
+        self.routes.add_service(svc);
+        self
+    }
+
+    /// Names of the added services (`retain.v1.IngestionService`).
+    pub fn names(&self) -> &[&'static str] {
+        &self.names
+    }
+}
+
+/// How to run the server.
+#[derive(Debug, Clone)]
+pub struct ServeOptions {
+    /// Server settings (limits, timeouts, TLS).
+    pub settings: ServerSettings,
+    /// Token table.
+    pub auth: Arc<Authenticator>,
+    /// The database whose reachability drives the health status.
+    pub db: DatabaseConnection,
+    /// How often the database is pinged for the health status.
+    pub health_interval: Duration,
+}
+
+/// Serves `services` on `listener` until `shutdown` is cancelled, then
+/// shuts down gracefully. Tests pass a listener bound to `127.0.0.1:0`.
+pub async fn serve(
+    listener: TcpListener,
+    opts: ServeOptions,
+    services: Services,
+    shutdown: CancellationToken,
+) -> Result<(), ServerError> {
+    let settings = &opts.settings;
+    let (reporter, health_service) = tonic_health::server::health_reporter();
+    let names = services.names.clone();
+    set_all(&reporter, &names, ServingStatus::Serving).await;
+
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(retain_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+
+    let mut builder = tonic::transport::Server::builder()
+        .timeout(settings.request_timeout())
+        .trace_fn(telemetry::request_span);
+    if let Some(tls) = &settings.tls {
+        builder = builder.tls_config(tls_config(tls)?)?;
+    }
+    let layers = tower::ServiceBuilder::new()
+        .layer(ShedLayer::new(settings.concurrency_limit))
+        .layer(AuthLayer::new(opts.auth.clone()))
+        .into_inner();
+    let mut routes = services.routes;
+    routes.add_service(health_service).add_service(reflection);
+    let router = builder.layer(layers).add_routes(routes.routes());
+
+    // Health follows the database until shutdown begins.
+    let health_task = tokio::spawn(watch_database(
+        reporter.clone(),
+        names.clone(),
+        opts.db.clone(),
+        opts.health_interval,
+        shutdown.clone(),
+    ));
+
+    let readiness_delay = Duration::from_millis(settings.readiness_delay_ms);
+    let grace = Duration::from_millis(settings.shutdown_grace_ms);
+    let signal = {
+        let shutdown = shutdown.clone();
+        let reporter = reporter.clone();
+        let names = names.clone();
+        async move {
+            shutdown.cancelled().await;
+            tracing::info!("shutting down: reporting NOT_SERVING");
+            set_all(&reporter, &names, ServingStatus::NotServing).await;
+            tokio::time::sleep(readiness_delay).await;
+            tracing::info!("draining in-flight calls");
+        }
+    };
+    let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    let deadline = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(readiness_delay + grace).await;
+    };
+    let result = tokio::select! {
+        r = server => r.map_err(ServerError::from),
+        () = deadline => {
+            tracing::warn!(grace_ms = settings.shutdown_grace_ms, "calls still running after the shutdown grace period; stopping anyway");
+            Ok(())
+        }
+    };
+    health_task.abort();
+    result
+}
+
+async fn set_all(reporter: &HealthReporter, names: &[&'static str], status: ServingStatus) {
+    reporter.set_service_status("", status).await;
+    for name in names {
+        reporter.set_service_status(*name, status).await;
+    }
+}
+
+async fn watch_database(
+    reporter: HealthReporter,
+    names: Vec<&'static str>,
+    db: DatabaseConnection,
+    every: Duration,
+    shutdown: CancellationToken,
+) {
+    let mut healthy = true;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+        let ok = tokio::time::timeout(every.max(Duration::from_secs(1)), retain_store::ping(&db))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if shutdown.is_cancelled() {
+            return;
+        }
+        if ok != healthy {
+            healthy = ok;
+            if ok {
+                tracing::info!("database reachable again: SERVING");
+            } else {
+                tracing::warn!("database unreachable: NOT_SERVING");
+            }
+        }
+        let status = if ok {
+            ServingStatus::Serving
+        } else {
+            ServingStatus::NotServing
+        };
+        set_all(&reporter, &names, status).await;
+    }
+}
+
+fn tls_config(tls: &crate::config::TlsSettings) -> Result<ServerTlsConfig, ServerError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| ServerError::Tls(format!("{}: {e}", p.display())))
+    };
+    let mut cfg = ServerTlsConfig::new().identity(Identity::from_pem(
+        read(&tls.cert_path)?,
+        read(&tls.key_path)?,
+    ));
+    if let Some(ca) = &tls.client_ca_path {
+        cfg = cfg.client_ca_root(Certificate::from_pem(read(ca)?));
+    }
+    Ok(cfg)
+}
+
+/// Cancels the returned token on SIGTERM or SIGINT (Ctrl-C).
+pub fn shutdown_on_signals() -> CancellationToken {
+    let token = CancellationToken::new();
+    let t = token.clone();
+    tokio::spawn(async move {
+        let ctrl_c = tokio::signal::ctrl_c();
+        #[cfg(unix)]
+        {
+            let mut term = match tokio::signal::unix::signal(
+                tokio::signal::unix::SignalKind::terminate(),
+            ) {
+                Ok(s) => s,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for SIGTERM; only Ctrl-C stops the server");
+                    let _ = ctrl_c.await;
+                    t.cancel();
+                    return;
+                }
+            };
+            tokio::select! {
+                _ = ctrl_c => tracing::info!("SIGINT received"),
+                _ = term.recv() => tracing::info!("SIGTERM received"),
+            }
+        }
+        #[cfg(not(unix))]
+        let _ = ctrl_c.await;
+        t.cancel();
+    });
+    token
+}
+
+/// Sheds calls beyond a global in-flight limit with `RESOURCE_EXHAUSTED`
+/// and a retry hint, instead of queueing them without bound.
+#[derive(Debug, Clone)]
+pub struct ShedLayer {
+    permits: Arc<Semaphore>,
+}
+
+impl ShedLayer {
+    /// At most `limit` calls in flight.
+    pub fn new(limit: usize) -> Self {
+        Self {
+            permits: Arc::new(Semaphore::new(limit.max(1))),
+        }
+    }
+}
+
+impl<S> tower::Layer<S> for ShedLayer {
+    type Service = Shed<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Shed {
+            inner,
+            permits: self.permits.clone(),
+        }
+    }
+}
+
+/// The service [`ShedLayer`] builds.
+#[derive(Debug, Clone)]
+pub struct Shed<S> {
+    inner: S,
+    permits: Arc<Semaphore>,
+}
+
+type BoxFuture<T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send>>;
+
+impl<S, B> tower::Service<http::Request<B>> for Shed<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        // Health probes are never shed: an overloaded replica is still alive.
+        let probe = req.uri().path().starts_with("/grpc.health.v1.");
+        let permit = if probe {
+            None
+        } else {
+            match self.permits.clone().try_acquire_owned() {
+                Ok(p) => Some(p),
+                Err(_) => {
+                    let status: tonic::Status = Error::ResourceExhausted {
+                        message: "server is at its concurrency limit; retry with backoff".into(),
+                        retry_after: Duration::from_millis(100),
+                    }
+                    .into();
+                    return Box::pin(std::future::ready(Ok(status.into_http())));
+                }
+            }
+        };
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let res = fut.await;
+            drop(permit);
+            res
+        })
+    }
+}

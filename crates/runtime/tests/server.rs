@@ -1,0 +1,392 @@
+//! The server bootstrap over real gRPC on loopback: auth, roles, error
+//! details, health, reflection, load shedding and graceful shutdown.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
+use retain_proto::v1::ingestion_service_server::{IngestionService, IngestionServiceServer};
+use retain_proto::v1::{
+    Account, GetAccountRequest, GetAccountResponse, IngestSignalsRequest, IngestSignalsResponse,
+    ListAccountsRequest, ListAccountsResponse, StreamSignalsRequest, StreamSignalsResponse,
+};
+use retain_runtime::config::ServerSettings;
+use retain_runtime::{
+    Authenticator, Error, FieldViolation, Principal, Role, ServeOptions, Services,
+};
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+use tonic::{Code, Request, Response, Status};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tonic_types::StatusExt;
+
+/// A stand-in IngestionService that exercises the runtime: it checks
+/// roles, echoes the caller's tenant, and can be made to block so a test
+/// holds a call in flight.
+#[derive(Clone)]
+struct Probe {
+    gate: Arc<Semaphore>,
+    entered: Arc<std::sync::atomic::AtomicUsize>,
+}
+
+#[tonic::async_trait]
+impl IngestionService for Probe {
+    async fn ingest_signals(
+        &self,
+        request: Request<IngestSignalsRequest>,
+    ) -> Result<Response<IngestSignalsResponse>, Status> {
+        Principal::of(&request)?.require(Role::Ingest)?;
+        if request.get_ref().signals.is_empty() {
+            return Err(Error::InvalidArgument(vec![FieldViolation::new(
+                "signals",
+                "must hold 1 to 5000 signals",
+            )])
+            .into());
+        }
+        Ok(Response::new(IngestSignalsResponse::default()))
+    }
+
+    type StreamSignalsStream = tokio_stream::Empty<Result<StreamSignalsResponse, Status>>;
+
+    async fn stream_signals(
+        &self,
+        _: Request<tonic::Streaming<StreamSignalsRequest>>,
+    ) -> Result<Response<Self::StreamSignalsStream>, Status> {
+        Err(Status::unimplemented("not part of this probe"))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<GetAccountRequest>,
+    ) -> Result<Response<GetAccountResponse>, Status> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require(Role::Read)?;
+        if request.get_ref().account_id == "block" {
+            // Held until the test adds a permit.
+            self.entered
+                .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let _permit = self
+                .gate
+                .acquire()
+                .await
+                .map_err(|_| Status::aborted("gate closed"))?;
+        }
+        Ok(Response::new(GetAccountResponse {
+            account: Some(Account {
+                account_id: request.get_ref().account_id.clone(),
+                name: principal.tenant.to_string(),
+                ..Default::default()
+            }),
+        }))
+    }
+
+    async fn list_accounts(
+        &self,
+        _: Request<ListAccountsRequest>,
+    ) -> Result<Response<ListAccountsResponse>, Status> {
+        Err(Status::unimplemented("not part of this probe"))
+    }
+}
+
+struct Harness {
+    addr: std::net::SocketAddr,
+    shutdown: CancellationToken,
+    gate: Arc<Semaphore>,
+    entered: Arc<std::sync::atomic::AtomicUsize>,
+    server: tokio::task::JoinHandle<Result<(), retain_runtime::server::ServerError>>,
+    db: retain_store::testing::TestDatabase,
+}
+
+async fn start(settings: ServerSettings) -> Harness {
+    let db = retain_store::testing::TestDatabase::sqlite().await;
+    let mut auth = Authenticator::default();
+    let principal = |tenant: &str, roles: Vec<Role>| Principal {
+        tenant: retain_domain::TenantId::parse(tenant).unwrap(),
+        roles,
+        name: String::new(),
+    };
+    auth.insert("reader-token", principal("acme", vec![Role::Read]));
+    auth.insert(
+        "writer-token",
+        principal("acme", vec![Role::Ingest, Role::Read]),
+    );
+    auth.insert("globex-token", principal("globex", vec![Role::Read]));
+    let gate = Arc::new(Semaphore::new(0));
+    let entered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let opts = ServeOptions {
+        settings,
+        auth: Arc::new(auth),
+        db: db.conn.clone(),
+        health_interval: Duration::from_millis(50),
+    };
+    let services = Services::new().with(IngestionServiceServer::new(Probe {
+        gate: gate.clone(),
+        entered: entered.clone(),
+    }));
+    let server = tokio::spawn(retain_runtime::serve(
+        listener,
+        opts,
+        services,
+        shutdown.clone(),
+    ));
+    Harness {
+        addr,
+        shutdown,
+        gate,
+        entered,
+        server,
+        db,
+    }
+}
+
+async fn channel(addr: std::net::SocketAddr) -> Channel {
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap()
+}
+
+fn with_token<T>(token: &str, msg: T) -> Request<T> {
+    let mut req = Request::new(msg);
+    req.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
+    );
+    req
+}
+
+/// Waits until a call is parked inside the probe's handler.
+async fn wait_entered(h: &Harness) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while h.entered.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "call never reached the handler"
+        );
+        tokio::task::yield_now().await;
+    }
+}
+
+fn get(id: &str) -> GetAccountRequest {
+    GetAccountRequest {
+        account_id: id.into(),
+    }
+}
+
+#[tokio::test]
+async fn calls_need_a_known_token_and_the_right_role() {
+    let h = start(ServerSettings::default()).await;
+    let mut client = IngestionServiceClient::new(channel(h.addr).await);
+
+    let err = client
+        .get_account(Request::new(get("a")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated, "{err:?}");
+    let err = client
+        .get_account(with_token("forged", get("a")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+
+    let ok = client
+        .get_account(with_token("reader-token", get("a")))
+        .await
+        .unwrap();
+    assert_eq!(
+        ok.get_ref().account.as_ref().unwrap().name,
+        "acme",
+        "tenant comes from the token"
+    );
+    let other = client
+        .get_account(with_token("globex-token", get("a")))
+        .await
+        .unwrap();
+    assert_eq!(other.get_ref().account.as_ref().unwrap().name, "globex");
+
+    let err = client
+        .ingest_signals(with_token("reader-token", IngestSignalsRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("ingest"), "{}", err.message());
+}
+
+#[tokio::test]
+async fn invalid_argument_reaches_the_client_with_field_violations() {
+    let h = start(ServerSettings::default()).await;
+    let mut client = IngestionServiceClient::new(channel(h.addr).await);
+    let err = client
+        .ingest_signals(with_token("writer-token", IngestSignalsRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let details = err.get_error_details();
+    let violations = &details
+        .bad_request()
+        .expect("BadRequest details")
+        .field_violations;
+    assert_eq!(violations.len(), 1);
+    assert_eq!(violations[0].field, "signals");
+}
+
+#[tokio::test]
+async fn health_and_reflection_are_public() {
+    let h = start(ServerSettings::default()).await;
+    let ch = channel(h.addr).await;
+    let mut health = HealthClient::new(ch.clone());
+    for service in ["", "retain.v1.IngestionService"] {
+        let r = health
+            .check(HealthCheckRequest {
+                service: service.into(),
+            })
+            .await
+            .unwrap();
+        assert_eq!(r.get_ref().status(), ServingStatus::Serving, "{service:?}");
+    }
+
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    use tonic_reflection::pb::v1::server_reflection_response::MessageResponse;
+    let mut reflection = ServerReflectionClient::new(ch);
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let mut stream = reflection
+        .server_reflection_info(tokio_stream::once(req))
+        .await
+        .unwrap()
+        .into_inner();
+    let resp = stream.message().await.unwrap().unwrap();
+    let Some(MessageResponse::ListServicesResponse(list)) = resp.message_response else {
+        panic!("unexpected reflection answer");
+    };
+    let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
+    for expected in [
+        "retain.v1.IngestionService",
+        "retain.v1.MetricsService",
+        "grpc.health.v1.Health",
+    ] {
+        assert!(
+            names.contains(&expected),
+            "{expected} missing from {names:?}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn calls_beyond_the_concurrency_limit_are_shed_with_retry_info() {
+    let h = start(ServerSettings {
+        concurrency_limit: 1,
+        ..ServerSettings::default()
+    })
+    .await;
+    let ch = channel(h.addr).await;
+    let mut blocked = IngestionServiceClient::new(ch.clone());
+    let held = tokio::spawn(async move {
+        blocked
+            .get_account(with_token("reader-token", get("block")))
+            .await
+    });
+
+    wait_entered(&h).await;
+    let mut client = IngestionServiceClient::new(ch.clone());
+    let err = client
+        .get_account(with_token("reader-token", get("x")))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    assert!(err.get_error_details().retry_info().is_some(), "retry hint");
+    // Health probes are never shed.
+    let r = HealthClient::new(ch)
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(r.get_ref().status(), ServingStatus::Serving);
+
+    h.gate.add_permits(1);
+    assert!(held.await.unwrap().is_ok());
+    client
+        .get_account(with_token("reader-token", get("x")))
+        .await
+        .expect("slot free again");
+}
+
+#[tokio::test]
+async fn shutdown_reports_not_serving_then_drains_in_flight_calls() {
+    let h = start(ServerSettings {
+        readiness_delay_ms: 300,
+        ..ServerSettings::default()
+    })
+    .await;
+    let ch = channel(h.addr).await;
+    let mut blocked = IngestionServiceClient::new(ch.clone());
+    let held = tokio::spawn(async move {
+        blocked
+            .get_account(with_token("reader-token", get("block")))
+            .await
+    });
+    let mut health = HealthClient::new(ch);
+    wait_entered(&h).await;
+
+    h.shutdown.cancel();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = health.check(HealthCheckRequest::default()).await.unwrap();
+        if r.get_ref().status() == ServingStatus::NotServing {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never NOT_SERVING");
+        tokio::task::yield_now().await;
+    }
+    assert!(
+        !h.server.is_finished(),
+        "the in-flight call keeps the server draining"
+    );
+    h.gate.add_permits(1);
+    let answer = held
+        .await
+        .unwrap()
+        .expect("in-flight call completes during drain");
+    assert_eq!(
+        answer.get_ref().account.as_ref().unwrap().account_id,
+        "block"
+    );
+    tokio::time::timeout(Duration::from_secs(10), h.server)
+        .await
+        .expect("server stops after draining")
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn overall_health_follows_the_database() {
+    let h = start(ServerSettings::default()).await;
+    let mut health = HealthClient::new(channel(h.addr).await);
+    let db = h.db.conn.clone();
+    db.close_by_ref().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let r = health.check(HealthCheckRequest::default()).await.unwrap();
+        if r.get_ref().status() == ServingStatus::NotServing {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "database closed but still SERVING"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
