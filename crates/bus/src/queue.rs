@@ -340,20 +340,24 @@ impl Bus {
     ) -> Result<Vec<Delivery>, BusError> {
         let backend = self.db.get_database_backend();
         let now = now_micros();
-        let lock = match backend {
-            DatabaseBackend::Postgres => " FOR UPDATE SKIP LOCKED",
-            _ => "",
+        // On PostgreSQL, `id = ANY(ARRAY(subquery))` makes the planner look
+        // the claimed ids up by primary key; `id IN (subquery)` was planned
+        // as a hash semi-join over a full scan of the table (twice as slow
+        // at 100k queued messages, measured with EXPLAIN ANALYZE).
+        let (open, close, lock) = match backend {
+            DatabaseBackend::Postgres => ("= ANY(ARRAY(", "))", " FOR UPDATE SKIP LOCKED"),
+            _ => ("IN (", ")", ""),
         };
         let sql = format!(
             "UPDATE bus_messages SET state = {LEASED}, lease_owner = $1, lease_until = $2, \
              attempts = attempts + 1 \
-             WHERE id IN (SELECT d.id FROM bus_messages d \
+             WHERE id {open}SELECT d.id FROM bus_messages d \
                WHERE d.consumer_group = $3 AND d.topic = $4 AND d.available_at <= $5 \
                AND (d.state = {PENDING} OR (d.state = {LEASED} AND d.lease_until < $5)) \
                AND (d.msg_key IS NULL OR NOT EXISTS (SELECT 1 FROM bus_messages h \
                     WHERE h.consumer_group = d.consumer_group AND h.topic = d.topic \
                     AND h.msg_key = d.msg_key AND h.id < d.id AND h.state <> {DEAD})) \
-               ORDER BY d.id LIMIT $6{lock}) \
+               ORDER BY d.id LIMIT $6{lock}{close} \
              RETURNING id, msg_key, payload, headers, attempts"
         );
         let rows = self

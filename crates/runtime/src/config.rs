@@ -392,6 +392,18 @@ mod tests {
     }
 
     #[test]
+    fn reference_config_loads_and_matches_the_defaults() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../deploy/config/retain.toml");
+        let s = Settings::load_from(Some(&path), env(&[])).expect("reference config is valid");
+        let d = Settings::default();
+        assert_eq!(s.server.listen, d.server.listen);
+        assert_eq!(s.server.max_message_bytes, d.server.max_message_bytes);
+        assert_eq!(s.server.concurrency_limit, d.server.concurrency_limit);
+        assert_eq!(s.database.url, d.database.url);
+        assert_eq!(s.telemetry.log_filter, d.telemetry.log_filter);
+    }
+
+    #[test]
     fn missing_file_is_named() {
         let err = Settings::load_from(Some(Path::new("/nonexistent/retain.toml")), env(&[]))
             .expect_err("missing");
