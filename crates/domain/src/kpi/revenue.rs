@@ -1,0 +1,410 @@
+//! Revenue KPIs: MRR movements, the MRR bridge, churn, retention, LTV, CAC.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use crate::measure::Measure;
+use crate::money::{Currency, Money, MoneyError, fit};
+use crate::time::{Period, Timestamp};
+
+/// Why an account's MRR went to zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ChurnReason {
+    /// Moved to a competitor.
+    Competitor,
+    /// Moved to the free plan.
+    Freemium,
+    /// The business closed.
+    BusinessClosed,
+    /// Price.
+    Price,
+    /// Anything else, or not given.
+    Other,
+}
+
+impl ChurnReason {
+    /// The reason's key (`competitor`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Competitor => "competitor",
+            Self::Freemium => "freemium",
+            Self::BusinessClosed => "business_closed",
+            Self::Price => "price",
+            Self::Other => "other",
+        }
+    }
+
+    /// Parses a reason key.
+    pub fn parse(key: &str) -> Option<Self> {
+        Some(match key {
+            "competitor" => Self::Competitor,
+            "freemium" => Self::Freemium,
+            "business_closed" => Self::BusinessClosed,
+            "price" => Self::Price,
+            "other" => Self::Other,
+            _ => return None,
+        })
+    }
+}
+
+/// One subscription change: from this instant the account's MRR is `mrr`
+/// (already normalised to monthly; see `signal::monthly_mrr`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MrrChange {
+    /// Account.
+    pub account: String,
+    /// When it took effect.
+    pub at: Timestamp,
+    /// Tie-breaker for changes at the same instant (the event id), so any
+    /// input order gives the same result.
+    pub seq: String,
+    /// New MRR (minor units, ≥ 0).
+    pub mrr: Money,
+    /// Why, when `mrr` is zero.
+    pub churn_reason: Option<ChurnReason>,
+}
+
+/// Kinds of MRR movement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum MovementKind {
+    /// 0 → a, never paid before.
+    New,
+    /// 0 → a, paid before.
+    Reactivation,
+    /// b → a with a > b > 0.
+    Expansion,
+    /// b → a with 0 < a < b.
+    Contraction,
+    /// b → 0 with b > 0.
+    Churn,
+}
+
+/// Classifies a change from MRR `before` to `after`; `None` when nothing
+/// moved (same amount, or 0 → 0).
+pub fn classify(before: i64, after: i64, paid_before: bool) -> Option<MovementKind> {
+    match (before, after) {
+        (b, a) if a == b => None,
+        (0, _) if paid_before => Some(MovementKind::Reactivation),
+        (0, _) => Some(MovementKind::New),
+        (_, 0) => Some(MovementKind::Churn),
+        (b, a) if a > b => Some(MovementKind::Expansion),
+        _ => Some(MovementKind::Contraction),
+    }
+}
+
+/// One classified movement.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Movement {
+    /// Account.
+    pub account: String,
+    /// When.
+    pub at: Timestamp,
+    /// Kind.
+    pub kind: MovementKind,
+    /// MRR before (minor units).
+    pub before: i64,
+    /// MRR after (minor units).
+    pub after: i64,
+    /// Churn reason, for churns.
+    pub churn_reason: Option<ChurnReason>,
+}
+
+impl Movement {
+    /// The movement's size, positive (what the bridge adds or subtracts).
+    pub fn amount(&self) -> i64 {
+        (self.after - self.before).abs()
+    }
+}
+
+/// Errors computing revenue KPIs.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RevenueError {
+    /// A change was not in the base currency, or a sum overflowed.
+    #[error(transparent)]
+    Money(#[from] MoneyError),
+    /// MRR cannot be negative.
+    #[error("account {account}: MRR {mrr} is negative")]
+    NegativeMrr {
+        /// Account.
+        account: String,
+        /// Offending amount.
+        mrr: i64,
+    },
+}
+
+/// Every account's history, sorted by (at, seq): the canonical order.
+fn histories(
+    changes: &[MrrChange],
+    currency: Currency,
+) -> Result<BTreeMap<&str, Vec<&MrrChange>>, RevenueError> {
+    let mut by_account: BTreeMap<&str, Vec<&MrrChange>> = BTreeMap::new();
+    for c in changes {
+        if c.mrr.currency != currency {
+            return Err(MoneyError::CurrencyMismatch(currency, c.mrr.currency).into());
+        }
+        if c.mrr.minor < 0 {
+            return Err(RevenueError::NegativeMrr {
+                account: c.account.clone(),
+                mrr: c.mrr.minor,
+            });
+        }
+        by_account.entry(c.account.as_str()).or_default().push(c);
+    }
+    for h in by_account.values_mut() {
+        h.sort_by(|a, b| (a.at, &a.seq).cmp(&(b.at, &b.seq)));
+    }
+    Ok(by_account)
+}
+
+/// Classifies every change, in canonical order per account. Input order
+/// does not matter.
+pub fn movements(changes: &[MrrChange], currency: Currency) -> Result<Vec<Movement>, RevenueError> {
+    let mut out = Vec::new();
+    for (account, history) in histories(changes, currency)? {
+        let (mut mrr, mut paid) = (0i64, false);
+        for c in history {
+            if let Some(kind) = classify(mrr, c.mrr.minor, paid) {
+                out.push(Movement {
+                    account: account.to_owned(),
+                    at: c.at,
+                    kind,
+                    before: mrr,
+                    after: c.mrr.minor,
+                    churn_reason: (kind == MovementKind::Churn)
+                        .then(|| c.churn_reason.unwrap_or(ChurnReason::Other)),
+                });
+            }
+            paid |= c.mrr.minor > 0;
+            mrr = c.mrr.minor;
+        }
+    }
+    Ok(out)
+}
+
+/// start + new + reactivation + expansion − contraction − churned = end.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MrrBridge {
+    /// MRR at period start.
+    pub start: Money,
+    /// New MRR.
+    pub new: Money,
+    /// Reactivation MRR.
+    pub reactivation: Money,
+    /// Expansion MRR.
+    pub expansion: Money,
+    /// Contraction MRR (positive).
+    pub contraction: Money,
+    /// Churned MRR (positive).
+    pub churned: Money,
+    /// MRR at period end.
+    pub end: Money,
+}
+
+impl MrrBridge {
+    /// Whether the bridge identity holds exactly.
+    pub fn balances(&self) -> bool {
+        let lhs = i128::from(self.start.minor)
+            + i128::from(self.new.minor)
+            + i128::from(self.reactivation.minor)
+            + i128::from(self.expansion.minor)
+            - i128::from(self.contraction.minor)
+            - i128::from(self.churned.minor);
+        lhs == i128::from(self.end.minor)
+    }
+}
+
+/// Per-account facts over one period.
+#[derive(Debug, Clone, Default)]
+struct AccountPeriod {
+    start: i64,
+    end: i64,
+    churned: Option<ChurnReason>,
+    new: bool,
+}
+
+/// Portfolio revenue KPIs for one period.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RevenueKpis {
+    /// The period.
+    pub period: Period,
+    /// The MRR bridge.
+    pub bridge: MrrBridge,
+    /// Accounts paying at the period start (the start cohort).
+    pub start_cohort: u64,
+    /// Accounts paying at the period end.
+    pub paying_accounts: u64,
+    /// MRR at the end (equals paying accounts × ARPA).
+    pub mrr: Money,
+    /// End MRR / paying accounts, minor units.
+    pub arpa: Measure,
+    /// (churned + contraction) / start MRR × 100.
+    pub gross_mrr_churn: Measure,
+    /// (churned + contraction − expansion − reactivation) / start MRR × 100.
+    pub net_mrr_churn: Measure,
+    /// Expansion / start MRR × 100.
+    pub expansion_rate: Measure,
+    /// End MRR of the start cohort / start MRR × 100.
+    pub nrr: Measure,
+    /// Σ min(end, start) over the start cohort / start MRR × 100.
+    pub grr: Measure,
+    /// Accounts with a churn movement / start cohort × 100.
+    pub logo_churn: Measure,
+    /// Accounts with a churn movement in the period (numerator above).
+    pub churned_accounts: u64,
+    /// Churned accounts by reason (of their last churn in the period).
+    pub churn_by_reason: BTreeMap<ChurnReason, u64>,
+    /// Accounts with a `new` movement in the period (for CAC).
+    pub new_accounts: u64,
+}
+
+/// Computes the revenue KPIs of `period` from every subscription change
+/// (before, during and after it; order irrelevant) in `currency`.
+pub fn revenue_kpis(
+    changes: &[MrrChange],
+    period: Period,
+    currency: Currency,
+) -> Result<RevenueKpis, RevenueError> {
+    let mut sums = [0i128; 7]; // start, new, react, exp, contr, churn, end
+    let mut accounts: HashMap<&str, AccountPeriod> = HashMap::new();
+    let mut reasons = BTreeMap::new();
+    for (account, history) in histories(changes, currency)? {
+        let (mut mrr, mut paid) = (0i64, false);
+        let mut facts = AccountPeriod::default();
+        let mut started = false;
+        for c in history {
+            if !started && c.at >= period.start {
+                facts.start = mrr;
+                started = true;
+            }
+            if c.at >= period.end {
+                break;
+            }
+            if started && let Some(kind) = classify(mrr, c.mrr.minor, paid) {
+                let amount = i128::from((c.mrr.minor - mrr).abs());
+                match kind {
+                    MovementKind::New => {
+                        sums[1] += amount;
+                        facts.new = true;
+                    }
+                    MovementKind::Reactivation => sums[2] += amount,
+                    MovementKind::Expansion => sums[3] += amount,
+                    MovementKind::Contraction => sums[4] += amount,
+                    MovementKind::Churn => {
+                        sums[5] += amount;
+                        facts.churned = Some(c.churn_reason.unwrap_or(ChurnReason::Other));
+                    }
+                }
+            }
+            paid |= c.mrr.minor > 0;
+            mrr = c.mrr.minor;
+        }
+        if !started {
+            facts.start = mrr;
+        }
+        facts.end = mrr;
+        sums[0] += i128::from(facts.start);
+        sums[6] += i128::from(facts.end);
+        if let Some(r) = facts.churned {
+            *reasons.entry(r).or_insert(0u64) += 1;
+        }
+        accounts.insert(account, facts);
+    }
+    let money = |v: i128| -> Result<Money, RevenueError> { Ok(Money::new(fit(v)?, currency)) };
+    let bridge = MrrBridge {
+        start: money(sums[0])?,
+        new: money(sums[1])?,
+        reactivation: money(sums[2])?,
+        expansion: money(sums[3])?,
+        contraction: money(sums[4])?,
+        churned: money(sums[5])?,
+        end: money(sums[6])?,
+    };
+    let cohort: Vec<&AccountPeriod> = accounts.values().filter(|a| a.start > 0).collect();
+    let start_cohort = cohort.len() as u64;
+    let paying_accounts = accounts.values().filter(|a| a.end > 0).count() as u64;
+    let start_mrr = sums[0] as f64;
+    let cohort_end: i128 = cohort.iter().map(|a| i128::from(a.end)).sum();
+    let cohort_kept: i128 = cohort.iter().map(|a| i128::from(a.end.min(a.start))).sum();
+    let churned_accounts = accounts.values().filter(|a| a.churned.is_some()).count() as u64;
+    let new_accounts = accounts.values().filter(|a| a.new).count() as u64;
+    Ok(RevenueKpis {
+        period,
+        bridge,
+        start_cohort,
+        paying_accounts,
+        mrr: bridge.end,
+        arpa: Measure::ratio(sums[6] as f64, paying_accounts as f64),
+        gross_mrr_churn: Measure::percent((sums[5] + sums[4]) as f64, start_mrr),
+        net_mrr_churn: Measure::percent((sums[5] + sums[4] - sums[3] - sums[2]) as f64, start_mrr),
+        expansion_rate: Measure::percent(sums[3] as f64, start_mrr),
+        nrr: Measure::percent(cohort_end as f64, start_mrr),
+        grr: Measure::percent(cohort_kept as f64, start_mrr),
+        logo_churn: Measure::percent(churned_accounts as f64, start_cohort as f64),
+        churned_accounts,
+        churn_by_reason: reasons,
+        new_accounts,
+    })
+}
+
+/// LTV = ARPA × gross margin / monthly logo churn rate. `arpa` in minor
+/// units, `gross_margin` and `monthly_logo_churn_pct` in percent. Absent
+/// when there is no churn (the lifetime is unbounded).
+pub fn ltv(arpa: Measure, gross_margin_pct: f64, monthly_logo_churn_pct: Measure) -> Measure {
+    arpa.zip(monthly_logo_churn_pct, |a, c| {
+        Measure::ratio(a * gross_margin_pct / 100.0, c / 100.0)
+    })
+}
+
+/// CLV = average purchase value × purchases per customer per month ×
+/// average lifetime in months.
+pub fn clv(
+    avg_purchase_value: Measure,
+    purchases_per_month: Measure,
+    lifetime_months: Measure,
+) -> Measure {
+    avg_purchase_value
+        .zip(purchases_per_month, |v, p| Measure::Value(v * p))
+        .zip(lifetime_months, |x, l| Measure::Value(x * l))
+}
+
+/// One-off purchase.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purchase {
+    /// Account.
+    pub account: String,
+    /// When.
+    pub at: Timestamp,
+    /// Amount (> 0).
+    pub amount: Money,
+}
+
+/// CLV inputs from purchases in `period`: (average purchase value,
+/// purchases per purchasing customer per month). Months are 30-day months.
+pub fn purchase_rates(purchases: &[Purchase], period: Period) -> (Measure, Measure) {
+    let in_period: Vec<&Purchase> = purchases.iter().filter(|p| period.contains(p.at)).collect();
+    let total: i128 = in_period.iter().map(|p| i128::from(p.amount.minor)).sum();
+    let customers = in_period
+        .iter()
+        .map(|p| p.account.as_str())
+        .collect::<HashSet<_>>()
+        .len();
+    let months = period.days() / 30.0;
+    let avg = Measure::ratio(total as f64, in_period.len() as f64);
+    let per_month = Measure::ratio(in_period.len() as f64, customers as f64)
+        .zip(Measure::finite(months), Measure::ratio);
+    (avg, per_month)
+}
+
+/// CRC = customer-success spend in the period / customers in the start cohort.
+pub fn crc(cs_spend_minor: i64, start_cohort: u64) -> Measure {
+    Measure::ratio(cs_spend_minor as f64, start_cohort as f64)
+}
+
+/// CAC = acquisition spend in the period / new customers.
+pub fn cac(acquisition_spend_minor: i64, new_customers: u64) -> Measure {
+    Measure::ratio(acquisition_spend_minor as f64, new_customers as f64)
+}
+
+/// A ratio of two KPIs (LTV:CAC, LTV:CRC).
+pub fn ratio(num: Measure, den: Measure) -> Measure {
+    num.zip(den, Measure::ratio)
+}

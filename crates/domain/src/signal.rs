@@ -1,0 +1,478 @@
+//! Signals (SPEC §2) and their validation. [`validate`] returns every
+//! violation with its field path (`survey.score`), so a service can answer
+//! with all of them at once.
+
+use crate::health::BillingStatus;
+use crate::ids::{AccountId, MAX_ACCOUNT_ID_LEN};
+use crate::kpi::experience::Scale;
+use crate::kpi::revenue::ChurnReason;
+use crate::money::{Currency, Money};
+use crate::time::{DAY, Period, Timestamp};
+use crate::validation::Violations;
+
+/// Survey kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SurveyKind {
+    /// Net promoter score (0–10).
+    Nps,
+    /// Customer satisfaction (1–5 or 1–10).
+    Csat,
+    /// Customer effort (1–5 or 1–7).
+    Ces,
+}
+
+/// Billing interval of a subscription amount.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BillingInterval {
+    /// Monthly.
+    Monthly,
+    /// Annual (normalised to MRR by /12).
+    Annual,
+}
+
+/// Ticket status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketStatus {
+    /// Opened.
+    Opened,
+    /// Resolved.
+    Resolved,
+    /// Reopened.
+    Reopened,
+}
+
+/// Renewal outcomes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RenewalOutcome {
+    /// Due.
+    Due,
+    /// Renewed.
+    Renewed,
+    /// Not renewed.
+    NotRenewed,
+}
+
+/// Trial events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrialEvent {
+    /// Started.
+    Started,
+    /// Converted.
+    Converted,
+    /// Expired.
+    Expired,
+}
+
+/// Spend kinds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CostKind {
+    /// Customer-success spend.
+    CustomerSuccess,
+    /// Acquisition spend.
+    Acquisition,
+}
+
+/// What a signal says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignalBody {
+    /// Account record fields (unset fields keep their value).
+    Account {
+        /// Seats, if given.
+        seats: Option<i64>,
+        /// CSM owner email, if given (empty clears).
+        csm_owner_email: Option<String>,
+        /// Contact emails.
+        contact_emails: Vec<String>,
+        /// Acquisition cost.
+        acquisition_cost: Option<Money>,
+    },
+    /// A session.
+    Session {
+        /// User.
+        user_id: String,
+        /// Seconds.
+        duration_seconds: i64,
+    },
+    /// A product action.
+    Action {
+        /// User.
+        user_id: String,
+        /// Action key.
+        action_key: String,
+        /// Count.
+        count: i64,
+    },
+    /// A ticket change.
+    Ticket {
+        /// Help-desk id.
+        ticket_id: String,
+        /// Status (`None` = unspecified).
+        status: Option<TicketStatus>,
+        /// Topics.
+        topics: Vec<String>,
+        /// Contacts until resolution.
+        contacts_until_resolution: i64,
+    },
+    /// A survey answer.
+    Survey {
+        /// Kind (`None` = unspecified).
+        kind: Option<SurveyKind>,
+        /// Scale (`None`: the kind's default).
+        scale: Option<Scale>,
+        /// Score.
+        score: i64,
+        /// User.
+        user_id: String,
+    },
+    /// A subscription change.
+    Subscription {
+        /// Amount per interval.
+        amount: Money,
+        /// Interval (`None` = unspecified).
+        interval: Option<BillingInterval>,
+        /// Reason, when the amount is 0.
+        churn_reason: Option<ChurnReason>,
+        /// Add-on change.
+        add_on: bool,
+    },
+    /// Billing status (`None` = unspecified).
+    Billing(Option<BillingStatus>),
+    /// Renewal (`None` = unspecified).
+    Renewal(Option<RenewalOutcome>),
+    /// Trial (`None` = unspecified).
+    Trial(Option<TrialEvent>),
+    /// Onboarding milestone.
+    Milestone {
+        /// Key from the checklist.
+        key: String,
+        /// Achieved or failed.
+        achieved: bool,
+    },
+    /// One-off purchase.
+    Purchase(Money),
+    /// Portfolio spend.
+    Cost {
+        /// Kind (`None` = unspecified).
+        kind: Option<CostKind>,
+        /// Amount.
+        amount: Money,
+        /// Period covered.
+        period: Option<Period>,
+    },
+}
+
+impl SignalBody {
+    /// The body's field name in the API (`survey`).
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::Account { .. } => "account",
+            Self::Session { .. } => "session",
+            Self::Action { .. } => "action",
+            Self::Ticket { .. } => "ticket",
+            Self::Survey { .. } => "survey",
+            Self::Subscription { .. } => "subscription",
+            Self::Billing(_) => "billing",
+            Self::Renewal(_) => "renewal",
+            Self::Trial(_) => "trial",
+            Self::Milestone { .. } => "milestone",
+            Self::Purchase(_) => "purchase",
+            Self::Cost { .. } => "cost",
+        }
+    }
+}
+
+/// A signal as received.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    /// Idempotency key.
+    pub event_id: String,
+    /// External account id.
+    pub account_id: String,
+    /// When it happened.
+    pub occurred_at: Option<Timestamp>,
+    /// What happened (`None` = no body).
+    pub body: Option<SignalBody>,
+}
+
+/// What validation needs to know besides the signal.
+#[derive(Debug, Clone, Copy)]
+pub struct Rules<'a> {
+    /// Now.
+    pub now: Timestamp,
+    /// How far in the future `occurred_at` may be (clock skew).
+    pub max_future_seconds: i64,
+    /// How far in the past a live signal may be; `None` = no bound
+    /// (backfill).
+    pub max_past_seconds: Option<i64>,
+    /// The tenant's currency.
+    pub base_currency: Currency,
+    /// The tenant's onboarding checklist.
+    pub checklist: &'a [String],
+}
+
+/// Longest accepted event id, in bytes.
+pub const MAX_EVENT_ID_LEN: usize = 128;
+/// Longest accepted session, in seconds.
+pub const MAX_SESSION_SECONDS: i64 = DAY;
+
+fn check_text(v: &mut Violations, field: &str, value: &str, max: usize, required: bool) {
+    if required && value.trim().is_empty() {
+        v.push(field, "must not be empty");
+    } else if value.len() > max {
+        v.push(
+            field,
+            format!("is {} bytes long, the limit is {max}", value.len()),
+        );
+    }
+}
+
+fn check_money(v: &mut Violations, field: &str, m: &Money, rules: &Rules<'_>, min: i64) {
+    if m.currency != rules.base_currency {
+        v.push(
+            format!("{field}.currency"),
+            format!(
+                "{} is not the tenant's currency {}",
+                m.currency, rules.base_currency
+            ),
+        );
+    }
+    if m.minor < min {
+        v.push(
+            format!("{field}.amount_minor"),
+            format!("{} must be at least {min}", m.minor),
+        );
+    }
+}
+
+/// Validates one signal; every violation is returned, with field paths
+/// relative to the signal (`survey.score`).
+pub fn validate(s: &Signal, rules: &Rules<'_>) -> Result<(), Violations> {
+    let mut v = Violations::new();
+    check_text(&mut v, "event_id", &s.event_id, MAX_EVENT_ID_LEN, true);
+    let is_cost = matches!(s.body, Some(SignalBody::Cost { .. }));
+    if !(is_cost && s.account_id == "*")
+        && let Err(e) = AccountId::parse(s.account_id.clone())
+    {
+        v.push("account_id", e.to_string());
+    }
+    match s.occurred_at {
+        None => v.push("occurred_at", "is required"),
+        Some(t) => {
+            if t.0 > rules.now.0.saturating_add(rules.max_future_seconds) {
+                v.push(
+                    "occurred_at",
+                    format!(
+                        "{t} is more than {} s in the future",
+                        rules.max_future_seconds
+                    ),
+                );
+            }
+            if let Some(max_past) = rules.max_past_seconds
+                && t.0 < rules.now.0.saturating_sub(max_past)
+            {
+                v.push("occurred_at", format!("{t} is more than {} days in the past for a live signal; send it as a backfill", max_past / DAY));
+            }
+        }
+    }
+    let Some(body) = &s.body else {
+        v.push("body", "is required: one of account, session, action, ticket, survey, subscription, billing, renewal, trial, milestone, purchase, cost");
+        return v.into_result(());
+    };
+    let f = |name: &str| format!("{}.{name}", body.field());
+    match body {
+        SignalBody::Account {
+            seats,
+            csm_owner_email,
+            contact_emails,
+            acquisition_cost,
+        } => {
+            if seats.is_some_and(|n| n < 0) {
+                v.push(f("seats"), "must not be negative");
+            }
+            if let Some(e) = csm_owner_email
+                .as_deref()
+                .filter(|e| !e.is_empty() && !looks_like_email(e))
+            {
+                v.push(
+                    f("csm_owner_email"),
+                    format!("{e:?} is not an email address"),
+                );
+            }
+            for (i, e) in contact_emails.iter().enumerate() {
+                if !looks_like_email(e) {
+                    v.push(
+                        format!("account.contact_emails[{i}]"),
+                        format!("{e:?} is not an email address"),
+                    );
+                }
+            }
+            if let Some(m) = acquisition_cost {
+                check_money(&mut v, &f("acquisition_cost"), m, rules, 0);
+            }
+        }
+        SignalBody::Session {
+            user_id,
+            duration_seconds,
+        } => {
+            check_text(&mut v, &f("user_id"), user_id, MAX_ACCOUNT_ID_LEN, true);
+            if !(0..=MAX_SESSION_SECONDS).contains(duration_seconds) {
+                v.push(
+                    f("duration_seconds"),
+                    format!("{duration_seconds} is outside 0–{MAX_SESSION_SECONDS}"),
+                );
+            }
+        }
+        SignalBody::Action {
+            user_id,
+            action_key,
+            count,
+        } => {
+            check_text(&mut v, &f("user_id"), user_id, MAX_ACCOUNT_ID_LEN, true);
+            check_text(&mut v, &f("action_key"), action_key, 64, true);
+            if *count < 1 {
+                v.push(f("count"), format!("{count} must be at least 1"));
+            }
+        }
+        SignalBody::Ticket {
+            ticket_id,
+            status,
+            topics,
+            contacts_until_resolution,
+        } => {
+            check_text(&mut v, &f("ticket_id"), ticket_id, 128, true);
+            if status.is_none() {
+                v.push(f("status"), "is required: opened, resolved or reopened");
+            }
+            for (i, t) in topics.iter().enumerate() {
+                check_text(&mut v, &format!("ticket.topics[{i}]"), t, 64, true);
+            }
+            if *contacts_until_resolution < 0 {
+                v.push(f("contacts_until_resolution"), "must not be negative");
+            } else if *status == Some(TicketStatus::Resolved) && *contacts_until_resolution == 0 {
+                v.push(
+                    f("contacts_until_resolution"),
+                    "a resolved ticket needs at least 1 contact",
+                );
+            }
+        }
+        SignalBody::Survey {
+            kind,
+            scale,
+            score,
+            user_id,
+        } => {
+            check_text(&mut v, &f("user_id"), user_id, MAX_ACCOUNT_ID_LEN, false);
+            match kind {
+                None => v.push(f("kind"), "is required: nps, csat or ces"),
+                Some(kind) => {
+                    let scale = scale.unwrap_or(default_scale(*kind));
+                    let allowed: &[Scale] = match kind {
+                        SurveyKind::Nps => &[Scale::ZeroToTen],
+                        SurveyKind::Csat => &[Scale::OneToFive, Scale::OneToTen],
+                        SurveyKind::Ces => &[Scale::OneToFive, Scale::OneToSeven],
+                    };
+                    if !allowed.contains(&scale) {
+                        v.push(f("scale"), format!("{scale:?} is not a scale for {kind:?}"));
+                    } else {
+                        let (lo, hi) = scale.bounds();
+                        if *score < i64::from(lo) || *score > i64::from(hi) {
+                            v.push(f("score"), format!("{score} is outside {lo}–{hi}"));
+                        }
+                    }
+                }
+            }
+        }
+        SignalBody::Subscription {
+            amount,
+            interval,
+            churn_reason,
+            ..
+        } => {
+            check_money(&mut v, &f("amount"), amount, rules, 0);
+            if interval.is_none() {
+                v.push(f("interval"), "is required: monthly or annual");
+            }
+            if amount.minor == 0 && churn_reason.is_none() {
+                v.push(f("churn_reason"), "is required when the amount is 0 (competitor, freemium, business_closed, price, other)");
+            }
+        }
+        SignalBody::Billing(status) => {
+            if status.is_none() {
+                v.push(
+                    f("status"),
+                    "is required: current, overdue, payment_failed or collections",
+                );
+            }
+        }
+        SignalBody::Renewal(outcome) => {
+            if outcome.is_none() {
+                v.push(f("outcome"), "is required: due, renewed or not_renewed");
+            }
+        }
+        SignalBody::Trial(event) => {
+            if event.is_none() {
+                v.push(f("event"), "is required: started, converted or expired");
+            }
+        }
+        SignalBody::Milestone { key, .. } => {
+            if !rules.checklist.iter().any(|k| k == key) {
+                v.push(
+                    f("milestone_key"),
+                    format!(
+                        "{key:?} is not in the onboarding checklist ({})",
+                        rules.checklist.join(", ")
+                    ),
+                );
+            }
+        }
+        SignalBody::Purchase(amount) => check_money(&mut v, "purchase.amount", amount, rules, 1),
+        SignalBody::Cost {
+            kind,
+            amount,
+            period,
+        } => {
+            if kind.is_none() {
+                v.push(f("kind"), "is required: customer_success or acquisition");
+            }
+            check_money(&mut v, &f("amount"), amount, rules, 0);
+            if period.is_none() {
+                v.push(f("period"), "is required, with start before end");
+            }
+        }
+    }
+    v.into_result(())
+}
+
+/// The scale an answer uses when none is given.
+pub fn default_scale(kind: SurveyKind) -> Scale {
+    match kind {
+        SurveyKind::Nps => Scale::ZeroToTen,
+        SurveyKind::Csat => Scale::OneToFive,
+        SurveyKind::Ces => Scale::OneToSeven,
+    }
+}
+
+/// An amount per interval as MRR: annual amounts are divided by 12 and
+/// rounded to the nearest minor unit (halves away from zero).
+pub fn monthly_mrr(amount_minor: i64, interval: BillingInterval) -> i64 {
+    match interval {
+        BillingInterval::Monthly => amount_minor,
+        BillingInterval::Annual => {
+            let q = amount_minor / 12;
+            let r = amount_minor % 12;
+            if r.abs() * 2 >= 12 { q + r.signum() } else { q }
+        }
+    }
+}
+
+fn looks_like_email(e: &str) -> bool {
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !e.contains(char::is_whitespace)
+        && e.len() <= 254
+}

@@ -1,0 +1,129 @@
+//! Property tests: the invariants that must hold for any input.
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::{change, eur};
+use proptest::prelude::*;
+use retain_domain::health::{Bands, ScoringModel, combine};
+use retain_domain::kpi::experience::nps;
+use retain_domain::kpi::revenue::{MrrChange, revenue_kpis};
+use retain_domain::routing::{Rule, notification_id};
+use retain_domain::{Period, Timestamp};
+
+const BASE: i64 = 1_704_067_200; // 2024-01-01
+
+fn changes() -> impl Strategy<Value = Vec<MrrChange>> {
+    prop::collection::vec(
+        (0..6u8, 0..120i64, prop_oneof![Just(0i64), 1..50_000i64]),
+        0..60,
+    )
+    .prop_map(|v| {
+        v.into_iter()
+            .enumerate()
+            .map(|(i, (acct, day, mrr))| {
+                let mut c = change(&format!("acct{acct}"), Timestamp(BASE + day * 86_400), mrr);
+                c.seq = format!("e{i}");
+                c
+            })
+            .collect()
+    })
+}
+
+fn period() -> impl Strategy<Value = Period> {
+    (0..100i64, 1..60i64).prop_map(|(s, len)| {
+        Period::new(
+            Timestamp(BASE + s * 86_400),
+            Timestamp(BASE + (s + len) * 86_400),
+        )
+        .unwrap()
+    })
+}
+
+proptest! {
+    #[test]
+    fn mrr_bridge_identity_holds_for_any_changes(cs in changes(), p in period()) {
+        let k = revenue_kpis(&cs, p, eur()).unwrap();
+        prop_assert!(k.bridge.balances(), "{:?}", k.bridge);
+    }
+
+    #[test]
+    fn nrr_is_at_least_grr_and_grr_at_most_100(cs in changes(), p in period()) {
+        let k = revenue_kpis(&cs, p, eur()).unwrap();
+        if let (Some(nrr), Some(grr)) = (k.nrr.value(), k.grr.value()) {
+            prop_assert!(nrr >= grr - 1e-9, "nrr {nrr} < grr {grr}");
+            prop_assert!(grr <= 100.0 + 1e-9, "grr {grr}");
+            prop_assert!(grr >= 0.0);
+        } else {
+            prop_assert_eq!(k.start_cohort, 0, "absent only without a start cohort");
+        }
+    }
+
+    #[test]
+    fn input_order_does_not_change_any_kpi(cs in changes(), p in period(), seed in any::<u64>()) {
+        let mut shuffled = cs.clone();
+        // Deterministic shuffle from the seed.
+        let mut x = seed | 1;
+        for i in (1..shuffled.len()).rev() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            shuffled.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        prop_assert_eq!(revenue_kpis(&cs, p, eur()).unwrap(), revenue_kpis(&shuffled, p, eur()).unwrap());
+    }
+
+    #[test]
+    fn nps_stays_within_minus_100_and_100(scores in prop::collection::vec(0..=10u8, 1..500)) {
+        let v = nps(&scores).value().unwrap();
+        prop_assert!((-100.0..=100.0).contains(&v));
+    }
+
+    #[test]
+    fn chs_never_decreases_when_a_sub_score_rises(
+        subs in prop::collection::vec(prop::option::of(0.0..150.0f64), 4),
+        which in 0..4usize,
+        rise in 0.0..100.0f64,
+    ) {
+        let model = ScoringModel::default();
+        let mut higher = subs.clone();
+        higher[which] = Some(subs[which].unwrap_or(0.0) + rise);
+        // Adding data where there was none is not a "rise"; compare only
+        // present sub-scores.
+        prop_assume!(subs[which].is_some());
+        let before = combine(&model, &subs).map(|r| r.0);
+        let after = combine(&model, &higher).map(|r| r.0);
+        prop_assert!(after >= before, "{before:?} -> {after:?}");
+    }
+
+    #[test]
+    fn hysteresis_keeps_the_band_while_the_score_stays_inside_the_margin(
+        prev in 0..4usize,
+        offset in -1.0..1.0f64,
+        margin in 0.0..5.0f64,
+    ) {
+        let bands = Bands::default();
+        let all = [retain_domain::health::Band::Red, retain_domain::health::Band::Yellow, retain_domain::health::Band::Green, retain_domain::health::Band::Thriving];
+        let edges = [f64::NEG_INFINITY, 40.0, 70.0, 100.0, f64::INFINITY];
+        let prev_band = all[prev];
+        // A score near either edge of prev's band, within the margin.
+        for edge in [edges[prev], edges[prev + 1]] {
+            if edge.is_finite() {
+                let score = edge + offset * margin;
+                prop_assert_eq!(bands.next(Some(prev_band), score, margin), prev_band, "score {} edge {}", score, edge);
+            }
+        }
+    }
+
+    #[test]
+    fn notification_ids_are_stable_under_replay_and_differ_across_triggers(
+        tenant in "[a-z]{1,8}", account in "[a-z0-9]{1,8}", e1 in "[a-z0-9]{1,12}", e2 in "[a-z0-9]{1,12}",
+    ) {
+        let a = notification_id(&tenant, &account, Rule::NpsDetractor, &e1);
+        prop_assert_eq!(&a, &notification_id(&tenant, &account, Rule::NpsDetractor, &e1));
+        prop_assert_ne!(&a, &notification_id(&tenant, &account, Rule::NpsPassive, &e1));
+        if e1 != e2 {
+            prop_assert_ne!(&a, &notification_id(&tenant, &account, Rule::NpsDetractor, &e2));
+        }
+        // Length-prefixing keeps ("ab","c") and ("a","bc") apart.
+        prop_assert_ne!(notification_id("ab", "c", Rule::Churn, "x"), notification_id("a", "bc", Rule::Churn, "x"));
+    }
+}
