@@ -1,1 +1,141 @@
-fn main() {}
+//! Domain benchmarks, each beside a baseline measured in the same run.
+//!
+//! Run: `cargo bench -p retain-domain --bench domain`
+//!
+//! - `health/score_1m`: the default model scoring 1,000,000 snapshots,
+//!   against `health/baseline_1m`, the same four-dimension arithmetic
+//!   hand-inlined (the floor: no model interpretation, no explanation).
+//! - `revenue/kpis_1m_changes`: the portfolio revenue KPIs of one month over
+//!   1,000,000 subscription changes, against `revenue/baseline_1m_changes`,
+//!   one pass summing the same amounts.
+
+use std::hint::black_box;
+
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use retain_domain::health::{self, BillingStatus, HealthSnapshot, ScoringModel};
+use retain_domain::kpi::revenue::{MrrChange, revenue_kpis};
+use retain_domain::{Currency, Money, Period, Timestamp};
+
+const N: usize = 1_000_000;
+
+fn snapshots() -> Vec<HealthSnapshot> {
+    let statuses = [
+        BillingStatus::Current,
+        BillingStatus::Overdue,
+        BillingStatus::PaymentFailed,
+        BillingStatus::Collections,
+    ];
+    (0..N)
+        .map(|i| HealthSnapshot {
+            active_days_30d: Some((i % 31) as f64),
+            nps_mean: if i % 7 == 0 {
+                None
+            } else {
+                Some((i % 11) as f64)
+            },
+            tickets_opened_30d: Some((i % 5) as f64),
+            billing_status: Some(statuses[i % 4]),
+            ..Default::default()
+        })
+        .collect()
+}
+
+/// The default model's arithmetic, hand-inlined.
+fn baseline_score(s: &HealthSnapshot) -> f64 {
+    let usage = (100.0 * s.active_days_30d.unwrap_or(0.0) / 20.0).min(150.0);
+    let tickets = match s.tickets_opened_30d.unwrap_or(0.0) {
+        t if t <= 0.0 => 100.0,
+        t if t <= 1.0 => 70.0,
+        t if t <= 2.0 => 40.0,
+        _ => 0.0,
+    };
+    let billing = match s.billing_status {
+        Some(BillingStatus::Current) => 100.0,
+        Some(BillingStatus::Overdue) => 30.0,
+        Some(BillingStatus::PaymentFailed) => 10.0,
+        _ => 0.0,
+    };
+    let (nps, w) = match s.nps_mean {
+        Some(n) => ((10.0 * n).min(100.0), 100.0),
+        None => (0.0, 90.0),
+    };
+    let total = (40.0 * usage + 10.0 * nps + 20.0 * tickets + 30.0 * billing) / w;
+    (total * 10.0).round() / 10.0
+}
+
+fn bench_health(c: &mut Criterion) {
+    let snaps = snapshots();
+    let model = ScoringModel::default();
+    let mut g = c.benchmark_group("health");
+    g.throughput(Throughput::Elements(N as u64));
+    g.sample_size(10);
+    g.bench_function("score_1m", |b| {
+        b.iter(|| {
+            let mut sum = 0.0;
+            for s in &snaps {
+                if let Some(h) = health::score(&model, black_box(s), None) {
+                    sum += h.score;
+                }
+            }
+            black_box(sum)
+        })
+    });
+    g.bench_function("baseline_1m", |b| {
+        b.iter(|| {
+            let mut sum = 0.0;
+            for s in &snaps {
+                sum += baseline_score(black_box(s));
+            }
+            black_box(sum)
+        })
+    });
+    g.finish();
+}
+
+fn changes() -> Vec<MrrChange> {
+    let eur = Currency::parse("EUR").expect("EUR");
+    let start = Timestamp::from_ymd(2024, 1, 1).0;
+    (0..N)
+        .map(|i| {
+            let mrr = if i % 13 == 0 {
+                0
+            } else {
+                ((i * 7919) % 50_000) as i64 + 1_000
+            };
+            MrrChange {
+                account: format!("acct-{}", i % 100_000),
+                at: Timestamp(start + ((i * 104_729) % (180 * 86_400)) as i64),
+                seq: i.to_string(),
+                mrr: Money::new(mrr, eur),
+                churn_reason: None,
+            }
+        })
+        .collect()
+}
+
+fn bench_revenue(c: &mut Criterion) {
+    let cs = changes();
+    let eur = Currency::parse("EUR").expect("EUR");
+    let may = Period::month(2024, 5);
+    let mut g = c.benchmark_group("revenue");
+    g.throughput(Throughput::Elements(N as u64));
+    g.sample_size(10);
+    g.bench_function("kpis_1m_changes", |b| {
+        b.iter(|| black_box(revenue_kpis(black_box(&cs), may, eur).expect("kpis")))
+    });
+    g.bench_function("baseline_1m_changes", |b| {
+        b.iter(|| {
+            let mut sum = 0i128;
+            for c in black_box(&cs) {
+                if may.contains(c.at) {
+                    sum += i128::from(c.mrr.minor);
+                }
+            }
+            black_box(sum)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_health, bench_revenue);
+criterion_main!(benches);

@@ -500,6 +500,7 @@ impl Normaliser {
 }
 
 /// The sub-score of dimension `d` for `snap`, `None` without data.
+#[inline]
 fn sub_score(d: &Dimension, snap: &HealthSnapshot) -> Option<(f64, f64)> {
     match (d.metric, &d.normaliser) {
         (Metric::BillingStatus, Normaliser::Categorical { scores, otherwise }) => {
@@ -624,6 +625,7 @@ pub fn round1(x: f64) -> f64 {
 /// Combines per-dimension sub-scores (`None` = no data) by the model's
 /// weights and missing-data policy. `None` when no dimension has data and
 /// the policy is `Redistribute`.
+#[inline]
 pub fn combine(
     model: &ScoringModel,
     subs: &[Option<f64>],
