@@ -20,7 +20,7 @@ use retain_store::testing::PgCluster;
 use retain_store::{PoolOptions, connect, migrate};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait, Value};
 
-const TOPIC: &str = "signals.recorded";
+const TOPIC: &str = "bench.recorded";
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)

@@ -40,3 +40,15 @@ pub mod topics {
     /// Health → notification: an account changed health band.
     pub const HEALTH_BAND_CHANGED: &str = "health.band_changed";
 }
+
+/// Consumer groups. The migrations subscribe the standing consumers of
+/// `signals.recorded` (`metrics` coalescing, `notification` not) so
+/// messages published before a consumer's first start are kept for it.
+pub mod groups {
+    /// The metrics service.
+    pub const METRICS: &str = "metrics";
+    /// The notification service.
+    pub const NOTIFICATION: &str = "notification";
+    /// The health service.
+    pub const HEALTH: &str = "health";
+}

@@ -24,7 +24,7 @@ const DEAD: i16 = 2;
 
 /// Bind parameters per publish statement: under SQLite's 32,766 and
 /// PostgreSQL's 65,535 limits.
-const MAX_PARAMS: usize = 30_000;
+const MAX_PARAMS: usize = retain_store::MAX_BIND_PARAMS;
 
 /// Errors from the bus.
 #[derive(Debug, thiserror::Error)]

@@ -14,7 +14,7 @@ use retain_bus::{
 use sea_orm::TransactionTrait;
 use tokio_util::sync::CancellationToken;
 
-const TOPIC: &str = "signals.recorded";
+const TOPIC: &str = "test.recorded";
 
 fn message(key: Option<&str>, payload: &str) -> OutgoingMessage {
     OutgoingMessage {

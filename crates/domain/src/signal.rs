@@ -63,6 +63,46 @@ pub enum TrialEvent {
     Expired,
 }
 
+/// Where an account is in its life with the tenant.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Lifecycle {
+    /// On a trial.
+    Trial,
+    /// Paying, still onboarding.
+    Onboarding,
+    /// Paying and onboarded.
+    Active,
+    /// In its renewal window.
+    Renewal,
+    /// No longer a customer.
+    Churned,
+}
+
+impl Lifecycle {
+    /// Every stage, in lifecycle order.
+    pub const ALL: [Self; 5] = [
+        Self::Trial,
+        Self::Onboarding,
+        Self::Active,
+        Self::Renewal,
+        Self::Churned,
+    ];
+
+    /// The stage's key (`active`).
+    pub fn key(self) -> &'static str {
+        match self {
+            Self::Trial => "trial",
+            Self::Onboarding => "onboarding",
+            Self::Active => "active",
+            Self::Renewal => "renewal",
+            Self::Churned => "churned",
+        }
+    }
+}
+
+/// Longest accepted name, segment or plan, in bytes.
+pub const MAX_LABEL_LEN: usize = 200;
+
 /// Spend kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CostKind {
@@ -77,6 +117,16 @@ pub enum CostKind {
 pub enum SignalBody {
     /// Account record fields (unset fields keep their value).
     Account {
+        /// Display name, if given.
+        name: Option<String>,
+        /// Segment (`Agencies`), if given.
+        segment: Option<String>,
+        /// Plan, if given.
+        plan: Option<String>,
+        /// Lifecycle stage, if given.
+        lifecycle: Option<Lifecycle>,
+        /// Next renewal date, if given.
+        renewal_date: Option<Timestamp>,
         /// Seats, if given.
         seats: Option<i64>,
         /// CSM owner email, if given (empty clears).
@@ -281,11 +331,20 @@ pub fn validate(s: &Signal, rules: &Rules<'_>) -> Result<(), Violations> {
     let f = |name: &str| format!("{}.{name}", body.field());
     match body {
         SignalBody::Account {
+            name,
+            segment,
+            plan,
             seats,
             csm_owner_email,
             contact_emails,
             acquisition_cost,
+            ..
         } => {
+            for (field, value) in [("name", name), ("segment", segment), ("plan", plan)] {
+                if let Some(value) = value {
+                    check_text(&mut v, &f(field), value, MAX_LABEL_LEN, false);
+                }
+            }
             if seats.is_some_and(|n| n < 0) {
                 v.push(f("seats"), "must not be negative");
             }

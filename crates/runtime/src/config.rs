@@ -48,6 +48,193 @@ pub struct Settings {
     pub telemetry: TelemetrySettings,
     /// Bearer tokens.
     pub auth: AuthSettings,
+    /// Per-tenant product settings (base currency, onboarding checklist).
+    pub tenants: TenantsSettings,
+    /// The ingestion service.
+    pub ingestion: IngestionSettings,
+}
+
+/// Per-tenant product settings: `default` for every tenant, `overrides`
+/// for named ones.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantsSettings {
+    /// Settings of tenants without an override.
+    pub default: TenantSettings,
+    /// Settings of named tenants.
+    pub overrides: Vec<TenantOverride>,
+}
+
+/// One tenant's product settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TenantSettings {
+    /// ISO-4217 code every money amount must use (`EUR`).
+    pub base_currency: String,
+    /// Milestone keys of the onboarding checklist, in order.
+    pub onboarding_checklist: Vec<String>,
+}
+
+impl Default for TenantSettings {
+    fn default() -> Self {
+        Self {
+            base_currency: "USD".into(),
+            onboarding_checklist: [
+                "account_created",
+                "data_source_connected",
+                "teammate_invited",
+                "first_report_created",
+                "integration_enabled",
+            ]
+            .map(String::from)
+            .to_vec(),
+        }
+    }
+}
+
+/// A named tenant's settings; unset keys fall back to `tenants.default`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TenantOverride {
+    /// Tenant id.
+    pub id: String,
+    /// Base currency.
+    pub base_currency: Option<String>,
+    /// Onboarding checklist.
+    pub onboarding_checklist: Option<Vec<String>>,
+}
+
+impl TenantsSettings {
+    /// The settings of `tenant`.
+    pub fn of(&self, tenant: &str) -> TenantSettings {
+        match self.overrides.iter().find(|o| o.id == tenant) {
+            None => self.default.clone(),
+            Some(o) => TenantSettings {
+                base_currency: o
+                    .base_currency
+                    .clone()
+                    .unwrap_or_else(|| self.default.base_currency.clone()),
+                onboarding_checklist: o
+                    .onboarding_checklist
+                    .clone()
+                    .unwrap_or_else(|| self.default.onboarding_checklist.clone()),
+            },
+        }
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        check_tenant(
+            "tenants.default",
+            Some(&self.default.base_currency),
+            Some(&self.default.onboarding_checklist),
+        )?;
+        for (i, o) in self.overrides.iter().enumerate() {
+            let key = format!("tenants.overrides[{i}]");
+            retain_domain::TenantId::parse(o.id.clone())
+                .map_err(|e| invalid(format!("{key}.id"), format!("{:?} {e}", o.id)))?;
+            if self.overrides[..i].iter().any(|p| p.id == o.id) {
+                return Err(invalid(
+                    format!("{key}.id"),
+                    format!("tenant {:?} has two overrides", o.id),
+                ));
+            }
+            check_tenant(
+                &key,
+                o.base_currency.as_ref(),
+                o.onboarding_checklist.as_ref(),
+            )?;
+        }
+        Ok(())
+    }
+}
+
+fn check_tenant(
+    key: &str,
+    currency: Option<&String>,
+    checklist: Option<&Vec<String>>,
+) -> Result<(), ConfigError> {
+    if let Some(c) = currency {
+        retain_domain::Currency::parse(c)
+            .map_err(|e| invalid(format!("{key}.base_currency"), e.to_string()))?;
+    }
+    for (j, m) in checklist.into_iter().flatten().enumerate() {
+        if m.trim().is_empty() || m.len() > 64 {
+            return Err(invalid(
+                format!("{key}.onboarding_checklist[{j}]"),
+                "must be 1–64 bytes",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Ingestion service settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestionSettings {
+    /// Most signals in one `IngestSignals` call or one streamed batch.
+    pub max_batch_signals: usize,
+    /// How far in the future `occurred_at` may lie (clock skew), seconds.
+    pub max_future_seconds: i64,
+    /// How far in the past a `LIVE` signal may lie, days; older history
+    /// must be sent with `mode = BACKFILL`.
+    pub max_live_age_days: i64,
+    /// Sustained signals per second one tenant may send; 0 turns the limit
+    /// off. Over it, calls get `RESOURCE_EXHAUSTED` with a retry delay.
+    pub tenant_signals_per_second: u64,
+    /// Signals a tenant may send in a burst above the sustained rate.
+    pub tenant_burst_signals: u64,
+    /// Results of one `StreamSignals` call waiting for a slow reader; when
+    /// full, the server stops reading batches (back-pressure).
+    pub stream_buffered_results: usize,
+}
+
+impl Default for IngestionSettings {
+    fn default() -> Self {
+        Self {
+            max_batch_signals: 5_000,
+            max_future_seconds: 300,
+            max_live_age_days: 30,
+            tenant_signals_per_second: 200_000,
+            tenant_burst_signals: 400_000,
+            stream_buffered_results: 2,
+        }
+    }
+}
+
+impl IngestionSettings {
+    fn validate(&self) -> Result<(), ConfigError> {
+        if self.max_batch_signals == 0 {
+            return Err(invalid("ingestion.max_batch_signals", "must be at least 1"));
+        }
+        if self.max_future_seconds < 0 {
+            return Err(invalid(
+                "ingestion.max_future_seconds",
+                "must not be negative",
+            ));
+        }
+        if self.max_live_age_days < 1 {
+            return Err(invalid("ingestion.max_live_age_days", "must be at least 1"));
+        }
+        if self.stream_buffered_results == 0 {
+            return Err(invalid(
+                "ingestion.stream_buffered_results",
+                "must be at least 1",
+            ));
+        }
+        if self.tenant_signals_per_second > 0
+            && self.tenant_burst_signals < self.max_batch_signals as u64
+        {
+            return Err(invalid(
+                "ingestion.tenant_burst_signals",
+                format!(
+                    "must be at least ingestion.max_batch_signals ({}), or no full batch could ever pass",
+                    self.max_batch_signals
+                ),
+            ));
+        }
+        Ok(())
+    }
 }
 
 /// gRPC server settings.
@@ -302,6 +489,8 @@ impl Settings {
                 })?;
             }
         }
+        self.tenants.validate()?;
+        self.ingestion.validate()?;
         Ok(())
     }
 }
@@ -401,6 +590,79 @@ mod tests {
         assert_eq!(s.server.concurrency_limit, d.server.concurrency_limit);
         assert_eq!(s.database.url, d.database.url);
         assert_eq!(s.telemetry.log_filter, d.telemetry.log_filter);
+        assert_eq!(
+            s.tenants.default.base_currency,
+            d.tenants.default.base_currency
+        );
+        assert_eq!(
+            s.tenants.default.onboarding_checklist,
+            d.tenants.default.onboarding_checklist
+        );
+        let (i, di) = (&s.ingestion, &d.ingestion);
+        assert_eq!(
+            (
+                i.max_batch_signals,
+                i.max_future_seconds,
+                i.max_live_age_days
+            ),
+            (
+                di.max_batch_signals,
+                di.max_future_seconds,
+                di.max_live_age_days
+            )
+        );
+        assert_eq!(
+            (
+                i.tenant_signals_per_second,
+                i.tenant_burst_signals,
+                i.stream_buffered_results
+            ),
+            (
+                di.tenant_signals_per_second,
+                di.tenant_burst_signals,
+                di.stream_buffered_results
+            )
+        );
+    }
+
+    #[test]
+    fn tenant_overrides_fall_back_to_the_default() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            &dir,
+            "[tenants.default]\nbase_currency = \"EUR\"\n[[tenants.overrides]]\nid = \"acme\"\nbase_currency = \"GBP\"\n",
+        );
+        let s = Settings::load_from(Some(&path), env(&[])).expect("loads");
+        assert_eq!(s.tenants.of("acme").base_currency, "GBP");
+        assert_eq!(s.tenants.of("other").base_currency, "EUR");
+        assert_eq!(
+            s.tenants.of("acme").onboarding_checklist,
+            TenantSettings::default().onboarding_checklist
+        );
+
+        let path = write(
+            &dir,
+            "[[tenants.overrides]]\nid = \"acme\"\nbase_currency = \"euro\"\n",
+        );
+        let err = Settings::load_from(Some(&path), env(&[])).expect_err("bad currency");
+        assert!(
+            err.to_string()
+                .contains("tenants.overrides[0].base_currency"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn ingestion_limits_are_checked() {
+        let err = Settings::load_from(
+            None,
+            env(&[("RETAIN__INGESTION__TENANT_BURST_SIGNALS", "10")]),
+        )
+        .expect_err("burst below a batch");
+        assert!(
+            err.to_string().contains("ingestion.tenant_burst_signals"),
+            "{err}"
+        );
     }
 
     #[test]

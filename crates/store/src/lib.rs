@@ -18,6 +18,31 @@ use std::time::Duration;
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 pub use sea_orm::{DatabaseBackend, DatabaseConnection};
+
+/// Most bind parameters one statement may carry on either backend
+/// (PostgreSQL allows 65,535, SQLite 32,766); bulk writes chunk under it.
+pub const MAX_BIND_PARAMS: usize = 30_000;
+
+/// `($first, $first+1, …), (…)`: placeholders for a multi-row `VALUES` of
+/// `rows` rows with `cols` columns, numbered from `first`.
+pub fn values_placeholders(rows: usize, cols: usize, first: usize) -> String {
+    let mut sql = String::with_capacity(rows * cols * 6);
+    for r in 0..rows {
+        if r > 0 {
+            sql.push(',');
+        }
+        sql.push('(');
+        for c in 0..cols {
+            if c > 0 {
+                sql.push(',');
+            }
+            sql.push('$');
+            sql.push_str(&(first + r * cols + c).to_string());
+        }
+        sql.push(')');
+    }
+    sql
+}
 use sea_orm_migration::MigratorTrait;
 
 /// Errors opening or migrating a database.
@@ -138,6 +163,12 @@ mod tests {
             backend_of("mysql://u:secret@h/db"),
             Err(StoreError::UnsupportedUrl(u)) if u == "mysql://u:***@h/db"
         ));
+    }
+
+    #[test]
+    fn placeholders_number_rows_and_columns() {
+        assert_eq!(values_placeholders(2, 3, 2), "($2,$3,$4),($5,$6,$7)");
+        assert_eq!(values_placeholders(0, 3, 1), "");
     }
 
     #[test]

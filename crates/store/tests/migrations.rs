@@ -11,9 +11,23 @@ retain_store::storage_test!(async fn migrations_create_usable_tables(db) {
     retain_store::migrate(&db.conn).await.expect("re-migrate");
     retain_store::ping(&db.conn).await.expect("ping");
 
+    // The standing consumers of signals.recorded exist from migration on,
+    // so nothing ingested before they first start is lost.
+    let standing = bus_subscription::Entity::find().all(&db.conn).await.expect("select");
+    let mut groups: Vec<(String, bool)> = standing
+        .iter()
+        .filter(|s| s.topic == "signals.recorded")
+        .map(|s| (s.consumer_group.clone(), s.coalesce))
+        .collect();
+    groups.sort();
+    assert_eq!(
+        groups,
+        vec![("metrics".to_owned(), true), ("notification".to_owned(), false)]
+    );
+
     bus_subscription::ActiveModel {
-        topic: Set("signals.recorded".into()),
-        consumer_group: Set("metrics".into()),
+        topic: Set("account.metrics".into()),
+        consumer_group: Set("health".into()),
         coalesce: Set(true),
         max_attempts: Set(5),
     }
@@ -21,7 +35,6 @@ retain_store::storage_test!(async fn migrations_create_usable_tables(db) {
     .await
     .expect("insert");
     let all = bus_subscription::Entity::find().all(&db.conn).await.expect("select");
-    assert_eq!(all.len(), 1);
-    assert_eq!(all[0].consumer_group, "metrics");
-    assert!(all[0].coalesce);
+    assert_eq!(all.len(), 3);
+    assert!(all.iter().any(|s| s.consumer_group == "health" && s.coalesce));
 });

@@ -5,6 +5,7 @@
 use sea_orm_migration::prelude::*;
 
 mod m0001_bus;
+mod m0002_ingestion;
 
 /// Runs Retain's migrations (`retain migrate`, or a test helper).
 #[derive(Debug)]
@@ -13,6 +14,9 @@ pub struct Migrator;
 #[async_trait::async_trait]
 impl MigratorTrait for Migrator {
     fn migrations() -> Vec<Box<dyn MigrationTrait>> {
-        vec![Box::new(m0001_bus::Migration)]
+        vec![
+            Box::new(m0001_bus::Migration),
+            Box::new(m0002_ingestion::Migration),
+        ]
     }
 }

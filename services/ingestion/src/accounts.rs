@@ -1,0 +1,176 @@
+//! Reading accounts: `GetAccount` and `ListAccounts`.
+
+use retain_proto::{convert, v1};
+use retain_runtime::error::Error;
+use retain_store::entity::account;
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
+};
+use sha2::{Digest, Sha256};
+
+/// Default and largest page sizes of `ListAccounts`.
+pub const DEFAULT_PAGE_SIZE: usize = 100;
+/// Largest page size of `ListAccounts`.
+pub const MAX_PAGE_SIZE: usize = 1_000;
+
+/// The wire form of an account row.
+pub fn to_proto(m: account::Model) -> v1::Account {
+    let acquisition_cost = match (m.acquisition_cost_minor, m.acquisition_currency) {
+        (Some(minor), Some(currency)) => Some(v1::Money {
+            amount_minor: minor,
+            currency,
+        }),
+        _ => None,
+    };
+    v1::Account {
+        account_id: m.account_id,
+        name: m.name.unwrap_or_default(),
+        segment: m.segment.unwrap_or_default(),
+        plan: m.plan.unwrap_or_default(),
+        csm_owner_email: m.csm_owner_email.unwrap_or_default(),
+        contact_emails: m
+            .contact_emails
+            .split('\n')
+            .filter(|e| !e.is_empty())
+            .map(str::to_owned)
+            .collect(),
+        seats: m.seats.map_or(0, |s| i32::try_from(s).unwrap_or(i32::MAX)),
+        lifecycle: m.lifecycle.map_or(0, i32::from),
+        renewal_date: m.renewal_date.map(|s| prost_types::Timestamp {
+            seconds: s,
+            nanos: 0,
+        }),
+        acquisition_cost,
+        created_at: Some(convert::from_micros(m.created_at)),
+        updated_at: Some(convert::from_micros(m.updated_at)),
+    }
+}
+
+/// One account of `tenant`.
+pub async fn get(
+    db: &DatabaseConnection,
+    tenant: &str,
+    req: &v1::GetAccountRequest,
+) -> Result<v1::Account, Error> {
+    if let Err(e) = retain_domain::AccountId::parse(req.account_id.clone()) {
+        return Err(Error::invalid("account_id", e.to_string()));
+    }
+    account::Entity::find_by_id((tenant.to_owned(), req.account_id.clone()))
+        .one(db)
+        .await?
+        .map(to_proto)
+        .ok_or_else(|| Error::NotFound(format!("account {:?}", req.account_id)))
+}
+
+/// A fingerprint of the filters, so a page token cannot be replayed with
+/// other filters (which would skip or repeat accounts silently).
+fn filter_fingerprint(req: &v1::ListAccountsRequest) -> String {
+    let mut h = Sha256::new();
+    for part in [
+        req.segment.as_str(),
+        req.csm_owner_email.as_str(),
+        &req.lifecycle.to_string(),
+    ] {
+        h.update(part.as_bytes());
+        h.update([0]);
+    }
+    hex::encode(&h.finalize()[..6])
+}
+
+fn page_token(req: &v1::ListAccountsRequest, last: &str) -> String {
+    format!("{}.{}", filter_fingerprint(req), hex::encode(last))
+}
+
+fn after_of(req: &v1::ListAccountsRequest) -> Result<Option<String>, Error> {
+    if req.page_token.is_empty() {
+        return Ok(None);
+    }
+    let bad = || Error::invalid("page_token", "is not a token this server issued");
+    let (fp, last) = req.page_token.split_once('.').ok_or_else(bad)?;
+    if fp != filter_fingerprint(req) {
+        return Err(Error::invalid(
+            "page_token",
+            "was issued for different filters; repeat the first request's filters or start over",
+        ));
+    }
+    let bytes = hex::decode(last).map_err(|_| bad())?;
+    String::from_utf8(bytes).map(Some).map_err(|_| bad())
+}
+
+/// A page of `tenant`'s accounts in account-id order (keyset pagination:
+/// stable while accounts are added).
+pub async fn list(
+    db: &DatabaseConnection,
+    tenant: &str,
+    req: &v1::ListAccountsRequest,
+) -> Result<v1::ListAccountsResponse, Error> {
+    let mut violations = Vec::new();
+    if req.page_size < 0 {
+        violations.push(retain_runtime::error::FieldViolation::new(
+            "page_size",
+            format!("{} must not be negative", req.page_size),
+        ));
+    }
+    if req.page_size as usize > MAX_PAGE_SIZE {
+        violations.push(retain_runtime::error::FieldViolation::new(
+            "page_size",
+            format!("{} is over the limit of {MAX_PAGE_SIZE}", req.page_size),
+        ));
+    }
+    let lifecycle = if req.lifecycle == 0 {
+        None
+    } else if convert::lifecycle_from_proto(req.lifecycle).is_some() {
+        Some(req.lifecycle)
+    } else {
+        violations.push(retain_runtime::error::FieldViolation::new(
+            "lifecycle",
+            format!("{} is not a lifecycle stage", req.lifecycle),
+        ));
+        None
+    };
+    let after = match after_of(req) {
+        Ok(a) => a,
+        Err(Error::InvalidArgument(v)) => {
+            violations.extend(v);
+            None
+        }
+        Err(e) => return Err(e),
+    };
+    if !violations.is_empty() {
+        return Err(Error::InvalidArgument(violations));
+    }
+    let size = if req.page_size == 0 {
+        DEFAULT_PAGE_SIZE
+    } else {
+        req.page_size as usize
+    };
+    let mut cond = Condition::all().add(account::Column::TenantId.eq(tenant));
+    if !req.segment.is_empty() {
+        cond = cond.add(account::Column::Segment.eq(req.segment.clone()));
+    }
+    if !req.csm_owner_email.is_empty() {
+        cond = cond.add(account::Column::CsmOwnerEmail.eq(req.csm_owner_email.clone()));
+    }
+    if let Some(l) = lifecycle {
+        cond = cond.add(account::Column::Lifecycle.eq(l as i16));
+    }
+    if let Some(after) = after {
+        cond = cond.add(account::Column::AccountId.gt(after));
+    }
+    let mut rows = account::Entity::find()
+        .filter(cond)
+        .order_by_asc(account::Column::AccountId)
+        .limit(size as u64 + 1)
+        .all(db)
+        .await?;
+    let more = rows.len() > size;
+    rows.truncate(size);
+    let next_page_token = match (more, rows.last()) {
+        (true, Some(last)) => page_token(req, &last.account_id),
+        _ => String::new(),
+    };
+    Ok(v1::ListAccountsResponse {
+        accounts: rows.into_iter().map(to_proto).collect(),
+        next_page_token,
+    })
+}

@@ -1,0 +1,421 @@
+//! Retain's ingestion service: `IngestionService` over gRPC.
+//!
+//! A batch is checked first ([`intake`]: wire conversion, domain
+//! validation, duplicates inside the batch), then every valid signal is
+//! written with its accounts, users and `signals.recorded` bus messages in
+//! one transaction ([`write`]), and only then answered. Rejected signals
+//! change nothing; a retried batch answers `DUPLICATE` for what was already
+//! stored and never counts it twice.
+//!
+//! [`Ingestion`] holds the state; [`Ingestion::server`] is the tonic
+//! service to hand to `retain_runtime::serve`.
+
+pub mod accounts;
+pub mod intake;
+pub mod limit;
+pub mod write;
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+use retain_domain::Timestamp;
+use retain_domain::signal::Rules;
+use retain_proto::v1;
+use retain_proto::v1::ingestion_service_server::{IngestionService, IngestionServiceServer};
+use retain_runtime::auth::{Principal, Role};
+use retain_runtime::config::{IngestionSettings, Settings, TenantsSettings};
+use retain_runtime::error::{Error, FieldViolation};
+use sea_orm::{DatabaseConnection, TransactionTrait};
+use tokio::sync::mpsc;
+use tonic::{Request, Response, Status, Streaming};
+
+use crate::intake::{Checked, Prepared};
+use crate::limit::TenantLimiter;
+use crate::write::Written;
+
+/// The ingestion service's state. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Ingestion {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: DatabaseConnection,
+    settings: IngestionSettings,
+    tenants: TenantsSettings,
+    limiter: TenantLimiter,
+    max_message_bytes: usize,
+}
+
+/// Per-signal outcome while a batch is answered.
+enum Outcome {
+    Accepted,
+    Duplicate,
+    Rejected(Vec<FieldViolation>),
+}
+
+impl Ingestion {
+    /// The service over `db` with `settings`' ingestion, tenant and server
+    /// limits.
+    pub fn new(db: DatabaseConnection, settings: &Settings) -> Self {
+        let s = &settings.ingestion;
+        Self {
+            inner: Arc::new(Inner {
+                db,
+                limiter: TenantLimiter::new(s.tenant_signals_per_second, s.tenant_burst_signals),
+                settings: s.clone(),
+                tenants: settings.tenants.clone(),
+                max_message_bytes: settings.server.max_message_bytes,
+            }),
+        }
+    }
+
+    /// The tonic service, with the configured message size limit.
+    pub fn server(&self) -> IngestionServiceServer<Self> {
+        IngestionServiceServer::new(self.clone())
+            .max_decoding_message_size(self.inner.max_message_bytes)
+    }
+
+    /// Checks the parts of a batch that are not per signal: size and mode.
+    fn check_batch(&self, req: &v1::IngestSignalsRequest) -> Result<v1::IngestMode, Error> {
+        let n = req.signals.len();
+        let max = self.inner.settings.max_batch_signals;
+        let mut violations = Vec::new();
+        if n == 0 {
+            violations.push(FieldViolation::new(
+                "signals",
+                "must hold at least one signal",
+            ));
+        } else if n > max {
+            violations.push(FieldViolation::new(
+                "signals",
+                format!("{n} signals is over the limit of {max} per batch; split the batch"),
+            ));
+        }
+        let mode = match v1::IngestMode::try_from(req.mode) {
+            Ok(v1::IngestMode::Unspecified | v1::IngestMode::Live) => v1::IngestMode::Live,
+            Ok(v1::IngestMode::Backfill) => v1::IngestMode::Backfill,
+            Err(_) => {
+                violations.push(FieldViolation::new(
+                    "mode",
+                    format!("{} is not a mode; use LIVE or BACKFILL", req.mode),
+                ));
+                v1::IngestMode::Live
+            }
+        };
+        if violations.is_empty() {
+            Ok(mode)
+        } else {
+            Err(Error::InvalidArgument(violations))
+        }
+    }
+
+    fn rate_limited(&self, tenant: &str, n: usize, wait: Duration) -> Error {
+        Error::ResourceExhausted {
+            message: format!(
+                "tenant {tenant} is over its rate limit of {} signals/s ({n} asked); retry after {} ms",
+                self.inner.settings.tenant_signals_per_second,
+                wait.as_millis()
+            ),
+            retry_after: wait,
+        }
+    }
+
+    /// Ingests one batch for `principal` (the `IngestSignals` call).
+    #[tracing::instrument(name = "ingest", skip_all, fields(tenant = %principal.tenant, signals = req.signals.len()))]
+    pub async fn ingest(
+        &self,
+        principal: &Principal,
+        req: v1::IngestSignalsRequest,
+    ) -> Result<v1::IngestSignalsResponse, Error> {
+        principal.require(Role::Ingest)?;
+        let mode = self.check_batch(&req)?;
+        let tenant = principal.tenant.as_str();
+        self.inner
+            .limiter
+            .try_take(tenant, req.signals.len())
+            .map_err(|wait| self.rate_limited(tenant, req.signals.len(), wait))?;
+        self.process(tenant, mode, &req).await
+    }
+
+    /// Validates and writes a batch that passed the batch-level checks.
+    async fn process(
+        &self,
+        tenant: &str,
+        mode: v1::IngestMode,
+        req: &v1::IngestSignalsRequest,
+    ) -> Result<v1::IngestSignalsResponse, Error> {
+        let ts = self.inner.tenants.of(tenant);
+        let base_currency = retain_domain::Currency::parse(&ts.base_currency)
+            .map_err(|e| Error::Internal(format!("tenants: {e}")))?;
+        let now = write::now_micros();
+        let rules = Rules {
+            now: Timestamp(now.div_euclid(1_000_000)),
+            max_future_seconds: self.inner.settings.max_future_seconds,
+            max_past_seconds: (mode == v1::IngestMode::Live)
+                .then(|| self.inner.settings.max_live_age_days * retain_domain::time::DAY),
+            base_currency,
+            checklist: &ts.onboarding_checklist,
+        };
+        let checked = intake::check(&req.signals, &rules);
+        let first_rejected = checked
+            .iter()
+            .position(|c| matches!(c, Checked::Rejected(_)));
+        if req.all_or_nothing
+            && let Some(first) = first_rejected
+        {
+            return Ok(reject_all(req, checked, first, &[]));
+        }
+        let valid: Vec<&Prepared> = checked
+            .iter()
+            .filter_map(|c| match c {
+                Checked::Valid(p) => Some(p.as_ref()),
+                _ => None,
+            })
+            .collect();
+        let written = self.write(tenant, mode, &valid, req.all_or_nothing).await?;
+        if req.all_or_nothing {
+            let conflicts: Vec<usize> = valid
+                .iter()
+                .zip(&written)
+                .filter(|(_, w)| **w == Written::Conflict)
+                .map(|(p, _)| p.index)
+                .collect();
+            if let Some(&first) = conflicts.first() {
+                return Ok(reject_all(req, checked, first, &conflicts));
+            }
+        }
+        let mut by_index = vec![Written::Accepted; req.signals.len()];
+        for (p, w) in valid.iter().zip(&written) {
+            by_index[p.index] = *w;
+        }
+        let outcomes = checked
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| match c {
+                Checked::Rejected(v) => Outcome::Rejected(v),
+                Checked::DuplicateInBatch => Outcome::Duplicate,
+                Checked::Valid(_) => match by_index[i] {
+                    Written::Accepted => Outcome::Accepted,
+                    Written::Duplicate => Outcome::Duplicate,
+                    Written::Conflict => Outcome::Rejected(vec![conflict(i)]),
+                },
+            })
+            .collect();
+        Ok(respond(req, outcomes))
+    }
+
+    /// Writes the valid signals of a batch in one transaction. With
+    /// `all_or_nothing`, a conflict rolls everything back.
+    async fn write(
+        &self,
+        tenant: &str,
+        mode: v1::IngestMode,
+        valid: &[&Prepared],
+        all_or_nothing: bool,
+    ) -> Result<Vec<Written>, Error> {
+        if valid.is_empty() {
+            return Ok(Vec::new());
+        }
+        let tx = self.inner.db.begin().await?;
+        let written = write::claim_ids(&tx, tenant, valid).await?;
+        if all_or_nothing && written.contains(&Written::Conflict) {
+            tx.rollback().await?;
+            return Ok(written);
+        }
+        let accepted: Vec<&Prepared> = valid
+            .iter()
+            .zip(&written)
+            .filter(|(_, w)| **w == Written::Accepted)
+            .map(|(p, _)| *p)
+            .collect();
+        if !accepted.is_empty() {
+            write::insert_signals(&tx, tenant, mode, &accepted).await?;
+            write::upsert_accounts(&tx, tenant, &accepted).await?;
+            write::upsert_users(&tx, tenant, &accepted).await?;
+            let messages = write::signals_recorded(tenant, mode, &accepted);
+            retain_bus::publish(&tx, retain_bus::topics::SIGNALS_RECORDED, &messages)
+                .await
+                .map_err(|e| Error::Internal(format!("bus: {e}")))?;
+        }
+        tx.commit().await?;
+        tracing::debug!(
+            accepted = accepted.len(),
+            duplicates = written.iter().filter(|w| **w == Written::Duplicate).count(),
+            "batch written"
+        );
+        Ok(written)
+    }
+
+    /// One `StreamSignals` batch: like [`Ingestion::ingest`], but a tenant
+    /// over its rate waits (back-pressure on the stream) instead of failing.
+    async fn ingest_streamed(
+        &self,
+        principal: &Principal,
+        req: v1::IngestSignalsRequest,
+    ) -> Result<v1::IngestSignalsResponse, Error> {
+        let mode = self.check_batch(&req)?;
+        let tenant = principal.tenant.as_str();
+        while let Err(wait) = self.inner.limiter.try_take(tenant, req.signals.len()) {
+            tokio::time::sleep(wait).await;
+        }
+        self.process(tenant, mode, &req).await
+    }
+}
+
+fn conflict(i: usize) -> FieldViolation {
+    FieldViolation::new(
+        format!("signals[{i}].event_id"),
+        "was already recorded with different content; an event id names one event forever",
+    )
+}
+
+/// Every signal rejected: the invalid ones with their violations, the
+/// conflicting ones as conflicts, the rest "with its batch".
+fn reject_all(
+    req: &v1::IngestSignalsRequest,
+    checked: Vec<Checked>,
+    first: usize,
+    conflicts: &[usize],
+) -> v1::IngestSignalsResponse {
+    let outcomes = checked
+        .into_iter()
+        .enumerate()
+        .map(|(i, c)| match c {
+            Checked::Rejected(v) => Outcome::Rejected(v),
+            _ if conflicts.contains(&i) => Outcome::Rejected(vec![conflict(i)]),
+            _ => Outcome::Rejected(vec![FieldViolation::new(
+                format!("signals[{i}]"),
+                format!("not written: signals[{first}] was rejected and all_or_nothing is set"),
+            )]),
+        })
+        .collect();
+    respond(req, outcomes)
+}
+
+/// The answer: one result per signal, in request order, and the counts.
+fn respond(req: &v1::IngestSignalsRequest, outcomes: Vec<Outcome>) -> v1::IngestSignalsResponse {
+    let mut resp = v1::IngestSignalsResponse::default();
+    for (i, o) in outcomes.into_iter().enumerate() {
+        let (outcome, violations) = match o {
+            Outcome::Accepted => {
+                resp.accepted += 1;
+                (v1::SignalOutcome::Accepted, Vec::new())
+            }
+            Outcome::Duplicate => {
+                resp.duplicates += 1;
+                (v1::SignalOutcome::Duplicate, Vec::new())
+            }
+            Outcome::Rejected(v) => {
+                resp.rejected += 1;
+                (v1::SignalOutcome::Rejected, v)
+            }
+        };
+        resp.results.push(v1::SignalResult {
+            index: i32::try_from(i).unwrap_or(i32::MAX),
+            event_id: req
+                .signals
+                .get(i)
+                .map(|s| s.event_id.clone())
+                .unwrap_or_default(),
+            outcome: outcome as i32,
+            violations: violations
+                .into_iter()
+                .map(|v| v1::FieldViolation {
+                    field: v.field,
+                    description: v.description,
+                })
+                .collect(),
+        });
+    }
+    resp
+}
+
+type ResultStream = Pin<Box<dyn Stream<Item = Result<v1::StreamSignalsResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl IngestionService for Ingestion {
+    async fn ingest_signals(
+        &self,
+        request: Request<v1::IngestSignalsRequest>,
+    ) -> Result<Response<v1::IngestSignalsResponse>, Status> {
+        let principal = Principal::of(&request)?.clone();
+        let req = request.into_inner();
+        Ok(Response::new(self.ingest(&principal, req).await?))
+    }
+
+    type StreamSignalsStream = ResultStream;
+
+    async fn stream_signals(
+        &self,
+        request: Request<Streaming<v1::StreamSignalsRequest>>,
+    ) -> Result<Response<Self::StreamSignalsStream>, Status> {
+        let principal = Principal::of(&request)?.clone();
+        principal.require(Role::Ingest)?;
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(self.inner.settings.stream_buffered_results);
+        let this = self.clone();
+        tokio::spawn(async move {
+            // One batch at a time: the next is read only once the previous
+            // result is queued, so a slow reader or a fast writer is held
+            // back by HTTP/2 flow control instead of filling memory.
+            loop {
+                let next = match inbound.message().await {
+                    Ok(Some(m)) => m,
+                    Ok(None) => break,
+                    Err(status) => {
+                        tracing::debug!(%status, "stream ended by the client");
+                        break;
+                    }
+                };
+                let batch_id = next.batch_id;
+                let Some(batch) = next.batch else {
+                    let err = Error::invalid("batch", format!("batch {batch_id:?} has no batch"));
+                    let _ = tx.send(Err(err.into())).await;
+                    break;
+                };
+                let reply = match this.ingest_streamed(&principal, batch).await {
+                    Ok(result) => Ok(v1::StreamSignalsResponse {
+                        batch_id,
+                        result: Some(result),
+                    }),
+                    Err(e) => Err(Status::from(e)),
+                };
+                let failed = reply.is_err();
+                if tx.send(reply).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        Ok(Response::new(Box::pin(
+            tokio_stream::wrappers::ReceiverStream::new(rx),
+        )))
+    }
+
+    async fn get_account(
+        &self,
+        request: Request<v1::GetAccountRequest>,
+    ) -> Result<Response<v1::GetAccountResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Read)?;
+        let account =
+            accounts::get(&self.inner.db, principal.tenant.as_str(), request.get_ref()).await?;
+        Ok(Response::new(v1::GetAccountResponse {
+            account: Some(account),
+        }))
+    }
+
+    async fn list_accounts(
+        &self,
+        request: Request<v1::ListAccountsRequest>,
+    ) -> Result<Response<v1::ListAccountsResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Read)?;
+        Ok(Response::new(
+            accounts::list(&self.inner.db, principal.tenant.as_str(), request.get_ref()).await?,
+        ))
+    }
+}

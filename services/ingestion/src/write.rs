@@ -1,0 +1,440 @@
+//! Writing accepted signals, their accounts and users, and their bus
+//! messages in one transaction.
+//!
+//! Order inside the transaction, each step in bulk (multi-row statements
+//! chunked under the bind-parameter limit, rows sorted by key so concurrent
+//! writers lock in the same order and cannot deadlock):
+//!
+//! 1. `signal_ids`: `INSERT … ON CONFLICT DO NOTHING RETURNING event_id`
+//!    claims the new event ids; the others are looked up and compared by
+//!    content hash (duplicate or conflict).
+//! 2. `signals`: the new signals' rows.
+//! 3. `accounts`: every touched account exists; account upserts are merged
+//!    into the rows, locked (`FOR UPDATE` on PostgreSQL).
+//! 4. `users`: first/last seen per (account, user).
+//! 5. `bus_messages`: one `SignalsRecorded` per touched account.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use prost::Message;
+use retain_bus::OutgoingMessage;
+use retain_domain::signal::SignalBody;
+use retain_proto::{convert, v1};
+use retain_store::entity::account;
+use retain_store::{MAX_BIND_PARAMS, values_placeholders};
+use sea_orm::{
+    ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait,
+    QueryFilter, QuerySelect, Statement, Value,
+};
+
+use crate::intake::{PORTFOLIO, Prepared, is_routable, user_of};
+
+/// What writing decided for one valid signal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Written {
+    /// Stored now.
+    Accepted,
+    /// Stored before with the same content.
+    Duplicate,
+    /// Stored before with different content.
+    Conflict,
+}
+
+/// Microseconds since the epoch, server clock.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
+async fn exec(tx: &DatabaseTransaction, sql: String, values: Vec<Value>) -> Result<(), DbErr> {
+    let backend = tx.get_database_backend();
+    tx.execute_raw(Statement::from_sql_and_values(backend, sql, values))
+        .await
+        .map(|_| ())
+}
+
+/// Claims the event ids of `signals` in `signal_ids` and classifies each
+/// (same order as `signals`).
+pub async fn claim_ids(
+    tx: &DatabaseTransaction,
+    tenant: &str,
+    signals: &[&Prepared],
+) -> Result<Vec<Written>, DbErr> {
+    let backend = tx.get_database_backend();
+    let mut order: Vec<usize> = (0..signals.len()).collect();
+    order.sort_by(|&a, &b| signals[a].wire.event_id.cmp(&signals[b].wire.event_id));
+    let mut inserted: HashSet<String> = HashSet::with_capacity(signals.len());
+    for chunk in order.chunks(MAX_BIND_PARAMS / 2) {
+        let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * 2);
+        values.push(tenant.into());
+        let mut rows = String::with_capacity(chunk.len() * 12);
+        for (n, &i) in chunk.iter().enumerate() {
+            if n > 0 {
+                rows.push(',');
+            }
+            rows.push_str(&format!("($1,${},${})", 2 + n * 2, 3 + n * 2));
+            values.push(signals[i].wire.event_id.clone().into());
+            values.push(signals[i].hash.to_vec().into());
+        }
+        let sql = format!(
+            "INSERT INTO signal_ids (tenant_id, event_id, content_hash) VALUES {rows} \
+             ON CONFLICT (tenant_id, event_id) DO NOTHING RETURNING event_id"
+        );
+        for row in tx
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?
+        {
+            inserted.insert(row.try_get_by_index::<String>(0)?);
+        }
+    }
+    let existing: Vec<&Prepared> = signals
+        .iter()
+        .copied()
+        .filter(|s| !inserted.contains(&s.wire.event_id))
+        .collect();
+    let mut stored: HashMap<String, Vec<u8>> = HashMap::with_capacity(existing.len());
+    for chunk in existing.chunks(MAX_BIND_PARAMS - 1) {
+        let mut values: Vec<Value> = vec![tenant.into()];
+        let list: Vec<String> = (0..chunk.len()).map(|n| format!("${}", n + 2)).collect();
+        values.extend(chunk.iter().map(|s| Value::from(s.wire.event_id.clone())));
+        let sql = format!(
+            "SELECT event_id, content_hash FROM signal_ids WHERE tenant_id = $1 AND event_id IN ({})",
+            list.join(",")
+        );
+        for row in tx
+            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?
+        {
+            stored.insert(row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+        }
+    }
+    Ok(signals
+        .iter()
+        .map(|s| {
+            if inserted.contains(&s.wire.event_id) {
+                Written::Accepted
+            } else if stored
+                .get(&s.wire.event_id)
+                .is_some_and(|h| h.as_slice() == s.hash)
+            {
+                Written::Duplicate
+            } else {
+                Written::Conflict
+            }
+        })
+        .collect())
+}
+
+/// Inserts the rows of newly accepted signals.
+pub async fn insert_signals(
+    tx: &DatabaseTransaction,
+    tenant: &str,
+    mode: v1::IngestMode,
+    signals: &[&Prepared],
+) -> Result<(), DbErr> {
+    const COLS: usize = 5;
+    let now = now_micros();
+    let mut sorted: Vec<&Prepared> = signals.to_vec();
+    sorted.sort_by(|a, b| {
+        (&a.wire.account_id, a.occurred_at_us, &a.wire.event_id).cmp(&(
+            &b.wire.account_id,
+            b.occurred_at_us,
+            &b.wire.event_id,
+        ))
+    });
+    for chunk in sorted.chunks((MAX_BIND_PARAMS - 3) / COLS) {
+        // Tenant, mode and ingestion time are bound once ($1–$3).
+        let mut values: Vec<Value> = Vec::with_capacity(3 + chunk.len() * COLS);
+        values.push(tenant.into());
+        values.push((mode as i16).into());
+        values.push(now.into());
+        let mut rows = String::with_capacity(chunk.len() * 40);
+        for (n, s) in chunk.iter().enumerate() {
+            let p = 4 + n * COLS;
+            if n > 0 {
+                rows.push(',');
+            }
+            rows.push_str(&format!(
+                "($1,${},${},${},${},$2,${},$3)",
+                p,
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4
+            ));
+            values.push(s.wire.account_id.clone().into());
+            values.push(s.occurred_at_us.into());
+            values.push(s.wire.event_id.clone().into());
+            values.push(s.kind.into());
+            values.push(s.payload.clone().into());
+        }
+        let sql = format!(
+            "INSERT INTO signals (tenant_id, account_id, occurred_at, event_id, kind, mode, payload, ingested_at) \
+             VALUES {rows}"
+        );
+        exec(tx, sql, values).await?;
+    }
+    Ok(())
+}
+
+/// Makes sure every touched account has a row and merges account upserts
+/// into it. Returns nothing; rows are locked until the transaction ends.
+pub async fn upsert_accounts(
+    tx: &DatabaseTransaction,
+    tenant: &str,
+    signals: &[&Prepared],
+) -> Result<(), DbErr> {
+    let now = now_micros();
+    let touched: Vec<&str> = signals
+        .iter()
+        .map(|s| s.wire.account_id.as_str())
+        .filter(|a| *a != PORTFOLIO)
+        .collect::<std::collections::BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    for chunk in touched.chunks(MAX_BIND_PARAMS - 2) {
+        let mut values: Vec<Value> = vec![tenant.into(), now.into()];
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|n| format!("($1, ${}, '', $2, $2)", n + 3))
+            .collect();
+        values.extend(chunk.iter().map(|a| Value::from(*a)));
+        let sql = format!(
+            "INSERT INTO accounts (tenant_id, account_id, contact_emails, created_at, updated_at) \
+             VALUES {} ON CONFLICT (tenant_id, account_id) DO NOTHING",
+            rows.join(",")
+        );
+        exec(tx, sql, values).await?;
+    }
+
+    // Upserts, oldest first per account.
+    let mut upserts: BTreeMap<&str, Vec<&Prepared>> = BTreeMap::new();
+    for s in signals {
+        if matches!(s.domain.body, Some(SignalBody::Account { .. })) {
+            upserts
+                .entry(s.wire.account_id.as_str())
+                .or_default()
+                .push(s);
+        }
+    }
+    if upserts.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<&str> = upserts.keys().copied().collect();
+    let mut rows: Vec<account::Model> = Vec::with_capacity(ids.len());
+    for chunk in ids.chunks(MAX_BIND_PARAMS - 1) {
+        let mut q = account::Entity::find()
+            .filter(account::Column::TenantId.eq(tenant))
+            .filter(account::Column::AccountId.is_in(chunk.iter().copied()));
+        if tx.get_database_backend() == DatabaseBackend::Postgres {
+            q = q.lock_exclusive();
+        }
+        rows.extend(q.all(tx).await?);
+    }
+    for row in &mut rows {
+        let Some(list) = upserts.get_mut(row.account_id.as_str()) else {
+            continue;
+        };
+        list.sort_by(|a, b| {
+            (a.occurred_at_us, &a.wire.event_id).cmp(&(b.occurred_at_us, &b.wire.event_id))
+        });
+        for s in list.iter() {
+            merge_upsert(row, s);
+        }
+        row.updated_at = now;
+    }
+    write_accounts(tx, &rows).await
+}
+
+/// Applies one account upsert: a newer upsert than the last one applied
+/// sets every field it carries; an older one (arriving late) only fills
+/// fields that are still empty, so arrival order cannot undo newer data.
+pub fn merge_upsert(row: &mut account::Model, s: &Prepared) {
+    let Some(SignalBody::Account {
+        name,
+        segment,
+        plan,
+        lifecycle,
+        renewal_date,
+        seats,
+        csm_owner_email,
+        contact_emails,
+        acquisition_cost,
+    }) = &s.domain.body
+    else {
+        return;
+    };
+    let newer = row.profile_at.is_none_or(|at| s.occurred_at_us >= at);
+    fn set<T: Clone>(slot: &mut Option<T>, value: Option<&T>, newer: bool) {
+        if let Some(v) = value
+            && (newer || slot.is_none())
+        {
+            *slot = Some(v.clone());
+        }
+    }
+    set(&mut row.name, name.as_ref(), newer);
+    set(&mut row.segment, segment.as_ref(), newer);
+    set(&mut row.plan, plan.as_ref(), newer);
+    // An empty owner email clears the owner (when newer).
+    if let Some(e) = csm_owner_email {
+        if e.is_empty() {
+            if newer {
+                row.csm_owner_email = None;
+            }
+        } else {
+            set(&mut row.csm_owner_email, Some(e), newer);
+        }
+    }
+    let lifecycle = lifecycle.map(|l| convert::lifecycle_to_proto(Some(l)) as i16);
+    set(&mut row.lifecycle, lifecycle.as_ref(), newer);
+    set(
+        &mut row.renewal_date,
+        renewal_date.map(|t| t.0).as_ref(),
+        newer,
+    );
+    set(&mut row.seats, seats.as_ref(), newer);
+    if !contact_emails.is_empty() && (newer || row.contact_emails.is_empty()) {
+        row.contact_emails = contact_emails.join("\n");
+    }
+    if let Some(m) = acquisition_cost
+        && (newer || row.acquisition_cost_minor.is_none())
+    {
+        row.acquisition_cost_minor = Some(m.minor);
+        row.acquisition_currency = Some(m.currency.to_string());
+    }
+    if newer {
+        row.profile_at = Some(s.occurred_at_us);
+    }
+}
+
+async fn write_accounts(tx: &DatabaseTransaction, rows: &[account::Model]) -> Result<(), DbErr> {
+    const COLS: usize = 15;
+    for chunk in rows.chunks(MAX_BIND_PARAMS / COLS) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * COLS);
+        for r in chunk {
+            values.extend([
+                r.tenant_id.clone().into(),
+                r.account_id.clone().into(),
+                r.name.clone().into(),
+                r.segment.clone().into(),
+                r.plan.clone().into(),
+                r.csm_owner_email.clone().into(),
+                r.contact_emails.clone().into(),
+                r.seats.into(),
+                r.lifecycle.into(),
+                r.renewal_date.into(),
+                r.acquisition_cost_minor.into(),
+                r.acquisition_currency.clone().into(),
+                r.profile_at.into(),
+                r.created_at.into(),
+                r.updated_at.into(),
+            ]);
+        }
+        let sql = format!(
+            "INSERT INTO accounts (tenant_id, account_id, name, segment, plan, csm_owner_email, \
+             contact_emails, seats, lifecycle, renewal_date, acquisition_cost_minor, \
+             acquisition_currency, profile_at, created_at, updated_at) VALUES {} \
+             ON CONFLICT (tenant_id, account_id) DO UPDATE SET name = excluded.name, \
+             segment = excluded.segment, plan = excluded.plan, \
+             csm_owner_email = excluded.csm_owner_email, contact_emails = excluded.contact_emails, \
+             seats = excluded.seats, lifecycle = excluded.lifecycle, \
+             renewal_date = excluded.renewal_date, \
+             acquisition_cost_minor = excluded.acquisition_cost_minor, \
+             acquisition_currency = excluded.acquisition_currency, \
+             profile_at = excluded.profile_at, updated_at = excluded.updated_at",
+            values_placeholders(chunk.len(), COLS, 1)
+        );
+        exec(tx, sql, values).await?;
+    }
+    Ok(())
+}
+
+/// Records first and last sight of every (account, user) in the signals.
+pub async fn upsert_users(
+    tx: &DatabaseTransaction,
+    tenant: &str,
+    signals: &[&Prepared],
+) -> Result<(), DbErr> {
+    let mut seen: BTreeMap<(&str, &str), (i64, i64)> = BTreeMap::new();
+    for s in signals {
+        if let Some(user) = user_of(&s.wire) {
+            let e = seen
+                .entry((s.wire.account_id.as_str(), user))
+                .or_insert((s.occurred_at_us, s.occurred_at_us));
+            e.0 = e.0.min(s.occurred_at_us);
+            e.1 = e.1.max(s.occurred_at_us);
+        }
+    }
+    let rows: Vec<_> = seen.into_iter().collect();
+    const COLS: usize = 4;
+    for chunk in rows.chunks((MAX_BIND_PARAMS - 1) / COLS) {
+        let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * COLS);
+        values.push(tenant.into());
+        for ((account, user), (first, last)) in chunk {
+            values.extend([
+                Value::from(*account),
+                Value::from(*user),
+                (*first).into(),
+                (*last).into(),
+            ]);
+        }
+        let rows: Vec<String> = (0..chunk.len())
+            .map(|n| {
+                let p = 2 + n * COLS;
+                format!("($1, ${}, ${}, ${}, ${})", p, p + 1, p + 2, p + 3)
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO users (tenant_id, account_id, user_id, first_seen_at, last_seen_at) \
+             VALUES {} ON CONFLICT (tenant_id, account_id, user_id) DO UPDATE SET \
+             first_seen_at = CASE WHEN excluded.first_seen_at < users.first_seen_at \
+               THEN excluded.first_seen_at ELSE users.first_seen_at END, \
+             last_seen_at = CASE WHEN excluded.last_seen_at > users.last_seen_at \
+               THEN excluded.last_seen_at ELSE users.last_seen_at END",
+            rows.join(",")
+        );
+        exec(tx, sql, values).await?;
+    }
+    Ok(())
+}
+
+/// The bus key of an account: `tenant/account`.
+pub fn account_key(tenant: &str, account: &str) -> String {
+    format!("{tenant}/{account}")
+}
+
+/// One `SignalsRecorded` per touched account, in account order.
+pub fn signals_recorded(
+    tenant: &str,
+    mode: v1::IngestMode,
+    signals: &[&Prepared],
+) -> Vec<OutgoingMessage> {
+    let mut by_account: BTreeMap<&str, Vec<&Prepared>> = BTreeMap::new();
+    for s in signals {
+        by_account
+            .entry(s.wire.account_id.as_str())
+            .or_default()
+            .push(s);
+    }
+    by_account
+        .into_iter()
+        .map(|(account, list)| {
+            let earliest = list.iter().map(|s| s.occurred_at_us).min().unwrap_or(0);
+            let latest = list.iter().map(|s| s.occurred_at_us).max().unwrap_or(0);
+            let event = v1::SignalsRecorded {
+                tenant_id: tenant.to_owned(),
+                account_id: account.to_owned(),
+                earliest_occurred_at: Some(convert::from_micros(earliest)),
+                latest_occurred_at: Some(convert::from_micros(latest)),
+                signal_count: list.len() as i64,
+                mode: mode as i32,
+                routable: list
+                    .iter()
+                    .filter(|s| is_routable(s))
+                    .map(|s| s.wire.clone())
+                    .collect(),
+            };
+            OutgoingMessage::keyed(account_key(tenant, account), event.encode_to_vec())
+        })
+        .collect()
+}

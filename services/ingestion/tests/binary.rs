@@ -1,0 +1,147 @@
+//! The `retain-ingestion` binary with the reference configuration: it
+//! starts, serves IngestSignals and GetAccount, stops cleanly on SIGTERM,
+//! and refuses a bad configuration naming the key.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use retain_proto::v1;
+use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
+use tonic::metadata::MetadataValue;
+
+const BIN: &str = env!("CARGO_BIN_EXE_retain-ingestion");
+const TOKEN: &str = "binary-test-token";
+
+fn reference_config() -> String {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/config/retain.toml"
+    );
+    std::fs::read_to_string(path).unwrap()
+}
+
+fn authed<T>(msg: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {TOKEN}")).unwrap(),
+    );
+    r
+}
+
+#[tokio::test]
+async fn serves_with_the_reference_config_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("retain.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "{}\n[[auth.tokens]]\nname = \"test\"\ntenant = \"acme\"\nroles = [\"ingest\", \"read\"]\nsha256 = \"{}\"\n",
+            reference_config(),
+            retain_runtime::auth::token_hash(TOKEN)
+        ),
+    )
+    .unwrap();
+    // The binary binds by itself; take a free port and release it.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let db = dir.path().join("ingestion.db");
+    let mut child = Command::new(BIN)
+        .arg("--config")
+        .arg(&config)
+        .env("RETAIN__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env(
+            "RETAIN__DATABASE__URL",
+            format!("sqlite://{}?mode=rwc", db.display()),
+        )
+        .env("RETAIN__TELEMETRY__LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let channel = loop {
+        match tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect()
+            .await
+        {
+            Ok(c) => break c,
+            Err(_) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => panic!("the binary never listened: {e}"),
+        }
+    };
+    let mut client = IngestionServiceClient::new(channel);
+    let signal = v1::Signal {
+        event_id: "bin-1".into(),
+        account_id: "acme-1".into(),
+        occurred_at: Some(prost_types::Timestamp {
+            seconds: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs() as i64
+                - 60,
+            nanos: 0,
+        }),
+        body: Some(v1::signal::Body::Survey(v1::SurveyAnswer {
+            kind: v1::SurveyKind::Nps as i32,
+            score: 10,
+            ..Default::default()
+        })),
+    };
+    let r = client
+        .ingest_signals(authed(v1::IngestSignalsRequest {
+            signals: vec![signal],
+            ..Default::default()
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(r.accepted, 1);
+    let a = client
+        .get_account(authed(v1::GetAccountRequest {
+            account_id: "acme-1".into(),
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(a.account.unwrap().account_id, "acme-1");
+
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "no exit after SIGTERM");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn a_bad_config_stops_start_up_naming_the_key() {
+    let out = Command::new(BIN)
+        .env("RETAIN__INGESTION__MAX_BATCH_SIGNALS", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("ingestion.max_batch_signals"), "{stderr}");
+
+    let out = Command::new(BIN).arg("--help").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("migrate"));
+}

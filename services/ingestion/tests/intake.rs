@@ -1,0 +1,390 @@
+//! IngestSignals and StreamSignals over real gRPC, on SQLite and
+//! PostgreSQL: acceptance, idempotency, conflicts, all-or-nothing, modes,
+//! streams, limits, auth, atomicity and the bus messages.
+
+#![allow(clippy::unwrap_used)]
+
+mod common;
+
+use common::*;
+use retain_proto::v1;
+use retain_proto::v1::SignalOutcome::{Accepted, Duplicate, Rejected};
+use tonic::Code;
+use tonic_types::StatusExt;
+
+retain_store::storage_test!(async fn every_kind_is_accepted_stored_and_announced(db) {
+    let app = start(db).await;
+    let signals = every_kind("e", "acme-1");
+    let n = signals.len();
+    let r = app.send(signals).await;
+    assert_eq!(outcomes(&r), vec![Accepted; n], "{r:?}");
+    assert_eq!((r.accepted, r.duplicates, r.rejected), (n as i32, 0, 0));
+    assert_eq!(r.results[3].event_id, "e-3");
+    assert_eq!(app.count("signals").await, n as i64);
+    assert_eq!(app.count("signal_ids").await, n as i64);
+    // The account exists (the portfolio's "*" is not an account); users u1, u2.
+    assert_eq!(app.count("accounts").await, 1);
+    assert_eq!(app.count("users").await, 2);
+    // Each kind is stored with its oneof number.
+    assert_eq!(app.scalar("SELECT COUNT(DISTINCT kind) FROM signals").await, 12);
+
+    // One message per touched account and group; notification gets the
+    // routable signals (survey, subscription, billing) in it.
+    for group in ["metrics", "notification"] {
+        let msgs = app.recorded(group).await;
+        let keys: Vec<&str> = msgs.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(keys, vec!["acme/*", "acme/acme-1"], "{group}");
+    }
+    let (_, event) = &app.recorded("notification").await[1];
+    assert_eq!(event.tenant_id, "acme");
+    assert_eq!(event.signal_count, (n - 1) as i64);
+    assert_eq!(event.mode, v1::IngestMode::Live as i32);
+    let routable: Vec<&str> = event.routable.iter().map(|s| s.event_id.as_str()).collect();
+    assert_eq!(routable, vec!["e-4", "e-5", "e-6"]);
+});
+
+retain_store::storage_test!(async fn a_retried_batch_counts_once(db) {
+    let app = start(db).await;
+    let signals = every_kind("e", "acme-1");
+    let n = signals.len();
+    app.send(signals.clone()).await;
+    let before = app.footprint().await;
+    let r = app.send(signals).await;
+    assert_eq!(outcomes(&r), vec![Duplicate; n]);
+    assert_eq!((r.accepted, r.duplicates), (0, n as i32));
+    // Nothing new anywhere, not even a bus message.
+    assert_eq!(app.footprint().await, before);
+
+    // The same event twice in one batch: stored once, the second a duplicate.
+    let s = signal("twice", "acme-2", session("u9", 60));
+    let r = app.send(vec![s.clone(), s]).await;
+    assert_eq!(outcomes(&r), vec![Accepted, Duplicate]);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM signals WHERE event_id = 'twice'").await, 1);
+});
+
+retain_store::storage_test!(async fn same_event_id_with_other_content_is_a_conflict(db) {
+    let app = start(db).await;
+    app.send(vec![signal("e-1", "acme-1", nps(9))]).await;
+    let before = app.footprint().await;
+    let r = app
+        .send(vec![
+            signal("e-1", "acme-1", nps(3)),
+            signal("e-2", "acme-1", nps(7)),
+        ])
+        .await;
+    assert_eq!(outcomes(&r), vec![Rejected, Accepted]);
+    assert_eq!(fields(&r, 0), vec!["signals[0].event_id"]);
+    assert!(r.results[0].violations[0].description.contains("different content"));
+    // The stored answer is still the first one.
+    let app_signals = app.count("signals").await;
+    assert_eq!(app_signals, before[1] + 1);
+
+    // Inside one batch too.
+    let r = app
+        .send(vec![
+            signal("e-3", "acme-1", nps(1)),
+            signal("e-3", "acme-1", nps(2)),
+        ])
+        .await;
+    assert_eq!(outcomes(&r), vec![Accepted, Rejected]);
+    assert_eq!(fields(&r, 1), vec!["signals[1].event_id"]);
+});
+
+retain_store::storage_test!(async fn all_or_nothing_writes_nothing_when_one_fails(db) {
+    let app = start(db).await;
+    let mut req = batch(vec![
+        signal("a-1", "acme-1", nps(9)),
+        signal("a-2", "acme-1", nps(11)),
+        signal("a-3", "acme-1", nps(5)),
+    ]);
+    req.all_or_nothing = true;
+    let r = app.ingest(WRITER, req.clone()).await.unwrap();
+    assert_eq!(outcomes(&r), vec![Rejected; 3]);
+    assert_eq!(fields(&r, 1), vec!["signals[1].survey.score"]);
+    assert_eq!(fields(&r, 0), vec!["signals[0]"]);
+    assert!(r.results[0].violations[0].description.contains("signals[1]"));
+    assert_eq!(app.footprint().await[..4], [0, 0, 0, 0]);
+
+    // A conflict found only on write also rolls the whole batch back.
+    app.send(vec![signal("c-1", "acme-1", nps(9))]).await;
+    let before = app.footprint().await;
+    let mut req = batch(vec![
+        signal("c-2", "acme-1", nps(8)),
+        signal("c-1", "acme-1", nps(0)),
+    ]);
+    req.all_or_nothing = true;
+    let r = app.ingest(WRITER, req).await.unwrap();
+    assert_eq!(outcomes(&r), vec![Rejected, Rejected]);
+    assert_eq!(fields(&r, 1), vec!["signals[1].event_id"]);
+    assert_eq!(app.footprint().await, before, "c-2 must not be stored");
+
+    // Without the flag the valid ones go through.
+    req_without_flag(&app).await;
+});
+
+async fn req_without_flag(app: &App) {
+    let r = app
+        .send(vec![
+            signal("m-1", "acme-1", nps(9)),
+            signal("m-2", "acme-1", nps(11)),
+        ])
+        .await;
+    assert_eq!(outcomes(&r), vec![Accepted, Rejected]);
+    assert_eq!((r.accepted, r.rejected), (1, 1));
+}
+
+retain_store::storage_test!(async fn backfill_takes_old_history_and_marks_it(db) {
+    let app = start(db).await;
+    let mut old = signal("old-1", "acme-1", nps(4));
+    old.occurred_at = ts(now() - 400 * 86_400);
+    let r = app.send(vec![old.clone()]).await;
+    assert_eq!(outcomes(&r), vec![Rejected]);
+    assert_eq!(fields(&r, 0), vec!["signals[0].occurred_at"]);
+    assert!(r.results[0].violations[0].description.contains("backfill"));
+
+    let mut req = batch(vec![old]);
+    req.mode = v1::IngestMode::Backfill as i32;
+    let r = app.ingest(WRITER, req).await.unwrap();
+    assert_eq!(outcomes(&r), vec![Accepted]);
+    assert_eq!(
+        app.scalar("SELECT CAST(mode AS BIGINT) FROM signals WHERE event_id = 'old-1'").await,
+        v1::IngestMode::Backfill as i64
+    );
+    let (_, event) = &app.recorded("notification").await[0];
+    assert_eq!(event.mode, v1::IngestMode::Backfill as i32);
+
+    // The future is bounded in both modes.
+    let mut future = signal("future", "acme-1", nps(4));
+    future.occurred_at = ts(now() + 86_400);
+    let mut req = batch(vec![future]);
+    req.mode = v1::IngestMode::Backfill as i32;
+    let r = app.ingest(WRITER, req).await.unwrap();
+    assert_eq!(fields(&r, 0), vec!["signals[0].occurred_at"]);
+
+    // An unknown mode is refused as a whole.
+    let mut req = batch(vec![signal("x", "acme-1", nps(4))]);
+    req.mode = 7;
+    let err = app.ingest(WRITER, req).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(err.get_details_bad_request().unwrap().field_violations[0].field, "mode");
+});
+
+retain_store::storage_test!(async fn one_coalesced_message_per_touched_account(db) {
+    let app = start(db).await;
+    let mut signals = Vec::new();
+    for i in 0..300 {
+        signals.push(signal(
+            &format!("s-{i}"),
+            &format!("acct-{}", i % 3),
+            session(&format!("u{}", i % 7), 60),
+        ));
+    }
+    app.send(signals).await;
+    assert_eq!(app.recorded("metrics").await.len(), 3);
+    let counts: Vec<i64> = app
+        .recorded("metrics")
+        .await
+        .iter()
+        .map(|(_, e)| e.signal_count)
+        .collect();
+    assert_eq!(counts, vec![100, 100, 100]);
+    // A second batch for the same accounts, while the first messages are
+    // still pending: metrics (coalescing) still holds one per account,
+    // notification (not coalescing) holds both.
+    let more: Vec<_> = (0..3)
+        .map(|i| signal(&format!("t-{i}"), &format!("acct-{i}"), nps(8)))
+        .collect();
+    app.send(more).await;
+    let metrics = app.recorded("metrics").await;
+    assert_eq!(metrics.len(), 3);
+    assert!(metrics.iter().all(|(_, e)| e.signal_count == 1), "latest wins");
+    assert_eq!(app.recorded("notification").await.len(), 6);
+    assert_eq!(
+        app.scalar("SELECT COALESCE(SUM(coalesced), 0) FROM bus_messages WHERE consumer_group = 'metrics'").await,
+        6
+    );
+});
+
+retain_store::storage_test!(async fn a_failure_mid_transaction_leaves_nothing(db) {
+    let app = start(db).await;
+    // The bus insert, the last write of the transaction, fails.
+    match app.db.conn.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => {
+            app.exec("CREATE FUNCTION fail_bus() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'injected failure'; END $$ LANGUAGE plpgsql").await;
+            app.exec("CREATE TRIGGER fail_bus BEFORE INSERT ON bus_messages FOR EACH ROW EXECUTE FUNCTION fail_bus()").await;
+        }
+        _ => {
+            app.exec("CREATE TRIGGER fail_bus BEFORE INSERT ON bus_messages BEGIN SELECT RAISE(ABORT, 'injected failure'); END").await;
+        }
+    }
+    let signals = every_kind("f", "acme-1");
+    let err = app.send_err(signals.clone()).await;
+    assert_eq!(err.code(), Code::Internal, "{err:?}");
+    assert_eq!(app.footprint().await, [0, 0, 0, 0, 0]);
+
+    match app.db.conn.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => app.exec("DROP TRIGGER fail_bus ON bus_messages").await,
+        _ => app.exec("DROP TRIGGER fail_bus").await,
+    }
+    // The retry is accepted, not a duplicate: nothing was recorded before.
+    let r = app.send(signals.clone()).await;
+    assert_eq!(outcomes(&r), vec![Accepted; signals.len()]);
+});
+
+impl App {
+    async fn send_err(&self, signals: Vec<v1::Signal>) -> tonic::Status {
+        self.ingest(WRITER, batch(signals)).await.unwrap_err()
+    }
+}
+
+retain_store::storage_test!(async fn batch_and_message_limits(db) {
+    let mut settings = settings();
+    settings.ingestion.max_batch_signals = 3;
+    settings.ingestion.tenant_burst_signals = 1_000;
+    settings.server.max_message_bytes = 64 * 1024;
+    let app = start_with(db, settings).await;
+
+    let four: Vec<_> = (0..4).map(|i| signal(&format!("b-{i}"), "acme-1", nps(5))).collect();
+    let err = app.send_err(four).await;
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let v = &err.get_details_bad_request().unwrap().field_violations[0];
+    assert_eq!(v.field, "signals");
+    assert!(v.description.contains("limit of 3"), "{}", v.description);
+
+    let err = app.send_err(Vec::new()).await;
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // A message over server.max_message_bytes is refused before decoding.
+    let mut big = signal("big", "acme-1", nps(5));
+    if let Some(v1::signal::Body::Survey(s)) = &mut big.body {
+        s.comment = "x".repeat(100 * 1024);
+    }
+    let err = app.send_err(vec![big]).await;
+    assert_eq!(err.code(), Code::OutOfRange, "{err:?}");
+    assert_eq!(app.footprint().await, [0, 0, 0, 0, 0]);
+});
+
+retain_store::storage_test!(async fn a_tenant_over_its_rate_is_told_when_to_retry(db) {
+    let mut settings = settings();
+    settings.ingestion.max_batch_signals = 5;
+    settings.ingestion.tenant_signals_per_second = 1;
+    settings.ingestion.tenant_burst_signals = 5;
+    let app = start_with(db, settings).await;
+    let five = |p: &str| -> Vec<v1::Signal> {
+        (0..5).map(|i| signal(&format!("{p}-{i}"), "acme-1", nps(5))).collect()
+    };
+    assert_eq!(app.send(five("r")).await.accepted, 5);
+    let before = app.footprint().await;
+    let err = app.send_err(five("s")).await;
+    assert_eq!(err.code(), Code::ResourceExhausted);
+    let retry = err.get_details_retry_info().unwrap().retry_delay.unwrap();
+    assert!(retry.as_secs_f64() > 1.0, "{retry:?}");
+    assert_eq!(app.footprint().await, before, "nothing half-written");
+    // Another tenant has its own budget.
+    let r = app.ingest(GLOBEX, batch(five("g"))).await.unwrap();
+    assert_eq!(r.accepted, 5);
+});
+
+retain_store::storage_test!(async fn tokens_roles_and_tenants(db) {
+    let app = start(db).await;
+    let req = || batch(vec![signal("e-1", "acme-1", nps(9))]);
+    let err = app.client.clone().ingest_signals(req()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err = app.ingest("wrong-token", req()).await.unwrap_err();
+    assert_eq!(err.code(), Code::Unauthenticated);
+    let err = app.ingest(READER, req()).await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("ingest"), "{}", err.message());
+    assert_eq!(app.footprint().await, [0, 0, 0, 0, 0]);
+
+    assert_eq!(app.ingest(WRITER, req()).await.unwrap().accepted, 1);
+    // The same event id is another event for another tenant.
+    assert_eq!(app.ingest(GLOBEX, req()).await.unwrap().accepted, 1);
+    assert_eq!(app.count("signals").await, 2);
+    let keys: Vec<String> = app.recorded("metrics").await.into_iter().map(|(k, _)| k).collect();
+    assert_eq!(keys, vec!["acme/acme-1", "globex/acme-1"]);
+});
+
+retain_store::storage_test!(async fn concurrent_retries_store_one_copy(db) {
+    let app = start(db).await;
+    let signals: Vec<_> = (0..200).map(|i| signal(&format!("c-{i}"), &format!("a-{}", i % 10), session("u", 30))).collect();
+    let mut calls = Vec::new();
+    for _ in 0..4 {
+        let client = app.client.clone();
+        let req = batch(signals.clone());
+        calls.push(tokio::spawn(async move {
+            client.clone().ingest_signals(with_token(WRITER, req)).await.unwrap().into_inner()
+        }));
+    }
+    let mut accepted = 0;
+    let mut duplicates = 0;
+    for c in calls {
+        let r = c.await.unwrap();
+        accepted += r.accepted;
+        duplicates += r.duplicates;
+    }
+    assert_eq!((accepted, duplicates), (200, 600));
+    assert_eq!(app.count("signals").await, 200);
+    let per_account: i64 = app
+        .recorded("notification")
+        .await
+        .iter()
+        .map(|(_, e)| e.signal_count)
+        .sum();
+    assert_eq!(per_account, 200, "every signal announced exactly once");
+});
+
+retain_store::storage_test!(async fn a_stream_of_many_batches(db) {
+    let app = start(db).await;
+    let batches: Vec<v1::StreamSignalsRequest> = (0..40)
+        .map(|b| v1::StreamSignalsRequest {
+            batch_id: format!("batch-{b}"),
+            batch: Some(batch(
+                (0..50)
+                    .map(|i| signal(&format!("s-{b}-{i}"), &format!("a-{}", i % 5), session("u", 10)))
+                    .collect(),
+            )),
+        })
+        .collect();
+    let mut client = app.client.clone();
+    let mut responses = client
+        .stream_signals(with_token(WRITER, tokio_stream::iter(batches)))
+        .await
+        .unwrap()
+        .into_inner();
+    let mut ids = Vec::new();
+    while let Some(r) = responses.message().await.unwrap() {
+        assert_eq!(r.result.as_ref().unwrap().accepted, 50);
+        ids.push(r.batch_id);
+    }
+    let expected: Vec<String> = (0..40).map(|b| format!("batch-{b}")).collect();
+    assert_eq!(ids, expected, "one result per batch, in order");
+    assert_eq!(app.count("signals").await, 2_000);
+
+    // A bad batch ends the stream with its error, after the earlier results.
+    let reqs = vec![
+        v1::StreamSignalsRequest {
+            batch_id: "ok".into(),
+            batch: Some(batch(vec![signal("z-1", "a-1", nps(1))])),
+        },
+        v1::StreamSignalsRequest {
+            batch_id: "empty".into(),
+            batch: Some(batch(Vec::new())),
+        },
+    ];
+    let mut responses = client
+        .stream_signals(with_token(WRITER, tokio_stream::iter(reqs)))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(responses.message().await.unwrap().unwrap().batch_id, "ok");
+    let err = responses.message().await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+
+    // Streams need the ingest role too.
+    let err = client
+        .stream_signals(with_token(READER, tokio_stream::iter(Vec::<v1::StreamSignalsRequest>::new())))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+});
