@@ -28,3 +28,15 @@ run:
 # Benchmarks with their same-run baselines (see docs/BENCHMARKS.md).
 bench:
     cargo bench -p retain-bus --bench bus_throughput
+    cargo bench -p retain-domain --bench domain
+    cargo run --release -p retain-loadgen
+
+# The ingestion load generator alone; pass options after `--`, e.g.
+# `just loadgen --backend postgres --clients 8`.
+loadgen *ARGS:
+    cargo run --release -p retain-loadgen -- {{ARGS}}
+
+# The ingestion service on the reference configuration (SQLite file
+# retain.db in the current directory; tokens from the config file).
+ingestion *ARGS:
+    cargo run -p retain-ingestion -- --config deploy/config/retain.toml {{ARGS}}

@@ -187,6 +187,13 @@ pub struct IngestionSettings {
     /// Results of one `StreamSignals` call waiting for a slow reader; when
     /// full, the server stops reading batches (back-pressure).
     pub stream_buffered_results: usize,
+    /// Write concurrent calls in shared transactions (one writer per
+    /// replica): no lock waits between calls, one commit for many.
+    pub group_commit: bool,
+    /// Most signals one shared transaction takes.
+    pub group_commit_max_signals: usize,
+    /// Shared transactions in flight at once per replica.
+    pub group_commit_writers: usize,
 }
 
 impl Default for IngestionSettings {
@@ -198,6 +205,9 @@ impl Default for IngestionSettings {
             tenant_signals_per_second: 200_000,
             tenant_burst_signals: 400_000,
             stream_buffered_results: 2,
+            group_commit: true,
+            group_commit_max_signals: 20_000,
+            group_commit_writers: 2,
         }
     }
 }
@@ -215,6 +225,18 @@ impl IngestionSettings {
         }
         if self.max_live_age_days < 1 {
             return Err(invalid("ingestion.max_live_age_days", "must be at least 1"));
+        }
+        if self.group_commit_writers == 0 {
+            return Err(invalid(
+                "ingestion.group_commit_writers",
+                "must be at least 1",
+            ));
+        }
+        if self.group_commit_max_signals == 0 {
+            return Err(invalid(
+                "ingestion.group_commit_max_signals",
+                "must be at least 1",
+            ));
         }
         if self.stream_buffered_results == 0 {
             return Err(invalid(

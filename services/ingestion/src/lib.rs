@@ -11,8 +11,10 @@
 //! service to hand to `retain_runtime::serve`.
 
 pub mod accounts;
+pub mod group;
 pub mod intake;
 pub mod limit;
+pub mod recent;
 pub mod write;
 
 use std::pin::Pin;
@@ -27,7 +29,7 @@ use retain_proto::v1::ingestion_service_server::{IngestionService, IngestionServ
 use retain_runtime::auth::{Principal, Role};
 use retain_runtime::config::{IngestionSettings, Settings, TenantsSettings};
 use retain_runtime::error::{Error, FieldViolation};
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
@@ -47,6 +49,8 @@ struct Inner {
     settings: IngestionSettings,
     tenants: TenantsSettings,
     limiter: TenantLimiter,
+    recent: Arc<recent::Recent>,
+    group: Option<group::GroupCommit>,
     max_message_bytes: usize,
 }
 
@@ -59,15 +63,27 @@ enum Outcome {
 
 impl Ingestion {
     /// The service over `db` with `settings`' ingestion, tenant and server
-    /// limits.
+    /// limits. Starts the group-commit writer when it is enabled, so it
+    /// must be called inside a Tokio runtime.
     pub fn new(db: DatabaseConnection, settings: &Settings) -> Self {
         let s = &settings.ingestion;
+        let recent = Arc::new(recent::Recent::default());
+        let group = s.group_commit.then(|| {
+            group::GroupCommit::start(
+                db.clone(),
+                recent.clone(),
+                s.group_commit_writers,
+                s.group_commit_max_signals,
+            )
+        });
         Self {
             inner: Arc::new(Inner {
                 db,
+                group,
                 limiter: TenantLimiter::new(s.tenant_signals_per_second, s.tenant_burst_signals),
                 settings: s.clone(),
                 tenants: settings.tenants.clone(),
+                recent,
                 max_message_bytes: settings.server.max_message_bytes,
             }),
         }
@@ -169,85 +185,73 @@ impl Ingestion {
         {
             return Ok(reject_all(req, checked, first, &[]));
         }
-        let valid: Vec<&Prepared> = checked
-            .iter()
-            .filter_map(|c| match c {
-                Checked::Valid(p) => Some(p.as_ref()),
-                _ => None,
-            })
-            .collect();
-        let written = self.write(tenant, mode, &valid, req.all_or_nothing).await?;
+        // Move the valid signals out; remember where each came from.
+        let mut valid: Vec<Prepared> = Vec::new();
+        let mut slots: Vec<Checked> = Vec::with_capacity(checked.len());
+        for c in checked {
+            match c {
+                Checked::Valid(p) => {
+                    valid.push(*p);
+                    slots.push(Checked::DuplicateInBatch); // placeholder, see below
+                }
+                other => slots.push(other),
+            }
+        }
+        let valid_index: Vec<usize> = valid.iter().map(|p| p.index).collect();
+        let written = self.write(tenant, mode, valid, req.all_or_nothing).await?;
         if req.all_or_nothing {
-            let conflicts: Vec<usize> = valid
+            let conflicts: Vec<usize> = valid_index
                 .iter()
                 .zip(&written)
                 .filter(|(_, w)| **w == Written::Conflict)
-                .map(|(p, _)| p.index)
+                .map(|(i, _)| *i)
                 .collect();
             if let Some(&first) = conflicts.first() {
-                return Ok(reject_all(req, checked, first, &conflicts));
+                return Ok(reject_all(req, slots, first, &conflicts));
             }
         }
-        let mut by_index = vec![Written::Accepted; req.signals.len()];
-        for (p, w) in valid.iter().zip(&written) {
-            by_index[p.index] = *w;
+        let mut by_index: Vec<Option<Written>> = vec![None; req.signals.len()];
+        for (i, w) in valid_index.iter().zip(&written) {
+            by_index[*i] = Some(*w);
         }
-        let outcomes = checked
+        let outcomes = slots
             .into_iter()
             .enumerate()
-            .map(|(i, c)| match c {
-                Checked::Rejected(v) => Outcome::Rejected(v),
-                Checked::DuplicateInBatch => Outcome::Duplicate,
-                Checked::Valid(_) => match by_index[i] {
-                    Written::Accepted => Outcome::Accepted,
-                    Written::Duplicate => Outcome::Duplicate,
-                    Written::Conflict => Outcome::Rejected(vec![conflict(i)]),
-                },
+            .map(|(i, c)| match (by_index[i], c) {
+                (Some(Written::Accepted), _) => Outcome::Accepted,
+                (Some(Written::Duplicate), _) => Outcome::Duplicate,
+                (Some(Written::Conflict), _) => Outcome::Rejected(vec![conflict(i)]),
+                (None, Checked::Rejected(v)) => Outcome::Rejected(v),
+                (None, _) => Outcome::Duplicate,
             })
             .collect();
         Ok(respond(req, outcomes))
     }
 
-    /// Writes the valid signals of a batch in one transaction. With
-    /// `all_or_nothing`, a conflict rolls everything back.
+    /// Writes the valid signals of a batch: through the shared group
+    /// commit, or alone for `all_or_nothing` (a conflict rolls it back).
     async fn write(
         &self,
         tenant: &str,
         mode: v1::IngestMode,
-        valid: &[&Prepared],
+        valid: Vec<Prepared>,
         all_or_nothing: bool,
     ) -> Result<Vec<Written>, Error> {
         if valid.is_empty() {
             return Ok(Vec::new());
         }
-        let tx = self.inner.db.begin().await?;
-        let written = write::claim_ids(&tx, tenant, valid).await?;
-        if all_or_nothing && written.contains(&Written::Conflict) {
-            tx.rollback().await?;
-            return Ok(written);
+        if !all_or_nothing && let Some(g) = &self.inner.group {
+            return g.submit(tenant, mode, valid).await;
         }
-        let accepted: Vec<&Prepared> = valid
-            .iter()
-            .zip(&written)
-            .filter(|(_, w)| **w == Written::Accepted)
-            .map(|(p, _)| *p)
-            .collect();
-        if !accepted.is_empty() {
-            write::insert_signals(&tx, tenant, mode, &accepted).await?;
-            write::upsert_accounts(&tx, tenant, &accepted).await?;
-            write::upsert_users(&tx, tenant, &accepted).await?;
-            let messages = write::signals_recorded(tenant, mode, &accepted);
-            retain_bus::publish(&tx, retain_bus::topics::SIGNALS_RECORDED, &messages)
-                .await
-                .map_err(|e| Error::Internal(format!("bus: {e}")))?;
-        }
-        tx.commit().await?;
-        tracing::debug!(
-            accepted = accepted.len(),
-            duplicates = written.iter().filter(|w| **w == Written::Duplicate).count(),
-            "batch written"
-        );
-        Ok(written)
+        let batch = group::Batch {
+            tenant,
+            mode,
+            signals: valid.iter().collect(),
+        };
+        let mut out =
+            group::write_batches(&self.inner.db, &self.inner.recent, &[batch], all_or_nothing)
+                .await?;
+        Ok(out.pop().unwrap_or_default())
     }
 
     /// One `StreamSignals` batch: like [`Ingestion::ingest`], but a tenant
@@ -285,8 +289,8 @@ fn reject_all(
         .into_iter()
         .enumerate()
         .map(|(i, c)| match c {
-            Checked::Rejected(v) => Outcome::Rejected(v),
             _ if conflicts.contains(&i) => Outcome::Rejected(vec![conflict(i)]),
+            Checked::Rejected(v) => Outcome::Rejected(v),
             _ => Outcome::Rejected(vec![FieldViolation::new(
                 format!("signals[{i}]"),
                 format!("not written: signals[{first}] was rejected and all_or_nothing is set"),

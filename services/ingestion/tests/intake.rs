@@ -306,14 +306,37 @@ retain_store::storage_test!(async fn tokens_roles_and_tenants(db) {
 });
 
 retain_store::storage_test!(async fn concurrent_retries_store_one_copy(db) {
-    let app = start(db).await;
-    let signals: Vec<_> = (0..200).map(|i| signal(&format!("c-{i}"), &format!("a-{}", i % 10), session("u", 30))).collect();
+    concurrent_retries(start(db).await).await;
+});
+
+retain_store::storage_test!(async fn concurrent_retries_without_group_commit(db) {
+    let mut settings = settings();
+    settings.ingestion.group_commit = false;
+    concurrent_retries(start_with(db, settings).await).await;
+});
+
+/// Four clients send the same 200 signals at once.
+async fn concurrent_retries(app: App) {
+    let signals: Vec<_> = (0..200)
+        .map(|i| {
+            signal(
+                &format!("c-{i}"),
+                &format!("a-{}", i % 10),
+                session("u", 30),
+            )
+        })
+        .collect();
     let mut calls = Vec::new();
     for _ in 0..4 {
         let client = app.client.clone();
         let req = batch(signals.clone());
         calls.push(tokio::spawn(async move {
-            client.clone().ingest_signals(with_token(WRITER, req)).await.unwrap().into_inner()
+            client
+                .clone()
+                .ingest_signals(with_token(WRITER, req))
+                .await
+                .unwrap()
+                .into_inner()
         }));
     }
     let mut accepted = 0;
@@ -332,7 +355,7 @@ retain_store::storage_test!(async fn concurrent_retries_store_one_copy(db) {
         .map(|(_, e)| e.signal_count)
         .sum();
     assert_eq!(per_account, 200, "every signal announced exactly once");
-});
+}
 
 retain_store::storage_test!(async fn a_stream_of_many_batches(db) {
     let app = start(db).await;

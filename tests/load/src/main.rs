@@ -1,0 +1,819 @@
+//! `retain-loadgen`: drives the ingestion service and reports persisted
+//! signals/s and per-call latency percentiles, beside a raw-insert baseline
+//! of the same rows measured in the same run.
+//!
+//! ```text
+//! cargo run --release -p retain-loadgen                  # the documented benchmark
+//! cargo run --release -p retain-loadgen -- --help        # knobs
+//! ```
+//!
+//! By default it runs, on PostgreSQL (a throwaway cluster with default
+//! durability, or `--database-url` / `RETAIN_BENCH_DATABASE_URL`, an admin
+//! URL) and then on SQLite:
+//!
+//! 1. the baselines: the batches' `signals` rows written raw by
+//!    `--clients` writers, one statement per batch — on PostgreSQL with a
+//!    multi-row `INSERT`, `INSERT … UNNEST` and `COPY … FROM STDIN` (the
+//!    reference), on SQLite with a multi-row `INSERT` (the reference);
+//! 2. `IngestSignals` with `--clients` concurrent clients and batches of
+//!    `--batch`;
+//! 3. `StreamSignals`, one stream per client, same batches;
+//! 4. `IngestSignals` carrying 1 signal per call from `--small-clients`
+//!    clients.
+//!
+//! The service runs in this process on 127.0.0.1 over real gRPC; with
+//! `--target URL --token T` the scenarios 2–4 run against a remote server
+//! instead (no baseline).
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use prost::Message;
+use retain_proto::v1;
+use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
+use retain_runtime::{Authenticator, Principal, Role, ServeOptions, Services, Settings};
+use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, Value};
+use tokio_util::sync::CancellationToken;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+const USAGE: &str = "usage: retain-loadgen [options]
+
+  --backend postgres|sqlite|both   databases to run on (both)
+  --signals N                      signals per batched scenario (200000)
+  --batch N                        signals per call or streamed batch (1000)
+  --clients N                      concurrent clients / writers (4)
+  --small-signals N                signals in the 1-signal-per-call scenario (20000)
+  --small-clients N                clients in the 1-signal-per-call scenario (64)
+  --group-commit on|off            shared transactions for concurrent calls (on)
+  --database-url URL               PostgreSQL admin URL to create databases in
+                                   (default: RETAIN_BENCH_DATABASE_URL, else a
+                                   throwaway local cluster)
+  --target URL --token T           run against a remote ingestion server
+                                   (scenarios 2-4 only)";
+
+#[derive(Debug, Clone)]
+struct Args {
+    backends: Vec<DatabaseBackend>,
+    signals: usize,
+    batch: usize,
+    clients: usize,
+    small_signals: usize,
+    small_clients: usize,
+    database_url: Option<String>,
+    target: Option<String>,
+    token: String,
+    group_commit: bool,
+}
+
+fn parse_args() -> anyhow::Result<Args> {
+    let mut a = Args {
+        backends: vec![DatabaseBackend::Postgres, DatabaseBackend::Sqlite],
+        signals: 200_000,
+        batch: 1_000,
+        clients: 4,
+        small_signals: 20_000,
+        small_clients: 64,
+        database_url: std::env::var("RETAIN_BENCH_DATABASE_URL").ok(),
+        target: None,
+        token: "loadgen-token".into(),
+        group_commit: true,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        if flag == "-h" || flag == "--help" {
+            println!("{USAGE}");
+            std::process::exit(0);
+        }
+        let value = it
+            .next()
+            .with_context(|| format!("{flag} needs a value\n\n{USAGE}"))?;
+        let num = || -> anyhow::Result<usize> {
+            value
+                .parse::<usize>()
+                .ok()
+                .filter(|n| *n > 0)
+                .with_context(|| format!("{flag}: {value:?} is not a positive number"))
+        };
+        match flag.as_str() {
+            "--backend" => {
+                a.backends = match value.as_str() {
+                    "postgres" => vec![DatabaseBackend::Postgres],
+                    "sqlite" => vec![DatabaseBackend::Sqlite],
+                    "both" => vec![DatabaseBackend::Postgres, DatabaseBackend::Sqlite],
+                    _ => bail!("--backend: {value:?} is not postgres, sqlite or both"),
+                }
+            }
+            "--signals" => a.signals = num()?,
+            "--batch" => a.batch = num()?,
+            "--clients" => a.clients = num()?,
+            "--small-signals" => a.small_signals = num()?,
+            "--small-clients" => a.small_clients = num()?,
+            "--database-url" => a.database_url = Some(value),
+            "--target" => a.target = Some(value),
+            "--token" => a.token = value,
+            "--group-commit" => {
+                a.group_commit = match value.as_str() {
+                    "on" => true,
+                    "off" => false,
+                    _ => bail!("--group-commit: {value:?} is not on or off"),
+                }
+            }
+            _ => bail!("unknown option {flag}\n\n{USAGE}"),
+        }
+    }
+    Ok(a)
+}
+
+/// A deterministic, realistic mix of signal kinds over 10,000 accounts.
+fn generate(tag: &str, n: usize) -> Vec<v1::Signal> {
+    use v1::signal::Body;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..n)
+        .map(|i| {
+            let r = next();
+            let account = format!("acct-{:05}", r % 10_000);
+            let user = format!("user-{}", (r >> 20) % 20);
+            let body = match (r >> 8) % 100 {
+                0..=49 => Body::Session(v1::Session {
+                    user_id: user,
+                    duration_seconds: ((r >> 32) % 3_600) as i64,
+                }),
+                50..=74 => Body::Action(v1::ProductAction {
+                    user_id: user,
+                    action_key: ["export_report", "create_dashboard", "invite", "share"]
+                        [((r >> 33) % 4) as usize]
+                        .into(),
+                    count: 1 + ((r >> 40) % 5) as i64,
+                }),
+                75..=79 => Body::Ticket(v1::SupportTicket {
+                    ticket_id: format!("T-{i}"),
+                    status: v1::TicketStatus::Opened as i32,
+                    topics: vec!["integration".into()],
+                    contacts_until_resolution: 0,
+                }),
+                80..=84 => Body::Survey(v1::SurveyAnswer {
+                    kind: v1::SurveyKind::Nps as i32,
+                    score: ((r >> 36) % 11) as i32,
+                    user_id: user,
+                    ..Default::default()
+                }),
+                85..=87 => Body::Subscription(v1::SubscriptionChange {
+                    amount: Some(v1::Money {
+                        amount_minor: 10_000 + ((r >> 30) % 90_000) as i64,
+                        currency: "USD".into(),
+                    }),
+                    interval: v1::BillingInterval::Monthly as i32,
+                    churn_reason: 0,
+                    add_on: false,
+                }),
+                88..=89 => Body::Billing(v1::BillingStatusChange {
+                    status: v1::BillingStatus::Current as i32,
+                }),
+                90..=94 => Body::Milestone(v1::OnboardingMilestone {
+                    milestone_key: "data_source_connected".into(),
+                    achieved: true,
+                    user_id: user,
+                }),
+                95..=97 => Body::Account(v1::AccountUpsert {
+                    segment: Some(
+                        ["Agencies", "SMB", "Enterprise"][((r >> 34) % 3) as usize].into(),
+                    ),
+                    seats: Some(5 + ((r >> 41) % 50) as i32),
+                    ..Default::default()
+                }),
+                _ => Body::Trial(v1::Trial {
+                    event: v1::TrialEvent::Started as i32,
+                }),
+            };
+            v1::Signal {
+                event_id: format!("{tag}-{i}"),
+                account_id: account,
+                occurred_at: Some(prost_types::Timestamp {
+                    seconds: now - 86_400 + ((r >> 16) % 86_000) as i64,
+                    nanos: 0,
+                }),
+                body: Some(body),
+            }
+        })
+        .collect()
+}
+
+/// A result line.
+struct Line {
+    backend: &'static str,
+    scenario: String,
+    signals: usize,
+    elapsed: Duration,
+    latencies: Vec<Duration>,
+}
+
+impl Line {
+    fn rate(&self) -> f64 {
+        self.signals as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn pct(&self, p: f64) -> String {
+        if self.latencies.is_empty() {
+            return "-".into();
+        }
+        let mut l = self.latencies.clone();
+        l.sort();
+        let i = ((l.len() as f64 * p).ceil() as usize).clamp(1, l.len()) - 1;
+        format!("{:.1}", l[i].as_secs_f64() * 1e3)
+    }
+}
+
+fn print(lines: &[Line], baseline: Option<f64>) {
+    for l in lines {
+        let vs = baseline.map_or("-".into(), |b| format!("{:.0} %", 100.0 * l.rate() / b));
+        println!(
+            "{:<10} {:<44} {:>12.0} {:>8} {:>8} {:>8} {:>10}",
+            l.backend,
+            l.scenario,
+            l.rate(),
+            l.pct(0.50),
+            l.pct(0.95),
+            l.pct(0.99),
+            vs
+        );
+    }
+}
+
+/// A fresh, migrated database on `backend`.
+async fn database(
+    backend: DatabaseBackend,
+    args: &Args,
+    keep: &mut Vec<Box<dyn std::any::Any>>,
+) -> anyhow::Result<DatabaseConnection> {
+    let pool = retain_store::PoolOptions {
+        max_connections: 16,
+        acquire_timeout: Duration::from_secs(30),
+    };
+    let url = match backend {
+        DatabaseBackend::Postgres => {
+            let admin = match &args.database_url {
+                Some(u) => u.clone(),
+                None => {
+                    let c = retain_store::testing::PgCluster::start(true)
+                        .map_err(|e| anyhow::anyhow!(e))?;
+                    let u = c.admin_url();
+                    keep.push(Box::new(c));
+                    u
+                }
+            };
+            let admin_db = retain_store::connect(&admin, &pool).await?;
+            let name = format!("retain_loadgen_{}", std::process::id());
+            admin_db
+                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
+                .await?;
+            admin_db
+                .execute_unprepared(&format!("CREATE DATABASE {name}"))
+                .await?;
+            let (base, _) = admin
+                .rsplit_once('/')
+                .context("--database-url has no database name")?;
+            format!("{base}/{name}")
+        }
+        _ => {
+            let dir = tempfile_dir()?;
+            let url = format!("sqlite://{}/loadgen.db?mode=rwc", dir.display());
+            keep.push(Box::new(DirGuard(dir)));
+            url
+        }
+    };
+    let db = retain_store::connect(&url, &pool).await?;
+    retain_store::migrate(&db).await?;
+    Ok(db)
+}
+
+struct DirGuard(std::path::PathBuf);
+
+impl Drop for DirGuard {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
+    let dir = std::env::temp_dir().join(format!("retain-loadgen-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+/// The `signals` rows of `batch`, as the service would write them.
+struct Row {
+    account: String,
+    at: i64,
+    event: String,
+    kind: i16,
+    payload: Vec<u8>,
+}
+
+fn rows(batch: &[v1::Signal]) -> Vec<Row> {
+    batch
+        .iter()
+        .map(|s| Row {
+            account: s.account_id.clone(),
+            at: s
+                .occurred_at
+                .as_ref()
+                .map_or(0, retain_proto::convert::micros),
+            event: s.event_id.clone(),
+            kind: s.body.as_ref().map_or(0, retain_ingestion::intake::kind_of),
+            payload: s.encode_to_vec(),
+        })
+        .collect()
+}
+
+/// How the baseline writes a batch of rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Method {
+    /// One multi-row `INSERT … VALUES (…), (…)` (both backends).
+    Values,
+    /// `INSERT … SELECT * FROM UNNEST($1::text[], …)` (PostgreSQL).
+    Unnest,
+    /// `COPY … FROM STDIN` (PostgreSQL).
+    Copy,
+}
+
+/// Baseline: the rows written raw by `clients` writers, one statement per
+/// batch, each its own transaction.
+async fn baseline(
+    db: &DatabaseConnection,
+    batches: Vec<Vec<v1::Signal>>,
+    clients: usize,
+    method: Method,
+) -> anyhow::Result<Duration> {
+    let queue = Arc::new(Mutex::new(
+        batches
+            .into_iter()
+            .map(|b| rows(&b))
+            .collect::<VecDeque<_>>(),
+    ));
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let queue = queue.clone();
+        let db = db.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(batch) = queue
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .pop_front()
+                else {
+                    return anyhow::Ok(());
+                };
+                match method {
+                    Method::Copy => copy_batch(&db, &batch).await?,
+                    Method::Unnest => unnest_batch(&db, &batch).await?,
+                    Method::Values => insert_batch(&db, &batch).await?,
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    Ok(start.elapsed())
+}
+
+async fn copy_batch(db: &DatabaseConnection, batch: &[Row]) -> anyhow::Result<()> {
+    use sqlx::postgres::PgPoolCopyExt;
+    let now = now_micros();
+    let mut text = String::with_capacity(batch.len() * 400);
+    for r in batch {
+        // COPY text format; bytea as \\x… (the backslash escaped).
+        text.push_str(&format!(
+            "baseline\t{}\t{}\t{}\t{}\t1\t\\\\x{}\t{now}\n",
+            r.account,
+            r.at,
+            r.event,
+            r.kind,
+            hex(&r.payload)
+        ));
+    }
+    let mut copy = db
+        .get_postgres_connection_pool()
+        .copy_in_raw(
+            "COPY signals (tenant_id, account_id, occurred_at, event_id, kind, mode, payload, ingested_at) FROM STDIN",
+        )
+        .await?;
+    copy.send(text.into_bytes()).await?;
+    copy.finish().await?;
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut s = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        s.push(DIGITS[(b >> 4) as usize] as char);
+        s.push(DIGITS[(b & 15) as usize] as char);
+    }
+    s
+}
+
+async fn unnest_batch(db: &DatabaseConnection, batch: &[Row]) -> anyhow::Result<()> {
+    let now = now_micros();
+    sqlx::query(
+        "INSERT INTO signals (tenant_id, account_id, occurred_at, event_id, kind, mode, payload, ingested_at) \
+         SELECT 'baseline', a, o, e, k, 1, p, $6 FROM UNNEST($1::text[], $2::int8[], $3::text[], $4::int2[], $5::bytea[]) AS t(a, o, e, k, p)",
+    )
+    .bind(batch.iter().map(|r| r.account.clone()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|r| r.at).collect::<Vec<_>>())
+    .bind(batch.iter().map(|r| r.event.clone()).collect::<Vec<_>>())
+    .bind(batch.iter().map(|r| r.kind).collect::<Vec<_>>())
+    .bind(batch.iter().map(|r| r.payload.clone()).collect::<Vec<_>>())
+    .bind(now)
+    .execute(db.get_postgres_connection_pool())
+    .await?;
+    Ok(())
+}
+
+async fn insert_batch(db: &DatabaseConnection, batch: &[Row]) -> anyhow::Result<()> {
+    const COLS: usize = 5;
+    let now = now_micros();
+    for chunk in batch.chunks(retain_store::MAX_BIND_PARAMS / COLS) {
+        let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * COLS);
+        let mut sql = String::from(
+            "INSERT INTO signals (tenant_id, account_id, occurred_at, event_id, kind, mode, payload, ingested_at) VALUES ",
+        );
+        for (n, r) in chunk.iter().enumerate() {
+            let p = 1 + n * COLS;
+            if n > 0 {
+                sql.push(',');
+            }
+            sql.push_str(&format!(
+                "('baseline',${},${},${},${},1,${},{now})",
+                p,
+                p + 1,
+                p + 2,
+                p + 3,
+                p + 4
+            ));
+            values.extend([
+                Value::from(r.account.clone()),
+                r.at.into(),
+                r.event.clone().into(),
+                r.kind.into(),
+                r.payload.clone().into(),
+            ]);
+        }
+        db.execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
+fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as i64)
+}
+
+/// Serves ingestion on 127.0.0.1 over `db`; returns its URL.
+async fn serve(
+    db: &DatabaseConnection,
+    token: &str,
+    group_commit: bool,
+    shutdown: CancellationToken,
+) -> anyhow::Result<String> {
+    let mut settings = Settings::default();
+    settings.ingestion.group_commit = group_commit;
+    settings.ingestion.tenant_signals_per_second = 0; // measure the service, not the limiter
+    settings.ingestion.max_batch_signals = 10_000;
+    settings.server.max_message_bytes = 16 << 20;
+    settings.server.concurrency_limit = 1_024;
+    let mut auth = Authenticator::default();
+    auth.insert(
+        token,
+        Principal {
+            tenant: retain_domain_tenant("loadgen")?,
+            roles: vec![Role::Ingest, Role::Read],
+            name: "loadgen".into(),
+        },
+    );
+    let ingestion = retain_ingestion::Ingestion::new(db.clone(), &settings);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let opts = ServeOptions {
+        settings: settings.server.clone(),
+        auth: Arc::new(auth),
+        db: db.clone(),
+        health_interval: Duration::from_secs(5),
+    };
+    tokio::spawn(retain_runtime::serve(
+        listener,
+        opts,
+        Services::new().with(ingestion.server()),
+        shutdown,
+    ));
+    Ok(format!("http://{addr}"))
+}
+
+fn retain_domain_tenant(t: &str) -> anyhow::Result<retain_domain::TenantId> {
+    retain_domain::TenantId::parse(t).map_err(|e| anyhow::anyhow!("{e}"))
+}
+
+async fn client(url: &str) -> anyhow::Result<IngestionServiceClient<Channel>> {
+    let channel = tonic::transport::Endpoint::from_shared(url.to_owned())?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {url}"))?;
+    Ok(IngestionServiceClient::new(channel)
+        .max_encoding_message_size(64 << 20)
+        .max_decoding_message_size(64 << 20))
+}
+
+fn authed<T>(token: &str, msg: T) -> anyhow::Result<tonic::Request<T>> {
+    let mut r = tonic::Request::new(msg);
+    r.metadata_mut().insert(
+        "authorization",
+        MetadataValue::try_from(format!("Bearer {token}"))?,
+    );
+    Ok(r)
+}
+
+/// `IngestSignals` from `clients` clients (each its own connection) until
+/// every batch is sent. Returns (elapsed, per-call latencies, accepted).
+async fn unary(
+    url: &str,
+    token: &str,
+    batches: Vec<Vec<v1::Signal>>,
+    clients: usize,
+) -> anyhow::Result<(Duration, Vec<Duration>, usize)> {
+    let queue = Arc::new(Mutex::new(VecDeque::from(batches)));
+    let mut conns = Vec::new();
+    for _ in 0..clients.min(16) {
+        conns.push(client(url).await?);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..clients {
+        let queue = queue.clone();
+        let mut cl = conns[c % conns.len()].clone();
+        let token = token.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut accepted = 0usize;
+            loop {
+                let Some(signals) = queue
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .pop_front()
+                else {
+                    return anyhow::Ok((lat, accepted));
+                };
+                let t = Instant::now();
+                let r = cl
+                    .ingest_signals(authed(
+                        &token,
+                        v1::IngestSignalsRequest {
+                            signals,
+                            ..Default::default()
+                        },
+                    )?)
+                    .await?
+                    .into_inner();
+                lat.push(t.elapsed());
+                accepted += r.accepted as usize;
+            }
+        }));
+    }
+    let mut all = Vec::new();
+    let mut accepted = 0;
+    for t in tasks {
+        let (l, a) = t.await??;
+        all.extend(l);
+        accepted += a;
+    }
+    Ok((start.elapsed(), all, accepted))
+}
+
+/// `StreamSignals`: one stream per client over its share of the batches.
+async fn stream(
+    url: &str,
+    token: &str,
+    batches: Vec<Vec<v1::Signal>>,
+    clients: usize,
+) -> anyhow::Result<(Duration, Vec<Duration>, usize)> {
+    let mut shares: Vec<Vec<Vec<v1::Signal>>> = vec![Vec::new(); clients];
+    for (i, b) in batches.into_iter().enumerate() {
+        shares[i % clients].push(b);
+    }
+    let mut conns = Vec::new();
+    for _ in 0..clients {
+        conns.push(client(url).await?);
+    }
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for (share, mut cl) in shares.into_iter().zip(conns) {
+        let token = token.to_owned();
+        tasks.push(tokio::spawn(async move {
+            let sent: Arc<Mutex<VecDeque<Instant>>> = Arc::default();
+            let (tx, rx) = tokio::sync::mpsc::channel::<v1::StreamSignalsRequest>(2);
+            let mut responses = cl
+                .stream_signals(authed(
+                    &token,
+                    tokio_stream::wrappers::ReceiverStream::new(rx),
+                )?)
+                .await?
+                .into_inner();
+            let sender = {
+                let sent = sent.clone();
+                tokio::spawn(async move {
+                    for (i, signals) in share.into_iter().enumerate() {
+                        let req = v1::StreamSignalsRequest {
+                            batch_id: i.to_string(),
+                            batch: Some(v1::IngestSignalsRequest {
+                                signals,
+                                ..Default::default()
+                            }),
+                        };
+                        if let Ok(mut s) = sent.lock() {
+                            s.push_back(Instant::now());
+                        }
+                        if tx.send(req).await.is_err() {
+                            break;
+                        }
+                    }
+                })
+            };
+            let mut lat = Vec::new();
+            let mut accepted = 0usize;
+            while let Some(r) = responses.message().await? {
+                if let Some(t) = sent.lock().ok().and_then(|mut s| s.pop_front()) {
+                    lat.push(t.elapsed());
+                }
+                accepted += r.result.map_or(0, |x| x.accepted as usize);
+            }
+            sender.await?;
+            anyhow::Ok((lat, accepted))
+        }));
+    }
+    let mut all = Vec::new();
+    let mut accepted = 0;
+    for t in tasks {
+        let (l, a) = t.await??;
+        all.extend(l);
+        accepted += a;
+    }
+    Ok((start.elapsed(), all, accepted))
+}
+
+fn batches(tag: &str, n: usize, size: usize) -> Vec<Vec<v1::Signal>> {
+    generate(tag, n)
+        .chunks(size)
+        .map(<[v1::Signal]>::to_vec)
+        .collect()
+}
+
+async fn scenarios(
+    name: &'static str,
+    url: &str,
+    args: &Args,
+    tag: &str,
+) -> anyhow::Result<Vec<Line>> {
+    let plan = [
+        (
+            false,
+            "u",
+            args.signals,
+            args.batch,
+            args.clients,
+            format!("IngestSignals {} clients × {}", args.clients, args.batch),
+        ),
+        (
+            true,
+            "s",
+            args.signals,
+            args.batch,
+            args.clients,
+            format!("StreamSignals {} streams × {}", args.clients, args.batch),
+        ),
+        (
+            false,
+            "1",
+            args.small_signals,
+            1,
+            args.small_clients,
+            format!("IngestSignals {} clients × 1", args.small_clients),
+        ),
+    ];
+    let mut lines = Vec::new();
+    for (streamed, suffix, n, size, clients, scenario) in plan {
+        let work = batches(&format!("{tag}-{suffix}"), n, size);
+        let (elapsed, latencies, accepted) = if streamed {
+            stream(url, &args.token, work, clients).await?
+        } else {
+            unary(url, &args.token, work, clients).await?
+        };
+        if accepted != n {
+            bail!("{scenario}: {accepted} of {n} signals accepted");
+        }
+        lines.push(Line {
+            backend: name,
+            scenario,
+            signals: accepted,
+            elapsed,
+            latencies,
+        });
+    }
+    Ok(lines)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = parse_args()?;
+    println!(
+        "retain-loadgen: {} signals per batched scenario, batches of {}, {} clients; {} single-signal calls from {} clients; group commit {}",
+        args.signals,
+        args.batch,
+        args.clients,
+        args.small_signals,
+        args.small_clients,
+        if args.group_commit { "on" } else { "off" }
+    );
+    println!(
+        "{:<10} {:<44} {:>12} {:>8} {:>8} {:>8} {:>10}",
+        "backend", "scenario", "signals/s", "p50 ms", "p95 ms", "p99 ms", "vs base"
+    );
+    let tag = format!("lg{}", now_micros());
+    if let Some(url) = &args.target {
+        let lines = scenarios("remote", url, &args, &tag).await?;
+        print(&lines, None);
+        return Ok(());
+    }
+    for backend in args.backends.clone() {
+        let name = if backend == DatabaseBackend::Postgres {
+            "postgres"
+        } else {
+            "sqlite"
+        };
+        let mut keep = Vec::new();
+        let db = database(backend, &args, &mut keep).await?;
+        let methods: &[Method] = if backend == DatabaseBackend::Postgres {
+            &[Method::Values, Method::Unnest, Method::Copy]
+        } else {
+            &[Method::Values]
+        };
+        let mut bases = Vec::new();
+        for (i, &method) in methods.iter().enumerate() {
+            let elapsed = baseline(
+                &db,
+                batches(&format!("{tag}-b{i}"), args.signals, args.batch),
+                args.clients,
+                method,
+            )
+            .await?;
+            bases.push(Line {
+                backend: name,
+                scenario: format!(
+                    "raw {} into signals, {} writers × {}",
+                    match method {
+                        Method::Values => "multi-row INSERT",
+                        Method::Unnest => "INSERT … UNNEST",
+                        Method::Copy => "COPY",
+                    },
+                    args.clients,
+                    args.batch
+                ),
+                signals: args.signals,
+                elapsed,
+                latencies: Vec::new(),
+            });
+            db.execute_unprepared("DELETE FROM signals").await?;
+            if backend == DatabaseBackend::Postgres {
+                db.execute_unprepared("VACUUM signals").await?;
+            }
+        }
+        // The reference: COPY on PostgreSQL, the batched INSERT on SQLite.
+        let base = bases.pop().context("no baseline ran")?;
+        let shutdown = CancellationToken::new();
+        let url = serve(&db, &args.token, args.group_commit, shutdown.clone()).await?;
+        let lines = scenarios(name, &url, &args, &tag).await?;
+        let rate = base.rate();
+        print(&bases, Some(rate));
+        print(&[base], Some(rate));
+        print(&lines, Some(rate));
+        shutdown.cancel();
+    }
+    Ok(())
+}
