@@ -411,3 +411,66 @@ retain_store::storage_test!(async fn a_stream_of_many_batches(db) {
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 });
+
+retain_store::storage_test!(async fn a_stream_that_is_not_read_stops_being_read(db) {
+    let mut settings = settings();
+    settings.ingestion.stream_buffered_results = 1;
+    let app = start_with(db, settings).await;
+    // 60 batches of 1,000 signals (~6 MB) from a client that does not read
+    // its results: the server must stop reading once one result waits,
+    // leaving the rest in HTTP/2 flow control, not in its memory.
+    let total_batches = 60;
+    let (tx, rx) = tokio::sync::mpsc::channel::<v1::StreamSignalsRequest>(1);
+    let feeder = tokio::spawn(async move {
+        for b in 0..total_batches {
+            let signals = (0..1_000)
+                .map(|i| {
+                    let mut s = signal(&format!("bp-{b}-{i}"), &format!("a-{}", i % 50), nps(7));
+                    if let Some(v1::signal::Body::Survey(x)) = &mut s.body {
+                        x.comment = "c".repeat(64);
+                    }
+                    s
+                })
+                .collect();
+            let req = v1::StreamSignalsRequest {
+                batch_id: b.to_string(),
+                batch: Some(batch(signals)),
+            };
+            if tx.send(req).await.is_err() {
+                return;
+            }
+        }
+    });
+    // A client whose receive window holds less than one result, so results
+    // it does not read stay on the server side, where the bound applies.
+    let channel = tonic::transport::Endpoint::from_shared(app.url.clone())
+        .unwrap()
+        .initial_stream_window_size(Some(16 * 1024))
+        .initial_connection_window_size(Some(16 * 1024))
+        .connect()
+        .await
+        .unwrap();
+    let mut responses = v1::ingestion_service_client::IngestionServiceClient::new(channel)
+        .stream_signals(with_token(WRITER, tokio_stream::wrappers::ReceiverStream::new(rx)))
+        .await
+        .unwrap()
+        .into_inner();
+    // Give the server ample time to take everything it is allowed to.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let stored = app.count("signals").await;
+    // At most: one result in the client's window, one being sent, one
+    // queued, one batch being written; allow a few more for slack.
+    assert!(
+        stored <= 8_000,
+        "the server kept reading a stream whose results were not read ({stored} signals stored)"
+    );
+    // Reading the results lets the stream finish, with every batch stored.
+    let mut results = 0;
+    while let Some(r) = responses.message().await.unwrap() {
+        assert_eq!(r.result.unwrap().accepted, 1_000);
+        results += 1;
+    }
+    feeder.await.unwrap();
+    assert_eq!(results, total_batches);
+    assert_eq!(app.count("signals").await, 1_000 * total_batches as i64);
+});

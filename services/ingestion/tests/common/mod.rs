@@ -28,6 +28,8 @@ pub const GLOBEX: &str = "globex-writer";
 
 pub struct App {
     pub db: TestDatabase,
+    /// `http://127.0.0.1:port` of the server.
+    pub url: String,
     pub client: IngestionServiceClient<Channel>,
     shutdown: CancellationToken,
 }
@@ -84,6 +86,7 @@ pub async fn start_with(db: TestDatabase, settings: Settings) -> App {
         .unwrap();
     App {
         db,
+        url: format!("http://{addr}"),
         client: IngestionServiceClient::new(channel).max_encoding_message_size(64 << 20),
         shutdown,
     }
