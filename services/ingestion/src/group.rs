@@ -59,6 +59,9 @@ pub async fn write_batches(
             None => groups.push((b.tenant, b.mode, vec![i])),
         }
     }
+    // The same order in every transaction, so two writers touching the same
+    // rows lock them in the same order and cannot deadlock.
+    groups.sort_by_key(|(t, m, _)| (*t, *m as i32));
     for (tenant, mode, members) in groups {
         // The first occurrence of an event id claims it; a later one (the
         // same event retried by a concurrent call) is compared with what

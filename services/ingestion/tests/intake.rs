@@ -474,3 +474,45 @@ retain_store::storage_test!(async fn a_stream_that_is_not_read_stops_being_read(
     assert_eq!(results, total_batches);
     assert_eq!(app.count("signals").await, 1_000 * total_batches as i64);
 });
+
+retain_store::storage_test!(async fn shared_transactions_keep_tenants_and_modes_apart(db) {
+    let app = start(db).await;
+    // Eight concurrent calls: two tenants × two modes, each set of event ids
+    // sent twice per tenant. Group commit may put any of them in one
+    // transaction.
+    let mut calls = Vec::new();
+    for c in 0..8 {
+        let token = if c % 2 == 0 { WRITER } else { GLOBEX };
+        // Calls 0–3 send g-0-* LIVE, calls 4–7 g-1-* BACKFILL; each tenant
+        // sends each set twice.
+        let mode = if c < 4 { v1::IngestMode::Live } else { v1::IngestMode::Backfill };
+        let signals: Vec<_> = (0..50)
+            .map(|i| signal(&format!("g-{}-{i}", c / 4), &format!("a-{}", i % 5), session("u", 30)))
+            .collect();
+        let mut req = batch(signals);
+        req.mode = mode as i32;
+        let client = app.client.clone();
+        calls.push(tokio::spawn(async move {
+            client.clone().ingest_signals(with_token(token, req)).await.unwrap().into_inner()
+        }));
+    }
+    let mut accepted = 0;
+    for c in calls {
+        let r = c.await.unwrap();
+        assert_eq!(r.rejected, 0, "{r:?}");
+        accepted += r.accepted;
+    }
+    // Per tenant, ids g-0-* (LIVE calls) and g-1-* (BACKFILL calls): 100 each.
+    assert_eq!(accepted, 200);
+    for tenant in ["acme", "globex"] {
+        for (prefix, mode) in [("g-0-", v1::IngestMode::Live), ("g-1-", v1::IngestMode::Backfill)] {
+            let n = app
+                .scalar(&format!(
+                    "SELECT COUNT(*) FROM signals WHERE tenant_id = '{tenant}' AND event_id LIKE '{prefix}%' AND mode = {}",
+                    mode as i32
+                ))
+                .await;
+            assert_eq!(n, 50, "{tenant} {prefix}");
+        }
+    }
+});
