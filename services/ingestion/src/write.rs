@@ -88,32 +88,26 @@ pub async fn claim_ids(
             inserted.insert(row.try_get_by_index::<String>(0)?);
         }
     }
-    let sqlite_chunks = if backend == DatabaseBackend::Postgres {
-        &[][..]
-    } else {
-        &order[..]
-    };
-    for chunk in sqlite_chunks.chunks(MAX_BIND_PARAMS / 2) {
-        let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * 2);
-        values.push(tenant.into());
-        let mut rows = String::with_capacity(chunk.len() * 12);
-        for (n, &i) in chunk.iter().enumerate() {
-            if n > 0 {
-                rows.push(',');
+    if backend != DatabaseBackend::Postgres {
+        // SQLite: one prepared single-row statement per signal, measured
+        // 2.5× faster than a multi-row VALUES through sqlx (BENCHMARKS.md).
+        for &i in &order {
+            let s = signals[i];
+            let row = tx
+                .query_one_raw(Statement::from_sql_and_values(
+                    backend,
+                    "INSERT INTO signal_ids (tenant_id, event_id, content_hash) VALUES ($1, $2, $3) \
+                     ON CONFLICT (tenant_id, event_id) DO NOTHING RETURNING event_id",
+                    [
+                        tenant.into(),
+                        s.wire.event_id.clone().into(),
+                        s.hash.to_vec().into(),
+                    ],
+                ))
+                .await?;
+            if row.is_some() {
+                inserted.insert(s.wire.event_id.clone());
             }
-            rows.push_str(&format!("($1,${},${})", 2 + n * 2, 3 + n * 2));
-            values.push(signals[i].wire.event_id.clone().into());
-            values.push(signals[i].hash.to_vec().into());
-        }
-        let sql = format!(
-            "INSERT INTO signal_ids (tenant_id, event_id, content_hash) VALUES {rows} \
-             ON CONFLICT (tenant_id, event_id) DO NOTHING RETURNING event_id"
-        );
-        for row in tx
-            .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?
-        {
-            inserted.insert(row.try_get_by_index::<String>(0)?);
         }
     }
     let existing: Vec<&Prepared> = signals
@@ -162,7 +156,6 @@ pub async fn insert_signals(
     mode: v1::IngestMode,
     signals: &[&Prepared],
 ) -> Result<(), DbErr> {
-    const COLS: usize = 5;
     let now = now_micros();
     let mut sorted: Vec<&Prepared> = signals.to_vec();
     sorted.sort_by(|a, b| {
@@ -204,37 +197,25 @@ pub async fn insert_signals(
         ];
         return exec(tx, sql.to_owned(), values).await;
     }
-    for chunk in sorted.chunks((MAX_BIND_PARAMS - 3) / COLS) {
-        // Tenant, mode and ingestion time are bound once ($1–$3).
-        let mut values: Vec<Value> = Vec::with_capacity(3 + chunk.len() * COLS);
-        values.push(tenant.into());
-        values.push((mode as i16).into());
-        values.push(now.into());
-        let mut rows = String::with_capacity(chunk.len() * 40);
-        for (n, s) in chunk.iter().enumerate() {
-            let p = 4 + n * COLS;
-            if n > 0 {
-                rows.push(',');
-            }
-            rows.push_str(&format!(
-                "($1,${},${},${},${},$2,${},$3)",
-                p,
-                p + 1,
-                p + 2,
-                p + 3,
-                p + 4
-            ));
-            values.push(s.wire.account_id.clone().into());
-            values.push(s.occurred_at_us.into());
-            values.push(s.wire.event_id.clone().into());
-            values.push(s.kind.into());
-            values.push(s.payload.clone().into());
-        }
-        let sql = format!(
+    // SQLite: one prepared single-row statement per signal (see claim_ids).
+    for s in sorted {
+        exec(
+            tx,
             "INSERT INTO signals (tenant_id, account_id, occurred_at, event_id, kind, mode, payload, ingested_at) \
-             VALUES {rows}"
-        );
-        exec(tx, sql, values).await?;
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8)"
+                .to_owned(),
+            vec![
+                tenant.into(),
+                s.wire.account_id.clone().into(),
+                s.occurred_at_us.into(),
+                s.wire.event_id.clone().into(),
+                s.kind.into(),
+                (mode as i16).into(),
+                s.payload.clone().into(),
+                now.into(),
+            ],
+        )
+        .await?;
     }
     Ok(())
 }
