@@ -16,7 +16,7 @@
 use std::time::{Duration, Instant};
 
 use retain_bus::{Bus, Headers, OutgoingMessage, Subscription, publish};
-use retain_store::testing::PgCluster;
+use retain_store::testing::BenchPostgres;
 use retain_store::{PoolOptions, connect, migrate};
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait, Value};
 
@@ -236,35 +236,18 @@ async fn main() {
     let consumers = env_usize("BUS_BENCH_CONSUMERS", 2);
     let mut runs = Vec::new();
 
-    let _cluster;
-    let admin = match std::env::var("RETAIN_BENCH_DATABASE_URL") {
-        Ok(url) => Some(url),
-        Err(_) => match PgCluster::start(true) {
-            Ok(c) => {
-                let url = c.admin_url();
-                _cluster = c;
-                Some(url)
-            }
-            Err(e) => {
-                println!("PostgreSQL skipped: {e}");
-                None
-            }
-        },
+    let postgres = match BenchPostgres::start() {
+        Ok(pg) => Some(pg),
+        Err(e) => {
+            println!("PostgreSQL skipped: {e}");
+            None
+        }
     };
-    if let Some(admin) = admin {
-        let conn = connect(&admin, &PoolOptions::default())
+    if let Some(pg) = &postgres {
+        let url = pg
+            .database("retain_bus_bench")
             .await
-            .expect("admin connect");
-        conn.execute_unprepared("DROP DATABASE IF EXISTS retain_bus_bench")
-            .await
-            .expect("drop");
-        conn.execute_unprepared("CREATE DATABASE retain_bus_bench")
-            .await
-            .expect("create");
-        let url = match admin.rsplit_once('/') {
-            Some((base, _)) => format!("{base}/retain_bus_bench"),
-            None => admin.clone(),
-        };
+            .expect("bench database");
         runs.push(run_backend("postgres", &url, n, batch, consumers).await);
     }
     let dir = tempfile::tempdir().expect("tempdir");

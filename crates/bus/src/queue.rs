@@ -6,7 +6,9 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
+
+use retain_store::now_micros;
 
 use rand::Rng;
 use retain_store::entity::bus_message;
@@ -167,14 +169,6 @@ pub struct BusStats {
     pub leased: u64,
     /// Dead-lettered.
     pub dead: u64,
-}
-
-/// Current time in microseconds since the Unix epoch.
-pub(crate) fn now_micros() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 fn micros(d: Duration) -> i64 {

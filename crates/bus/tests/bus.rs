@@ -239,15 +239,11 @@ retain_store::storage_test!(async fn four_consumers_process_ten_thousand_exactly
         let (recorder, shutdown) = (recorder.clone(), shutdown.clone());
         workers.push(tokio::spawn(async move { consumer.run(&recorder, shutdown).await }));
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
-    loop {
+    retain_store::testing::eventually("the queue to drain", Duration::from_secs(120), || async {
         let stats = bus.stats(TOPIC, "metrics").await.unwrap();
-        if stats.pending == 0 && stats.leased == 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "not drained: {stats:?}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+        (stats.pending == 0 && stats.leased == 0).then_some(())
+    })
+    .await;
     shutdown.cancel();
     for w in workers {
         w.await.unwrap();

@@ -16,6 +16,7 @@ use retain_runtime::config::ServerSettings;
 use retain_runtime::{
     Authenticator, Error, FieldViolation, Principal, Role, ServeOptions, Services,
 };
+use retain_store::testing::eventually;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;
@@ -167,14 +168,43 @@ fn with_token<T>(token: &str, msg: T) -> Request<T> {
 
 /// Waits until a call is parked inside the probe's handler.
 async fn wait_entered(h: &Harness) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    while h.entered.load(std::sync::atomic::Ordering::SeqCst) == 0 {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "call never reached the handler"
-        );
-        tokio::task::yield_now().await;
-    }
+    eventually(
+        "the call to reach the handler",
+        Duration::from_secs(10),
+        || async { (h.entered.load(std::sync::atomic::Ordering::SeqCst) > 0).then_some(()) },
+    )
+    .await;
+}
+
+/// Starts a call that the probe parks until the test adds a permit, and
+/// waits until it is parked. Returns the channel and the parked call.
+async fn hold_a_call(
+    h: &Harness,
+) -> (
+    Channel,
+    tokio::task::JoinHandle<Result<Response<GetAccountResponse>, Status>>,
+) {
+    let ch = channel(h.addr).await;
+    let mut blocked = IngestionServiceClient::new(ch.clone());
+    let held = tokio::spawn(async move {
+        blocked
+            .get_account(with_token("reader-token", get("block")))
+            .await
+    });
+    wait_entered(h).await;
+    (ch, held)
+}
+
+/// Waits until the overall health status is NOT_SERVING.
+async fn wait_not_serving(health: &HealthClient<Channel>, what: &str) {
+    eventually(what, Duration::from_secs(10), || {
+        let mut health = health.clone();
+        async move {
+            let r = health.check(HealthCheckRequest::default()).await.unwrap();
+            (r.get_ref().status() == ServingStatus::NotServing).then_some(())
+        }
+    })
+    .await;
 }
 
 fn get(id: &str) -> GetAccountRequest {
@@ -293,15 +323,7 @@ async fn calls_beyond_the_concurrency_limit_are_shed_with_retry_info() {
         ..ServerSettings::default()
     })
     .await;
-    let ch = channel(h.addr).await;
-    let mut blocked = IngestionServiceClient::new(ch.clone());
-    let held = tokio::spawn(async move {
-        blocked
-            .get_account(with_token("reader-token", get("block")))
-            .await
-    });
-
-    wait_entered(&h).await;
+    let (ch, held) = hold_a_call(&h).await;
     let mut client = IngestionServiceClient::new(ch.clone());
     let err = client
         .get_account(with_token("reader-token", get("x")))
@@ -331,26 +353,11 @@ async fn shutdown_reports_not_serving_then_drains_in_flight_calls() {
         ..ServerSettings::default()
     })
     .await;
-    let ch = channel(h.addr).await;
-    let mut blocked = IngestionServiceClient::new(ch.clone());
-    let held = tokio::spawn(async move {
-        blocked
-            .get_account(with_token("reader-token", get("block")))
-            .await
-    });
-    let mut health = HealthClient::new(ch);
-    wait_entered(&h).await;
+    let (ch, held) = hold_a_call(&h).await;
+    let health = HealthClient::new(ch);
 
     h.shutdown.cancel();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = health.check(HealthCheckRequest::default()).await.unwrap();
-        if r.get_ref().status() == ServingStatus::NotServing {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "never NOT_SERVING");
-        tokio::task::yield_now().await;
-    }
+    wait_not_serving(&health, "NOT_SERVING after shutdown began").await;
     assert!(
         !h.server.is_finished(),
         "the in-flight call keeps the server draining"
@@ -374,19 +381,8 @@ async fn shutdown_reports_not_serving_then_drains_in_flight_calls() {
 #[tokio::test]
 async fn overall_health_follows_the_database() {
     let h = start(ServerSettings::default()).await;
-    let mut health = HealthClient::new(channel(h.addr).await);
+    let health = HealthClient::new(channel(h.addr).await);
     let db = h.db.conn.clone();
     db.close_by_ref().await.unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-    loop {
-        let r = health.check(HealthCheckRequest::default()).await.unwrap();
-        if r.get_ref().status() == ServingStatus::NotServing {
-            break;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "database closed but still SERVING"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    wait_not_serving(&health, "NOT_SERVING once the database is closed").await;
 }

@@ -19,6 +19,14 @@ use std::time::Duration;
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
 pub use sea_orm::{DatabaseBackend, DatabaseConnection};
 
+/// The clock every table uses: microseconds since the Unix epoch (UTC), so
+/// the same SQL compares times on SQLite and PostgreSQL.
+pub fn now_micros() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 /// Most bind parameters one statement may carry on either backend
 /// (PostgreSQL allows 65,535, SQLite 32,766); bulk writes chunk under it.
 pub const MAX_BIND_PARAMS: usize = 30_000;

@@ -118,16 +118,9 @@ impl TestDatabase {
                 return None;
             }
         };
-        let name = unique_db_name();
-        let admin = connect(&admin_url, &PoolOptions::default())
+        let url = create_database(&admin_url, &unique_db_name())
             .await
-            .expect("connect to the test PostgreSQL server");
-        admin
-            .execute_unprepared(&format!("CREATE DATABASE {name}"))
-            .await
-            .expect("create test database");
-        admin.close().await.ok();
-        let url = with_database(&admin_url, &name);
+            .expect("create the test database");
         let conn = connect(&url, pool).await.expect("connect to test database");
         migrate(&conn).await.expect("migrate postgres");
         Some(Self {
@@ -140,6 +133,87 @@ impl TestDatabase {
     /// Which backend this is.
     pub fn backend(&self) -> DatabaseBackend {
         self.conn.get_database_backend()
+    }
+}
+
+/// Creates (or re-creates, empty) database `name` on the server of
+/// `admin_url` and returns its URL.
+async fn create_database(admin_url: &str, name: &str) -> Result<String, String> {
+    let admin = connect(admin_url, &PoolOptions::default())
+        .await
+        .map_err(|e| format!("connect to {}: {e}", crate::redact(admin_url)))?;
+    for sql in [
+        format!("DROP DATABASE IF EXISTS {name}"),
+        format!("CREATE DATABASE {name}"),
+    ] {
+        admin
+            .execute_unprepared(&sql)
+            .await
+            .map_err(|e| format!("{sql}: {e}"))?;
+    }
+    admin.close().await.ok();
+    Ok(with_database(admin_url, name))
+}
+
+/// PostgreSQL for benchmarks: the server at `RETAIN_BENCH_DATABASE_URL`
+/// (an admin URL), else a throwaway cluster with PostgreSQL's default
+/// durability (`fsync` on), unlike the tests' cluster.
+#[derive(Debug)]
+pub struct BenchPostgres {
+    admin_url: String,
+    _cluster: Option<PgCluster>,
+}
+
+impl BenchPostgres {
+    /// The configured server, or a new durable cluster.
+    pub fn start() -> Result<Self, String> {
+        match std::env::var("RETAIN_BENCH_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Ok(Self::at(url)),
+            _ => {
+                let cluster = PgCluster::start(true)?;
+                Ok(Self {
+                    admin_url: cluster.admin_url(),
+                    _cluster: Some(cluster),
+                })
+            }
+        }
+    }
+
+    /// The server at `admin_url` (an admin URL).
+    pub fn at(admin_url: String) -> Self {
+        Self {
+            admin_url,
+            _cluster: None,
+        }
+    }
+
+    /// An empty database `name` (dropped first if it exists); its URL.
+    pub async fn database(&self, name: &str) -> Result<String, String> {
+        create_database(&self.admin_url, name).await
+    }
+}
+
+/// Waits until `check` returns `Some`, polling every 10 ms, and returns
+/// that value; panics naming `what` after `timeout`. For tests that wait
+/// on a condition instead of sleeping a guessed time.
+///
+/// # Panics
+/// When the condition does not hold within `timeout`.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: std::time::Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
     }
 }
 

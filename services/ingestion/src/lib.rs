@@ -167,7 +167,7 @@ impl Ingestion {
         let ts = self.inner.tenants.of(tenant);
         let base_currency = retain_domain::Currency::parse(&ts.base_currency)
             .map_err(|e| Error::Internal(format!("tenants: {e}")))?;
-        let now = write::now_micros();
+        let now = retain_store::now_micros();
         let rules = Rules {
             now: Timestamp(now.div_euclid(1_000_000)),
             max_future_seconds: self.inner.settings.max_future_seconds,

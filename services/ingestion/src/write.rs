@@ -21,7 +21,7 @@ use retain_bus::OutgoingMessage;
 use retain_domain::signal::SignalBody;
 use retain_proto::{convert, v1};
 use retain_store::entity::account;
-use retain_store::{MAX_BIND_PARAMS, values_placeholders};
+use retain_store::{MAX_BIND_PARAMS, now_micros, values_placeholders};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait,
     QueryFilter, QuerySelect, Statement, Value,
@@ -38,13 +38,6 @@ pub enum Written {
     Duplicate,
     /// Stored before with different content.
     Conflict,
-}
-
-/// Microseconds since the epoch, server clock.
-pub fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
 async fn exec(tx: &DatabaseTransaction, sql: String, values: Vec<Value>) -> Result<(), DbErr> {

@@ -35,6 +35,8 @@ use prost::Message;
 use retain_proto::v1;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
 use retain_runtime::{Authenticator, Principal, Role, ServeOptions, Services, Settings};
+use retain_store::now_micros;
+use retain_store::testing::{BenchPostgres, TestDatabase};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, Value};
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;
@@ -262,55 +264,28 @@ async fn database(
         max_connections: 16,
         acquire_timeout: Duration::from_secs(30),
     };
-    let url = match backend {
+    match backend {
         DatabaseBackend::Postgres => {
-            let admin = match &args.database_url {
-                Some(u) => u.clone(),
-                None => {
-                    let c = retain_store::testing::PgCluster::start(true)
-                        .map_err(|e| anyhow::anyhow!(e))?;
-                    let u = c.admin_url();
-                    keep.push(Box::new(c));
-                    u
-                }
+            let pg = match &args.database_url {
+                Some(url) => BenchPostgres::at(url.clone()),
+                None => BenchPostgres::start().map_err(|e| anyhow::anyhow!(e))?,
             };
-            let admin_db = retain_store::connect(&admin, &pool).await?;
-            let name = format!("retain_loadgen_{}", std::process::id());
-            admin_db
-                .execute_unprepared(&format!("DROP DATABASE IF EXISTS {name}"))
-                .await?;
-            admin_db
-                .execute_unprepared(&format!("CREATE DATABASE {name}"))
-                .await?;
-            let (base, _) = admin
-                .rsplit_once('/')
-                .context("--database-url has no database name")?;
-            format!("{base}/{name}")
+            let url = pg
+                .database(&format!("retain_loadgen_{}", std::process::id()))
+                .await
+                .map_err(|e| anyhow::anyhow!(e))?;
+            keep.push(Box::new(pg));
+            let db = retain_store::connect(&url, &pool).await?;
+            retain_store::migrate(&db).await?;
+            Ok(db)
         }
         _ => {
-            let dir = tempfile_dir()?;
-            let url = format!("sqlite://{}/loadgen.db?mode=rwc", dir.display());
-            keep.push(Box::new(DirGuard(dir)));
-            url
+            let db = TestDatabase::sqlite().await;
+            let conn = db.conn.clone();
+            keep.push(Box::new(db));
+            Ok(conn)
         }
-    };
-    let db = retain_store::connect(&url, &pool).await?;
-    retain_store::migrate(&db).await?;
-    Ok(db)
-}
-
-struct DirGuard(std::path::PathBuf);
-
-impl Drop for DirGuard {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
     }
-}
-
-fn tempfile_dir() -> anyhow::Result<std::path::PathBuf> {
-    let dir = std::env::temp_dir().join(format!("retain-loadgen-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    Ok(dir)
 }
 
 /// The `signals` rows of `batch`, as the service would write them.
@@ -407,7 +382,7 @@ async fn copy_batch(db: &DatabaseConnection, batch: &[Row]) -> anyhow::Result<()
             r.at,
             r.event,
             r.kind,
-            hex(&r.payload)
+            hex::encode(&r.payload)
         ));
     }
     let mut copy = db
@@ -419,16 +394,6 @@ async fn copy_batch(db: &DatabaseConnection, batch: &[Row]) -> anyhow::Result<()
     copy.send(text.into_bytes()).await?;
     copy.finish().await?;
     Ok(())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    let mut s = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        s.push(DIGITS[(b >> 4) as usize] as char);
-        s.push(DIGITS[(b & 15) as usize] as char);
-    }
-    s
 }
 
 async fn unnest_batch(db: &DatabaseConnection, batch: &[Row]) -> anyhow::Result<()> {
@@ -509,12 +474,6 @@ async fn insert_batch(db: &DatabaseConnection, batch: &[Row]) -> anyhow::Result<
         .await?;
     }
     Ok(())
-}
-
-fn now_micros() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_micros() as i64)
 }
 
 /// Serves ingestion on 127.0.0.1 over `db`; returns its URL.
@@ -626,14 +585,7 @@ async fn unary(
             }
         }));
     }
-    let mut all = Vec::new();
-    let mut accepted = 0;
-    for t in tasks {
-        let (l, a) = t.await??;
-        all.extend(l);
-        accepted += a;
-    }
-    Ok((start.elapsed(), all, accepted))
+    join(start, tasks).await
 }
 
 /// `StreamSignals`: one stream per client over its share of the batches.
@@ -697,6 +649,18 @@ async fn stream(
             anyhow::Ok((lat, accepted))
         }));
     }
+    join(start, tasks).await
+}
+
+/// One client's call latencies and accepted signals.
+type ClientResult = (Vec<Duration>, usize);
+
+/// Waits for the clients; returns (elapsed since `start`, every call's
+/// latency, signals accepted).
+async fn join(
+    start: Instant,
+    tasks: Vec<tokio::task::JoinHandle<anyhow::Result<ClientResult>>>,
+) -> anyhow::Result<(Duration, Vec<Duration>, usize)> {
     let mut all = Vec::new();
     let mut accepted = 0;
     for t in tasks {
