@@ -5,10 +5,11 @@
 #![allow(clippy::unwrap_used)]
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use retain_proto::v1;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
+use retain_store::testing::eventually;
 use tonic::metadata::MetadataValue;
 
 const BIN: &str = env!("CARGO_BIN_EXE_retain-ingestion");
@@ -51,7 +52,7 @@ async fn serves_with_the_reference_config_and_stops_on_sigterm() {
         .unwrap()
         .port();
     let db = dir.path().join("ingestion.db");
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .arg("--config")
         .arg(&config)
         .env("RETAIN__SERVER__LISTEN", format!("127.0.0.1:{port}"))
@@ -65,20 +66,12 @@ async fn serves_with_the_reference_config_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
 
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let channel = loop {
-        match tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
-            .unwrap()
-            .connect()
-            .await
-        {
-            Ok(c) => break c,
-            Err(_) if Instant::now() < deadline => {
-                tokio::time::sleep(Duration::from_millis(50)).await
-            }
-            Err(e) => panic!("the binary never listened: {e}"),
-        }
-    };
+    let url = format!("http://127.0.0.1:{port}");
+    let channel = eventually("the binary to listen", Duration::from_secs(30), || {
+        let endpoint = tonic::transport::Endpoint::from_shared(url.clone()).unwrap();
+        async move { endpoint.connect().await.ok() }
+    })
+    .await;
     let mut client = IngestionServiceClient::new(channel);
     let signal = v1::Signal {
         event_id: "bin-1".into(),
@@ -120,14 +113,17 @@ async fn serves_with_the_reference_config_and_stops_on_sigterm() {
         .status()
         .unwrap();
     assert!(status.success());
-    let deadline = Instant::now() + Duration::from_secs(30);
-    let exit = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(Instant::now() < deadline, "no exit after SIGTERM");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let exit = tokio::time::timeout(
+        Duration::from_secs(30),
+        tokio::task::spawn_blocking(move || {
+            let mut child = child;
+            child.wait()
+        }),
+    )
+    .await
+    .expect("no exit within 30 s of SIGTERM")
+    .unwrap()
+    .unwrap();
     assert!(exit.success(), "{exit:?}");
 }
 

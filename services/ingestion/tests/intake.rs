@@ -455,9 +455,25 @@ retain_store::storage_test!(async fn a_stream_that_is_not_read_stops_being_read(
         .await
         .unwrap()
         .into_inner();
-    // Give the server ample time to take everything it is allowed to.
-    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
-    let stored = app.count("signals").await;
+    // Wait until the server has taken everything it is allowed to: the
+    // stored count has stopped moving (unchanged for 300 ms).
+    let last = std::cell::Cell::new((-1i64, tokio::time::Instant::now()));
+    let (last, app_ref) = (&last, &app);
+    let stored = retain_store::testing::eventually(
+        "the server to stop taking batches",
+        std::time::Duration::from_secs(60),
+        move || async move {
+            let n = app_ref.count("signals").await;
+            let (previous, since) = last.get();
+            if n != previous {
+                last.set((n, tokio::time::Instant::now()));
+                None
+            } else {
+                (n > 0 && since.elapsed() >= std::time::Duration::from_millis(300)).then_some(n)
+            }
+        },
+    )
+    .await;
     // At most: one result in the client's window, one being sent, one
     // queued, one batch being written; allow a few more for slack.
     assert!(
