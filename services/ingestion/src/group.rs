@@ -113,35 +113,21 @@ pub async fn write_batches(
         if accepted.is_empty() {
             continue;
         }
-        let create: Vec<String> = recent
-            .accounts_to_create(tenant, &write::touched_accounts(&accepted))
-            .into_iter()
-            .map(str::to_owned)
-            .collect();
-        let create_refs: Vec<&str> = create.iter().map(String::as_str).collect();
+        let create = recent.accounts_to_create(tenant, &write::touched_accounts(&accepted));
         let users = recent.users_to_write(tenant, write::user_sightings(&accepted));
         write::insert_signals(&tx, tenant, mode, &accepted).await?;
         // Row locks from here on, least contended first: a row another
         // replica's transaction holds is waited for as late as possible.
         write::upsert_users(&tx, tenant, &users).await?;
-        write::upsert_accounts(&tx, tenant, &create_refs, &accepted).await?;
+        write::upsert_accounts(&tx, tenant, &create, &accepted).await?;
         let messages = write::signals_recorded(tenant, mode, &accepted);
         retain_bus::publish(&tx, retain_bus::topics::SIGNALS_RECORDED, &messages)
             .await
             .map_err(|e| Error::Internal(format!("bus: {e}")))?;
-        let users: Vec<((String, String), (i64, i64))> = users
-            .into_iter()
-            .map(|((a, u), t)| ((a.to_owned(), u.to_owned()), t))
-            .collect();
         after_commit.push((tenant, create, users));
     }
     tx.commit().await?;
     for (tenant, create, users) in after_commit {
-        let create: Vec<&str> = create.iter().map(String::as_str).collect();
-        let users: Vec<write::UserSighting<'_>> = users
-            .iter()
-            .map(|((a, u), t)| ((a.as_str(), u.as_str()), *t))
-            .collect();
         recent.committed(tenant, &create, &users);
     }
     Ok(out)

@@ -32,13 +32,25 @@ pub struct Prepared {
 
 /// What checking decided for one signal.
 #[derive(Debug, Clone)]
-pub enum Checked {
-    /// Valid; to be written (or found to be a duplicate on write).
-    Valid(Box<Prepared>),
+pub enum Slot {
+    /// Valid: moved into [`Checked::valid`], to be written (or found to be
+    /// a duplicate on write).
+    Valid,
     /// Same event id and content as an earlier signal in this batch.
     DuplicateInBatch,
     /// Invalid, with every violation (paths from the request root).
     Rejected(Vec<FieldViolation>),
+}
+
+/// A checked batch.
+#[derive(Debug)]
+pub struct Checked {
+    /// One slot per signal, in request order.
+    pub slots: Vec<Slot>,
+    /// The valid signals, in request order.
+    pub valid: Vec<Prepared>,
+    /// Every signal's event id, in request order (for the answer).
+    pub event_ids: Vec<String>,
 }
 
 /// The `oneof` field number of a body, stored as the signal's kind.
@@ -68,57 +80,68 @@ fn violations(prefix: &str, v: retain_domain::Violations) -> Vec<FieldViolation>
         .collect()
 }
 
-/// Checks every signal of a batch against `rules`. Field paths are
+/// Checks every signal of a batch against `rules`, taking the signals
+/// (valid ones move into [`Prepared`] without a copy). Field paths are
 /// `signals[i].…`. A second signal with an event id already in the batch
 /// is a duplicate when its content is the same and a conflict otherwise.
-pub fn check(signals: &[v1::Signal], rules: &Rules<'_>) -> Vec<Checked> {
+pub fn check(signals: Vec<v1::Signal>, rules: &Rules<'_>) -> Checked {
+    let event_ids: Vec<String> = signals.iter().map(|s| s.event_id.clone()).collect();
     let mut seen: HashMap<&str, [u8; 32]> = HashMap::with_capacity(signals.len());
-    signals
-        .iter()
-        .enumerate()
-        .map(|(i, wire)| {
-            let prefix = format!("signals[{i}].");
-            let domain = match convert::signal_from_proto(wire) {
-                Ok(d) => d,
-                Err(v) => return Checked::Rejected(violations(&prefix, v)),
-            };
-            if let Err(v) = signal::validate(&domain, rules) {
-                return Checked::Rejected(violations(&prefix, v));
+    let mut valid = Vec::with_capacity(signals.len());
+    let mut slots = Vec::with_capacity(signals.len());
+    let prefix = |i: usize| format!("signals[{i}].");
+    for (i, wire) in signals.into_iter().enumerate() {
+        let domain = match convert::signal_from_proto(&wire)
+            .and_then(|d| signal::validate(&d, rules).map(|()| d))
+        {
+            Ok(d) => d,
+            Err(v) => {
+                slots.push(Slot::Rejected(violations(&prefix(i), v)));
+                continue;
             }
-            let payload = wire.encode_to_vec();
-            let hash: [u8; 32] = Sha256::digest(&payload).into();
-            if let Some(first) = seen.get(wire.event_id.as_str()) {
-                return if *first == hash {
-                    Checked::DuplicateInBatch
-                } else {
-                    Checked::Rejected(vec![FieldViolation::new(
-                        format!("{prefix}event_id"),
-                        format!(
-                            "{:?} appears earlier in this batch with different content",
-                            wire.event_id
-                        ),
-                    )])
-                };
-            }
-            seen.insert(&wire.event_id, hash);
-            let (Some(t), Some(body)) = (&wire.occurred_at, &wire.body) else {
-                // validate() requires both; this cannot happen.
-                return Checked::Rejected(vec![FieldViolation::new(
-                    format!("{prefix}body"),
-                    "is required",
-                )]);
-            };
-            Checked::Valid(Box::new(Prepared {
-                index: i,
-                kind: kind_of(body),
-                occurred_at_us: convert::micros(t),
-                wire: wire.clone(),
-                domain,
-                payload,
-                hash,
-            }))
-        })
-        .collect()
+        };
+        let payload = wire.encode_to_vec();
+        let hash: [u8; 32] = Sha256::digest(&payload).into();
+        if let Some(first) = seen.get(event_ids[i].as_str()) {
+            slots.push(if *first == hash {
+                Slot::DuplicateInBatch
+            } else {
+                Slot::Rejected(vec![FieldViolation::new(
+                    format!("{}event_id", prefix(i)),
+                    format!(
+                        "{:?} appears earlier in this batch with different content",
+                        wire.event_id
+                    ),
+                )])
+            });
+            continue;
+        }
+        seen.insert(&event_ids[i], hash);
+        // validate() requires both, so a valid signal has them.
+        let (Some(t), Some(body)) = (&wire.occurred_at, &wire.body) else {
+            slots.push(Slot::Rejected(vec![FieldViolation::new(
+                format!("{}body", prefix(i)),
+                "is required",
+            )]));
+            continue;
+        };
+        let (kind, occurred_at_us) = (kind_of(body), convert::micros(t));
+        valid.push(Prepared {
+            index: i,
+            kind,
+            occurred_at_us,
+            wire,
+            domain,
+            payload,
+            hash,
+        });
+        slots.push(Slot::Valid);
+    }
+    Checked {
+        slots,
+        valid,
+        event_ids,
+    }
 }
 
 /// The user a signal names, if any (sessions, actions, surveys, milestones).

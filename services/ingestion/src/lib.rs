@@ -33,7 +33,7 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::intake::{Checked, Prepared};
+use crate::intake::{Checked, Prepared, Slot};
 use crate::limit::TenantLimiter;
 use crate::write::Written;
 
@@ -154,7 +154,7 @@ impl Ingestion {
             .limiter
             .try_take(tenant, req.signals.len())
             .map_err(|wait| self.rate_limited(tenant, req.signals.len(), wait))?;
-        self.process(tenant, mode, &req).await
+        self.process(tenant, mode, req).await
     }
 
     /// Validates and writes a batch that passed the batch-level checks.
@@ -162,7 +162,7 @@ impl Ingestion {
         &self,
         tenant: &str,
         mode: v1::IngestMode,
-        req: &v1::IngestSignalsRequest,
+        req: v1::IngestSignalsRequest,
     ) -> Result<v1::IngestSignalsResponse, Error> {
         let ts = self.inner.tenants.of(tenant);
         let base_currency = retain_domain::Currency::parse(&ts.base_currency)
@@ -176,56 +176,46 @@ impl Ingestion {
             base_currency,
             checklist: &ts.onboarding_checklist,
         };
-        let checked = intake::check(&req.signals, &rules);
-        let first_rejected = checked
-            .iter()
-            .position(|c| matches!(c, Checked::Rejected(_)));
-        if req.all_or_nothing
-            && let Some(first) = first_rejected
-        {
-            return Ok(reject_all(req, checked, first, &[]));
-        }
-        // Move the valid signals out; remember where each came from.
-        let mut valid: Vec<Prepared> = Vec::new();
-        let mut slots: Vec<Checked> = Vec::with_capacity(checked.len());
-        for c in checked {
-            match c {
-                Checked::Valid(p) => {
-                    valid.push(*p);
-                    slots.push(Checked::DuplicateInBatch); // placeholder, see below
-                }
-                other => slots.push(other),
-            }
+        let all_or_nothing = req.all_or_nothing;
+        let Checked {
+            slots,
+            valid,
+            event_ids,
+        } = intake::check(req.signals, &rules);
+        let first_rejected = slots.iter().position(|c| matches!(c, Slot::Rejected(_)));
+        if all_or_nothing && let Some(first) = first_rejected {
+            return Ok(reject_all(&event_ids, slots, first, &[]));
         }
         let valid_index: Vec<usize> = valid.iter().map(|p| p.index).collect();
-        let written = self.write(tenant, mode, valid, req.all_or_nothing).await?;
-        if req.all_or_nothing {
-            let conflicts: Vec<usize> = valid_index
-                .iter()
-                .zip(&written)
-                .filter(|(_, w)| **w == Written::Conflict)
-                .map(|(i, _)| *i)
-                .collect();
-            if let Some(&first) = conflicts.first() {
-                return Ok(reject_all(req, slots, first, &conflicts));
-            }
-        }
-        let mut by_index: Vec<Option<Written>> = vec![None; req.signals.len()];
+        let written = self.write(tenant, mode, valid, all_or_nothing).await?;
+        let mut by_index: Vec<Option<Written>> = vec![None; slots.len()];
         for (i, w) in valid_index.iter().zip(&written) {
             by_index[*i] = Some(*w);
         }
+        if all_or_nothing {
+            let conflicts: Vec<usize> = (0..slots.len())
+                .filter(|&i| by_index[i] == Some(Written::Conflict))
+                .collect();
+            if let Some(&first) = conflicts.first() {
+                return Ok(reject_all(&event_ids, slots, first, &conflicts));
+            }
+        }
         let outcomes = slots
             .into_iter()
+            .zip(by_index)
             .enumerate()
-            .map(|(i, c)| match (by_index[i], c) {
-                (Some(Written::Accepted), _) => Outcome::Accepted,
-                (Some(Written::Duplicate), _) => Outcome::Duplicate,
-                (Some(Written::Conflict), _) => Outcome::Rejected(vec![conflict(i)]),
-                (None, Checked::Rejected(v)) => Outcome::Rejected(v),
-                (None, _) => Outcome::Duplicate,
+            .map(|(i, (slot, written))| match (slot, written) {
+                (_, Some(Written::Accepted)) => Outcome::Accepted,
+                (_, Some(Written::Duplicate)) | (Slot::DuplicateInBatch, _) => Outcome::Duplicate,
+                (_, Some(Written::Conflict)) => Outcome::Rejected(vec![conflict(i)]),
+                (Slot::Rejected(v), None) => Outcome::Rejected(v),
+                (Slot::Valid, None) => Outcome::Rejected(vec![FieldViolation::new(
+                    format!("signals[{i}]"),
+                    "was not written (internal: no outcome)",
+                )]),
             })
             .collect();
-        Ok(respond(req, outcomes))
+        Ok(respond(&event_ids, outcomes))
     }
 
     /// Writes the valid signals of a batch: through the shared group
@@ -266,7 +256,7 @@ impl Ingestion {
         while let Err(wait) = self.inner.limiter.try_take(tenant, req.signals.len()) {
             tokio::time::sleep(wait).await;
         }
-        self.process(tenant, mode, &req).await
+        self.process(tenant, mode, req).await
     }
 }
 
@@ -280,28 +270,28 @@ fn conflict(i: usize) -> FieldViolation {
 /// Every signal rejected: the invalid ones with their violations, the
 /// conflicting ones as conflicts, the rest "with its batch".
 fn reject_all(
-    req: &v1::IngestSignalsRequest,
-    checked: Vec<Checked>,
+    event_ids: &[String],
+    slots: Vec<Slot>,
     first: usize,
     conflicts: &[usize],
 ) -> v1::IngestSignalsResponse {
-    let outcomes = checked
+    let outcomes = slots
         .into_iter()
         .enumerate()
         .map(|(i, c)| match c {
             _ if conflicts.contains(&i) => Outcome::Rejected(vec![conflict(i)]),
-            Checked::Rejected(v) => Outcome::Rejected(v),
+            Slot::Rejected(v) => Outcome::Rejected(v),
             _ => Outcome::Rejected(vec![FieldViolation::new(
                 format!("signals[{i}]"),
                 format!("not written: signals[{first}] was rejected and all_or_nothing is set"),
             )]),
         })
         .collect();
-    respond(req, outcomes)
+    respond(event_ids, outcomes)
 }
 
 /// The answer: one result per signal, in request order, and the counts.
-fn respond(req: &v1::IngestSignalsRequest, outcomes: Vec<Outcome>) -> v1::IngestSignalsResponse {
+fn respond(event_ids: &[String], outcomes: Vec<Outcome>) -> v1::IngestSignalsResponse {
     let mut resp = v1::IngestSignalsResponse::default();
     for (i, o) in outcomes.into_iter().enumerate() {
         let (outcome, violations) = match o {
@@ -320,11 +310,7 @@ fn respond(req: &v1::IngestSignalsRequest, outcomes: Vec<Outcome>) -> v1::Ingest
         };
         resp.results.push(v1::SignalResult {
             index: i32::try_from(i).unwrap_or(i32::MAX),
-            event_id: req
-                .signals
-                .get(i)
-                .map(|s| s.event_id.clone())
-                .unwrap_or_default(),
+            event_id: event_ids.get(i).cloned().unwrap_or_default(),
             outcome: outcome as i32,
             violations: violations
                 .into_iter()
