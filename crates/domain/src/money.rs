@@ -22,9 +22,6 @@ pub enum MoneyError {
 pub struct Currency([u8; 3]);
 
 impl Currency {
-    /// `XXX`, ISO-4217's "no currency": a placeholder, never a tenant's.
-    pub const NONE: Self = Self(*b"XXX");
-
     /// Parses `EUR`, `USD`… (three ASCII upper-case letters).
     pub fn parse(code: &str) -> Result<Self, MoneyError> {
         let b = code.as_bytes();

@@ -96,13 +96,6 @@ fn time(v: &mut Violations, field: &str, t: Option<&prost_types::Timestamp>) -> 
     out
 }
 
-/// Stands in for an amount that failed to convert; the conversion then
-/// returns its violations, so the placeholder is never seen.
-const PLACEHOLDER: Money = Money {
-    minor: 0,
-    currency: Currency::NONE,
-};
-
 fn churn_reason(value: i32) -> Option<ChurnReason> {
     match v1::ChurnReason::try_from(value).ok()? {
         v1::ChurnReason::Unspecified => None,
@@ -114,10 +107,6 @@ fn churn_reason(value: i32) -> Option<ChurnReason> {
     }
 }
 
-fn opt(s: &Option<String>) -> Option<String> {
-    s.clone()
-}
-
 /// Converts a wire signal to the domain. Wire-level problems (a missing or
 /// malformed amount or timestamp) come back as violations; the domain's
 /// [`retain_domain::signal::validate`] checks the converted signal.
@@ -125,119 +114,129 @@ pub fn signal_from_proto(s: &v1::Signal) -> Result<Signal, Violations> {
     use v1::signal::Body;
     let mut v = Violations::new();
     let occurred_at = time(&mut v, "occurred_at", s.occurred_at.as_ref());
-    let body = s.body.as_ref().map(|b| match b {
-        Body::Account(a) => {
-            let acquisition_cost = a
-                .acquisition_cost
-                .as_ref()
-                .and_then(|m| money(&mut v, "account.acquisition_cost", Some(m)));
-            SignalBody::Account {
-                name: opt(&a.name),
-                segment: opt(&a.segment),
-                plan: opt(&a.plan),
-                lifecycle: lifecycle_from_proto(a.lifecycle),
-                renewal_date: time(&mut v, "account.renewal_date", a.renewal_date.as_ref()),
-                seats: a.seats.map(i64::from),
-                csm_owner_email: opt(&a.csm_owner_email),
-                contact_emails: a.contact_emails.clone(),
-                acquisition_cost,
+    // `None` from the closure: an amount did not convert (its violation is
+    // recorded), so there is no body to hand to the domain.
+    let body = s.body.as_ref().map(|b| -> Option<SignalBody> {
+        Some(match b {
+            Body::Account(a) => {
+                let acquisition_cost = a
+                    .acquisition_cost
+                    .as_ref()
+                    .and_then(|m| money(&mut v, "account.acquisition_cost", Some(m)));
+                SignalBody::Account {
+                    name: a.name.clone(),
+                    segment: a.segment.clone(),
+                    plan: a.plan.clone(),
+                    lifecycle: lifecycle_from_proto(a.lifecycle),
+                    renewal_date: time(&mut v, "account.renewal_date", a.renewal_date.as_ref()),
+                    seats: a.seats.map(i64::from),
+                    csm_owner_email: a.csm_owner_email.clone(),
+                    contact_emails: a.contact_emails.clone(),
+                    acquisition_cost,
+                }
             }
-        }
-        Body::Session(x) => SignalBody::Session {
-            user_id: x.user_id.clone(),
-            duration_seconds: x.duration_seconds,
-        },
-        Body::Action(x) => SignalBody::Action {
-            user_id: x.user_id.clone(),
-            action_key: x.action_key.clone(),
-            count: x.count,
-        },
-        Body::Ticket(x) => SignalBody::Ticket {
-            ticket_id: x.ticket_id.clone(),
-            status: match v1::TicketStatus::try_from(x.status) {
-                Ok(v1::TicketStatus::Opened) => Some(TicketStatus::Opened),
-                Ok(v1::TicketStatus::Resolved) => Some(TicketStatus::Resolved),
-                Ok(v1::TicketStatus::Reopened) => Some(TicketStatus::Reopened),
-                _ => None,
+            Body::Session(x) => SignalBody::Session {
+                user_id: x.user_id.clone(),
+                duration_seconds: x.duration_seconds,
             },
-            topics: x.topics.clone(),
-            contacts_until_resolution: i64::from(x.contacts_until_resolution),
-        },
-        Body::Survey(x) => SignalBody::Survey {
-            kind: match v1::SurveyKind::try_from(x.kind) {
-                Ok(v1::SurveyKind::Nps) => Some(SurveyKind::Nps),
-                Ok(v1::SurveyKind::Csat) => Some(SurveyKind::Csat),
-                Ok(v1::SurveyKind::Ces) => Some(SurveyKind::Ces),
-                _ => None,
+            Body::Action(x) => SignalBody::Action {
+                user_id: x.user_id.clone(),
+                action_key: x.action_key.clone(),
+                count: x.count,
             },
-            scale: match v1::SurveyScale::try_from(x.scale) {
-                Ok(v1::SurveyScale::ZeroToTen) => Some(Scale::ZeroToTen),
-                Ok(v1::SurveyScale::OneToFive) => Some(Scale::OneToFive),
-                Ok(v1::SurveyScale::OneToSeven) => Some(Scale::OneToSeven),
-                Ok(v1::SurveyScale::OneToTen) => Some(Scale::OneToTen),
-                _ => None,
-            },
-            score: i64::from(x.score),
-            user_id: x.user_id.clone(),
-        },
-        Body::Subscription(x) => {
-            let amount = money(&mut v, "subscription.amount", x.amount.as_ref());
-            SignalBody::Subscription {
-                amount: amount.unwrap_or(PLACEHOLDER),
-                interval: match v1::BillingInterval::try_from(x.interval) {
-                    Ok(v1::BillingInterval::Monthly) => Some(BillingInterval::Monthly),
-                    Ok(v1::BillingInterval::Annual) => Some(BillingInterval::Annual),
+            Body::Ticket(x) => SignalBody::Ticket {
+                ticket_id: x.ticket_id.clone(),
+                status: match v1::TicketStatus::try_from(x.status) {
+                    Ok(v1::TicketStatus::Opened) => Some(TicketStatus::Opened),
+                    Ok(v1::TicketStatus::Resolved) => Some(TicketStatus::Resolved),
+                    Ok(v1::TicketStatus::Reopened) => Some(TicketStatus::Reopened),
                     _ => None,
                 },
-                churn_reason: churn_reason(x.churn_reason),
-                add_on: x.add_on,
-            }
-        }
-        Body::Billing(x) => SignalBody::Billing(match v1::BillingStatus::try_from(x.status) {
-            Ok(v1::BillingStatus::Current) => Some(BillingStatus::Current),
-            Ok(v1::BillingStatus::Overdue) => Some(BillingStatus::Overdue),
-            Ok(v1::BillingStatus::PaymentFailed) => Some(BillingStatus::PaymentFailed),
-            Ok(v1::BillingStatus::Collections) => Some(BillingStatus::Collections),
-            _ => None,
-        }),
-        Body::Renewal(x) => SignalBody::Renewal(match v1::RenewalOutcome::try_from(x.outcome) {
-            Ok(v1::RenewalOutcome::Due) => Some(RenewalOutcome::Due),
-            Ok(v1::RenewalOutcome::Renewed) => Some(RenewalOutcome::Renewed),
-            Ok(v1::RenewalOutcome::NotRenewed) => Some(RenewalOutcome::NotRenewed),
-            _ => None,
-        }),
-        Body::Trial(x) => SignalBody::Trial(match v1::TrialEvent::try_from(x.event) {
-            Ok(v1::TrialEvent::Started) => Some(TrialEvent::Started),
-            Ok(v1::TrialEvent::Converted) => Some(TrialEvent::Converted),
-            Ok(v1::TrialEvent::Expired) => Some(TrialEvent::Expired),
-            _ => None,
-        }),
-        Body::Milestone(x) => SignalBody::Milestone {
-            key: x.milestone_key.clone(),
-            achieved: x.achieved,
-        },
-        Body::Purchase(x) => {
-            let amount = money(&mut v, "purchase.amount", x.amount.as_ref());
-            SignalBody::Purchase(amount.unwrap_or(PLACEHOLDER))
-        }
-        Body::Cost(x) => {
-            let amount = money(&mut v, "cost.amount", x.amount.as_ref());
-            let period = x.period.as_ref().and_then(|p| {
-                let start = time(&mut v, "cost.period.start", p.start.as_ref());
-                let end = time(&mut v, "cost.period.end", p.end.as_ref());
-                Period::new(start?, end?).ok()
-            });
-            SignalBody::Cost {
-                kind: match v1::CostKind::try_from(x.kind) {
-                    Ok(v1::CostKind::CustomerSuccess) => Some(CostKind::CustomerSuccess),
-                    Ok(v1::CostKind::Acquisition) => Some(CostKind::Acquisition),
+                topics: x.topics.clone(),
+                contacts_until_resolution: i64::from(x.contacts_until_resolution),
+            },
+            Body::Survey(x) => SignalBody::Survey {
+                kind: match v1::SurveyKind::try_from(x.kind) {
+                    Ok(v1::SurveyKind::Nps) => Some(SurveyKind::Nps),
+                    Ok(v1::SurveyKind::Csat) => Some(SurveyKind::Csat),
+                    Ok(v1::SurveyKind::Ces) => Some(SurveyKind::Ces),
                     _ => None,
                 },
-                amount: amount.unwrap_or(PLACEHOLDER),
-                period,
+                scale: match v1::SurveyScale::try_from(x.scale) {
+                    Ok(v1::SurveyScale::ZeroToTen) => Some(Scale::ZeroToTen),
+                    Ok(v1::SurveyScale::OneToFive) => Some(Scale::OneToFive),
+                    Ok(v1::SurveyScale::OneToSeven) => Some(Scale::OneToSeven),
+                    Ok(v1::SurveyScale::OneToTen) => Some(Scale::OneToTen),
+                    _ => None,
+                },
+                score: i64::from(x.score),
+                user_id: x.user_id.clone(),
+            },
+            Body::Subscription(x) => {
+                let amount = money(&mut v, "subscription.amount", x.amount.as_ref());
+                SignalBody::Subscription {
+                    amount: amount?,
+                    interval: match v1::BillingInterval::try_from(x.interval) {
+                        Ok(v1::BillingInterval::Monthly) => Some(BillingInterval::Monthly),
+                        Ok(v1::BillingInterval::Annual) => Some(BillingInterval::Annual),
+                        _ => None,
+                    },
+                    churn_reason: churn_reason(x.churn_reason),
+                    add_on: x.add_on,
+                }
             }
-        }
+            Body::Billing(x) => SignalBody::Billing(match v1::BillingStatus::try_from(x.status) {
+                Ok(v1::BillingStatus::Current) => Some(BillingStatus::Current),
+                Ok(v1::BillingStatus::Overdue) => Some(BillingStatus::Overdue),
+                Ok(v1::BillingStatus::PaymentFailed) => Some(BillingStatus::PaymentFailed),
+                Ok(v1::BillingStatus::Collections) => Some(BillingStatus::Collections),
+                _ => None,
+            }),
+            Body::Renewal(x) => {
+                SignalBody::Renewal(match v1::RenewalOutcome::try_from(x.outcome) {
+                    Ok(v1::RenewalOutcome::Due) => Some(RenewalOutcome::Due),
+                    Ok(v1::RenewalOutcome::Renewed) => Some(RenewalOutcome::Renewed),
+                    Ok(v1::RenewalOutcome::NotRenewed) => Some(RenewalOutcome::NotRenewed),
+                    _ => None,
+                })
+            }
+            Body::Trial(x) => SignalBody::Trial(match v1::TrialEvent::try_from(x.event) {
+                Ok(v1::TrialEvent::Started) => Some(TrialEvent::Started),
+                Ok(v1::TrialEvent::Converted) => Some(TrialEvent::Converted),
+                Ok(v1::TrialEvent::Expired) => Some(TrialEvent::Expired),
+                _ => None,
+            }),
+            Body::Milestone(x) => SignalBody::Milestone {
+                key: x.milestone_key.clone(),
+                achieved: x.achieved,
+            },
+            Body::Purchase(x) => {
+                let amount = money(&mut v, "purchase.amount", x.amount.as_ref());
+                SignalBody::Purchase(amount?)
+            }
+            Body::Cost(x) => {
+                let amount = money(&mut v, "cost.amount", x.amount.as_ref());
+                let period = x.period.as_ref().and_then(|p| {
+                    let start = time(&mut v, "cost.period.start", p.start.as_ref());
+                    let end = time(&mut v, "cost.period.end", p.end.as_ref());
+                    Period::new(start?, end?).ok()
+                });
+                SignalBody::Cost {
+                    kind: match v1::CostKind::try_from(x.kind) {
+                        Ok(v1::CostKind::CustomerSuccess) => Some(CostKind::CustomerSuccess),
+                        Ok(v1::CostKind::Acquisition) => Some(CostKind::Acquisition),
+                        _ => None,
+                    },
+                    amount: amount?,
+                    period,
+                }
+            }
+        })
     });
+    let body = match body {
+        Some(None) => return Err(v),
+        other => other.flatten(),
+    };
     let signal = Signal {
         event_id: s.event_id.clone(),
         account_id: s.account_id.clone(),
