@@ -465,21 +465,17 @@ impl Bus {
         max_attempts: i32,
         retry: &RetryPolicy,
     ) -> Result<NackOutcome, BusError> {
-        let backend = self.db.get_database_backend();
         let error: String = error.chars().take(2000).collect();
         if delivery.attempt >= max_attempts {
             let n = self
-                .db
-                .execute_raw(Statement::from_sql_and_values(
-                    backend,
+                .exec(
                     format!(
                         "UPDATE bus_messages SET state = {DEAD}, lease_owner = NULL, lease_until = NULL, \
                          last_error = $1 WHERE id = $2 AND lease_owner = $3 AND state = {LEASED}"
                     ),
                     [error.into(), delivery.id.into(), owner.into()],
-                ))
-                .await?
-                .rows_affected();
+                )
+                .await?;
             if n == 1 {
                 tracing::warn!(
                     id = delivery.id,
@@ -497,9 +493,7 @@ impl Bus {
         // asks for the same work; keeping both would break the one-pending-
         // per-key rule, so this copy is dropped.
         let superseded = self
-            .db
-            .execute_raw(Statement::from_sql_and_values(
-                backend,
+            .exec(
                 format!(
                     "DELETE FROM bus_messages WHERE id = $1 AND lease_owner = $2 AND state = {LEASED} \
                      AND coalesce_key IS NOT NULL AND EXISTS (SELECT 1 FROM bus_messages p \
@@ -507,25 +501,21 @@ impl Bus {
                      AND p.coalesce_key = bus_messages.coalesce_key AND p.state = {PENDING})"
                 ),
                 [delivery.id.into(), owner.into()],
-            ))
-            .await?
-            .rows_affected();
+            )
+            .await?;
         if superseded == 1 {
             return Ok(NackOutcome::Superseded);
         }
         let due = now_micros() + micros(retry.delay(delivery.attempt));
         let n = self
-            .db
-            .execute_raw(Statement::from_sql_and_values(
-                backend,
+            .exec(
                 format!(
                     "UPDATE bus_messages SET state = {PENDING}, lease_owner = NULL, lease_until = NULL, \
                      available_at = $1, last_error = $2 WHERE id = $3 AND lease_owner = $4 AND state = {LEASED}"
                 ),
                 [due.into(), error.into(), delivery.id.into(), owner.into()],
-            ))
-            .await?
-            .rows_affected();
+            )
+            .await?;
         Ok(if n == 1 {
             NackOutcome::Retried
         } else {
@@ -533,50 +523,52 @@ impl Bus {
         })
     }
 
+    /// Runs one statement on the bus's connection; rows affected.
+    async fn exec(
+        &self,
+        sql: impl Into<String>,
+        values: impl IntoIterator<Item = Value>,
+    ) -> Result<u64, BusError> {
+        let backend = self.db.get_database_backend();
+        Ok(self
+            .db
+            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
+            .await?
+            .rows_affected())
+    }
+
     /// Gives back every lease `owner` holds, without counting an attempt:
     /// the messages are claimable at once by another replica. Called on
     /// graceful shutdown.
     pub async fn release(&self, owner: &str) -> Result<u64, BusError> {
-        let backend = self.db.get_database_backend();
-        let n = self
-            .db
-            .execute_raw(Statement::from_sql_and_values(
-                backend,
-                format!(
-                    "UPDATE bus_messages SET lease_until = 0, lease_owner = NULL, attempts = attempts - 1 \
-                     WHERE lease_owner = $1 AND state = {LEASED}"
-                ),
-                [owner.into()],
-            ))
-            .await?
-            .rows_affected();
-        Ok(n)
+        self.exec(
+            format!(
+                "UPDATE bus_messages SET lease_until = 0, lease_owner = NULL, attempts = attempts - 1 \
+                 WHERE lease_owner = $1 AND state = {LEASED}"
+            ),
+            [owner.into()],
+        )
+        .await
     }
 
     /// Dead-letters messages whose lease expired after their last allowed
     /// attempt (a replica that crashed on them every time). Returns how many.
     pub async fn reap_expired(&self, sub: &Subscription) -> Result<u64, BusError> {
-        let backend = self.db.get_database_backend();
-        let n = self
-            .db
-            .execute_raw(Statement::from_sql_and_values(
-                backend,
-                format!(
-                    "UPDATE bus_messages SET state = {DEAD}, lease_owner = NULL, \
-                     last_error = 'lease expired on the last attempt' \
-                     WHERE consumer_group = $1 AND topic = $2 AND state = {LEASED} \
-                     AND lease_until < $3 AND attempts >= $4"
-                ),
-                [
-                    sub.group.clone().into(),
-                    sub.topic.clone().into(),
-                    now_micros().into(),
-                    sub.max_attempts.into(),
-                ],
-            ))
-            .await?
-            .rows_affected();
-        Ok(n)
+        self.exec(
+            format!(
+                "UPDATE bus_messages SET state = {DEAD}, lease_owner = NULL, \
+                 last_error = 'lease expired on the last attempt' \
+                 WHERE consumer_group = $1 AND topic = $2 AND state = {LEASED} \
+                 AND lease_until < $3 AND attempts >= $4"
+            ),
+            [
+                sub.group.clone().into(),
+                sub.topic.clone().into(),
+                now_micros().into(),
+                sub.max_attempts.into(),
+            ],
+        )
+        .await
     }
 
     /// Pending, leased and dead counts of `group`'s copy of `topic`.
