@@ -94,7 +94,7 @@ fn bench_health(c: &mut Criterion) {
 
 fn changes() -> Vec<MrrChange> {
     let eur = Currency::parse("EUR").expect("EUR");
-    let start = Timestamp::from_ymd(2024, 1, 1).0;
+    let start = Timestamp::from_ymd(2024, 1, 1);
     (0..N)
         .map(|i| {
             let mrr = if i % 13 == 0 {
@@ -104,7 +104,7 @@ fn changes() -> Vec<MrrChange> {
             };
             MrrChange {
                 account: format!("acct-{}", i % 100_000),
-                at: Timestamp(start + ((i * 104_729) % (180 * 86_400)) as i64),
+                at: start.plus(((i * 104_729) % (180 * 86_400)) as i64),
                 seq: i.to_string(),
                 mrr: Money::new(mrr, eur),
                 churn_reason: None,

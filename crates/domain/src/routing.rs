@@ -303,7 +303,13 @@ impl Trigger {
     pub fn identity(&self) -> String {
         match self {
             Self::BandChanged { from, to, at, .. } => {
-                format!("{}>{}@{}", from.map_or("none", Band::name), to.name(), at.0)
+                // Whole seconds, then the microseconds only when there are
+                // any: ids of whole-second triggers stay what they were.
+                let when = match at.subsec_micros() {
+                    0 => at.seconds().to_string(),
+                    us => format!("{}.{us:06}", at.seconds()),
+                };
+                format!("{}>{}@{when}", from.map_or("none", Band::name), to.name())
             }
             Self::NpsAnswer { event_id, .. }
             | Self::Contraction { event_id, .. }
@@ -560,7 +566,7 @@ pub fn cooldown(
     }
     history
         .iter()
-        .filter(|s| s.rule == rule && s.at <= at && at.0 - s.at.0 < cooldown_seconds)
+        .filter(|s| s.rule == rule && s.at <= at && at < s.at.plus(cooldown_seconds))
         .map(|s| s.at.plus(cooldown_seconds))
         .max()
 }

@@ -308,7 +308,7 @@ pub fn validate(s: &Signal, rules: &Rules<'_>) -> Result<(), Violations> {
     match s.occurred_at {
         None => v.push("occurred_at", "is required"),
         Some(t) => {
-            if t.0 > rules.now.0.saturating_add(rules.max_future_seconds) {
+            if t > rules.now.plus(rules.max_future_seconds) {
                 v.push(
                     "occurred_at",
                     format!(
@@ -318,7 +318,7 @@ pub fn validate(s: &Signal, rules: &Rules<'_>) -> Result<(), Violations> {
                 );
             }
             if let Some(max_past) = rules.max_past_seconds
-                && t.0 < rules.now.0.saturating_sub(max_past)
+                && t < rules.now.plus(max_past.saturating_neg())
             {
                 v.push("occurred_at", format!("{t} is more than {} days in the past for a live signal; send it as a backfill", max_past / DAY));
             }

@@ -1,6 +1,7 @@
 //! UTC timestamps, calendar periods and granularities.
 //!
-//! Time is whole seconds since the Unix epoch, UTC. Periods are half-open
+//! Time is microseconds since the Unix epoch, UTC (the storage precision:
+//! two signals a fraction of a second apart keep their order). Periods are half-open
 //! `[start, end)`. Calendar arithmetic uses the proleptic Gregorian
 //! calendar (days-from-civil), with no time-zone database: Retain's periods
 //! are UTC by definition.
@@ -11,15 +12,44 @@ use crate::validation::Violations;
 
 /// Seconds in a day.
 pub const DAY: i64 = 86_400;
+/// Microseconds in a second.
+pub const MICROS_PER_SECOND: i64 = 1_000_000;
+/// Microseconds in a day.
+pub const DAY_MICROS: i64 = DAY * MICROS_PER_SECOND;
 
-/// An instant, whole seconds since 1970-01-01T00:00:00Z.
+/// An instant, microseconds since 1970-01-01T00:00:00Z.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 pub struct Timestamp(pub i64);
 
 impl Timestamp {
+    /// From microseconds since the epoch.
+    pub const fn from_micros(micros: i64) -> Self {
+        Self(micros)
+    }
+
+    /// From whole seconds since the epoch (saturating).
+    pub const fn from_seconds(seconds: i64) -> Self {
+        Self(seconds.saturating_mul(MICROS_PER_SECOND))
+    }
+
+    /// Microseconds since the epoch.
+    pub const fn micros(self) -> i64 {
+        self.0
+    }
+
+    /// Whole seconds since the epoch (floor).
+    pub const fn seconds(self) -> i64 {
+        self.0.div_euclid(MICROS_PER_SECOND)
+    }
+
+    /// The microseconds past the whole second (0–999,999).
+    pub const fn subsec_micros(self) -> i64 {
+        self.0.rem_euclid(MICROS_PER_SECOND)
+    }
+
     /// From a UTC calendar date and time of day.
     pub fn from_ymd_hms(year: i32, month: u32, day: u32, h: u32, m: u32, s: u32) -> Self {
-        Self(
+        Self::from_seconds(
             days_from_civil(year, month, day) * DAY
                 + i64::from(h) * 3600
                 + i64::from(m) * 60
@@ -34,7 +64,7 @@ impl Timestamp {
 
     /// Whole days since the epoch (floor).
     pub fn day_number(self) -> i64 {
-        self.0.div_euclid(DAY)
+        self.0.div_euclid(DAY_MICROS)
     }
 
     /// The calendar date (year, month 1–12, day 1–31).
@@ -42,23 +72,32 @@ impl Timestamp {
         civil_from_days(self.day_number())
     }
 
-    /// This instant plus `seconds`.
+    /// This instant plus `seconds` (saturating).
     pub fn plus(self, seconds: i64) -> Self {
-        Self(self.0.saturating_add(seconds))
+        self.plus_micros(seconds.saturating_mul(MICROS_PER_SECOND))
+    }
+
+    /// This instant plus `micros` microseconds (saturating).
+    pub fn plus_micros(self, micros: i64) -> Self {
+        Self(self.0.saturating_add(micros))
     }
 }
 
 impl fmt::Display for Timestamp {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let (y, m, d) = self.ymd();
-        let secs = self.0.rem_euclid(DAY);
+        let secs = self.seconds().rem_euclid(DAY);
         write!(
             f,
-            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}Z",
+            "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}",
             secs / 3600,
             secs / 60 % 60,
             secs % 60
-        )
+        )?;
+        match self.subsec_micros() {
+            0 => f.write_str("Z"),
+            us => write!(f, ".{us:06}Z"),
+        }
     }
 }
 
@@ -143,7 +182,7 @@ impl Period {
         let (y, m, _) = t.ymd();
         match granularity {
             Granularity::Day => {
-                let start = Timestamp(t.day_number() * DAY);
+                let start = Timestamp::from_seconds(t.day_number() * DAY);
                 Self {
                     start,
                     end: start.plus(DAY),
@@ -153,7 +192,7 @@ impl Period {
                 // 1970-01-01 was a Thursday: Monday-based weekday index.
                 let days = t.day_number();
                 let monday = days - (days + 3).rem_euclid(7);
-                let start = Timestamp(monday * DAY);
+                let start = Timestamp::from_seconds(monday * DAY);
                 Self {
                     start,
                     end: start.plus(7 * DAY),
@@ -185,14 +224,19 @@ impl Period {
         self.start <= t && t < self.end
     }
 
-    /// Length in seconds.
+    /// Length in whole seconds (floor).
     pub fn seconds(self) -> i64 {
-        self.end.0 - self.start.0
+        self.micros().div_euclid(MICROS_PER_SECOND)
+    }
+
+    /// Length in microseconds.
+    pub fn micros(self) -> i64 {
+        self.end.0.saturating_sub(self.start.0)
     }
 
     /// Length in days (fractional for custom periods).
     pub fn days(self) -> f64 {
-        self.seconds() as f64 / DAY as f64
+        self.micros() as f64 / DAY_MICROS as f64
     }
 }
 
@@ -211,6 +255,11 @@ mod tests {
             Timestamp::from_ymd(2024, 2, 29).to_string(),
             "2024-02-29T00:00:00Z"
         );
+        let t = Timestamp::from_ymd_hms(2024, 5, 15, 12, 0, 0).plus_micros(100_000);
+        assert_eq!(t.to_string(), "2024-05-15T12:00:00.100000Z");
+        assert_eq!((t.seconds(), t.subsec_micros()), (1_715_774_400, 100_000));
+        assert_eq!(Timestamp::from_micros(-1).to_string(), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(Timestamp::from_micros(-1).day_number(), -1);
     }
 
     #[test]

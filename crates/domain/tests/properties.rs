@@ -7,7 +7,7 @@ use common::{change, eur};
 use proptest::prelude::*;
 use retain_domain::health::{Bands, ScoringModel, combine};
 use retain_domain::kpi::experience::nps;
-use retain_domain::kpi::revenue::{MrrChange, revenue_kpis};
+use retain_domain::kpi::revenue::{MrrChange, movements, revenue_kpis};
 use retain_domain::routing::{Rule, notification_id};
 use retain_domain::{Period, Timestamp};
 
@@ -22,8 +22,34 @@ fn changes() -> impl Strategy<Value = Vec<MrrChange>> {
         v.into_iter()
             .enumerate()
             .map(|(i, (acct, day, mrr))| {
-                let mut c = change(&format!("acct{acct}"), Timestamp(BASE + day * 86_400), mrr);
+                let mut c = change(&format!("acct{acct}"), Timestamp::from_seconds(BASE + day * 86_400), mrr);
                 c.seq = format!("e{i}");
+                c
+            })
+            .collect()
+    })
+}
+
+/// Changes of three accounts crowded into the same few seconds of a few
+/// days, microseconds apart, with event ids whose string order says
+/// nothing about time (`e9` after `e10`).
+fn crowded_changes() -> impl Strategy<Value = Vec<MrrChange>> {
+    prop::collection::vec(
+        (
+            0..3u8,
+            0..3i64,
+            0..2_000_000i64,
+            prop_oneof![Just(0i64), 1..50_000i64],
+            0..1000u32,
+        ),
+        0..40,
+    )
+    .prop_map(|v| {
+        v.into_iter()
+            .map(|(acct, day, us, mrr, id)| {
+                let at = Timestamp::from_seconds(BASE + day * 86_400).plus_micros(us);
+                let mut c = change(&format!("acct{acct}"), at, mrr);
+                c.seq = format!("e{id}");
                 c
             })
             .collect()
@@ -33,8 +59,8 @@ fn changes() -> impl Strategy<Value = Vec<MrrChange>> {
 fn period() -> impl Strategy<Value = Period> {
     (0..100i64, 1..60i64).prop_map(|(s, len)| {
         Period::new(
-            Timestamp(BASE + s * 86_400),
-            Timestamp(BASE + (s + len) * 86_400),
+            Timestamp::from_seconds(BASE + s * 86_400),
+            Timestamp::from_seconds(BASE + (s + len) * 86_400),
         )
         .unwrap()
     })
@@ -69,6 +95,34 @@ proptest! {
             shuffled.swap(i, (x % (i as u64 + 1)) as usize);
         }
         prop_assert_eq!(revenue_kpis(&cs, p, eur()).unwrap(), revenue_kpis(&shuffled, p, eur()).unwrap());
+    }
+
+    /// The order is the full timestamp (µs), the event id only breaks
+    /// ties: renaming event ids so their string order agrees with time
+    /// changes nothing, and the result does not depend on input order.
+    #[test]
+    fn any_timestamp_order_gives_the_kpis_of_the_time_order(
+        cs in crowded_changes(), start_day in 0..3i64, len in 1..3i64, seed in any::<u64>(),
+    ) {
+        let p = Period::new(
+            Timestamp::from_seconds(BASE + start_day * 86_400),
+            Timestamp::from_seconds(BASE + (start_day + len) * 86_400),
+        ).unwrap();
+        let mut ranked = cs.clone();
+        ranked.sort_by(|a, b| (a.at, &a.seq).cmp(&(b.at, &b.seq)));
+        for (i, c) in ranked.iter_mut().enumerate() {
+            c.seq = format!("{i:06}");
+        }
+        let mut x = seed | 1;
+        for i in (1..ranked.len()).rev() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            ranked.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let kinds = |cs: &[MrrChange]| -> Vec<_> {
+            movements(cs, eur()).unwrap().into_iter().map(|m| (m.account, m.at, m.kind, m.before, m.after)).collect()
+        };
+        prop_assert_eq!(kinds(&cs), kinds(&ranked));
+        prop_assert_eq!(revenue_kpis(&cs, p, eur()).unwrap(), revenue_kpis(&ranked, p, eur()).unwrap());
     }
 
     #[test]

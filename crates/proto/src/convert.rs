@@ -18,12 +18,12 @@ use retain_domain::{Currency, Money, Period, Timestamp, Violations};
 
 use crate::v1;
 
-/// A wire timestamp as a domain timestamp (whole seconds); `None` when the
-/// nanoseconds are out of range.
+/// A wire timestamp as a domain timestamp (microseconds, nanoseconds
+/// truncated); `None` when the nanoseconds are outside 0–999,999,999.
 pub fn timestamp(t: &prost_types::Timestamp) -> Option<Timestamp> {
     (0..1_000_000_000)
         .contains(&t.nanos)
-        .then_some(Timestamp(t.seconds))
+        .then(|| Timestamp::from_micros(micros(t)))
 }
 
 /// A wire timestamp as microseconds since the epoch (storage precision).

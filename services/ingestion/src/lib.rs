@@ -169,7 +169,7 @@ impl Ingestion {
             .map_err(|e| Error::Internal(format!("tenants: {e}")))?;
         let now = retain_store::now_micros();
         let rules = Rules {
-            now: Timestamp(now.div_euclid(1_000_000)),
+            now: Timestamp::from_micros(now),
             max_future_seconds: self.inner.settings.max_future_seconds,
             max_past_seconds: (mode == v1::IngestMode::Live)
                 .then(|| self.inner.settings.max_live_age_days * retain_domain::time::DAY),

@@ -330,7 +330,7 @@ pub fn merge_upsert(row: &mut account::Model, s: &Prepared) {
     set(&mut row.lifecycle, lifecycle.as_ref(), newer);
     set(
         &mut row.renewal_date,
-        renewal_date.map(|t| t.0).as_ref(),
+        renewal_date.map(|t| t.seconds()).as_ref(),
         newer,
     );
     set(&mut row.seats, seats.as_ref(), newer);

@@ -139,7 +139,7 @@ pub fn trial_to_paid(trials: &[TrialFact], period: Period, window_days: i64) -> 
     for t in trials.iter().filter(|t| period.contains(t.started_at)) {
         let ok = t
             .converted_at
-            .is_some_and(|c| c >= t.started_at && c.0 - t.started_at.0 <= window_days * DAY);
+            .is_some_and(|c| c >= t.started_at && c <= t.started_at.plus(window_days * DAY));
         let e = per.entry(t.segment.clone()).or_default();
         e.0 += u64::from(ok);
         e.1 += 1;
@@ -218,7 +218,7 @@ pub fn onboarding(
         .max()
         .copied()
         .unwrap_or(started_at);
-    let stalled = !missing.is_empty() && now.0 - last_progress.0 > stuck_after_days * DAY;
+    let stalled = !missing.is_empty() && now > last_progress.plus(stuck_after_days * DAY);
     let stuck = !missing.is_empty() && (failed_unresolved || stalled);
     Onboarding {
         score: Measure::percent(achieved.len() as f64, checklist.len() as f64),
