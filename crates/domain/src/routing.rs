@@ -555,6 +555,11 @@ pub struct Sent {
 
 /// Whether a new notification for `rule` at `at` is inside the cooldown of
 /// one already sent for the same account; `Some(until)` if suppressed.
+///
+/// "Inside" goes both ways: triggers arrive late, so one that happened up
+/// to a cooldown *before* a sent one is suppressed too (`|at − sent| <
+/// cooldown`). `until` is the end of the latest such sent notification's
+/// cooldown.
 pub fn cooldown(
     history: &[Sent],
     rule: Rule,
@@ -566,7 +571,9 @@ pub fn cooldown(
     }
     history
         .iter()
-        .filter(|s| s.rule == rule && s.at <= at && at < s.at.plus(cooldown_seconds))
+        .filter(|s| {
+            s.rule == rule && at < s.at.plus(cooldown_seconds) && s.at < at.plus(cooldown_seconds)
+        })
         .map(|s| s.at.plus(cooldown_seconds))
         .max()
 }

@@ -43,6 +43,17 @@ fn d3_sub_second_order_is_kept() {
     assert_eq!(k.nrr, Measure::Value(0.0));
 }
 
+/// D4: a Red trigger arriving late (T − 1 h) after one at T is inside the
+/// 7-day cooldown too.
+#[test]
+fn d4_cooldown_suppresses_a_late_trigger_before_the_sent_one() {
+    let t = Timestamp::from_ymd(2024, 5, 15);
+    let week = 7 * 86_400;
+    let history = [Sent { rule: Rule::BandRed, at: t }];
+    assert_eq!(routing::cooldown(&history, Rule::BandRed, t.plus(-3_600), week), Some(t.plus(week)));
+    assert_eq!(routing::cooldown(&history, Rule::BandRed, t.plus(-week), week), None, "a full cooldown apart");
+}
+
 fn with_actions() -> ScoringModel {
     let mut m = ScoringModel::default();
     m.version = 2;

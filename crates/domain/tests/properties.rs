@@ -8,7 +8,7 @@ use proptest::prelude::*;
 use retain_domain::health::{Bands, ScoringModel, combine};
 use retain_domain::kpi::experience::nps;
 use retain_domain::kpi::revenue::{MrrChange, movements, revenue_kpis};
-use retain_domain::routing::{Rule, notification_id};
+use retain_domain::routing::{Rule, Sent, cooldown, notification_id};
 use retain_domain::{Period, Timestamp};
 
 const BASE: i64 = 1_704_067_200; // 2024-01-01
@@ -165,6 +165,20 @@ proptest! {
                 prop_assert_eq!(bands.next(Some(prev_band), score, margin), prev_band, "score {} edge {}", score, edge);
             }
         }
+    }
+
+    /// Two triggers of one rule inside each other's cooldown: whichever
+    /// arrives second is suppressed, in either time order.
+    #[test]
+    fn cooldown_does_not_depend_on_arrival_order(
+        a in 0..1_000_000_000_000i64, gap in -2_000_000_000_000i64..2_000_000_000_000, cooldown_s in 0..1_000_000i64,
+    ) {
+        let (ta, tb) = (Timestamp::from_micros(a), Timestamp::from_micros(a + gap));
+        let sent = |at| [Sent { rule: Rule::BandRed, at }];
+        let ab = cooldown(&sent(ta), Rule::BandRed, tb, cooldown_s).is_some();
+        let ba = cooldown(&sent(tb), Rule::BandRed, ta, cooldown_s).is_some();
+        prop_assert_eq!(ab, ba);
+        prop_assert_eq!(ab, cooldown_s > 0 && gap.abs() < cooldown_s * 1_000_000);
     }
 
     #[test]
