@@ -451,6 +451,20 @@ pub fn validate(s: &Signal, rules: &Rules<'_>) -> Result<(), Violations> {
             if interval.is_none() {
                 v.push(f("interval"), "is required: monthly or annual");
             }
+            // SPEC §3: a positive annual amount whose monthly value rounds
+            // to 0 would read as MRR 0, a churn nobody made.
+            if *interval == Some(BillingInterval::Annual)
+                && amount.minor > 0
+                && monthly_mrr(amount.minor, BillingInterval::Annual) == 0
+            {
+                v.push(
+                    f("amount.amount_minor"),
+                    format!(
+                        "annual amount {} is {}/12 a month, which rounds to 0 minor units and would count as a churn; the smallest annual amount is {MIN_ANNUAL_AMOUNT_MINOR} (send 0 with a churn reason to cancel)",
+                        amount.minor, amount.minor
+                    ),
+                );
+            }
             if amount.minor == 0 && churn_reason.is_none() {
                 v.push(f("churn_reason"), "is required when the amount is 0 (competitor, freemium, business_closed, price, other)");
             }
@@ -511,8 +525,14 @@ pub fn default_scale(kind: SurveyKind) -> Scale {
     }
 }
 
+/// The smallest positive annual amount (minor units) accepted: 6 / 12
+/// rounds to 1; anything smaller would be MRR 0 (SPEC §3).
+pub const MIN_ANNUAL_AMOUNT_MINOR: i64 = 6;
+
 /// An amount per interval as MRR: annual amounts are divided by 12 and
-/// rounded to the nearest minor unit (halves away from zero).
+/// rounded to the nearest minor unit (halves away from zero). [`validate`]
+/// rejects positive annual amounts below [`MIN_ANNUAL_AMOUNT_MINOR`], whose
+/// MRR would round to 0.
 pub fn monthly_mrr(amount_minor: i64, interval: BillingInterval) -> i64 {
     match interval {
         BillingInterval::Monthly => amount_minor,

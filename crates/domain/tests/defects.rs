@@ -70,3 +70,34 @@ fn with_actions() -> ScoringModel {
     });
     m
 }
+
+/// D7: an annual amount whose monthly value rounds to 0 is refused, never
+/// booked as a churn.
+#[test]
+fn d7_tiny_annual_amounts_are_rejected_not_churned() {
+    let r = Rules {
+        now: Timestamp::from_ymd(2024, 6, 1),
+        max_future_seconds: 300,
+        max_past_seconds: None,
+        base_currency: eur(),
+        checklist: &[],
+    };
+    let sub = |minor: i64, reason| Signal {
+        event_id: "e1".into(),
+        account_id: "acme".into(),
+        occurred_at: Some(Timestamp::from_ymd(2024, 5, 31)),
+        body: Some(SignalBody::Subscription {
+            amount: Money::new(minor, eur()),
+            interval: Some(BillingInterval::Annual),
+            churn_reason: reason,
+            add_on: false,
+        }),
+    };
+    for tiny in 1..=5 {
+        let err = signal::validate(&sub(tiny, None), &r).unwrap_err();
+        assert_eq!(err.first_field(), Some("subscription.amount.amount_minor"), "{tiny}: {err}");
+        assert!(err.to_string().contains("rounds to 0"), "{err}");
+    }
+    assert!(signal::validate(&sub(6, None), &r).is_ok(), "6 / 12 rounds to 1");
+    assert!(signal::validate(&sub(0, Some(ChurnReason::Price)), &r).is_ok(), "a real churn");
+}

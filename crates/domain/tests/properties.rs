@@ -9,7 +9,8 @@ use retain_domain::health::{Bands, ScoringModel, combine};
 use retain_domain::kpi::experience::nps;
 use retain_domain::kpi::revenue::{MrrChange, movements, revenue_kpis};
 use retain_domain::routing::{Rule, Sent, cooldown, notification_id};
-use retain_domain::{Period, Timestamp};
+use retain_domain::signal::{self, BillingInterval, Rules, Signal, SignalBody, monthly_mrr};
+use retain_domain::{Money, Period, Timestamp};
 
 const BASE: i64 = 1_704_067_200; // 2024-01-01
 
@@ -179,6 +180,21 @@ proptest! {
         let ba = cooldown(&sent(tb), Rule::BandRed, ta, cooldown_s).is_some();
         prop_assert_eq!(ab, ba);
         prop_assert_eq!(ab, cooldown_s > 0 && gap.abs() < cooldown_s * 1_000_000);
+    }
+
+    /// No accepted positive subscription amount becomes MRR 0 (a churn).
+    #[test]
+    fn an_accepted_positive_amount_never_becomes_mrr_0(minor in 1..1_000i64, annual in any::<bool>()) {
+        let interval = if annual { BillingInterval::Annual } else { BillingInterval::Monthly };
+        let s = Signal {
+            event_id: "e".into(),
+            account_id: "a".into(),
+            occurred_at: Some(Timestamp::from_seconds(BASE)),
+            body: Some(SignalBody::Subscription { amount: Money::new(minor, eur()), interval: Some(interval), churn_reason: None, add_on: false }),
+        };
+        let rules = Rules { now: Timestamp::from_seconds(BASE), max_future_seconds: 0, max_past_seconds: None, base_currency: eur(), checklist: &[] };
+        let accepted = signal::validate(&s, &rules).is_ok();
+        prop_assert_eq!(accepted, monthly_mrr(minor, interval) > 0);
     }
 
     #[test]
