@@ -481,8 +481,10 @@ pub struct HealthSnapshot {
     pub tickets_opened_30d: Option<f64>,
     /// Billing status.
     pub billing_status: Option<BillingStatus>,
-    /// `(action key, count)` in the last 30 days; empty = no data.
-    pub actions_30d: Vec<(String, f64)>,
+    /// `(action key, count)` in the last 30 days. `None` = not measured
+    /// (missing data); `Some(vec![])` = measured, no actions (sub-score 0:
+    /// no use is data, and using the product can only raise the score).
+    pub actions_30d: Option<Vec<(String, f64)>>,
     /// Onboarding engagement score.
     pub onboarding: Option<f64>,
 }
@@ -499,9 +501,17 @@ impl Normaliser {
     }
 }
 
-/// The sub-score of dimension `d` for `snap`, `None` without data.
+/// The sub-score of dimension `d` for `snap`, `None` without data. A
+/// non-finite input (NaN, ±∞) is no data: it never reaches a band.
 #[inline]
 fn sub_score(d: &Dimension, snap: &HealthSnapshot) -> Option<(f64, f64)> {
+    let (raw, sub) = raw_and_sub_score(d, snap)?;
+    (sub.is_finite() && (raw.is_finite() || d.metric == Metric::BillingStatus))
+        .then_some((raw, sub))
+}
+
+#[inline]
+fn raw_and_sub_score(d: &Dimension, snap: &HealthSnapshot) -> Option<(f64, f64)> {
     match (d.metric, &d.normaliser) {
         (Metric::BillingStatus, Normaliser::Categorical { scores, otherwise }) => {
             let key = snap.billing_status?.key();
@@ -514,11 +524,11 @@ fn sub_score(d: &Dimension, snap: &HealthSnapshot) -> Option<(f64, f64)> {
             ))
         }
         (Metric::Actions30d, Normaliser::ActionImpact { impacts, cap }) => {
-            if snap.actions_30d.is_empty() {
+            let actions = snap.actions_30d.as_ref()?;
+            if actions.iter().any(|(_, freq)| !freq.is_finite()) {
                 return None;
             }
-            let total: f64 = snap
-                .actions_30d
+            let total: f64 = actions
                 .iter()
                 .map(|(k, freq)| {
                     impacts
@@ -562,14 +572,26 @@ pub struct DimensionScore {
 }
 
 /// A previous score, for deltas and hysteresis.
-#[derive(Debug, Clone, Copy, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PreviousScore {
     /// The score.
     pub score: f64,
     /// Its band.
     pub band: Band,
-    /// Its contributions, by dimension index.
-    pub contributions: [f64; MAX_DIMENSIONS],
+    /// The version of the model that scored it.
+    pub model_version: i64,
+    /// Its contributions, by dimension key.
+    pub contributions: Vec<(String, f64)>,
+}
+
+impl PreviousScore {
+    /// The contribution of the dimension `key`, if it was scored.
+    pub fn contribution(&self, key: &str) -> Option<f64> {
+        self.contributions
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, c)| *c)
+    }
 }
 
 /// A health score with its explanation.
@@ -585,8 +607,15 @@ pub struct HealthScore {
     pub len: usize,
     /// `score − previous score`.
     pub delta: Option<f64>,
-    /// Index of the dimension whose contribution changed most.
+    /// Index of the dimension whose contribution changed most, compared by
+    /// dimension key with a previous score of the same model version;
+    /// `None` when nothing moved or the model changed.
     pub top_mover: Option<usize>,
+    /// Version of the model that produced this score.
+    pub model_version: i64,
+    /// The previous score came from another model version: contributions
+    /// are not comparable, so no top mover is named.
+    pub model_changed: bool,
 }
 
 impl HealthScore {
@@ -595,16 +624,21 @@ impl HealthScore {
         &self.dimensions[..self.len]
     }
 
-    /// This score as the previous one of the next.
-    pub fn as_previous(&self) -> PreviousScore {
-        let mut contributions = [0.0; MAX_DIMENSIONS];
-        for d in self.dimensions() {
-            contributions[d.index] = d.contribution;
-        }
+    /// This score as the previous one of the next; `model` is the model
+    /// that produced it (its dimension keys name the contributions).
+    pub fn as_previous(&self, model: &ScoringModel) -> PreviousScore {
         PreviousScore {
             score: self.score,
             band: self.band,
-            contributions,
+            model_version: self.model_version,
+            contributions: self
+                .dimensions()
+                .iter()
+                .filter_map(|d| {
+                    let key = &model.dimensions.get(d.index)?.key;
+                    Some((key.clone(), d.contribution))
+                })
+                .collect(),
         }
     }
 
@@ -622,6 +656,28 @@ pub fn round1(x: f64) -> f64 {
     (x * 10.0).round() / 10.0
 }
 
+/// Fixed-point unit of the CHS sums: 10⁻⁹ point.
+const FIXED: f64 = 1e9;
+
+/// `x` in units of 10⁻⁹, rounded to nearest (halves away from zero),
+/// saturating beyond ±9.2 × 10⁹ points. Integer sums of these do not
+/// depend on the order of the terms, so the CHS of a model does not depend
+/// on the order of its dimensions.
+#[inline]
+fn to_fixed(x: f64) -> i64 {
+    let y = x * FIXED;
+    let t = y as i64; // toward zero, saturating
+    let frac = y - t as f64;
+    t.saturating_add(i64::from(frac >= 0.5) - i64::from(frac <= -0.5))
+}
+
+/// A fixed-point sum rounded half up to one decimal.
+#[inline]
+fn fixed_round1(sum: i64) -> f64 {
+    const UNIT: i64 = 100_000_000; // 0.1 point in units of 10⁻⁹
+    (sum.saturating_add(UNIT / 2).div_euclid(UNIT)) as f64 / 10.0
+}
+
 /// Combines per-dimension sub-scores (`None` = no data) by the model's
 /// weights and missing-data policy. `None` when no dimension has data and
 /// the policy is `Redistribute`.
@@ -631,17 +687,20 @@ pub fn combine(
     subs: &[Option<f64>],
 ) -> Option<(f64, [DimensionScore; MAX_DIMENSIONS])> {
     let mut out = [DimensionScore::default(); MAX_DIMENSIONS];
-    let present_weight: f64 = model
+    // A non-finite sub-score is no data.
+    let present = |s: &Option<f64>| s.filter(|v| v.is_finite());
+    let present_weight = model
         .dimensions
         .iter()
         .zip(subs)
-        .filter(|(_, s)| s.is_some())
-        .map(|(d, _)| d.weight)
-        .sum();
-    if model.missing == MissingData::Redistribute && present_weight == 0.0 {
+        .filter(|(_, s)| present(s).is_some())
+        .map(|(d, _)| to_fixed(d.weight))
+        .fold(0i64, i64::saturating_add) as f64
+        / FIXED;
+    if model.missing == MissingData::Redistribute && present_weight <= 0.0 {
         return None;
     }
-    let mut total = 0.0;
+    let mut total = 0i64;
     for (i, (d, s)) in model
         .dimensions
         .iter()
@@ -649,15 +708,16 @@ pub fn combine(
         .enumerate()
         .take(MAX_DIMENSIONS)
     {
+        let s = present(s);
         let (sub, weight) = match (s, model.missing) {
-            (Some(v), MissingData::Redistribute) => (*v, d.weight * 100.0 / present_weight),
-            (Some(v), _) => (*v, d.weight),
+            (Some(v), MissingData::Redistribute) => (v, d.weight * 100.0 / present_weight),
+            (Some(v), _) => (v, d.weight),
             (None, MissingData::Redistribute) => (0.0, 0.0),
             (None, MissingData::Neutral) => (50.0, d.weight),
             (None, MissingData::Zero) => (0.0, d.weight),
         };
         let contribution = weight * sub / 100.0;
-        total += contribution;
+        total = total.saturating_add(to_fixed(contribution));
         out[i] = DimensionScore {
             index: i,
             raw: f64::NAN,
@@ -668,7 +728,7 @@ pub fn combine(
             missing: s.is_none(),
         };
     }
-    Some((round1(total), out))
+    Some((fixed_round1(total), out))
 }
 
 /// Scores `snap` with `model`. `previous` gives the delta, the top mover
@@ -695,10 +755,15 @@ pub fn score(
     let band = model
         .bands
         .next(previous.map(|p| p.band), total, model.hysteresis);
-    let top_mover = previous.and_then(|p| {
+    let model_changed = previous.is_some_and(|p| p.model_version != model.version);
+    let top_mover = previous.filter(|_| !model_changed).and_then(|p| {
         dims[..len]
             .iter()
-            .map(|d| (d.index, (d.contribution - p.contributions[d.index]).abs()))
+            .zip(&model.dimensions)
+            .map(|(d, dim)| {
+                let before = p.contribution(&dim.key).unwrap_or(0.0);
+                (d.index, (d.contribution - before).abs())
+            })
             .filter(|(_, change)| *change > 0.0)
             .max_by(|a, b| a.1.total_cmp(&b.1))
             .map(|(i, _)| i)
@@ -710,6 +775,8 @@ pub fn score(
         len,
         delta: previous.map(|p| round1(total - p.score)),
         top_mover,
+        model_version: model.version,
+        model_changed,
     })
 }
 

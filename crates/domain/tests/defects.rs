@@ -71,6 +71,57 @@ fn with_actions() -> ScoringModel {
     m
 }
 
+/// D5: no actions in 30 days is data (sub-score 0), so one export can only
+/// raise the score.
+#[test]
+fn d5_using_the_product_never_lowers_the_score() {
+    let model = with_actions();
+    assert!(model.validate().is_ok());
+    let idle = HealthSnapshot {
+        active_days_30d: Some(20.0),
+        nps_mean: Some(10.0),
+        tickets_opened_30d: Some(0.0),
+        billing_status: Some(BillingStatus::Current),
+        actions_30d: Some(vec![]),
+        ..Default::default()
+    };
+    let busy = HealthSnapshot {
+        actions_30d: Some(vec![("export_report".into(), 1.0)]),
+        ..idle.clone()
+    };
+    let a = health::score(&model, &idle, None).unwrap();
+    let b = health::score(&model, &busy, None).unwrap();
+    assert_eq!((a.score, b.score), (80.0, 82.0));
+    assert_eq!(a.missing().count(), 0, "no actions is not missing data");
+    let unmeasured = HealthSnapshot {
+        actions_30d: None,
+        ..idle
+    };
+    let c = health::score(&model, &unmeasured, None).unwrap();
+    assert_eq!(
+        (c.score, c.missing().collect::<Vec<_>>()),
+        (100.0, vec![4]),
+        "not measured: weight redistributed"
+    );
+}
+
+/// D6: a NaN input is missing data, never a Thriving score.
+#[test]
+fn d6_non_finite_inputs_are_missing_not_thriving() {
+    let model = ScoringModel::default();
+    let snap = HealthSnapshot {
+        active_days_30d: Some(f64::NAN),
+        nps_mean: Some(f64::INFINITY),
+        tickets_opened_30d: Some(3.0),
+        billing_status: Some(BillingStatus::Collections),
+        ..Default::default()
+    };
+    let s = health::score(&model, &snap, None).unwrap();
+    assert!(s.score.is_finite());
+    assert_eq!((s.score, s.band), (0.0, Band::Red));
+    assert_eq!(s.missing().collect::<Vec<_>>(), [0, 1]);
+}
+
 /// D7: an annual amount whose monthly value rounds to 0 is refused, never
 /// booked as a churn.
 #[test]
@@ -100,4 +151,43 @@ fn d7_tiny_annual_amounts_are_rejected_not_churned() {
     }
     assert!(signal::validate(&sub(6, None), &r).is_ok(), "6 / 12 rounds to 1");
     assert!(signal::validate(&sub(0, Some(ChurnReason::Price)), &r).is_ok(), "a real churn");
+}
+
+/// D8: re-scoring the same inputs with a reordered model is no change: the
+/// delta is 0 and no dimension is named; across model versions the score
+/// says the model changed instead of naming a mover.
+#[test]
+fn d8_reordered_model_names_no_mover() {
+    let model = ScoringModel::default();
+    let snap = HealthSnapshot {
+        active_days_30d: Some(16.0),
+        nps_mean: Some(7.0),
+        tickets_opened_30d: Some(1.0),
+        billing_status: Some(BillingStatus::Overdue),
+        ..Default::default()
+    };
+    let first = health::score(&model, &snap, None).unwrap();
+    let mut reordered = model.clone();
+    reordered.dimensions.reverse();
+    let again = health::score(&reordered, &snap, Some(&first.as_previous(&model))).unwrap();
+    assert_eq!(again.delta, Some(0.0));
+    assert_eq!(again.top_mover, None);
+    assert!(!again.model_changed);
+    // A new version (reordered, one weight moved): the score says the model
+    // changed instead of naming a mover.
+    let mut v2 = reordered.clone();
+    v2.version = 2;
+    v2.dimensions[0].weight = 35.0; // billing 30 → 35
+    v2.dimensions[3].weight = 35.0; // usage 40 → 35
+    assert!(v2.validate().is_ok());
+    let across = health::score(&v2, &snap, Some(&first.as_previous(&model))).unwrap();
+    assert_ne!(across.delta, Some(0.0));
+    assert_eq!((across.top_mover, across.model_changed, across.model_version), (None, true, 2));
+    // Within one version, movers are matched by key whatever the order.
+    let worse = HealthSnapshot {
+        tickets_opened_30d: Some(3.0),
+        ..snap
+    };
+    let moved = health::score(&reordered, &worse, Some(&again.as_previous(&reordered))).unwrap();
+    assert_eq!(moved.top_mover.map(|i| reordered.dimensions[i].key.as_str()), Some("support_tickets"));
 }

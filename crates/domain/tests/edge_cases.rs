@@ -303,7 +303,7 @@ fn delta_top_mover_and_hysteresis() {
         tickets_opened_30d: Some(3.0),
         ..good.clone()
     };
-    let second = health::score(&model, &worse, Some(&first.as_previous())).unwrap();
+    let second = health::score(&model, &worse, Some(&first.as_previous(&model))).unwrap();
     assert_eq!(second.delta, Some(-20.0));
     assert_eq!(
         second.top_mover.map(|i| model.dimensions[i].key.as_str()),
@@ -319,7 +319,7 @@ fn delta_top_mover_and_hysteresis() {
         active_days_30d: Some(15.0),
         ..good
     };
-    let third = health::score(&model, &worst, Some(&second.as_previous())).unwrap();
+    let third = health::score(&model, &worst, Some(&second.as_previous(&model))).unwrap();
     assert_eq!(
         (third.score, third.band),
         (67.0, Band::Yellow),

@@ -5,7 +5,10 @@ mod common;
 
 use common::{change, eur};
 use proptest::prelude::*;
-use retain_domain::health::{Bands, ScoringModel, combine};
+use retain_domain::health::{
+    Bands, BillingStatus, Dimension, HealthSnapshot, Metric, MissingData, Normaliser, ScoringModel,
+    combine, score,
+};
 use retain_domain::kpi::experience::nps;
 use retain_domain::kpi::revenue::{MrrChange, movements, revenue_kpis};
 use retain_domain::routing::{Rule, Sent, cooldown, notification_id};
@@ -65,6 +68,127 @@ fn period() -> impl Strategy<Value = Period> {
         )
         .unwrap()
     })
+}
+
+/// A metric value: usually a number, sometimes missing or not finite.
+fn metric(max: f64) -> impl Strategy<Value = Option<f64>> {
+    prop_oneof![
+        6 => (0.0..max).prop_map(Some),
+        2 => Just(None),
+        1 => prop_oneof![Just(f64::NAN), Just(f64::INFINITY), Just(f64::NEG_INFINITY)].prop_map(Some),
+    ]
+}
+
+fn snapshot() -> impl Strategy<Value = HealthSnapshot> {
+    let billing = prop::option::of(prop_oneof![
+        Just(BillingStatus::Current),
+        Just(BillingStatus::Overdue),
+        Just(BillingStatus::PaymentFailed),
+        Just(BillingStatus::Collections),
+    ]);
+    let actions = prop::option::of(prop::collection::vec(
+        (prop_oneof![Just("export_report"), Just("invite_user"), Just("other")], metric(20.0)),
+        0..4,
+    ));
+    (metric(31.0), metric(10.0), metric(6.0), billing, actions, metric(100.0)).prop_map(
+        |(active, nps, tickets, billing, actions, onboarding)| HealthSnapshot {
+            active_days_30d: active,
+            nps_mean: nps,
+            tickets_opened_30d: tickets,
+            billing_status: billing,
+            actions_30d: actions.map(|a| {
+                a.into_iter().map(|(k, n)| (k.to_owned(), n.unwrap_or(0.0))).collect()
+            }),
+            onboarding,
+        },
+    )
+}
+
+/// A six-dimension model (every metric) with odd weights and a policy.
+fn model() -> impl Strategy<Value = ScoringModel> {
+    prop_oneof![Just(MissingData::Redistribute), Just(MissingData::Neutral), Just(MissingData::Zero)].prop_map(
+        |missing| {
+            let mut m = ScoringModel::default();
+            m.missing = missing;
+            for (d, w) in m.dimensions.iter_mut().zip([23.3, 7.7, 19.1, 21.0]) {
+                d.weight = w;
+            }
+            m.dimensions.push(Dimension {
+                key: "key_actions".into(),
+                weight: 16.6,
+                metric: Metric::Actions30d,
+                normaliser: Normaliser::ActionImpact {
+                    impacts: vec![("export_report".into(), 10.0), ("invite_user".into(), 7.5)],
+                    cap: 120.0,
+                },
+            });
+            m.dimensions.push(Dimension {
+                key: "onboarding".into(),
+                weight: 12.3,
+                metric: Metric::Onboarding,
+                normaliser: Normaliser::LinearToTarget { target: 100.0, cap: 100.0 },
+            });
+            m
+        },
+    )
+}
+
+proptest! {
+    /// Reordering a model's dimensions changes nothing: the same score and
+    /// band, per-dimension results by key, delta 0 and no top mover.
+    #[test]
+    fn any_model_reordering_scores_the_same_and_names_no_mover(
+        model in model(), snap in snapshot(), seed in any::<u64>(),
+    ) {
+        prop_assert!(model.validate().is_ok(), "{:?}", model.validate());
+        let mut reordered = model.clone();
+        let mut x = seed | 1;
+        for i in (1..reordered.dimensions.len()).rev() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            reordered.dimensions.swap(i, (x % (i as u64 + 1)) as usize);
+        }
+        let a = score(&model, &snap, None);
+        let b = score(&reordered, &snap, a.as_ref().map(|a| a.as_previous(&model)).as_ref());
+        prop_assert_eq!(a.is_some(), b.is_some());
+        if let (Some(a), Some(b)) = (a, b) {
+            prop_assert_eq!(a.score, b.score);
+            prop_assert_eq!(a.band, b.band);
+            prop_assert_eq!(b.delta, Some(0.0));
+            prop_assert_eq!(b.top_mover, None);
+            let by_key = |m: &ScoringModel, s: &retain_domain::health::HealthScore| {
+                let mut v: Vec<_> = s.dimensions().iter().map(|d| (m.dimensions[d.index].key.clone(), d.sub_score.to_bits(), d.contribution.to_bits(), d.missing)).collect();
+                v.sort();
+                v
+            };
+            prop_assert_eq!(by_key(&model, &a), by_key(&reordered, &b));
+        }
+    }
+
+    /// Whatever the inputs (NaN and infinities included), a score is finite
+    /// and its band is the band of the score.
+    #[test]
+    fn any_snapshot_scores_finite_and_banded(model in model(), snap in snapshot()) {
+        if let Some(s) = score(&model, &snap, None) {
+            prop_assert!(s.score.is_finite(), "{s:?}");
+            prop_assert_eq!(s.band, model.bands.of(s.score));
+            prop_assert!(s.dimensions().iter().all(|d| d.sub_score.is_finite() && d.contribution.is_finite()));
+        }
+    }
+
+    /// Measured activity can only raise the score: one more action of a
+    /// positive impact never lowers it, starting from none.
+    #[test]
+    fn one_more_positive_action_never_lowers_the_score(model in model(), snap in snapshot(), n in 1..5u32) {
+        let mut more = snap.clone();
+        let mut list = snap.actions_30d.clone().unwrap_or_default();
+        list.push(("export_report".into(), f64::from(n)));
+        more.actions_30d = Some(list);
+        let before = score(&model, &HealthSnapshot { actions_30d: Some(snap.actions_30d.clone().unwrap_or_default()), ..snap.clone() }, None);
+        let after = score(&model, &more, None);
+        if let (Some(b), Some(a)) = (before, after) {
+            prop_assert!(a.score >= b.score, "{} -> {}", b.score, a.score);
+        }
+    }
 }
 
 proptest! {
