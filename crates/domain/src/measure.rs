@@ -7,6 +7,8 @@ pub enum Absence {
     ZeroDenominator,
     /// The inputs were never provided.
     NoData,
+    /// An exact money-derived value does not fit in 128-bit integers.
+    Overflow,
 }
 
 /// A KPI value, or why there is none. Never NaN, never a silent 0.
@@ -74,6 +76,7 @@ impl Measure {
             Self::Value(v) => format!("{v:.decimals$}"),
             Self::Absent(Absence::ZeroDenominator) => "n/a (zero denominator)".into(),
             Self::Absent(Absence::NoData) => "n/a (no data)".into(),
+            Self::Absent(Absence::Overflow) => "n/a (overflow)".into(),
         }
     }
 }

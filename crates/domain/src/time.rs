@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+use crate::exact::Ratio;
 use crate::validation::Violations;
 
 /// Seconds in a day.
@@ -234,6 +235,24 @@ impl Period {
         self.end.0.saturating_sub(self.start.0)
     }
 
+    /// Length in calendar months, exact: each calendar month the period
+    /// overlaps counts as overlap / that month's length, so a calendar
+    /// month is 1 whatever its days, a quarter 3, a year 12, and a week
+    /// in May 7/31.
+    pub fn calendar_months(self) -> Ratio {
+        let mut total = Ratio::ZERO;
+        let mut month = Self::containing(self.start, Granularity::Month);
+        while month.start < self.end {
+            let overlap = self.end.min(month.end).0 - self.start.max(month.start).0;
+            let part = Ratio::new(i128::from(overlap), i128::from(month.micros()))
+                .unwrap_or(Ratio::ZERO);
+            // Denominators are month lengths: the sum stays small.
+            total = total.checked_add(part).unwrap_or(total);
+            month = month.next(Granularity::Month);
+        }
+        total
+    }
+
     /// Length in days (fractional for custom periods).
     pub fn days(self) -> f64 {
         self.micros() as f64 / DAY_MICROS as f64
@@ -286,5 +305,12 @@ mod tests {
         assert_eq!(month.next(Granularity::Month), Period::month(2024, 3));
         assert!(month.contains(month.start) && !month.contains(month.end));
         assert!(Period::new(month.end, month.start).is_err());
+        assert_eq!(Period::month(2024, 5).calendar_months(), Ratio::ONE);
+        assert_eq!(Period::month(2024, 2).calendar_months(), Ratio::ONE);
+        assert_eq!(q.calendar_months(), Ratio::integer(3));
+        let may_week = Period::new(Timestamp::from_ymd(2024, 5, 6), Timestamp::from_ymd(2024, 5, 13)).unwrap();
+        assert_eq!(may_week.calendar_months(), Ratio::new(7, 31).unwrap());
+        let across = Period::new(Timestamp::from_ymd(2024, 2, 15), Timestamp::from_ymd(2024, 3, 15)).unwrap();
+        assert_eq!(across.calendar_months(), Ratio::new(15, 29).unwrap().checked_add(Ratio::new(14, 31).unwrap()).unwrap());
     }
 }

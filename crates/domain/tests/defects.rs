@@ -10,7 +10,7 @@ use retain_domain::kpi::revenue::{self, ChurnReason, MovementKind, Purchase, mov
 use retain_domain::kpi::scorecard::{InsightInputs, insights};
 use retain_domain::routing::{self, Rule, Sent};
 use retain_domain::signal::{self, BillingInterval, Rules, Signal, SignalBody};
-use retain_domain::{Measure, Money, Period, Timestamp};
+use retain_domain::{Currency, Exact, Measure, Money, MoneyError, MoneyMeasure, Period, Ratio, Timestamp};
 
 fn may() -> Period {
     Period::month(2024, 5)
@@ -18,6 +18,100 @@ fn may() -> Period {
 
 fn keys(i: &InsightInputs) -> Vec<&'static str> {
     insights(i).iter().map(|i| i.key).collect()
+}
+
+/// D1: 1,000 accounts at 49.00, 7 churned in May, CS spend 3,500,000.00:
+/// LTV 7,000.00, CRC 3,500.00, LTV:CRC exactly 2:1 — must warn.
+#[test]
+fn d1_ltv_to_crc_exactly_2_to_1_warns() {
+    let mut changes: Vec<_> = (0..1000)
+        .map(|i| change(&format!("a{i}"), Timestamp::from_ymd(2024, 4, 1), 4_900))
+        .collect();
+    changes.extend((0..7).map(|i| churn(&format!("a{i}"), Timestamp::from_ymd(2024, 5, 10), ChurnReason::Price)));
+    let k = revenue_kpis(&changes, may(), eur()).unwrap();
+    let ltv = revenue::ltv(k.arpa, Ratio::ONE, k.logo_churn_rate());
+    assert_eq!(ltv.minor, Exact::Value(Ratio::integer(700_000)), "7,000.00");
+    let crc = revenue::crc(Money::new(350_000_000, eur()), k.start_cohort);
+    let ltv_to_crc = revenue::ratio(ltv, crc).unwrap();
+    assert_eq!(ltv_to_crc, Exact::Value(Ratio::integer(2)));
+    let found = keys(&InsightInputs {
+        ltv_to_cac: Exact::ratio(5, 1),
+        ltv_to_crc,
+        nrr: Measure::Value(100.0),
+        net_mrr_churn: Measure::Value(0.0),
+    });
+    assert_eq!(found, ["ltv_to_crc_at_or_below_2"]);
+}
+
+/// D1: 100 accounts at 75.00, 7 churned, 7 new at 75.00, acquisition spend
+/// 2,500.00: LTV:CAC exactly 3:1 — must not warn.
+#[test]
+fn d1_ltv_to_cac_exactly_3_to_1_does_not_warn() {
+    let mut changes: Vec<_> = (0..100)
+        .map(|i| change(&format!("a{i}"), Timestamp::from_ymd(2024, 4, 1), 7_500))
+        .collect();
+    changes.extend((0..7).map(|i| churn(&format!("a{i}"), Timestamp::from_ymd(2024, 5, 10), ChurnReason::Price)));
+    changes.extend((0..7).map(|i| change(&format!("n{i}"), Timestamp::from_ymd(2024, 5, 12), 7_500)));
+    let k = revenue_kpis(&changes, may(), eur()).unwrap();
+    assert_eq!(k.new_accounts, 7);
+    let ltv = revenue::ltv(k.arpa, Ratio::ONE, k.logo_churn_rate());
+    let cac = revenue::cac(Money::new(250_000, eur()), k.new_accounts);
+    let ltv_to_cac = revenue::ratio(ltv, cac).unwrap();
+    assert_eq!(ltv_to_cac, Exact::Value(Ratio::integer(3)));
+    let found = keys(&InsightInputs {
+        ltv_to_cac,
+        ltv_to_crc: Exact::ratio(5, 1),
+        nrr: Measure::Value(100.0),
+        net_mrr_churn: Measure::Value(0.0),
+    });
+    assert!(found.is_empty(), "{found:?}");
+}
+
+/// D2: May has 31 days; 10 customers × 3 purchases × 50 over 24 months is 3,600.
+#[test]
+fn d2_clv_counts_calendar_months() {
+    let purchases: Vec<_> = (0..30)
+        .map(|i| Purchase {
+            account: format!("c{}", i % 10),
+            at: Timestamp::from_ymd(2024, 5, 1 + i / 10),
+            amount: Money::new(50, eur()),
+        })
+        .collect();
+    let (avg, per_month) = purchase_rates(&purchases, may(), eur()).unwrap();
+    assert_eq!(per_month, Exact::ratio(3, 1));
+    let clv = revenue::clv(avg, per_month, Exact::ratio(24, 1));
+    assert_eq!(clv.minor, Exact::Value(Ratio::integer(3600)));
+    assert_eq!(clv.to_measure(), Measure::Value(3600.0));
+}
+
+/// D9: money never mixes currencies: purchases, and the LTV ratios whose
+/// costs now carry their currency.
+#[test]
+fn d9_money_inputs_carry_their_currency() {
+    let usd = Currency::parse("USD").unwrap();
+    let purchases = [
+        Purchase {
+            account: "c1".into(),
+            at: Timestamp::from_ymd(2024, 5, 2),
+            amount: Money::new(50, eur()),
+        },
+        Purchase {
+            account: "c2".into(),
+            at: Timestamp::from_ymd(2024, 5, 3),
+            amount: Money::new(50, usd),
+        },
+    ];
+    assert_eq!(
+        purchase_rates(&purchases, may(), eur()),
+        Err(MoneyError::CurrencyMismatch(eur(), usd))
+    );
+    assert!(purchase_rates(&purchases[..1], may(), eur()).is_ok());
+    let ltv = MoneyMeasure::ratio(eur(), 700_000, 1);
+    let crc = revenue::crc(Money::new(350_000, usd), 1);
+    assert_eq!(crc.currency, usd);
+    assert_eq!(revenue::ratio(ltv, crc), Err(MoneyError::CurrencyMismatch(eur(), usd)));
+    let cac = revenue::cac(Money::new(350_000, eur()), 1);
+    assert_eq!(revenue::ratio(ltv, cac), Ok(Exact::ratio(2, 1)));
 }
 
 /// The domain timestamp of 2024-05-15T12:00:00 plus `ms` milliseconds.

@@ -19,7 +19,9 @@ use retain_domain::routing::{
 use retain_domain::signal::{
     self, BillingInterval, Rules, Signal, SignalBody, SurveyKind, monthly_mrr,
 };
-use retain_domain::{Absence, Currency, Measure, Money, MoneyError, Period, Timestamp};
+use retain_domain::{
+    Absence, Currency, Exact, Measure, Money, MoneyError, MoneyMeasure, Period, Ratio, Timestamp,
+};
 
 fn may() -> Period {
     Period::month(2024, 5)
@@ -30,7 +32,7 @@ fn every_zero_denominator_is_absent() {
     let k = revenue_kpis(&[], may(), eur()).unwrap();
     let absent = Measure::Absent(Absence::ZeroDenominator);
     for m in [
-        k.arpa,
+        k.arpa.to_measure(),
         k.gross_mrr_churn,
         k.net_mrr_churn,
         k.expansion_rate,
@@ -45,11 +47,17 @@ fn every_zero_denominator_is_absent() {
     assert_eq!(csat(&[], CsatThresholds::default()), absent);
     assert_eq!(fcr(&[]), absent);
     assert_eq!(renewal_rate(3, 0), absent);
-    assert_eq!(revenue::crc(100, 0), absent);
-    assert_eq!(revenue::cac(100, 0), absent);
+    let exact_absent = Exact::Absent(Absence::ZeroDenominator);
+    assert_eq!(revenue::crc(Money::new(100, eur()), 0).minor, exact_absent);
+    assert_eq!(revenue::cac(Money::new(100, eur()), 0).minor, exact_absent);
     assert_eq!(
-        revenue::ltv(Measure::Value(100.0), 100.0, Measure::Value(0.0)),
-        absent,
+        revenue::ltv(
+            MoneyMeasure::ratio(eur(), 100, 1),
+            Ratio::ONE,
+            Exact::ratio(0, 10)
+        )
+        .minor,
+        exact_absent,
         "no churn: unbounded lifetime"
     );
     assert!(ces(&[]).iter().all(|c| c.mean == absent));

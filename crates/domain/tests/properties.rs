@@ -10,10 +10,13 @@ use retain_domain::health::{
     combine, score,
 };
 use retain_domain::kpi::experience::nps;
-use retain_domain::kpi::revenue::{MrrChange, movements, revenue_kpis};
+use retain_domain::kpi::revenue::{
+    self, MrrChange, Purchase, RevenueKpis, clv, movements, purchase_rates, revenue_kpis,
+};
+use retain_domain::kpi::scorecard::{InsightInputs, insights};
 use retain_domain::routing::{Rule, Sent, cooldown, notification_id};
 use retain_domain::signal::{self, BillingInterval, Rules, Signal, SignalBody, monthly_mrr};
-use retain_domain::{Money, Period, Timestamp};
+use retain_domain::{Exact, Measure, Money, Period, Ratio, Timestamp};
 
 const BASE: i64 = 1_704_067_200; // 2024-01-01
 
@@ -133,7 +136,79 @@ fn model() -> impl Strategy<Value = ScoringModel> {
     )
 }
 
+/// `n` accounts paying `price` from before May, `churned` of them churning
+/// in May and `new` new accounts at `price` joining in May.
+fn may_portfolio(n: u32, churned: u32, new: u32, price: i64) -> RevenueKpis {
+    let before = Timestamp::from_ymd(2024, 4, 1);
+    let mut cs: Vec<MrrChange> = (0..n).map(|i| change(&format!("a{i}"), before, price)).collect();
+    cs.extend((0..churned).map(|i| change(&format!("a{i}"), Timestamp::from_ymd(2024, 5, 9), 0)));
+    cs.extend((0..new).map(|i| change(&format!("n{i}"), Timestamp::from_ymd(2024, 5, 20), price)));
+    revenue_kpis(&cs, Period::month(2024, 5), eur()).unwrap()
+}
+
+fn warned(ltv_to_cac: Exact, ltv_to_crc: Exact) -> Vec<&'static str> {
+    insights(&InsightInputs { ltv_to_cac, ltv_to_crc, nrr: Measure::Value(100.0), net_mrr_churn: Measure::Value(0.0) })
+        .into_iter()
+        .map(|i| i.key)
+        .collect()
+}
+
 proptest! {
+    /// LTV:CRC exactly 2:1 warns, one minor unit less CS spend does not,
+    /// one more does — for any portfolio where 2:1 is reachable in cents.
+    #[test]
+    fn ltv_to_crc_threshold_is_exact_at_2(n in 2..300u32, c in 1..300u32, q in 1..2_000i64) {
+        let c = 1 + c % (n - 1);
+        let price = 2 * i64::from(c) * q; // LTV = price·n/c; CRC = spend/n
+        let k = may_portfolio(n, c, 0, price);
+        let ltv = revenue::ltv(k.arpa, Ratio::ONE, k.logo_churn_rate());
+        let spend = q * i64::from(n) * i64::from(n); // LTV:CRC = 2 exactly
+        let at = |s: i64| revenue::ratio(ltv, revenue::crc(Money::new(s, eur()), k.start_cohort)).unwrap();
+        prop_assert_eq!(at(spend), Exact::Value(Ratio::integer(2)));
+        let none = Exact::ratio(10, 1);
+        prop_assert_eq!(warned(none, at(spend)), ["ltv_to_crc_at_or_below_2"]);
+        prop_assert!(warned(none, at(spend - 1)).is_empty());
+        prop_assert_eq!(warned(none, at(spend + 1)), ["ltv_to_crc_at_or_below_2"]);
+    }
+
+    /// LTV:CAC exactly 3:1 does not warn, one minor unit more acquisition
+    /// spend does.
+    #[test]
+    fn ltv_to_cac_threshold_is_exact_at_3(n in 2..300u32, c in 1..300u32, m in 1..50u32, q in 1..2_000i64) {
+        let c = 1 + c % (n - 1);
+        let price = 3 * i64::from(c) * q; // LTV = price·n/c; CAC = spend/m
+        let k = may_portfolio(n, c, m, price);
+        prop_assert_eq!(k.new_accounts, u64::from(m));
+        let ltv = revenue::ltv(k.arpa, Ratio::ONE, k.logo_churn_rate());
+        let spend = q * i64::from(n) * i64::from(m); // LTV:CAC = 3 exactly
+        let at = |s: i64| revenue::ratio(ltv, revenue::cac(Money::new(s, eur()), k.new_accounts)).unwrap();
+        prop_assert_eq!(at(spend), Exact::Value(Ratio::integer(3)));
+        let none = Exact::ratio(10, 1);
+        prop_assert!(warned(at(spend), none).is_empty());
+        prop_assert!(warned(at(spend - 1), none).is_empty());
+        prop_assert_eq!(warned(at(spend + 1), none), ["ltv_to_cac_below_3"]);
+    }
+
+    /// The exact order agrees with cross-multiplication wherever that fits.
+    #[test]
+    fn ratio_order_is_exact(a in -1_000_000_000_000i128..1_000_000_000_000, b in 1..1_000_000_000_000i128, c in -1_000_000_000_000i128..1_000_000_000_000, d in 1..1_000_000_000_000i128) {
+        let (x, y) = (Ratio::new(a, b).unwrap(), Ratio::new(c, d).unwrap());
+        prop_assert_eq!(x.cmp(&y), (a * d).cmp(&(c * b)));
+    }
+
+    /// CLV over a calendar month is the same for every month, whatever its
+    /// length: 3 purchases of `price` by each of `customers`.
+    #[test]
+    fn clv_of_a_calendar_month_does_not_depend_on_its_days(month in 1..=12u32, customers in 1..20u32, price in 1..100_000i64) {
+        let p = Period::month(2023, month);
+        let purchases: Vec<Purchase> = (0..customers * 3)
+            .map(|i| Purchase { account: format!("c{}", i % customers), at: p.start.plus(i64::from(i) * 3600), amount: Money::new(price, eur()) })
+            .collect();
+        let (avg, per_month) = purchase_rates(&purchases, p, eur()).unwrap();
+        prop_assert_eq!(per_month, Exact::ratio(3, 1));
+        prop_assert_eq!(clv(avg, per_month, Exact::ratio(24, 1)).minor, Exact::ratio(i128::from(price) * 72, 1));
+    }
+
     /// Reordering a model's dimensions changes nothing: the same score and
     /// band, per-dimension results by key, delta 0 and no top mover.
     #[test]

@@ -15,7 +15,7 @@ use retain_domain::kpi::scorecard::{InsightInputs, insights};
 use retain_domain::routing::{
     self, AccountContext, ActionSpec, Planned, Priority, RoutingPolicy, Rule, RuleSpec, Trigger,
 };
-use retain_domain::{Measure, Money, Period, Timestamp};
+use retain_domain::{Exact, Measure, Money, MoneyMeasure, Period, Ratio, Timestamp};
 
 fn may() -> Period {
     Period::month(2024, 5)
@@ -49,10 +49,12 @@ fn mrr_1000_paying_customers_at_arpa_750_is_750_000() {
     let k = revenue_kpis(&changes, may(), eur()).unwrap();
     assert_eq!(k.mrr, Money::new(75_000_000, eur()), "750,000.00");
     assert_eq!(k.paying_accounts, 1000);
-    assert_eq!(k.arpa, Measure::Value(75_000.0));
+    assert_eq!(k.arpa.minor, Exact::Value(Ratio::integer(75_000)));
     assert_eq!(
-        k.arpa.value().unwrap() * k.paying_accounts as f64,
-        k.mrr.minor as f64,
+        k.arpa
+            .minor
+            .mul(Exact::ratio(i128::from(k.paying_accounts), 1)),
+        Exact::ratio(i128::from(k.mrr.minor), 1),
         "MRR = paying × ARPA"
     );
 }
@@ -61,11 +63,12 @@ fn mrr_1000_paying_customers_at_arpa_750_is_750_000() {
 fn clv_50_per_purchase_3_a_month_24_months_is_3600() {
     assert_eq!(
         clv(
-            Measure::Value(50.0),
-            Measure::Value(3.0),
-            Measure::Value(24.0)
-        ),
-        Measure::Value(3600.0)
+            MoneyMeasure::ratio(eur(), 50, 1),
+            Exact::ratio(3, 1),
+            Exact::ratio(24, 1)
+        )
+        .minor,
+        Exact::Value(Ratio::integer(3600))
     );
     // The same from raw purchases: 10 customers, 3 purchases of 50 each in a 30-day month.
     let month = Period::new(
@@ -80,9 +83,9 @@ fn clv_50_per_purchase_3_a_month_24_months_is_3600() {
             amount: Money::new(50, eur()),
         })
         .collect();
-    let (avg, per_month) = purchase_rates(&purchases, month);
+    let (avg, per_month) = purchase_rates(&purchases, month, eur()).unwrap();
     assert_eq!(
-        clv(avg, per_month, Measure::Value(24.0)),
+        clv(avg, per_month, Exact::ratio(24, 1)).to_measure(),
         Measure::Value(3600.0)
     );
 }
@@ -116,12 +119,12 @@ fn trial_to_paid_15_percent_overall_25_percent_for_agencies() {
 
 #[test]
 fn ltv_to_crc_of_2_to_1_raises_a_warning() {
-    let ltv = Measure::Value(2000.0);
-    let crc = revenue::crc(100_000, 100); // 1,000 per customer
-    let ratio = revenue::ratio(ltv, crc);
-    assert_eq!(ratio, Measure::Value(2.0));
+    let ltv = MoneyMeasure::ratio(eur(), 2_000, 1); // minor units
+    let crc = revenue::crc(Money::new(100_000, eur()), 100); // 1,000 per customer
+    let ratio = revenue::ratio(ltv, crc).unwrap();
+    assert_eq!(ratio, Exact::Value(Ratio::integer(2)));
     let found = insights(&InsightInputs {
-        ltv_to_cac: Measure::Value(5.0),
+        ltv_to_cac: Exact::ratio(5, 1),
         ltv_to_crc: ratio,
         nrr: Measure::Value(101.0),
         net_mrr_churn: Measure::Value(1.0),
@@ -146,8 +149,8 @@ fn expansion_greater_than_churned_mrr_is_negative_net_churn() {
     assert_eq!(k.net_mrr_churn, Measure::Value(-25.0));
     assert!(k.nrr.value().unwrap() > 100.0);
     let found = insights(&InsightInputs {
-        ltv_to_cac: Measure::Value(4.0),
-        ltv_to_crc: Measure::Value(4.0),
+        ltv_to_cac: Exact::ratio(4, 1),
+        ltv_to_crc: Exact::ratio(4, 1),
         nrr: k.nrr,
         net_mrr_churn: k.net_mrr_churn,
     });

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
+use crate::exact::{Exact, MoneyMeasure, Ratio};
 use crate::measure::Measure;
 use crate::money::{Currency, Money, MoneyError, fit};
 use crate::time::{Period, Timestamp};
@@ -234,8 +235,8 @@ pub struct RevenueKpis {
     pub paying_accounts: u64,
     /// MRR at the end (equals paying accounts × ARPA).
     pub mrr: Money,
-    /// End MRR / paying accounts, minor units.
-    pub arpa: Measure,
+    /// End MRR / paying accounts, minor units, exact.
+    pub arpa: MoneyMeasure,
     /// (churned + contraction) / start MRR × 100.
     pub gross_mrr_churn: Measure,
     /// (churned + contraction − expansion − reactivation) / start MRR × 100.
@@ -332,7 +333,7 @@ pub fn revenue_kpis(
         start_cohort,
         paying_accounts,
         mrr: bridge.end,
-        arpa: Measure::ratio(sums[6] as f64, paying_accounts as f64),
+        arpa: MoneyMeasure::ratio(currency, sums[6], i128::from(paying_accounts)),
         gross_mrr_churn: Measure::percent((sums[5] + sums[4]) as f64, start_mrr),
         net_mrr_churn: Measure::percent((sums[5] + sums[4] - sums[3] - sums[2]) as f64, start_mrr),
         expansion_rate: Measure::percent(sums[3] as f64, start_mrr),
@@ -345,25 +346,36 @@ pub fn revenue_kpis(
     })
 }
 
-/// LTV = ARPA × gross margin / monthly logo churn rate. `arpa` in minor
-/// units, `gross_margin` and `monthly_logo_churn_pct` in percent. Absent
-/// when there is no churn (the lifetime is unbounded).
-pub fn ltv(arpa: Measure, gross_margin_pct: f64, monthly_logo_churn_pct: Measure) -> Measure {
-    arpa.zip(monthly_logo_churn_pct, |a, c| {
-        Measure::ratio(a * gross_margin_pct / 100.0, c / 100.0)
-    })
+impl RevenueKpis {
+    /// Logo churn as an exact fraction (0–1, not percent): churned
+    /// accounts / start cohort. The input of [`ltv`].
+    pub fn logo_churn_rate(&self) -> Exact {
+        Exact::ratio(
+            i128::from(self.churned_accounts),
+            i128::from(self.start_cohort),
+        )
+    }
+}
+
+/// LTV = ARPA × gross margin / monthly logo churn rate, exact. `gross_margin`
+/// and `monthly_logo_churn` are fractions (1 = 100 %; see
+/// [`RevenueKpis::logo_churn_rate`]). Absent when there is no churn (the
+/// lifetime is unbounded).
+pub fn ltv(arpa: MoneyMeasure, gross_margin: Ratio, monthly_logo_churn: Exact) -> MoneyMeasure {
+    arpa.scale(Exact::Value(gross_margin))
+        .per(monthly_logo_churn)
 }
 
 /// CLV = average purchase value × purchases per customer per month ×
-/// average lifetime in months.
+/// average lifetime in months, exact.
 pub fn clv(
-    avg_purchase_value: Measure,
-    purchases_per_month: Measure,
-    lifetime_months: Measure,
-) -> Measure {
+    avg_purchase_value: MoneyMeasure,
+    purchases_per_month: Exact,
+    lifetime_months: Exact,
+) -> MoneyMeasure {
     avg_purchase_value
-        .zip(purchases_per_month, |v, p| Measure::Value(v * p))
-        .zip(lifetime_months, |x, l| Measure::Value(x * l))
+        .scale(purchases_per_month)
+        .scale(lifetime_months)
 }
 
 /// One-off purchase.
@@ -377,34 +389,54 @@ pub struct Purchase {
     pub amount: Money,
 }
 
-/// CLV inputs from purchases in `period`: (average purchase value,
-/// purchases per purchasing customer per month). Months are 30-day months.
-pub fn purchase_rates(purchases: &[Purchase], period: Period) -> (Measure, Measure) {
-    let in_period: Vec<&Purchase> = purchases.iter().filter(|p| period.contains(p.at)).collect();
-    let total: i128 = in_period.iter().map(|p| i128::from(p.amount.minor)).sum();
-    let customers = in_period
-        .iter()
-        .map(|p| p.account.as_str())
-        .collect::<HashSet<_>>()
-        .len();
-    let months = period.days() / 30.0;
-    let avg = Measure::ratio(total as f64, in_period.len() as f64);
-    let per_month = Measure::ratio(in_period.len() as f64, customers as f64)
-        .zip(Measure::finite(months), Measure::ratio);
-    (avg, per_month)
+/// CLV inputs from purchases in `period`, exact: (average purchase value,
+/// purchases per purchasing customer per month). Months are calendar
+/// months ([`Period::calendar_months`]): May counts 1 month, not 31/30.
+/// Every purchase in the period must be in `currency`.
+pub fn purchase_rates(
+    purchases: &[Purchase],
+    period: Period,
+    currency: Currency,
+) -> Result<(MoneyMeasure, Exact), MoneyError> {
+    let mut total = 0i128;
+    let mut count = 0i128;
+    let mut customers = HashSet::new();
+    for p in purchases.iter().filter(|p| period.contains(p.at)) {
+        if p.amount.currency != currency {
+            return Err(MoneyError::CurrencyMismatch(currency, p.amount.currency));
+        }
+        total += i128::from(p.amount.minor);
+        count += 1;
+        customers.insert(p.account.as_str());
+    }
+    let avg = MoneyMeasure::ratio(currency, total, count);
+    let per_month = Exact::ratio(count, customers.len() as i128)
+        .div(Exact::Value(period.calendar_months()));
+    Ok((avg, per_month))
 }
 
-/// CRC = customer-success spend in the period / customers in the start cohort.
-pub fn crc(cs_spend_minor: i64, start_cohort: u64) -> Measure {
-    Measure::ratio(cs_spend_minor as f64, start_cohort as f64)
+/// CRC = customer-success spend in the period / customers in the start
+/// cohort, exact, in the spend's currency.
+pub fn crc(cs_spend: Money, start_cohort: u64) -> MoneyMeasure {
+    MoneyMeasure::ratio(
+        cs_spend.currency,
+        i128::from(cs_spend.minor),
+        i128::from(start_cohort),
+    )
 }
 
-/// CAC = acquisition spend in the period / new customers.
-pub fn cac(acquisition_spend_minor: i64, new_customers: u64) -> Measure {
-    Measure::ratio(acquisition_spend_minor as f64, new_customers as f64)
+/// CAC = acquisition spend in the period / new customers, exact, in the
+/// spend's currency.
+pub fn cac(acquisition_spend: Money, new_customers: u64) -> MoneyMeasure {
+    MoneyMeasure::ratio(
+        acquisition_spend.currency,
+        i128::from(acquisition_spend.minor),
+        i128::from(new_customers),
+    )
 }
 
-/// A ratio of two KPIs (LTV:CAC, LTV:CRC).
-pub fn ratio(num: Measure, den: Measure) -> Measure {
-    num.zip(den, Measure::ratio)
+/// A ratio of two money KPIs (LTV:CAC, LTV:CRC), exact; the currencies
+/// must match.
+pub fn ratio(num: MoneyMeasure, den: MoneyMeasure) -> Result<Exact, MoneyError> {
+    num.ratio_to(den)
 }

@@ -1,5 +1,6 @@
 //! Strategy and journey-stage scorecards, and rule-based insights.
 
+use crate::exact::{Exact, Ratio};
 use crate::measure::Measure;
 
 /// Every KPI, as named in the API.
@@ -110,21 +111,27 @@ pub struct Insight {
 /// The KPI values insights look at.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct InsightInputs {
-    /// LTV:CAC ratio.
-    pub ltv_to_cac: Measure,
-    /// LTV:CRC ratio.
-    pub ltv_to_crc: Measure,
+    /// LTV:CAC ratio, exact.
+    pub ltv_to_cac: Exact,
+    /// LTV:CRC ratio, exact.
+    pub ltv_to_crc: Exact,
     /// NRR %.
     pub nrr: Measure,
     /// Net MRR churn %.
     pub net_mrr_churn: Measure,
 }
 
-/// Warnings and insights: LTV:CAC below 3, LTV:CRC at or below 2, NRR
-/// below 100, negative churn reached. Absent KPIs raise nothing.
+/// Warnings and insights: LTV:CAC below 3, LTV:CRC at or below 2 (both
+/// decided on the exact ratio: exactly 3:1 does not warn, exactly 2:1
+/// does), NRR below 100, negative churn reached. Absent KPIs raise nothing.
 pub fn insights(i: &InsightInputs) -> Vec<Insight> {
     let mut out = Vec::new();
-    if let Some(r) = i.ltv_to_cac.value().filter(|&r| r < 3.0) {
+    if let Some(r) = i
+        .ltv_to_cac
+        .value()
+        .filter(|&r| r < Ratio::integer(3))
+        .map(Ratio::to_f64)
+    {
         out.push(Insight {
             key: "ltv_to_cac_below_3",
             severity: Severity::Warning,
@@ -134,7 +141,12 @@ pub fn insights(i: &InsightInputs) -> Vec<Insight> {
             ),
         });
     }
-    if let Some(r) = i.ltv_to_crc.value().filter(|&r| r <= 2.0) {
+    if let Some(r) = i
+        .ltv_to_crc
+        .value()
+        .filter(|&r| r <= Ratio::integer(2))
+        .map(Ratio::to_f64)
+    {
         out.push(Insight {
             key: "ltv_to_crc_at_or_below_2",
             severity: Severity::Warning,
