@@ -8,7 +8,7 @@ use std::cmp::Ordering;
 use std::fmt;
 
 use crate::measure::{Absence, Measure};
-use crate::money::{Currency, MoneyError};
+use crate::money::{Currency, Money, MoneyError};
 
 fn gcd(mut a: i128, mut b: i128) -> i128 {
     a = a.abs();
@@ -217,6 +217,15 @@ pub struct MoneyMeasure {
     pub currency: Currency,
     /// Minor units, exact.
     pub minor: Exact,
+}
+
+impl From<Money> for MoneyMeasure {
+    fn from(m: Money) -> Self {
+        Self {
+            currency: m.currency,
+            minor: Exact::Value(Ratio::integer(i128::from(m.minor))),
+        }
+    }
 }
 
 impl MoneyMeasure {

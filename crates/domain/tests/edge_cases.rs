@@ -154,6 +154,25 @@ fn currencies_never_mix_and_negative_mrr_is_refused() {
 }
 
 #[test]
+fn costs_spanning_periods_are_prorated_exactly() {
+    let q2 = Period::new(Timestamp::from_ymd(2024, 4, 1), Timestamp::from_ymd(2024, 7, 1)).unwrap();
+    let costs = [
+        (Money::new(91_000, eur()), q2),  // 91 days, 31 in May
+        (Money::new(5_000, eur()), may()), // all in May
+        (Money::new(7_000, eur()), Period::month(2024, 6)), // none
+    ];
+    let spend = revenue::prorated_spend(&costs, may(), eur()).unwrap();
+    assert_eq!(spend.minor, Exact::ratio(31_000 + 5_000, 1));
+    assert_eq!(
+        revenue::crc(spend, 12).minor,
+        Exact::ratio(3_000, 1),
+        "36,000 over 12 accounts"
+    );
+    let usd = Currency::parse("USD").unwrap();
+    assert!(revenue::prorated_spend(&[(Money::new(1, usd), may())], may(), eur()).is_err());
+}
+
+#[test]
 fn csat_and_ces_respect_their_scales() {
     let answers = [
         (Scale::OneToFive, 4),

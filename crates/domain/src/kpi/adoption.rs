@@ -131,6 +131,9 @@ pub struct TrialConversion {
     pub by_segment: BTreeMap<String, Measure>,
 }
 
+/// The trial window when the tenant configures none (SPEC §3): 14 days.
+pub const DEFAULT_TRIAL_WINDOW_DAYS: i64 = 14;
+
 /// Trial-to-paid % = trials started in the period that converted within
 /// `window_days` of starting / trials started in the period × 100.
 pub fn trial_to_paid(trials: &[TrialFact], period: Period, window_days: i64) -> TrialConversion {

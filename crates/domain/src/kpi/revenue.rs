@@ -415,24 +415,50 @@ pub fn purchase_rates(
     Ok((avg, per_month))
 }
 
+/// The spend of `period` from cost signals that each cover a span: each
+/// amount is prorated by the share of its span inside `period` (SPEC §3),
+/// exactly. Every amount must be in `currency`.
+pub fn prorated_spend(
+    costs: &[(Money, Period)],
+    period: Period,
+    currency: Currency,
+) -> Result<MoneyMeasure, MoneyError> {
+    let mut total = Ratio::ZERO;
+    for (amount, covered) in costs {
+        if amount.currency != currency {
+            return Err(MoneyError::CurrencyMismatch(currency, amount.currency));
+        }
+        let overlap = period.end.min(covered.end).0 - period.start.max(covered.start).0;
+        if overlap <= 0 {
+            continue;
+        }
+        let share = Ratio::new(i128::from(overlap), i128::from(covered.micros()))
+            .unwrap_or(Ratio::ZERO);
+        total = Ratio::integer(i128::from(amount.minor))
+            .checked_mul(share)
+            .and_then(|part| total.checked_add(part))
+            .ok_or(MoneyError::Overflow)?;
+    }
+    Ok(MoneyMeasure {
+        currency,
+        minor: Exact::Value(total),
+    })
+}
+
 /// CRC = customer-success spend in the period / customers in the start
 /// cohort, exact, in the spend's currency.
-pub fn crc(cs_spend: Money, start_cohort: u64) -> MoneyMeasure {
-    MoneyMeasure::ratio(
-        cs_spend.currency,
-        i128::from(cs_spend.minor),
-        i128::from(start_cohort),
-    )
+pub fn crc(cs_spend: impl Into<MoneyMeasure>, start_cohort: u64) -> MoneyMeasure {
+    cs_spend
+        .into()
+        .per(Exact::ratio(i128::from(start_cohort), 1))
 }
 
 /// CAC = acquisition spend in the period / new customers, exact, in the
 /// spend's currency.
-pub fn cac(acquisition_spend: Money, new_customers: u64) -> MoneyMeasure {
-    MoneyMeasure::ratio(
-        acquisition_spend.currency,
-        i128::from(acquisition_spend.minor),
-        i128::from(new_customers),
-    )
+pub fn cac(acquisition_spend: impl Into<MoneyMeasure>, new_customers: u64) -> MoneyMeasure {
+    acquisition_spend
+        .into()
+        .per(Exact::ratio(i128::from(new_customers), 1))
 }
 
 /// A ratio of two money KPIs (LTV:CAC, LTV:CRC), exact; the currencies
