@@ -12,7 +12,9 @@
 //!   a crashed replica's lease expires and another replica claims the work.
 //! - Messages with the same key are handled one at a time, in order.
 //! - A coalescing subscription folds publications for a key that is still
-//!   pending into one message ("this account changed").
+//!   pending into one message whose payload is their concatenation, which
+//!   protobuf decodes as their merge; [`Topic`] declares which topics may
+//!   be coalesced, and with which payload type.
 //! - [`Bus::nack`] retries with exponential backoff and dead-letters after
 //!   the subscription's `max_attempts`; dead letters stay visible and counted.
 //! - Messages carry W3C trace context in their headers ([`Headers`]).
@@ -23,22 +25,30 @@
 mod consumer;
 mod headers;
 mod queue;
+mod topic;
 
 pub use consumer::{Consumer, ConsumerOptions, Handler, HandlerError};
 pub use headers::Headers;
 pub use queue::{
-    Bus, BusError, BusStats, Delivery, NackOutcome, OutgoingMessage, RetryPolicy, Subscription,
-    publish,
+    Bus, BusError, BusStats, DEFAULT_CLAIM_TIMEOUT, Delivery, NackOutcome, OutgoingMessage,
+    RetryPolicy, Subscription, publish,
 };
+pub use topic::Topic;
 
-/// Topic names used between Retain services.
+/// The topics Retain services exchange, with their payload types.
 pub mod topics {
+    use retain_proto::v1;
+
+    use crate::Topic;
+
     /// Ingestion → metrics, notification: signals accepted for an account.
-    pub const SIGNALS_RECORDED: &str = "signals.recorded";
+    pub const SIGNALS_RECORDED: Topic<v1::SignalsRecorded> =
+        Topic::coalescible("signals.recorded");
     /// Metrics → health: an account's metric snapshot changed.
-    pub const ACCOUNT_METRICS: &str = "account.metrics";
+    pub const ACCOUNT_METRICS: Topic<v1::AccountMetricsUpdated> = Topic::new("account.metrics");
     /// Health → notification: an account changed health band.
-    pub const HEALTH_BAND_CHANGED: &str = "health.band_changed";
+    pub const HEALTH_BAND_CHANGED: Topic<v1::HealthBandChanged> =
+        Topic::new("health.band_changed");
 }
 
 /// Consumer groups. The migrations subscribe the standing consumers of

@@ -14,7 +14,7 @@ use rand::Rng;
 use retain_store::entity::bus_message;
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseConnection, DbErr, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, Statement, Value,
+    QueryFilter, QueryOrder, QuerySelect, Statement, TransactionTrait, Value,
 };
 use tokio::sync::Notify;
 
@@ -23,6 +23,14 @@ use crate::Headers;
 const PENDING: i16 = 0;
 const LEASED: i16 = 1;
 const DEAD: i16 = 2;
+
+/// A message's head key, the expression of the `bus_messages_head` index,
+/// for the candidate (`d`) and the older message it is compared with (`h`).
+const HEAD_D: &str = "(d.consumer_group || ' ' || d.topic || ' ' || d.msg_key)";
+const HEAD_H: &str = "(h.consumer_group || ' ' || h.topic || ' ' || h.msg_key)";
+
+/// How long one claim may run on PostgreSQL before it is cancelled.
+pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Bind parameters per publish statement: under SQLite's 32,766 and
 /// PostgreSQL's 65,535 limits.
@@ -34,6 +42,16 @@ pub enum BusError {
     /// The database failed.
     #[error("bus database error: {0}")]
     Db(#[from] DbErr),
+    /// A topic or group name is empty or holds whitespace.
+    #[error("bus names must be non-empty and hold no whitespace (got {0:?})")]
+    InvalidName(String),
+    /// A coalescing subscription was asked of a topic whose payload would
+    /// not survive folding.
+    #[error("topic {topic:?} is not coalescible")]
+    NotCoalescible {
+        /// Topic.
+        topic: String,
+    },
     /// A consumer named a topic/group pair nobody subscribed.
     #[error("no subscription for topic {topic:?} in consumer group {group:?}")]
     NotSubscribed {
@@ -68,7 +86,9 @@ impl Subscription {
         }
     }
 
-    /// Turns coalescing on.
+    /// Turns coalescing on: publications for a key that is still pending
+    /// fold into one message whose payload is their concatenation (see
+    /// [`publish`]). Only for topics declared coalescible ([`crate::Topic`]).
     pub fn coalescing(mut self) -> Self {
         self.coalesce = true;
         self
@@ -125,8 +145,9 @@ pub enum NackOutcome {
     Retried,
     /// Attempts exhausted: dead-lettered.
     DeadLettered,
-    /// A newer publication for the same coalescing key is pending and
-    /// supersedes this one, which was dropped.
+    /// A newer publication for the same coalescing key was pending: this
+    /// message's payload was folded into it (see [`publish`]) and the
+    /// failed copy dropped; the pending message carries both.
     Superseded,
     /// The lease had already been lost (expired and re-claimed elsewhere).
     LeaseLost,
@@ -179,6 +200,14 @@ fn micros(d: Duration) -> i64 {
 /// transaction: the messages commit or roll back with the caller's data.
 /// Each subscribed group gets its own copy. Returns the rows written or
 /// folded (messages × groups); a topic nobody subscribes to stores nothing.
+///
+/// For a coalescing group, a publication whose key already has a pending
+/// message is folded into it: the pending payload becomes the two payloads
+/// concatenated, in publication order. Concatenated protobuf encodings
+/// decode as the messages merged (repeated fields append, singular fields
+/// take the later value), so a topic that may coalesce carries its
+/// per-publication facts in repeated fields and nothing is lost
+/// ([`crate::Topic`] declares which topics may).
 pub async fn publish<C: ConnectionTrait>(
     conn: &C,
     topic: &str,
@@ -221,7 +250,8 @@ pub async fn publish<C: ConnectionTrait>(
             sql.push_str(
                 ") AS v CROSS JOIN bus_subscriptions s WHERE s.topic = $1 \
                  ON CONFLICT (consumer_group, topic, coalesce_key) WHERE state = 0 AND coalesce_key IS NOT NULL \
-                 DO UPDATE SET payload = excluded.payload, headers = excluded.headers, \
+                 DO UPDATE SET payload = CAST(bus_messages.payload || excluded.payload AS BLOB), \
+                 headers = excluded.headers, \
                  coalesced = bus_messages.coalesced + 1",
             );
             let res = conn
@@ -260,7 +290,7 @@ async fn publish_unnest<C: ConnectionTrait>(
                    FROM UNNEST($3::text[], $4::bytea[], $5::text[]) WITH ORDINALITY AS u(k, p, h, n)) AS v \
              CROSS JOIN bus_subscriptions s WHERE s.topic = $1 ORDER BY v.n, s.consumer_group \
              ON CONFLICT (consumer_group, topic, coalesce_key) WHERE state = 0 AND coalesce_key IS NOT NULL \
-             DO UPDATE SET payload = excluded.payload, headers = excluded.headers, \
+             DO UPDATE SET payload = bus_messages.payload || excluded.payload, headers = excluded.headers, \
              coalesced = bus_messages.coalesced + 1",
             [
                 topic.into(),
@@ -299,6 +329,7 @@ fn rounds_by_key(messages: &[OutgoingMessage]) -> Vec<Vec<&OutgoingMessage>> {
 pub struct Bus {
     db: DatabaseConnection,
     wake: Arc<Notify>,
+    claim_timeout: Duration,
 }
 
 impl Bus {
@@ -307,7 +338,15 @@ impl Bus {
         Self {
             db,
             wake: Arc::new(Notify::new()),
+            claim_timeout: DEFAULT_CLAIM_TIMEOUT,
         }
+    }
+
+    /// Sets how long one claim may run on PostgreSQL before the database
+    /// cancels it ([`DEFAULT_CLAIM_TIMEOUT`] by default).
+    pub fn with_claim_timeout(mut self, timeout: Duration) -> Self {
+        self.claim_timeout = timeout;
+        self
     }
 
     /// The database the bus lives in.
@@ -328,6 +367,11 @@ impl Bus {
     /// Creates or updates a subscription. Messages published before it
     /// existed are not delivered to the group.
     pub async fn subscribe(&self, sub: &Subscription) -> Result<(), BusError> {
+        for name in [&sub.topic, &sub.group] {
+            if name.is_empty() || name.chars().any(char::is_whitespace) {
+                return Err(BusError::InvalidName(name.clone()));
+            }
+        }
         let backend = self.db.get_database_backend();
         self.db
             .execute_raw(Statement::from_sql_and_values(
@@ -387,6 +431,11 @@ impl Bus {
             DatabaseBackend::Postgres => ("= ANY(ARRAY(", "))", " FOR UPDATE SKIP LOCKED"),
             _ => ("IN (", ")", ""),
         };
+        // The per-key head check compares the head key and `id + 0`, the
+        // two expressions of the `bus_messages_head` index and of no other,
+        // so no other index can answer it with a filter that rescans the
+        // backlog per candidate (the plan that collapsed the claim under a
+        // deep backlog; migration m0003 says more).
         let sql = format!(
             "UPDATE bus_messages SET state = {LEASED}, lease_owner = $1, lease_until = $2, \
              attempts = attempts + 1 \
@@ -394,26 +443,38 @@ impl Bus {
                WHERE d.consumer_group = $3 AND d.topic = $4 AND d.available_at <= $5 \
                AND (d.state = {PENDING} OR (d.state = {LEASED} AND d.lease_until < $5)) \
                AND (d.msg_key IS NULL OR NOT EXISTS (SELECT 1 FROM bus_messages h \
-                    WHERE h.consumer_group = d.consumer_group AND h.topic = d.topic \
-                    AND h.msg_key = d.msg_key AND h.id < d.id AND h.state <> {DEAD})) \
+                    WHERE {HEAD_H} = {HEAD_D} AND h.id + 0 < d.id \
+                    AND h.msg_key IS NOT NULL AND h.state <> {DEAD})) \
                ORDER BY d.id LIMIT $6{lock}{close} \
              RETURNING id, msg_key, payload, headers, attempts"
         );
-        let rows = self
-            .db
-            .query_all_raw(Statement::from_sql_and_values(
-                backend,
-                sql,
-                [
-                    owner.into(),
-                    (now + micros(lease)).into(),
-                    group.into(),
-                    topic.into(),
-                    now.into(),
-                    i64::try_from(max).unwrap_or(i64::MAX).into(),
-                ],
+        let stmt = Statement::from_sql_and_values(
+            backend,
+            sql,
+            [
+                owner.into(),
+                (now + micros(lease)).into(),
+                group.into(),
+                topic.into(),
+                now.into(),
+                i64::try_from(max).unwrap_or(i64::MAX).into(),
+            ],
+        );
+        let rows = if backend == DatabaseBackend::Postgres {
+            // A runaway claim must not hold the xmin horizon (and with it
+            // vacuum and every ack behind it): it is cancelled and retried.
+            let tx = self.db.begin().await?;
+            tx.execute_unprepared(&format!(
+                "SET LOCAL statement_timeout = {}",
+                self.claim_timeout.as_millis().max(1)
             ))
             .await?;
+            let rows = tx.query_all_raw(stmt).await?;
+            tx.commit().await?;
+            rows
+        } else {
+            self.db.query_all_raw(stmt).await?
+        };
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
             out.push(Delivery {
@@ -489,23 +550,46 @@ impl Bus {
                 NackOutcome::LeaseLost
             });
         }
-        // A newer pending publication for the same coalescing key already
-        // asks for the same work; keeping both would break the one-pending-
-        // per-key rule, so this copy is dropped.
-        let superseded = self
-            .exec(
+        // A newer publication for the same coalescing key is pending: two
+        // messages of one key may not both wait, so this one's payload is
+        // folded in front of it (its facts stay, in publication order) and
+        // the failed copy is dropped. The pending message is retried in its
+        // place.
+        let backend = self.db.get_database_backend();
+        let tx = self.db.begin().await?;
+        let concat = match backend {
+            DatabaseBackend::Postgres => "$1 || p.payload",
+            _ => "CAST($1 || p.payload AS BLOB)",
+        };
+        let folded = tx
+            .execute_raw(Statement::from_sql_and_values(
+                backend,
                 format!(
-                    "DELETE FROM bus_messages WHERE id = $1 AND lease_owner = $2 AND state = {LEASED} \
-                     AND coalesce_key IS NOT NULL AND EXISTS (SELECT 1 FROM bus_messages p \
-                     WHERE p.consumer_group = bus_messages.consumer_group AND p.topic = bus_messages.topic \
-                     AND p.coalesce_key = bus_messages.coalesce_key AND p.state = {PENDING})"
+                    "UPDATE bus_messages AS p SET payload = {concat}, coalesced = p.coalesced + 1 \
+                     WHERE p.state = {PENDING} AND p.coalesce_key IS NOT NULL AND EXISTS \
+                     (SELECT 1 FROM bus_messages l WHERE l.id = $2 AND l.lease_owner = $3 \
+                      AND l.state = {LEASED} AND l.coalesce_key = p.coalesce_key \
+                      AND l.consumer_group = p.consumer_group AND l.topic = p.topic)"
                 ),
+                [
+                    delivery.payload.clone().into(),
+                    delivery.id.into(),
+                    owner.into(),
+                ],
+            ))
+            .await?
+            .rows_affected();
+        if folded == 1 {
+            tx.execute_raw(Statement::from_sql_and_values(
+                backend,
+                format!("DELETE FROM bus_messages WHERE id = $1 AND lease_owner = $2 AND state = {LEASED}"),
                 [delivery.id.into(), owner.into()],
-            )
+            ))
             .await?;
-        if superseded == 1 {
+            tx.commit().await?;
             return Ok(NackOutcome::Superseded);
         }
+        tx.rollback().await?;
         let due = now_micros() + micros(retry.delay(delivery.attempt));
         let n = self
             .exec(
@@ -569,6 +653,35 @@ impl Bus {
             ],
         )
         .await
+    }
+
+    /// Up to `limit` unfinished (pending or leased) messages of `group`'s
+    /// copy of `topic`, oldest first, without leasing them: for operators
+    /// inspecting a queue, and for tests reading what a service published.
+    pub async fn peek(
+        &self,
+        topic: &str,
+        group: &str,
+        limit: u64,
+    ) -> Result<Vec<Delivery>, BusError> {
+        let rows = bus_message::Entity::find()
+            .filter(bus_message::Column::Topic.eq(topic))
+            .filter(bus_message::Column::ConsumerGroup.eq(group))
+            .filter(bus_message::Column::State.ne(DEAD))
+            .order_by_asc(bus_message::Column::Id)
+            .limit(limit)
+            .all(&self.db)
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|m| Delivery {
+                id: m.id,
+                key: m.msg_key,
+                payload: m.payload,
+                headers: Headers::decode(&m.headers),
+                attempt: m.attempts,
+            })
+            .collect())
     }
 
     /// Pending, leased and dead counts of `group`'s copy of `topic`.

@@ -11,6 +11,8 @@ use retain_bus::{
     Bus, Consumer, ConsumerOptions, Delivery, Handler, HandlerError, Headers, NackOutcome,
     OutgoingMessage, RetryPolicy, Subscription, publish,
 };
+use retain_bus::topics::SIGNALS_RECORDED;
+use retain_proto::v1;
 use sea_orm::TransactionTrait;
 use tokio_util::sync::CancellationToken;
 
@@ -32,7 +34,7 @@ async fn publish_committed(bus: &Bus, msgs: &[OutgoingMessage]) {
 
 const LEASE: Duration = Duration::from_secs(30);
 
-retain_store::storage_test!(async fn every_group_gets_every_message(db) {
+retain_testkit::storage_test!(async fn every_group_gets_every_message(db) {
     let bus = Bus::new(db.conn.clone());
     bus.subscribe(&Subscription::new(TOPIC, "metrics")).await.unwrap();
     bus.subscribe(&Subscription::new(TOPIC, "notification")).await.unwrap();
@@ -50,14 +52,14 @@ retain_store::storage_test!(async fn every_group_gets_every_message(db) {
     assert_eq!(bus.stats(TOPIC, "metrics").await.unwrap().pending, 0);
 });
 
-retain_store::storage_test!(async fn unsubscribed_topic_stores_nothing(db) {
+retain_testkit::storage_test!(async fn unsubscribed_topic_stores_nothing(db) {
     let bus = Bus::new(db.conn.clone());
     let tx = bus.db().begin().await.unwrap();
     assert_eq!(publish(&tx, "nobody.listens", &[message(None, "x")]).await.unwrap(), 0);
     tx.commit().await.unwrap();
 });
 
-retain_store::storage_test!(async fn rolled_back_transaction_publishes_nothing(db) {
+retain_testkit::storage_test!(async fn rolled_back_transaction_publishes_nothing(db) {
     let bus = Bus::new(db.conn.clone());
     bus.subscribe(&Subscription::new(TOPIC, "metrics")).await.unwrap();
     let tx = bus.db().begin().await.unwrap();
@@ -67,7 +69,7 @@ retain_store::storage_test!(async fn rolled_back_transaction_publishes_nothing(d
     assert_eq!(bus.stats(TOPIC, "metrics").await.unwrap(), Default::default());
 });
 
-retain_store::storage_test!(async fn expired_lease_is_taken_over(db) {
+retain_testkit::storage_test!(async fn expired_lease_is_taken_over(db) {
     let bus = Bus::new(db.conn.clone());
     bus.subscribe(&Subscription::new(TOPIC, "metrics")).await.unwrap();
     publish_committed(&bus, &[message(Some("a"), "1"), message(Some("b"), "2")]).await;
@@ -94,7 +96,7 @@ retain_store::storage_test!(async fn expired_lease_is_taken_over(db) {
     assert_eq!(bus.stats(TOPIC, "metrics").await.unwrap(), Default::default());
 });
 
-retain_store::storage_test!(async fn released_leases_are_claimable_at_once(db) {
+retain_testkit::storage_test!(async fn released_leases_are_claimable_at_once(db) {
     let bus = Bus::new(db.conn.clone());
     bus.subscribe(&Subscription::new(TOPIC, "metrics")).await.unwrap();
     publish_committed(&bus, &[message(Some("a"), "1")]).await;
@@ -105,7 +107,7 @@ retain_store::storage_test!(async fn released_leases_are_claimable_at_once(db) {
     assert_eq!(again[0].attempt, 1, "a released lease does not count as an attempt");
 });
 
-retain_store::storage_test!(async fn coalescing_folds_pending_messages_per_key(db) {
+retain_testkit::storage_test!(async fn coalescing_folds_pending_messages_per_key(db) {
     let bus = Bus::new(db.conn.clone());
     bus.subscribe(&Subscription::new(TOPIC, "metrics").coalescing()).await.unwrap();
     bus.subscribe(&Subscription::new(TOPIC, "notification")).await.unwrap();
@@ -125,7 +127,10 @@ retain_store::storage_test!(async fn coalescing_folds_pending_messages_per_key(d
 
     let claimed = bus.claim(TOPIC, "metrics", "m", 10, LEASE).await.unwrap();
     let acme = claimed.iter().find(|d| d.key.as_deref() == Some("t/acme")).unwrap();
-    assert_eq!(acme.payload, b"v99", "the latest publication wins");
+    // Folded publications are concatenated in publication order: nothing
+    // one publication said is lost.
+    let all: String = (0..100).map(|i| format!("v{i}")).collect();
+    assert_eq!(acme.payload, all.as_bytes(), "every publication, in order");
     let rows = retain_store::entity::bus_message::Entity::find_by_id(acme.id);
     use sea_orm::EntityTrait;
     assert_eq!(rows.one(bus.db()).await.unwrap().unwrap().coalesced, 100);
@@ -141,7 +146,7 @@ retain_store::storage_test!(async fn coalescing_folds_pending_messages_per_key(d
     assert_eq!(next[0].payload, b"later");
 });
 
-retain_store::storage_test!(async fn one_key_is_handled_in_order_one_at_a_time(db) {
+retain_testkit::storage_test!(async fn one_key_is_handled_in_order_one_at_a_time(db) {
     let bus = Bus::new(db.conn.clone());
     bus.subscribe(&Subscription::new(TOPIC, "health")).await.unwrap();
     publish_committed(&bus, &[message(Some("k"), "1"), message(Some("k"), "2"), message(Some("j"), "3")]).await;
@@ -163,7 +168,7 @@ impl Handler for AlwaysFails {
     }
 }
 
-retain_store::storage_test!(async fn failing_messages_retry_then_dead_letter(db) {
+retain_testkit::storage_test!(async fn failing_messages_retry_then_dead_letter(db) {
     let bus = Bus::new(db.conn.clone());
     bus.subscribe(&Subscription::new(TOPIC, "notification").max_attempts(3)).await.unwrap();
     publish_committed(&bus, &[message(Some("acme"), "boom"), message(Some("acme"), "after")]).await;
@@ -186,7 +191,7 @@ retain_store::storage_test!(async fn failing_messages_retry_then_dead_letter(db)
     assert_eq!(bus.stats(TOPIC, "notification").await.unwrap().pending, 0);
 });
 
-retain_store::storage_test!(async fn permanent_errors_dead_letter_at_once(db) {
+retain_testkit::storage_test!(async fn permanent_errors_dead_letter_at_once(db) {
     let bus = Bus::new(db.conn.clone());
     bus.subscribe(&Subscription::new(TOPIC, "g").max_attempts(5)).await.unwrap();
     publish_committed(&bus, &[message(None, "garbage")]).await;
@@ -196,7 +201,7 @@ retain_store::storage_test!(async fn permanent_errors_dead_letter_at_once(db) {
     assert_eq!(bus.stats(TOPIC, "g").await.unwrap().dead, 1);
 });
 
-retain_store::storage_test!(async fn nack_of_superseded_coalesced_message_drops_it(db) {
+retain_testkit::storage_test!(async fn nack_of_superseded_coalesced_message_folds_it_into_the_pending_one(db) {
     let bus = Bus::new(db.conn.clone());
     bus.subscribe(&Subscription::new(TOPIC, "metrics").coalescing()).await.unwrap();
     publish_committed(&bus, &[message(Some("a"), "old")]).await;
@@ -206,7 +211,7 @@ retain_store::storage_test!(async fn nack_of_superseded_coalesced_message_drops_
     assert_eq!(outcome, NackOutcome::Superseded);
     let next = bus.claim(TOPIC, "metrics", "o", 10, LEASE).await.unwrap();
     assert_eq!(next.len(), 1);
-    assert_eq!(next[0].payload, b"new");
+    assert_eq!(next[0].payload, b"oldnew", "the failed message's facts are kept, oldest first");
 });
 
 /// Counts how often each payload was handled.
@@ -220,7 +225,7 @@ impl Handler for Recorder {
     }
 }
 
-retain_store::storage_test!(async fn four_consumers_process_ten_thousand_exactly_once(db) {
+retain_testkit::storage_test!(async fn four_consumers_process_ten_thousand_exactly_once(db) {
     const N: usize = 10_000;
     let bus = Bus::new(db.conn.clone());
     bus.subscribe(&Subscription::new(TOPIC, "metrics")).await.unwrap();
@@ -239,7 +244,7 @@ retain_store::storage_test!(async fn four_consumers_process_ten_thousand_exactly
         let (recorder, shutdown) = (recorder.clone(), shutdown.clone());
         workers.push(tokio::spawn(async move { consumer.run(&recorder, shutdown).await }));
     }
-    retain_store::testing::eventually("the queue to drain", Duration::from_secs(120), || async {
+    retain_testkit::eventually("the queue to drain", Duration::from_secs(120), || async {
         let stats = bus.stats(TOPIC, "metrics").await.unwrap();
         (stats.pending == 0 && stats.leased == 0).then_some(())
     })
@@ -255,4 +260,72 @@ retain_store::storage_test!(async fn four_consumers_process_ten_thousand_exactly
         assert!(twice.is_empty(), "handled more than once: {}", twice.len());
     }
     assert_eq!(bus.stats(TOPIC, "metrics").await.unwrap(), Default::default());
+});
+
+fn recorded(earliest: i64, latest: i64, n: i64, mode: v1::IngestMode) -> v1::SignalsRecorded {
+    let ts = |seconds| Some(prost_types::Timestamp { seconds, nanos: 0 });
+    let batch = v1::RecordedBatch {
+        earliest_occurred_at: ts(earliest),
+        latest_occurred_at: ts(latest),
+        signal_count: n,
+        mode: mode as i32,
+    };
+    v1::SignalsRecorded {
+        tenant_id: "t".into(),
+        account_id: "acme".into(),
+        earliest_occurred_at: batch.earliest_occurred_at,
+        latest_occurred_at: batch.latest_occurred_at,
+        signal_count: n,
+        mode: mode as i32,
+        routable: vec![v1::Signal { event_id: format!("routable-{earliest}"), ..Default::default() }],
+        batches: vec![batch],
+    }
+}
+
+// A backfill batch for an old month, then a live batch, both published
+// before the coalescing consumer claims: the folded message must still say
+// "recompute from the backfill's start", "LIVE", and carry both batches'
+// counts and routable signals. (Replacing the payload lost the backfill's
+// start; the reverse order said BACKFILL, so a live change never notified.)
+retain_testkit::storage_test!(async fn coalesced_signals_recorded_keeps_every_batch_fact(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&SIGNALS_RECORDED.coalescing_subscription("metrics").unwrap()).await.unwrap();
+    for order in [[0, 1], [1, 0]] {
+        let batches = [
+            recorded(1_000, 2_000, 40, v1::IngestMode::Backfill),
+            recorded(9_000, 9_001, 2, v1::IngestMode::Live),
+        ];
+        for i in order {
+            let tx = bus.db().begin().await.unwrap();
+            SIGNALS_RECORDED.publish(&tx, &[("t/acme".to_owned(), batches[i].clone())]).await.unwrap();
+            tx.commit().await.unwrap();
+        }
+        let mut claimed = bus.claim(SIGNALS_RECORDED.name(), "metrics", "m", 10, LEASE).await.unwrap();
+        assert_eq!(claimed.len(), 1, "folded into one message");
+        let d = claimed.remove(0);
+        let event = SIGNALS_RECORDED.decode(&d).unwrap();
+        let merged = event.merged();
+        assert_eq!(merged.earliest_occurred_at.unwrap().seconds, 1_000, "order {order:?}");
+        assert_eq!(merged.latest_occurred_at.unwrap().seconds, 9_001);
+        assert_eq!(merged.signal_count, 42);
+        assert_eq!(merged.mode(), v1::IngestMode::Live, "order {order:?}");
+        assert_eq!(event.routable.len(), 2, "both batches' routable signals");
+        assert_eq!(event.batches.len(), 2);
+        bus.ack("m", &[d.id]).await.unwrap();
+    }
+});
+
+retain_testkit::storage_test!(async fn a_topic_that_cannot_fold_refuses_a_coalescing_subscription(db) {
+    let bus = Bus::new(db.conn.clone());
+    let err = retain_bus::topics::ACCOUNT_METRICS.coalescing_subscription("health").unwrap_err();
+    assert!(err.to_string().contains("not coalescible"), "{err}");
+    let err = bus.subscribe(&Subscription::new("a topic", "g")).await.unwrap_err();
+    assert!(err.to_string().contains("whitespace"), "{err}");
+    // A payload that does not decode is a permanent failure.
+    bus.subscribe(&SIGNALS_RECORDED.subscription("n")).await.unwrap();
+    let tx = bus.db().begin().await.unwrap();
+    publish(&tx, SIGNALS_RECORDED.name(), &[message(Some("k"), "\u{ff}garbage")]).await.unwrap();
+    tx.commit().await.unwrap();
+    let d = bus.claim(SIGNALS_RECORDED.name(), "n", "o", 1, LEASE).await.unwrap().remove(0);
+    assert!(SIGNALS_RECORDED.decode(&d).unwrap_err().permanent);
 });

@@ -26,8 +26,9 @@ impl FieldViolation {
     }
 }
 
-/// Every way a Retain call can fail, by who must act.
-#[derive(Debug, thiserror::Error)]
+/// Every way a Retain call can fail, by who must act. Cloning keeps the
+/// code: the calls sharing one failed transaction each get the same error.
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The caller sent bad input (`INVALID_ARGUMENT`).
     #[error("invalid request: {}", summary(.0))]

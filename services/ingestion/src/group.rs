@@ -14,9 +14,11 @@
 use std::collections::HashMap;
 
 use retain_proto::v1;
+use retain_runtime::Workers;
 use retain_runtime::error::Error;
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use crate::intake::Prepared;
 use crate::recent::Recent;
@@ -121,9 +123,10 @@ pub async fn write_batches(
         write::upsert_users(&tx, tenant, &users).await?;
         write::upsert_accounts(&tx, tenant, &create, &accepted).await?;
         let messages = write::signals_recorded(tenant, mode, &accepted);
-        retain_bus::publish(&tx, retain_bus::topics::SIGNALS_RECORDED, &messages)
+        retain_bus::topics::SIGNALS_RECORDED
+            .publish(&tx, &messages)
             .await
-            .map_err(|e| Error::Internal(format!("bus: {e}")))?;
+            .map_err(bus_error)?;
         after_commit.push((tenant, create, users));
     }
     tx.commit().await?;
@@ -134,18 +137,28 @@ pub async fn write_batches(
 }
 
 /// One writer: takes the calls waiting, writes them in one transaction,
-/// answers each, and goes back for more.
+/// answers each, and goes back for more, until `stop` is cancelled. A
+/// transaction under way is finished and answered first; calls still queued
+/// when the last writer stops are answered `UNAVAILABLE`.
 async fn writer(
     db: DatabaseConnection,
     recent: std::sync::Arc<Recent>,
     queue: std::sync::Arc<tokio::sync::Mutex<mpsc::Receiver<Job>>>,
     max_signals: usize,
+    stop: CancellationToken,
 ) {
     loop {
         // One writer at a time takes the calls waiting now.
-        let mut rx = queue.lock().await;
-        let Some(first) = rx.recv().await else {
-            return;
+        let mut rx = tokio::select! {
+            () = stop.cancelled() => return,
+            rx = queue.lock() => rx,
+        };
+        let first = tokio::select! {
+            () = stop.cancelled() => return,
+            job = rx.recv() => match job {
+                Some(job) => job,
+                None => return,
+            },
         };
         let mut n = first.signals.len();
         let mut jobs = vec![first];
@@ -183,19 +196,19 @@ async fn writer(
             }
             Err(e) => {
                 for job in jobs {
-                    let _ = job.reply.send(Err(same_error(&e)));
+                    let _ = job.reply.send(Err(e.clone()));
                 }
             }
         }
     }
 }
 
-/// The shared transaction's error, for each of its calls: transient
-/// failures stay `UNAVAILABLE` so clients retry.
-fn same_error(e: &Error) -> Error {
+/// A bus failure keeps its meaning: a lost database connection is
+/// `UNAVAILABLE` (retry), like any other database error.
+fn bus_error(e: retain_bus::BusError) -> Error {
     match e {
-        Error::Unavailable(m) => Error::Unavailable(m.clone()),
-        other => Error::Internal(other.to_string()),
+        retain_bus::BusError::Db(db) => Error::from(db),
+        other => Error::Internal(format!("bus: {other}")),
     }
 }
 
@@ -215,20 +228,25 @@ pub struct GroupCommit {
 }
 
 impl GroupCommit {
-    /// Starts `writers` writers. A transaction takes the calls waiting
-    /// when its writer is free, until it holds `max_signals` signals.
-    pub fn start(
+    /// The handle, and `writers` writers declared (not started: the server
+    /// starts and stops them). A transaction takes the calls waiting when
+    /// its writer is free, until it holds `max_signals` signals.
+    pub fn new(
         db: DatabaseConnection,
         recent: std::sync::Arc<Recent>,
         writers: usize,
         max_signals: usize,
-    ) -> Self {
+    ) -> (Self, Workers) {
         let (tx, rx) = mpsc::channel::<Job>(1_024);
         let rx = std::sync::Arc::new(tokio::sync::Mutex::new(rx));
-        for _ in 0..writers.max(1) {
-            tokio::spawn(writer(db.clone(), recent.clone(), rx.clone(), max_signals));
+        let mut workers = Workers::new();
+        for i in 0..writers.max(1) {
+            let (db, recent, rx) = (db.clone(), recent.clone(), rx.clone());
+            workers.add(format!("ingestion.group-commit-{i}"), move |stop| {
+                writer(db, recent, rx, max_signals, stop)
+            });
         }
-        Self { tx }
+        (Self { tx }, workers)
     }
 
     /// Writes `signals` in the next shared transaction and returns their
@@ -256,5 +274,23 @@ impl GroupCommit {
                 "the ingestion writer has stopped".into(),
             )),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use sea_orm::{DbErr, RuntimeErr};
+
+    use super::*;
+
+    #[test]
+    fn a_lost_connection_in_the_bus_is_unavailable_for_every_call() {
+        let lost = retain_bus::BusError::Db(DbErr::Conn(RuntimeErr::Internal(
+            "connection reset".into(),
+        )));
+        let e = bus_error(lost);
+        assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
+        // Each call of a shared transaction gets the same code.
+        assert!(matches!(e.clone(), Error::Unavailable(_)));
     }
 }

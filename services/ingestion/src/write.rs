@@ -16,8 +16,6 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use prost::Message;
-use retain_bus::OutgoingMessage;
 use retain_domain::signal::SignalBody;
 use retain_proto::{convert, v1};
 use retain_store::entity::account;
@@ -452,12 +450,15 @@ pub fn account_key(tenant: &str, account: &str) -> String {
     format!("{tenant}/{account}")
 }
 
-/// One `SignalsRecorded` per touched account, in account order.
+/// One `SignalsRecorded` per touched account, in account order, keyed by
+/// [`account_key`]. The batch's facts go in `batches` too, so a coalescing
+/// consumer that receives several publications folded together reads all
+/// of them (`SignalsRecorded::merged`).
 pub fn signals_recorded(
     tenant: &str,
     mode: v1::IngestMode,
     signals: &[&Prepared],
-) -> Vec<OutgoingMessage> {
+) -> Vec<(String, v1::SignalsRecorded)> {
     let mut by_account: BTreeMap<&str, Vec<&Prepared>> = BTreeMap::new();
     for s in signals {
         by_account
@@ -470,20 +471,27 @@ pub fn signals_recorded(
         .map(|(account, list)| {
             let earliest = list.iter().map(|s| s.occurred_at_us).min().unwrap_or(0);
             let latest = list.iter().map(|s| s.occurred_at_us).max().unwrap_or(0);
-            let event = v1::SignalsRecorded {
-                tenant_id: tenant.to_owned(),
-                account_id: account.to_owned(),
+            let batch = v1::RecordedBatch {
                 earliest_occurred_at: Some(convert::from_micros(earliest)),
                 latest_occurred_at: Some(convert::from_micros(latest)),
                 signal_count: list.len() as i64,
                 mode: mode as i32,
+            };
+            let event = v1::SignalsRecorded {
+                tenant_id: tenant.to_owned(),
+                account_id: account.to_owned(),
+                earliest_occurred_at: batch.earliest_occurred_at,
+                latest_occurred_at: batch.latest_occurred_at,
+                signal_count: batch.signal_count,
+                mode: batch.mode,
                 routable: list
                     .iter()
                     .filter(|s| is_routable(s))
                     .map(|s| s.wire.clone())
                     .collect(),
+                batches: vec![batch],
             };
-            OutgoingMessage::keyed(account_key(tenant, account), event.encode_to_vec())
+            (account_key(tenant, account), event)
         })
         .collect()
 }

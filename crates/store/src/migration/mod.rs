@@ -6,6 +6,7 @@ use sea_orm_migration::prelude::*;
 
 mod m0001_bus;
 mod m0002_ingestion;
+mod m0003_bus_head;
 
 /// Runs Retain's migrations (`retain migrate`, or a test helper).
 #[derive(Debug)]
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m0001_bus::Migration),
             Box::new(m0002_ingestion::Migration),
+            Box::new(m0003_bus_head::Migration),
         ]
     }
 }

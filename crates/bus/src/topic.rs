@@ -1,0 +1,103 @@
+//! Typed topics: a topic's name, its payload type and whether consumer
+//! groups may coalesce it, declared once ([`crate::topics`]), so a
+//! publisher and a consumer cannot disagree on the bytes.
+
+use std::marker::PhantomData;
+
+use sea_orm::ConnectionTrait;
+
+use crate::consumer::HandlerError;
+use crate::queue::{BusError, Delivery, OutgoingMessage, Subscription, publish};
+
+/// A topic carrying protobuf messages of type `M`.
+#[derive(Debug)]
+pub struct Topic<M> {
+    name: &'static str,
+    coalescible: bool,
+    payload: PhantomData<fn() -> M>,
+}
+
+impl<M> Clone for Topic<M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M> Copy for Topic<M> {}
+
+impl<M> Topic<M> {
+    /// A topic whose messages are each delivered on their own.
+    pub const fn new(name: &'static str) -> Self {
+        Self {
+            name,
+            coalescible: false,
+            payload: PhantomData,
+        }
+    }
+
+    /// A topic whose consumer groups may coalesce it: `M` keeps every
+    /// per-publication fact in repeated fields and its singular fields are
+    /// the same for every publication of a key, so the bus's fold
+    /// (concatenated encodings, decoded as a merge) loses nothing.
+    pub const fn coalescible(name: &'static str) -> Self {
+        Self {
+            name,
+            coalescible: true,
+            payload: PhantomData,
+        }
+    }
+
+    /// The topic's name (`signals.recorded`).
+    pub const fn name(&self) -> &'static str {
+        self.name
+    }
+
+    /// Whether consumer groups may coalesce it.
+    pub const fn is_coalescible(&self) -> bool {
+        self.coalescible
+    }
+
+    /// `group`'s subscription, one delivery per publication.
+    pub fn subscription(&self, group: &str) -> Subscription {
+        Subscription::new(self.name, group)
+    }
+
+    /// `group`'s coalescing subscription, or an error for a topic whose
+    /// payload would not survive folding.
+    pub fn coalescing_subscription(&self, group: &str) -> Result<Subscription, BusError> {
+        if !self.coalescible {
+            return Err(BusError::NotCoalescible {
+                topic: self.name.to_owned(),
+            });
+        }
+        Ok(Subscription::new(self.name, group).coalescing())
+    }
+}
+
+impl<M: prost::Message + Default> Topic<M> {
+    /// Publishes `messages` (key, payload) inside `conn`, the caller's
+    /// transaction, each carrying the current span's trace context. See
+    /// [`publish`] for fan-out and coalescing.
+    pub async fn publish<C: ConnectionTrait>(
+        &self,
+        conn: &C,
+        messages: &[(String, M)],
+    ) -> Result<u64, BusError> {
+        let outgoing: Vec<OutgoingMessage> = messages
+            .iter()
+            .map(|(key, m)| OutgoingMessage::keyed(key.clone(), m.encode_to_vec()))
+            .collect();
+        publish(conn, self.name, &outgoing).await
+    }
+
+    /// Decodes a delivery of this topic. A payload that does not decode is
+    /// a permanent failure: no retry can fix it.
+    pub fn decode(&self, delivery: &Delivery) -> Result<M, HandlerError> {
+        M::decode(delivery.payload.as_slice()).map_err(|e| {
+            HandlerError::permanent(format!(
+                "message {} of topic {} does not decode: {e}",
+                delivery.id, self.name
+            ))
+        })
+    }
+}
