@@ -279,6 +279,10 @@ pub struct ServerSettings {
     pub shutdown_grace_ms: u64,
     /// TLS; absent means plaintext (inside a mesh or on loopback).
     pub tls: Option<TlsSettings>,
+    /// A file the server writes its bound address to (`127.0.0.1:41234`)
+    /// once it listens: how a script or test learns the port it got after
+    /// asking for port 0.
+    pub address_file: Option<PathBuf>,
 }
 
 impl Default for ServerSettings {
@@ -291,6 +295,7 @@ impl Default for ServerSettings {
             readiness_delay_ms: 0,
             shutdown_grace_ms: 30_000,
             tls: None,
+            address_file: None,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! What every Retain service shares at run time.
 //!
+//! - [`cli`]: the command line every service binary shares, and [`cli::run`],
+//!   which runs a service from it.//!
 //! - [`config`]: typed settings from defaults, a TOML file and `RETAIN__*`
 //!   environment variables.
 //! - [`telemetry`]: logs, OTLP traces/metrics, trace-context propagation.
@@ -7,14 +9,19 @@
 //! - [`error`]: one error type mapped to gRPC status codes with details.
 //! - [`server`]: the gRPC server bootstrap with health, reflection, load
 //!   shedding and graceful shutdown.
+//! - [`workers`]: a service's background tasks, started and stopped with
+//!   its server.
 
 pub mod auth;
+pub mod cli;
 pub mod config;
 pub mod error;
 pub mod server;
 pub mod telemetry;
+pub mod workers;
 
 pub use auth::{Authenticator, Principal, Role};
 pub use config::Settings;
 pub use error::{Error, FieldViolation};
 pub use server::{ServeOptions, Services, serve, shutdown_on_signals};
+pub use workers::Workers;

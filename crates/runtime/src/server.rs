@@ -4,9 +4,12 @@
 //! (the overall `""` status follows a database ping), server reflection,
 //! bearer-token auth, a global concurrency limit that sheds load with
 //! `RESOURCE_EXHAUSTED`, default deadlines, optional TLS/mTLS, a request
-//! span joined to the caller's trace, and graceful shutdown: NOT_SERVING
-//! first, then stop accepting, drain, and return so `main` can stop its
-//! workers (which release their bus leases).
+//! span joined to the caller's trace, and the service's background
+//! [`Workers`], started with the server and stopped after it.
+//!
+//! Shutdown, once the token is cancelled: report NOT_SERVING, stop
+//! accepting, drain the calls in flight (up to the grace period), cancel
+//! the workers, wait for them (bus consumers release their leases), return.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -28,6 +31,7 @@ use crate::auth::{AuthLayer, Authenticator};
 use crate::config::ServerSettings;
 use crate::error::Error;
 use crate::telemetry;
+use crate::workers::Workers;
 
 /// Errors starting or running the server.
 #[derive(Debug, thiserror::Error)]
@@ -41,14 +45,32 @@ pub enum ServerError {
     /// The transport failed.
     #[error("grpc transport: {0}")]
     Transport(#[from] tonic::transport::Error),
+    /// A worker returned or panicked while the server was running; the
+    /// server was shut down so the process can be restarted.
+    #[error("{0}")]
+    WorkerStopped(String),
 }
 
-/// The gRPC services a process serves, collected with their names so their
-/// health can be reported.
-#[derive(Debug, Default)]
+/// What a process serves: gRPC services, collected with their names so
+/// their health can be reported, and the background workers that run
+/// beside them. A service crate builds its part; a process that runs
+/// several services [`merge`](Services::merge)s them.
+#[derive(Default)]
 pub struct Services {
-    routes: RoutesBuilder,
+    routes: Vec<AddRoute>,
     names: Vec<&'static str>,
+    workers: Workers,
+}
+
+type AddRoute = Box<dyn FnOnce(&mut RoutesBuilder) + Send>;
+
+impl std::fmt::Debug for Services {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Services")
+            .field("names", &self.names)
+            .field("workers", &self.workers)
+            .finish()
+    }
 }
 
 impl Services {
@@ -72,13 +94,35 @@ impl Services {
         S::Future: Send + 'static,
     {
         self.names.push(S::NAME);
-        self.routes.add_service(svc);
+        self.routes.push(Box::new(move |routes: &mut RoutesBuilder| {
+            routes.add_service(svc);
+        }));
+        self
+    }
+
+    /// Adds background workers, started by [`serve`] and stopped after the
+    /// last call has drained.
+    pub fn with_workers(mut self, workers: Workers) -> Self {
+        self.workers.extend(workers);
+        self
+    }
+
+    /// Adds another service's gRPC services and workers.
+    pub fn merge(mut self, other: Services) -> Self {
+        self.routes.extend(other.routes);
+        self.names.extend(other.names);
+        self.workers.extend(other.workers);
         self
     }
 
     /// Names of the added services (`retain.v1.IngestionService`).
     pub fn names(&self) -> &[&'static str] {
         &self.names
+    }
+
+    /// Names of the declared workers.
+    pub fn worker_names(&self) -> Vec<&str> {
+        self.workers.names()
     }
 }
 
@@ -104,8 +148,12 @@ pub async fn serve(
     shutdown: CancellationToken,
 ) -> Result<(), ServerError> {
     let settings = &opts.settings;
+    let Services {
+        routes: add_routes,
+        names,
+        workers,
+    } = services;
     let (reporter, health_service) = tonic_health::server::health_reporter();
-    let names = services.names.clone();
     set_all(&reporter, &names, ServingStatus::Serving).await;
 
     let reflection = tonic_reflection::server::Builder::configure()
@@ -124,7 +172,10 @@ pub async fn serve(
         .layer(ShedLayer::new(settings.concurrency_limit))
         .layer(AuthLayer::new(opts.auth.clone()))
         .into_inner();
-    let mut routes = services.routes;
+    let mut routes = RoutesBuilder::default();
+    for add in add_routes {
+        add(&mut routes);
+    }
     routes.add_service(health_service).add_service(reflection);
     let router = builder.layer(layers).add_routes(routes.routes());
 
@@ -136,6 +187,10 @@ pub async fn serve(
         opts.health_interval,
         shutdown.clone(),
     ));
+    // Workers run under their own token: they are cancelled only after the
+    // calls that may depend on them (a group-commit writer) have drained.
+    let stop_workers = CancellationToken::new();
+    let mut running = workers.start(&stop_workers);
 
     let readiness_delay = Duration::from_millis(settings.readiness_delay_ms);
     let grace = Duration::from_millis(settings.shutdown_grace_ms);
@@ -156,15 +211,47 @@ pub async fn serve(
         shutdown.cancelled().await;
         tokio::time::sleep(readiness_delay + grace).await;
     };
-    let result = tokio::select! {
-        r = server => r.map_err(ServerError::from),
-        () = deadline => {
-            tracing::warn!(grace_ms = settings.shutdown_grace_ms, "calls still running after the shutdown grace period; stopping anyway");
-            Ok(())
+    let served = async {
+        tokio::select! {
+            r = server => r.map_err(ServerError::from),
+            () = deadline => {
+                tracing::warn!(grace_ms = settings.shutdown_grace_ms, "calls still running after the shutdown grace period; stopping anyway");
+                Ok(())
+            }
         }
     };
+    tokio::pin!(served);
+    let mut early_stop: Option<String> = None;
+    let result = loop {
+        tokio::select! {
+            r = &mut served => break r,
+            Some(done) = running.next(), if early_stop.is_none() => {
+                let what = match done {
+                    Ok(name) => format!("worker {name} stopped while the server was running"),
+                    Err(e) => format!("a worker failed while the server was running: {e}"),
+                };
+                tracing::error!("{what}; shutting down");
+                early_stop = Some(what);
+                shutdown.cancel();
+            }
+        }
+    };
+    tracing::info!("calls drained: stopping workers");
+    stop_workers.cancel();
+    if tokio::time::timeout(grace.max(Duration::from_secs(1)), running.wait_all())
+        .await
+        .is_err()
+    {
+        tracing::warn!(
+            grace_ms = settings.shutdown_grace_ms,
+            "workers still running after the shutdown grace period; exiting anyway"
+        );
+    }
     health_task.abort();
-    result
+    match early_stop {
+        Some(what) => Err(ServerError::WorkerStopped(what)),
+        None => result,
+    }
 }
 
 async fn set_all(reporter: &HealthReporter, names: &[&'static str], status: ServingStatus) {

@@ -14,12 +14,11 @@ use retain_proto::v1::{
 };
 use retain_runtime::config::ServerSettings;
 use retain_runtime::{
-    Authenticator, Error, FieldViolation, Principal, Role, ServeOptions, Services,
+    Authenticator, Error, FieldViolation, Principal, Role, ServeOptions, Services, Workers,
 };
-use retain_store::testing::eventually;
+use retain_testkit::{eventually, with_token};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
-use tonic::metadata::MetadataValue;
 use tonic::transport::Channel;
 use tonic::{Code, Request, Response, Status};
 use tonic_health::pb::HealthCheckRequest;
@@ -101,11 +100,15 @@ struct Harness {
     gate: Arc<Semaphore>,
     entered: Arc<std::sync::atomic::AtomicUsize>,
     server: tokio::task::JoinHandle<Result<(), retain_runtime::server::ServerError>>,
-    db: retain_store::testing::TestDatabase,
+    db: retain_testkit::TestDatabase,
 }
 
 async fn start(settings: ServerSettings) -> Harness {
-    let db = retain_store::testing::TestDatabase::sqlite().await;
+    start_with(settings, Workers::new()).await
+}
+
+async fn start_with(settings: ServerSettings, workers: Workers) -> Harness {
+    let db = retain_testkit::TestDatabase::sqlite().await;
     let mut auth = Authenticator::default();
     let principal = |tenant: &str, roles: Vec<Role>| Principal {
         tenant: retain_domain::TenantId::parse(tenant).unwrap(),
@@ -129,10 +132,12 @@ async fn start(settings: ServerSettings) -> Harness {
         db: db.conn.clone(),
         health_interval: Duration::from_millis(50),
     };
-    let services = Services::new().with(IngestionServiceServer::new(Probe {
-        gate: gate.clone(),
-        entered: entered.clone(),
-    }));
+    let services = Services::new()
+        .with(IngestionServiceServer::new(Probe {
+            gate: gate.clone(),
+            entered: entered.clone(),
+        }))
+        .with_workers(workers);
     let server = tokio::spawn(retain_runtime::serve(
         listener,
         opts,
@@ -157,14 +162,6 @@ async fn channel(addr: std::net::SocketAddr) -> Channel {
         .unwrap()
 }
 
-fn with_token<T>(token: &str, msg: T) -> Request<T> {
-    let mut req = Request::new(msg);
-    req.metadata_mut().insert(
-        "authorization",
-        MetadataValue::try_from(format!("Bearer {token}")).unwrap(),
-    );
-    req
-}
 
 /// Waits until a call is parked inside the probe's handler.
 async fn wait_entered(h: &Harness) {
@@ -385,4 +382,72 @@ async fn overall_health_follows_the_database() {
     let db = h.db.conn.clone();
     db.close_by_ref().await.unwrap();
     wait_not_serving(&health, "NOT_SERVING once the database is closed").await;
+}
+
+/// What a test worker saw, in order.
+#[derive(Clone, Default)]
+struct Journal(Arc<std::sync::Mutex<Vec<&'static str>>>);
+
+impl Journal {
+    fn push(&self, what: &'static str) {
+        self.0.lock().unwrap().push(what);
+    }
+    fn entries(&self) -> Vec<&'static str> {
+        self.0.lock().unwrap().clone()
+    }
+}
+
+#[tokio::test]
+async fn workers_start_with_the_server_and_stop_only_after_calls_drain() {
+    let journal = Journal::default();
+    let mut workers = Workers::new();
+    let j = journal.clone();
+    workers.add("test.worker", move |stop| async move {
+        j.push("started");
+        stop.cancelled().await;
+        j.push("cancelled");
+        // Handing back its work takes a moment; serve must wait for it.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        j.push("stopped");
+    });
+    let h = start_with(
+        ServerSettings {
+            readiness_delay_ms: 100,
+            ..ServerSettings::default()
+        },
+        workers,
+    )
+    .await;
+    eventually("the worker to start", Duration::from_secs(10), || async {
+        journal.entries().contains(&"started").then_some(())
+    })
+    .await;
+    let (ch, held) = hold_a_call(&h).await;
+    let health = HealthClient::new(ch);
+    h.shutdown.cancel();
+    wait_not_serving(&health, "NOT_SERVING after shutdown began").await;
+    // The call is still in flight: the worker must not be cancelled yet.
+    assert_eq!(journal.entries(), ["started"]);
+    h.gate.add_permits(1);
+    held.await.unwrap().expect("the in-flight call completes");
+    tokio::time::timeout(Duration::from_secs(10), h.server)
+        .await
+        .expect("server stops")
+        .unwrap()
+        .expect("a clean shutdown returns Ok");
+    // serve returned only once the worker had finished stopping.
+    assert_eq!(journal.entries(), ["started", "cancelled", "stopped"]);
+}
+
+#[tokio::test]
+async fn a_worker_that_stops_on_its_own_shuts_the_server_down_with_an_error() {
+    let mut workers = Workers::new();
+    workers.add("test.crashes", |_stop| async {});
+    let h = start_with(ServerSettings::default(), workers).await;
+    let result = tokio::time::timeout(Duration::from_secs(10), h.server)
+        .await
+        .expect("server stops when a worker dies")
+        .unwrap();
+    let err = result.expect_err("an early worker exit is an error");
+    assert!(err.to_string().contains("test.crashes"), "{err}");
 }

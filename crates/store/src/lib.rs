@@ -6,13 +6,12 @@
 //!   theirs to it in the same pattern. Migrations run as their own step
 //!   (`retain migrate`), never implicitly in a replica's start-up.
 //! - [`entity`] holds the sea-orm entities.
-//! - `testing` (feature `testing`) gives each test its own temporary SQLite
-//!   database and its own database on a throwaway PostgreSQL cluster.
+//!
+//! Test databases (a temporary SQLite file, a database on a throwaway
+//! PostgreSQL cluster) live in the `retain-testkit` crate.
 
 pub mod entity;
 pub mod migration;
-#[cfg(feature = "testing")]
-pub mod testing;
 
 use std::time::Duration;
 

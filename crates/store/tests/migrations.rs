@@ -6,7 +6,7 @@
 use retain_store::entity::bus_subscription;
 use sea_orm::{ActiveModelTrait, EntityTrait, Set};
 
-retain_store::storage_test!(async fn migrations_create_usable_tables(db) {
+retain_testkit::storage_test!(async fn migrations_create_usable_tables(db) {
     // A second run finds nothing to do and does not fail.
     retain_store::migrate(&db.conn).await.expect("re-migrate");
     retain_store::ping(&db.conn).await.expect("ping");

@@ -20,14 +20,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection};
 
-use crate::{PoolOptions, connect, migrate};
+use retain_store::{PoolOptions, connect, migrate};
 
 /// Runs one storage test body on SQLite and on PostgreSQL: it expands to a
 /// module with two tests, `sqlite` and `postgres`, each getting a freshly
 /// migrated [`TestDatabase`] bound to the given name.
 ///
 /// ```text
-/// retain_store::storage_test!(async fn counts_rows(db) {
+/// retain_testkit::storage_test!(async fn counts_rows(db) {
 ///     assert!(db.conn.ping().await.is_ok());
 /// });
 /// ```
@@ -41,13 +41,13 @@ macro_rules! storage_test {
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn sqlite() {
-                let $db = $crate::testing::TestDatabase::sqlite().await;
+                let $db = $crate::TestDatabase::sqlite().await;
                 $body
             }
 
             #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
             async fn postgres() {
-                let Some($db) = $crate::testing::TestDatabase::postgres(module_path!()).await
+                let Some($db) = $crate::TestDatabase::postgres(module_path!()).await
                 else {
                     return;
                 };
@@ -141,7 +141,7 @@ impl TestDatabase {
 async fn create_database(admin_url: &str, name: &str) -> Result<String, String> {
     let admin = connect(admin_url, &PoolOptions::default())
         .await
-        .map_err(|e| format!("connect to {}: {e}", crate::redact(admin_url)))?;
+        .map_err(|e| format!("connect to {}: {e}", retain_store::redact(admin_url)))?;
     for sql in [
         format!("DROP DATABASE IF EXISTS {name}"),
         format!("CREATE DATABASE {name}"),

@@ -29,6 +29,7 @@ use retain_proto::v1::ingestion_service_server::{IngestionService, IngestionServ
 use retain_runtime::auth::{Principal, Role};
 use retain_runtime::config::{IngestionSettings, Settings, TenantsSettings};
 use retain_runtime::error::{Error, FieldViolation};
+use retain_runtime::{Services, Workers};
 use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
@@ -61,22 +62,36 @@ enum Outcome {
     Rejected(Vec<FieldViolation>),
 }
 
+/// The ingestion service as a process serves it: `IngestionService` and
+/// its group-commit writers, built from `settings` and started by
+/// `retain_runtime::serve`.
+pub fn services(db: DatabaseConnection, settings: &Settings) -> anyhow::Result<Services> {
+    let (ingestion, workers) = Ingestion::new(db, settings);
+    Ok(Services::new()
+        .with(ingestion.server())
+        .with_workers(workers))
+}
+
 impl Ingestion {
     /// The service over `db` with `settings`' ingestion, tenant and server
-    /// limits. Starts the group-commit writer when it is enabled, so it
-    /// must be called inside a Tokio runtime.
-    pub fn new(db: DatabaseConnection, settings: &Settings) -> Self {
+    /// limits, and the workers it needs running (the group-commit writers,
+    /// when enabled). Starts nothing: `retain_runtime::serve` starts the
+    /// workers with the server and stops them after the last call.
+    pub fn new(db: DatabaseConnection, settings: &Settings) -> (Self, Workers) {
         let s = &settings.ingestion;
         let recent = Arc::new(recent::Recent::default());
+        let mut workers = Workers::new();
         let group = s.group_commit.then(|| {
-            group::GroupCommit::start(
+            let (group, writers) = group::GroupCommit::new(
                 db.clone(),
                 recent.clone(),
                 s.group_commit_writers,
                 s.group_commit_max_signals,
-            )
+            );
+            workers.extend(writers);
+            group
         });
-        Self {
+        let ingestion = Self {
             inner: Arc::new(Inner {
                 db,
                 group,
@@ -86,7 +101,8 @@ impl Ingestion {
                 recent,
                 max_message_bytes: settings.server.max_message_bytes,
             }),
-        }
+        };
+        (ingestion, workers)
     }
 
     /// The tonic service, with the configured message size limit.

@@ -4,9 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use retain_testkit::*;
 use retain_proto::v1;
 use retain_proto::v1::signal::Body;
 use tonic::Code;
@@ -25,7 +23,7 @@ fn upsert(
     s
 }
 
-async fn get(app: &App, token: &str, id: &str) -> Result<v1::Account, tonic::Status> {
+async fn get(app: &TestApp, token: &str, id: &str) -> Result<v1::Account, tonic::Status> {
     app.client
         .clone()
         .get_account(with_token(
@@ -39,7 +37,7 @@ async fn get(app: &App, token: &str, id: &str) -> Result<v1::Account, tonic::Sta
 }
 
 async fn list(
-    app: &App,
+    app: &TestApp,
     token: &str,
     req: v1::ListAccountsRequest,
 ) -> Result<v1::ListAccountsResponse, tonic::Status> {
@@ -50,8 +48,8 @@ async fn list(
         .map(tonic::Response::into_inner)
 }
 
-retain_store::storage_test!(async fn upserts_maintain_the_account(db) {
-    let app = start(db).await;
+retain_testkit::storage_test!(async fn upserts_maintain_the_account(db) {
+    let app = spawn_app(db, retain_ingestion::services).await;
     let t = now() - 10_000;
     app.send(vec![upsert("u-1", "acme-1", t, |a| {
         a.name = Some("Acme".into());
@@ -99,8 +97,8 @@ retain_store::storage_test!(async fn upserts_maintain_the_account(db) {
     assert_eq!((bare.name.as_str(), bare.seats), ("", 0));
 });
 
-retain_store::storage_test!(async fn get_account_errors(db) {
-    let app = start(db).await;
+retain_testkit::storage_test!(async fn get_account_errors(db) {
+    let app = spawn_app(db, retain_ingestion::services).await;
     app.send(vec![signal("s-1", "acme-1", session("u1", 60))]).await;
     let err = get(&app, READER, "missing").await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -114,8 +112,8 @@ retain_store::storage_test!(async fn get_account_errors(db) {
     assert!(r.accounts.is_empty());
 });
 
-retain_store::storage_test!(async fn list_filters_and_pages_stably(db) {
-    let app = start(db).await;
+retain_testkit::storage_test!(async fn list_filters_and_pages_stably(db) {
+    let app = spawn_app(db, retain_ingestion::services).await;
     let t = now() - 5_000;
     let mut signals = Vec::new();
     for i in 0..7 {

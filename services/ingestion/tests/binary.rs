@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use retain_proto::v1;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
-use retain_store::testing::eventually;
+use retain_testkit::eventually;
 use tonic::metadata::MetadataValue;
 
 const BIN: &str = env!("CARGO_BIN_EXE_retain-ingestion");
@@ -45,17 +45,14 @@ async fn serves_with_the_reference_config_and_stops_on_sigterm() {
         ),
     )
     .unwrap();
-    // The binary binds by itself; take a free port and release it.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    // The binary binds port 0 and writes the address it got to a file.
+    let address_file = dir.path().join("addr");
     let db = dir.path().join("ingestion.db");
     let child = Command::new(BIN)
         .arg("--config")
         .arg(&config)
-        .env("RETAIN__SERVER__LISTEN", format!("127.0.0.1:{port}"))
+        .env("RETAIN__SERVER__LISTEN", "127.0.0.1:0")
+        .env("RETAIN__SERVER__ADDRESS_FILE", &address_file)
         .env(
             "RETAIN__DATABASE__URL",
             format!("sqlite://{}?mode=rwc", db.display()),
@@ -66,7 +63,12 @@ async fn serves_with_the_reference_config_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
 
-    let url = format!("http://127.0.0.1:{port}");
+    let addr = eventually("the binary to report its address", Duration::from_secs(30), || {
+        let addr = std::fs::read_to_string(&address_file).ok();
+        async move { addr }
+    })
+    .await;
+    let url = format!("http://{addr}");
     let channel = eventually("the binary to listen", Duration::from_secs(30), || {
         let endpoint = tonic::transport::Endpoint::from_shared(url.clone()).unwrap();
         async move { endpoint.connect().await.ok() }
@@ -139,5 +141,15 @@ fn a_bad_config_stops_start_up_naming_the_key() {
 
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("migrate"));
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(help.contains("migrate") && help.contains("--config"), "{help}");
+
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(out.status.success());
+    let version = String::from_utf8_lossy(&out.stdout);
+    assert!(version.starts_with("retain-ingestion "), "{version}");
+
+    let out = Command::new(BIN).arg("frobnicate").output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("frobnicate"));
 }

@@ -4,16 +4,14 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use retain_testkit::*;
 use retain_proto::v1;
 use retain_proto::v1::SignalOutcome::{Accepted, Duplicate, Rejected};
 use tonic::Code;
 use tonic_types::StatusExt;
 
-retain_store::storage_test!(async fn every_kind_is_accepted_stored_and_announced(db) {
-    let app = start(db).await;
+retain_testkit::storage_test!(async fn every_kind_is_accepted_stored_and_announced(db) {
+    let app = spawn_app(db, retain_ingestion::services).await;
     let signals = every_kind("e", "acme-1");
     let n = signals.len();
     let r = app.send(signals).await;
@@ -43,8 +41,8 @@ retain_store::storage_test!(async fn every_kind_is_accepted_stored_and_announced
     assert_eq!(routable, vec!["e-4", "e-5", "e-6"]);
 });
 
-retain_store::storage_test!(async fn a_retried_batch_counts_once(db) {
-    let app = start(db).await;
+retain_testkit::storage_test!(async fn a_retried_batch_counts_once(db) {
+    let app = spawn_app(db, retain_ingestion::services).await;
     let signals = every_kind("e", "acme-1");
     let n = signals.len();
     app.send(signals.clone()).await;
@@ -62,8 +60,8 @@ retain_store::storage_test!(async fn a_retried_batch_counts_once(db) {
     assert_eq!(app.scalar("SELECT COUNT(*) FROM signals WHERE event_id = 'twice'").await, 1);
 });
 
-retain_store::storage_test!(async fn same_event_id_with_other_content_is_a_conflict(db) {
-    let app = start(db).await;
+retain_testkit::storage_test!(async fn same_event_id_with_other_content_is_a_conflict(db) {
+    let app = spawn_app(db, retain_ingestion::services).await;
     app.send(vec![signal("e-1", "acme-1", nps(9))]).await;
     let before = app.footprint().await;
     let r = app
@@ -90,8 +88,8 @@ retain_store::storage_test!(async fn same_event_id_with_other_content_is_a_confl
     assert_eq!(fields(&r, 1), vec!["signals[1].event_id"]);
 });
 
-retain_store::storage_test!(async fn all_or_nothing_writes_nothing_when_one_fails(db) {
-    let app = start(db).await;
+retain_testkit::storage_test!(async fn all_or_nothing_writes_nothing_when_one_fails(db) {
+    let app = spawn_app(db, retain_ingestion::services).await;
     let mut req = batch(vec![
         signal("a-1", "acme-1", nps(9)),
         signal("a-2", "acme-1", nps(11)),
@@ -122,7 +120,7 @@ retain_store::storage_test!(async fn all_or_nothing_writes_nothing_when_one_fail
     req_without_flag(&app).await;
 });
 
-async fn req_without_flag(app: &App) {
+async fn req_without_flag(app: &TestApp) {
     let r = app
         .send(vec![
             signal("m-1", "acme-1", nps(9)),
@@ -133,8 +131,8 @@ async fn req_without_flag(app: &App) {
     assert_eq!((r.accepted, r.rejected), (1, 1));
 }
 
-retain_store::storage_test!(async fn backfill_takes_old_history_and_marks_it(db) {
-    let app = start(db).await;
+retain_testkit::storage_test!(async fn backfill_takes_old_history_and_marks_it(db) {
+    let app = spawn_app(db, retain_ingestion::services).await;
     let mut old = signal("old-1", "acme-1", nps(4));
     old.occurred_at = ts(now() - 400 * 86_400);
     let r = app.send(vec![old.clone()]).await;
@@ -169,8 +167,8 @@ retain_store::storage_test!(async fn backfill_takes_old_history_and_marks_it(db)
     assert_eq!(err.get_details_bad_request().unwrap().field_violations[0].field, "mode");
 });
 
-retain_store::storage_test!(async fn one_coalesced_message_per_touched_account(db) {
-    let app = start(db).await;
+retain_testkit::storage_test!(async fn one_coalesced_message_per_touched_account(db) {
+    let app = spawn_app(db, retain_ingestion::services).await;
     let mut signals = Vec::new();
     for i in 0..300 {
         signals.push(signal(
@@ -197,7 +195,9 @@ retain_store::storage_test!(async fn one_coalesced_message_per_touched_account(d
     app.send(more).await;
     let metrics = app.recorded("metrics").await;
     assert_eq!(metrics.len(), 3);
-    assert!(metrics.iter().all(|(_, e)| e.signal_count == 1), "latest wins");
+    // Each folded message carries both publications' facts.
+    assert!(metrics.iter().all(|(_, e)| e.merged().signal_count == 101), "{metrics:?}");
+    assert!(metrics.iter().all(|(_, e)| e.batches.len() == 2 && e.routable.len() == 1));
     assert_eq!(app.recorded("notification").await.len(), 6);
     assert_eq!(
         app.scalar("SELECT COALESCE(SUM(coalesced), 0) FROM bus_messages WHERE consumer_group = 'metrics'").await,
@@ -205,8 +205,8 @@ retain_store::storage_test!(async fn one_coalesced_message_per_touched_account(d
     );
 });
 
-retain_store::storage_test!(async fn a_failure_mid_transaction_leaves_nothing(db) {
-    let app = start(db).await;
+retain_testkit::storage_test!(async fn a_failure_mid_transaction_leaves_nothing(db) {
+    let app = spawn_app(db, retain_ingestion::services).await;
     // The bus insert, the last write of the transaction, fails.
     match app.db.conn.get_database_backend() {
         sea_orm::DatabaseBackend::Postgres => {
@@ -231,18 +231,12 @@ retain_store::storage_test!(async fn a_failure_mid_transaction_leaves_nothing(db
     assert_eq!(outcomes(&r), vec![Accepted; signals.len()]);
 });
 
-impl App {
-    async fn send_err(&self, signals: Vec<v1::Signal>) -> tonic::Status {
-        self.ingest(WRITER, batch(signals)).await.unwrap_err()
-    }
-}
-
-retain_store::storage_test!(async fn batch_and_message_limits(db) {
+retain_testkit::storage_test!(async fn batch_and_message_limits(db) {
     let mut settings = settings();
     settings.ingestion.max_batch_signals = 3;
     settings.ingestion.tenant_burst_signals = 1_000;
     settings.server.max_message_bytes = 64 * 1024;
-    let app = start_with(db, settings).await;
+    let app = spawn_app_with(db, settings, retain_ingestion::services).await;
 
     let four: Vec<_> = (0..4).map(|i| signal(&format!("b-{i}"), "acme-1", nps(5))).collect();
     let err = app.send_err(four).await;
@@ -264,12 +258,12 @@ retain_store::storage_test!(async fn batch_and_message_limits(db) {
     assert_eq!(app.footprint().await, [0, 0, 0, 0, 0]);
 });
 
-retain_store::storage_test!(async fn a_tenant_over_its_rate_is_told_when_to_retry(db) {
+retain_testkit::storage_test!(async fn a_tenant_over_its_rate_is_told_when_to_retry(db) {
     let mut settings = settings();
     settings.ingestion.max_batch_signals = 5;
     settings.ingestion.tenant_signals_per_second = 1;
     settings.ingestion.tenant_burst_signals = 5;
-    let app = start_with(db, settings).await;
+    let app = spawn_app_with(db, settings, retain_ingestion::services).await;
     let five = |p: &str| -> Vec<v1::Signal> {
         (0..5).map(|i| signal(&format!("{p}-{i}"), "acme-1", nps(5))).collect()
     };
@@ -285,8 +279,8 @@ retain_store::storage_test!(async fn a_tenant_over_its_rate_is_told_when_to_retr
     assert_eq!(r.accepted, 5);
 });
 
-retain_store::storage_test!(async fn tokens_roles_and_tenants(db) {
-    let app = start(db).await;
+retain_testkit::storage_test!(async fn tokens_roles_and_tenants(db) {
+    let app = spawn_app(db, retain_ingestion::services).await;
     let req = || batch(vec![signal("e-1", "acme-1", nps(9))]);
     let err = app.client.clone().ingest_signals(req()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
@@ -305,18 +299,18 @@ retain_store::storage_test!(async fn tokens_roles_and_tenants(db) {
     assert_eq!(keys, vec!["acme/acme-1", "globex/acme-1"]);
 });
 
-retain_store::storage_test!(async fn concurrent_retries_store_one_copy(db) {
-    concurrent_retries(start(db).await).await;
+retain_testkit::storage_test!(async fn concurrent_retries_store_one_copy(db) {
+    concurrent_retries(spawn_app(db, retain_ingestion::services).await).await;
 });
 
-retain_store::storage_test!(async fn concurrent_retries_without_group_commit(db) {
+retain_testkit::storage_test!(async fn concurrent_retries_without_group_commit(db) {
     let mut settings = settings();
     settings.ingestion.group_commit = false;
-    concurrent_retries(start_with(db, settings).await).await;
+    concurrent_retries(spawn_app_with(db, settings, retain_ingestion::services).await).await;
 });
 
 /// Four clients send the same 200 signals at once.
-async fn concurrent_retries(app: App) {
+async fn concurrent_retries(app: TestApp) {
     let signals: Vec<_> = (0..200)
         .map(|i| {
             signal(
@@ -357,8 +351,8 @@ async fn concurrent_retries(app: App) {
     assert_eq!(per_account, 200, "every signal announced exactly once");
 }
 
-retain_store::storage_test!(async fn a_stream_of_many_batches(db) {
-    let app = start(db).await;
+retain_testkit::storage_test!(async fn a_stream_of_many_batches(db) {
+    let app = spawn_app(db, retain_ingestion::services).await;
     let batches: Vec<v1::StreamSignalsRequest> = (0..40)
         .map(|b| v1::StreamSignalsRequest {
             batch_id: format!("batch-{b}"),
@@ -412,10 +406,10 @@ retain_store::storage_test!(async fn a_stream_of_many_batches(db) {
     assert_eq!(err.code(), Code::PermissionDenied);
 });
 
-retain_store::storage_test!(async fn a_stream_that_is_not_read_stops_being_read(db) {
+retain_testkit::storage_test!(async fn a_stream_that_is_not_read_stops_being_read(db) {
     let mut settings = settings();
     settings.ingestion.stream_buffered_results = 1;
-    let app = start_with(db, settings).await;
+    let app = spawn_app_with(db, settings, retain_ingestion::services).await;
     // 60 batches of 1,000 signals (~6 MB) from a client that does not read
     // its results: the server must stop reading once one result waits,
     // leaving the rest in HTTP/2 flow control, not in its memory.
@@ -459,7 +453,7 @@ retain_store::storage_test!(async fn a_stream_that_is_not_read_stops_being_read(
     // stored count has stopped moving (unchanged for 300 ms).
     let last = std::cell::Cell::new((-1i64, tokio::time::Instant::now()));
     let (last, app_ref) = (&last, &app);
-    let stored = retain_store::testing::eventually(
+    let stored = retain_testkit::eventually(
         "the server to stop taking batches",
         std::time::Duration::from_secs(60),
         move || async move {
@@ -491,8 +485,8 @@ retain_store::storage_test!(async fn a_stream_that_is_not_read_stops_being_read(
     assert_eq!(app.count("signals").await, 1_000 * total_batches as i64);
 });
 
-retain_store::storage_test!(async fn shared_transactions_keep_tenants_and_modes_apart(db) {
-    let app = start(db).await;
+retain_testkit::storage_test!(async fn shared_transactions_keep_tenants_and_modes_apart(db) {
+    let app = spawn_app(db, retain_ingestion::services).await;
     // Eight concurrent calls: two tenants × two modes, each set of event ids
     // sent twice per tenant. Group commit may put any of them in one
     // transaction.

@@ -4,9 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
-mod common;
-
-use common::*;
+use retain_testkit::*;
 use retain_proto::v1;
 use retain_proto::v1::signal::Body;
 
@@ -14,8 +12,8 @@ use retain_proto::v1::signal::Body;
 /// violation of exactly that field (relative to `signals[0].`).
 macro_rules! rule {
     ($name:ident, $signal:expr, $field:expr) => {
-        retain_store::storage_test!(async fn $name(db) {
-            let app = start(db).await;
+        retain_testkit::storage_test!(async fn $name(db) {
+            let app = spawn_app(db, retain_ingestion::services).await;
             let s: v1::Signal = $signal;
             let r = app.send(vec![s]).await;
             assert_eq!(outcomes(&r), vec![v1::SignalOutcome::Rejected], "{r:?}");
@@ -340,8 +338,8 @@ rule!(
     "account.acquisition_cost.currency"
 );
 
-retain_store::storage_test!(async fn every_violation_is_reported_at_once(db) {
-    let app = start(db).await;
+retain_testkit::storage_test!(async fn every_violation_is_reported_at_once(db) {
+    let app = spawn_app(db, retain_ingestion::services).await;
     let mut s = sub(money(-5, "USD"), NoInterval, NoReason);
     s.event_id.clear();
     let r = app.send(vec![ok(), s]).await;
@@ -364,8 +362,8 @@ retain_store::storage_test!(async fn every_violation_is_reported_at_once(db) {
     assert_eq!(app.count("signals").await, 1);
 });
 
-retain_store::storage_test!(async fn annual_plans_and_portfolio_costs_are_accepted(db) {
-    let app = start(db).await;
+retain_testkit::storage_test!(async fn annual_plans_and_portfolio_costs_are_accepted(db) {
+    let app = spawn_app(db, retain_ingestion::services).await;
     let r = app
         .send(vec![
             sub(money(119_999, "EUR"), Annual, NoReason),

@@ -34,9 +34,9 @@ use anyhow::{Context, bail};
 use prost::Message;
 use retain_proto::v1;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
-use retain_runtime::{Authenticator, Principal, Role, ServeOptions, Services, Settings};
+use retain_runtime::{Authenticator, Principal, Role, ServeOptions, Settings};
 use retain_store::now_micros;
-use retain_store::testing::{BenchPostgres, TestDatabase};
+use retain_testkit::{BenchPostgres, TestDatabase};
 use sea_orm::{ConnectionTrait, DatabaseBackend, DatabaseConnection, Statement, Value};
 use tokio_util::sync::CancellationToken;
 use tonic::metadata::MetadataValue;
@@ -498,7 +498,7 @@ async fn serve(
             name: "loadgen".into(),
         },
     );
-    let ingestion = retain_ingestion::Ingestion::new(db.clone(), &settings);
+    let services = retain_ingestion::services(db.clone(), &settings)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let opts = ServeOptions {
@@ -510,7 +510,7 @@ async fn serve(
     tokio::spawn(retain_runtime::serve(
         listener,
         opts,
-        Services::new().with(ingestion.server()),
+        services,
         shutdown,
     ));
     Ok(format!("http://{addr}"))

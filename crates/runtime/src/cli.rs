@@ -1,0 +1,142 @@
+//! The command line every Retain service binary shares, and the one way a
+//! binary runs its service.
+//!
+//! ```text
+//! retain-ingestion [--config FILE] [serve]    run the gRPC server (default)
+//! retain-ingestion [--config FILE] migrate    apply the migrations and exit
+//! retain-ingestion --help | --version
+//! ```
+//!
+//! A service binary's `main` is one call to [`run`] with the function that
+//! builds the service's [`Services`] from a database and the settings.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
+use sea_orm::DatabaseConnection;
+
+use crate::auth::Authenticator;
+use crate::config::Settings;
+use crate::server::{ServeOptions, Services, serve, shutdown_on_signals};
+
+/// The shared command line.
+#[derive(Debug, Parser)]
+#[command(
+    after_help = "Configuration: built-in defaults < --config FILE (or RETAIN_CONFIG) < \
+                  RETAIN__SECTION__KEY environment variables; see deploy/config/retain.toml."
+)]
+pub struct Cli {
+    /// TOML configuration file.
+    #[arg(short, long, global = true, env = "RETAIN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// What to do (default: serve).
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum Command {
+    /// Run the gRPC server until SIGTERM or Ctrl-C (the default).
+    Serve,
+    /// Apply the database migrations and exit (the Kubernetes migration Job).
+    Migrate,
+}
+
+impl Cli {
+    /// Parses the process arguments for the binary `name`, described by
+    /// `about`; `--help` and `--version` print and exit.
+    pub fn parse_for(name: &'static str, about: &'static str) -> Self {
+        let matches = Self::command()
+            .name(name)
+            .bin_name(name)
+            .about(about)
+            .version(env!("CARGO_PKG_VERSION"))
+            .get_matches();
+        match Self::from_arg_matches(&matches) {
+            Ok(cli) => cli,
+            Err(e) => e.exit(),
+        }
+    }
+}
+
+/// Runs a service binary named `name`: parses the command line, loads and
+/// validates the settings, starts telemetry, connects the database, then
+/// either applies the migrations and exits (`migrate`) or builds the
+/// service with `build` and serves it until SIGTERM/Ctrl-C (`serve`).
+///
+/// On SQLite, `serve` applies the migrations first: one process owns the
+/// file and nobody else would. On PostgreSQL, `retain migrate` does (a
+/// replica never changes the schema at start-up).
+pub async fn run<F>(name: &'static str, about: &'static str, build: F) -> anyhow::Result<()>
+where
+    F: FnOnce(DatabaseConnection, &Settings) -> anyhow::Result<Services>,
+{
+    let cli = Cli::parse_for(name, about);
+    let settings = Settings::load(cli.config.as_deref())?;
+    let _telemetry = crate::telemetry::init(&settings.telemetry, name)?;
+    let db = retain_store::connect(&settings.database.url, &settings.database.pool())
+        .await
+        .with_context(|| {
+            format!(
+                "connecting to {}",
+                retain_store::redact(&settings.database.url)
+            )
+        })?;
+    let command = cli.command.unwrap_or(Command::Serve);
+    if command == Command::Migrate {
+        retain_store::migrate(&db).await?;
+        tracing::info!("migrations applied");
+        return Ok(());
+    }
+    if retain_store::backend_of(&settings.database.url)? == retain_store::DatabaseBackend::Sqlite {
+        retain_store::migrate(&db).await?;
+    }
+    let services = build(db.clone(), &settings)?;
+    let addr = settings.server.listen_addr()?;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("binding server.listen = {addr}"))?;
+    let bound = listener.local_addr()?;
+    if let Some(path) = &settings.server.address_file {
+        write_address(path, &bound.to_string())
+            .with_context(|| format!("writing server.address_file {}", path.display()))?;
+    }
+    let opts = ServeOptions {
+        settings: settings.server.clone(),
+        auth: Arc::new(Authenticator::from_settings(&settings.auth)?),
+        db,
+        health_interval: Duration::from_secs(5),
+    };
+    tracing::info!(addr = %bound, services = ?services.names(), workers = ?services.worker_names(), "{name} listening");
+    serve(listener, opts, services, shutdown_on_signals()).await?;
+    tracing::info!("{name} stopped");
+    Ok(())
+}
+
+/// Writes `address` to `path` whole: to a temporary file first, renamed
+/// into place, so a reader never sees half an address.
+fn write_address(path: &Path, address: &str) -> std::io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, address)?;
+    std::fs::rename(&tmp, path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_parses_config_anywhere_and_defaults_to_serve() {
+        let cli = Cli::try_parse_from(["x", "migrate", "--config", "a.toml"]).expect("parses");
+        assert_eq!(cli.command, Some(Command::Migrate));
+        assert_eq!(cli.config.as_deref(), Some(Path::new("a.toml")));
+        let cli = Cli::try_parse_from(["x", "-c", "b.toml"]).expect("parses");
+        assert_eq!(cli.command, None);
+        let err = Cli::try_parse_from(["x", "frobnicate"]).expect_err("unknown subcommand");
+        assert!(err.to_string().contains("frobnicate"), "{err}");
+    }
+}

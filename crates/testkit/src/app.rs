@@ -1,0 +1,206 @@
+//! A service spawned in-process on `127.0.0.1:0`, the way its binary runs
+//! it (`retain_runtime::serve`, with its workers), on a test database.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use retain_bus::{Bus, Topic};
+use retain_proto::v1;
+use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
+use retain_runtime::server::ServerError;
+use retain_runtime::{ServeOptions, Services, Settings};
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tonic::Status;
+use tonic::transport::Channel;
+
+use crate::db::TestDatabase;
+use crate::fixtures::batch;
+use crate::tokens::{WRITER, authenticator, with_token};
+
+/// Test settings: tenants bill in EUR, the default onboarding checklist,
+/// and a one-second shutdown grace so a test that stops a server is quick.
+pub fn settings() -> Settings {
+    let mut s = Settings::default();
+    s.tenants.default.base_currency = "EUR".into();
+    s.server.shutdown_grace_ms = 1_000;
+    s
+}
+
+/// A running service and what a test needs to talk to it.
+pub struct TestApp {
+    /// Its database.
+    pub db: TestDatabase,
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// `http://127.0.0.1:port`.
+    pub url: String,
+    /// A connected channel, for any client.
+    pub channel: Channel,
+    /// An `IngestionService` client on [`TestApp::channel`] (tokens go on
+    /// each request: [`with_token`]).
+    pub client: IngestionServiceClient<Channel>,
+    shutdown: CancellationToken,
+    server: Option<JoinHandle<Result<(), ServerError>>>,
+}
+
+impl std::fmt::Debug for TestApp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TestApp").field("url", &self.url).finish()
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// Spawns the service `build` makes, with [`settings`].
+pub async fn spawn_app<F>(db: TestDatabase, build: F) -> TestApp
+where
+    F: FnOnce(DatabaseConnection, &Settings) -> anyhow::Result<Services>,
+{
+    spawn_app_with(db, settings(), build).await
+}
+
+/// Spawns the service `build` makes from `settings` on `db`, serving on a
+/// port of `127.0.0.1` the system picks, with the [`crate::tokens`].
+pub async fn spawn_app_with<F>(db: TestDatabase, settings: Settings, build: F) -> TestApp
+where
+    F: FnOnce(DatabaseConnection, &Settings) -> anyhow::Result<Services>,
+{
+    let services = build(db.conn.clone(), &settings).expect("build the service");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let opts = ServeOptions {
+        settings: settings.server.clone(),
+        auth: Arc::new(authenticator()),
+        db: db.conn.clone(),
+        health_interval: Duration::from_secs(1),
+    };
+    let server = tokio::spawn(retain_runtime::serve(
+        listener,
+        opts,
+        services,
+        shutdown.clone(),
+    ));
+    let url = format!("http://{addr}");
+    let channel = tonic::transport::Endpoint::from_shared(url.clone())
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    TestApp {
+        db,
+        addr,
+        url,
+        client: IngestionServiceClient::new(channel.clone()).max_encoding_message_size(64 << 20),
+        channel,
+        shutdown,
+        server: Some(server),
+    }
+}
+
+impl TestApp {
+    /// Shuts the server down as SIGTERM would and returns what `serve`
+    /// returned, once its workers have stopped.
+    pub async fn stop(mut self) -> Result<(), ServerError> {
+        self.shutdown.cancel();
+        let server = self.server.take().unwrap();
+        server.await.expect("the server task panicked")
+    }
+
+    /// `IngestSignals` as `token`.
+    pub async fn ingest(
+        &self,
+        token: &str,
+        req: v1::IngestSignalsRequest,
+    ) -> Result<v1::IngestSignalsResponse, Status> {
+        self.client
+            .clone()
+            .ingest_signals(with_token(token, req))
+            .await
+            .map(tonic::Response::into_inner)
+    }
+
+    /// Ingests `signals` as acme (LIVE) and expects an answer.
+    pub async fn send(&self, signals: Vec<v1::Signal>) -> v1::IngestSignalsResponse {
+        self.ingest(WRITER, batch(signals)).await.unwrap()
+    }
+
+    /// Ingests `signals` as acme and expects the call to fail.
+    pub async fn send_err(&self, signals: Vec<v1::Signal>) -> Status {
+        self.ingest(WRITER, batch(signals)).await.unwrap_err()
+    }
+
+    /// Rows in `table`.
+    pub async fn count(&self, table: &str) -> i64 {
+        self.scalar(&format!("SELECT COUNT(*) FROM {table}")).await
+    }
+
+    /// The integer `sql` selects.
+    pub async fn scalar(&self, sql: &str) -> i64 {
+        let backend = self.db.conn.get_database_backend();
+        let row = self
+            .db
+            .conn
+            .query_one_raw(Statement::from_string(backend, sql.to_owned()))
+            .await
+            .unwrap()
+            .unwrap();
+        row.try_get_by_index::<i64>(0).unwrap()
+    }
+
+    /// Runs `sql`.
+    pub async fn exec(&self, sql: &str) {
+        let backend = self.db.conn.get_database_backend();
+        self.db
+            .conn
+            .execute_raw(Statement::from_string(backend, sql.to_owned()))
+            .await
+            .unwrap();
+    }
+
+    /// What the service published on `topic` for `group` and nobody has
+    /// consumed yet, oldest first, as (key, message): read through the
+    /// bus API without leasing anything.
+    pub async fn published<M: prost::Message + Default>(
+        &self,
+        topic: Topic<M>,
+        group: &str,
+    ) -> Vec<(String, M)> {
+        let bus = Bus::new(self.db.conn.clone());
+        bus.peek(topic.name(), group, 100_000)
+            .await
+            .unwrap()
+            .iter()
+            .map(|d| {
+                (
+                    d.key.clone().unwrap_or_default(),
+                    topic.decode(d).unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// `signals.recorded` messages waiting for `group`.
+    pub async fn recorded(&self, group: &str) -> Vec<(String, v1::SignalsRecorded)> {
+        self.published(retain_bus::topics::SIGNALS_RECORDED, group)
+            .await
+    }
+
+    /// Rows in every table ingestion writes, and its bus messages.
+    pub async fn footprint(&self) -> [i64; 5] {
+        [
+            self.count("signal_ids").await,
+            self.count("signals").await,
+            self.count("accounts").await,
+            self.count("users").await,
+            self.count("bus_messages").await,
+        ]
+    }
+}

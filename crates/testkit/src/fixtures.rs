@@ -1,0 +1,158 @@
+//! Fixtures: valid signals of every kind (tenants bill in EUR, see
+//! [`crate::settings`]), and readers of ingestion answers.
+
+use retain_proto::v1;
+
+/// A request carrying `signals` (LIVE, not all-or-nothing).
+pub fn batch(signals: Vec<v1::Signal>) -> v1::IngestSignalsRequest {
+    v1::IngestSignalsRequest {
+        signals,
+        ..Default::default()
+    }
+}
+
+/// Seconds since the epoch, now.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// A timestamp `seconds` after the epoch.
+pub fn ts(seconds: i64) -> Option<prost_types::Timestamp> {
+    Some(prost_types::Timestamp { seconds, nanos: 0 })
+}
+
+/// A signal an hour ago.
+pub fn signal(event_id: &str, account: &str, body: v1::signal::Body) -> v1::Signal {
+    v1::Signal {
+        event_id: event_id.into(),
+        account_id: account.into(),
+        occurred_at: ts(now() - 3_600),
+        body: Some(body),
+    }
+}
+
+/// `minor` cents of EUR.
+pub fn eur(minor: i64) -> Option<v1::Money> {
+    Some(v1::Money {
+        amount_minor: minor,
+        currency: "EUR".into(),
+    })
+}
+
+/// A session of `user` lasting `seconds`.
+pub fn session(user: &str, seconds: i64) -> v1::signal::Body {
+    v1::signal::Body::Session(v1::Session {
+        user_id: user.into(),
+        duration_seconds: seconds,
+    })
+}
+
+/// An NPS answer of `score`.
+pub fn nps(score: i32) -> v1::signal::Body {
+    v1::signal::Body::Survey(v1::SurveyAnswer {
+        kind: v1::SurveyKind::Nps as i32,
+        score,
+        user_id: "u1".into(),
+        ..Default::default()
+    })
+}
+
+/// A monthly subscription at `minor` cents of EUR (0: churned for price).
+pub fn subscription(minor: i64) -> v1::signal::Body {
+    v1::signal::Body::Subscription(v1::SubscriptionChange {
+        amount: eur(minor),
+        interval: v1::BillingInterval::Monthly as i32,
+        churn_reason: if minor == 0 {
+            v1::ChurnReason::Price as i32
+        } else {
+            0
+        },
+        add_on: false,
+    })
+}
+
+/// One valid signal of every kind, for `account` (cost is portfolio-wide).
+pub fn every_kind(prefix: &str, account: &str) -> Vec<v1::Signal> {
+    use v1::signal::Body;
+    let bodies = vec![
+        Body::Account(v1::AccountUpsert {
+            name: Some("Acme GmbH".into()),
+            segment: Some("Agencies".into()),
+            plan: Some("pro".into()),
+            csm_owner_email: Some("csm@vendor.io".into()),
+            contact_emails: vec!["ops@acme.io".into()],
+            seats: Some(25),
+            lifecycle: v1::LifecycleStage::Active as i32,
+            renewal_date: ts(now() + 90 * 86_400),
+            acquisition_cost: eur(120_000),
+        }),
+        session("u1", 1_800),
+        Body::Action(v1::ProductAction {
+            user_id: "u2".into(),
+            action_key: "export_report".into(),
+            count: 3,
+        }),
+        Body::Ticket(v1::SupportTicket {
+            ticket_id: "T-1".into(),
+            status: v1::TicketStatus::Opened as i32,
+            topics: vec!["integration".into()],
+            contacts_until_resolution: 0,
+        }),
+        nps(9),
+        subscription(49_900),
+        Body::Billing(v1::BillingStatusChange {
+            status: v1::BillingStatus::Current as i32,
+        }),
+        Body::Renewal(v1::Renewal {
+            outcome: v1::RenewalOutcome::Due as i32,
+            contract_end: ts(now() + 90 * 86_400),
+        }),
+        Body::Trial(v1::Trial {
+            event: v1::TrialEvent::Converted as i32,
+        }),
+        Body::Milestone(v1::OnboardingMilestone {
+            milestone_key: "data_source_connected".into(),
+            achieved: true,
+            user_id: "u1".into(),
+        }),
+        Body::Purchase(v1::Purchase { amount: eur(5_000) }),
+    ];
+    let mut out: Vec<v1::Signal> = bodies
+        .into_iter()
+        .enumerate()
+        .map(|(i, b)| signal(&format!("{prefix}-{i}"), account, b))
+        .collect();
+    out.push(signal(
+        &format!("{prefix}-cost"),
+        "*",
+        Body::Cost(v1::Cost {
+            kind: v1::CostKind::CustomerSuccess as i32,
+            amount: eur(1_000_000),
+            period: Some(v1::Period {
+                start: ts(now() - 30 * 86_400),
+                end: ts(now()),
+            }),
+        }),
+    ));
+    out
+}
+
+/// The outcome of every signal of an answer, in order.
+pub fn outcomes(r: &v1::IngestSignalsResponse) -> Vec<v1::SignalOutcome> {
+    r.results
+        .iter()
+        .map(|x| v1::SignalOutcome::try_from(x.outcome).unwrap())
+        .collect()
+}
+
+/// The field paths of result `i`'s violations.
+pub fn fields(r: &v1::IngestSignalsResponse, i: usize) -> Vec<String> {
+    r.results[i]
+        .violations
+        .iter()
+        .map(|v| v.field.clone())
+        .collect()
+}

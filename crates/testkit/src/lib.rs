@@ -1,0 +1,29 @@
+//! Retain's test kit: what every service's tests need, written once.
+//!
+//! - [`db`]: a freshly migrated database per test, on SQLite and on a
+//!   throwaway PostgreSQL cluster ([`storage_test!`] runs a body on both),
+//!   and [`eventually`] to wait for a condition instead of sleeping.
+//! - [`app`]: a service spawned in-process on `127.0.0.1:0` through the
+//!   same `retain_runtime::serve` a binary uses, with typed clients.
+//! - [`tokens`]: bearer tokens for two tenants and every role.
+//! - [`fixtures`]: valid signals of every kind, and readers of answers.
+//!
+//! ```text
+//! retain_testkit::storage_test!(async fn accepts_a_session(db) {
+//!     let app = spawn_app(db, retain_ingestion::services).await;
+//!     let r = app.send(vec![signal("e-1", "acme-1", session("u1", 60))]).await;
+//!     assert_eq!(r.accepted, 1);
+//! });
+//! ```
+
+#![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // A test kit fails loudly.
+
+pub mod app;
+pub mod db;
+pub mod fixtures;
+pub mod tokens;
+
+pub use app::{TestApp, settings, spawn_app, spawn_app_with};
+pub use db::{BenchPostgres, PgCluster, TestDatabase, eventually};
+pub use fixtures::*;
+pub use tokens::{GLOBEX, INGEST_ONLY, READER, WRITER, authenticator, with_token};
