@@ -197,14 +197,22 @@ impl Exact {
             (Self::Absent(r), _) | (_, Self::Absent(r)) => Self::Absent(r),
         }
     }
+}
 
-    /// `self × other`.
-    pub fn mul(self, other: Self) -> Self {
+impl std::ops::Mul for Exact {
+    type Output = Self;
+
+    /// `self × other`; absent if either is (or on overflow).
+    fn mul(self, other: Self) -> Self {
         self.zip(other, Ratio::checked_mul)
     }
+}
 
-    /// `self / other`, absent when `other` is 0.
-    pub fn div(self, other: Self) -> Self {
+impl std::ops::Div for Exact {
+    type Output = Self;
+
+    /// `self / other`; absent when `other` is 0 (or on overflow).
+    fn div(self, other: Self) -> Self {
         self.zip(other, Ratio::checked_div)
     }
 }
@@ -245,7 +253,7 @@ impl MoneyMeasure {
     /// `self × factor` (a dimensionless factor).
     pub fn scale(self, factor: Exact) -> Self {
         Self {
-            minor: self.minor.mul(factor),
+            minor: self.minor * factor,
             ..self
         }
     }
@@ -253,7 +261,7 @@ impl MoneyMeasure {
     /// `self / divisor` (a dimensionless divisor).
     pub fn per(self, divisor: Exact) -> Self {
         Self {
-            minor: self.minor.div(divisor),
+            minor: self.minor / divisor,
             ..self
         }
     }
@@ -264,7 +272,7 @@ impl MoneyMeasure {
         if self.currency != other.currency {
             return Err(MoneyError::CurrencyMismatch(self.currency, other.currency));
         }
-        Ok(self.minor.div(other.minor))
+        Ok(self.minor / other.minor)
     }
 }
 
@@ -295,10 +303,19 @@ mod tests {
     #[test]
     fn arithmetic_is_exact() {
         let third = r(1, 3);
-        assert_eq!(third.checked_add(third).and_then(|x| x.checked_add(third)), Some(Ratio::ONE));
-        assert_eq!(r(4_900, 1).checked_div(r(7, 1_000)), Some(Ratio::integer(700_000)));
+        assert_eq!(
+            third.checked_add(third).and_then(|x| x.checked_add(third)),
+            Some(Ratio::ONE)
+        );
+        assert_eq!(
+            r(4_900, 1).checked_div(r(7, 1_000)),
+            Some(Ratio::integer(700_000))
+        );
         assert_eq!(Ratio::ONE.checked_div(Ratio::ZERO), None);
-        assert_eq!(Exact::ratio(1, 1).div(Exact::ratio(0, 5)), Exact::Absent(Absence::ZeroDenominator));
+        assert_eq!(
+            Exact::ratio(1, 1) / Exact::ratio(0, 5),
+            Exact::Absent(Absence::ZeroDenominator)
+        );
         assert_eq!(r(7, 2).to_f64(), 3.5);
     }
 }

@@ -15,8 +15,8 @@ pub mod signal;
 pub mod time;
 pub mod validation;
 
-pub use ids::{AccountId, IdError, TenantId};
 pub use exact::{Exact, MoneyMeasure, Ratio};
+pub use ids::{AccountId, IdError, TenantId};
 pub use measure::{Absence, Measure};
 pub use money::{Currency, Money, MoneyError};
 pub use time::{Granularity, Period, Timestamp};

@@ -244,8 +244,8 @@ impl Period {
         let mut month = Self::containing(self.start, Granularity::Month);
         while month.start < self.end {
             let overlap = self.end.min(month.end).0 - self.start.max(month.start).0;
-            let part = Ratio::new(i128::from(overlap), i128::from(month.micros()))
-                .unwrap_or(Ratio::ZERO);
+            let part =
+                Ratio::new(i128::from(overlap), i128::from(month.micros())).unwrap_or(Ratio::ZERO);
             // Denominators are month lengths: the sum stays small.
             total = total.checked_add(part).unwrap_or(total);
             month = month.next(Granularity::Month);
@@ -277,7 +277,10 @@ mod tests {
         let t = Timestamp::from_ymd_hms(2024, 5, 15, 12, 0, 0).plus_micros(100_000);
         assert_eq!(t.to_string(), "2024-05-15T12:00:00.100000Z");
         assert_eq!((t.seconds(), t.subsec_micros()), (1_715_774_400, 100_000));
-        assert_eq!(Timestamp::from_micros(-1).to_string(), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(
+            Timestamp::from_micros(-1).to_string(),
+            "1969-12-31T23:59:59.999999Z"
+        );
         assert_eq!(Timestamp::from_micros(-1).day_number(), -1);
     }
 
@@ -308,9 +311,23 @@ mod tests {
         assert_eq!(Period::month(2024, 5).calendar_months(), Ratio::ONE);
         assert_eq!(Period::month(2024, 2).calendar_months(), Ratio::ONE);
         assert_eq!(q.calendar_months(), Ratio::integer(3));
-        let may_week = Period::new(Timestamp::from_ymd(2024, 5, 6), Timestamp::from_ymd(2024, 5, 13)).unwrap();
+        let may_week = Period::new(
+            Timestamp::from_ymd(2024, 5, 6),
+            Timestamp::from_ymd(2024, 5, 13),
+        )
+        .unwrap();
         assert_eq!(may_week.calendar_months(), Ratio::new(7, 31).unwrap());
-        let across = Period::new(Timestamp::from_ymd(2024, 2, 15), Timestamp::from_ymd(2024, 3, 15)).unwrap();
-        assert_eq!(across.calendar_months(), Ratio::new(15, 29).unwrap().checked_add(Ratio::new(14, 31).unwrap()).unwrap());
+        let across = Period::new(
+            Timestamp::from_ymd(2024, 2, 15),
+            Timestamp::from_ymd(2024, 3, 15),
+        )
+        .unwrap();
+        assert_eq!(
+            across.calendar_months(),
+            Ratio::new(15, 29)
+                .unwrap()
+                .checked_add(Ratio::new(14, 31).unwrap())
+                .unwrap()
+        );
     }
 }

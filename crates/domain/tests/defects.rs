@@ -5,12 +5,18 @@
 mod common;
 
 use common::{change, churn, eur};
-use retain_domain::health::{self, Band, BillingStatus, Dimension, HealthSnapshot, Metric, Normaliser, ScoringModel};
-use retain_domain::kpi::revenue::{self, ChurnReason, MovementKind, Purchase, movements, purchase_rates, revenue_kpis};
+use retain_domain::health::{
+    self, Band, BillingStatus, Dimension, HealthSnapshot, Metric, Normaliser, ScoringModel,
+};
+use retain_domain::kpi::revenue::{
+    self, ChurnReason, MovementKind, Purchase, movements, purchase_rates, revenue_kpis,
+};
 use retain_domain::kpi::scorecard::{InsightInputs, insights};
 use retain_domain::routing::{self, Rule, Sent};
 use retain_domain::signal::{self, BillingInterval, Rules, Signal, SignalBody};
-use retain_domain::{Currency, Exact, Measure, Money, MoneyError, MoneyMeasure, Period, Ratio, Timestamp};
+use retain_domain::{
+    Currency, Exact, Measure, Money, MoneyError, MoneyMeasure, Period, Ratio, Timestamp,
+};
 
 fn may() -> Period {
     Period::month(2024, 5)
@@ -27,7 +33,13 @@ fn d1_ltv_to_crc_exactly_2_to_1_warns() {
     let mut changes: Vec<_> = (0..1000)
         .map(|i| change(&format!("a{i}"), Timestamp::from_ymd(2024, 4, 1), 4_900))
         .collect();
-    changes.extend((0..7).map(|i| churn(&format!("a{i}"), Timestamp::from_ymd(2024, 5, 10), ChurnReason::Price)));
+    changes.extend((0..7).map(|i| {
+        churn(
+            &format!("a{i}"),
+            Timestamp::from_ymd(2024, 5, 10),
+            ChurnReason::Price,
+        )
+    }));
     let k = revenue_kpis(&changes, may(), eur()).unwrap();
     let ltv = revenue::ltv(k.arpa, Ratio::ONE, k.logo_churn_rate());
     assert_eq!(ltv.minor, Exact::Value(Ratio::integer(700_000)), "7,000.00");
@@ -50,8 +62,15 @@ fn d1_ltv_to_cac_exactly_3_to_1_does_not_warn() {
     let mut changes: Vec<_> = (0..100)
         .map(|i| change(&format!("a{i}"), Timestamp::from_ymd(2024, 4, 1), 7_500))
         .collect();
-    changes.extend((0..7).map(|i| churn(&format!("a{i}"), Timestamp::from_ymd(2024, 5, 10), ChurnReason::Price)));
-    changes.extend((0..7).map(|i| change(&format!("n{i}"), Timestamp::from_ymd(2024, 5, 12), 7_500)));
+    changes.extend((0..7).map(|i| {
+        churn(
+            &format!("a{i}"),
+            Timestamp::from_ymd(2024, 5, 10),
+            ChurnReason::Price,
+        )
+    }));
+    changes
+        .extend((0..7).map(|i| change(&format!("n{i}"), Timestamp::from_ymd(2024, 5, 12), 7_500)));
     let k = revenue_kpis(&changes, may(), eur()).unwrap();
     assert_eq!(k.new_accounts, 7);
     let ltv = revenue::ltv(k.arpa, Ratio::ONE, k.logo_churn_rate());
@@ -109,7 +128,10 @@ fn d9_money_inputs_carry_their_currency() {
     let ltv = MoneyMeasure::ratio(eur(), 700_000, 1);
     let crc = revenue::crc(Money::new(350_000, usd), 1);
     assert_eq!(crc.currency, usd);
-    assert_eq!(revenue::ratio(ltv, crc), Err(MoneyError::CurrencyMismatch(eur(), usd)));
+    assert_eq!(
+        revenue::ratio(ltv, crc),
+        Err(MoneyError::CurrencyMismatch(eur(), usd))
+    );
     let cac = revenue::cac(Money::new(350_000, eur()), 1);
     assert_eq!(revenue::ratio(ltv, cac), Ok(Exact::ratio(2, 1)));
 }
@@ -127,9 +149,24 @@ fn d3_sub_second_order_is_kept() {
     up.seq = "evt-9".into();
     let mut cancel = churn("a", noon_plus_ms(900), ChurnReason::Price);
     cancel.seq = "evt-10".into();
-    let changes = vec![change("a", Timestamp::from_ymd(2024, 4, 1), 10_000), up, cancel];
-    let kinds: Vec<_> = movements(&changes, eur()).unwrap().into_iter().map(|m| m.kind).collect();
-    assert_eq!(kinds, [MovementKind::New, MovementKind::Expansion, MovementKind::Churn]);
+    let changes = vec![
+        change("a", Timestamp::from_ymd(2024, 4, 1), 10_000),
+        up,
+        cancel,
+    ];
+    let kinds: Vec<_> = movements(&changes, eur())
+        .unwrap()
+        .into_iter()
+        .map(|m| m.kind)
+        .collect();
+    assert_eq!(
+        kinds,
+        [
+            MovementKind::New,
+            MovementKind::Expansion,
+            MovementKind::Churn
+        ]
+    );
     let k = revenue_kpis(&changes, may(), eur()).unwrap();
     assert_eq!(k.mrr.minor, 0);
     assert_eq!(k.churned_accounts, 1);
@@ -143,14 +180,26 @@ fn d3_sub_second_order_is_kept() {
 fn d4_cooldown_suppresses_a_late_trigger_before_the_sent_one() {
     let t = Timestamp::from_ymd(2024, 5, 15);
     let week = 7 * 86_400;
-    let history = [Sent { rule: Rule::BandRed, at: t }];
-    assert_eq!(routing::cooldown(&history, Rule::BandRed, t.plus(-3_600), week), Some(t.plus(week)));
-    assert_eq!(routing::cooldown(&history, Rule::BandRed, t.plus(-week), week), None, "a full cooldown apart");
+    let history = [Sent {
+        rule: Rule::BandRed,
+        at: t,
+    }];
+    assert_eq!(
+        routing::cooldown(&history, Rule::BandRed, t.plus(-3_600), week),
+        Some(t.plus(week))
+    );
+    assert_eq!(
+        routing::cooldown(&history, Rule::BandRed, t.plus(-week), week),
+        None,
+        "a full cooldown apart"
+    );
 }
 
 fn with_actions() -> ScoringModel {
-    let mut m = ScoringModel::default();
-    m.version = 2;
+    let mut m = ScoringModel {
+        version: 2,
+        ..Default::default()
+    };
     m.dimensions[0].weight = 30.0;
     m.dimensions[3].weight = 20.0;
     m.dimensions.push(Dimension {
@@ -240,11 +289,21 @@ fn d7_tiny_annual_amounts_are_rejected_not_churned() {
     };
     for tiny in 1..=5 {
         let err = signal::validate(&sub(tiny, None), &r).unwrap_err();
-        assert_eq!(err.first_field(), Some("subscription.amount.amount_minor"), "{tiny}: {err}");
+        assert_eq!(
+            err.first_field(),
+            Some("subscription.amount.amount_minor"),
+            "{tiny}: {err}"
+        );
         assert!(err.to_string().contains("rounds to 0"), "{err}");
     }
-    assert!(signal::validate(&sub(6, None), &r).is_ok(), "6 / 12 rounds to 1");
-    assert!(signal::validate(&sub(0, Some(ChurnReason::Price)), &r).is_ok(), "a real churn");
+    assert!(
+        signal::validate(&sub(6, None), &r).is_ok(),
+        "6 / 12 rounds to 1"
+    );
+    assert!(
+        signal::validate(&sub(0, Some(ChurnReason::Price)), &r).is_ok(),
+        "a real churn"
+    );
 }
 
 /// D8: re-scoring the same inputs with a reordered model is no change: the
@@ -276,12 +335,20 @@ fn d8_reordered_model_names_no_mover() {
     assert!(v2.validate().is_ok());
     let across = health::score(&v2, &snap, Some(&first.as_previous(&model))).unwrap();
     assert_ne!(across.delta, Some(0.0));
-    assert_eq!((across.top_mover, across.model_changed, across.model_version), (None, true, 2));
+    assert_eq!(
+        (across.top_mover, across.model_changed, across.model_version),
+        (None, true, 2)
+    );
     // Within one version, movers are matched by key whatever the order.
     let worse = HealthSnapshot {
         tickets_opened_30d: Some(3.0),
         ..snap
     };
     let moved = health::score(&reordered, &worse, Some(&again.as_previous(&reordered))).unwrap();
-    assert_eq!(moved.top_mover.map(|i| reordered.dimensions[i].key.as_str()), Some("support_tickets"));
+    assert_eq!(
+        moved
+            .top_mover
+            .map(|i| reordered.dimensions[i].key.as_str()),
+        Some("support_tickets")
+    );
 }

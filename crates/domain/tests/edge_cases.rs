@@ -155,9 +155,13 @@ fn currencies_never_mix_and_negative_mrr_is_refused() {
 
 #[test]
 fn costs_spanning_periods_are_prorated_exactly() {
-    let q2 = Period::new(Timestamp::from_ymd(2024, 4, 1), Timestamp::from_ymd(2024, 7, 1)).unwrap();
+    let q2 = Period::new(
+        Timestamp::from_ymd(2024, 4, 1),
+        Timestamp::from_ymd(2024, 7, 1),
+    )
+    .unwrap();
     let costs = [
-        (Money::new(91_000, eur()), q2),  // 91 days, 31 in May
+        (Money::new(91_000, eur()), q2),   // 91 days, 31 in May
         (Money::new(5_000, eur()), may()), // all in May
         (Money::new(7_000, eur()), Period::month(2024, 6)), // none
     ];

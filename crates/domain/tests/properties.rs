@@ -29,7 +29,11 @@ fn changes() -> impl Strategy<Value = Vec<MrrChange>> {
         v.into_iter()
             .enumerate()
             .map(|(i, (acct, day, mrr))| {
-                let mut c = change(&format!("acct{acct}"), Timestamp::from_seconds(BASE + day * 86_400), mrr);
+                let mut c = change(
+                    &format!("acct{acct}"),
+                    Timestamp::from_seconds(BASE + day * 86_400),
+                    mrr,
+                );
                 c.seq = format!("e{i}");
                 c
             })
@@ -90,67 +94,95 @@ fn snapshot() -> impl Strategy<Value = HealthSnapshot> {
         Just(BillingStatus::Collections),
     ]);
     let actions = prop::option::of(prop::collection::vec(
-        (prop_oneof![Just("export_report"), Just("invite_user"), Just("other")], metric(20.0)),
+        (
+            prop_oneof![Just("export_report"), Just("invite_user"), Just("other")],
+            metric(20.0),
+        ),
         0..4,
     ));
-    (metric(31.0), metric(10.0), metric(6.0), billing, actions, metric(100.0)).prop_map(
-        |(active, nps, tickets, billing, actions, onboarding)| HealthSnapshot {
-            active_days_30d: active,
-            nps_mean: nps,
-            tickets_opened_30d: tickets,
-            billing_status: billing,
-            actions_30d: actions.map(|a| {
-                a.into_iter().map(|(k, n)| (k.to_owned(), n.unwrap_or(0.0))).collect()
-            }),
-            onboarding,
-        },
+    (
+        metric(31.0),
+        metric(10.0),
+        metric(6.0),
+        billing,
+        actions,
+        metric(100.0),
     )
+        .prop_map(
+            |(active, nps, tickets, billing, actions, onboarding)| HealthSnapshot {
+                active_days_30d: active,
+                nps_mean: nps,
+                tickets_opened_30d: tickets,
+                billing_status: billing,
+                actions_30d: actions.map(|a| {
+                    a.into_iter()
+                        .map(|(k, n)| (k.to_owned(), n.unwrap_or(0.0)))
+                        .collect()
+                }),
+                onboarding,
+            },
+        )
 }
 
 /// A six-dimension model (every metric) with odd weights and a policy.
 fn model() -> impl Strategy<Value = ScoringModel> {
-    prop_oneof![Just(MissingData::Redistribute), Just(MissingData::Neutral), Just(MissingData::Zero)].prop_map(
-        |missing| {
-            let mut m = ScoringModel::default();
-            m.missing = missing;
-            for (d, w) in m.dimensions.iter_mut().zip([23.3, 7.7, 19.1, 21.0]) {
-                d.weight = w;
-            }
-            m.dimensions.push(Dimension {
-                key: "key_actions".into(),
-                weight: 16.6,
-                metric: Metric::Actions30d,
-                normaliser: Normaliser::ActionImpact {
-                    impacts: vec![("export_report".into(), 10.0), ("invite_user".into(), 7.5)],
-                    cap: 120.0,
-                },
-            });
-            m.dimensions.push(Dimension {
-                key: "onboarding".into(),
-                weight: 12.3,
-                metric: Metric::Onboarding,
-                normaliser: Normaliser::LinearToTarget { target: 100.0, cap: 100.0 },
-            });
-            m
-        },
-    )
+    prop_oneof![
+        Just(MissingData::Redistribute),
+        Just(MissingData::Neutral),
+        Just(MissingData::Zero)
+    ]
+    .prop_map(|missing| {
+        let mut m = ScoringModel {
+            missing,
+            ..Default::default()
+        };
+        for (d, w) in m.dimensions.iter_mut().zip([23.3, 7.7, 19.1, 21.0]) {
+            d.weight = w;
+        }
+        m.dimensions.push(Dimension {
+            key: "key_actions".into(),
+            weight: 16.6,
+            metric: Metric::Actions30d,
+            normaliser: Normaliser::ActionImpact {
+                impacts: vec![("export_report".into(), 10.0), ("invite_user".into(), 7.5)],
+                cap: 120.0,
+            },
+        });
+        m.dimensions.push(Dimension {
+            key: "onboarding".into(),
+            weight: 12.3,
+            metric: Metric::Onboarding,
+            normaliser: Normaliser::LinearToTarget {
+                target: 100.0,
+                cap: 100.0,
+            },
+        });
+        m
+    })
 }
 
 /// `n` accounts paying `price` from before May, `churned` of them churning
 /// in May and `new` new accounts at `price` joining in May.
 fn may_portfolio(n: u32, churned: u32, new: u32, price: i64) -> RevenueKpis {
     let before = Timestamp::from_ymd(2024, 4, 1);
-    let mut cs: Vec<MrrChange> = (0..n).map(|i| change(&format!("a{i}"), before, price)).collect();
+    let mut cs: Vec<MrrChange> = (0..n)
+        .map(|i| change(&format!("a{i}"), before, price))
+        .collect();
     cs.extend((0..churned).map(|i| change(&format!("a{i}"), Timestamp::from_ymd(2024, 5, 9), 0)));
     cs.extend((0..new).map(|i| change(&format!("n{i}"), Timestamp::from_ymd(2024, 5, 20), price)));
     revenue_kpis(&cs, Period::month(2024, 5), eur()).unwrap()
 }
 
 fn warned(ltv_to_cac: Exact, ltv_to_crc: Exact) -> Vec<&'static str> {
-    insights(&InsightInputs { ltv_to_cac, ltv_to_crc, nrr: Measure::Value(100.0), net_mrr_churn: Measure::Value(0.0) })
-        .into_iter()
-        .map(|i| i.key)
-        .collect()
+    insights(&InsightInputs {
+        ltv_to_cac,
+        ltv_to_crc,
+        nrr: Measure::Value(100.0),
+        net_mrr_churn: Measure::Value(0.0),
+    })
+    .into_iter()
+    .map(|i| i.key)
+    .collect()
 }
 
 proptest! {

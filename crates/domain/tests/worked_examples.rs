@@ -51,9 +51,7 @@ fn mrr_1000_paying_customers_at_arpa_750_is_750_000() {
     assert_eq!(k.paying_accounts, 1000);
     assert_eq!(k.arpa.minor, Exact::Value(Ratio::integer(75_000)));
     assert_eq!(
-        k.arpa
-            .minor
-            .mul(Exact::ratio(i128::from(k.paying_accounts), 1)),
+        k.arpa.minor * Exact::ratio(i128::from(k.paying_accounts), 1),
         Exact::ratio(i128::from(k.mrr.minor), 1),
         "MRR = paying × ARPA"
     );

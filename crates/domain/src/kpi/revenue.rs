@@ -410,8 +410,8 @@ pub fn purchase_rates(
         customers.insert(p.account.as_str());
     }
     let avg = MoneyMeasure::ratio(currency, total, count);
-    let per_month = Exact::ratio(count, customers.len() as i128)
-        .div(Exact::Value(period.calendar_months()));
+    let per_month =
+        Exact::ratio(count, customers.len() as i128) / Exact::Value(period.calendar_months());
     Ok((avg, per_month))
 }
 
@@ -432,8 +432,8 @@ pub fn prorated_spend(
         if overlap <= 0 {
             continue;
         }
-        let share = Ratio::new(i128::from(overlap), i128::from(covered.micros()))
-            .unwrap_or(Ratio::ZERO);
+        let share =
+            Ratio::new(i128::from(overlap), i128::from(covered.micros())).unwrap_or(Ratio::ZERO);
         total = Ratio::integer(i128::from(amount.minor))
             .checked_mul(share)
             .and_then(|part| total.checked_add(part))
