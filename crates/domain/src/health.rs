@@ -666,9 +666,8 @@ const FIXED: f64 = 1e9;
 #[inline]
 fn to_fixed(x: f64) -> i64 {
     let y = x * FIXED;
-    let t = y as i64; // toward zero, saturating
-    let frac = y - t as f64;
-    t.saturating_add(i64::from(frac >= 0.5) - i64::from(frac <= -0.5))
+    // Truncating y ± ½ rounds half away from zero; `as` saturates.
+    (y + if y < 0.0 { -0.5 } else { 0.5 }) as i64
 }
 
 /// A fixed-point sum rounded half up to one decimal.
