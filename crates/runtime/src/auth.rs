@@ -14,8 +14,10 @@ use std::task::{Context, Poll};
 use retain_domain::TenantId;
 use sha2::{Digest, Sha256};
 
-use crate::config::AuthSettings;
+use serde::Deserialize;
+
 use crate::error::Error;
+use crate::section::{ConfigError, Section};
 
 /// What a token may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -94,6 +96,63 @@ impl Principal {
 /// The hex SHA-256 of a token, as written in the configuration.
 pub fn token_hash(token: &str) -> String {
     hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Bearer tokens accepted by the service.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuthSettings {
+    /// One entry per token.
+    pub tokens: Vec<TokenSettings>,
+}
+
+/// One bearer token, stored only as its SHA-256 hash.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenSettings {
+    /// Lower-case hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
+    pub sha256: String,
+    /// Tenant the token acts for.
+    pub tenant: String,
+    /// Roles: `ingest`, `read`, `admin`, `csm`.
+    pub roles: Vec<String>,
+    /// Free text naming the holder, for logs.
+    #[serde(default)]
+    pub name: String,
+}
+
+impl Section for AuthSettings {
+    const KEY: &'static str = "auth";
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        for (i, token) in self.tokens.iter().enumerate() {
+            let key = |field: &str| format!("auth.tokens[{i}].{field}");
+            if token.sha256.len() != 64 || !token.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(ConfigError::invalid(
+                    key("sha256"),
+                    "must be 64 hex digits (the SHA-256 of the token)",
+                ));
+            }
+            TenantId::parse(token.tenant.clone()).map_err(|e| {
+                ConfigError::invalid(key("tenant"), format!("{:?} {e}", token.tenant))
+            })?;
+            if token.roles.is_empty() {
+                return Err(ConfigError::invalid(
+                    key("roles"),
+                    "must name at least one role",
+                ));
+            }
+            for (j, role) in token.roles.iter().enumerate() {
+                Role::parse(role).ok_or_else(|| {
+                    ConfigError::invalid(
+                        format!("auth.tokens[{i}].roles[{j}]"),
+                        format!("{role:?} is not a role; use ingest, read, admin or csm"),
+                    )
+                })?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Known tokens by hash.
@@ -230,7 +289,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::TokenSettings;
 
     #[test]
     fn tokens_authenticate_by_hash() {

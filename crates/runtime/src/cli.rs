@@ -7,8 +7,7 @@
 //! retain-ingestion --help | --version
 //! ```
 //!
-//! A service binary's `main` is one call to [`run`] with the function that
-//! builds the service's [`Services`] from a database and the settings.
+//! A service binary's `main` is one call: `run::<TheService>()`.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -16,11 +15,11 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
-use sea_orm::DatabaseConnection;
 
 use crate::auth::Authenticator;
 use crate::config::Settings;
-use crate::server::{ServeOptions, Services, serve, shutdown_on_signals};
+use crate::server::{ServeOptions, serve, shutdown_on_signals};
+use crate::service::Service;
 
 /// The shared command line.
 #[derive(Debug, Parser)]
@@ -63,20 +62,20 @@ impl Cli {
     }
 }
 
-/// Runs a service binary named `name`: parses the command line, loads and
-/// validates the settings, starts telemetry, connects the database, then
-/// either applies the migrations and exits (`migrate`) or builds the
-/// service with `build` and serves it until SIGTERM/Ctrl-C (`serve`).
+/// Runs the binary of service `S`: parses the command line, loads and
+/// validates the settings (its own section included, before anything is
+/// opened), starts telemetry, connects the database, then either applies
+/// the migrations and exits (`migrate`) or builds the service and serves it
+/// until SIGTERM/Ctrl-C (`serve`).
 ///
 /// On SQLite, `serve` applies the migrations first: one process owns the
 /// file and nobody else would. On PostgreSQL, `retain migrate` does (a
 /// replica never changes the schema at start-up).
-pub async fn run<F>(name: &'static str, about: &'static str, build: F) -> anyhow::Result<()>
-where
-    F: FnOnce(DatabaseConnection, &Settings) -> anyhow::Result<Services>,
-{
-    let cli = Cli::parse_for(name, about);
+pub async fn run<S: Service>() -> anyhow::Result<()> {
+    let name = S::NAME;
+    let cli = Cli::parse_for(name, S::ABOUT);
     let settings = Settings::load(cli.config.as_deref())?;
+    let own = settings.section::<S::Settings>()?;
     let _telemetry = crate::telemetry::init(&settings.telemetry, name)?;
     let db = retain_store::connect(&settings.database.url, &settings.database.pool())
         .await
@@ -95,7 +94,7 @@ where
     if retain_store::backend_of(&settings.database.url)? == retain_store::DatabaseBackend::Sqlite {
         retain_store::migrate(&db).await?;
     }
-    let services = build(db.clone(), &settings)?;
+    let services = S::build(db.clone(), &settings, own)?;
     let addr = settings.server.listen_addr()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -5,40 +5,23 @@
 //! being ignored, and [`Settings::validate`] names the offending key.
 //! `deploy/config/retain.toml` is the commented reference.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::auth::Role;
-
-/// A configuration problem, naming the key at fault.
-#[derive(Debug, thiserror::Error)]
-pub enum ConfigError {
-    /// The file or environment could not be read or has the wrong shape.
-    #[error("configuration: {0}")]
-    Load(#[from] config::ConfigError),
-    /// A value is present but not acceptable.
-    #[error("configuration key `{key}`: {reason}")]
-    Invalid {
-        /// Dotted key path (`server.listen`).
-        key: String,
-        /// What is wrong with it.
-        reason: String,
-    },
-}
+use crate::auth::AuthSettings;
+pub use crate::section::{ConfigError, Section};
 
 fn invalid(key: impl Into<String>, reason: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid {
-        key: key.into(),
-        reason: reason.into(),
-    }
+    ConfigError::invalid(key, reason)
 }
 
 /// Everything a Retain service reads at start-up.
 #[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
+#[serde(default)]
 pub struct Settings {
     /// The gRPC server.
     pub server: ServerSettings,
@@ -50,9 +33,15 @@ pub struct Settings {
     pub auth: AuthSettings,
     /// Per-tenant product settings (base currency, onboarding checklist).
     pub tenants: TenantsSettings,
-    /// The ingestion service.
-    pub ingestion: IngestionSettings,
+    /// The services' own sections (`[ingestion]`, …), kept as read and
+    /// parsed by the service that owns them ([`Settings::section`]).
+    #[serde(flatten)]
+    pub sections: HashMap<String, config::Value>,
 }
+
+/// The sections Retain's services own. Any other top-level key is a typo
+/// and stops start-up.
+pub const SERVICE_SECTIONS: &[&str] = &["ingestion", "metrics", "health", "notification"];
 
 /// Per-tenant product settings: `default` for every tenant, `overrides`
 /// for named ones.
@@ -104,22 +93,59 @@ pub struct TenantOverride {
     pub onboarding_checklist: Option<Vec<String>>,
 }
 
-impl TenantsSettings {
+/// A tenant's product settings in domain types, parsed once at start-up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// The currency every money amount must use.
+    pub base_currency: retain_domain::Currency,
+    /// Milestone keys of the onboarding checklist, in order.
+    pub onboarding_checklist: Vec<String>,
+}
+
+/// Every tenant's settings, parsed: the default and the overrides.
+#[derive(Debug, Clone)]
+pub struct Tenants {
+    default: Tenant,
+    overrides: HashMap<String, Tenant>,
+}
+
+impl Tenants {
     /// The settings of `tenant`.
-    pub fn of(&self, tenant: &str) -> TenantSettings {
-        match self.overrides.iter().find(|o| o.id == tenant) {
-            None => self.default.clone(),
-            Some(o) => TenantSettings {
-                base_currency: o
-                    .base_currency
-                    .clone()
-                    .unwrap_or_else(|| self.default.base_currency.clone()),
+    pub fn of(&self, tenant: &str) -> &Tenant {
+        self.overrides.get(tenant).unwrap_or(&self.default)
+    }
+}
+
+impl TenantsSettings {
+    /// Parses every tenant's settings into domain types; an override's
+    /// unset keys fall back to `tenants.default`.
+    pub fn parse(&self) -> Result<Tenants, ConfigError> {
+        self.validate()?;
+        let currency = |key: String, code: &str| {
+            retain_domain::Currency::parse(code).map_err(|e| invalid(key, e.to_string()))
+        };
+        let default = Tenant {
+            base_currency: currency(
+                "tenants.default.base_currency".into(),
+                &self.default.base_currency,
+            )?,
+            onboarding_checklist: self.default.onboarding_checklist.clone(),
+        };
+        let mut overrides = HashMap::new();
+        for (i, o) in self.overrides.iter().enumerate() {
+            let tenant = Tenant {
+                base_currency: match &o.base_currency {
+                    Some(code) => currency(format!("tenants.overrides[{i}].base_currency"), code)?,
+                    None => default.base_currency,
+                },
                 onboarding_checklist: o
                     .onboarding_checklist
                     .clone()
-                    .unwrap_or_else(|| self.default.onboarding_checklist.clone()),
-            },
+                    .unwrap_or_else(|| default.onboarding_checklist.clone()),
+            };
+            overrides.insert(o.id.clone(), tenant);
         }
+        Ok(Tenants { default, overrides })
     }
 
     fn validate(&self) -> Result<(), ConfigError> {
@@ -166,97 +192,6 @@ fn check_tenant(
         }
     }
     Ok(())
-}
-
-/// Ingestion service settings.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct IngestionSettings {
-    /// Most signals in one `IngestSignals` call or one streamed batch.
-    pub max_batch_signals: usize,
-    /// How far in the future `occurred_at` may lie (clock skew), seconds.
-    pub max_future_seconds: i64,
-    /// How far in the past a `LIVE` signal may lie, days; older history
-    /// must be sent with `mode = BACKFILL`.
-    pub max_live_age_days: i64,
-    /// Sustained signals per second one tenant may send; 0 turns the limit
-    /// off. Over it, calls get `RESOURCE_EXHAUSTED` with a retry delay.
-    pub tenant_signals_per_second: u64,
-    /// Signals a tenant may send in a burst above the sustained rate.
-    pub tenant_burst_signals: u64,
-    /// Results of one `StreamSignals` call waiting for a slow reader; when
-    /// full, the server stops reading batches (back-pressure).
-    pub stream_buffered_results: usize,
-    /// Write concurrent calls in shared transactions (one writer per
-    /// replica): no lock waits between calls, one commit for many.
-    pub group_commit: bool,
-    /// Most signals one shared transaction takes.
-    pub group_commit_max_signals: usize,
-    /// Shared transactions in flight at once per replica.
-    pub group_commit_writers: usize,
-}
-
-impl Default for IngestionSettings {
-    fn default() -> Self {
-        Self {
-            max_batch_signals: 5_000,
-            max_future_seconds: 300,
-            max_live_age_days: 30,
-            tenant_signals_per_second: 200_000,
-            tenant_burst_signals: 400_000,
-            stream_buffered_results: 2,
-            group_commit: true,
-            group_commit_max_signals: 20_000,
-            group_commit_writers: 2,
-        }
-    }
-}
-
-impl IngestionSettings {
-    fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_batch_signals == 0 {
-            return Err(invalid("ingestion.max_batch_signals", "must be at least 1"));
-        }
-        if self.max_future_seconds < 0 {
-            return Err(invalid(
-                "ingestion.max_future_seconds",
-                "must not be negative",
-            ));
-        }
-        if self.max_live_age_days < 1 {
-            return Err(invalid("ingestion.max_live_age_days", "must be at least 1"));
-        }
-        if self.group_commit_writers == 0 {
-            return Err(invalid(
-                "ingestion.group_commit_writers",
-                "must be at least 1",
-            ));
-        }
-        if self.group_commit_max_signals == 0 {
-            return Err(invalid(
-                "ingestion.group_commit_max_signals",
-                "must be at least 1",
-            ));
-        }
-        if self.stream_buffered_results == 0 {
-            return Err(invalid(
-                "ingestion.stream_buffered_results",
-                "must be at least 1",
-            ));
-        }
-        if self.tenant_signals_per_second > 0
-            && self.tenant_burst_signals < self.max_batch_signals as u64
-        {
-            return Err(invalid(
-                "ingestion.tenant_burst_signals",
-                format!(
-                    "must be at least ingestion.max_batch_signals ({}), or no full batch could ever pass",
-                    self.max_batch_signals
-                ),
-            ));
-        }
-        Ok(())
-    }
 }
 
 /// gRPC server settings.
@@ -401,29 +336,6 @@ impl Default for TelemetrySettings {
     }
 }
 
-/// Bearer tokens accepted by the service.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AuthSettings {
-    /// One entry per token.
-    pub tokens: Vec<TokenSettings>,
-}
-
-/// One bearer token, stored only as its SHA-256 hash.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TokenSettings {
-    /// Lower-case hex SHA-256 of the token (`printf %s "$TOKEN" | sha256sum`).
-    pub sha256: String,
-    /// Tenant the token acts for.
-    pub tenant: String,
-    /// Roles: `ingest`, `read`, `admin`, `csm`.
-    pub roles: Vec<String>,
-    /// Free text naming the holder, for logs.
-    #[serde(default)]
-    pub name: String,
-}
-
 impl Settings {
     /// Loads defaults, then `file` (or `RETAIN_CONFIG` when `file` is
     /// `None`), then `RETAIN__SECTION__KEY` variables, and validates.
@@ -494,31 +406,33 @@ impl Settings {
         if self.database.max_connections == 0 {
             return Err(invalid("database.max_connections", "must be at least 1"));
         }
-        for (i, token) in self.auth.tokens.iter().enumerate() {
-            let key = |field: &str| format!("auth.tokens[{i}].{field}");
-            if token.sha256.len() != 64 || !token.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
+        self.auth.validate()?;
+        self.tenants.validate()?;
+        for key in self.sections.keys() {
+            if !SERVICE_SECTIONS.contains(&key.as_str()) {
                 return Err(invalid(
-                    key("sha256"),
-                    "must be 64 hex digits (the SHA-256 of the token)",
+                    key.clone(),
+                    format!(
+                        "unknown section; the sections are server, database, telemetry, auth, tenants and {}",
+                        SERVICE_SECTIONS.join(", ")
+                    ),
                 ));
             }
-            retain_domain::TenantId::parse(token.tenant.clone())
-                .map_err(|e| invalid(key("tenant"), format!("{:?} {e}", token.tenant)))?;
-            if token.roles.is_empty() {
-                return Err(invalid(key("roles"), "must name at least one role"));
-            }
-            for (j, role) in token.roles.iter().enumerate() {
-                Role::parse(role).ok_or_else(|| {
-                    invalid(
-                        format!("auth.tokens[{i}].roles[{j}]"),
-                        format!("{role:?} is not a role; use ingest, read, admin or csm"),
-                    )
-                })?;
-            }
         }
-        self.tenants.validate()?;
-        self.ingestion.validate()?;
         Ok(())
+    }
+
+    /// The service section `S` (`[ingestion]`): its defaults overridden by
+    /// the file and the environment, validated. An absent section is the
+    /// defaults.
+    pub fn section<S: Section>(&self) -> Result<S, ConfigError> {
+        let section: S = match self.sections.get(S::KEY) {
+            None => S::default(),
+            Some(value) => S::deserialize(value.clone())
+                .map_err(|e| invalid(S::KEY, e.to_string()))?,
+        };
+        section.validate()?;
+        Ok(section)
     }
 }
 
@@ -625,30 +539,10 @@ mod tests {
             s.tenants.default.onboarding_checklist,
             d.tenants.default.onboarding_checklist
         );
-        let (i, di) = (&s.ingestion, &d.ingestion);
-        assert_eq!(
-            (
-                i.max_batch_signals,
-                i.max_future_seconds,
-                i.max_live_age_days
-            ),
-            (
-                di.max_batch_signals,
-                di.max_future_seconds,
-                di.max_live_age_days
-            )
-        );
-        assert_eq!(
-            (
-                i.tenant_signals_per_second,
-                i.tenant_burst_signals,
-                i.stream_buffered_results
-            ),
-            (
-                di.tenant_signals_per_second,
-                di.tenant_burst_signals,
-                di.stream_buffered_results
-            )
+        assert!(
+            s.sections.keys().all(|k| SERVICE_SECTIONS.contains(&k.as_str())),
+            "{:?}",
+            s.sections.keys()
         );
     }
 
@@ -660,10 +554,11 @@ mod tests {
             "[tenants.default]\nbase_currency = \"EUR\"\n[[tenants.overrides]]\nid = \"acme\"\nbase_currency = \"GBP\"\n",
         );
         let s = Settings::load_from(Some(&path), env(&[])).expect("loads");
-        assert_eq!(s.tenants.of("acme").base_currency, "GBP");
-        assert_eq!(s.tenants.of("other").base_currency, "EUR");
+        let tenants = s.tenants.parse().expect("parses");
+        assert_eq!(tenants.of("acme").base_currency.as_str(), "GBP");
+        assert_eq!(tenants.of("other").base_currency.as_str(), "EUR");
         assert_eq!(
-            s.tenants.of("acme").onboarding_checklist,
+            tenants.of("acme").onboarding_checklist,
             TenantSettings::default().onboarding_checklist
         );
 
@@ -680,16 +575,37 @@ mod tests {
     }
 
     #[test]
-    fn ingestion_limits_are_checked() {
-        let err = Settings::load_from(
-            None,
-            env(&[("RETAIN__INGESTION__TENANT_BURST_SIGNALS", "10")]),
-        )
-        .expect_err("burst below a batch");
-        assert!(
-            err.to_string().contains("ingestion.tenant_burst_signals"),
-            "{err}"
-        );
+    fn unknown_sections_are_refused_and_service_sections_are_kept_for_their_service() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(&dir, "[ingestoin]\nmax_batch_signals = 3\n");
+        let err = Settings::load_from(Some(&path), env(&[])).expect_err("typo");
+        assert!(err.to_string().contains("ingestoin"), "{err}");
+
+        #[derive(Debug, Default, Deserialize)]
+        #[serde(deny_unknown_fields, default)]
+        struct Probe {
+            limit: u32,
+        }
+        impl Section for Probe {
+            const KEY: &'static str = "metrics";
+            fn validate(&self) -> Result<(), ConfigError> {
+                if self.limit > 10 {
+                    return Err(invalid("metrics.limit", "must be at most 10"));
+                }
+                Ok(())
+            }
+        }
+        let path = write(&dir, "[metrics]\nlimit = 3\n");
+        let s = Settings::load_from(Some(&path), env(&[("RETAIN__METRICS__LIMIT", "7")]))
+            .expect("loads");
+        assert_eq!(s.section::<Probe>().expect("parses").limit, 7);
+        let s = Settings::load_from(None, env(&[("RETAIN__METRICS__LIMIT", "70")])).expect("loads");
+        let err = s.section::<Probe>().expect_err("too big");
+        assert!(err.to_string().contains("metrics.limit"), "{err}");
+        let s = Settings::load_from(None, env(&[("RETAIN__METRICS__LIMT", "1")])).expect("loads");
+        let err = s.section::<Probe>().expect_err("typo inside a section");
+        assert!(err.to_string().contains("limt"), "{err}");
+        assert_eq!(Settings::default().section::<Probe>().expect("defaults").limit, 0);
     }
 
     #[test]

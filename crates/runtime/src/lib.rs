@@ -16,12 +16,16 @@ pub mod auth;
 pub mod cli;
 pub mod config;
 pub mod error;
+pub mod section;
 pub mod server;
+pub mod service;
 pub mod telemetry;
 pub mod workers;
 
 pub use auth::{Authenticator, Principal, Role};
 pub use config::Settings;
+pub use section::{ConfigError, Section};
 pub use error::{Error, FieldViolation};
 pub use server::{ServeOptions, Services, serve, shutdown_on_signals};
+pub use service::Service;
 pub use workers::Workers;

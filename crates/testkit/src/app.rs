@@ -9,8 +9,8 @@ use retain_bus::{Bus, Topic};
 use retain_proto::v1;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
 use retain_runtime::server::ServerError;
-use retain_runtime::{ServeOptions, Services, Settings};
-use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+use retain_runtime::{Section, ServeOptions, Service, Settings};
+use sea_orm::{ConnectionTrait, Statement};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -58,21 +58,21 @@ impl Drop for TestApp {
     }
 }
 
-/// Spawns the service `build` makes, with [`settings`].
-pub async fn spawn_app<F>(db: TestDatabase, build: F) -> TestApp
-where
-    F: FnOnce(DatabaseConnection, &Settings) -> anyhow::Result<Services>,
-{
-    spawn_app_with(db, settings(), build).await
+/// Spawns service `S` on `db` with [`settings`] and its section's defaults.
+pub async fn spawn_app<S: Service>(db: TestDatabase) -> TestApp {
+    spawn_app_with::<S>(db, settings(), S::Settings::default()).await
 }
 
-/// Spawns the service `build` makes from `settings` on `db`, serving on a
-/// port of `127.0.0.1` the system picks, with the [`crate::tokens`].
-pub async fn spawn_app_with<F>(db: TestDatabase, settings: Settings, build: F) -> TestApp
-where
-    F: FnOnce(DatabaseConnection, &Settings) -> anyhow::Result<Services>,
-{
-    let services = build(db.conn.clone(), &settings).expect("build the service");
+/// Spawns service `S` on `db` with `settings` and its own section `own`,
+/// through the same `retain_runtime::serve` its binary uses, on a port of
+/// `127.0.0.1` the system picks, with the [`crate::tokens`].
+pub async fn spawn_app_with<S: Service>(
+    db: TestDatabase,
+    settings: Settings,
+    own: S::Settings,
+) -> TestApp {
+    own.validate().expect("the test's settings are valid");
+    let services = S::build(db.conn.clone(), &settings, own).expect("build the service");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();

@@ -15,6 +15,7 @@ pub mod group;
 pub mod intake;
 pub mod limit;
 pub mod recent;
+pub mod settings;
 pub mod write;
 
 use std::pin::Pin;
@@ -27,15 +28,16 @@ use retain_domain::signal::Rules;
 use retain_proto::v1;
 use retain_proto::v1::ingestion_service_server::{IngestionService, IngestionServiceServer};
 use retain_runtime::auth::{Principal, Role};
-use retain_runtime::config::{IngestionSettings, Settings, TenantsSettings};
+use retain_runtime::config::{Settings, Tenants};
 use retain_runtime::error::{Error, FieldViolation};
-use retain_runtime::{Services, Workers};
+use retain_runtime::{ConfigError, Service, Services, Workers};
 use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 use crate::intake::{Checked, Prepared, Slot};
 use crate::limit::TenantLimiter;
+pub use crate::settings::IngestionSettings;
 use crate::write::Written;
 
 /// The ingestion service's state. Cheap to clone.
@@ -48,7 +50,7 @@ pub struct Ingestion {
 struct Inner {
     db: DatabaseConnection,
     settings: IngestionSettings,
-    tenants: TenantsSettings,
+    tenants: Tenants,
     limiter: TenantLimiter,
     recent: Arc<recent::Recent>,
     group: Option<group::GroupCommit>,
@@ -62,23 +64,36 @@ enum Outcome {
     Rejected(Vec<FieldViolation>),
 }
 
-/// The ingestion service as a process serves it: `IngestionService` and
-/// its group-commit writers, built from `settings` and started by
-/// `retain_runtime::serve`.
-pub fn services(db: DatabaseConnection, settings: &Settings) -> anyhow::Result<Services> {
-    let (ingestion, workers) = Ingestion::new(db, settings);
-    Ok(Services::new()
-        .with(ingestion.server())
-        .with_workers(workers))
+impl Service for Ingestion {
+    const NAME: &'static str = "retain-ingestion";
+    const ABOUT: &'static str =
+        "Retain's ingestion service: validated, idempotent, durable signal intake over gRPC.";
+    type Settings = IngestionSettings;
+
+    fn build(
+        db: DatabaseConnection,
+        settings: &Settings,
+        own: IngestionSettings,
+    ) -> anyhow::Result<Services> {
+        let (ingestion, workers) = Ingestion::new(db, settings, own)?;
+        Ok(Services::new()
+            .with(ingestion.server())
+            .with_workers(workers))
+    }
 }
 
 impl Ingestion {
-    /// The service over `db` with `settings`' ingestion, tenant and server
-    /// limits, and the workers it needs running (the group-commit writers,
-    /// when enabled). Starts nothing: `retain_runtime::serve` starts the
-    /// workers with the server and stops them after the last call.
-    pub fn new(db: DatabaseConnection, settings: &Settings) -> (Self, Workers) {
-        let s = &settings.ingestion;
+    /// The service over `db` with its own settings `s`, the shared tenant
+    /// settings and the server's message limit, and the workers it needs
+    /// running (the group-commit writers, when enabled). Starts nothing:
+    /// `retain_runtime::serve` starts the workers with the server and stops
+    /// them after the last call.
+    pub fn new(
+        db: DatabaseConnection,
+        settings: &Settings,
+        s: IngestionSettings,
+    ) -> Result<(Self, Workers), ConfigError> {
+        let tenants = settings.tenants.parse()?;
         let recent = Arc::new(recent::Recent::default());
         let mut workers = Workers::new();
         let group = s.group_commit.then(|| {
@@ -96,13 +111,13 @@ impl Ingestion {
                 db,
                 group,
                 limiter: TenantLimiter::new(s.tenant_signals_per_second, s.tenant_burst_signals),
-                settings: s.clone(),
-                tenants: settings.tenants.clone(),
+                settings: s,
+                tenants,
                 recent,
                 max_message_bytes: settings.server.max_message_bytes,
             }),
         };
-        (ingestion, workers)
+        Ok((ingestion, workers))
     }
 
     /// The tonic service, with the configured message size limit.
@@ -181,15 +196,13 @@ impl Ingestion {
         req: v1::IngestSignalsRequest,
     ) -> Result<v1::IngestSignalsResponse, Error> {
         let ts = self.inner.tenants.of(tenant);
-        let base_currency = retain_domain::Currency::parse(&ts.base_currency)
-            .map_err(|e| Error::Internal(format!("tenants: {e}")))?;
         let now = retain_store::now_micros();
         let rules = Rules {
             now: Timestamp::from_micros(now),
             max_future_seconds: self.inner.settings.max_future_seconds,
             max_past_seconds: (mode == v1::IngestMode::Live)
                 .then(|| self.inner.settings.max_live_age_days * retain_domain::time::DAY),
-            base_currency,
+            base_currency: ts.base_currency,
             checklist: &ts.onboarding_checklist,
         };
         let all_or_nothing = req.all_or_nothing;

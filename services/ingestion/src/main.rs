@@ -3,10 +3,5 @@
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    retain_runtime::cli::run(
-        "retain-ingestion",
-        "Retain's ingestion service: validated, idempotent, durable signal intake over gRPC.",
-        retain_ingestion::services,
-    )
-    .await
+    retain_runtime::cli::run::<retain_ingestion::Ingestion>().await
 }

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use retain_ingestion::Ingestion;
 use retain_testkit::*;
 use retain_proto::v1;
 use retain_proto::v1::signal::Body;
@@ -49,7 +50,7 @@ async fn list(
 }
 
 retain_testkit::storage_test!(async fn upserts_maintain_the_account(db) {
-    let app = spawn_app(db, retain_ingestion::services).await;
+    let app = spawn_app::<Ingestion>(db).await;
     let t = now() - 10_000;
     app.send(vec![upsert("u-1", "acme-1", t, |a| {
         a.name = Some("Acme".into());
@@ -98,7 +99,7 @@ retain_testkit::storage_test!(async fn upserts_maintain_the_account(db) {
 });
 
 retain_testkit::storage_test!(async fn get_account_errors(db) {
-    let app = spawn_app(db, retain_ingestion::services).await;
+    let app = spawn_app::<Ingestion>(db).await;
     app.send(vec![signal("s-1", "acme-1", session("u1", 60))]).await;
     let err = get(&app, READER, "missing").await.unwrap_err();
     assert_eq!(err.code(), Code::NotFound);
@@ -113,7 +114,7 @@ retain_testkit::storage_test!(async fn get_account_errors(db) {
 });
 
 retain_testkit::storage_test!(async fn list_filters_and_pages_stably(db) {
-    let app = spawn_app(db, retain_ingestion::services).await;
+    let app = spawn_app::<Ingestion>(db).await;
     let t = now() - 5_000;
     let mut signals = Vec::new();
     for i in 0..7 {

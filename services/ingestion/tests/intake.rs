@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use retain_ingestion::{Ingestion, IngestionSettings};
 use retain_testkit::*;
 use retain_proto::v1;
 use retain_proto::v1::SignalOutcome::{Accepted, Duplicate, Rejected};
@@ -11,7 +12,7 @@ use tonic::Code;
 use tonic_types::StatusExt;
 
 retain_testkit::storage_test!(async fn every_kind_is_accepted_stored_and_announced(db) {
-    let app = spawn_app(db, retain_ingestion::services).await;
+    let app = spawn_app::<Ingestion>(db).await;
     let signals = every_kind("e", "acme-1");
     let n = signals.len();
     let r = app.send(signals).await;
@@ -42,7 +43,7 @@ retain_testkit::storage_test!(async fn every_kind_is_accepted_stored_and_announc
 });
 
 retain_testkit::storage_test!(async fn a_retried_batch_counts_once(db) {
-    let app = spawn_app(db, retain_ingestion::services).await;
+    let app = spawn_app::<Ingestion>(db).await;
     let signals = every_kind("e", "acme-1");
     let n = signals.len();
     app.send(signals.clone()).await;
@@ -61,7 +62,7 @@ retain_testkit::storage_test!(async fn a_retried_batch_counts_once(db) {
 });
 
 retain_testkit::storage_test!(async fn same_event_id_with_other_content_is_a_conflict(db) {
-    let app = spawn_app(db, retain_ingestion::services).await;
+    let app = spawn_app::<Ingestion>(db).await;
     app.send(vec![signal("e-1", "acme-1", nps(9))]).await;
     let before = app.footprint().await;
     let r = app
@@ -89,7 +90,7 @@ retain_testkit::storage_test!(async fn same_event_id_with_other_content_is_a_con
 });
 
 retain_testkit::storage_test!(async fn all_or_nothing_writes_nothing_when_one_fails(db) {
-    let app = spawn_app(db, retain_ingestion::services).await;
+    let app = spawn_app::<Ingestion>(db).await;
     let mut req = batch(vec![
         signal("a-1", "acme-1", nps(9)),
         signal("a-2", "acme-1", nps(11)),
@@ -132,7 +133,7 @@ async fn req_without_flag(app: &TestApp) {
 }
 
 retain_testkit::storage_test!(async fn backfill_takes_old_history_and_marks_it(db) {
-    let app = spawn_app(db, retain_ingestion::services).await;
+    let app = spawn_app::<Ingestion>(db).await;
     let mut old = signal("old-1", "acme-1", nps(4));
     old.occurred_at = ts(now() - 400 * 86_400);
     let r = app.send(vec![old.clone()]).await;
@@ -168,7 +169,7 @@ retain_testkit::storage_test!(async fn backfill_takes_old_history_and_marks_it(d
 });
 
 retain_testkit::storage_test!(async fn one_coalesced_message_per_touched_account(db) {
-    let app = spawn_app(db, retain_ingestion::services).await;
+    let app = spawn_app::<Ingestion>(db).await;
     let mut signals = Vec::new();
     for i in 0..300 {
         signals.push(signal(
@@ -206,7 +207,7 @@ retain_testkit::storage_test!(async fn one_coalesced_message_per_touched_account
 });
 
 retain_testkit::storage_test!(async fn a_failure_mid_transaction_leaves_nothing(db) {
-    let app = spawn_app(db, retain_ingestion::services).await;
+    let app = spawn_app::<Ingestion>(db).await;
     // The bus insert, the last write of the transaction, fails.
     match app.db.conn.get_database_backend() {
         sea_orm::DatabaseBackend::Postgres => {
@@ -233,10 +234,9 @@ retain_testkit::storage_test!(async fn a_failure_mid_transaction_leaves_nothing(
 
 retain_testkit::storage_test!(async fn batch_and_message_limits(db) {
     let mut settings = settings();
-    settings.ingestion.max_batch_signals = 3;
-    settings.ingestion.tenant_burst_signals = 1_000;
     settings.server.max_message_bytes = 64 * 1024;
-    let app = spawn_app_with(db, settings, retain_ingestion::services).await;
+    let own = IngestionSettings { max_batch_signals: 3, tenant_burst_signals: 1_000, ..Default::default() };
+    let app = spawn_app_with::<Ingestion>(db, settings, own).await;
 
     let four: Vec<_> = (0..4).map(|i| signal(&format!("b-{i}"), "acme-1", nps(5))).collect();
     let err = app.send_err(four).await;
@@ -259,11 +259,13 @@ retain_testkit::storage_test!(async fn batch_and_message_limits(db) {
 });
 
 retain_testkit::storage_test!(async fn a_tenant_over_its_rate_is_told_when_to_retry(db) {
-    let mut settings = settings();
-    settings.ingestion.max_batch_signals = 5;
-    settings.ingestion.tenant_signals_per_second = 1;
-    settings.ingestion.tenant_burst_signals = 5;
-    let app = spawn_app_with(db, settings, retain_ingestion::services).await;
+    let own = IngestionSettings {
+        max_batch_signals: 5,
+        tenant_signals_per_second: 1,
+        tenant_burst_signals: 5,
+        ..Default::default()
+    };
+    let app = spawn_app_with::<Ingestion>(db, settings(), own).await;
     let five = |p: &str| -> Vec<v1::Signal> {
         (0..5).map(|i| signal(&format!("{p}-{i}"), "acme-1", nps(5))).collect()
     };
@@ -280,7 +282,7 @@ retain_testkit::storage_test!(async fn a_tenant_over_its_rate_is_told_when_to_re
 });
 
 retain_testkit::storage_test!(async fn tokens_roles_and_tenants(db) {
-    let app = spawn_app(db, retain_ingestion::services).await;
+    let app = spawn_app::<Ingestion>(db).await;
     let req = || batch(vec![signal("e-1", "acme-1", nps(9))]);
     let err = app.client.clone().ingest_signals(req()).await.unwrap_err();
     assert_eq!(err.code(), Code::Unauthenticated);
@@ -300,13 +302,12 @@ retain_testkit::storage_test!(async fn tokens_roles_and_tenants(db) {
 });
 
 retain_testkit::storage_test!(async fn concurrent_retries_store_one_copy(db) {
-    concurrent_retries(spawn_app(db, retain_ingestion::services).await).await;
+    concurrent_retries(spawn_app::<Ingestion>(db).await).await;
 });
 
 retain_testkit::storage_test!(async fn concurrent_retries_without_group_commit(db) {
-    let mut settings = settings();
-    settings.ingestion.group_commit = false;
-    concurrent_retries(spawn_app_with(db, settings, retain_ingestion::services).await).await;
+    let own = IngestionSettings { group_commit: false, ..Default::default() };
+    concurrent_retries(spawn_app_with::<Ingestion>(db, settings(), own).await).await;
 });
 
 /// Four clients send the same 200 signals at once.
@@ -352,7 +353,7 @@ async fn concurrent_retries(app: TestApp) {
 }
 
 retain_testkit::storage_test!(async fn a_stream_of_many_batches(db) {
-    let app = spawn_app(db, retain_ingestion::services).await;
+    let app = spawn_app::<Ingestion>(db).await;
     let batches: Vec<v1::StreamSignalsRequest> = (0..40)
         .map(|b| v1::StreamSignalsRequest {
             batch_id: format!("batch-{b}"),
@@ -407,9 +408,8 @@ retain_testkit::storage_test!(async fn a_stream_of_many_batches(db) {
 });
 
 retain_testkit::storage_test!(async fn a_stream_that_is_not_read_stops_being_read(db) {
-    let mut settings = settings();
-    settings.ingestion.stream_buffered_results = 1;
-    let app = spawn_app_with(db, settings, retain_ingestion::services).await;
+    let own = IngestionSettings { stream_buffered_results: 1, ..Default::default() };
+    let app = spawn_app_with::<Ingestion>(db, settings(), own).await;
     // 60 batches of 1,000 signals (~6 MB) from a client that does not read
     // its results: the server must stop reading once one result waits,
     // leaving the rest in HTTP/2 flow control, not in its memory.
@@ -486,7 +486,7 @@ retain_testkit::storage_test!(async fn a_stream_that_is_not_read_stops_being_rea
 });
 
 retain_testkit::storage_test!(async fn shared_transactions_keep_tenants_and_modes_apart(db) {
-    let app = spawn_app(db, retain_ingestion::services).await;
+    let app = spawn_app::<Ingestion>(db).await;
     // Eight concurrent calls: two tenants × two modes, each set of event ids
     // sent twice per tenant. Group commit may put any of them in one
     // transaction.

@@ -4,6 +4,7 @@
 
 #![allow(clippy::unwrap_used)]
 
+use retain_ingestion::Ingestion;
 use retain_testkit::*;
 use retain_proto::v1;
 use retain_proto::v1::signal::Body;
@@ -13,7 +14,7 @@ use retain_proto::v1::signal::Body;
 macro_rules! rule {
     ($name:ident, $signal:expr, $field:expr) => {
         retain_testkit::storage_test!(async fn $name(db) {
-            let app = spawn_app(db, retain_ingestion::services).await;
+            let app = spawn_app::<Ingestion>(db).await;
             let s: v1::Signal = $signal;
             let r = app.send(vec![s]).await;
             assert_eq!(outcomes(&r), vec![v1::SignalOutcome::Rejected], "{r:?}");
@@ -339,7 +340,7 @@ rule!(
 );
 
 retain_testkit::storage_test!(async fn every_violation_is_reported_at_once(db) {
-    let app = spawn_app(db, retain_ingestion::services).await;
+    let app = spawn_app::<Ingestion>(db).await;
     let mut s = sub(money(-5, "USD"), NoInterval, NoReason);
     s.event_id.clear();
     let r = app.send(vec![ok(), s]).await;
@@ -363,7 +364,7 @@ retain_testkit::storage_test!(async fn every_violation_is_reported_at_once(db) {
 });
 
 retain_testkit::storage_test!(async fn annual_plans_and_portfolio_costs_are_accepted(db) {
-    let app = spawn_app(db, retain_ingestion::services).await;
+    let app = spawn_app::<Ingestion>(db).await;
     let r = app
         .send(vec![
             sub(money(119_999, "EUR"), Annual, NoReason),

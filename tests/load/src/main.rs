@@ -484,9 +484,12 @@ async fn serve(
     shutdown: CancellationToken,
 ) -> anyhow::Result<String> {
     let mut settings = Settings::default();
-    settings.ingestion.group_commit = group_commit;
-    settings.ingestion.tenant_signals_per_second = 0; // measure the service, not the limiter
-    settings.ingestion.max_batch_signals = 10_000;
+    let own = retain_ingestion::IngestionSettings {
+        group_commit,
+        tenant_signals_per_second: 0, // measure the service, not the limiter
+        max_batch_signals: 10_000,
+        ..Default::default()
+    };
     settings.server.max_message_bytes = 16 << 20;
     settings.server.concurrency_limit = 1_024;
     let mut auth = Authenticator::default();
@@ -498,7 +501,11 @@ async fn serve(
             name: "loadgen".into(),
         },
     );
-    let services = retain_ingestion::services(db.clone(), &settings)?;
+    let services = <retain_ingestion::Ingestion as retain_runtime::Service>::build(
+        db.clone(),
+        &settings,
+        own,
+    )?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let opts = ServeOptions {

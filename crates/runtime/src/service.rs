@@ -1,0 +1,33 @@
+//! What a Retain service is to the process that runs it.
+//!
+//! Construction is apart from running: [`Service::build`] turns a database
+//! and the settings into [`Services`] (the gRPC services and the declared
+//! background workers) and starts nothing; [`crate::serve`] runs them.
+//! A service binary is `retain_runtime::cli::run::<TheService>()`, a test
+//! is `retain_testkit::spawn_app::<TheService>(db)`, and the all-in-one
+//! `retain` binary builds several and merges them — the same path each time.
+
+use sea_orm::DatabaseConnection;
+
+use crate::config::Settings;
+use crate::section::Section;
+use crate::server::Services;
+
+/// A Retain service.
+pub trait Service {
+    /// The binary's name (`retain-ingestion`): `--help`, logs, telemetry.
+    const NAME: &'static str;
+    /// One line saying what it does, for `--help`.
+    const ABOUT: &'static str;
+    /// Its own section of the configuration (`[ingestion]`).
+    type Settings: Section;
+
+    /// Builds the service over `db` from the shared `settings` and its own
+    /// section. Starts no task: the workers it needs are declared in the
+    /// returned [`Services`] and started by [`crate::serve`].
+    fn build(
+        db: DatabaseConnection,
+        settings: &Settings,
+        own: Self::Settings,
+    ) -> anyhow::Result<Services>;
+}
