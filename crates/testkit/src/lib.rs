@@ -10,7 +10,7 @@
 //!
 //! ```text
 //! retain_testkit::storage_test!(async fn accepts_a_session(db) {
-//!     let app = spawn_app(db, retain_ingestion::services).await;
+//!     let app = spawn_app::<retain_ingestion::Ingestion>(db).await;
 //!     let r = app.send(vec![signal("e-1", "acme-1", session("u1", 60))]).await;
 //!     assert_eq!(r.accepted, 1);
 //! });

@@ -1,7 +1,7 @@
-//! Checking a batch before anything is written: wire conversion, domain
-//! validation, and duplicates inside the batch itself. Pure: no I/O.
-
-use std::collections::HashMap;
+//! Checking a batch before anything is written: wire conversion and
+//! domain validation, signal by signal. Pure: no I/O. (Whether a valid
+//! signal is new, a duplicate or a conflict is decided once, when it is
+//! written: [`crate::commit`].)
 
 use prost::Message;
 use retain_domain::signal::{self, Rules, SignalBody};
@@ -30,28 +30,9 @@ pub struct Prepared {
     pub hash: [u8; 32],
 }
 
-/// What checking decided for one signal.
-#[derive(Debug, Clone)]
-pub enum Slot {
-    /// Valid: moved into [`Checked::valid`], to be written (or found to be
-    /// a duplicate on write).
-    Valid,
-    /// Same event id and content as an earlier signal in this batch.
-    DuplicateInBatch,
-    /// Invalid, with every violation (paths from the request root).
-    Rejected(Vec<FieldViolation>),
-}
-
-/// A checked batch.
-#[derive(Debug)]
-pub struct Checked {
-    /// One slot per signal, in request order.
-    pub slots: Vec<Slot>,
-    /// The valid signals, in request order.
-    pub valid: Vec<Prepared>,
-    /// Every signal's event id, in request order (for the answer).
-    pub event_ids: Vec<String>,
-}
+/// A checked signal: ready to write, or rejected with every violation
+/// (paths from the request root).
+pub type Checked = Result<Prepared, Vec<FieldViolation>>;
 
 /// The `oneof` field number of a body, stored as the signal's kind.
 pub fn kind_of(body: &v1::signal::Body) -> i16 {
@@ -82,66 +63,42 @@ fn violations(prefix: &str, v: retain_domain::Violations) -> Vec<FieldViolation>
 
 /// Checks every signal of a batch against `rules`, taking the signals
 /// (valid ones move into [`Prepared`] without a copy). Field paths are
-/// `signals[i].…`. A second signal with an event id already in the batch
-/// is a duplicate when its content is the same and a conflict otherwise.
-pub fn check(signals: Vec<v1::Signal>, rules: &Rules<'_>) -> Checked {
+/// `signals[i].…`. Returns every signal's event id (for the answer) and
+/// one [`Checked`] per signal, in request order.
+pub fn check(signals: Vec<v1::Signal>, rules: &Rules<'_>) -> (Vec<String>, Vec<Checked>) {
     let event_ids: Vec<String> = signals.iter().map(|s| s.event_id.clone()).collect();
-    let mut seen: HashMap<&str, [u8; 32]> = HashMap::with_capacity(signals.len());
-    let mut valid = Vec::with_capacity(signals.len());
-    let mut slots = Vec::with_capacity(signals.len());
-    let prefix = |i: usize| format!("signals[{i}].");
-    for (i, wire) in signals.into_iter().enumerate() {
-        let domain = match convert::signal_from_proto(&wire)
-            .and_then(|d| signal::validate(&d, rules).map(|()| d))
-        {
-            Ok(d) => d,
-            Err(v) => {
-                slots.push(Slot::Rejected(violations(&prefix(i), v)));
-                continue;
-            }
-        };
-        let payload = wire.encode_to_vec();
-        let hash: [u8; 32] = Sha256::digest(&payload).into();
-        if let Some(first) = seen.get(event_ids[i].as_str()) {
-            slots.push(if *first == hash {
-                Slot::DuplicateInBatch
-            } else {
-                Slot::Rejected(vec![FieldViolation::new(
-                    format!("{}event_id", prefix(i)),
-                    format!(
-                        "{:?} appears earlier in this batch with different content",
-                        wire.event_id
-                    ),
-                )])
-            });
-            continue;
-        }
-        seen.insert(&event_ids[i], hash);
-        // validate() requires both, so a valid signal has them.
-        let (Some(t), Some(body)) = (&wire.occurred_at, &wire.body) else {
-            slots.push(Slot::Rejected(vec![FieldViolation::new(
-                format!("{}body", prefix(i)),
-                "is required",
-            )]));
-            continue;
-        };
-        let (kind, occurred_at_us) = (kind_of(body), convert::micros(t));
-        valid.push(Prepared {
-            index: i,
-            kind,
-            occurred_at_us,
-            wire,
-            domain,
-            payload,
-            hash,
-        });
-        slots.push(Slot::Valid);
-    }
-    Checked {
-        slots,
-        valid,
-        event_ids,
-    }
+    let checked = signals
+        .into_iter()
+        .enumerate()
+        .map(|(i, wire)| prepare(i, wire, rules))
+        .collect();
+    (event_ids, checked)
+}
+
+fn prepare(index: usize, wire: v1::Signal, rules: &Rules<'_>) -> Checked {
+    let prefix = format!("signals[{index}].");
+    let domain = convert::signal_from_proto(&wire)
+        .and_then(|d| signal::validate(&d, rules).map(|()| d))
+        .map_err(|v| violations(&prefix, v))?;
+    // validate() requires both, so a valid signal has them.
+    let (Some(t), Some(body)) = (&wire.occurred_at, &wire.body) else {
+        return Err(vec![FieldViolation::new(
+            format!("{prefix}body"),
+            "is required",
+        )]);
+    };
+    let (kind, occurred_at_us) = (kind_of(body), convert::micros(t));
+    let payload = wire.encode_to_vec();
+    let hash: [u8; 32] = Sha256::digest(&payload).into();
+    Ok(Prepared {
+        index,
+        kind,
+        occurred_at_us,
+        wire,
+        domain,
+        payload,
+        hash,
+    })
 }
 
 /// The user a signal names, if any (sessions, actions, surveys, milestones).

@@ -1,22 +1,24 @@
 //! Retain's ingestion service: `IngestionService` over gRPC.
 //!
-//! A batch is checked first ([`intake`]: wire conversion, domain
-//! validation, duplicates inside the batch), then every valid signal is
-//! written with its accounts, users and `signals.recorded` bus messages in
-//! one transaction ([`write`]), and only then answered. Rejected signals
-//! change nothing; a retried batch answers `DUPLICATE` for what was already
-//! stored and never counts it twice.
-//!
-//! [`Ingestion`] holds the state; [`Ingestion::server`] is the tonic
-//! service to hand to `retain_runtime::serve`.
+//! Follow one `IngestSignals` call down this file: the handler checks the
+//! caller's role, then [`Ingestion::ingest`] checks the batch as a whole
+//! (size, mode, the tenant's rate), [`intake`] checks each signal (wire
+//! conversion and domain validation, no I/O), and the valid signals are
+//! committed with their accounts, users and `signals.recorded` messages in
+//! one transaction ([`commit`]; shared with concurrent calls through
+//! [`group`], the statements in [`sql`]) before the call is answered, one
+//! [`Verdict`] per signal. Rejected signals change nothing; a retried batch
+//! answers `DUPLICATE` for what was already stored and never counts it
+//! twice.
 
-pub mod accounts;
-pub mod group;
-pub mod intake;
-pub mod limit;
-pub mod recent;
-pub mod settings;
-pub mod write;
+mod accounts;
+mod commit;
+mod group;
+mod intake;
+mod limit;
+mod recent;
+mod settings;
+mod sql;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -35,323 +37,11 @@ use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
-use crate::intake::{Checked, Prepared, Slot};
+pub use crate::commit::Verdict;
+pub use crate::intake::kind_of;
+use crate::intake::Prepared;
 use crate::limit::TenantLimiter;
 pub use crate::settings::IngestionSettings;
-use crate::write::Written;
-
-/// The ingestion service's state. Cheap to clone.
-#[derive(Debug, Clone)]
-pub struct Ingestion {
-    inner: Arc<Inner>,
-}
-
-#[derive(Debug)]
-struct Inner {
-    db: DatabaseConnection,
-    settings: IngestionSettings,
-    tenants: Tenants,
-    limiter: TenantLimiter,
-    recent: Arc<recent::Recent>,
-    group: Option<group::GroupCommit>,
-    max_message_bytes: usize,
-}
-
-/// Per-signal outcome while a batch is answered.
-enum Outcome {
-    Accepted,
-    Duplicate,
-    Rejected(Vec<FieldViolation>),
-}
-
-impl Service for Ingestion {
-    const NAME: &'static str = "retain-ingestion";
-    const ABOUT: &'static str =
-        "Retain's ingestion service: validated, idempotent, durable signal intake over gRPC.";
-    type Settings = IngestionSettings;
-
-    fn build(
-        db: DatabaseConnection,
-        settings: &Settings,
-        own: IngestionSettings,
-    ) -> anyhow::Result<Services> {
-        let (ingestion, workers) = Ingestion::new(db, settings, own)?;
-        Ok(Services::new()
-            .with(ingestion.server())
-            .with_workers(workers))
-    }
-}
-
-impl Ingestion {
-    /// The service over `db` with its own settings `s`, the shared tenant
-    /// settings and the server's message limit, and the workers it needs
-    /// running (the group-commit writers, when enabled). Starts nothing:
-    /// `retain_runtime::serve` starts the workers with the server and stops
-    /// them after the last call.
-    pub fn new(
-        db: DatabaseConnection,
-        settings: &Settings,
-        s: IngestionSettings,
-    ) -> Result<(Self, Workers), ConfigError> {
-        let tenants = settings.tenants.parse()?;
-        let recent = Arc::new(recent::Recent::default());
-        let mut workers = Workers::new();
-        let group = s.group_commit.then(|| {
-            let (group, writers) = group::GroupCommit::new(
-                db.clone(),
-                recent.clone(),
-                s.group_commit_writers,
-                s.group_commit_max_signals,
-            );
-            workers.extend(writers);
-            group
-        });
-        let ingestion = Self {
-            inner: Arc::new(Inner {
-                db,
-                group,
-                limiter: TenantLimiter::new(s.tenant_signals_per_second, s.tenant_burst_signals),
-                settings: s,
-                tenants,
-                recent,
-                max_message_bytes: settings.server.max_message_bytes,
-            }),
-        };
-        Ok((ingestion, workers))
-    }
-
-    /// The tonic service, with the configured message size limit.
-    pub fn server(&self) -> IngestionServiceServer<Self> {
-        IngestionServiceServer::new(self.clone())
-            .max_decoding_message_size(self.inner.max_message_bytes)
-    }
-
-    /// Checks the parts of a batch that are not per signal: size and mode.
-    fn check_batch(&self, req: &v1::IngestSignalsRequest) -> Result<v1::IngestMode, Error> {
-        let n = req.signals.len();
-        let max = self.inner.settings.max_batch_signals;
-        let mut violations = Vec::new();
-        if n == 0 {
-            violations.push(FieldViolation::new(
-                "signals",
-                "must hold at least one signal",
-            ));
-        } else if n > max {
-            violations.push(FieldViolation::new(
-                "signals",
-                format!("{n} signals is over the limit of {max} per batch; split the batch"),
-            ));
-        }
-        let mode = match v1::IngestMode::try_from(req.mode) {
-            Ok(v1::IngestMode::Unspecified | v1::IngestMode::Live) => v1::IngestMode::Live,
-            Ok(v1::IngestMode::Backfill) => v1::IngestMode::Backfill,
-            Err(_) => {
-                violations.push(FieldViolation::new(
-                    "mode",
-                    format!("{} is not a mode; use LIVE or BACKFILL", req.mode),
-                ));
-                v1::IngestMode::Live
-            }
-        };
-        if violations.is_empty() {
-            Ok(mode)
-        } else {
-            Err(Error::InvalidArgument(violations))
-        }
-    }
-
-    fn rate_limited(&self, tenant: &str, n: usize, wait: Duration) -> Error {
-        Error::ResourceExhausted {
-            message: format!(
-                "tenant {tenant} is over its rate limit of {} signals/s ({n} asked); retry after {} ms",
-                self.inner.settings.tenant_signals_per_second,
-                wait.as_millis()
-            ),
-            retry_after: wait,
-        }
-    }
-
-    /// Ingests one batch for `principal` (the `IngestSignals` call).
-    #[tracing::instrument(name = "ingest", skip_all, fields(tenant = %principal.tenant, signals = req.signals.len()))]
-    pub async fn ingest(
-        &self,
-        principal: &Principal,
-        req: v1::IngestSignalsRequest,
-    ) -> Result<v1::IngestSignalsResponse, Error> {
-        principal.require(Role::Ingest)?;
-        let mode = self.check_batch(&req)?;
-        let tenant = principal.tenant.as_str();
-        self.inner
-            .limiter
-            .try_take(tenant, req.signals.len())
-            .map_err(|wait| self.rate_limited(tenant, req.signals.len(), wait))?;
-        self.process(tenant, mode, req).await
-    }
-
-    /// Validates and writes a batch that passed the batch-level checks.
-    async fn process(
-        &self,
-        tenant: &str,
-        mode: v1::IngestMode,
-        req: v1::IngestSignalsRequest,
-    ) -> Result<v1::IngestSignalsResponse, Error> {
-        let ts = self.inner.tenants.of(tenant);
-        let now = retain_store::now_micros();
-        let rules = Rules {
-            now: Timestamp::from_micros(now),
-            max_future_seconds: self.inner.settings.max_future_seconds,
-            max_past_seconds: (mode == v1::IngestMode::Live)
-                .then(|| self.inner.settings.max_live_age_days * retain_domain::time::DAY),
-            base_currency: ts.base_currency,
-            checklist: &ts.onboarding_checklist,
-        };
-        let all_or_nothing = req.all_or_nothing;
-        let Checked {
-            slots,
-            valid,
-            event_ids,
-        } = intake::check(req.signals, &rules);
-        let first_rejected = slots.iter().position(|c| matches!(c, Slot::Rejected(_)));
-        if all_or_nothing && let Some(first) = first_rejected {
-            return Ok(reject_all(&event_ids, slots, first, &[]));
-        }
-        let valid_index: Vec<usize> = valid.iter().map(|p| p.index).collect();
-        let written = self.write(tenant, mode, valid, all_or_nothing).await?;
-        let mut by_index: Vec<Option<Written>> = vec![None; slots.len()];
-        for (i, w) in valid_index.iter().zip(&written) {
-            by_index[*i] = Some(*w);
-        }
-        if all_or_nothing {
-            let conflicts: Vec<usize> = (0..slots.len())
-                .filter(|&i| by_index[i] == Some(Written::Conflict))
-                .collect();
-            if let Some(&first) = conflicts.first() {
-                return Ok(reject_all(&event_ids, slots, first, &conflicts));
-            }
-        }
-        let outcomes = slots
-            .into_iter()
-            .zip(by_index)
-            .enumerate()
-            .map(|(i, (slot, written))| match (slot, written) {
-                (_, Some(Written::Accepted)) => Outcome::Accepted,
-                (_, Some(Written::Duplicate)) | (Slot::DuplicateInBatch, _) => Outcome::Duplicate,
-                (_, Some(Written::Conflict)) => Outcome::Rejected(vec![conflict(i)]),
-                (Slot::Rejected(v), None) => Outcome::Rejected(v),
-                (Slot::Valid, None) => Outcome::Rejected(vec![FieldViolation::new(
-                    format!("signals[{i}]"),
-                    "was not written (internal: no outcome)",
-                )]),
-            })
-            .collect();
-        Ok(respond(&event_ids, outcomes))
-    }
-
-    /// Writes the valid signals of a batch: through the shared group
-    /// commit, or alone for `all_or_nothing` (a conflict rolls it back).
-    async fn write(
-        &self,
-        tenant: &str,
-        mode: v1::IngestMode,
-        valid: Vec<Prepared>,
-        all_or_nothing: bool,
-    ) -> Result<Vec<Written>, Error> {
-        if valid.is_empty() {
-            return Ok(Vec::new());
-        }
-        if !all_or_nothing && let Some(g) = &self.inner.group {
-            return g.submit(tenant, mode, valid).await;
-        }
-        let batch = group::Batch {
-            tenant,
-            mode,
-            signals: valid.iter().collect(),
-        };
-        let mut out =
-            group::write_batches(&self.inner.db, &self.inner.recent, &[batch], all_or_nothing)
-                .await?;
-        Ok(out.pop().unwrap_or_default())
-    }
-
-    /// One `StreamSignals` batch: like [`Ingestion::ingest`], but a tenant
-    /// over its rate waits (back-pressure on the stream) instead of failing.
-    async fn ingest_streamed(
-        &self,
-        principal: &Principal,
-        req: v1::IngestSignalsRequest,
-    ) -> Result<v1::IngestSignalsResponse, Error> {
-        let mode = self.check_batch(&req)?;
-        let tenant = principal.tenant.as_str();
-        while let Err(wait) = self.inner.limiter.try_take(tenant, req.signals.len()) {
-            tokio::time::sleep(wait).await;
-        }
-        self.process(tenant, mode, req).await
-    }
-}
-
-fn conflict(i: usize) -> FieldViolation {
-    FieldViolation::new(
-        format!("signals[{i}].event_id"),
-        "was already recorded with different content; an event id names one event forever",
-    )
-}
-
-/// Every signal rejected: the invalid ones with their violations, the
-/// conflicting ones as conflicts, the rest "with its batch".
-fn reject_all(
-    event_ids: &[String],
-    slots: Vec<Slot>,
-    first: usize,
-    conflicts: &[usize],
-) -> v1::IngestSignalsResponse {
-    let outcomes = slots
-        .into_iter()
-        .enumerate()
-        .map(|(i, c)| match c {
-            _ if conflicts.contains(&i) => Outcome::Rejected(vec![conflict(i)]),
-            Slot::Rejected(v) => Outcome::Rejected(v),
-            _ => Outcome::Rejected(vec![FieldViolation::new(
-                format!("signals[{i}]"),
-                format!("not written: signals[{first}] was rejected and all_or_nothing is set"),
-            )]),
-        })
-        .collect();
-    respond(event_ids, outcomes)
-}
-
-/// The answer: one result per signal, in request order, and the counts.
-fn respond(event_ids: &[String], outcomes: Vec<Outcome>) -> v1::IngestSignalsResponse {
-    let mut resp = v1::IngestSignalsResponse::default();
-    for (i, o) in outcomes.into_iter().enumerate() {
-        let (outcome, violations) = match o {
-            Outcome::Accepted => {
-                resp.accepted += 1;
-                (v1::SignalOutcome::Accepted, Vec::new())
-            }
-            Outcome::Duplicate => {
-                resp.duplicates += 1;
-                (v1::SignalOutcome::Duplicate, Vec::new())
-            }
-            Outcome::Rejected(v) => {
-                resp.rejected += 1;
-                (v1::SignalOutcome::Rejected, v)
-            }
-        };
-        resp.results.push(v1::SignalResult {
-            index: i32::try_from(i).unwrap_or(i32::MAX),
-            event_id: event_ids.get(i).cloned().unwrap_or_default(),
-            outcome: outcome as i32,
-            violations: violations
-                .into_iter()
-                .map(|v| v1::FieldViolation {
-                    field: v.field,
-                    description: v.description,
-                })
-                .collect(),
-        });
-    }
-    resp
-}
 
 type ResultStream = Pin<Box<dyn Stream<Item = Result<v1::StreamSignalsResponse, Status>> + Send>>;
 
@@ -362,6 +52,7 @@ impl IngestionService for Ingestion {
         request: Request<v1::IngestSignalsRequest>,
     ) -> Result<Response<v1::IngestSignalsResponse>, Status> {
         let principal = Principal::of(&request)?.clone();
+        principal.require(Role::Ingest)?;
         let req = request.into_inner();
         Ok(Response::new(self.ingest(&principal, req).await?))
     }
@@ -437,4 +128,295 @@ impl IngestionService for Ingestion {
             accounts::list(&self.inner.db, principal.tenant.as_str(), request.get_ref()).await?,
         ))
     }
+}
+
+/// The ingestion service's state. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Ingestion {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    db: DatabaseConnection,
+    settings: IngestionSettings,
+    tenants: Tenants,
+    limiter: TenantLimiter,
+    recent: Arc<recent::Recent>,
+    group: Option<group::GroupCommit>,
+    max_message_bytes: usize,
+}
+
+impl Service for Ingestion {
+    const NAME: &'static str = "retain-ingestion";
+    const ABOUT: &'static str =
+        "Retain's ingestion service: validated, idempotent, durable signal intake over gRPC.";
+    type Settings = IngestionSettings;
+
+    fn build(
+        db: DatabaseConnection,
+        settings: &Settings,
+        own: IngestionSettings,
+    ) -> anyhow::Result<Services> {
+        let (ingestion, workers) = Ingestion::new(db, settings, own)?;
+        Ok(Services::new()
+            .with(ingestion.server())
+            .with_workers(workers))
+    }
+}
+
+impl Ingestion {
+    /// The service over `db` with its own settings `s`, the shared tenant
+    /// settings and the server's message limit, and the workers it needs
+    /// running (the group-commit writers, when enabled). Starts nothing:
+    /// `retain_runtime::serve` starts the workers with the server and stops
+    /// them after the last call.
+    pub fn new(
+        db: DatabaseConnection,
+        settings: &Settings,
+        s: IngestionSettings,
+    ) -> Result<(Self, Workers), ConfigError> {
+        let tenants = settings.tenants.parse()?;
+        let recent = Arc::new(recent::Recent::default());
+        let mut workers = Workers::new();
+        let group = s.group_commit.then(|| {
+            let (group, writers) = group::GroupCommit::new(
+                db.clone(),
+                recent.clone(),
+                s.group_commit_writers,
+                s.group_commit_max_signals,
+            );
+            workers.extend(writers);
+            group
+        });
+        let ingestion = Self {
+            inner: Arc::new(Inner {
+                db,
+                group,
+                limiter: TenantLimiter::new(s.tenant_signals_per_second, s.tenant_burst_signals),
+                settings: s,
+                tenants,
+                recent,
+                max_message_bytes: settings.server.max_message_bytes,
+            }),
+        };
+        Ok((ingestion, workers))
+    }
+
+    /// The tonic service, with the configured message size limit.
+    pub fn server(&self) -> IngestionServiceServer<Self> {
+        IngestionServiceServer::new(self.clone())
+            .max_decoding_message_size(self.inner.max_message_bytes)
+    }
+
+    /// One `IngestSignals` batch of `principal`, whose role was checked.
+    #[tracing::instrument(name = "ingest", skip_all, fields(tenant = %principal.tenant, signals = req.signals.len()))]
+    async fn ingest(
+        &self,
+        principal: &Principal,
+        req: v1::IngestSignalsRequest,
+    ) -> Result<v1::IngestSignalsResponse, Error> {
+        let mode = self.check_batch(&req)?;
+        let tenant = principal.tenant.as_str();
+        self.inner
+            .limiter
+            .try_take(tenant, req.signals.len())
+            .map_err(|wait| self.rate_limited(tenant, req.signals.len(), wait))?;
+        self.process(tenant, mode, req).await
+    }
+
+    /// One `StreamSignals` batch: like [`Ingestion::ingest`], but a tenant
+    /// over its rate waits (back-pressure on the stream) instead of failing.
+    async fn ingest_streamed(
+        &self,
+        principal: &Principal,
+        req: v1::IngestSignalsRequest,
+    ) -> Result<v1::IngestSignalsResponse, Error> {
+        let mode = self.check_batch(&req)?;
+        let tenant = principal.tenant.as_str();
+        while let Err(wait) = self.inner.limiter.try_take(tenant, req.signals.len()) {
+            tokio::time::sleep(wait).await;
+        }
+        self.process(tenant, mode, req).await
+    }
+
+    /// Checks the parts of a batch that are not per signal: size and mode.
+    fn check_batch(&self, req: &v1::IngestSignalsRequest) -> Result<v1::IngestMode, Error> {
+        let n = req.signals.len();
+        let max = self.inner.settings.max_batch_signals;
+        let mut violations = Vec::new();
+        if n == 0 {
+            violations.push(FieldViolation::new(
+                "signals",
+                "must hold at least one signal",
+            ));
+        } else if n > max {
+            violations.push(FieldViolation::new(
+                "signals",
+                format!("{n} signals is over the limit of {max} per batch; split the batch"),
+            ));
+        }
+        let mode = match v1::IngestMode::try_from(req.mode) {
+            Ok(v1::IngestMode::Unspecified | v1::IngestMode::Live) => v1::IngestMode::Live,
+            Ok(v1::IngestMode::Backfill) => v1::IngestMode::Backfill,
+            Err(_) => {
+                violations.push(FieldViolation::new(
+                    "mode",
+                    format!("{} is not a mode; use LIVE or BACKFILL", req.mode),
+                ));
+                v1::IngestMode::Live
+            }
+        };
+        if violations.is_empty() {
+            Ok(mode)
+        } else {
+            Err(Error::InvalidArgument(violations))
+        }
+    }
+
+    fn rate_limited(&self, tenant: &str, n: usize, wait: Duration) -> Error {
+        Error::ResourceExhausted {
+            message: format!(
+                "tenant {tenant} is over its rate limit of {} signals/s ({n} asked); retry after {} ms",
+                self.inner.settings.tenant_signals_per_second,
+                wait.as_millis()
+            ),
+            retry_after: wait,
+        }
+    }
+
+    /// Checks every signal, writes the valid ones, and answers one verdict
+    /// per signal in request order.
+    async fn process(
+        &self,
+        tenant: &str,
+        mode: v1::IngestMode,
+        req: v1::IngestSignalsRequest,
+    ) -> Result<v1::IngestSignalsResponse, Error> {
+        let ts = self.inner.tenants.of(tenant);
+        let rules = Rules {
+            now: Timestamp::from_micros(retain_store::now_micros()),
+            max_future_seconds: self.inner.settings.max_future_seconds,
+            max_past_seconds: (mode == v1::IngestMode::Live)
+                .then(|| self.inner.settings.max_live_age_days * retain_domain::time::DAY),
+            base_currency: ts.base_currency,
+            checklist: &ts.onboarding_checklist,
+        };
+        let all_or_nothing = req.all_or_nothing;
+        let (event_ids, checked) = intake::check(req.signals, &rules);
+        let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(checked.len());
+        let mut valid: Vec<Prepared> = Vec::with_capacity(checked.len());
+        for c in checked {
+            match c {
+                Ok(p) => {
+                    verdicts.push(None);
+                    valid.push(p);
+                }
+                Err(v) => verdicts.push(Some(Verdict::Rejected(v))),
+            }
+        }
+        if all_or_nothing && valid.len() < verdicts.len() {
+            return Ok(respond(&event_ids, reject_all(verdicts)));
+        }
+        let indexes: Vec<usize> = valid.iter().map(|p| p.index).collect();
+        let written = self.write(tenant, mode, valid, all_or_nothing).await?;
+        for (i, v) in indexes.into_iter().zip(written) {
+            verdicts[i] = Some(v);
+        }
+        if all_or_nothing && verdicts.iter().any(|v| matches!(v, Some(Verdict::Rejected(_)))) {
+            return Ok(respond(&event_ids, reject_all(verdicts)));
+        }
+        let verdicts = verdicts
+            .into_iter()
+            .enumerate()
+            .map(|(i, v)| {
+                v.unwrap_or_else(|| {
+                    Verdict::Rejected(vec![FieldViolation::new(
+                        format!("signals[{i}]"),
+                        "was not written (internal: no verdict)",
+                    )])
+                })
+            })
+            .collect();
+        Ok(respond(&event_ids, verdicts))
+    }
+
+    /// Writes the valid signals of a batch: through the shared group
+    /// commit, or alone for `all_or_nothing` (a conflict rolls it back).
+    async fn write(
+        &self,
+        tenant: &str,
+        mode: v1::IngestMode,
+        valid: Vec<Prepared>,
+        all_or_nothing: bool,
+    ) -> Result<Vec<Verdict>, Error> {
+        if valid.is_empty() {
+            return Ok(Vec::new());
+        }
+        if !all_or_nothing && let Some(g) = &self.inner.group {
+            return g.submit(tenant, mode, valid).await;
+        }
+        let call = commit::Call {
+            tenant,
+            mode,
+            signals: &valid,
+        };
+        let mut out =
+            commit::commit(&self.inner.db, &self.inner.recent, &[call], all_or_nothing).await?;
+        Ok(out.pop().unwrap_or_default())
+    }
+}
+
+/// With `all_or_nothing`, every signal is rejected once one is: the
+/// rejected ones with their reasons, the rest "with its batch".
+fn reject_all(verdicts: Vec<Option<Verdict>>) -> Vec<Verdict> {
+    let first = verdicts
+        .iter()
+        .position(|v| matches!(v, Some(Verdict::Rejected(_))))
+        .unwrap_or(0);
+    verdicts
+        .into_iter()
+        .enumerate()
+        .map(|(i, v)| match v {
+            Some(rejected @ Verdict::Rejected(_)) => rejected,
+            _ => Verdict::Rejected(vec![FieldViolation::new(
+                format!("signals[{i}]"),
+                format!("not written: signals[{first}] was rejected and all_or_nothing is set"),
+            )]),
+        })
+        .collect()
+}
+
+/// The answer: one result per signal, in request order, and the counts.
+fn respond(event_ids: &[String], verdicts: Vec<Verdict>) -> v1::IngestSignalsResponse {
+    let mut resp = v1::IngestSignalsResponse::default();
+    for (i, verdict) in verdicts.into_iter().enumerate() {
+        let (outcome, violations) = match verdict {
+            Verdict::Accepted => {
+                resp.accepted += 1;
+                (v1::SignalOutcome::Accepted, Vec::new())
+            }
+            Verdict::Duplicate => {
+                resp.duplicates += 1;
+                (v1::SignalOutcome::Duplicate, Vec::new())
+            }
+            Verdict::Rejected(v) => {
+                resp.rejected += 1;
+                (v1::SignalOutcome::Rejected, v)
+            }
+        };
+        resp.results.push(v1::SignalResult {
+            index: i32::try_from(i).unwrap_or(i32::MAX),
+            event_id: event_ids.get(i).cloned().unwrap_or_default(),
+            outcome: outcome as i32,
+            violations: violations
+                .into_iter()
+                .map(|v| v1::FieldViolation {
+                    field: v.field,
+                    description: v.description,
+                })
+                .collect(),
+        });
+    }
+    resp
 }

@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
 
-use crate::write::UserSighting;
+use crate::sql::UserSighting;
 
 /// A user's `last_seen_at` is refreshed when it moves by at least this
 /// much (one hour): it is a registry of who uses an account, not activity

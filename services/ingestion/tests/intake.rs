@@ -526,3 +526,44 @@ retain_testkit::storage_test!(async fn shared_transactions_keep_tenants_and_mode
         }
     }
 });
+
+// One tenant's calls fail inside the database (a trigger stands in for any
+// value the database refuses). Group commit shares transactions between
+// concurrent calls, so without isolation the other tenant's calls that
+// shared a transaction with a failing one would fail too.
+retain_testkit::storage_test!(async fn one_tenants_failing_writes_never_fail_another_tenants_calls(db) {
+    let app = spawn_app::<Ingestion>(db).await;
+    match app.db.conn.get_database_backend() {
+        sea_orm::DatabaseBackend::Postgres => {
+            app.exec("CREATE FUNCTION fail_globex() RETURNS trigger AS $$ BEGIN IF NEW.tenant_id = 'globex' THEN RAISE EXCEPTION 'injected failure'; END IF; RETURN NEW; END $$ LANGUAGE plpgsql").await;
+            app.exec("CREATE TRIGGER fail_globex BEFORE INSERT ON signals FOR EACH ROW EXECUTE FUNCTION fail_globex()").await;
+        }
+        _ => {
+            app.exec("CREATE TRIGGER fail_globex BEFORE INSERT ON signals WHEN NEW.tenant_id = 'globex' BEGIN SELECT RAISE(ABORT, 'injected failure'); END").await;
+        }
+    }
+    let mut calls = Vec::new();
+    for round in 0..10 {
+        for (token, tenant) in [(WRITER, "acme"), (GLOBEX, "globex")] {
+            let client = app.client.clone();
+            let signals: Vec<_> = (0..20)
+                .map(|i| signal(&format!("{tenant}-{round}-{i}"), "acct-1", session("u1", 60)))
+                .collect();
+            calls.push(tokio::spawn(async move {
+                let r = client.clone().ingest_signals(with_token(token, batch(signals))).await;
+                (tenant, r.map(tonic::Response::into_inner))
+            }));
+        }
+    }
+    let mut acme_accepted = 0;
+    for call in calls {
+        let (tenant, result) = call.await.unwrap();
+        match tenant {
+            "acme" => acme_accepted += result.expect("acme's calls never fail").accepted,
+            _ => assert_eq!(result.expect_err("globex's writes fail").code(), Code::Internal),
+        }
+    }
+    assert_eq!(acme_accepted, 200);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM signals WHERE tenant_id = 'globex'").await, 0);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM signals WHERE tenant_id = 'acme'").await, 200);
+});

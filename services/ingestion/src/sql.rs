@@ -1,18 +1,8 @@
-//! Writing accepted signals, their accounts and users, and their bus
-//! messages in one transaction.
-//!
-//! Order inside the transaction, each step in bulk (multi-row statements
-//! chunked under the bind-parameter limit, rows sorted by key so concurrent
-//! writers lock in the same order and cannot deadlock):
-//!
-//! 1. `signal_ids`: `INSERT … ON CONFLICT DO NOTHING RETURNING event_id`
-//!    claims the new event ids; the others are looked up and compared by
-//!    content hash (duplicate or conflict).
-//! 2. `signals`: the new signals' rows.
-//! 3. `accounts`: every touched account exists; account upserts are merged
-//!    into the rows, locked (`FOR UPDATE` on PostgreSQL).
-//! 4. `users`: first/last seen per (account, user).
-//! 5. `bus_messages`: one `SignalsRecorded` per touched account.
+//! Every SQL statement ingestion's write transaction runs, in the order
+//! [`crate::commit`] runs them. Each step writes in bulk (PostgreSQL: one
+//! statement with array parameters; SQLite: prepared single-row statements,
+//! measured faster there) with rows sorted by key, so concurrent writers
+//! lock rows in the same order and cannot deadlock.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
@@ -27,17 +17,6 @@ use sea_orm::{
 
 use crate::intake::{PORTFOLIO, Prepared, is_routable, user_of};
 
-/// What writing decided for one valid signal.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Written {
-    /// Stored now.
-    Accepted,
-    /// Stored before with the same content.
-    Duplicate,
-    /// Stored before with different content.
-    Conflict,
-}
-
 async fn exec(tx: &DatabaseTransaction, sql: String, values: Vec<Value>) -> Result<(), DbErr> {
     let backend = tx.get_database_backend();
     tx.execute_raw(Statement::from_sql_and_values(backend, sql, values))
@@ -45,14 +24,14 @@ async fn exec(tx: &DatabaseTransaction, sql: String, values: Vec<Value>) -> Resu
         .map(|_| ())
 }
 
-/// Claims the event ids of `signals` (distinct ids) in `signal_ids` and
-/// classifies each (same order as `signals`). Also returns the stored
-/// content hash of every id that was already there.
+/// Step 1, `signal_ids`: claims the event ids of `signals` (distinct ids).
+/// For each signal, in order: `None` when this transaction claimed its id
+/// (a new event), or the content hash stored for an id claimed before.
 pub async fn claim_ids(
     tx: &DatabaseTransaction,
     tenant: &str,
     signals: &[&Prepared],
-) -> Result<(Vec<Written>, HashMap<String, Vec<u8>>), DbErr> {
+) -> Result<Vec<Option<Vec<u8>>>, DbErr> {
     let backend = tx.get_database_backend();
     let mut order: Vec<usize> = (0..signals.len()).collect();
     order.sort_by(|&a, &b| signals[a].wire.event_id.cmp(&signals[b].wire.event_id));
@@ -122,25 +101,21 @@ pub async fn claim_ids(
             stored.insert(row.try_get_by_index(0)?, row.try_get_by_index(1)?);
         }
     }
-    let written = signals
+    Ok(signals
         .iter()
         .map(|s| {
             if inserted.contains(&s.wire.event_id) {
-                Written::Accepted
-            } else if stored
-                .get(&s.wire.event_id)
-                .is_some_and(|h| h.as_slice() == s.hash)
-            {
-                Written::Duplicate
+                None
             } else {
-                Written::Conflict
+                // Not claimed now, so stored before (or by a transaction
+                // that committed in between): its hash is there.
+                Some(stored.remove(&s.wire.event_id).unwrap_or_default())
             }
         })
-        .collect();
-    Ok((written, stored))
+        .collect())
 }
 
-/// Inserts the rows of newly accepted signals.
+/// Step 2, `signals`: the rows of newly accepted signals.
 pub async fn insert_signals(
     tx: &DatabaseTransaction,
     tenant: &str,
@@ -222,8 +197,8 @@ pub fn touched_accounts<'a>(signals: &[&'a Prepared]) -> Vec<&'a str> {
         .collect()
 }
 
-/// Creates the rows of accounts in `create` that do not exist yet and
-/// merges the account upserts of `signals` into their rows (locked until
+/// Step 4, `accounts`: creates the rows of accounts in `create` that do
+/// not exist yet and merges the account upserts of `signals` into their rows (locked until
 /// the transaction ends).
 pub async fn upsert_accounts(
     tx: &DatabaseTransaction,
@@ -406,7 +381,7 @@ pub fn user_sightings<'a>(signals: &[&'a Prepared]) -> Vec<UserSighting<'a>> {
 /// `((account, user), (first seen µs, last seen µs))`.
 pub type UserSighting<'a> = ((&'a str, &'a str), (i64, i64));
 
-/// Records first and last sight of (account, user) pairs (earliest first,
+/// Step 3, `users`: records first and last sight of (account, user) pairs (earliest first,
 /// latest last, whatever the arrival order).
 pub async fn upsert_users(
     tx: &DatabaseTransaction,
