@@ -23,6 +23,7 @@
 //! back-off and graceful shutdown.
 
 mod consumer;
+mod driver;
 mod headers;
 mod queue;
 mod topic;

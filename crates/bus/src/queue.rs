@@ -19,22 +19,18 @@ use sea_orm::{
 use tokio::sync::Notify;
 
 use crate::Headers;
+use crate::driver::{Claim, Driver, Postgres, Sqlite};
 
-const PENDING: i16 = 0;
-const LEASED: i16 = 1;
-const DEAD: i16 = 2;
-
-/// A message's head key, the expression of the `bus_messages_head` index,
-/// for the candidate (`d`) and the older message it is compared with (`h`).
-const HEAD_D: &str = "(d.consumer_group || ' ' || d.topic || ' ' || d.msg_key)";
-const HEAD_H: &str = "(h.consumer_group || ' ' || h.topic || ' ' || h.msg_key)";
+pub(crate) const PENDING: i16 = 0;
+pub(crate) const LEASED: i16 = 1;
+pub(crate) const DEAD: i16 = 2;
 
 /// How long one claim may run on PostgreSQL before it is cancelled.
 pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Bind parameters per publish statement: under SQLite's 32,766 and
-/// PostgreSQL's 65,535 limits.
-const MAX_PARAMS: usize = retain_store::MAX_BIND_PARAMS;
+/// Bind parameters per statement: under SQLite's 32,766 and PostgreSQL's
+/// 65,535 limits.
+pub(crate) const MAX_PARAMS: usize = retain_store::MAX_BIND_PARAMS;
 
 /// Errors from the bus.
 #[derive(Debug, thiserror::Error)]
@@ -220,88 +216,12 @@ pub async fn publish<C: ConnectionTrait>(
     // refuses "ON CONFLICT DO UPDATE ... a second time"), so repeated keys go
     // into successive rounds, which also keeps per-key publication order.
     for round in rounds_by_key(messages) {
-        if backend == DatabaseBackend::Postgres {
-            written += publish_unnest(conn, topic, now, &round).await?;
-            continue;
-        }
-        let per_stmt = MAX_PARAMS / 3;
-        for chunk in round.chunks(per_stmt) {
-            let mut sql = String::with_capacity(512 + chunk.len() * 24);
-            sql.push_str(
-                "INSERT INTO bus_messages (topic, consumer_group, msg_key, coalesce_key, payload, \
-                 headers, state, attempts, available_at, coalesced, created_at) \
-                 SELECT s.topic, s.consumer_group, v.column1, \
-                 CASE WHEN s.coalesce THEN v.column1 ELSE NULL END, v.column2, v.column3, \
-                 0, 0, $2, 1, $2 FROM (VALUES ",
-            );
-            let mut values: Vec<Value> = Vec::with_capacity(2 + chunk.len() * 3);
-            values.push(topic.into());
-            values.push(now.into());
-            for (i, m) in chunk.iter().enumerate() {
-                let p = 3 + i * 3;
-                if i > 0 {
-                    sql.push(',');
-                }
-                sql.push_str(&format!("(${}, ${}, ${})", p, p + 1, p + 2));
-                values.push(m.key.clone().into());
-                values.push(m.payload.clone().into());
-                values.push(m.headers.encode().into());
-            }
-            sql.push_str(
-                ") AS v CROSS JOIN bus_subscriptions s WHERE s.topic = $1 \
-                 ON CONFLICT (consumer_group, topic, coalesce_key) WHERE state = 0 AND coalesce_key IS NOT NULL \
-                 DO UPDATE SET payload = CAST(bus_messages.payload || excluded.payload AS BLOB), \
-                 headers = excluded.headers, \
-                 coalesced = bus_messages.coalesced + 1",
-            );
-            let res = conn
-                .execute_raw(Statement::from_sql_and_values(backend, sql, values))
-                .await?;
-            written += res.rows_affected();
-        }
+        written += match backend {
+            DatabaseBackend::Postgres => Postgres::publish_round(conn, topic, now, &round).await?,
+            _ => Sqlite::publish_round(conn, topic, now, &round).await?,
+        };
     }
     Ok(written)
-}
-
-/// PostgreSQL: one statement per round with array parameters (measured
-/// faster than a multi-row `VALUES`, and free of the bind-parameter limit).
-async fn publish_unnest<C: ConnectionTrait>(
-    conn: &C,
-    topic: &str,
-    now: i64,
-    round: &[&OutgoingMessage],
-) -> Result<u64, BusError> {
-    // A text[] parameter cannot hold NULLs through sea-query, so "no key"
-    // travels as '' and becomes NULL again in SQL (an empty key is no key).
-    let keys: Vec<String> = round
-        .iter()
-        .map(|m| m.key.clone().unwrap_or_default())
-        .collect();
-    let payloads: Vec<Vec<u8>> = round.iter().map(|m| m.payload.clone()).collect();
-    let headers: Vec<String> = round.iter().map(|m| m.headers.encode()).collect();
-    let res = conn
-        .execute_raw(Statement::from_sql_and_values(
-            DatabaseBackend::Postgres,
-            "INSERT INTO bus_messages (topic, consumer_group, msg_key, coalesce_key, payload, \
-             headers, state, attempts, available_at, coalesced, created_at) \
-             SELECT s.topic, s.consumer_group, v.k, CASE WHEN s.coalesce THEN v.k ELSE NULL END, \
-             v.p, v.h, 0, 0, $2, 1, $2 \
-             FROM (SELECT NULLIF(k, '') AS k, p, h, n \
-                   FROM UNNEST($3::text[], $4::bytea[], $5::text[]) WITH ORDINALITY AS u(k, p, h, n)) AS v \
-             CROSS JOIN bus_subscriptions s WHERE s.topic = $1 ORDER BY v.n, s.consumer_group \
-             ON CONFLICT (consumer_group, topic, coalesce_key) WHERE state = 0 AND coalesce_key IS NOT NULL \
-             DO UPDATE SET payload = bus_messages.payload || excluded.payload, headers = excluded.headers, \
-             coalesced = bus_messages.coalesced + 1",
-            [
-                topic.into(),
-                now.into(),
-                keys.into(),
-                payloads.into(),
-                headers.into(),
-            ],
-        ))
-        .await?;
-    Ok(res.rows_affected())
 }
 
 fn rounds_by_key(messages: &[OutgoingMessage]) -> Vec<Vec<&OutgoingMessage>> {
@@ -421,59 +341,19 @@ impl Bus {
         max: usize,
         lease: Duration,
     ) -> Result<Vec<Delivery>, BusError> {
-        let backend = self.db.get_database_backend();
-        let now = now_micros();
-        // On PostgreSQL, `id = ANY(ARRAY(subquery))` makes the planner look
-        // the claimed ids up by primary key; `id IN (subquery)` was planned
-        // as a hash semi-join over a full scan of the table (twice as slow
-        // at 100k queued messages, measured with EXPLAIN ANALYZE).
-        let (open, close, lock) = match backend {
-            DatabaseBackend::Postgres => ("= ANY(ARRAY(", "))", " FOR UPDATE SKIP LOCKED"),
-            _ => ("IN (", ")", ""),
+        let claim = Claim {
+            owner,
+            lease_until: now_micros() + micros(lease),
+            group,
+            topic,
+            now: now_micros(),
+            max: i64::try_from(max).unwrap_or(i64::MAX),
         };
-        // The per-key head check compares the head key and `id + 0`, the
-        // two expressions of the `bus_messages_head` index and of no other,
-        // so no other index can answer it with a filter that rescans the
-        // backlog per candidate (the plan that collapsed the claim under a
-        // deep backlog; migration m0003 says more).
-        let sql = format!(
-            "UPDATE bus_messages SET state = {LEASED}, lease_owner = $1, lease_until = $2, \
-             attempts = attempts + 1 \
-             WHERE id {open}SELECT d.id FROM bus_messages d \
-               WHERE d.consumer_group = $3 AND d.topic = $4 AND d.available_at <= $5 \
-               AND (d.state = {PENDING} OR (d.state = {LEASED} AND d.lease_until < $5)) \
-               AND (d.msg_key IS NULL OR NOT EXISTS (SELECT 1 FROM bus_messages h \
-                    WHERE {HEAD_H} = {HEAD_D} AND h.id + 0 < d.id \
-                    AND h.msg_key IS NOT NULL AND h.state <> {DEAD})) \
-               ORDER BY d.id LIMIT $6{lock}{close} \
-             RETURNING id, msg_key, payload, headers, attempts"
-        );
-        let stmt = Statement::from_sql_and_values(
-            backend,
-            sql,
-            [
-                owner.into(),
-                (now + micros(lease)).into(),
-                group.into(),
-                topic.into(),
-                now.into(),
-                i64::try_from(max).unwrap_or(i64::MAX).into(),
-            ],
-        );
-        let rows = if backend == DatabaseBackend::Postgres {
-            // A runaway claim must not hold the xmin horizon (and with it
-            // vacuum and every ack behind it): it is cancelled and retried.
-            let tx = self.db.begin().await?;
-            tx.execute_unprepared(&format!(
-                "SET LOCAL statement_timeout = {}",
-                self.claim_timeout.as_millis().max(1)
-            ))
-            .await?;
-            let rows = tx.query_all_raw(stmt).await?;
-            tx.commit().await?;
-            rows
-        } else {
-            self.db.query_all_raw(stmt).await?
+        let rows = match self.db.get_database_backend() {
+            DatabaseBackend::Postgres => {
+                Postgres::claim(&self.db, &claim, self.claim_timeout).await?
+            }
+            _ => Sqlite::claim(&self.db, &claim, self.claim_timeout).await?,
         };
         let mut out = Vec::with_capacity(rows.len());
         for row in rows {
@@ -498,11 +378,9 @@ impl Bus {
             if chunk.is_empty() {
                 continue;
             }
-            let placeholders: Vec<String> =
-                (0..chunk.len()).map(|i| format!("${}", i + 2)).collect();
             let sql = format!(
                 "DELETE FROM bus_messages WHERE lease_owner = $1 AND state = {LEASED} AND id IN ({})",
-                placeholders.join(",")
+                retain_store::placeholder_list(chunk.len(), 2)
             );
             let mut values: Vec<Value> = Vec::with_capacity(chunk.len() + 1);
             values.push(owner.into());
@@ -558,8 +436,8 @@ impl Bus {
         let backend = self.db.get_database_backend();
         let tx = self.db.begin().await?;
         let concat = match backend {
-            DatabaseBackend::Postgres => "$1 || p.payload",
-            _ => "CAST($1 || p.payload AS BLOB)",
+            DatabaseBackend::Postgres => Postgres::concat("$1", "p.payload"),
+            _ => Sqlite::concat("$1", "p.payload"),
         };
         let folded = tx
             .execute_raw(Statement::from_sql_and_values(
@@ -613,12 +491,7 @@ impl Bus {
         sql: impl Into<String>,
         values: impl IntoIterator<Item = Value>,
     ) -> Result<u64, BusError> {
-        let backend = self.db.get_database_backend();
-        Ok(self
-            .db
-            .execute_raw(Statement::from_sql_and_values(backend, sql, values))
-            .await?
-            .rows_affected())
+        Ok(retain_store::exec(&self.db, sql, values).await?)
     }
 
     /// Gives back every lease `owner` holds, without counting an attempt:

@@ -16,6 +16,7 @@ pub mod migration;
 use std::time::Duration;
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
+use sea_orm_migration::MigratorTrait;
 pub use sea_orm::{DatabaseBackend, DatabaseConnection};
 
 /// The clock every table uses: microseconds since the Unix epoch (UTC), so
@@ -26,9 +27,31 @@ pub fn now_micros() -> i64 {
         .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
 }
 
+/// Runs one statement with bind parameters (`$1`, `$2`, … on both
+/// backends) on `conn`, a pool or a transaction; returns the rows affected.
+pub async fn exec<C: ConnectionTrait>(
+    conn: &C,
+    sql: impl Into<String>,
+    values: impl IntoIterator<Item = sea_orm::Value>,
+) -> Result<u64, sea_orm::DbErr> {
+    let backend = conn.get_database_backend();
+    Ok(conn
+        .execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values))
+        .await?
+        .rows_affected())
+}
+
 /// Most bind parameters one statement may carry on either backend
 /// (PostgreSQL allows 65,535, SQLite 32,766); bulk writes chunk under it.
 pub const MAX_BIND_PARAMS: usize = 30_000;
+
+/// `$first,$first+1,…`: `n` placeholders for an `IN (…)` list.
+pub fn placeholder_list(n: usize, first: usize) -> String {
+    values_placeholders(1, n, first)
+        .trim_start_matches('(')
+        .trim_end_matches(')')
+        .to_owned()
+}
 
 /// `($first, $first+1, …), (…)`: placeholders for a multi-row `VALUES` of
 /// `rows` rows with `cols` columns, numbered from `first`.
@@ -50,7 +73,6 @@ pub fn values_placeholders(rows: usize, cols: usize, first: usize) -> String {
     }
     sql
 }
-use sea_orm_migration::MigratorTrait;
 
 /// Errors opening or migrating a database.
 #[derive(Debug, thiserror::Error)]
@@ -176,6 +198,7 @@ mod tests {
     fn placeholders_number_rows_and_columns() {
         assert_eq!(values_placeholders(2, 3, 2), "($2,$3,$4),($5,$6,$7)");
         assert_eq!(values_placeholders(0, 3, 1), "");
+        assert_eq!(placeholder_list(3, 2), "$2,$3,$4");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use retain_domain::signal::SignalBody;
 use retain_proto::{convert, v1};
 use retain_store::entity::account;
-use retain_store::{MAX_BIND_PARAMS, now_micros, values_placeholders};
+use retain_store::{MAX_BIND_PARAMS, now_micros, placeholder_list, values_placeholders};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait,
     QueryFilter, QuerySelect, Statement, Value,
@@ -18,10 +18,7 @@ use sea_orm::{
 use crate::intake::{PORTFOLIO, Prepared, is_routable, user_of};
 
 async fn exec(tx: &DatabaseTransaction, sql: String, values: Vec<Value>) -> Result<(), DbErr> {
-    let backend = tx.get_database_backend();
-    tx.execute_raw(Statement::from_sql_and_values(backend, sql, values))
-        .await
-        .map(|_| ())
+    retain_store::exec(tx, sql, values).await.map(|_| ())
 }
 
 /// Step 1, `signal_ids`: claims the event ids of `signals` (distinct ids).
@@ -88,11 +85,10 @@ pub async fn claim_ids(
     let mut stored: HashMap<String, Vec<u8>> = HashMap::with_capacity(existing.len());
     for chunk in existing.chunks(MAX_BIND_PARAMS - 1) {
         let mut values: Vec<Value> = vec![tenant.into()];
-        let list: Vec<String> = (0..chunk.len()).map(|n| format!("${}", n + 2)).collect();
         values.extend(chunk.iter().map(|s| Value::from(s.wire.event_id.clone())));
         let sql = format!(
             "SELECT event_id, content_hash FROM signal_ids WHERE tenant_id = $1 AND event_id IN ({})",
-            list.join(",")
+            placeholder_list(chunk.len(), 2)
         );
         for row in tx
             .query_all_raw(Statement::from_sql_and_values(backend, sql, values))
@@ -209,14 +205,12 @@ pub async fn upsert_accounts(
     let now = now_micros();
     for chunk in create.chunks(MAX_BIND_PARAMS - 2) {
         let mut values: Vec<Value> = vec![tenant.into(), now.into()];
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|n| format!("($1, ${}, '', $2, $2)", n + 3))
-            .collect();
         values.extend(chunk.iter().map(|a| Value::from(*a)));
         let sql = format!(
             "INSERT INTO accounts (tenant_id, account_id, contact_emails, created_at, updated_at) \
-             VALUES {} ON CONFLICT (tenant_id, account_id) DO NOTHING",
-            rows.join(",")
+             SELECT $1, v.column1, '', $2, $2 FROM (VALUES {}) AS v WHERE true \
+             ON CONFLICT (tenant_id, account_id) DO NOTHING",
+            values_placeholders(chunk.len(), 1, 3)
         );
         exec(tx, sql, values).await?;
     }
@@ -400,20 +394,15 @@ pub async fn upsert_users(
                 (*last).into(),
             ]);
         }
-        let rows: Vec<String> = (0..chunk.len())
-            .map(|n| {
-                let p = 2 + n * COLS;
-                format!("($1, ${}, ${}, ${}, ${})", p, p + 1, p + 2, p + 3)
-            })
-            .collect();
         let sql = format!(
             "INSERT INTO users (tenant_id, account_id, user_id, first_seen_at, last_seen_at) \
-             VALUES {} ON CONFLICT (tenant_id, account_id, user_id) DO UPDATE SET \
+             SELECT $1, v.column1, v.column2, v.column3, v.column4 FROM (VALUES {}) AS v WHERE true \
+             ON CONFLICT (tenant_id, account_id, user_id) DO UPDATE SET \
              first_seen_at = CASE WHEN excluded.first_seen_at < users.first_seen_at \
                THEN excluded.first_seen_at ELSE users.first_seen_at END, \
              last_seen_at = CASE WHEN excluded.last_seen_at > users.last_seen_at \
                THEN excluded.last_seen_at ELSE users.last_seen_at END",
-            rows.join(",")
+            values_placeholders(chunk.len(), COLS, 2)
         );
         exec(tx, sql, values).await?;
     }
