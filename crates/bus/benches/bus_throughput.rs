@@ -24,8 +24,8 @@
 use std::time::{Duration, Instant};
 
 use retain_bus::{Bus, Headers, OutgoingMessage, Subscription, publish};
-use retain_testkit::BenchPostgres;
 use retain_store::{PoolOptions, connect, migrate};
+use retain_testkit::BenchPostgres;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement, TransactionTrait, Value};
 
 const TOPIC: &str = "bench.recorded";

@@ -43,13 +43,11 @@ pub mod topics {
     use crate::Topic;
 
     /// Ingestion → metrics, notification: signals accepted for an account.
-    pub const SIGNALS_RECORDED: Topic<v1::SignalsRecorded> =
-        Topic::coalescible("signals.recorded");
+    pub const SIGNALS_RECORDED: Topic<v1::SignalsRecorded> = Topic::coalescible("signals.recorded");
     /// Metrics → health: an account's metric snapshot changed.
     pub const ACCOUNT_METRICS: Topic<v1::AccountMetricsUpdated> = Topic::new("account.metrics");
     /// Health → notification: an account changed health band.
-    pub const HEALTH_BAND_CHANGED: Topic<v1::HealthBandChanged> =
-        Topic::new("health.band_changed");
+    pub const HEALTH_BAND_CHANGED: Topic<v1::HealthBandChanged> = Topic::new("health.band_changed");
 }
 
 /// Consumer groups. The migrations subscribe the standing consumers of

@@ -7,11 +7,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use retain_bus::topics::SIGNALS_RECORDED;
 use retain_bus::{
     Bus, Consumer, ConsumerOptions, Delivery, Handler, HandlerError, Headers, NackOutcome,
     OutgoingMessage, RetryPolicy, Subscription, publish,
 };
-use retain_bus::topics::SIGNALS_RECORDED;
 use retain_proto::v1;
 use sea_orm::TransactionTrait;
 use tokio_util::sync::CancellationToken;
@@ -277,7 +277,10 @@ fn recorded(earliest: i64, latest: i64, n: i64, mode: v1::IngestMode) -> v1::Sig
         latest_occurred_at: batch.latest_occurred_at,
         signal_count: n,
         mode: mode as i32,
-        routable: vec![v1::Signal { event_id: format!("routable-{earliest}"), ..Default::default() }],
+        routable: vec![v1::Signal {
+            event_id: format!("routable-{earliest}"),
+            ..Default::default()
+        }],
         batches: vec![batch],
     }
 }

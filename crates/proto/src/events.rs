@@ -88,15 +88,22 @@ mod tests {
         // The other way round, live first: still LIVE, still from 100.
         let mut bytes = publication(5_000, 5_001, 2, IngestMode::Live).encode_to_vec();
         bytes.extend(publication(100, 200, 40, IngestMode::Backfill).encode_to_vec());
-        let m = SignalsRecorded::decode(bytes.as_slice()).expect("decodes").merged();
-        assert_eq!((m.earliest_occurred_at, m.mode()), (ts(100), IngestMode::Live));
+        let m = SignalsRecorded::decode(bytes.as_slice())
+            .expect("decodes")
+            .merged();
+        assert_eq!(
+            (m.earliest_occurred_at, m.mode()),
+            (ts(100), IngestMode::Live)
+        );
     }
 
     #[test]
     fn all_backfill_stays_backfill() {
         let mut bytes = publication(1, 2, 1, IngestMode::Backfill).encode_to_vec();
         bytes.extend(publication(3, 4, 1, IngestMode::Backfill).encode_to_vec());
-        let m = SignalsRecorded::decode(bytes.as_slice()).expect("decodes").merged();
+        let m = SignalsRecorded::decode(bytes.as_slice())
+            .expect("decodes")
+            .merged();
         assert_eq!(m.mode(), IngestMode::Backfill);
         assert_eq!(m.signal_count, 2);
     }

@@ -428,8 +428,9 @@ impl Settings {
     pub fn section<S: Section>(&self) -> Result<S, ConfigError> {
         let section: S = match self.sections.get(S::KEY) {
             None => S::default(),
-            Some(value) => S::deserialize(value.clone())
-                .map_err(|e| invalid(S::KEY, e.to_string()))?,
+            Some(value) => {
+                S::deserialize(value.clone()).map_err(|e| invalid(S::KEY, e.to_string()))?
+            }
         };
         section.validate()?;
         Ok(section)
@@ -540,7 +541,9 @@ mod tests {
             d.tenants.default.onboarding_checklist
         );
         assert!(
-            s.sections.keys().all(|k| SERVICE_SECTIONS.contains(&k.as_str())),
+            s.sections
+                .keys()
+                .all(|k| SERVICE_SECTIONS.contains(&k.as_str())),
             "{:?}",
             s.sections.keys()
         );
@@ -605,7 +608,13 @@ mod tests {
         let s = Settings::load_from(None, env(&[("RETAIN__METRICS__LIMT", "1")])).expect("loads");
         let err = s.section::<Probe>().expect_err("typo inside a section");
         assert!(err.to_string().contains("limt"), "{err}");
-        assert_eq!(Settings::default().section::<Probe>().expect("defaults").limit, 0);
+        assert_eq!(
+            Settings::default()
+                .section::<Probe>()
+                .expect("defaults")
+                .limit,
+            0
+        );
     }
 
     #[test]

@@ -24,8 +24,8 @@ pub mod workers;
 
 pub use auth::{Authenticator, Principal, Role};
 pub use config::Settings;
-pub use section::{ConfigError, Section};
 pub use error::{Error, FieldViolation};
+pub use section::{ConfigError, Section};
 pub use server::{ServeOptions, Services, serve, shutdown_on_signals};
 pub use service::Service;
 pub use workers::Workers;

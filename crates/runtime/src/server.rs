@@ -94,9 +94,10 @@ impl Services {
         S::Future: Send + 'static,
     {
         self.names.push(S::NAME);
-        self.routes.push(Box::new(move |routes: &mut RoutesBuilder| {
-            routes.add_service(svc);
-        }));
+        self.routes
+            .push(Box::new(move |routes: &mut RoutesBuilder| {
+                routes.add_service(svc);
+            }));
         self
     }
 

@@ -162,7 +162,6 @@ async fn channel(addr: std::net::SocketAddr) -> Channel {
         .unwrap()
 }
 
-
 /// Waits until a call is parked inside the probe's handler.
 async fn wait_entered(h: &Harness) {
     eventually(

@@ -16,8 +16,8 @@ pub mod migration;
 use std::time::Duration;
 
 use sea_orm::{ConnectOptions, ConnectionTrait, Database};
-use sea_orm_migration::MigratorTrait;
 pub use sea_orm::{DatabaseBackend, DatabaseConnection};
+use sea_orm_migration::MigratorTrait;
 
 /// The clock every table uses: microseconds since the Unix epoch (UTC), so
 /// the same SQL compares times on SQLite and PostgreSQL.
@@ -36,7 +36,9 @@ pub async fn exec<C: ConnectionTrait>(
 ) -> Result<u64, sea_orm::DbErr> {
     let backend = conn.get_database_backend();
     Ok(conn
-        .execute_raw(sea_orm::Statement::from_sql_and_values(backend, sql, values))
+        .execute_raw(sea_orm::Statement::from_sql_and_values(
+            backend, sql, values,
+        ))
         .await?
         .rows_affected())
 }

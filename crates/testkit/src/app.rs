@@ -178,12 +178,7 @@ impl TestApp {
             .await
             .unwrap()
             .iter()
-            .map(|d| {
-                (
-                    d.key.clone().unwrap_or_default(),
-                    topic.decode(d).unwrap(),
-                )
-            })
+            .map(|d| (d.key.clone().unwrap_or_default(), topic.decode(d).unwrap()))
             .collect()
     }
 

@@ -62,7 +62,7 @@ pub async fn commit(
         let mut conflict = false;
         for o in occurrences {
             let signal = &calls[o.call].signals[o.position];
-            let verdict = judge(signal, o.first, &unique[o.unique], &stored[o.unique]);
+            let verdict = judge(signal, o.first, unique[o.unique], &stored[o.unique]);
             conflict |= matches!(verdict, Verdict::Rejected(_));
             verdicts[o.call][o.position] = verdict;
         }
@@ -103,12 +103,7 @@ pub async fn commit(
 /// whether `signal` is the occurrence that claimed its event id in this
 /// transaction (`claimer`); `stored` is the hash stored before it, if the
 /// id was not new.
-fn judge(
-    signal: &Prepared,
-    first: bool,
-    claimer: &Prepared,
-    stored: &Option<Vec<u8>>,
-) -> Verdict {
+fn judge(signal: &Prepared, first: bool, claimer: &Prepared, stored: &Option<Vec<u8>>) -> Verdict {
     let recorded: &[u8] = match stored {
         None if first => return Verdict::Accepted,
         None => &claimer.hash,
@@ -199,9 +194,8 @@ mod tests {
 
     #[test]
     fn a_lost_connection_in_the_bus_is_unavailable_for_every_call() {
-        let lost = retain_bus::BusError::Db(DbErr::Conn(RuntimeErr::Internal(
-            "connection reset".into(),
-        )));
+        let lost =
+            retain_bus::BusError::Db(DbErr::Conn(RuntimeErr::Internal("connection reset".into())));
         let e = bus_error(lost);
         assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
         // Each call of a shared transaction gets the same code.

@@ -163,7 +163,8 @@ async fn commit_shared(
             tracing::warn!(calls = jobs.len(), error = %e, "shared transaction failed; committing its calls one by one");
             let mut results = Vec::with_capacity(jobs.len());
             for job in jobs {
-                let alone = commit::commit(db, recent, &calls(std::slice::from_ref(job)), false).await;
+                let alone =
+                    commit::commit(db, recent, &calls(std::slice::from_ref(job)), false).await;
                 results.push(alone.map(|mut v| v.pop().unwrap_or_default()));
             }
             results

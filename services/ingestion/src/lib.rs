@@ -38,8 +38,8 @@ use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
 
 pub use crate::commit::Verdict;
-pub use crate::intake::kind_of;
 use crate::intake::Prepared;
+pub use crate::intake::kind_of;
 use crate::limit::TenantLimiter;
 pub use crate::settings::IngestionSettings;
 
@@ -323,7 +323,11 @@ impl Ingestion {
         for (i, v) in indexes.into_iter().zip(written) {
             verdicts[i] = Some(v);
         }
-        if all_or_nothing && verdicts.iter().any(|v| matches!(v, Some(Verdict::Rejected(_)))) {
+        if all_or_nothing
+            && verdicts
+                .iter()
+                .any(|v| matches!(v, Some(Verdict::Rejected(_))))
+        {
             return Ok(respond(&event_ids, reject_all(verdicts)));
         }
         let verdicts = verdicts

@@ -52,7 +52,10 @@ impl Section for IngestionSettings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         if self.max_batch_signals == 0 {
-            return Err(ConfigError::invalid("ingestion.max_batch_signals", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "ingestion.max_batch_signals",
+                "must be at least 1",
+            ));
         }
         if self.max_future_seconds < 0 {
             return Err(ConfigError::invalid(
@@ -61,7 +64,10 @@ impl Section for IngestionSettings {
             ));
         }
         if self.max_live_age_days < 1 {
-            return Err(ConfigError::invalid("ingestion.max_live_age_days", "must be at least 1"));
+            return Err(ConfigError::invalid(
+                "ingestion.max_live_age_days",
+                "must be at least 1",
+            ));
         }
         if self.group_commit_writers == 0 {
             return Err(ConfigError::invalid(

@@ -5,9 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 use retain_ingestion::Ingestion;
-use retain_testkit::*;
 use retain_proto::v1;
 use retain_proto::v1::signal::Body;
+use retain_testkit::*;
 use tonic::Code;
 use tonic_types::StatusExt;
 

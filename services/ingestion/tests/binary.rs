@@ -63,10 +63,14 @@ async fn serves_with_the_reference_config_and_stops_on_sigterm() {
         .spawn()
         .unwrap();
 
-    let addr = eventually("the binary to report its address", Duration::from_secs(30), || {
-        let addr = std::fs::read_to_string(&address_file).ok();
-        async move { addr }
-    })
+    let addr = eventually(
+        "the binary to report its address",
+        Duration::from_secs(30),
+        || {
+            let addr = std::fs::read_to_string(&address_file).ok();
+            async move { addr }
+        },
+    )
     .await;
     let url = format!("http://{addr}");
     let channel = eventually("the binary to listen", Duration::from_secs(30), || {
@@ -142,7 +146,10 @@ fn a_bad_config_stops_start_up_naming_the_key() {
     let out = Command::new(BIN).arg("--help").output().unwrap();
     assert!(out.status.success());
     let help = String::from_utf8_lossy(&out.stdout);
-    assert!(help.contains("migrate") && help.contains("--config"), "{help}");
+    assert!(
+        help.contains("migrate") && help.contains("--config"),
+        "{help}"
+    );
 
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(out.status.success());

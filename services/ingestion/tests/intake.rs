@@ -5,9 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 use retain_ingestion::{Ingestion, IngestionSettings};
-use retain_testkit::*;
 use retain_proto::v1;
 use retain_proto::v1::SignalOutcome::{Accepted, Duplicate, Rejected};
+use retain_testkit::*;
 use tonic::Code;
 use tonic_types::StatusExt;
 

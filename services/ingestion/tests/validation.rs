@@ -5,9 +5,9 @@
 #![allow(clippy::unwrap_used)]
 
 use retain_ingestion::Ingestion;
-use retain_testkit::*;
 use retain_proto::v1;
 use retain_proto::v1::signal::Body;
+use retain_testkit::*;
 
 /// `rule!(name, signal, "field.path")`: the signal must be rejected with a
 /// violation of exactly that field (relative to `signals[0].`).

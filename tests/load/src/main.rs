@@ -514,12 +514,7 @@ async fn serve(
         db: db.clone(),
         health_interval: Duration::from_secs(5),
     };
-    tokio::spawn(retain_runtime::serve(
-        listener,
-        opts,
-        services,
-        shutdown,
-    ));
+    tokio::spawn(retain_runtime::serve(listener, opts, services, shutdown));
     Ok(format!("http://{addr}"))
 }
 
