@@ -11,6 +11,16 @@ pub struct Violation {
     pub description: String,
 }
 
+impl Violation {
+    /// A violation of `field`.
+    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
+        Self {
+            field: field.into(),
+            description: description.into(),
+        }
+    }
+}
+
 /// All the violations found in one input; empty means valid.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Violations(pub Vec<Violation>);

@@ -245,3 +245,12 @@ pub fn signal_from_proto(s: &v1::Signal) -> Result<Signal, Violations> {
     };
     v.into_result(signal)
 }
+
+impl From<retain_domain::Violation> for v1::FieldViolation {
+    fn from(v: retain_domain::Violation) -> Self {
+        Self {
+            field: v.field,
+            description: v.description,
+        }
+    }
+}

@@ -13,13 +13,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::Context;
+use anyhow::Context as _;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
 use crate::auth::Authenticator;
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::server::{ServeOptions, serve, shutdown_on_signals};
-use crate::service::Service;
+use crate::service::{Context, Service};
 
 /// The shared command line.
 #[derive(Debug, Parser)]
@@ -94,7 +95,12 @@ pub async fn run<S: Service>() -> anyhow::Result<()> {
     if retain_store::backend_of(&settings.database.url)? == retain_store::DatabaseBackend::Sqlite {
         retain_store::migrate(&db).await?;
     }
-    let services = S::build(db.clone(), &settings, own)?;
+    let ctx = Context {
+        db: db.clone(),
+        settings: settings.clone(),
+        clock: Clock::system(),
+    };
+    let services = S::build(&ctx, own)?;
     let addr = settings.server.listen_addr()?;
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -8,23 +8,9 @@ use tonic::{Code, Status};
 use tonic_types::{ErrorDetails, StatusExt};
 
 /// One invalid field: its path (`signals[3].survey.score`) and the reason.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldViolation {
-    /// Field path.
-    pub field: String,
-    /// What is wrong.
-    pub description: String,
-}
-
-impl FieldViolation {
-    /// A violation of `field`.
-    pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
-        Self {
-            field: field.into(),
-            description: description.into(),
-        }
-    }
-}
+/// The domain's type, so a violation found by domain validation reaches
+/// the caller without being copied into another type.
+pub use retain_domain::Violation as FieldViolation;
 
 /// Every way a Retain call can fail, by who must act. Cloning keeps the
 /// code: the calls sharing one failed transaction each get the same error.
@@ -120,6 +106,12 @@ impl From<Error> for Status {
             }
             other => Status::new(other.code(), message),
         }
+    }
+}
+
+impl From<retain_domain::Violations> for Error {
+    fn from(v: retain_domain::Violations) -> Self {
+        Self::InvalidArgument(v.0)
     }
 }
 

@@ -14,6 +14,7 @@
 
 pub mod auth;
 pub mod cli;
+pub mod clock;
 pub mod config;
 pub mod error;
 pub mod section;
@@ -23,9 +24,10 @@ pub mod telemetry;
 pub mod workers;
 
 pub use auth::{Authenticator, Principal, Role};
+pub use clock::Clock;
 pub use config::Settings;
 pub use error::{Error, FieldViolation};
 pub use section::{ConfigError, Section};
 pub use server::{ServeOptions, Services, serve, shutdown_on_signals};
-pub use service::Service;
+pub use service::{Context, Service};
 pub use workers::Workers;

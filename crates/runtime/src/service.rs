@@ -9,9 +9,21 @@
 
 use sea_orm::DatabaseConnection;
 
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::section::Section;
 use crate::server::Services;
+
+/// What every service is built from.
+#[derive(Debug, Clone)]
+pub struct Context {
+    /// The database (pool).
+    pub db: DatabaseConnection,
+    /// The settings, every section included.
+    pub settings: Settings,
+    /// Where the service reads the time.
+    pub clock: Clock,
+}
 
 /// A Retain service.
 pub trait Service {
@@ -22,12 +34,8 @@ pub trait Service {
     /// Its own section of the configuration (`[ingestion]`).
     type Settings: Section;
 
-    /// Builds the service over `db` from the shared `settings` and its own
-    /// section. Starts no task: the workers it needs are declared in the
-    /// returned [`Services`] and started by [`crate::serve`].
-    fn build(
-        db: DatabaseConnection,
-        settings: &Settings,
-        own: Self::Settings,
-    ) -> anyhow::Result<Services>;
+    /// Builds the service from `ctx` and its own section. Starts no task:
+    /// the workers it needs are declared in the returned [`Services`] and
+    /// started by [`crate::serve`].
+    fn build(ctx: &Context, own: Self::Settings) -> anyhow::Result<Services>;
 }

@@ -9,7 +9,7 @@ use retain_bus::{Bus, Topic};
 use retain_proto::v1;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
 use retain_runtime::server::ServerError;
-use retain_runtime::{Section, ServeOptions, Service, Settings};
+use retain_runtime::{Clock, Context, Section, ServeOptions, Service, Settings};
 use sea_orm::{ConnectionTrait, Statement};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -71,8 +71,23 @@ pub async fn spawn_app_with<S: Service>(
     settings: Settings,
     own: S::Settings,
 ) -> TestApp {
+    spawn_app_at::<S>(db, settings, own, Clock::system()).await
+}
+
+/// [`spawn_app_with`] on `clock` (a [`Clock::manual`] the test moves).
+pub async fn spawn_app_at<S: Service>(
+    db: TestDatabase,
+    settings: Settings,
+    own: S::Settings,
+    clock: Clock,
+) -> TestApp {
     own.validate().expect("the test's settings are valid");
-    let services = S::build(db.conn.clone(), &settings, own).expect("build the service");
+    let ctx = Context {
+        db: db.conn.clone(),
+        settings: settings.clone(),
+        clock,
+    };
+    let services = S::build(&ctx, own).expect("build the service");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();

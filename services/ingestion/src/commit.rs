@@ -37,14 +37,16 @@ pub struct Call<'a> {
     pub signals: &'a [Prepared],
 }
 
-/// Writes `calls` in one transaction and returns one verdict per signal of
-/// each call. With `all_or_nothing` (one call alone), a conflict rolls the
-/// transaction back; the verdicts still say which signals conflicted.
+/// Writes `calls` in one transaction, stamped `now` (µs), and returns one
+/// verdict per signal of each call. With `all_or_nothing` (one call alone),
+/// a conflict rolls the transaction back; the verdicts still say which
+/// signals conflicted.
 pub async fn commit(
     db: &DatabaseConnection,
     recent: &Recent,
     calls: &[Call<'_>],
     all_or_nothing: bool,
+    now: i64,
 ) -> Result<Vec<Vec<Verdict>>, Error> {
     let mut verdicts: Vec<Vec<Verdict>> = calls
         .iter()
@@ -81,11 +83,11 @@ pub async fn commit(
         }
         let create = recent.accounts_to_create(tenant, &sql::touched_accounts(&accepted));
         let users = recent.users_to_write(tenant, sql::user_sightings(&accepted));
-        sql::insert_signals(&tx, tenant, mode, &accepted).await?;
+        sql::insert_signals(&tx, tenant, mode, &accepted, now).await?;
         // Row locks from here on, least contended first: a row another
         // replica's transaction holds is waited for as late as possible.
         sql::upsert_users(&tx, tenant, &users).await?;
-        sql::upsert_accounts(&tx, tenant, &create, &accepted).await?;
+        sql::upsert_accounts(&tx, tenant, &create, &accepted, now).await?;
         retain_bus::topics::SIGNALS_RECORDED
             .publish(&tx, &sql::signals_recorded(tenant, mode, &accepted))
             .await

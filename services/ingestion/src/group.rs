@@ -16,8 +16,8 @@
 use std::sync::Arc;
 
 use retain_proto::v1;
-use retain_runtime::Workers;
 use retain_runtime::error::Error;
+use retain_runtime::{Clock, Workers};
 use sea_orm::DatabaseConnection;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
@@ -48,6 +48,7 @@ impl GroupCommit {
     pub fn new(
         db: DatabaseConnection,
         recent: Arc<Recent>,
+        clock: Clock,
         writers: usize,
         max_signals: usize,
     ) -> (Self, Workers) {
@@ -55,9 +56,9 @@ impl GroupCommit {
         let rx = Arc::new(Mutex::new(rx));
         let mut workers = Workers::new();
         for i in 0..writers.max(1) {
-            let (db, recent, rx) = (db.clone(), recent.clone(), rx.clone());
+            let (db, recent, rx, clock) = (db.clone(), recent.clone(), rx.clone(), clock.clone());
             workers.add(format!("ingestion.group-commit-{i}"), move |stop| {
-                writer(db, recent, rx, max_signals, stop)
+                writer(db, recent, clock, rx, max_signals, stop)
             });
         }
         (Self { tx }, workers)
@@ -93,6 +94,7 @@ impl GroupCommit {
 async fn writer(
     db: DatabaseConnection,
     recent: Arc<Recent>,
+    clock: Clock,
     queue: Arc<Mutex<mpsc::Receiver<Job>>>,
     max_signals: usize,
     stop: CancellationToken,
@@ -105,7 +107,7 @@ async fn writer(
                 None => return,
             },
         };
-        let results = commit_shared(&db, &recent, &jobs).await;
+        let results = commit_shared(&db, &recent, &jobs, clock.now_micros()).await;
         for (job, result) in jobs.into_iter().zip(results) {
             let _ = job.reply.send(result);
         }
@@ -149,9 +151,10 @@ async fn commit_shared(
     db: &DatabaseConnection,
     recent: &Recent,
     jobs: &[Job],
+    now: i64,
 ) -> Vec<Result<Vec<Verdict>, Error>> {
     let signals: usize = jobs.iter().map(|j| j.signals.len()).sum();
-    match commit::commit(db, recent, &calls(jobs), false).await {
+    match commit::commit(db, recent, &calls(jobs), false, now).await {
         Ok(per_call) => {
             tracing::debug!(calls = jobs.len(), signals, "group committed");
             per_call.into_iter().map(Ok).collect()
@@ -164,7 +167,7 @@ async fn commit_shared(
             let mut results = Vec::with_capacity(jobs.len());
             for job in jobs {
                 let alone =
-                    commit::commit(db, recent, &calls(std::slice::from_ref(job)), false).await;
+                    commit::commit(db, recent, &calls(std::slice::from_ref(job)), false, now).await;
                 results.push(alone.map(|mut v| v.pop().unwrap_or_default()));
             }
             results

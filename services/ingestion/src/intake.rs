@@ -53,14 +53,6 @@ pub fn kind_of(body: &v1::signal::Body) -> i16 {
     }
 }
 
-fn violations(prefix: &str, v: retain_domain::Violations) -> Vec<FieldViolation> {
-    v.prefixed(prefix)
-        .0
-        .into_iter()
-        .map(|v| FieldViolation::new(v.field, v.description))
-        .collect()
-}
-
 /// Checks every signal of a batch against `rules`, taking the signals
 /// (valid ones move into [`Prepared`] without a copy). Field paths are
 /// `signals[i].…`. Returns every signal's event id (for the answer) and
@@ -79,7 +71,7 @@ fn prepare(index: usize, wire: v1::Signal, rules: &Rules<'_>) -> Checked {
     let prefix = format!("signals[{index}].");
     let domain = convert::signal_from_proto(&wire)
         .and_then(|d| signal::validate(&d, rules).map(|()| d))
-        .map_err(|v| violations(&prefix, v))?;
+        .map_err(|v| v.prefixed(&prefix).0)?;
     // validate() requires both, so a valid signal has them.
     let (Some(t), Some(body)) = (&wire.occurred_at, &wire.body) else {
         return Err(vec![FieldViolation::new(

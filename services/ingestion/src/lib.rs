@@ -25,14 +25,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use retain_domain::Timestamp;
 use retain_domain::signal::Rules;
 use retain_proto::v1;
 use retain_proto::v1::ingestion_service_server::{IngestionService, IngestionServiceServer};
 use retain_runtime::auth::{Principal, Role};
-use retain_runtime::config::{Settings, Tenants};
+use retain_runtime::config::Tenants;
 use retain_runtime::error::{Error, FieldViolation};
-use retain_runtime::{ConfigError, Service, Services, Workers};
+use retain_runtime::{Clock, ConfigError, Context, Service, Services, Workers};
 use sea_orm::DatabaseConnection;
 use tokio::sync::mpsc;
 use tonic::{Request, Response, Status, Streaming};
@@ -145,6 +144,7 @@ struct Inner {
     recent: Arc<recent::Recent>,
     group: Option<group::GroupCommit>,
     max_message_bytes: usize,
+    clock: Clock,
 }
 
 impl Service for Ingestion {
@@ -153,12 +153,8 @@ impl Service for Ingestion {
         "Retain's ingestion service: validated, idempotent, durable signal intake over gRPC.";
     type Settings = IngestionSettings;
 
-    fn build(
-        db: DatabaseConnection,
-        settings: &Settings,
-        own: IngestionSettings,
-    ) -> anyhow::Result<Services> {
-        let (ingestion, workers) = Ingestion::new(db, settings, own)?;
+    fn build(ctx: &Context, own: IngestionSettings) -> anyhow::Result<Services> {
+        let (ingestion, workers) = Ingestion::new(ctx, own)?;
         Ok(Services::new()
             .with(ingestion.server())
             .with_workers(workers))
@@ -166,23 +162,21 @@ impl Service for Ingestion {
 }
 
 impl Ingestion {
-    /// The service over `db` with its own settings `s`, the shared tenant
-    /// settings and the server's message limit, and the workers it needs
-    /// running (the group-commit writers, when enabled). Starts nothing:
-    /// `retain_runtime::serve` starts the workers with the server and stops
-    /// them after the last call.
-    pub fn new(
-        db: DatabaseConnection,
-        settings: &Settings,
-        s: IngestionSettings,
-    ) -> Result<(Self, Workers), ConfigError> {
-        let tenants = settings.tenants.parse()?;
+    /// The service over `ctx` with its own settings `s` (and the shared
+    /// tenant settings and the server's message limit), and the workers it
+    /// needs running (the group-commit writers, when enabled). Starts
+    /// nothing: `retain_runtime::serve` starts the workers with the server
+    /// and stops them after the last call.
+    pub fn new(ctx: &Context, s: IngestionSettings) -> Result<(Self, Workers), ConfigError> {
+        let db = ctx.db.clone();
+        let tenants = ctx.settings.tenants.parse()?;
         let recent = Arc::new(recent::Recent::default());
         let mut workers = Workers::new();
         let group = s.group_commit.then(|| {
             let (group, writers) = group::GroupCommit::new(
                 db.clone(),
                 recent.clone(),
+                ctx.clock.clone(),
                 s.group_commit_writers,
                 s.group_commit_max_signals,
             );
@@ -197,7 +191,8 @@ impl Ingestion {
                 settings: s,
                 tenants,
                 recent,
-                max_message_bytes: settings.server.max_message_bytes,
+                max_message_bytes: ctx.settings.server.max_message_bytes,
+                clock: ctx.clock.clone(),
             }),
         };
         Ok((ingestion, workers))
@@ -295,7 +290,7 @@ impl Ingestion {
     ) -> Result<v1::IngestSignalsResponse, Error> {
         let ts = self.inner.tenants.of(tenant);
         let rules = Rules {
-            now: Timestamp::from_micros(retain_store::now_micros()),
+            now: self.inner.clock.now(),
             max_future_seconds: self.inner.settings.max_future_seconds,
             max_past_seconds: (mode == v1::IngestMode::Live)
                 .then(|| self.inner.settings.max_live_age_days * retain_domain::time::DAY),
@@ -365,8 +360,15 @@ impl Ingestion {
             mode,
             signals: &valid,
         };
-        let mut out =
-            commit::commit(&self.inner.db, &self.inner.recent, &[call], all_or_nothing).await?;
+        let now = self.inner.clock.now_micros();
+        let mut out = commit::commit(
+            &self.inner.db,
+            &self.inner.recent,
+            &[call],
+            all_or_nothing,
+            now,
+        )
+        .await?;
         Ok(out.pop().unwrap_or_default())
     }
 }
@@ -413,13 +415,7 @@ fn respond(event_ids: &[String], verdicts: Vec<Verdict>) -> v1::IngestSignalsRes
             index: i32::try_from(i).unwrap_or(i32::MAX),
             event_id: event_ids.get(i).cloned().unwrap_or_default(),
             outcome: outcome as i32,
-            violations: violations
-                .into_iter()
-                .map(|v| v1::FieldViolation {
-                    field: v.field,
-                    description: v.description,
-                })
-                .collect(),
+            violations: violations.into_iter().map(Into::into).collect(),
         });
     }
     resp

@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use retain_domain::signal::SignalBody;
 use retain_proto::{convert, v1};
 use retain_store::entity::account;
-use retain_store::{MAX_BIND_PARAMS, now_micros, placeholder_list, values_placeholders};
+use retain_store::{MAX_BIND_PARAMS, placeholder_list, values_placeholders};
 use sea_orm::{
     ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction, DbErr, EntityTrait,
     QueryFilter, QuerySelect, Statement, Value,
@@ -111,14 +111,15 @@ pub async fn claim_ids(
         .collect())
 }
 
-/// Step 2, `signals`: the rows of newly accepted signals.
+/// Step 2, `signals`: the rows of newly accepted signals, ingested `now`
+/// (µs).
 pub async fn insert_signals(
     tx: &DatabaseTransaction,
     tenant: &str,
     mode: v1::IngestMode,
     signals: &[&Prepared],
+    now: i64,
 ) -> Result<(), DbErr> {
-    let now = now_micros();
     let mut sorted: Vec<&Prepared> = signals.to_vec();
     sorted.sort_by(|a, b| {
         (&a.wire.account_id, a.occurred_at_us, &a.wire.event_id).cmp(&(
@@ -194,15 +195,15 @@ pub fn touched_accounts<'a>(signals: &[&'a Prepared]) -> Vec<&'a str> {
 }
 
 /// Step 4, `accounts`: creates the rows of accounts in `create` that do
-/// not exist yet and merges the account upserts of `signals` into their rows (locked until
-/// the transaction ends).
+/// not exist yet and merges the account upserts of `signals` into their
+/// rows (locked until the transaction ends), as of `now` (µs).
 pub async fn upsert_accounts(
     tx: &DatabaseTransaction,
     tenant: &str,
     create: &[&str],
     signals: &[&Prepared],
+    now: i64,
 ) -> Result<(), DbErr> {
-    let now = now_micros();
     for chunk in create.chunks(MAX_BIND_PARAMS - 2) {
         let mut values: Vec<Value> = vec![tenant.into(), now.into()];
         values.extend(chunk.iter().map(|a| Value::from(*a)));

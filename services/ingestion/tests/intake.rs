@@ -567,3 +567,26 @@ retain_testkit::storage_test!(async fn one_tenants_failing_writes_never_fail_ano
     assert_eq!(app.scalar("SELECT COUNT(*) FROM signals WHERE tenant_id = 'globex'").await, 0);
     assert_eq!(app.scalar("SELECT COUNT(*) FROM signals WHERE tenant_id = 'acme'").await, 200);
 });
+
+// The service reads the time from the clock it was built with: a LIVE
+// signal's age is judged against it and its rows are stamped with it.
+retain_testkit::storage_test!(async fn the_service_reads_time_from_its_clock(db) {
+    use retain_domain::Timestamp;
+    let now = Timestamp::from_ymd(2020, 3, 1);
+    let clock = retain_runtime::Clock::manual(now);
+    let app = spawn_app_at::<Ingestion>(db, settings(), IngestionSettings::default(), clock.clone()).await;
+    let at = |t: Timestamp, id: &str| v1::Signal {
+        occurred_at: ts(t.micros() / 1_000_000),
+        ..signal(id, "acme-1", session("u1", 60))
+    };
+    let r = app
+        .send(vec![at(Timestamp::from_ymd(2020, 2, 20), "recent"), at(Timestamp::from_ymd(2020, 1, 1), "too-old")])
+        .await;
+    assert_eq!(outcomes(&r), vec![Accepted, Rejected], "{r:?}");
+    assert_eq!(fields(&r, 1), vec!["signals[1].occurred_at"]);
+    assert_eq!(app.scalar("SELECT MAX(ingested_at) FROM signals").await, now.micros());
+    // Ten days later, by the clock, the same age is too old for LIVE.
+    clock.advance(std::time::Duration::from_secs(10 * 86_400));
+    let r = app.send(vec![at(Timestamp::from_ymd(2020, 1, 31), "now-too-old")]).await;
+    assert_eq!(outcomes(&r), vec![Rejected]);
+});
