@@ -4,6 +4,7 @@
 //! No I/O, no async, no tonic: the services feed these functions and
 //! persist what they return. `../../docs/KPIS.md` documents every KPI.
 
+pub mod account;
 pub mod exact;
 pub mod health;
 pub mod ids;
@@ -15,6 +16,7 @@ pub mod signal;
 pub mod time;
 pub mod validation;
 
+pub use account::Account;
 pub use exact::{Exact, MoneyMeasure, Ratio};
 pub use ids::{AccountId, IdError, TenantId};
 pub use measure::{Absence, Measure};

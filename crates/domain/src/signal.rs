@@ -1,6 +1,12 @@
-//! Signals (SPEC §2) and their validation. [`validate`] returns every
-//! violation with its field path (`survey.score`), so a service can answer
-//! with all of them at once.
+//! Signals (SPEC §2): as received ([`RawSignal`], every field as the wire
+//! gave it, unknown enum values already refused by the wire conversion) and
+//! as validated ([`Signal`], nothing optional that a valid signal must
+//! have). [`validate`] is the only way from one to the other: it returns
+//! the valid signal, or every violation with its field path
+//! (`survey.score`) so a service can answer with all of them at once.
+//!
+//! Codes stored in the database are the domain's, documented here and
+//! stable: [`SignalKind::code`], [`Lifecycle::code`], [`Mode::code`].
 
 use crate::health::BillingStatus;
 use crate::ids::{AccountId, MAX_ACCOUNT_ID_LEN};
@@ -79,6 +85,23 @@ pub enum Lifecycle {
 }
 
 impl Lifecycle {
+    /// The stored code (`accounts.lifecycle`): 1 trial, 2 onboarding,
+    /// 3 active, 4 renewal, 5 churned. Stable.
+    pub fn code(self) -> i16 {
+        match self {
+            Self::Trial => 1,
+            Self::Onboarding => 2,
+            Self::Active => 3,
+            Self::Renewal => 4,
+            Self::Churned => 5,
+        }
+    }
+
+    /// The stage of a stored code.
+    pub fn from_code(code: i16) -> Option<Self> {
+        Self::ALL.into_iter().find(|l| l.code() == code)
+    }
+
     /// Every stage, in lifecycle order.
     pub const ALL: [Self; 5] = [
         Self::Trial,
@@ -112,9 +135,9 @@ pub enum CostKind {
     Acquisition,
 }
 
-/// What a signal says.
+/// What a signal says, as received.
 #[derive(Debug, Clone, PartialEq)]
-pub enum SignalBody {
+pub enum RawBody {
     /// Account record fields (unset fields keep their value).
     Account {
         /// Display name, if given.
@@ -211,7 +234,7 @@ pub enum SignalBody {
     },
 }
 
-impl SignalBody {
+impl RawBody {
     /// The body's field name in the API (`survey`).
     pub fn field(&self) -> &'static str {
         match self {
@@ -233,7 +256,7 @@ impl SignalBody {
 
 /// A signal as received.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Signal {
+pub struct RawSignal {
     /// Idempotency key.
     pub event_id: String,
     /// External account id.
@@ -241,7 +264,236 @@ pub struct Signal {
     /// When it happened.
     pub occurred_at: Option<Timestamp>,
     /// What happened (`None` = no body).
-    pub body: Option<SignalBody>,
+    pub body: Option<RawBody>,
+}
+
+/// A valid signal: what [`validate`] returns.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Signal {
+    /// Idempotency key (1–128 bytes).
+    pub event_id: String,
+    /// External account id; [`PORTFOLIO`] for portfolio-wide costs.
+    pub account_id: String,
+    /// When it happened.
+    pub occurred_at: Timestamp,
+    /// What happened.
+    pub body: SignalBody,
+}
+
+/// The account id of portfolio-wide signals (costs).
+pub const PORTFOLIO: &str = "*";
+
+/// Account record fields an upsert carries (unset fields keep their value).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct AccountUpsert {
+    /// Display name, if given.
+    pub name: Option<String>,
+    /// Segment (`Agencies`), if given.
+    pub segment: Option<String>,
+    /// Plan, if given.
+    pub plan: Option<String>,
+    /// Lifecycle stage, if given.
+    pub lifecycle: Option<Lifecycle>,
+    /// Next renewal date, if given.
+    pub renewal_date: Option<Timestamp>,
+    /// Seats, if given.
+    pub seats: Option<i64>,
+    /// CSM owner email, if given (empty clears).
+    pub csm_owner_email: Option<String>,
+    /// Contact emails (empty keeps the stored ones).
+    pub contact_emails: Vec<String>,
+    /// Acquisition cost.
+    pub acquisition_cost: Option<Money>,
+}
+
+/// What a valid signal says.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SignalBody {
+    /// Account record fields.
+    Account(AccountUpsert),
+    /// A session of a user.
+    Session {
+        /// User.
+        user_id: String,
+        /// Seconds, 0 to a day.
+        duration_seconds: i64,
+    },
+    /// A product action.
+    Action {
+        /// User.
+        user_id: String,
+        /// Action key.
+        action_key: String,
+        /// Count, at least 1.
+        count: i64,
+    },
+    /// A ticket change.
+    Ticket {
+        /// Help-desk id.
+        ticket_id: String,
+        /// Status.
+        status: TicketStatus,
+        /// Topics.
+        topics: Vec<String>,
+        /// Contacts until resolution (at least 1 once resolved).
+        contacts_until_resolution: i64,
+    },
+    /// A survey answer.
+    Survey {
+        /// Kind.
+        kind: SurveyKind,
+        /// Scale (the kind's default when the answer named none).
+        scale: Scale,
+        /// Score, within the scale.
+        score: i64,
+        /// User, possibly empty.
+        user_id: String,
+    },
+    /// A subscription change.
+    Subscription {
+        /// Amount per interval, in the tenant's currency.
+        amount: Money,
+        /// Interval.
+        interval: BillingInterval,
+        /// Reason; always present when the amount is 0.
+        churn_reason: Option<ChurnReason>,
+        /// Add-on change.
+        add_on: bool,
+    },
+    /// Billing status.
+    Billing(BillingStatus),
+    /// Renewal.
+    Renewal(RenewalOutcome),
+    /// Trial.
+    Trial(TrialEvent),
+    /// Onboarding milestone from the tenant's checklist.
+    Milestone {
+        /// Key from the checklist.
+        key: String,
+        /// Achieved or failed.
+        achieved: bool,
+    },
+    /// One-off purchase, in the tenant's currency.
+    Purchase(Money),
+    /// Portfolio spend.
+    Cost {
+        /// Kind.
+        kind: CostKind,
+        /// Amount, in the tenant's currency.
+        amount: Money,
+        /// Period covered.
+        period: Period,
+    },
+}
+
+/// The kind of a signal, as stored (`signals.kind`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SignalKind {
+    /// Code 10.
+    Account,
+    /// Code 11.
+    Session,
+    /// Code 12.
+    Action,
+    /// Code 13.
+    Ticket,
+    /// Code 14.
+    Survey,
+    /// Code 15.
+    Subscription,
+    /// Code 16.
+    Billing,
+    /// Code 17.
+    Renewal,
+    /// Code 18.
+    Trial,
+    /// Code 19.
+    Milestone,
+    /// Code 20.
+    Purchase,
+    /// Code 21.
+    Cost,
+}
+
+impl SignalKind {
+    /// Every kind, by code.
+    pub const ALL: [Self; 12] = [
+        Self::Account,
+        Self::Session,
+        Self::Action,
+        Self::Ticket,
+        Self::Survey,
+        Self::Subscription,
+        Self::Billing,
+        Self::Renewal,
+        Self::Trial,
+        Self::Milestone,
+        Self::Purchase,
+        Self::Cost,
+    ];
+
+    /// The stored code: 10 (account) to 21 (cost), in the order above.
+    /// Stable: stored rows keep their meaning forever.
+    pub fn code(self) -> i16 {
+        10 + Self::ALL.iter().position(|k| *k == self).unwrap_or(0) as i16
+    }
+
+    /// The kind of a stored code.
+    pub fn from_code(code: i16) -> Option<Self> {
+        usize::try_from(code - 10)
+            .ok()
+            .and_then(|i| Self::ALL.get(i).copied())
+    }
+}
+
+impl SignalBody {
+    /// The body's kind.
+    pub fn kind(&self) -> SignalKind {
+        match self {
+            Self::Account(_) => SignalKind::Account,
+            Self::Session { .. } => SignalKind::Session,
+            Self::Action { .. } => SignalKind::Action,
+            Self::Ticket { .. } => SignalKind::Ticket,
+            Self::Survey { .. } => SignalKind::Survey,
+            Self::Subscription { .. } => SignalKind::Subscription,
+            Self::Billing(_) => SignalKind::Billing,
+            Self::Renewal(_) => SignalKind::Renewal,
+            Self::Trial(_) => SignalKind::Trial,
+            Self::Milestone { .. } => SignalKind::Milestone,
+            Self::Purchase(_) => SignalKind::Purchase,
+            Self::Cost { .. } => SignalKind::Cost,
+        }
+    }
+
+    /// The user the signal names, if any (sessions, actions, surveys).
+    pub fn user(&self) -> Option<&str> {
+        let user = match self {
+            Self::Session { user_id, .. }
+            | Self::Action { user_id, .. }
+            | Self::Survey { user_id, .. } => user_id,
+            _ => return None,
+        };
+        (!user.is_empty()).then_some(user.as_str())
+    }
+}
+
+/// Whether a signal is live or history, as stored (`signals.mode`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Mode {
+    /// Live data (code 1): downstream changes may notify people.
+    Live,
+    /// History (code 2): recomputed downstream, never notifies.
+    Backfill,
+}
+
+impl Mode {
+    /// The stored code. Stable.
+    pub fn code(self) -> i16 {
+        match self {
+            Self::Live => 1,
+            Self::Backfill => 2,
+        }
+    }
 }
 
 /// What validation needs to know besides the signal.
@@ -294,13 +546,13 @@ fn check_money(v: &mut Violations, field: &str, m: &Money, rules: &Rules<'_>, mi
     }
 }
 
-/// Validates one signal; every violation is returned, with field paths
-/// relative to the signal (`survey.score`).
-pub fn validate(s: &Signal, rules: &Rules<'_>) -> Result<(), Violations> {
+/// Validates one signal: the valid [`Signal`], or every violation, with
+/// field paths relative to the signal (`survey.score`).
+pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> {
     let mut v = Violations::new();
     check_text(&mut v, "event_id", &s.event_id, MAX_EVENT_ID_LEN, true);
-    let is_cost = matches!(s.body, Some(SignalBody::Cost { .. }));
-    if !(is_cost && s.account_id == "*")
+    let is_cost = matches!(s.body, Some(RawBody::Cost { .. }));
+    if !(is_cost && s.account_id == PORTFOLIO)
         && let Err(e) = AccountId::parse(s.account_id.clone())
     {
         v.push("account_id", e.to_string());
@@ -326,11 +578,11 @@ pub fn validate(s: &Signal, rules: &Rules<'_>) -> Result<(), Violations> {
     }
     let Some(body) = &s.body else {
         v.push("body", "is required: one of account, session, action, ticket, survey, subscription, billing, renewal, trial, milestone, purchase, cost");
-        return v.into_result(());
+        return Err(v);
     };
     let f = |name: &str| format!("{}.{name}", body.field());
     match body {
-        SignalBody::Account {
+        RawBody::Account {
             name,
             segment,
             plan,
@@ -369,7 +621,7 @@ pub fn validate(s: &Signal, rules: &Rules<'_>) -> Result<(), Violations> {
                 check_money(&mut v, &f("acquisition_cost"), m, rules, 0);
             }
         }
-        SignalBody::Session {
+        RawBody::Session {
             user_id,
             duration_seconds,
         } => {
@@ -381,7 +633,7 @@ pub fn validate(s: &Signal, rules: &Rules<'_>) -> Result<(), Violations> {
                 );
             }
         }
-        SignalBody::Action {
+        RawBody::Action {
             user_id,
             action_key,
             count,
@@ -392,7 +644,7 @@ pub fn validate(s: &Signal, rules: &Rules<'_>) -> Result<(), Violations> {
                 v.push(f("count"), format!("{count} must be at least 1"));
             }
         }
-        SignalBody::Ticket {
+        RawBody::Ticket {
             ticket_id,
             status,
             topics,
@@ -414,7 +666,7 @@ pub fn validate(s: &Signal, rules: &Rules<'_>) -> Result<(), Violations> {
                 );
             }
         }
-        SignalBody::Survey {
+        RawBody::Survey {
             kind,
             scale,
             score,
@@ -441,7 +693,7 @@ pub fn validate(s: &Signal, rules: &Rules<'_>) -> Result<(), Violations> {
                 }
             }
         }
-        SignalBody::Subscription {
+        RawBody::Subscription {
             amount,
             interval,
             churn_reason,
@@ -469,7 +721,7 @@ pub fn validate(s: &Signal, rules: &Rules<'_>) -> Result<(), Violations> {
                 v.push(f("churn_reason"), "is required when the amount is 0 (competitor, freemium, business_closed, price, other)");
             }
         }
-        SignalBody::Billing(status) => {
+        RawBody::Billing(status) => {
             if status.is_none() {
                 v.push(
                     f("status"),
@@ -477,17 +729,17 @@ pub fn validate(s: &Signal, rules: &Rules<'_>) -> Result<(), Violations> {
                 );
             }
         }
-        SignalBody::Renewal(outcome) => {
+        RawBody::Renewal(outcome) => {
             if outcome.is_none() {
                 v.push(f("outcome"), "is required: due, renewed or not_renewed");
             }
         }
-        SignalBody::Trial(event) => {
+        RawBody::Trial(event) => {
             if event.is_none() {
                 v.push(f("event"), "is required: started, converted or expired");
             }
         }
-        SignalBody::Milestone { key, .. } => {
+        RawBody::Milestone { key, .. } => {
             if !rules.checklist.iter().any(|k| k == key) {
                 v.push(
                     f("milestone_key"),
@@ -498,8 +750,8 @@ pub fn validate(s: &Signal, rules: &Rules<'_>) -> Result<(), Violations> {
                 );
             }
         }
-        SignalBody::Purchase(amount) => check_money(&mut v, "purchase.amount", amount, rules, 1),
-        SignalBody::Cost {
+        RawBody::Purchase(amount) => check_money(&mut v, "purchase.amount", amount, rules, 1),
+        RawBody::Cost {
             kind,
             amount,
             period,
@@ -513,7 +765,116 @@ pub fn validate(s: &Signal, rules: &Rules<'_>) -> Result<(), Violations> {
             }
         }
     }
-    v.into_result(())
+    if !v.is_empty() {
+        return Err(v);
+    }
+    // Every check passed, so every field a valid signal needs is there.
+    match (s.occurred_at, parse_body(body)) {
+        (Some(occurred_at), Some(body)) => Ok(Signal {
+            event_id: s.event_id.clone(),
+            account_id: s.account_id.clone(),
+            occurred_at,
+            body,
+        }),
+        _ => {
+            v.push("body", "is incomplete");
+            Err(v)
+        }
+    }
+}
+
+/// The valid body of a raw body that passed [`validate`]'s checks; `None`
+/// where a field a valid body needs is missing (which the checks report).
+fn parse_body(body: &RawBody) -> Option<SignalBody> {
+    Some(match body.clone() {
+        RawBody::Account {
+            name,
+            segment,
+            plan,
+            lifecycle,
+            renewal_date,
+            seats,
+            csm_owner_email,
+            contact_emails,
+            acquisition_cost,
+        } => SignalBody::Account(AccountUpsert {
+            name,
+            segment,
+            plan,
+            lifecycle,
+            renewal_date,
+            seats,
+            csm_owner_email,
+            contact_emails,
+            acquisition_cost,
+        }),
+        RawBody::Session {
+            user_id,
+            duration_seconds,
+        } => SignalBody::Session {
+            user_id,
+            duration_seconds,
+        },
+        RawBody::Action {
+            user_id,
+            action_key,
+            count,
+        } => SignalBody::Action {
+            user_id,
+            action_key,
+            count,
+        },
+        RawBody::Ticket {
+            ticket_id,
+            status,
+            topics,
+            contacts_until_resolution,
+        } => SignalBody::Ticket {
+            ticket_id,
+            status: status?,
+            topics,
+            contacts_until_resolution,
+        },
+        RawBody::Survey {
+            kind,
+            scale,
+            score,
+            user_id,
+        } => {
+            let kind = kind?;
+            SignalBody::Survey {
+                kind,
+                scale: scale.unwrap_or(default_scale(kind)),
+                score,
+                user_id,
+            }
+        }
+        RawBody::Subscription {
+            amount,
+            interval,
+            churn_reason,
+            add_on,
+        } => SignalBody::Subscription {
+            amount,
+            interval: interval?,
+            churn_reason,
+            add_on,
+        },
+        RawBody::Billing(status) => SignalBody::Billing(status?),
+        RawBody::Renewal(outcome) => SignalBody::Renewal(outcome?),
+        RawBody::Trial(event) => SignalBody::Trial(event?),
+        RawBody::Milestone { key, achieved } => SignalBody::Milestone { key, achieved },
+        RawBody::Purchase(amount) => SignalBody::Purchase(amount),
+        RawBody::Cost {
+            kind,
+            amount,
+            period,
+        } => SignalBody::Cost {
+            kind: kind?,
+            amount,
+            period: period?,
+        },
+    })
 }
 
 /// The scale an answer uses when none is given.

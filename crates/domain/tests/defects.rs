@@ -13,7 +13,7 @@ use retain_domain::kpi::revenue::{
 };
 use retain_domain::kpi::scorecard::{InsightInputs, insights};
 use retain_domain::routing::{self, Rule, Sent};
-use retain_domain::signal::{self, BillingInterval, Rules, Signal, SignalBody};
+use retain_domain::signal::{self, BillingInterval, RawBody, RawSignal, Rules};
 use retain_domain::{
     Currency, Exact, Measure, Money, MoneyError, MoneyMeasure, Period, Ratio, Timestamp,
 };
@@ -276,11 +276,11 @@ fn d7_tiny_annual_amounts_are_rejected_not_churned() {
         base_currency: eur(),
         checklist: &[],
     };
-    let sub = |minor: i64, reason| Signal {
+    let sub = |minor: i64, reason| RawSignal {
         event_id: "e1".into(),
         account_id: "acme".into(),
         occurred_at: Some(Timestamp::from_ymd(2024, 5, 31)),
-        body: Some(SignalBody::Subscription {
+        body: Some(RawBody::Subscription {
             amount: Money::new(minor, eur()),
             interval: Some(BillingInterval::Annual),
             churn_reason: reason,

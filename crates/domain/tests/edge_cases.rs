@@ -17,7 +17,7 @@ use retain_domain::routing::{
     self, AccountContext, Assignment, Planned, RoutingPolicy, Rule, Sent, Snooze, Trigger,
 };
 use retain_domain::signal::{
-    self, BillingInterval, Rules, Signal, SignalBody, SurveyKind, monthly_mrr,
+    self, BillingInterval, RawBody, RawSignal, Rules, SurveyKind, monthly_mrr,
 };
 use retain_domain::{
     Absence, Currency, Exact, Measure, Money, MoneyError, MoneyMeasure, Period, Ratio, Timestamp,
@@ -411,8 +411,8 @@ fn rules(checklist: &[String]) -> Rules<'_> {
     }
 }
 
-fn signal(body: SignalBody) -> Signal {
-    Signal {
+fn signal(body: RawBody) -> RawSignal {
+    RawSignal {
         event_id: "e1".into(),
         account_id: "acme".into(),
         occurred_at: Some(Timestamp::from_ymd(2024, 5, 31)),
@@ -425,7 +425,7 @@ fn signal_validation_reports_every_violation_with_its_path() {
     let checklist = vec!["connect_data".to_owned()];
     let r = rules(&checklist);
     let survey = |kind, scale, score| {
-        signal(SignalBody::Survey {
+        signal(RawBody::Survey {
             kind,
             scale,
             score,
@@ -461,7 +461,7 @@ fn signal_validation_reports_every_violation_with_its_path() {
     );
 
     let sub = |minor, reason| {
-        signal(SignalBody::Subscription {
+        signal(RawBody::Subscription {
             amount: Money::new(minor, eur()),
             interval: Some(BillingInterval::Monthly),
             churn_reason: reason,
@@ -481,7 +481,7 @@ fn signal_validation_reports_every_violation_with_its_path() {
         Some("subscription.churn_reason")
     );
     assert!(signal::validate(&sub(0, Some(ChurnReason::Price)), &r).is_ok());
-    let usd = signal(SignalBody::Purchase(Money::new(
+    let usd = signal(RawBody::Purchase(Money::new(
         100,
         Currency::parse("USD").unwrap(),
     )));
@@ -490,7 +490,7 @@ fn signal_validation_reports_every_violation_with_its_path() {
         "purchase.amount.currency: USD is not the tenant's currency EUR"
     );
 
-    let milestone = signal(SignalBody::Milestone {
+    let milestone = signal(RawBody::Milestone {
         key: "launch_rocket".into(),
         achieved: true,
     });
@@ -523,7 +523,7 @@ fn signal_validation_reports_every_violation_with_its_path() {
         "fine as a backfill"
     );
 
-    let mut many = signal(SignalBody::Session {
+    let mut many = signal(RawBody::Session {
         user_id: String::new(),
         duration_seconds: -1,
     });
@@ -728,4 +728,37 @@ fn replayed_triggers_keep_their_id_and_cooldowns_snoozes_assignment_are_pure() {
         Some("bob")
     );
     assert_eq!(routing::assign(Assignment::FewestOpen, &[], &[], 0), None);
+}
+
+#[test]
+fn validation_returns_the_valid_signal_with_nothing_left_optional() {
+    use retain_domain::signal::{SignalBody, SignalKind};
+    let checklist = vec!["connect_data".to_owned()];
+    let r = rules(&checklist);
+    let raw = signal(RawBody::Survey {
+        kind: Some(SurveyKind::Csat),
+        scale: None,
+        score: 4,
+        user_id: "u".into(),
+    });
+    let valid = signal::validate(&raw, &r).expect("valid");
+    assert_eq!(valid.occurred_at, Timestamp::from_ymd(2024, 5, 31));
+    // The scale a valid answer uses is decided once, here.
+    assert_eq!(
+        valid.body,
+        SignalBody::Survey {
+            kind: SurveyKind::Csat,
+            scale: Scale::OneToFive,
+            score: 4,
+            user_id: "u".into(),
+        }
+    );
+    assert_eq!(valid.body.kind(), SignalKind::Survey);
+    // Stored codes round-trip and stay where they were.
+    for k in SignalKind::ALL {
+        assert_eq!(SignalKind::from_code(k.code()), Some(k));
+    }
+    assert_eq!(SignalKind::Account.code(), 10);
+    assert_eq!(SignalKind::Cost.code(), 21);
+    assert_eq!(SignalKind::from_code(22), None);
 }

@@ -15,7 +15,7 @@ use retain_domain::kpi::revenue::{
 };
 use retain_domain::kpi::scorecard::{InsightInputs, insights};
 use retain_domain::routing::{Rule, Sent, cooldown, notification_id};
-use retain_domain::signal::{self, BillingInterval, Rules, Signal, SignalBody, monthly_mrr};
+use retain_domain::signal::{self, BillingInterval, RawBody, RawSignal, Rules, monthly_mrr};
 use retain_domain::{Exact, Measure, Money, Period, Ratio, Timestamp};
 
 const BASE: i64 = 1_704_067_200; // 2024-01-01
@@ -417,11 +417,11 @@ proptest! {
     #[test]
     fn an_accepted_positive_amount_never_becomes_mrr_0(minor in 1..1_000i64, annual in any::<bool>()) {
         let interval = if annual { BillingInterval::Annual } else { BillingInterval::Monthly };
-        let s = Signal {
+        let s = RawSignal {
             event_id: "e".into(),
             account_id: "a".into(),
             occurred_at: Some(Timestamp::from_seconds(BASE)),
-            body: Some(SignalBody::Subscription { amount: Money::new(minor, eur()), interval: Some(interval), churn_reason: None, add_on: false }),
+            body: Some(RawBody::Subscription { amount: Money::new(minor, eur()), interval: Some(interval), churn_reason: None, add_on: false }),
         };
         let rules = Rules { now: Timestamp::from_seconds(BASE), max_future_seconds: 0, max_past_seconds: None, base_currency: eur(), checklist: &[] };
         let accepted = signal::validate(&s, &rules).is_ok();

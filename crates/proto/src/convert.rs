@@ -2,17 +2,18 @@
 //!
 //! Proto → domain is where wire-level problems become field violations: a
 //! missing `Money`, a currency that is not ISO-4217, a timestamp with
-//! out-of-range nanoseconds. Enum values the server does not know map to
-//! `None` ("unspecified"), which [`retain_domain::signal::validate`] then
-//! reports with the accepted values. Paths are relative to the signal
-//! (`subscription.amount.currency`), like the domain's own.
+//! out-of-range nanoseconds, an enum number the contract does not define.
+//! `UNSPECIFIED` maps to `None`, which [`retain_domain::signal::validate`]
+//! reports with the accepted values where a value is required. Paths are
+//! relative to the signal (`subscription.amount.currency`), like the
+//! domain's own.
 
 use retain_domain::health::BillingStatus;
 use retain_domain::kpi::experience::Scale;
 use retain_domain::kpi::revenue::ChurnReason;
 use retain_domain::signal::{
-    BillingInterval, CostKind, Lifecycle, RenewalOutcome, Signal, SignalBody, SurveyKind,
-    TicketStatus, TrialEvent,
+    BillingInterval, CostKind, Lifecycle, Mode, RawBody, RawSignal, RenewalOutcome, SignalKind,
+    SurveyKind, TicketStatus, TrialEvent,
 };
 use retain_domain::{Currency, Money, Period, Timestamp, Violations};
 
@@ -96,6 +97,68 @@ fn time(v: &mut Violations, field: &str, t: Option<&prost_types::Timestamp>) -> 
     out
 }
 
+/// A wire enum number as a domain value: `None` for `UNSPECIFIED` (0); a
+/// number the contract does not define is a violation of `field` naming
+/// the accepted values, never silently "unspecified".
+fn known<W, D>(
+    v: &mut Violations,
+    field: &str,
+    value: i32,
+    accepted: &str,
+    map: impl FnOnce(W) -> Option<D>,
+) -> Option<D>
+where
+    W: TryFrom<i32>,
+{
+    match W::try_from(value) {
+        Ok(w) => map(w),
+        Err(_) => {
+            v.push(
+                field,
+                format!("{value} is not a defined value; use {accepted}"),
+            );
+            None
+        }
+    }
+}
+
+/// The wire mode of a batch (`UNSPECIFIED` is LIVE); `None` for a number
+/// the contract does not define.
+pub fn mode(value: i32) -> Option<Mode> {
+    match v1::IngestMode::try_from(value).ok()? {
+        v1::IngestMode::Unspecified | v1::IngestMode::Live => Some(Mode::Live),
+        v1::IngestMode::Backfill => Some(Mode::Backfill),
+    }
+}
+
+impl From<Mode> for v1::IngestMode {
+    fn from(m: Mode) -> Self {
+        match m {
+            Mode::Live => Self::Live,
+            Mode::Backfill => Self::Backfill,
+        }
+    }
+}
+
+/// The domain kind of a wire body.
+pub fn kind_of(body: &v1::signal::Body) -> SignalKind {
+    use v1::signal::Body;
+    match body {
+        Body::Account(_) => SignalKind::Account,
+        Body::Session(_) => SignalKind::Session,
+        Body::Action(_) => SignalKind::Action,
+        Body::Ticket(_) => SignalKind::Ticket,
+        Body::Survey(_) => SignalKind::Survey,
+        Body::Subscription(_) => SignalKind::Subscription,
+        Body::Billing(_) => SignalKind::Billing,
+        Body::Renewal(_) => SignalKind::Renewal,
+        Body::Trial(_) => SignalKind::Trial,
+        Body::Milestone(_) => SignalKind::Milestone,
+        Body::Purchase(_) => SignalKind::Purchase,
+        Body::Cost(_) => SignalKind::Cost,
+    }
+}
+
 fn churn_reason(value: i32) -> Option<ChurnReason> {
     match v1::ChurnReason::try_from(value).ok()? {
         v1::ChurnReason::Unspecified => None,
@@ -110,24 +173,30 @@ fn churn_reason(value: i32) -> Option<ChurnReason> {
 /// Converts a wire signal to the domain. Wire-level problems (a missing or
 /// malformed amount or timestamp) come back as violations; the domain's
 /// [`retain_domain::signal::validate`] checks the converted signal.
-pub fn signal_from_proto(s: &v1::Signal) -> Result<Signal, Violations> {
+pub fn signal_from_proto(s: &v1::Signal) -> Result<RawSignal, Violations> {
     use v1::signal::Body;
     let mut v = Violations::new();
     let occurred_at = time(&mut v, "occurred_at", s.occurred_at.as_ref());
     // `None` from the closure: an amount did not convert (its violation is
     // recorded), so there is no body to hand to the domain.
-    let body = s.body.as_ref().map(|b| -> Option<SignalBody> {
+    let body = s.body.as_ref().map(|b| -> Option<RawBody> {
         Some(match b {
             Body::Account(a) => {
                 let acquisition_cost = a
                     .acquisition_cost
                     .as_ref()
                     .and_then(|m| money(&mut v, "account.acquisition_cost", Some(m)));
-                SignalBody::Account {
+                RawBody::Account {
                     name: a.name.clone(),
                     segment: a.segment.clone(),
                     plan: a.plan.clone(),
-                    lifecycle: lifecycle_from_proto(a.lifecycle),
+                    lifecycle: known(
+                        &mut v,
+                        "account.lifecycle",
+                        a.lifecycle,
+                        "TRIAL, ONBOARDING, ACTIVE, RENEWAL or CHURNED",
+                        |w: v1::LifecycleStage| lifecycle_from_proto(w as i32),
+                    ),
                     renewal_date: time(&mut v, "account.renewal_date", a.renewal_date.as_ref()),
                     seats: a.seats.map(i64::from),
                     csm_owner_email: a.csm_owner_email.clone(),
@@ -135,84 +204,132 @@ pub fn signal_from_proto(s: &v1::Signal) -> Result<Signal, Violations> {
                     acquisition_cost,
                 }
             }
-            Body::Session(x) => SignalBody::Session {
+            Body::Session(x) => RawBody::Session {
                 user_id: x.user_id.clone(),
                 duration_seconds: x.duration_seconds,
             },
-            Body::Action(x) => SignalBody::Action {
+            Body::Action(x) => RawBody::Action {
                 user_id: x.user_id.clone(),
                 action_key: x.action_key.clone(),
                 count: x.count,
             },
-            Body::Ticket(x) => SignalBody::Ticket {
+            Body::Ticket(x) => RawBody::Ticket {
                 ticket_id: x.ticket_id.clone(),
-                status: match v1::TicketStatus::try_from(x.status) {
-                    Ok(v1::TicketStatus::Opened) => Some(TicketStatus::Opened),
-                    Ok(v1::TicketStatus::Resolved) => Some(TicketStatus::Resolved),
-                    Ok(v1::TicketStatus::Reopened) => Some(TicketStatus::Reopened),
-                    _ => None,
-                },
+                status: known(
+                    &mut v,
+                    "ticket.status",
+                    x.status,
+                    "OPENED, RESOLVED or REOPENED",
+                    |w| match w {
+                        v1::TicketStatus::Opened => Some(TicketStatus::Opened),
+                        v1::TicketStatus::Resolved => Some(TicketStatus::Resolved),
+                        v1::TicketStatus::Reopened => Some(TicketStatus::Reopened),
+                        v1::TicketStatus::Unspecified => None,
+                    },
+                ),
                 topics: x.topics.clone(),
                 contacts_until_resolution: i64::from(x.contacts_until_resolution),
             },
-            Body::Survey(x) => SignalBody::Survey {
-                kind: match v1::SurveyKind::try_from(x.kind) {
-                    Ok(v1::SurveyKind::Nps) => Some(SurveyKind::Nps),
-                    Ok(v1::SurveyKind::Csat) => Some(SurveyKind::Csat),
-                    Ok(v1::SurveyKind::Ces) => Some(SurveyKind::Ces),
-                    _ => None,
-                },
-                scale: match v1::SurveyScale::try_from(x.scale) {
-                    Ok(v1::SurveyScale::ZeroToTen) => Some(Scale::ZeroToTen),
-                    Ok(v1::SurveyScale::OneToFive) => Some(Scale::OneToFive),
-                    Ok(v1::SurveyScale::OneToSeven) => Some(Scale::OneToSeven),
-                    Ok(v1::SurveyScale::OneToTen) => Some(Scale::OneToTen),
-                    _ => None,
-                },
+            Body::Survey(x) => RawBody::Survey {
+                kind: known(
+                    &mut v,
+                    "survey.kind",
+                    x.kind,
+                    "NPS, CSAT or CES",
+                    |w| match w {
+                        v1::SurveyKind::Nps => Some(SurveyKind::Nps),
+                        v1::SurveyKind::Csat => Some(SurveyKind::Csat),
+                        v1::SurveyKind::Ces => Some(SurveyKind::Ces),
+                        v1::SurveyKind::Unspecified => None,
+                    },
+                ),
+                scale: known(
+                    &mut v,
+                    "survey.scale",
+                    x.scale,
+                    "ZERO_TO_TEN, ONE_TO_FIVE, ONE_TO_SEVEN, ONE_TO_TEN, or UNSPECIFIED for the kind's default",
+                    |w| match w {
+                        v1::SurveyScale::ZeroToTen => Some(Scale::ZeroToTen),
+                        v1::SurveyScale::OneToFive => Some(Scale::OneToFive),
+                        v1::SurveyScale::OneToSeven => Some(Scale::OneToSeven),
+                        v1::SurveyScale::OneToTen => Some(Scale::OneToTen),
+                        v1::SurveyScale::Unspecified => None,
+                    },
+                ),
                 score: i64::from(x.score),
                 user_id: x.user_id.clone(),
             },
             Body::Subscription(x) => {
                 let amount = money(&mut v, "subscription.amount", x.amount.as_ref());
-                SignalBody::Subscription {
+                RawBody::Subscription {
                     amount: amount?,
-                    interval: match v1::BillingInterval::try_from(x.interval) {
-                        Ok(v1::BillingInterval::Monthly) => Some(BillingInterval::Monthly),
-                        Ok(v1::BillingInterval::Annual) => Some(BillingInterval::Annual),
-                        _ => None,
-                    },
-                    churn_reason: churn_reason(x.churn_reason),
+                    interval: known(
+                        &mut v,
+                        "subscription.interval",
+                        x.interval,
+                        "MONTHLY or ANNUAL",
+                        |w| match w {
+                            v1::BillingInterval::Monthly => Some(BillingInterval::Monthly),
+                            v1::BillingInterval::Annual => Some(BillingInterval::Annual),
+                            v1::BillingInterval::Unspecified => None,
+                        },
+                    ),
+                    churn_reason: known(
+                        &mut v,
+                        "subscription.churn_reason",
+                        x.churn_reason,
+                        "COMPETITOR, FREEMIUM, BUSINESS_CLOSED, PRICE or OTHER",
+                        |w: v1::ChurnReason| churn_reason(w as i32),
+                    ),
                     add_on: x.add_on,
                 }
             }
-            Body::Billing(x) => SignalBody::Billing(match v1::BillingStatus::try_from(x.status) {
-                Ok(v1::BillingStatus::Current) => Some(BillingStatus::Current),
-                Ok(v1::BillingStatus::Overdue) => Some(BillingStatus::Overdue),
-                Ok(v1::BillingStatus::PaymentFailed) => Some(BillingStatus::PaymentFailed),
-                Ok(v1::BillingStatus::Collections) => Some(BillingStatus::Collections),
-                _ => None,
-            }),
+            Body::Billing(x) => RawBody::Billing(known(
+                &mut v,
+                "billing.status",
+                x.status,
+                "CURRENT, OVERDUE, PAYMENT_FAILED or COLLECTIONS",
+                |w| match w {
+                    v1::BillingStatus::Current => Some(BillingStatus::Current),
+                    v1::BillingStatus::Overdue => Some(BillingStatus::Overdue),
+                    v1::BillingStatus::PaymentFailed => Some(BillingStatus::PaymentFailed),
+                    v1::BillingStatus::Collections => Some(BillingStatus::Collections),
+                    v1::BillingStatus::Unspecified => None,
+                },
+            )),
             Body::Renewal(x) => {
-                SignalBody::Renewal(match v1::RenewalOutcome::try_from(x.outcome) {
-                    Ok(v1::RenewalOutcome::Due) => Some(RenewalOutcome::Due),
-                    Ok(v1::RenewalOutcome::Renewed) => Some(RenewalOutcome::Renewed),
-                    Ok(v1::RenewalOutcome::NotRenewed) => Some(RenewalOutcome::NotRenewed),
-                    _ => None,
-                })
+                RawBody::Renewal(known(
+                    &mut v,
+                    "renewal.outcome",
+                    x.outcome,
+                    "DUE, RENEWED or NOT_RENEWED",
+                    |w| match w {
+                        v1::RenewalOutcome::Due => Some(RenewalOutcome::Due),
+                        v1::RenewalOutcome::Renewed => Some(RenewalOutcome::Renewed),
+                        v1::RenewalOutcome::NotRenewed => Some(RenewalOutcome::NotRenewed),
+                        v1::RenewalOutcome::Unspecified => None,
+                    },
+                ))
             }
-            Body::Trial(x) => SignalBody::Trial(match v1::TrialEvent::try_from(x.event) {
-                Ok(v1::TrialEvent::Started) => Some(TrialEvent::Started),
-                Ok(v1::TrialEvent::Converted) => Some(TrialEvent::Converted),
-                Ok(v1::TrialEvent::Expired) => Some(TrialEvent::Expired),
-                _ => None,
-            }),
-            Body::Milestone(x) => SignalBody::Milestone {
+            Body::Trial(x) => RawBody::Trial(known(
+                &mut v,
+                "trial.event",
+                x.event,
+                "STARTED, CONVERTED or EXPIRED",
+                |w| match w {
+                    v1::TrialEvent::Started => Some(TrialEvent::Started),
+                    v1::TrialEvent::Converted => Some(TrialEvent::Converted),
+                    v1::TrialEvent::Expired => Some(TrialEvent::Expired),
+                    v1::TrialEvent::Unspecified => None,
+                },
+            )),
+            Body::Milestone(x) => RawBody::Milestone {
                 key: x.milestone_key.clone(),
                 achieved: x.achieved,
             },
             Body::Purchase(x) => {
                 let amount = money(&mut v, "purchase.amount", x.amount.as_ref());
-                SignalBody::Purchase(amount?)
+                RawBody::Purchase(amount?)
             }
             Body::Cost(x) => {
                 let amount = money(&mut v, "cost.amount", x.amount.as_ref());
@@ -221,12 +338,18 @@ pub fn signal_from_proto(s: &v1::Signal) -> Result<Signal, Violations> {
                     let end = time(&mut v, "cost.period.end", p.end.as_ref());
                     Period::new(start?, end?).ok()
                 });
-                SignalBody::Cost {
-                    kind: match v1::CostKind::try_from(x.kind) {
-                        Ok(v1::CostKind::CustomerSuccess) => Some(CostKind::CustomerSuccess),
-                        Ok(v1::CostKind::Acquisition) => Some(CostKind::Acquisition),
-                        _ => None,
-                    },
+                RawBody::Cost {
+                    kind: known(
+                        &mut v,
+                        "cost.kind",
+                        x.kind,
+                        "CUSTOMER_SUCCESS or ACQUISITION",
+                        |w| match w {
+                            v1::CostKind::CustomerSuccess => Some(CostKind::CustomerSuccess),
+                            v1::CostKind::Acquisition => Some(CostKind::Acquisition),
+                            v1::CostKind::Unspecified => None,
+                        },
+                    ),
                     amount: amount?,
                     period,
                 }
@@ -237,7 +360,7 @@ pub fn signal_from_proto(s: &v1::Signal) -> Result<Signal, Violations> {
         Some(None) => return Err(v),
         other => other.flatten(),
     };
-    let signal = Signal {
+    let signal = RawSignal {
         event_id: s.event_id.clone(),
         account_id: s.account_id.clone(),
         occurred_at,
@@ -251,6 +374,25 @@ impl From<retain_domain::Violation> for v1::FieldViolation {
         Self {
             field: v.field,
             description: v.description,
+        }
+    }
+}
+
+impl From<retain_domain::Account> for v1::Account {
+    fn from(a: retain_domain::Account) -> Self {
+        Self {
+            account_id: a.account_id,
+            name: a.name.unwrap_or_default(),
+            segment: a.segment.unwrap_or_default(),
+            plan: a.plan.unwrap_or_default(),
+            csm_owner_email: a.csm_owner_email.unwrap_or_default(),
+            contact_emails: a.contact_emails,
+            seats: a.seats.map_or(0, |s| i32::try_from(s).unwrap_or(i32::MAX)),
+            lifecycle: lifecycle_to_proto(a.lifecycle) as i32,
+            renewal_date: a.renewal_date.map(|t| from_micros(t.micros())),
+            acquisition_cost: a.acquisition_cost.map(money_to_proto),
+            created_at: Some(from_micros(a.created_at.micros())),
+            updated_at: Some(from_micros(a.updated_at.micros())),
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Reading accounts: `GetAccount` and `ListAccounts`.
 
+use retain_domain::signal::Lifecycle;
+use retain_domain::{Account, Currency, Money, Timestamp};
 use retain_proto::{convert, v1};
 use retain_runtime::error::Error;
 use retain_store::entity::account;
@@ -13,36 +15,33 @@ pub const DEFAULT_PAGE_SIZE: usize = 100;
 /// Largest page size of `ListAccounts`.
 pub const MAX_PAGE_SIZE: usize = 1_000;
 
-/// The wire form of an account row.
-pub fn to_proto(m: account::Model) -> v1::Account {
+/// The account a row holds. Rows are written from validated signals, so a
+/// value that no longer parses (a currency code) is dropped, not invented.
+fn from_row(m: account::Model) -> Account {
     let acquisition_cost = match (m.acquisition_cost_minor, m.acquisition_currency) {
-        (Some(minor), Some(currency)) => Some(v1::Money {
-            amount_minor: minor,
-            currency,
-        }),
+        (Some(minor), Some(currency)) => Currency::parse(&currency)
+            .ok()
+            .map(|c| Money::new(minor, c)),
         _ => None,
     };
-    v1::Account {
+    Account {
         account_id: m.account_id,
-        name: m.name.unwrap_or_default(),
-        segment: m.segment.unwrap_or_default(),
-        plan: m.plan.unwrap_or_default(),
-        csm_owner_email: m.csm_owner_email.unwrap_or_default(),
+        name: m.name,
+        segment: m.segment,
+        plan: m.plan,
+        csm_owner_email: m.csm_owner_email,
         contact_emails: m
             .contact_emails
             .split('\n')
             .filter(|e| !e.is_empty())
             .map(str::to_owned)
             .collect(),
-        seats: m.seats.map_or(0, |s| i32::try_from(s).unwrap_or(i32::MAX)),
-        lifecycle: m.lifecycle.map_or(0, i32::from),
-        renewal_date: m.renewal_date.map(|s| prost_types::Timestamp {
-            seconds: s,
-            nanos: 0,
-        }),
+        seats: m.seats,
+        lifecycle: m.lifecycle.and_then(Lifecycle::from_code),
+        renewal_date: m.renewal_date.map(Timestamp::from_seconds),
         acquisition_cost,
-        created_at: Some(convert::from_micros(m.created_at)),
-        updated_at: Some(convert::from_micros(m.updated_at)),
+        created_at: Timestamp::from_micros(m.created_at),
+        updated_at: Timestamp::from_micros(m.updated_at),
     }
 }
 
@@ -58,7 +57,7 @@ pub async fn get(
     account::Entity::find_by_id((tenant.to_owned(), req.account_id.clone()))
         .one(db)
         .await?
-        .map(to_proto)
+        .map(|row| from_row(row).into())
         .ok_or_else(|| Error::NotFound(format!("account {:?}", req.account_id)))
 }
 
@@ -110,8 +109,7 @@ pub async fn list(
             "page_size",
             format!("{} must not be negative", req.page_size),
         ));
-    }
-    if req.page_size as usize > MAX_PAGE_SIZE {
+    } else if req.page_size as usize > MAX_PAGE_SIZE {
         violations.push(retain_runtime::error::FieldViolation::new(
             "page_size",
             format!("{} is over the limit of {MAX_PAGE_SIZE}", req.page_size),
@@ -119,8 +117,8 @@ pub async fn list(
     }
     let lifecycle = if req.lifecycle == 0 {
         None
-    } else if convert::lifecycle_from_proto(req.lifecycle).is_some() {
-        Some(req.lifecycle)
+    } else if let Some(l) = convert::lifecycle_from_proto(req.lifecycle) {
+        Some(l)
     } else {
         violations.push(retain_runtime::error::FieldViolation::new(
             "lifecycle",
@@ -152,7 +150,7 @@ pub async fn list(
         cond = cond.add(account::Column::CsmOwnerEmail.eq(req.csm_owner_email.clone()));
     }
     if let Some(l) = lifecycle {
-        cond = cond.add(account::Column::Lifecycle.eq(l as i16));
+        cond = cond.add(account::Column::Lifecycle.eq(l.code()));
     }
     if let Some(after) = after {
         cond = cond.add(account::Column::AccountId.gt(after));
@@ -170,7 +168,7 @@ pub async fn list(
         _ => String::new(),
     };
     Ok(v1::ListAccountsResponse {
-        accounts: rows.into_iter().map(to_proto).collect(),
+        accounts: rows.into_iter().map(|row| from_row(row).into()).collect(),
         next_page_token,
     })
 }

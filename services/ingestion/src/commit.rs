@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use retain_proto::v1;
+use retain_domain::signal::Mode;
 use retain_runtime::error::{Error, FieldViolation};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 
@@ -32,7 +32,7 @@ pub struct Call<'a> {
     /// Tenant.
     pub tenant: &'a str,
     /// LIVE or BACKFILL.
-    pub mode: v1::IngestMode,
+    pub mode: Mode,
     /// Valid signals, in request order.
     pub signals: &'a [Prepared],
 }
@@ -125,8 +125,8 @@ fn judge(signal: &Prepared, first: bool, claimer: &Prepared, stored: &Option<Vec
 }
 
 /// Calls grouped by (tenant, mode), in a fixed order.
-fn by_tenant_and_mode<'a>(calls: &[Call<'a>]) -> Vec<(&'a str, v1::IngestMode, Vec<usize>)> {
-    let mut groups: Vec<(&str, v1::IngestMode, Vec<usize>)> = Vec::new();
+fn by_tenant_and_mode<'a>(calls: &[Call<'a>]) -> Vec<(&'a str, Mode, Vec<usize>)> {
+    let mut groups: Vec<(&str, Mode, Vec<usize>)> = Vec::new();
     for (i, c) in calls.iter().enumerate() {
         match groups
             .iter_mut()
@@ -136,7 +136,7 @@ fn by_tenant_and_mode<'a>(calls: &[Call<'a>]) -> Vec<(&'a str, v1::IngestMode, V
             None => groups.push((c.tenant, c.mode, vec![i])),
         }
     }
-    groups.sort_by_key(|(t, m, _)| (*t, *m as i32));
+    groups.sort_by_key(|(t, m, _)| (*t, *m));
     groups
 }
 

@@ -15,7 +15,7 @@
 
 use std::sync::Arc;
 
-use retain_proto::v1;
+use retain_domain::signal::Mode;
 use retain_runtime::error::Error;
 use retain_runtime::{Clock, Workers};
 use sea_orm::DatabaseConnection;
@@ -30,7 +30,7 @@ use crate::recent::Recent;
 #[derive(Debug)]
 struct Job {
     tenant: String,
-    mode: v1::IngestMode,
+    mode: Mode,
     signals: Vec<Prepared>,
     reply: oneshot::Sender<Result<Vec<Verdict>, Error>>,
 }
@@ -69,7 +69,7 @@ impl GroupCommit {
     pub async fn submit(
         &self,
         tenant: &str,
-        mode: v1::IngestMode,
+        mode: Mode,
         signals: Vec<Prepared>,
     ) -> Result<Vec<Verdict>, Error> {
         let stopped = || Error::Unavailable("the ingestion writer has stopped".into());

@@ -18,11 +18,11 @@ pub struct Prepared {
     pub index: usize,
     /// The wire signal.
     pub wire: v1::Signal,
-    /// The domain signal (for account upserts).
+    /// The valid domain signal.
     pub domain: signal::Signal,
     /// `occurred_at`, µs since the epoch.
     pub occurred_at_us: i64,
-    /// Body kind: the `oneof` field number (10 = account … 21 = cost).
+    /// The stored kind code ([`retain_domain::signal::SignalKind::code`]).
     pub kind: i16,
     /// The encoded wire signal, stored as is.
     pub payload: Vec<u8>,
@@ -33,25 +33,6 @@ pub struct Prepared {
 /// A checked signal: ready to write, or rejected with every violation
 /// (paths from the request root).
 pub type Checked = Result<Prepared, Vec<FieldViolation>>;
-
-/// The `oneof` field number of a body, stored as the signal's kind.
-pub fn kind_of(body: &v1::signal::Body) -> i16 {
-    use v1::signal::Body;
-    match body {
-        Body::Account(_) => 10,
-        Body::Session(_) => 11,
-        Body::Action(_) => 12,
-        Body::Ticket(_) => 13,
-        Body::Survey(_) => 14,
-        Body::Subscription(_) => 15,
-        Body::Billing(_) => 16,
-        Body::Renewal(_) => 17,
-        Body::Trial(_) => 18,
-        Body::Milestone(_) => 19,
-        Body::Purchase(_) => 20,
-        Body::Cost(_) => 21,
-    }
-}
 
 /// Checks every signal of a batch against `rules`, taking the signals
 /// (valid ones move into [`Prepared`] without a copy). Field paths are
@@ -70,16 +51,9 @@ pub fn check(signals: Vec<v1::Signal>, rules: &Rules<'_>) -> (Vec<String>, Vec<C
 fn prepare(index: usize, wire: v1::Signal, rules: &Rules<'_>) -> Checked {
     let prefix = format!("signals[{index}].");
     let domain = convert::signal_from_proto(&wire)
-        .and_then(|d| signal::validate(&d, rules).map(|()| d))
+        .and_then(|raw| signal::validate(&raw, rules))
         .map_err(|v| v.prefixed(&prefix).0)?;
-    // validate() requires both, so a valid signal has them.
-    let (Some(t), Some(body)) = (&wire.occurred_at, &wire.body) else {
-        return Err(vec![FieldViolation::new(
-            format!("{prefix}body"),
-            "is required",
-        )]);
-    };
-    let (kind, occurred_at_us) = (kind_of(body), convert::micros(t));
+    let (kind, occurred_at_us) = (domain.body.kind().code(), domain.occurred_at.micros());
     let payload = wire.encode_to_vec();
     let hash: [u8; 32] = Sha256::digest(&payload).into();
     Ok(Prepared {
@@ -111,9 +85,8 @@ pub fn user_of(wire: &v1::Signal) -> Option<&str> {
 pub fn is_routable(p: &Prepared) -> bool {
     matches!(
         p.domain.body,
-        Some(SignalBody::Survey { .. } | SignalBody::Subscription { .. } | SignalBody::Billing(_))
+        SignalBody::Survey { .. } | SignalBody::Subscription { .. } | SignalBody::Billing(_)
     )
 }
 
-/// The account a signal belongs to; portfolio-level cost signals use `*`.
-pub const PORTFOLIO: &str = "*";
+pub use retain_domain::signal::PORTFOLIO;

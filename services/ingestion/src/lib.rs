@@ -25,7 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::Stream;
-use retain_domain::signal::Rules;
+use retain_domain::signal::{Mode, Rules};
+use retain_proto::convert;
 use retain_proto::v1;
 use retain_proto::v1::ingestion_service_server::{IngestionService, IngestionServiceServer};
 use retain_runtime::auth::{Principal, Role};
@@ -38,7 +39,6 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub use crate::commit::Verdict;
 use crate::intake::Prepared;
-pub use crate::intake::kind_of;
 use crate::limit::TenantLimiter;
 pub use crate::settings::IngestionSettings;
 
@@ -236,7 +236,7 @@ impl Ingestion {
     }
 
     /// Checks the parts of a batch that are not per signal: size and mode.
-    fn check_batch(&self, req: &v1::IngestSignalsRequest) -> Result<v1::IngestMode, Error> {
+    fn check_batch(&self, req: &v1::IngestSignalsRequest) -> Result<Mode, Error> {
         let n = req.signals.len();
         let max = self.inner.settings.max_batch_signals;
         let mut violations = Vec::new();
@@ -251,17 +251,13 @@ impl Ingestion {
                 format!("{n} signals is over the limit of {max} per batch; split the batch"),
             ));
         }
-        let mode = match v1::IngestMode::try_from(req.mode) {
-            Ok(v1::IngestMode::Unspecified | v1::IngestMode::Live) => v1::IngestMode::Live,
-            Ok(v1::IngestMode::Backfill) => v1::IngestMode::Backfill,
-            Err(_) => {
-                violations.push(FieldViolation::new(
-                    "mode",
-                    format!("{} is not a mode; use LIVE or BACKFILL", req.mode),
-                ));
-                v1::IngestMode::Live
-            }
-        };
+        let mode = convert::mode(req.mode).unwrap_or_else(|| {
+            violations.push(FieldViolation::new(
+                "mode",
+                format!("{} is not a mode; use LIVE or BACKFILL", req.mode),
+            ));
+            Mode::Live
+        });
         if violations.is_empty() {
             Ok(mode)
         } else {
@@ -285,14 +281,14 @@ impl Ingestion {
     async fn process(
         &self,
         tenant: &str,
-        mode: v1::IngestMode,
+        mode: Mode,
         req: v1::IngestSignalsRequest,
     ) -> Result<v1::IngestSignalsResponse, Error> {
         let ts = self.inner.tenants.of(tenant);
         let rules = Rules {
             now: self.inner.clock.now(),
             max_future_seconds: self.inner.settings.max_future_seconds,
-            max_past_seconds: (mode == v1::IngestMode::Live)
+            max_past_seconds: (mode == Mode::Live)
                 .then(|| self.inner.settings.max_live_age_days * retain_domain::time::DAY),
             base_currency: ts.base_currency,
             checklist: &ts.onboarding_checklist,
@@ -345,7 +341,7 @@ impl Ingestion {
     async fn write(
         &self,
         tenant: &str,
-        mode: v1::IngestMode,
+        mode: Mode,
         valid: Vec<Prepared>,
         all_or_nothing: bool,
     ) -> Result<Vec<Verdict>, Error> {

@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use retain_domain::signal::SignalBody;
+use retain_domain::signal::{AccountUpsert, Lifecycle, Mode, SignalBody};
 use retain_proto::{convert, v1};
 use retain_store::entity::account;
 use retain_store::{MAX_BIND_PARAMS, placeholder_list, values_placeholders};
@@ -116,7 +116,7 @@ pub async fn claim_ids(
 pub async fn insert_signals(
     tx: &DatabaseTransaction,
     tenant: &str,
-    mode: v1::IngestMode,
+    mode: Mode,
     signals: &[&Prepared],
     now: i64,
 ) -> Result<(), DbErr> {
@@ -134,7 +134,7 @@ pub async fn insert_signals(
                    FROM UNNEST($4::text[], $5::int8[], $6::text[], $7::int2[], $8::bytea[]) AS t(a, o, e, k, p)";
         let values: Vec<Value> = vec![
             tenant.into(),
-            (mode as i16).into(),
+            mode.code().into(),
             now.into(),
             sorted
                 .iter()
@@ -173,7 +173,7 @@ pub async fn insert_signals(
                 s.occurred_at_us.into(),
                 s.wire.event_id.clone().into(),
                 s.kind.into(),
-                (mode as i16).into(),
+                mode.code().into(),
                 s.payload.clone().into(),
                 now.into(),
             ],
@@ -219,7 +219,7 @@ pub async fn upsert_accounts(
     // Upserts, oldest first per account.
     let mut upserts: BTreeMap<&str, Vec<&Prepared>> = BTreeMap::new();
     for s in signals {
-        if matches!(s.domain.body, Some(SignalBody::Account { .. })) {
+        if matches!(s.domain.body, SignalBody::Account(_)) {
             upserts
                 .entry(s.wire.account_id.as_str())
                 .or_default()
@@ -259,7 +259,7 @@ pub async fn upsert_accounts(
 /// sets every field it carries; an older one (arriving late) only fills
 /// fields that are still empty, so arrival order cannot undo newer data.
 pub fn merge_upsert(row: &mut account::Model, s: &Prepared) {
-    let Some(SignalBody::Account {
+    let SignalBody::Account(AccountUpsert {
         name,
         segment,
         plan,
@@ -294,7 +294,7 @@ pub fn merge_upsert(row: &mut account::Model, s: &Prepared) {
             set(&mut row.csm_owner_email, Some(e), newer);
         }
     }
-    let lifecycle = lifecycle.map(|l| convert::lifecycle_to_proto(Some(l)) as i16);
+    let lifecycle = lifecycle.map(Lifecycle::code);
     set(&mut row.lifecycle, lifecycle.as_ref(), newer);
     set(
         &mut row.renewal_date,
@@ -421,7 +421,7 @@ pub fn account_key(tenant: &str, account: &str) -> String {
 /// of them (`SignalsRecorded::merged`).
 pub fn signals_recorded(
     tenant: &str,
-    mode: v1::IngestMode,
+    mode: Mode,
     signals: &[&Prepared],
 ) -> Vec<(String, v1::SignalsRecorded)> {
     let mut by_account: BTreeMap<&str, Vec<&Prepared>> = BTreeMap::new();
@@ -440,7 +440,7 @@ pub fn signals_recorded(
                 earliest_occurred_at: Some(convert::from_micros(earliest)),
                 latest_occurred_at: Some(convert::from_micros(latest)),
                 signal_count: list.len() as i64,
-                mode: mode as i32,
+                mode: v1::IngestMode::from(mode) as i32,
             };
             let event = v1::SignalsRecorded {
                 tenant_id: tenant.to_owned(),

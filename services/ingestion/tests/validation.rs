@@ -339,6 +339,110 @@ rule!(
     "account.acquisition_cost.currency"
 );
 
+// Enum numbers the contract does not define are refused with their field,
+// never read as "unspecified" (a survey scale of 99 used to score on the
+// default scale; a lifecycle of 99 was written into the account).
+rule!(
+    survey_scale_is_defined,
+    body(Body::Survey(v1::SurveyAnswer {
+        kind: v1::SurveyKind::Nps as i32,
+        scale: 99,
+        score: 9,
+        ..Default::default()
+    })),
+    "survey.scale"
+);
+rule!(
+    survey_scale_is_not_negative,
+    body(Body::Survey(v1::SurveyAnswer {
+        kind: v1::SurveyKind::Nps as i32,
+        scale: -7,
+        score: 9,
+        ..Default::default()
+    })),
+    "survey.scale"
+);
+rule!(
+    survey_kind_is_defined,
+    body(Body::Survey(v1::SurveyAnswer {
+        kind: 7,
+        score: 9,
+        ..Default::default()
+    })),
+    "survey.kind"
+);
+rule!(
+    churn_reason_is_defined,
+    sub(
+        money(0, "EUR"),
+        v1::BillingInterval::Monthly,
+        v1::ChurnReason::Price
+    )
+    .tap(|s| {
+        if let Some(Body::Subscription(x)) = &mut s.body {
+            x.churn_reason = 99;
+        }
+    }),
+    "subscription.churn_reason"
+);
+rule!(
+    account_lifecycle_is_defined,
+    account(|a| a.lifecycle = 99),
+    "account.lifecycle"
+);
+rule!(
+    account_lifecycle_is_not_negative,
+    account(|a| a.lifecycle = -1),
+    "account.lifecycle"
+);
+rule!(
+    ticket_status_is_defined,
+    body(Body::Ticket(v1::SupportTicket {
+        ticket_id: "T-1".into(),
+        status: 9,
+        topics: vec![],
+        contacts_until_resolution: 0
+    })),
+    "ticket.status"
+);
+rule!(
+    billing_interval_is_defined,
+    sub(
+        money(100, "EUR"),
+        v1::BillingInterval::Monthly,
+        v1::ChurnReason::Unspecified
+    )
+    .tap(|s| {
+        if let Some(Body::Subscription(x)) = &mut s.body {
+            x.interval = 3;
+        }
+    }),
+    "subscription.interval"
+);
+rule!(
+    renewal_outcome_is_defined,
+    body(Body::Renewal(v1::Renewal {
+        outcome: 12,
+        contract_end: None
+    })),
+    "renewal.outcome"
+);
+rule!(
+    trial_event_is_defined,
+    body(Body::Trial(v1::Trial { event: -3 })),
+    "trial.event"
+);
+
+/// Changes a value in place and returns it.
+trait Tap: Sized {
+    fn tap(mut self, f: impl FnOnce(&mut Self)) -> Self {
+        f(&mut self);
+        self
+    }
+}
+
+impl Tap for v1::Signal {}
+
 retain_testkit::storage_test!(async fn every_violation_is_reported_at_once(db) {
     let app = spawn_app::<Ingestion>(db).await;
     let mut s = sub(money(-5, "USD"), NoInterval, NoReason);

@@ -307,7 +307,10 @@ fn rows(batch: &[v1::Signal]) -> Vec<Row> {
                 .as_ref()
                 .map_or(0, retain_proto::convert::micros),
             event: s.event_id.clone(),
-            kind: s.body.as_ref().map_or(0, retain_ingestion::kind_of),
+            kind: s
+                .body
+                .as_ref()
+                .map_or(0, |b| retain_proto::convert::kind_of(b).code()),
             payload: s.encode_to_vec(),
         })
         .collect()
