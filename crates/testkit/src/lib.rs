@@ -7,6 +7,8 @@
 //!   same `retain_runtime::serve` a binary uses, with typed clients.
 //! - [`tokens`]: bearer tokens for two tenants and every role.
 //! - [`fixtures`]: valid signals of every kind, and readers of answers.
+//! - [`hostile`]: hostile-input corpora as tables of cases, sent as raw
+//!   bytes, each checked for its status and an unchanged database.
 //!
 //! ```text
 //! retain_testkit::storage_test!(async fn accepts_a_session(db) {
@@ -21,6 +23,7 @@
 pub mod app;
 pub mod db;
 pub mod fixtures;
+pub mod hostile;
 pub mod tokens;
 
 pub use app::{TestApp, settings, spawn_app, spawn_app_at, spawn_app_with};
