@@ -13,7 +13,7 @@ pub enum MoneyError {
     #[error("amount overflows")]
     Overflow,
     /// Not a three-letter upper-case code.
-    #[error("{0:?} is not an ISO-4217 code (three upper-case letters)")]
+    #[error("{0} is not an ISO-4217 code (three upper-case letters)")]
     BadCurrency(String),
 }
 
@@ -28,7 +28,7 @@ impl Currency {
         if b.len() == 3 && b.iter().all(u8::is_ascii_uppercase) {
             Ok(Self([b[0], b[1], b[2]]))
         } else {
-            Err(MoneyError::BadCurrency(code.to_owned()))
+            Err(MoneyError::BadCurrency(crate::validation::quote(code)))
         }
     }
 

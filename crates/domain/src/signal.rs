@@ -14,7 +14,7 @@ use crate::kpi::experience::Scale;
 use crate::kpi::revenue::ChurnReason;
 use crate::money::{Currency, Money};
 use crate::time::{DAY, Period, Timestamp};
-use crate::validation::Violations;
+use crate::validation::{Violations, quote};
 
 /// Survey kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -517,8 +517,20 @@ pub const MAX_EVENT_ID_LEN: usize = 128;
 /// Longest accepted session, in seconds.
 pub const MAX_SESSION_SECONDS: i64 = DAY;
 
+/// Largest money amount accepted, in minor units (10^14: a trillion in a
+/// two-decimal currency), so sums over a portfolio cannot overflow.
+pub const MAX_AMOUNT_MINOR: i64 = 100_000_000_000_000;
+
+/// Whether `value` can be stored as text on every supported database:
+/// PostgreSQL refuses U+0000 in text, so no backend may accept it.
+pub fn storable(value: &str) -> bool {
+    !value.contains('\0')
+}
+
 fn check_text(v: &mut Violations, field: &str, value: &str, max: usize, required: bool) {
-    if required && value.trim().is_empty() {
+    if !storable(value) {
+        v.push(field, "contains U+0000 (NUL), which text may not hold");
+    } else if required && value.trim().is_empty() {
         v.push(field, "must not be empty");
     } else if value.len() > max {
         v.push(
@@ -542,6 +554,11 @@ fn check_money(v: &mut Violations, field: &str, m: &Money, rules: &Rules<'_>, mi
         v.push(
             format!("{field}.amount_minor"),
             format!("{} must be at least {min}", m.minor),
+        );
+    } else if m.minor > MAX_AMOUNT_MINOR {
+        v.push(
+            format!("{field}.amount_minor"),
+            format!("{} is over the limit of {MAX_AMOUNT_MINOR}", m.minor),
         );
     }
 }
@@ -606,14 +623,14 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
             {
                 v.push(
                     f("csm_owner_email"),
-                    format!("{e:?} is not an email address"),
+                    format!("{} is not an email address", quote(e)),
                 );
             }
             for (i, e) in contact_emails.iter().enumerate() {
                 if !looks_like_email(e) {
                     v.push(
                         format!("account.contact_emails[{i}]"),
-                        format!("{e:?} is not an email address"),
+                        format!("{} is not an email address", quote(e)),
                     );
                 }
             }
@@ -744,7 +761,8 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
                 v.push(
                     f("milestone_key"),
                     format!(
-                        "{key:?} is not in the onboarding checklist ({})",
+                        "{} is not in the onboarding checklist ({})",
+                        quote(key),
                         rules.checklist.join(", ")
                     ),
                 );
@@ -909,6 +927,9 @@ fn looks_like_email(e: &str) -> bool {
     let Some((local, domain)) = e.split_once('@') else {
         return false;
     };
+    if e.chars().any(char::is_control) {
+        return false;
+    }
     !local.is_empty()
         && domain.contains('.')
         && !domain.starts_with('.')

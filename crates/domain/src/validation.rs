@@ -2,6 +2,20 @@
 
 use std::fmt;
 
+/// Longest excerpt of an offending value a violation quotes, in characters.
+pub const QUOTE_CHARS: usize = 40;
+
+/// `value` quoted for a violation message, cut to [`QUOTE_CHARS`]
+/// characters (`"abc…" (1048576 bytes)`), so a reply never grows with what
+/// a caller sent.
+pub fn quote(value: &str) -> String {
+    if value.chars().count() <= QUOTE_CHARS {
+        return format!("{value:?}");
+    }
+    let head: String = value.chars().take(QUOTE_CHARS).collect();
+    format!("{:?}… ({} bytes)", head, value.len())
+}
+
 /// One invalid field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -85,3 +99,17 @@ impl fmt::Display for Violations {
 }
 
 impl std::error::Error for Violations {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quotes_are_bounded_whatever_the_value() {
+        assert_eq!(quote("ops@acme"), "\"ops@acme\"");
+        let long = "x".repeat(1 << 20);
+        let q = quote(&long);
+        assert!(q.len() < 80, "{q}");
+        assert!(q.ends_with("(1048576 bytes)"), "{q}");
+    }
+}

@@ -19,12 +19,37 @@ use retain_domain::{Currency, Money, Period, Timestamp, Violations};
 
 use crate::v1;
 
+/// Earliest instant a timestamp field may hold: 1970-01-01T00:00:00Z.
+pub const MIN_SECONDS: i64 = 0;
+/// First instant a timestamp field may no longer hold:
+/// 2200-01-01T00:00:00Z.
+pub const END_SECONDS: i64 = 7_258_118_400;
+
 /// A wire timestamp as a domain timestamp (microseconds, nanoseconds
-/// truncated); `None` when the nanoseconds are outside 0–999,999,999.
+/// truncated); `None` when the nanoseconds are outside 0–999,999,999 or the
+/// instant outside [`MIN_SECONDS`]..[`END_SECONDS`] (1970 to 2199: the
+/// window every timestamp field of the API accepts).
 pub fn timestamp(t: &prost_types::Timestamp) -> Option<Timestamp> {
-    (0..1_000_000_000)
-        .contains(&t.nanos)
+    ((0..1_000_000_000).contains(&t.nanos) && (MIN_SECONDS..END_SECONDS).contains(&t.seconds))
         .then(|| Timestamp::from_micros(micros(t)))
+}
+
+/// Longest survey comment accepted, in bytes.
+pub const MAX_COMMENT_BYTES: usize = 4_096;
+/// Longest user id accepted, in bytes.
+pub const MAX_USER_ID_BYTES: usize = 128;
+
+/// Text only the wire carries (the domain has no use for it, but it is
+/// stored): bounded, and storable on every database.
+fn wire_text(v: &mut Violations, field: &str, value: &str, max: usize) {
+    if !retain_domain::signal::storable(value) {
+        v.push(field, "contains U+0000 (NUL), which text may not hold");
+    } else if value.len() > max {
+        v.push(
+            field,
+            format!("is {} bytes long, the limit is {max}", value.len()),
+        );
+    }
 }
 
 /// A wire timestamp as microseconds since the epoch (storage precision).
@@ -92,7 +117,17 @@ fn time(v: &mut Violations, field: &str, t: Option<&prost_types::Timestamp>) -> 
     let t = t?;
     let out = timestamp(t);
     if out.is_none() {
-        v.push(field, format!("nanos {} is outside 0–999,999,999", t.nanos));
+        if (0..1_000_000_000).contains(&t.nanos) {
+            v.push(
+                field,
+                format!(
+                    "{} s since the epoch is outside 1970-01-01T00:00:00Z to 2199-12-31T23:59:59Z",
+                    t.seconds
+                ),
+            );
+        } else {
+            v.push(field, format!("nanos {} is outside 0–999,999,999", t.nanos));
+        }
     }
     out
 }
@@ -177,6 +212,18 @@ pub fn signal_from_proto(s: &v1::Signal) -> Result<RawSignal, Violations> {
     use v1::signal::Body;
     let mut v = Violations::new();
     let occurred_at = time(&mut v, "occurred_at", s.occurred_at.as_ref());
+    // Fields only the wire carries are still stored (in the payload, the
+    // user registry): they get the same bounds as the domain's fields.
+    match &s.body {
+        Some(Body::Survey(x)) => wire_text(&mut v, "survey.comment", &x.comment, MAX_COMMENT_BYTES),
+        Some(Body::Milestone(x)) => {
+            wire_text(&mut v, "milestone.user_id", &x.user_id, MAX_USER_ID_BYTES);
+        }
+        Some(Body::Renewal(x)) => {
+            time(&mut v, "renewal.contract_end", x.contract_end.as_ref());
+        }
+        _ => {}
+    }
     // `None` from the closure: an amount did not convert (its violation is
     // recorded), so there is no body to hand to the domain.
     let body = s.body.as_ref().map(|b| -> Option<RawBody> {

@@ -433,6 +433,98 @@ rule!(
     "trial.event"
 );
 
+// Text a database cannot store (U+0000: PostgreSQL refuses it) is refused
+// by validation, identically on both backends, before any write.
+rule!(
+    event_id_holds_no_nul,
+    with(|s| s.event_id = "e\0".into()),
+    "event_id"
+);
+rule!(
+    account_name_holds_no_nul,
+    account(|a| a.name = Some("Acme\0GmbH".into())),
+    "account.name"
+);
+rule!(
+    account_segment_holds_no_nul,
+    account(|a| a.segment = Some("\0".into())),
+    "account.segment"
+);
+rule!(
+    account_plan_holds_no_nul,
+    account(|a| a.plan = Some("pro\0".into())),
+    "account.plan"
+);
+rule!(
+    csm_email_holds_no_nul,
+    account(|a| a.csm_owner_email = Some("csm\0@vendor.io".into())),
+    "account.csm_owner_email"
+);
+rule!(
+    session_user_holds_no_nul,
+    body(Body::Session(v1::Session {
+        user_id: "u\0".into(),
+        duration_seconds: 5
+    })),
+    "session.user_id"
+);
+rule!(
+    milestone_user_holds_no_nul,
+    body(Body::Milestone(v1::OnboardingMilestone {
+        milestone_key: "data_source_connected".into(),
+        achieved: true,
+        user_id: "u\0".into()
+    })),
+    "milestone.user_id"
+);
+rule!(
+    survey_comment_is_bounded,
+    body(Body::Survey(v1::SurveyAnswer {
+        kind: v1::SurveyKind::Nps as i32,
+        score: 9,
+        comment: "x".repeat(1 << 20),
+        ..Default::default()
+    })),
+    "survey.comment"
+);
+// Timestamps: a documented window (1970 to 2199), nanos included.
+rule!(
+    occurred_at_before_1970_is_refused,
+    with(|s| s.occurred_at = ts(-62_135_596_800 - 86_400)),
+    "occurred_at"
+);
+rule!(
+    occurred_at_at_the_minimum_is_refused,
+    with(|s| s.occurred_at = ts(i64::MIN)),
+    "occurred_at"
+);
+rule!(
+    renewal_date_in_year_82000_is_refused,
+    account(|a| a.renewal_date = ts(2_525_630_000_000)),
+    "account.renewal_date"
+);
+rule!(
+    contract_end_nanos_are_checked,
+    body(Body::Renewal(v1::Renewal {
+        outcome: v1::RenewalOutcome::Due as i32,
+        contract_end: Some(prost_types::Timestamp {
+            seconds: 1_800_000_000,
+            nanos: -1
+        })
+    })),
+    "renewal.contract_end"
+);
+// Money: a sane upper bound (10^14 minor units).
+rule!(
+    an_amount_of_i64_max_is_refused,
+    sub(
+        money(i64::MAX, "EUR"),
+        v1::BillingInterval::Monthly,
+        v1::ChurnReason::Unspecified
+    ),
+    "subscription.amount.amount_minor"
+);
+
 /// Changes a value in place and returns it.
 trait Tap: Sized {
     fn tap(mut self, f: impl FnOnce(&mut Self)) -> Self {
