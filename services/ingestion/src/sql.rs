@@ -6,7 +6,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use retain_domain::signal::{AccountUpsert, Lifecycle, Mode, SignalBody};
+use retain_domain::signal::{AccountUpsert, Mode, SignalBody};
 use retain_proto::{convert, v1};
 use retain_store::entity::account;
 use retain_store::{MAX_BIND_PARAMS, placeholder_list, values_placeholders};
@@ -255,69 +255,96 @@ pub async fn upsert_accounts(
     write_accounts(tx, &rows).await
 }
 
-/// Applies one account upsert: a newer upsert than the last one applied
-/// sets every field it carries; an older one (arriving late) only fills
-/// fields that are still empty, so arrival order cannot undo newer data.
+/// Applies one account upsert, field by field: a field the upsert carries
+/// is set when the upsert is newer than the one that last set that field
+/// (its `…_at` time), so any delivery order of the same upserts gives the
+/// same account. Two upserts of the same microsecond that disagree are
+/// settled by the greater value, again whatever their order.
 pub fn merge_upsert(row: &mut account::Model, s: &Prepared) {
-    let SignalBody::Account(AccountUpsert {
-        name,
-        segment,
-        plan,
-        lifecycle,
-        renewal_date,
-        seats,
-        csm_owner_email,
-        contact_emails,
-        acquisition_cost,
-    }) = &s.domain.body
-    else {
-        return;
-    };
-    let newer = row.profile_at.is_none_or(|at| s.occurred_at_us >= at);
-    fn set<T: Clone>(slot: &mut Option<T>, value: Option<&T>, newer: bool) {
-        if let Some(v) = value
-            && (newer || slot.is_none())
-        {
-            *slot = Some(v.clone());
-        }
-    }
-    set(&mut row.name, name.as_ref(), newer);
-    set(&mut row.segment, segment.as_ref(), newer);
-    set(&mut row.plan, plan.as_ref(), newer);
-    // An empty owner email clears the owner (when newer).
-    if let Some(e) = csm_owner_email {
-        if e.is_empty() {
-            if newer {
-                row.csm_owner_email = None;
-            }
-        } else {
-            set(&mut row.csm_owner_email, Some(e), newer);
-        }
-    }
-    let lifecycle = lifecycle.map(Lifecycle::code);
-    set(&mut row.lifecycle, lifecycle.as_ref(), newer);
-    set(
-        &mut row.renewal_date,
-        renewal_date.map(|t| t.seconds()).as_ref(),
-        newer,
-    );
-    set(&mut row.seats, seats.as_ref(), newer);
-    if !contact_emails.is_empty() && (newer || row.contact_emails.is_empty()) {
-        row.contact_emails = contact_emails.join("\n");
-    }
-    if let Some(m) = acquisition_cost
-        && (newer || row.acquisition_cost_minor.is_none())
-    {
-        row.acquisition_cost_minor = Some(m.minor);
-        row.acquisition_currency = Some(m.currency.to_string());
-    }
-    if newer {
-        row.profile_at = Some(s.occurred_at_us);
+    if let SignalBody::Account(upsert) = &s.domain.body {
+        merge_fields(row, upsert, s.occurred_at_us);
     }
 }
 
+fn merge_fields(row: &mut account::Model, u: &AccountUpsert, at: i64) {
+    /// Sets `slot` to `value` (`None` clears) if this upsert wins the field.
+    fn field<T: Ord>(slot: &mut Option<T>, slot_at: &mut Option<i64>, value: Option<T>, at: i64) {
+        let wins = match *slot_at {
+            None => true,
+            Some(t) => at > t || (at == t && value > *slot),
+        };
+        if wins {
+            *slot = value;
+            *slot_at = Some(at);
+        }
+    }
+    if let Some(v) = &u.name {
+        field(&mut row.name, &mut row.name_at, Some(v.clone()), at);
+    }
+    if let Some(v) = &u.segment {
+        field(&mut row.segment, &mut row.segment_at, Some(v.clone()), at);
+    }
+    if let Some(v) = &u.plan {
+        field(&mut row.plan, &mut row.plan_at, Some(v.clone()), at);
+    }
+    // An empty owner email clears the owner.
+    if let Some(e) = &u.csm_owner_email {
+        let owner = (!e.is_empty()).then(|| e.clone());
+        field(
+            &mut row.csm_owner_email,
+            &mut row.csm_owner_email_at,
+            owner,
+            at,
+        );
+    }
+    if let Some(l) = u.lifecycle {
+        field(
+            &mut row.lifecycle,
+            &mut row.lifecycle_at,
+            Some(l.code()),
+            at,
+        );
+    }
+    if let Some(t) = u.renewal_date {
+        field(
+            &mut row.renewal_date,
+            &mut row.renewal_date_at,
+            Some(t.seconds()),
+            at,
+        );
+    }
+    if let Some(n) = u.seats {
+        field(&mut row.seats, &mut row.seats_at, Some(n), at);
+    }
+    // Empty contact emails leave the stored ones.
+    if !u.contact_emails.is_empty() {
+        let mut emails = Some(std::mem::take(&mut row.contact_emails));
+        field(
+            &mut emails,
+            &mut row.contact_emails_at,
+            Some(u.contact_emails.join("\n")),
+            at,
+        );
+        row.contact_emails = emails.unwrap_or_default();
+    }
+    if let Some(m) = &u.acquisition_cost {
+        let mut cost = row
+            .acquisition_cost_minor
+            .zip(row.acquisition_currency.clone());
+        field(
+            &mut cost,
+            &mut row.acquisition_cost_at,
+            Some((m.minor, m.currency.to_string())),
+            at,
+        );
+        row.acquisition_cost_minor = cost.as_ref().map(|c| c.0);
+        row.acquisition_currency = cost.map(|c| c.1);
+    }
+    row.profile_at = Some(row.profile_at.map_or(at, |p| p.max(at)));
+}
+
 async fn write_accounts(tx: &DatabaseTransaction, rows: &[account::Model]) -> Result<(), DbErr> {
-    const COLS: usize = 15;
+    const COLS: usize = 24;
     for chunk in rows.chunks(MAX_BIND_PARAMS / COLS) {
         let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * COLS);
         for r in chunk {
@@ -335,6 +362,15 @@ async fn write_accounts(tx: &DatabaseTransaction, rows: &[account::Model]) -> Re
                 r.acquisition_cost_minor.into(),
                 r.acquisition_currency.clone().into(),
                 r.profile_at.into(),
+                r.name_at.into(),
+                r.segment_at.into(),
+                r.plan_at.into(),
+                r.csm_owner_email_at.into(),
+                r.contact_emails_at.into(),
+                r.seats_at.into(),
+                r.lifecycle_at.into(),
+                r.renewal_date_at.into(),
+                r.acquisition_cost_at.into(),
                 r.created_at.into(),
                 r.updated_at.into(),
             ]);
@@ -342,7 +378,9 @@ async fn write_accounts(tx: &DatabaseTransaction, rows: &[account::Model]) -> Re
         let sql = format!(
             "INSERT INTO accounts (tenant_id, account_id, name, segment, plan, csm_owner_email, \
              contact_emails, seats, lifecycle, renewal_date, acquisition_cost_minor, \
-             acquisition_currency, profile_at, created_at, updated_at) VALUES {} \
+             acquisition_currency, profile_at, name_at, segment_at, plan_at, csm_owner_email_at, \
+             contact_emails_at, seats_at, lifecycle_at, renewal_date_at, acquisition_cost_at, \
+             created_at, updated_at) VALUES {} \
              ON CONFLICT (tenant_id, account_id) DO UPDATE SET name = excluded.name, \
              segment = excluded.segment, plan = excluded.plan, \
              csm_owner_email = excluded.csm_owner_email, contact_emails = excluded.contact_emails, \
@@ -350,7 +388,12 @@ async fn write_accounts(tx: &DatabaseTransaction, rows: &[account::Model]) -> Re
              renewal_date = excluded.renewal_date, \
              acquisition_cost_minor = excluded.acquisition_cost_minor, \
              acquisition_currency = excluded.acquisition_currency, \
-             profile_at = excluded.profile_at, updated_at = excluded.updated_at",
+             profile_at = excluded.profile_at, name_at = excluded.name_at, \
+             segment_at = excluded.segment_at, plan_at = excluded.plan_at, \
+             csm_owner_email_at = excluded.csm_owner_email_at, \
+             contact_emails_at = excluded.contact_emails_at, seats_at = excluded.seats_at, \
+             lifecycle_at = excluded.lifecycle_at, renewal_date_at = excluded.renewal_date_at, \
+             acquisition_cost_at = excluded.acquisition_cost_at, updated_at = excluded.updated_at",
             values_placeholders(chunk.len(), COLS, 1)
         );
         exec(tx, sql, values).await?;
@@ -459,4 +502,121 @@ pub fn signals_recorded(
             (account_key(tenant, account), event)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use retain_domain::signal::Lifecycle;
+    use retain_domain::{Currency, Money, Timestamp};
+
+    use super::*;
+
+    fn blank() -> account::Model {
+        account::Model {
+            tenant_id: "t".into(),
+            account_id: "a".into(),
+            name: None,
+            segment: None,
+            plan: None,
+            csm_owner_email: None,
+            contact_emails: String::new(),
+            seats: None,
+            lifecycle: None,
+            renewal_date: None,
+            acquisition_cost_minor: None,
+            acquisition_currency: None,
+            profile_at: None,
+            name_at: None,
+            segment_at: None,
+            plan_at: None,
+            csm_owner_email_at: None,
+            contact_emails_at: None,
+            seats_at: None,
+            lifecycle_at: None,
+            renewal_date_at: None,
+            acquisition_cost_at: None,
+            created_at: 0,
+            updated_at: 0,
+        }
+    }
+
+    fn plan(p: Option<&str>) -> AccountUpsert {
+        AccountUpsert {
+            plan: p.map(str::to_owned),
+            ..AccountUpsert::default()
+        }
+    }
+
+    #[test]
+    fn a_late_upsert_sets_the_fields_it_is_newest_for() {
+        // 11-20 plan starter, 11-22 no plan, 11-21 plan growth, delivered in
+        // that order: the plan is growth (the newest upsert that carried it).
+        let day = |d| Timestamp::from_ymd(2026, 11, d).micros();
+        let mut row = blank();
+        merge_fields(&mut row, &plan(Some("starter")), day(20));
+        merge_fields(
+            &mut row,
+            &AccountUpsert {
+                seats: Some(5),
+                ..plan(None)
+            },
+            day(22),
+        );
+        merge_fields(&mut row, &plan(Some("growth")), day(21));
+        assert_eq!(row.plan.as_deref(), Some("growth"));
+        assert_eq!(row.seats, Some(5));
+        assert_eq!(row.profile_at, Some(day(22)));
+    }
+
+    fn upsert() -> impl Strategy<Value = (AccountUpsert, i64)> {
+        let text = prop::option::of(prop::sample::select(vec!["a", "b", "c"]));
+        (
+            text.clone(),
+            text.clone(),
+            prop::option::of(prop::sample::select(vec!["", "x@acme.io", "y@acme.io"])),
+            prop::option::of(0i64..3),
+            prop::option::of(prop::sample::select(Lifecycle::ALL.to_vec())),
+            prop::collection::vec(prop::sample::select(vec!["p@acme.io", "q@acme.io"]), 0..2),
+            prop::option::of(0i64..3),
+            0i64..4,
+        )
+            .prop_map(|(name, plan, csm, seats, lifecycle, contacts, cost, at)| {
+                let eur = Currency::parse("EUR").expect("EUR");
+                (
+                    AccountUpsert {
+                        name: name.map(str::to_owned),
+                        segment: None,
+                        plan: plan.map(str::to_owned),
+                        lifecycle,
+                        renewal_date: seats.map(|s| Timestamp::from_seconds(s * 86_400)),
+                        seats,
+                        csm_owner_email: csm.map(str::to_owned),
+                        contact_emails: contacts.into_iter().map(str::to_owned).collect(),
+                        acquisition_cost: cost.map(|c| Money::new(c * 100, eur)),
+                    },
+                    at,
+                )
+            })
+    }
+
+    proptest! {
+        // Any delivery order of the same upserts gives the same account
+        // (times drawn from a small range, so ties are common).
+        #[test]
+        fn any_delivery_order_gives_the_same_account(
+            (upserts, shuffled) in prop::collection::vec(upsert(), 1..8)
+                .prop_flat_map(|u| (Just(u.clone()), Just(u).prop_shuffle()))
+        ) {
+            let mut in_order = blank();
+            for (u, at) in &upserts {
+                merge_fields(&mut in_order, u, *at);
+            }
+            let mut other = blank();
+            for (u, at) in &shuffled {
+                merge_fields(&mut other, u, *at);
+            }
+            prop_assert_eq!(in_order, other);
+        }
+    }
 }

@@ -24,7 +24,7 @@ pub struct Model {
     pub contact_emails: String,
     /// Licensed seats.
     pub seats: Option<i64>,
-    /// Lifecycle stage (the proto enum's number).
+    /// Lifecycle stage (`retain_domain::signal::Lifecycle::code`).
     pub lifecycle: Option<i16>,
     /// Next renewal date, seconds since the epoch.
     pub renewal_date: Option<i64>,
@@ -34,6 +34,24 @@ pub struct Model {
     pub acquisition_currency: Option<String>,
     /// `occurred_at` (µs) of the newest account upsert applied.
     pub profile_at: Option<i64>,
+    /// `occurred_at` (µs) of the upsert that set `name`.
+    pub name_at: Option<i64>,
+    /// … that set `segment`.
+    pub segment_at: Option<i64>,
+    /// … that set `plan`.
+    pub plan_at: Option<i64>,
+    /// … that set (or cleared) `csm_owner_email`.
+    pub csm_owner_email_at: Option<i64>,
+    /// … that set `contact_emails`.
+    pub contact_emails_at: Option<i64>,
+    /// … that set `seats`.
+    pub seats_at: Option<i64>,
+    /// … that set `lifecycle`.
+    pub lifecycle_at: Option<i64>,
+    /// … that set `renewal_date`.
+    pub renewal_date_at: Option<i64>,
+    /// … that set the acquisition cost.
+    pub acquisition_cost_at: Option<i64>,
     /// First signal seen (µs since the epoch, server clock).
     pub created_at: i64,
     /// Last change (µs since the epoch, server clock).

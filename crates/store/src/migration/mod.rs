@@ -7,6 +7,7 @@ use sea_orm_migration::prelude::*;
 mod m0001_bus;
 mod m0002_ingestion;
 mod m0003_bus_head;
+mod m0004_account_field_times;
 
 /// Runs Retain's migrations (`retain migrate`, or a test helper).
 #[derive(Debug)]
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0001_bus::Migration),
             Box::new(m0002_ingestion::Migration),
             Box::new(m0003_bus_head::Migration),
+            Box::new(m0004_account_field_times::Migration),
         ]
     }
 }
