@@ -46,7 +46,8 @@ pub enum Error {
         needed: &'static str,
     },
     /// A bug or broken invariant on our side (`INTERNAL`). Never for a
-    /// caller's mistake.
+    /// caller's mistake. The text is for the log only: the caller gets a
+    /// correlation id that finds it there.
     #[error("internal error: {0}")]
     Internal(String),
 }
@@ -100,9 +101,17 @@ impl From<Error> for Status {
                 message,
                 ErrorDetails::with_retry_info(Some(*retry_after)),
             ),
-            Error::Internal(_) => {
-                tracing::error!(error = %message, "internal error");
-                Status::new(Code::Internal, message)
+            Error::Internal(detail) => {
+                // Internal details (SQL, driver errors) go to the log, never
+                // to the caller, who gets the id that finds them there.
+                let id = correlation_id();
+                tracing::error!(correlation_id = %id, error = %detail, "internal error");
+                Status::new(
+                    Code::Internal,
+                    format!(
+                        "internal error (correlation id {id}); nothing was stored, the call may be retried"
+                    ),
+                )
             }
             other => Status::new(other.code(), message),
         }
@@ -119,11 +128,20 @@ impl From<sea_orm::DbErr> for Error {
     fn from(err: sea_orm::DbErr) -> Self {
         use sea_orm::DbErr;
         match err {
-            DbErr::ConnectionAcquire(e) => Self::Unavailable(format!("database unavailable: {e}")),
-            DbErr::Conn(e) => Self::Unavailable(format!("database unavailable: {e}")),
+            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
+                tracing::warn!(error = %err, "database unavailable");
+                Self::Unavailable("the database is unavailable; retry with backoff".into())
+            }
             other => Self::Internal(format!("database: {other}")),
         }
     }
+}
+
+/// A short random id that ties a caller's error to the log line with its
+/// details.
+fn correlation_id() -> String {
+    use rand::Rng;
+    format!("{:016x}", rand::rng().random::<u64>())
 }
 
 #[cfg(test)]
@@ -143,6 +161,41 @@ mod tests {
         let bad = details.bad_request().expect("bad request details");
         assert_eq!(bad.field_violations.len(), 2);
         assert_eq!(bad.field_violations[0].field, "signals[3].survey.score");
+    }
+
+    #[test]
+    fn internal_errors_show_a_correlation_id_and_no_details() {
+        let err: Error = sea_orm::DbErr::Custom(
+            "invalid byte sequence for encoding \"UTF8\": 0x00 in INSERT INTO signals".into(),
+        )
+        .into();
+        let status: Status = err.clone().into();
+        assert_eq!(status.code(), Code::Internal);
+        let m = status.message();
+        assert!(m.contains("correlation id "), "{m}");
+        assert!(
+            !m.contains("UTF8") && !m.contains("INSERT") && !m.contains("database"),
+            "{m}"
+        );
+        assert_eq!(m.matches("internal error").count(), 1, "{m}");
+        // Each failure gets its own id.
+        let again: Status = err.into();
+        assert_ne!(again.message(), m);
+    }
+
+    #[test]
+    fn a_lost_database_is_unavailable_without_driver_details() {
+        let err: Error = sea_orm::DbErr::Conn(sea_orm::RuntimeErr::Internal(
+            "connection to 10.0.0.7:5432 refused".into(),
+        ))
+        .into();
+        let status: Status = err.into();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert!(
+            !status.message().contains("10.0.0.7"),
+            "{}",
+            status.message()
+        );
     }
 
     #[test]

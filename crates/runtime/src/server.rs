@@ -157,10 +157,18 @@ pub async fn serve(
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_all(&reporter, &names, ServingStatus::Serving).await;
 
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(retain_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    // Reflection in both versions: many clients (grpcurl before 1.9,
+    // Python's grpcio-reflection) still ask v1alpha.
+    let reflection = || {
+        tonic_reflection::server::Builder::configure()
+            .register_encoded_file_descriptor_set(retain_proto::FILE_DESCRIPTOR_SET)
+            .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+    };
+    let reflection_v1 = reflection()
         .build_v1()
+        .map_err(|e| ServerError::Reflection(e.to_string()))?;
+    let reflection_v1alpha = reflection()
+        .build_v1alpha()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
 
     let mut builder = tonic::transport::Server::builder()
@@ -170,6 +178,7 @@ pub async fn serve(
         builder = builder.tls_config(tls_config(tls)?)?;
     }
     let layers = tower::ServiceBuilder::new()
+        .layer(DecodeErrorLayer)
         .layer(ShedLayer::new(settings.concurrency_limit))
         .layer(AuthLayer::new(opts.auth.clone()))
         .into_inner();
@@ -177,7 +186,10 @@ pub async fn serve(
     for add in add_routes {
         add(&mut routes);
     }
-    routes.add_service(health_service).add_service(reflection);
+    routes
+        .add_service(health_service)
+        .add_service(reflection_v1)
+        .add_service(reflection_v1alpha);
     let router = builder.layer(layers).add_routes(routes.routes());
 
     // Health follows the database until shutdown begins.
@@ -416,6 +428,83 @@ where
             let res = fut.await;
             drop(permit);
             res
+        })
+    }
+}
+
+/// Answers a request body that does not decode with `INVALID_ARGUMENT`.
+///
+/// tonic reports a protobuf decoding failure (garbage bytes, invalid UTF-8
+/// in a string, wrong wire types, truncation) as `INTERNAL`, which tells a
+/// client the server failed and the call may be retried — a client would
+/// retry garbage forever. It is the caller's fault, so this layer rewrites
+/// exactly those answers (`grpc-status: 13` whose message is prost's
+/// "failed to decode Protobuf message") to `INVALID_ARGUMENT`.
+#[derive(Debug, Clone, Copy)]
+pub struct DecodeErrorLayer;
+
+impl<S> tower::Layer<S> for DecodeErrorLayer {
+    type Service = DecodeErrors<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        DecodeErrors { inner }
+    }
+}
+
+/// The service [`DecodeErrorLayer`] builds.
+#[derive(Debug, Clone)]
+pub struct DecodeErrors<S> {
+    inner: S,
+}
+
+/// The start of every prost decoding error's text.
+const DECODE_FAILURE: &str = "failed to decode Protobuf message";
+
+impl<S, B> tower::Service<http::Request<B>> for DecodeErrors<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            let mut res = fut.await?;
+            let headers = res.headers_mut();
+            let internal = headers
+                .get("grpc-status")
+                .is_some_and(|v| v.as_bytes() == b"13");
+            let decode = headers
+                .get("grpc-message")
+                .is_some_and(|v| v.as_bytes().starts_with(DECODE_FAILURE.as_bytes()));
+            if internal && decode {
+                let detail = headers
+                    .get("grpc-message")
+                    .and_then(|v| v.to_str().ok())
+                    .map(|m| m.trim_start_matches(DECODE_FAILURE).trim_start_matches(':'))
+                    .unwrap_or_default()
+                    .trim()
+                    .to_owned();
+                tracing::debug!(%detail, "request body does not decode");
+                headers.insert("grpc-status", http::HeaderValue::from_static("3"));
+                let message = format!(
+                    "the request body is not a valid protobuf message of this method's request type{}{}",
+                    if detail.is_empty() { "" } else { ": " },
+                    detail
+                );
+                if let Ok(v) = http::HeaderValue::from_str(&message) {
+                    headers.insert("grpc-message", v);
+                }
+            }
+            Ok(res)
         })
     }
 }

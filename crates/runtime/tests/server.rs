@@ -310,6 +310,33 @@ async fn health_and_reflection_are_public() {
             "{expected} missing from {names:?}"
         );
     }
+
+    // Clients that only speak the older v1alpha reflection get the same.
+    use tonic_reflection::pb::v1alpha;
+    let mut old =
+        v1alpha::server_reflection_client::ServerReflectionClient::new(channel(h.addr).await);
+    let req = v1alpha::ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(
+            v1alpha::server_reflection_request::MessageRequest::ListServices(String::new()),
+        ),
+    };
+    let mut stream = old
+        .server_reflection_info(tokio_stream::once(req))
+        .await
+        .expect("v1alpha is served")
+        .into_inner();
+    let resp = stream.message().await.unwrap().unwrap();
+    let Some(v1alpha::server_reflection_response::MessageResponse::ListServicesResponse(list)) =
+        resp.message_response
+    else {
+        panic!("unexpected v1alpha reflection answer");
+    };
+    assert!(
+        list.service
+            .iter()
+            .any(|s| s.name == "retain.v1.IngestionService")
+    );
 }
 
 #[tokio::test]

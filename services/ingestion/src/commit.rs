@@ -117,8 +117,8 @@ fn judge(signal: &Prepared, first: bool, claimer: &Prepared, stored: &Option<Vec
         Verdict::Rejected(vec![FieldViolation::new(
             format!("signals[{}].event_id", signal.index),
             format!(
-                "{:?} was already recorded with different content; an event id names one event forever",
-                signal.wire.event_id
+                "{} was already recorded with different content; an event id names one event forever",
+                retain_domain::validation::quote(&signal.wire.event_id)
             ),
         )])
     }

@@ -71,18 +71,32 @@ impl IngestionService for Ingestion {
             // One batch at a time: the next is read only once the previous
             // result is queued, so a slow reader or a fast writer is held
             // back by HTTP/2 flow control instead of filling memory.
+            let mut last_batch: Option<String> = None;
             loop {
                 let next = match inbound.message().await {
                     Ok(Some(m)) => m,
                     Ok(None) => break,
                     Err(status) => {
-                        tracing::debug!(%status, "stream ended by the client");
+                        // A frame that does not decode or is over the size
+                        // limit ends the stream with an error the client
+                        // sees, never as if it had finished: it must know
+                        // which batches were not read.
+                        let _ = tx
+                            .send(Err(unreadable_batch(&status, last_batch.as_deref())))
+                            .await;
                         break;
                     }
                 };
                 let batch_id = next.batch_id;
+                last_batch = Some(batch_id.clone());
                 let Some(batch) = next.batch else {
-                    let err = Error::invalid("batch", format!("batch {batch_id:?} has no batch"));
+                    let err = Error::invalid(
+                        "batch",
+                        format!(
+                            "batch {} has no batch",
+                            retain_domain::validation::quote(&batch_id)
+                        ),
+                    );
                     let _ = tx.send(Err(err.into())).await;
                     break;
                 };
@@ -127,6 +141,30 @@ impl IngestionService for Ingestion {
             accounts::list(&self.inner.db, principal.tenant.as_str(), request.get_ref()).await?,
         ))
     }
+}
+
+/// The error a client gets when the next frame of its stream cannot be
+/// read: the stream's own status where it is the caller's fault (over the
+/// size limit: `OUT_OF_RANGE`), `INVALID_ARGUMENT` for a frame that does not
+/// decode (tonic says `INTERNAL`), naming the last batch that was read.
+fn unreadable_batch(status: &Status, last: Option<&str>) -> Status {
+    let after = match last {
+        Some(id) => format!(
+            "the batch after batch {}",
+            retain_domain::validation::quote(id)
+        ),
+        None => "the first batch".to_owned(),
+    };
+    let code = match status.code() {
+        tonic::Code::Internal | tonic::Code::Unknown => tonic::Code::InvalidArgument,
+        other => other,
+    };
+    tracing::debug!(%status, "stream frame unreadable");
+    let detail: String = status.message().chars().take(200).collect();
+    Status::new(
+        code,
+        format!("{after} could not be read ({detail}); it and any later batches were not ingested"),
+    )
 }
 
 /// The ingestion service's state. Cheap to clone.
@@ -389,9 +427,26 @@ fn reject_all(verdicts: Vec<Option<Verdict>>) -> Vec<Verdict> {
         .collect()
 }
 
+/// Largest answer the service builds, in bytes: under the 4 MiB a default
+/// gRPC client accepts, with room to spare. A client that cannot read the
+/// answer never learns which signals failed.
+const MAX_REPLY_BYTES: usize = 3 << 20;
+/// Violations an answer lists per signal; more are counted, not listed.
+const MAX_VIOLATIONS_PER_SIGNAL: usize = 5;
+/// Longest violation description an answer carries, in bytes.
+const MAX_DESCRIPTION_BYTES: usize = 300;
+/// Longest event id an answer echoes, in bytes (a valid one is at most 128).
+const MAX_ECHOED_ID_BYTES: usize = retain_domain::signal::MAX_EVENT_ID_LEN;
+
 /// The answer: one result per signal, in request order, and the counts.
+/// Whatever the request held, the answer stays under [`MAX_REPLY_BYTES`]:
+/// each signal lists at most [`MAX_VIOLATIONS_PER_SIGNAL`] violations with
+/// bounded texts, and once the budget is spent, later rejected signals say
+/// so in one line (resend one alone to see every reason).
 fn respond(event_ids: &[String], verdicts: Vec<Verdict>) -> v1::IngestSignalsResponse {
+    use prost::Message;
     let mut resp = v1::IngestSignalsResponse::default();
+    let mut size = 0usize;
     for (i, verdict) in verdicts.into_iter().enumerate() {
         let (outcome, violations) = match verdict {
             Verdict::Accepted => {
@@ -407,12 +462,63 @@ fn respond(event_ids: &[String], verdicts: Vec<Verdict>) -> v1::IngestSignalsRes
                 (v1::SignalOutcome::Rejected, v)
             }
         };
-        resp.results.push(v1::SignalResult {
+        let over_budget = size > MAX_REPLY_BYTES;
+        let mut result = v1::SignalResult {
             index: i32::try_from(i).unwrap_or(i32::MAX),
-            event_id: event_ids.get(i).cloned().unwrap_or_default(),
+            event_id: if over_budget {
+                String::new()
+            } else {
+                truncated(
+                    event_ids.get(i).map_or("", String::as_str),
+                    MAX_ECHOED_ID_BYTES,
+                )
+            },
             outcome: outcome as i32,
-            violations: violations.into_iter().map(Into::into).collect(),
-        });
+            violations: bounded(i, violations),
+        };
+        if !result.violations.is_empty() && size + result.encoded_len() > MAX_REPLY_BYTES {
+            result.violations = vec![v1::FieldViolation {
+                field: format!("signals[{i}]"),
+                description: "rejected; reasons omitted to keep this answer readable by a \
+                              default client (4 MiB): resend this signal alone to see them"
+                    .into(),
+            }];
+        }
+        size += result.encoded_len() + 4;
+        resp.results.push(result);
     }
     resp
+}
+
+/// At most [`MAX_VIOLATIONS_PER_SIGNAL`] violations of signal `i`, each
+/// description cut to [`MAX_DESCRIPTION_BYTES`], and a count of the rest.
+fn bounded(i: usize, violations: Vec<FieldViolation>) -> Vec<v1::FieldViolation> {
+    let total = violations.len();
+    let mut out: Vec<v1::FieldViolation> = violations
+        .into_iter()
+        .take(MAX_VIOLATIONS_PER_SIGNAL)
+        .map(|v| v1::FieldViolation {
+            field: truncated(&v.field, MAX_DESCRIPTION_BYTES),
+            description: truncated(&v.description, MAX_DESCRIPTION_BYTES),
+        })
+        .collect();
+    if total > MAX_VIOLATIONS_PER_SIGNAL {
+        out.push(v1::FieldViolation {
+            field: format!("signals[{i}]"),
+            description: format!("and {} more violations", total - MAX_VIOLATIONS_PER_SIGNAL),
+        });
+    }
+    out
+}
+
+/// `s` cut to at most `max` bytes on a character boundary, marked with `…`.
+fn truncated(s: &str, max: usize) -> String {
+    if s.len() <= max {
+        return s.to_owned();
+    }
+    let mut end = max.saturating_sub('…'.len_utf8());
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &s[..end])
 }

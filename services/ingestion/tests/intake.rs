@@ -221,6 +221,9 @@ retain_testkit::storage_test!(async fn a_failure_mid_transaction_leaves_nothing(
     let signals = every_kind("f", "acme-1");
     let err = app.send_err(signals.clone()).await;
     assert_eq!(err.code(), Code::Internal, "{err:?}");
+    // The database's words stay in the log; the caller gets an id.
+    assert!(err.message().contains("correlation id"), "{}", err.message());
+    assert!(!err.message().contains("injected") && !err.message().contains("database"), "{}", err.message());
     assert_eq!(app.footprint().await, [0, 0, 0, 0, 0]);
 
     match app.db.conn.get_database_backend() {
@@ -589,4 +592,105 @@ retain_testkit::storage_test!(async fn the_service_reads_time_from_its_clock(db)
     clock.advance(std::time::Duration::from_secs(10 * 86_400));
     let r = app.send(vec![at(Timestamp::from_ymd(2020, 1, 31), "now-too-old")]).await;
     assert_eq!(outcomes(&r), vec![Rejected]);
+});
+
+// A frame the server cannot read (over the message limit) used to end the
+// stream with status OK and no answer: the client believed it had sent
+// everything. It must see an error naming the last batch that was read.
+retain_testkit::storage_test!(async fn an_unreadable_stream_frame_is_an_error_the_client_sees(db) {
+    let mut settings = settings();
+    settings.server.max_message_bytes = 64 * 1024;
+    let app = spawn_app_with::<Ingestion>(db, settings, IngestionSettings::default()).await;
+    let big: Vec<_> = (0..2_000).map(|i| signal(&format!("big-{i}"), "a-1", session(&"u".repeat(100), 10))).collect();
+    assert!(prost::Message::encoded_len(&batch(big.clone())) > 128 * 1024);
+    let reqs = vec![
+        v1::StreamSignalsRequest { batch_id: "small".into(), batch: Some(batch(vec![signal("s-1", "a-1", nps(9))])) },
+        v1::StreamSignalsRequest { batch_id: "too-big".into(), batch: Some(batch(big)) },
+    ];
+    let mut responses = app
+        .client
+        .clone()
+        .stream_signals(with_token(WRITER, tokio_stream::iter(reqs)))
+        .await
+        .unwrap()
+        .into_inner();
+    let first = responses.message().await.expect("the first batch is answered").expect("a result");
+    assert_eq!((first.batch_id.as_str(), first.result.unwrap().accepted), ("small", 1));
+    let err = match responses.message().await {
+        Err(status) => status,
+        Ok(next) => panic!("the unreadable frame must be an error, got {:?}", next.map(|r| r.batch_id)),
+    };
+    assert_ne!(err.code(), Code::Ok);
+    assert!(err.message().contains("\"small\""), "names the last batch read: {}", err.message());
+    assert_eq!(app.count("signals").await, 1);
+});
+
+// The worst case for the answer's size: a full batch of rejected signals,
+// each with long offending values and many violations. The answer used to
+// outgrow the request (4.6 MB for 3.8 MB) and a default client (4 MiB)
+// could not read which signals failed.
+retain_testkit::storage_test!(async fn the_worst_case_answer_fits_a_default_client(db) {
+    use prost::Message;
+    let app = spawn_app::<Ingestion>(db).await;
+    let signals: Vec<_> = (0..5_000)
+        .map(|i| {
+            let mut s = signal(&format!("{i:05}-{}", "e".repeat(200)), "acme-1", v1::signal::Body::Account(v1::AccountUpsert {
+                contact_emails: (0..8).map(|k| format!("{k}{}", "not-an-email".repeat(4))).collect(),
+                csm_owner_email: Some("x".repeat(50)),
+                ..Default::default()
+            }));
+            s.account_id = "bad account id!".into();
+            s
+        })
+        .collect();
+    let request = batch(signals);
+    assert!(request.encoded_len() < 4 << 20, "the request itself fits the server's limit");
+    // The testkit client decodes answers up to tonic's default of 4 MiB.
+    let r = app.ingest(WRITER, request).await.expect("the answer is readable by a default client");
+    assert_eq!(r.rejected, 5_000);
+    assert!(r.encoded_len() < 4 << 20, "answer of {} bytes", r.encoded_len());
+    // The first signals carry their actual reasons, bounded and counted.
+    let first = &r.results[0];
+    assert!(first.violations.len() <= 6, "{:?}", first.violations);
+    assert!(first.violations.iter().any(|v| v.field == "signals[0].event_id"));
+    assert!(first.violations.iter().any(|v| v.description.starts_with("and ") && v.description.ends_with(" more violations")));
+    assert!(first.event_id.len() <= 128);
+    assert_eq!(app.footprint().await, [0, 0, 0, 0, 0]);
+});
+
+// The case that found the class: one tenant sends NUL event ids while
+// another sends valid calls. PostgreSQL cannot store NUL; validation now
+// refuses it on both databases, so the other tenant's calls never share a
+// transaction with it, and the sender learns which field is at fault.
+retain_testkit::storage_test!(async fn nul_text_from_one_tenant_is_rejected_and_never_fails_another(db) {
+    let app = spawn_app::<Ingestion>(db).await;
+    let mut calls = Vec::new();
+    for round in 0..10 {
+        for (token, tenant) in [(WRITER, "acme"), (GLOBEX, "globex")] {
+            let client = app.client.clone();
+            let signals: Vec<_> = (0..20)
+                .map(|i| {
+                    let id = if tenant == "globex" { format!("nul\0{round}-{i}") } else { format!("ok-{round}-{i}") };
+                    signal(&id, "acct-1", session("u1", 60))
+                })
+                .collect();
+            calls.push(tokio::spawn(async move {
+                let r = client.clone().ingest_signals(with_token(token, batch(signals))).await;
+                (tenant, r.map(tonic::Response::into_inner))
+            }));
+        }
+    }
+    for call in calls {
+        let (tenant, result) = call.await.unwrap();
+        let r = result.expect("no call fails");
+        match tenant {
+            "acme" => assert_eq!(r.accepted, 20),
+            _ => {
+                assert_eq!(r.rejected, 20);
+                assert_eq!(fields(&r, 3), vec!["signals[3].event_id"]);
+            }
+        }
+    }
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM signal_ids WHERE tenant_id = 'globex'").await, 0);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM signals WHERE tenant_id = 'acme'").await, 200);
 });
