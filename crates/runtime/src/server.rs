@@ -457,8 +457,9 @@ pub struct DecodeErrors<S> {
     inner: S,
 }
 
-/// The start of every prost decoding error's text.
-const DECODE_FAILURE: &str = "failed to decode Protobuf message";
+/// The start of every prost decoding error's text, as it appears in the
+/// percent-encoded `grpc-message` header.
+const DECODE_FAILURE: &str = "failed%20to%20decode%20Protobuf%20message";
 
 impl<S, B> tower::Service<http::Request<B>> for DecodeErrors<S>
 where
@@ -491,7 +492,7 @@ where
                     .and_then(|v| v.to_str().ok())
                     .map(|m| m.trim_start_matches(DECODE_FAILURE).trim_start_matches(':'))
                     .unwrap_or_default()
-                    .trim()
+                    .trim_start_matches("%20")
                     .to_owned();
                 tracing::debug!(%detail, "request body does not decode");
                 headers.insert("grpc-status", http::HeaderValue::from_static("3"));

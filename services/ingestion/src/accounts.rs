@@ -115,6 +115,27 @@ pub async fn list(
             format!("{} is over the limit of {MAX_PAGE_SIZE}", req.page_size),
         ));
     }
+    // Filters are compared with stored text: they obey the same rules.
+    for (field, value, max) in [
+        (
+            "segment",
+            &req.segment,
+            retain_domain::signal::MAX_LABEL_LEN,
+        ),
+        ("csm_owner_email", &req.csm_owner_email, 254),
+    ] {
+        if !retain_domain::signal::storable(value) {
+            violations.push(retain_runtime::error::FieldViolation::new(
+                field,
+                "contains U+0000 (NUL), which text may not hold",
+            ));
+        } else if value.len() > max {
+            violations.push(retain_runtime::error::FieldViolation::new(
+                field,
+                format!("is {} bytes long, the limit is {max}", value.len()),
+            ));
+        }
+    }
     let lifecycle = if req.lifecycle == 0 {
         None
     } else if let Some(l) = convert::lifecycle_from_proto(req.lifecycle) {
