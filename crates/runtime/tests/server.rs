@@ -477,3 +477,80 @@ async fn a_worker_that_stops_on_its_own_shuts_the_server_down_with_an_error() {
     let err = result.expect_err("an early worker exit is an error");
     assert!(err.to_string().contains("test.crashes"), "{err}");
 }
+
+#[tokio::test]
+async fn merged_services_serve_every_part_and_run_every_worker() {
+    // The all-in-one binary composes services with `merge`: each part's
+    // routes are served and each part's workers run and stop.
+    let journal = Journal::default();
+    let mut first = Workers::new();
+    let j = journal.clone();
+    first.add("part-a.worker", move |stop| async move {
+        j.push("a started");
+        stop.cancelled().await;
+    });
+    let mut second = Workers::new();
+    let j = journal.clone();
+    second.add("part-b.worker", move |stop| async move {
+        j.push("b started");
+        stop.cancelled().await;
+    });
+    let probe = Probe {
+        gate: Arc::new(Semaphore::new(0)),
+        entered: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
+    };
+    let merged = Services::new().with_workers(first).merge(
+        Services::new()
+            .with(IngestionServiceServer::new(probe))
+            .with_workers(second),
+    );
+    assert_eq!(merged.worker_names(), ["part-a.worker", "part-b.worker"]);
+    assert_eq!(merged.names(), ["retain.v1.IngestionService"]);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let shutdown = CancellationToken::new();
+    let mut auth = Authenticator::default();
+    auth.insert(
+        "writer-token",
+        Principal {
+            tenant: retain_domain::TenantId::parse("acme").unwrap(),
+            roles: vec![Role::Ingest],
+            name: String::new(),
+        },
+    );
+    let db = retain_testkit::TestDatabase::sqlite().await;
+    let opts = ServeOptions {
+        settings: ServerSettings::default(),
+        auth: Arc::new(auth),
+        db: db.conn.clone(),
+        health_interval: Duration::from_millis(50),
+    };
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(retain_runtime::serve(
+        listener,
+        opts,
+        merged,
+        shutdown.clone(),
+    ));
+    // The merged part's service answers (its own INVALID_ARGUMENT, not
+    // UNIMPLEMENTED).
+    let err = IngestionServiceClient::new(channel(addr).await)
+        .ingest_signals(with_token("writer-token", IngestSignalsRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    eventually(
+        "both parts' workers to start",
+        Duration::from_secs(10),
+        || async {
+            let e = journal.entries();
+            (e.contains(&"a started") && e.contains(&"b started")).then_some(())
+        },
+    )
+    .await;
+    shutdown.cancel();
+    tokio::time::timeout(Duration::from_secs(10), server)
+        .await
+        .expect("stops")
+        .unwrap()
+        .expect("clean");
+}
