@@ -9,4 +9,5 @@
 pub mod adoption;
 pub mod experience;
 pub mod revenue;
+pub mod rollup;
 pub mod scorecard;

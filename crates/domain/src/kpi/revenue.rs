@@ -23,6 +23,16 @@ pub enum ChurnReason {
 }
 
 impl ChurnReason {
+    /// Every reason, in key order of the API (the index of a reason here is
+    /// stable: rollups count churns per reason in an array in this order).
+    pub const ALL: [Self; 5] = [
+        Self::Competitor,
+        Self::Freemium,
+        Self::BusinessClosed,
+        Self::Price,
+        Self::Other,
+    ];
+
     /// The reason's key (`competitor`).
     pub fn key(self) -> &'static str {
         match self {
@@ -264,11 +274,105 @@ pub fn revenue_kpis(
     period: Period,
     currency: Currency,
 ) -> Result<RevenueKpis, RevenueError> {
+    revenue_kpis_with_openings(changes, &[], period, currency)
+}
+
+/// An opening balance: "this account already paid `mrr` before `at`". An
+/// import whose history starts at some date sends one for every existing
+/// customer, so that its first imported change is not booked as *new*.
+///
+/// It stands for the account's history before its first recorded change:
+/// the account starts from MRR `mrr` having paid before (so a later rise
+/// from 0 is a reactivation, never new) instead of from 0 never having
+/// paid. It applies when `at` is at or before the account's first change
+/// (or the account has none); when real history older than `at` arrives
+/// (a backfill), that history replaces the opening balance. The opening
+/// MRR holds at every instant before the first change, so periods before
+/// the import start see it as constant MRR with no movement, and the MRR
+/// bridge balances in every period. With several for one account, the
+/// earliest `(at, mrr)` counts. See [`opening_state`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpeningBalance {
+    /// Account.
+    pub account: String,
+    /// The instant the balance is known at (the import's start).
+    pub at: Timestamp,
+    /// MRR the account was paying just before `at` (minor units, ≥ 0; 0
+    /// means a former customer).
+    pub mrr: Money,
+}
+
+/// An account's MRR state at an instant: its MRR and whether it ever paid
+/// (what [`classify`] needs to tell new from reactivation).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MrrState {
+    /// MRR (minor units).
+    pub mrr: i64,
+    /// Whether the account paid at some time before.
+    pub paid: bool,
+}
+
+/// The state an account's history starts from: its opening balance's MRR
+/// (having paid before) when the opening is at or before its first change
+/// (`first_change`, `None` with no change), otherwise MRR 0 never paid.
+pub fn opening_state(
+    opening: Option<&OpeningBalance>,
+    first_change: Option<Timestamp>,
+) -> MrrState {
+    match opening {
+        Some(o) if first_change.is_none_or(|first| o.at <= first) => MrrState {
+            mrr: o.mrr.minor,
+            paid: true,
+        },
+        _ => MrrState::default(),
+    }
+}
+
+/// The earliest `(at, mrr)` opening balance per account, checked.
+pub(crate) fn openings_by_account(
+    openings: &[OpeningBalance],
+    currency: Currency,
+) -> Result<HashMap<&str, &OpeningBalance>, RevenueError> {
+    let mut by: HashMap<&str, &OpeningBalance> = HashMap::new();
+    for o in openings {
+        if o.mrr.currency != currency {
+            return Err(MoneyError::CurrencyMismatch(currency, o.mrr.currency).into());
+        }
+        if o.mrr.minor < 0 {
+            return Err(RevenueError::NegativeMrr {
+                account: o.account.clone(),
+                mrr: o.mrr.minor,
+            });
+        }
+        let e = by.entry(o.account.as_str()).or_insert(o);
+        if (o.at, o.mrr.minor) < (e.at, e.mrr.minor) {
+            *e = o;
+        }
+    }
+    Ok(by)
+}
+
+/// [`revenue_kpis`] for accounts whose history may start with an
+/// [`OpeningBalance`]. Accounts with an opening balance and no change are
+/// counted too (paying their opening MRR throughout).
+pub fn revenue_kpis_with_openings(
+    changes: &[MrrChange],
+    openings: &[OpeningBalance],
+    period: Period,
+    currency: Currency,
+) -> Result<RevenueKpis, RevenueError> {
     let mut sums = [0i128; 7]; // start, new, react, exp, contr, churn, end
     let mut accounts: HashMap<&str, AccountPeriod> = HashMap::new();
     let mut reasons = BTreeMap::new();
-    for (account, history) in histories(changes, currency)? {
-        let (mut mrr, mut paid) = (0i64, false);
+    let openings = openings_by_account(openings, currency)?;
+    let mut all = histories(changes, currency)?;
+    for account in openings.keys() {
+        all.entry(account).or_default();
+    }
+    for (account, history) in all {
+        let first = history.first().map(|c| c.at);
+        let state = opening_state(openings.get(account).copied(), first);
+        let (mut mrr, mut paid) = (state.mrr, state.paid);
         let mut facts = AccountPeriod::default();
         let mut started = false;
         for c in history {
