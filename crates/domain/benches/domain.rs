@@ -8,12 +8,21 @@
 //! - `revenue/kpis_1m_changes`: the portfolio revenue KPIs of one month over
 //!   1,000,000 subscription changes, against `revenue/baseline_1m_changes`,
 //!   one pass summing the same amounts.
+//! - `distinct/mau_*`: MAU at a month's end from 30 daily sets of active
+//!   users (100,000 a day out of 1,000,000 dense user numbers, most of
+//!   them regulars): the union of the 30 sets and its size, with the
+//!   rollups' [`UserSet`] (roaring bitmaps), a sorted `Vec<u32>` merged
+//!   pairwise, and the baseline `HashSet<u32>`; `distinct/build_*` builds
+//!   the 30 daily sets from the day's user numbers.
 
 use std::hint::black_box;
 
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use retain_domain::health::{self, BillingStatus, HealthSnapshot, ScoringModel};
+use std::collections::HashSet;
+
 use retain_domain::kpi::revenue::{MrrChange, revenue_kpis};
+use retain_domain::kpi::rollup::adoption::UserSet;
 use retain_domain::{Currency, Money, Period, Timestamp};
 
 const N: usize = 1_000_000;
@@ -137,5 +146,129 @@ fn bench_revenue(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_health, bench_revenue);
+const USERS: u64 = 1_000_000;
+const DAILY: usize = 100_000;
+const DAYS: usize = 30;
+
+/// 30 days of active user numbers: 80 % from 200,000 regulars, the rest
+/// from the whole population (xorshift, fixed seed).
+fn daily_users() -> Vec<Vec<u32>> {
+    let mut x = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    (0..DAYS)
+        .map(|_| {
+            (0..DAILY)
+                .map(|_| {
+                    let r = next();
+                    let range = if r % 5 == 0 { USERS } else { 200_000 };
+                    (next() % range) as u32
+                })
+                .collect()
+        })
+        .collect()
+}
+
+fn sorted_set(users: &[u32]) -> Vec<u32> {
+    let mut v = users.to_vec();
+    v.sort_unstable();
+    v.dedup();
+    v
+}
+
+/// Union of two sorted, deduplicated vectors.
+fn merge_sorted(a: &[u32], b: &[u32]) -> Vec<u32> {
+    let mut out = Vec::with_capacity(a.len() + b.len());
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        let (x, y) = (a[i], b[j]);
+        out.push(x.min(y));
+        i += usize::from(x <= y);
+        j += usize::from(y <= x);
+    }
+    out.extend_from_slice(&a[i..]);
+    out.extend_from_slice(&b[j..]);
+    out
+}
+
+fn bench_distinct(c: &mut Criterion) {
+    let days = daily_users();
+    let roaring: Vec<UserSet> = days.iter().map(|d| d.iter().copied().collect()).collect();
+    let sorted: Vec<Vec<u32>> = days.iter().map(|d| sorted_set(d)).collect();
+    let hashed: Vec<HashSet<u32>> = days.iter().map(|d| d.iter().copied().collect()).collect();
+    let mau = roaring
+        .iter()
+        .fold(UserSet::new(), |mut a, s| {
+            a.union_with(s);
+            a
+        })
+        .len();
+    let vec_bytes: usize = sorted.iter().map(|v| v.len() * 4).sum();
+    println!(
+        "distinct: {DAYS} days x {DAILY} sessions over {USERS} users; MAU {mau}; \
+         daily distinct {}; sorted Vec bytes for the 30 days {vec_bytes}",
+        sorted[0].len()
+    );
+    let mut g = c.benchmark_group("distinct");
+    g.sample_size(20);
+    g.throughput(Throughput::Elements((DAYS * DAILY) as u64));
+    g.bench_function("mau_roaring", |b| {
+        b.iter(|| {
+            let mut all = UserSet::new();
+            for s in black_box(&roaring) {
+                all.union_with(s);
+            }
+            black_box(all.len())
+        })
+    });
+    g.bench_function("mau_sorted_vec", |b| {
+        b.iter(|| {
+            let mut all: Vec<u32> = Vec::new();
+            for s in black_box(&sorted) {
+                all = merge_sorted(&all, s);
+            }
+            black_box(all.len())
+        })
+    });
+    g.bench_function("mau_baseline_hashset", |b| {
+        b.iter(|| {
+            let mut all: HashSet<u32> = HashSet::new();
+            for s in black_box(&hashed) {
+                all.extend(s.iter().copied());
+            }
+            black_box(all.len())
+        })
+    });
+    g.bench_function("build_roaring", |b| {
+        b.iter(|| {
+            let sets: Vec<UserSet> = black_box(&days)
+                .iter()
+                .map(|d| d.iter().copied().collect())
+                .collect();
+            black_box(sets)
+        })
+    });
+    g.bench_function("build_sorted_vec", |b| {
+        b.iter(|| {
+            let sets: Vec<Vec<u32>> = black_box(&days).iter().map(|d| sorted_set(d)).collect();
+            black_box(sets)
+        })
+    });
+    g.bench_function("build_baseline_hashset", |b| {
+        b.iter(|| {
+            let sets: Vec<HashSet<u32>> = black_box(&days)
+                .iter()
+                .map(|d| d.iter().copied().collect())
+                .collect();
+            black_box(sets)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_health, bench_revenue, bench_distinct);
 criterion_main!(benches);
