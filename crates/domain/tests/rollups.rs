@@ -513,3 +513,50 @@ fn cost_spread_across_a_period_boundary() {
         Exact::Absent(retain_domain::Absence::ZeroDenominator)
     );
 }
+
+/// A day's signals become the row the add_* calls would build; only the
+/// latest renewal signal of the day counts, once.
+#[test]
+fn experience_row_from_one_account_days_signals() {
+    use retain_domain::signal::{RenewalOutcome, Signal, SignalBody, SurveyKind, TicketStatus};
+    let at = |h: u32| Timestamp::from_ymd_hms(2024, 1, 5, h, 0, 0);
+    let sig = |id: &str, h: u32, body: SignalBody| Signal {
+        event_id: id.into(),
+        account_id: "acme".into(),
+        occurred_at: at(h),
+        body,
+    };
+    let survey = |kind, scale, score| SignalBody::Survey {
+        kind,
+        scale,
+        score,
+        user_id: "u".into(),
+    };
+    let ticket = |status, contacts| SignalBody::Ticket {
+        ticket_id: "t".into(),
+        status,
+        topics: vec![],
+        contacts_until_resolution: contacts,
+    };
+    let signals = [
+        sig("e1", 9, survey(SurveyKind::Nps, Scale::ZeroToTen, 9)),
+        sig("e2", 9, survey(SurveyKind::Nps, Scale::ZeroToTen, 3)),
+        sig("e3", 10, survey(SurveyKind::Csat, Scale::OneToFive, 4)),
+        sig("e4", 10, survey(SurveyKind::Ces, Scale::OneToSeven, 2)),
+        sig("e5", 11, ticket(TicketStatus::Opened, 0)),
+        sig("e6", 12, ticket(TicketStatus::Resolved, 1)),
+        sig("e7", 13, SignalBody::Renewal(RenewalOutcome::Renewed)),
+        sig("e8", 8, SignalBody::Renewal(RenewalOutcome::Due)),
+    ];
+    let row = ExperienceRollup::from_signals(&signals);
+    let mut expected = ExperienceRollup::default();
+    expected.add_nps(9);
+    expected.add_nps(3);
+    expected.add_csat(Scale::OneToFive, 4);
+    expected.add_ces(Scale::OneToSeven, 2);
+    expected.add_resolution(1);
+    expected.add_renewal(true);
+    assert_eq!(row, expected);
+    assert_eq!(row.renewal_rate(), retain_domain::Measure::Value(100.0));
+    assert_eq!(row.nps(), retain_domain::Measure::Value(0.0));
+}
