@@ -514,6 +514,30 @@ pub struct Rules<'a> {
 
 /// Longest accepted event id, in bytes.
 pub const MAX_EVENT_ID_LEN: usize = 128;
+/// Most entries a list field (contact emails, ticket topics) may hold.
+pub const MAX_LIST_LEN: usize = 100;
+/// Largest count one product-action signal may carry.
+pub const MAX_ACTION_COUNT: i64 = 1_000_000;
+
+/// A scale's name in the API (`ONE_TO_FIVE`).
+fn scale_name(scale: Scale) -> &'static str {
+    match scale {
+        Scale::ZeroToTen => "ZERO_TO_TEN",
+        Scale::OneToFive => "ONE_TO_FIVE",
+        Scale::OneToSeven => "ONE_TO_SEVEN",
+        Scale::OneToTen => "ONE_TO_TEN",
+    }
+}
+
+/// A survey kind's name in the API (`NPS`).
+fn survey_kind_name(kind: SurveyKind) -> &'static str {
+    match kind {
+        SurveyKind::Nps => "NPS",
+        SurveyKind::Csat => "CSAT",
+        SurveyKind::Ces => "CES",
+    }
+}
+
 /// Longest accepted session, in seconds.
 pub const MAX_SESSION_SECONDS: i64 = DAY;
 
@@ -626,7 +650,16 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
                     format!("{} is not an email address", quote(e)),
                 );
             }
-            for (i, e) in contact_emails.iter().enumerate() {
+            if contact_emails.len() > MAX_LIST_LEN {
+                v.push(
+                    f("contact_emails"),
+                    format!(
+                        "holds {} entries, the limit is {MAX_LIST_LEN}",
+                        contact_emails.len()
+                    ),
+                );
+            }
+            for (i, e) in contact_emails.iter().enumerate().take(MAX_LIST_LEN) {
                 if !looks_like_email(e) {
                     v.push(
                         format!("account.contact_emails[{i}]"),
@@ -657,8 +690,11 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
         } => {
             check_text(&mut v, &f("user_id"), user_id, MAX_ACCOUNT_ID_LEN, true);
             check_text(&mut v, &f("action_key"), action_key, 64, true);
-            if *count < 1 {
-                v.push(f("count"), format!("{count} must be at least 1"));
+            if !(1..=MAX_ACTION_COUNT).contains(count) {
+                v.push(
+                    f("count"),
+                    format!("{count} is outside 1–{MAX_ACTION_COUNT}"),
+                );
             }
         }
         RawBody::Ticket {
@@ -671,7 +707,16 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
             if status.is_none() {
                 v.push(f("status"), "is required: opened, resolved or reopened");
             }
-            for (i, t) in topics.iter().enumerate() {
+            if topics.len() > MAX_LIST_LEN {
+                v.push(
+                    f("topics"),
+                    format!(
+                        "holds {} entries, the limit is {MAX_LIST_LEN}",
+                        topics.len()
+                    ),
+                );
+            }
+            for (i, t) in topics.iter().enumerate().take(MAX_LIST_LEN) {
                 check_text(&mut v, &format!("ticket.topics[{i}]"), t, 64, true);
             }
             if *contacts_until_resolution < 0 {
@@ -700,7 +745,14 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
                         SurveyKind::Ces => &[Scale::OneToFive, Scale::OneToSeven],
                     };
                     if !allowed.contains(&scale) {
-                        v.push(f("scale"), format!("{scale:?} is not a scale for {kind:?}"));
+                        v.push(
+                            f("scale"),
+                            format!(
+                                "{} is not a scale for {}",
+                                scale_name(scale),
+                                survey_kind_name(*kind)
+                            ),
+                        );
                     } else {
                         let (lo, hi) = scale.bounds();
                         if *score < i64::from(lo) || *score > i64::from(hi) {

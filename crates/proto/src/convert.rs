@@ -209,6 +209,15 @@ fn churn_reason(value: i32) -> Option<ChurnReason> {
 /// malformed amount or timestamp) come back as violations; the domain's
 /// [`retain_domain::signal::validate`] checks the converted signal.
 pub fn signal_from_proto(s: &v1::Signal) -> Result<RawSignal, Violations> {
+    let (signal, v) = raw_signal(s);
+    v.into_result(signal)
+}
+
+/// Converts a wire signal as far as it converts: the raw signal (a body
+/// whose amount did not convert is left out) and the wire-level
+/// violations. Lets a caller report the domain's violations of the rest
+/// in the same answer.
+pub fn raw_signal(s: &v1::Signal) -> (RawSignal, Violations) {
     use v1::signal::Body;
     let mut v = Violations::new();
     let occurred_at = time(&mut v, "occurred_at", s.occurred_at.as_ref());
@@ -403,17 +412,13 @@ pub fn signal_from_proto(s: &v1::Signal) -> Result<RawSignal, Violations> {
             }
         })
     });
-    let body = match body {
-        Some(None) => return Err(v),
-        other => other.flatten(),
-    };
     let signal = RawSignal {
         event_id: s.event_id.clone(),
         account_id: s.account_id.clone(),
         occurred_at,
-        body,
+        body: body.flatten(),
     };
-    v.into_result(signal)
+    (signal, v)
 }
 
 impl From<retain_domain::Violation> for v1::FieldViolation {

@@ -133,6 +133,17 @@ impl Section for AuthSettings {
                     "must be 64 hex digits (the SHA-256 of the token)",
                 ));
             }
+            // One token, one tenant: a hash listed twice would silently act
+            // for whichever entry came last.
+            if let Some(j) = self.tokens[..i]
+                .iter()
+                .position(|t| t.sha256.eq_ignore_ascii_case(&token.sha256))
+            {
+                return Err(ConfigError::invalid(
+                    key("sha256"),
+                    format!("is the same token as auth.tokens[{j}]; each token may be listed once"),
+                ));
+            }
             TenantId::parse(token.tenant.clone()).map_err(|e| {
                 ConfigError::invalid(key("tenant"), format!("{:?} {e}", token.tenant))
             })?;
@@ -289,6 +300,23 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_token_listed_twice_is_refused() {
+        let entry = |tenant: &str| TokenSettings {
+            sha256: token_hash("shared").to_uppercase(),
+            tenant: tenant.into(),
+            roles: vec!["read".into()],
+            name: String::new(),
+        };
+        let mut settings = AuthSettings {
+            tokens: vec![entry("tenant-a"), entry("tenant-b")],
+        };
+        settings.tokens[0].sha256 = token_hash("shared");
+        let err = settings.validate().expect_err("the same token twice");
+        assert!(err.to_string().contains("auth.tokens[1].sha256"), "{err}");
+        assert!(err.to_string().contains("auth.tokens[0]"), "{err}");
+    }
 
     #[test]
     fn tokens_authenticate_by_hash() {

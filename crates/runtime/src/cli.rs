@@ -63,6 +63,19 @@ impl Cli {
     }
 }
 
+/// The whole `main` of service `S`'s binary: [`run`], and on failure one
+/// line `error: …` with its causes on standard error and exit code 1 (no
+/// backtrace: a configuration mistake is not a crash).
+pub async fn main<S: Service>() -> std::process::ExitCode {
+    match run::<S>().await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// Runs the binary of service `S`: parses the command line, loads and
 /// validates the settings (its own section included, before anything is
 /// opened), starts telemetry, connects the database, then either applies
@@ -70,8 +83,9 @@ impl Cli {
 /// until SIGTERM/Ctrl-C (`serve`).
 ///
 /// On SQLite, `serve` applies the migrations first: one process owns the
-/// file and nobody else would. On PostgreSQL, `retain migrate` does (a
-/// replica never changes the schema at start-up).
+/// file and nobody else would. On PostgreSQL, `migrate` does (a replica
+/// never changes the schema at start-up), and `serve` refuses to start on a
+/// schema with pending migrations instead of answering every call INTERNAL.
 pub async fn run<S: Service>() -> anyhow::Result<()> {
     let name = S::NAME;
     let cli = Cli::parse_for(name, S::ABOUT);
@@ -94,6 +108,8 @@ pub async fn run<S: Service>() -> anyhow::Result<()> {
     }
     if retain_store::backend_of(&settings.database.url)? == retain_store::DatabaseBackend::Sqlite {
         retain_store::migrate(&db).await?;
+    } else {
+        retain_store::check_migrated(&db).await?;
     }
     let ctx = Context {
         db: db.clone(),

@@ -159,10 +159,17 @@ pub async fn serve(
 
     // Reflection in both versions: many clients (grpcurl before 1.9,
     // Python's grpcio-reflection) still ask v1alpha.
+    // Only the services this process serves are advertised (the descriptor
+    // set holds every Retain service).
     let reflection = || {
-        tonic_reflection::server::Builder::configure()
+        let mut builder = tonic_reflection::server::Builder::configure()
             .register_encoded_file_descriptor_set(retain_proto::FILE_DESCRIPTOR_SET)
             .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+            .with_service_name("grpc.health.v1.Health");
+        for name in &names {
+            builder = builder.with_service_name(*name);
+        }
+        builder
     };
     let reflection_v1 = reflection()
         .build_v1()
@@ -249,7 +256,7 @@ pub async fn serve(
             }
         }
     };
-    tracing::info!("calls drained: stopping workers");
+    tracing::info!("server stopped: stopping workers");
     stop_workers.cancel();
     if tokio::time::timeout(grace.max(Duration::from_secs(1)), running.wait_all())
         .await
@@ -425,10 +432,46 @@ where
         };
         let fut = self.inner.call(req);
         Box::pin(async move {
-            let res = fut.await;
-            drop(permit);
-            res
+            // The permit lives as long as the response body: a streaming
+            // call counts against the limit until its stream ends, not
+            // only until its headers are sent.
+            let res = fut.await?;
+            Ok(match permit {
+                None => res,
+                Some(permit) => res.map(|inner| {
+                    tonic::body::Body::new(Permitted {
+                        inner,
+                        _permit: permit,
+                    })
+                }),
+            })
         })
+    }
+}
+
+/// A response body holding a concurrency permit until it ends or is dropped.
+struct Permitted {
+    inner: tonic::body::Body,
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl http_body::Body for Permitted {
+    type Data = bytes::Bytes;
+    type Error = tonic::Status;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        std::pin::Pin::new(&mut self.get_mut().inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

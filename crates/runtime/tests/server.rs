@@ -300,16 +300,14 @@ async fn health_and_reflection_are_public() {
         panic!("unexpected reflection answer");
     };
     let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-    for expected in [
-        "retain.v1.IngestionService",
-        "retain.v1.MetricsService",
-        "grpc.health.v1.Health",
-    ] {
+    for expected in ["retain.v1.IngestionService", "grpc.health.v1.Health"] {
         assert!(
             names.contains(&expected),
             "{expected} missing from {names:?}"
         );
     }
+    // Services this process does not serve are not advertised.
+    assert!(!names.contains(&"retain.v1.MetricsService"), "{names:?}");
 
     // Clients that only speak the older v1alpha reflection get the same.
     use tonic_reflection::pb::v1alpha;

@@ -85,6 +85,13 @@ pub enum StoreError {
     /// The database refused or failed.
     #[error("database error: {0}")]
     Db(#[from] sea_orm::DbErr),
+    /// Migrations are pending: the schema is older than this binary.
+    #[error(
+        "the database schema is not up to date: {} migration(s) not applied (first: {}); run the binary's `migrate` command (the Kubernetes migration Job) first",
+        .0.len(),
+        .0.first().map_or("", String::as_str)
+    )]
+    NotMigrated(Vec<String>),
 }
 
 /// How to size and time the connection pool.
@@ -168,6 +175,21 @@ pub async fn connect(url: &str, pool: &PoolOptions) -> Result<DatabaseConnection
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
     migration::Migrator::up(db, None).await?;
     Ok(())
+}
+
+/// Fails with [`StoreError::NotMigrated`] when migrations are pending, so a
+/// replica never serves on a schema it does not know.
+pub async fn check_migrated(db: &DatabaseConnection) -> Result<(), StoreError> {
+    let pending: Vec<String> = migration::Migrator::get_pending_migrations(db)
+        .await?
+        .iter()
+        .map(|m| m.name().to_owned())
+        .collect();
+    if pending.is_empty() {
+        Ok(())
+    } else {
+        Err(StoreError::NotMigrated(pending))
+    }
 }
 
 /// Checks the database answers; the gRPC health status follows this.

@@ -38,3 +38,27 @@ retain_testkit::storage_test!(async fn migrations_create_usable_tables(db) {
     assert_eq!(all.len(), 3);
     assert!(all.iter().any(|s| s.consumer_group == "health" && s.coalesce));
 });
+
+#[tokio::test]
+async fn a_schema_with_pending_migrations_is_refused_by_name() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("empty.db").display()
+    );
+    let db = retain_store::connect(&url, &retain_store::PoolOptions::default())
+        .await
+        .expect("connect");
+    let err = retain_store::check_migrated(&db)
+        .await
+        .expect_err("nothing applied yet");
+    let text = err.to_string();
+    assert!(
+        text.contains("not up to date") && text.contains("migrate"),
+        "{text}"
+    );
+    retain_store::migrate(&db).await.expect("migrate");
+    retain_store::check_migrated(&db)
+        .await
+        .expect("up to date once migrated");
+}

@@ -84,7 +84,12 @@ fn after_of(req: &v1::ListAccountsRequest) -> Result<Option<String>, Error> {
     if req.page_token.is_empty() {
         return Ok(None);
     }
-    let bad = || Error::invalid("page_token", "is not a token this server issued");
+    let bad = || {
+        Error::invalid(
+            "page_token",
+            "is not a page token from an earlier ListAccounts answer",
+        )
+    };
     let (fp, last) = req.page_token.split_once('.').ok_or_else(bad)?;
     if fp != filter_fingerprint(req) {
         return Err(Error::invalid(
@@ -93,7 +98,10 @@ fn after_of(req: &v1::ListAccountsRequest) -> Result<Option<String>, Error> {
         ));
     }
     let bytes = hex::decode(last).map_err(|_| bad())?;
-    String::from_utf8(bytes).map(Some).map_err(|_| bad())
+    // The cursor is compared with stored account ids: it must be one.
+    let cursor = String::from_utf8(bytes).map_err(|_| bad())?;
+    retain_domain::AccountId::parse(cursor.clone()).map_err(|_| bad())?;
+    Ok(Some(cursor))
 }
 
 /// A page of `tenant`'s accounts in account-id order (keyset pagination:

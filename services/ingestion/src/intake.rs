@@ -50,9 +50,30 @@ pub fn check(signals: Vec<v1::Signal>, rules: &Rules<'_>) -> (Vec<String>, Vec<C
 
 fn prepare(index: usize, wire: v1::Signal, rules: &Rules<'_>) -> Checked {
     let prefix = format!("signals[{index}].");
-    let domain = convert::signal_from_proto(&wire)
-        .and_then(|raw| signal::validate(&raw, rules))
-        .map_err(|v| v.prefixed(&prefix).0)?;
+    // Wire-level violations (an undefined enum number, a timestamp out of
+    // the window) and the domain's, together: the caller fixes everything
+    // in one round. A domain violation about a field the wire conversion
+    // already reported (or left out: `body`) would only repeat it.
+    let (raw, wire_violations) = convert::raw_signal(&wire);
+    let domain = match (signal::validate(&raw, rules), wire_violations.is_empty()) {
+        (Ok(valid), true) => valid,
+        (Ok(_), false) => return Err(wire_violations.prefixed(&prefix).0),
+        (Err(domain), _) => {
+            let mut all = wire_violations;
+            for d in domain.0 {
+                let repeated = all
+                    .0
+                    .iter()
+                    .any(|w| w.field == d.field || w.field.starts_with(&format!("{}.", d.field)));
+                // A body the wire conversion left out is not missing.
+                let body_left_out = d.field == "body" && !all.is_empty();
+                if !repeated && !body_left_out {
+                    all.0.push(d);
+                }
+            }
+            return Err(all.prefixed(&prefix).0);
+        }
+    };
     let (kind, occurred_at_us) = (domain.body.kind().code(), domain.occurred_at.micros());
     let payload = wire.encode_to_vec();
     let hash: [u8; 32] = Sha256::digest(&payload).into();

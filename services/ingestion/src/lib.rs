@@ -40,7 +40,7 @@ use tonic::{Request, Response, Status, Streaming};
 pub use crate::commit::Verdict;
 use crate::intake::Prepared;
 use crate::limit::TenantLimiter;
-pub use crate::settings::IngestionSettings;
+pub use crate::settings::{IngestionSettings, MAX_BATCH_SIGNALS};
 
 type ResultStream = Pin<Box<dyn Stream<Item = Result<v1::StreamSignalsResponse, Status>> + Send>>;
 
@@ -88,6 +88,17 @@ impl IngestionService for Ingestion {
                     }
                 };
                 let batch_id = next.batch_id;
+                if batch_id.len() > MAX_BATCH_ID_BYTES {
+                    let err = Error::invalid(
+                        "batch_id",
+                        format!(
+                            "is {} bytes long, the limit is {MAX_BATCH_ID_BYTES} (it is echoed in the answer)",
+                            batch_id.len()
+                        ),
+                    );
+                    let _ = tx.send(Err(err.into())).await;
+                    break;
+                }
                 last_batch = Some(batch_id.clone());
                 let Some(batch) = next.batch else {
                     let err = Error::invalid(
@@ -105,7 +116,7 @@ impl IngestionService for Ingestion {
                         batch_id,
                         result: Some(result),
                     }),
-                    Err(e) => Err(Status::from(e)),
+                    Err(e) => Err(in_batch(Status::from(e), &batch_id)),
                 };
                 let failed = reply.is_err();
                 if tx.send(reply).await.is_err() || failed {
@@ -141,6 +152,21 @@ impl IngestionService for Ingestion {
             accounts::list(&self.inner.db, principal.tenant.as_str(), request.get_ref()).await?,
         ))
     }
+}
+
+/// `status` with the batch it is about named first, details kept: a
+/// stream's error ends the stream, and the client must know where.
+fn in_batch(status: Status, batch_id: &str) -> Status {
+    Status::with_details_and_metadata(
+        status.code(),
+        format!(
+            "batch {}: {}",
+            retain_domain::validation::quote(batch_id),
+            status.message()
+        ),
+        status.details().to_vec().into(),
+        status.metadata().clone(),
+    )
 }
 
 /// The error a client gets when the next frame of its stream cannot be
@@ -427,6 +453,9 @@ fn reject_all(verdicts: Vec<Option<Verdict>>) -> Vec<Verdict> {
         .collect()
 }
 
+/// Longest `batch_id` a stream may use, in bytes.
+const MAX_BATCH_ID_BYTES: usize = 128;
+
 /// Largest answer the service builds, in bytes: under the 4 MiB a default
 /// gRPC client accepts, with room to spare. A client that cannot read the
 /// answer never learns which signals failed.
@@ -462,7 +491,7 @@ fn respond(event_ids: &[String], verdicts: Vec<Verdict>) -> v1::IngestSignalsRes
                 (v1::SignalOutcome::Rejected, v)
             }
         };
-        let over_budget = size > MAX_REPLY_BYTES;
+        let over_budget = size + 1024 > MAX_REPLY_BYTES;
         let mut result = v1::SignalResult {
             index: i32::try_from(i).unwrap_or(i32::MAX),
             event_id: if over_budget {
@@ -477,12 +506,19 @@ fn respond(event_ids: &[String], verdicts: Vec<Verdict>) -> v1::IngestSignalsRes
             violations: bounded(i, violations),
         };
         if !result.violations.is_empty() && size + result.encoded_len() > MAX_REPLY_BYTES {
-            result.violations = vec![v1::FieldViolation {
-                field: format!("signals[{i}]"),
-                description: "rejected; reasons omitted to keep this answer readable by a \
-                              default client (4 MiB): resend this signal alone to see them"
-                    .into(),
-            }];
+            // Over budget: the first such signal says why its reasons and
+            // the later ones' are missing; later ones carry none at all.
+            result.violations = if over_budget {
+                Vec::new()
+            } else {
+                vec![v1::FieldViolation {
+                    field: format!("signals[{i}]"),
+                    description: "rejected; from here on reasons are omitted to keep this \
+                                  answer readable by a default client (4 MiB): resend the \
+                                  rejected signals alone to see them"
+                        .into(),
+                }]
+            };
         }
         size += result.encoded_len() + 4;
         resp.results.push(result);

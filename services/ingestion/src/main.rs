@@ -2,6 +2,6 @@
 //! `retain-ingestion --help` lists the commands.
 
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    retain_runtime::cli::run::<retain_ingestion::Ingestion>().await
+async fn main() -> std::process::ExitCode {
+    retain_runtime::cli::main::<retain_ingestion::Ingestion>().await
 }

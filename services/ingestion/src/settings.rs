@@ -3,6 +3,10 @@
 use retain_runtime::{ConfigError, Section};
 use serde::Deserialize;
 
+/// The most signals a batch may be configured to hold: an answer has one
+/// result per signal and must stay readable by a default client.
+pub const MAX_BATCH_SIGNALS: usize = 10_000;
+
 /// Ingestion service settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -51,10 +55,10 @@ impl Section for IngestionSettings {
     const KEY: &'static str = "ingestion";
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if self.max_batch_signals == 0 {
+        if !(1..=MAX_BATCH_SIGNALS).contains(&self.max_batch_signals) {
             return Err(ConfigError::invalid(
                 "ingestion.max_batch_signals",
-                "must be at least 1",
+                format!("must be 1 to {MAX_BATCH_SIGNALS} (an answer lists every signal)"),
             ));
         }
         if self.max_future_seconds < 0 {

@@ -160,6 +160,16 @@ retain_testkit::storage_test!(async fn list_filters_and_pages_stably(db) {
     let first = list(&app, READER, v1::ListAccountsRequest { page_size: 2, ..Default::default() }).await.unwrap();
     for (req, field) in [
         (v1::ListAccountsRequest { page_token: "garbage".into(), ..Default::default() }, "page_token"),
+        // A forged token whose cursor is not an account id (NUL reached
+        // PostgreSQL as INTERNAL).
+        (
+            v1::ListAccountsRequest {
+                page_token: format!("{}.00", first.next_page_token.split_once('.').unwrap().0),
+                page_size: 2,
+                ..Default::default()
+            },
+            "page_token",
+        ),
         (v1::ListAccountsRequest { page_token: first.next_page_token.clone(), segment: "SMB".into(), ..Default::default() }, "page_token"),
         (v1::ListAccountsRequest { page_size: -1, ..Default::default() }, "page_size"),
         (v1::ListAccountsRequest { page_size: 5_000, ..Default::default() }, "page_size"),

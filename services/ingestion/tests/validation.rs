@@ -573,3 +573,17 @@ retain_testkit::storage_test!(async fn annual_plans_and_portfolio_costs_are_acce
         .await;
     assert_eq!(r.accepted, 2, "{r:?}");
 });
+
+// A wire-level violation (an undefined enum number) no longer hides the
+// domain's violations of the other fields: one answer lists them all.
+retain_testkit::storage_test!(async fn wire_and_domain_violations_are_reported_together(db) {
+    let app = spawn_app::<Ingestion>(db).await;
+    let mut s = body(Body::Survey(v1::SurveyAnswer { kind: 9, score: 5, ..Default::default() }));
+    s.event_id = "e".repeat(200);
+    s.account_id = "#".repeat(300);
+    let r = app.send(vec![s]).await;
+    let mut got = fields(&r, 0);
+    got.sort();
+    assert_eq!(got, ["signals[0].account_id", "signals[0].event_id", "signals[0].survey.kind"], "{:?}", r.results[0].violations);
+    assert_eq!(app.footprint().await, [0, 0, 0, 0, 0]);
+});
