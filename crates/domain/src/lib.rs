@@ -13,6 +13,7 @@ pub mod measure;
 pub mod money;
 pub mod routing;
 pub mod signal;
+pub mod snapshot;
 pub mod time;
 pub mod validation;
 

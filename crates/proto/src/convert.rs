@@ -448,3 +448,33 @@ impl From<retain_domain::Account> for v1::Account {
         }
     }
 }
+
+/// An account's snapshot on the wire, with the account's identity and the
+/// tenant's currency (the snapshot's MRR is in its minor units).
+pub fn snapshot_to_proto(
+    snap: &retain_domain::snapshot::AccountSnapshot,
+    account: &retain_domain::Account,
+    currency: Currency,
+) -> v1::AccountMetricsSnapshot {
+    v1::AccountMetricsSnapshot {
+        account_id: account.account_id.clone(),
+        segment: account.segment.clone().unwrap_or_default(),
+        plan: account.plan.clone().unwrap_or_default(),
+        as_of: Some(from_micros(snap.as_of.micros())),
+        mrr: Some(money_to_proto(Money::new(snap.mrr_minor, currency))),
+        active_days_30d: Some(i32::try_from(snap.active_days_30d).unwrap_or(i32::MAX)),
+        sessions_30d: Some(i64::try_from(snap.sessions_30d).unwrap_or(i64::MAX)),
+        nps_mean: snap.nps_mean,
+        tickets_opened_30d: Some(i32::try_from(snap.tickets_opened_30d).unwrap_or(i32::MAX)),
+        ticket_topics_30d: snap
+            .ticket_topics_30d
+            .iter()
+            .map(|(k, n)| (k.clone(), i32::try_from(*n).unwrap_or(i32::MAX)))
+            .collect(),
+        billing_status: snap.billing_status.map(|b| b.key().to_owned()),
+        actions_30d: snap.actions_30d.clone().into_iter().collect(),
+        milestones_achieved: snap.milestones_achieved.clone(),
+        milestones_missing: snap.milestones_missing.clone(),
+        onboarding_stuck: snap.onboarding_stuck,
+    }
+}

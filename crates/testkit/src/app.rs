@@ -9,7 +9,7 @@ use retain_bus::{Bus, Topic};
 use retain_proto::v1;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
 use retain_runtime::server::ServerError;
-use retain_runtime::{Clock, Context, Section, ServeOptions, Service, Settings};
+use retain_runtime::{Clock, Context, Section, ServeOptions, Service, Services, Settings};
 use sea_orm::{ConnectionTrait, Statement};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -82,12 +82,24 @@ pub async fn spawn_app_at<S: Service>(
     clock: Clock,
 ) -> TestApp {
     own.validate().expect("the test's settings are valid");
+    spawn_composed(db, settings, clock, |ctx| S::build(ctx, own)).await
+}
+
+/// Spawns the services `build` composes from one context — several
+/// services merged into one server, as the all-in-one binary runs them
+/// (`Services::merge`) — on `db` with `settings` and `clock`.
+pub async fn spawn_composed(
+    db: TestDatabase,
+    settings: Settings,
+    clock: Clock,
+    build: impl FnOnce(&Context) -> anyhow::Result<Services>,
+) -> TestApp {
     let ctx = Context {
         db: db.conn.clone(),
         settings: settings.clone(),
         clock,
     };
-    let services = S::build(&ctx, own).expect("build the service");
+    let services = build(&ctx).expect("build the services");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let shutdown = CancellationToken::new();

@@ -8,6 +8,7 @@ mod m0001_bus;
 mod m0002_ingestion;
 mod m0003_bus_head;
 mod m0004_account_field_times;
+mod m0005_metrics;
 
 /// Runs Retain's migrations (`retain migrate`, or a test helper).
 #[derive(Debug)]
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_ingestion::Migration),
             Box::new(m0003_bus_head::Migration),
             Box::new(m0004_account_field_times::Migration),
+            Box::new(m0005_metrics::Migration),
         ]
     }
 }

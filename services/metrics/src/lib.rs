@@ -1,0 +1,140 @@
+//! Retain's metrics service: `MetricsService` over gRPC.
+//!
+//! Today it keeps every account's metric snapshot — the inputs the health
+//! model scores — current: its worker consumes `signals.recorded`
+//! ([`recompute`]), recomputes the snapshot of each account a message
+//! names from the account's stored signals with
+//! `retain_domain::snapshot::account_snapshot`, stores it, and publishes
+//! `account.metrics` for health in the same transaction.
+//! `GetAccountMetrics` reads it. The portfolio KPIs (`GetPortfolioMetrics`,
+//! `GetMrrBridge`, `GetScorecard`, `GetKpiSeries`) answer `UNIMPLEMENTED`
+//! until the rollups that serve them are built.
+
+mod recompute;
+mod settings;
+mod sql;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use retain_bus::topics::SIGNALS_RECORDED;
+use retain_bus::{Bus, Consumer, ConsumerOptions, groups};
+use retain_proto::v1;
+use retain_proto::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
+use retain_runtime::auth::{Principal, Role};
+use retain_runtime::error::Error;
+use retain_runtime::{Context, Service, Services, Workers};
+use sea_orm::DatabaseConnection;
+use tonic::{Request, Response, Status};
+
+pub use crate::recompute::Recompute;
+pub use crate::settings::MetricsSettings;
+
+#[tonic::async_trait]
+impl MetricsService for Metrics {
+    async fn get_account_metrics(
+        &self,
+        request: Request<v1::GetAccountMetricsRequest>,
+    ) -> Result<Response<v1::GetAccountMetricsResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Read)?;
+        let account = &request.get_ref().account_id;
+        if let Err(e) = retain_domain::AccountId::parse(account.clone()) {
+            return Err(Error::invalid("account_id", e.to_string()).into());
+        }
+        let snapshot = sql::snapshot(&self.db, principal.tenant.as_str(), account)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| {
+                Error::NotFound(format!(
+                    "metrics of account {}",
+                    retain_domain::validation::quote(account)
+                ))
+            })?;
+        Ok(Response::new(v1::GetAccountMetricsResponse {
+            snapshot: Some(snapshot),
+        }))
+    }
+
+    async fn get_portfolio_metrics(
+        &self,
+        request: Request<v1::GetPortfolioMetricsRequest>,
+    ) -> Result<Response<v1::GetPortfolioMetricsResponse>, Status> {
+        Principal::of(&request)?.require(Role::Read)?;
+        Err(not_yet("GetPortfolioMetrics"))
+    }
+
+    async fn get_mrr_bridge(
+        &self,
+        request: Request<v1::GetMrrBridgeRequest>,
+    ) -> Result<Response<v1::GetMrrBridgeResponse>, Status> {
+        Principal::of(&request)?.require(Role::Read)?;
+        Err(not_yet("GetMrrBridge"))
+    }
+
+    async fn get_scorecard(
+        &self,
+        request: Request<v1::GetScorecardRequest>,
+    ) -> Result<Response<v1::GetScorecardResponse>, Status> {
+        Principal::of(&request)?.require(Role::Read)?;
+        Err(not_yet("GetScorecard"))
+    }
+
+    async fn get_kpi_series(
+        &self,
+        request: Request<v1::GetKpiSeriesRequest>,
+    ) -> Result<Response<v1::GetKpiSeriesResponse>, Status> {
+        Principal::of(&request)?.require(Role::Read)?;
+        Err(not_yet("GetKpiSeries"))
+    }
+}
+
+/// The answer of a portfolio RPC this version does not serve yet.
+fn not_yet(method: &str) -> Status {
+    Status::unimplemented(format!(
+        "{method} is not available in this version: portfolio KPIs are served once the metrics rollups are built; GetAccountMetrics is"
+    ))
+}
+
+/// The metrics service's state. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    db: DatabaseConnection,
+}
+
+impl Service for Metrics {
+    const NAME: &'static str = "retain-metrics";
+    const ABOUT: &'static str = "Retain's metrics service: account metric snapshots from ingested signals, for health and dashboards.";
+    type Settings = MetricsSettings;
+
+    fn build(ctx: &Context, own: MetricsSettings) -> anyhow::Result<Services> {
+        let recompute = Recompute {
+            db: ctx.db.clone(),
+            tenants: Arc::new(ctx.settings.tenants.parse()?),
+            clock: ctx.clock.clone(),
+        };
+        let mut workers = Workers::new();
+        let db = ctx.db.clone();
+        workers.add("metrics.signals-recorded", move |stop| async move {
+            let mut opts = ConsumerOptions::new(format!(
+                "metrics-{}-{}",
+                std::process::id(),
+                retain_store::now_micros()
+            ));
+            opts.batch_size = own.consumer_batch;
+            opts.lease = Duration::from_secs(own.consumer_lease_seconds);
+            match Consumer::new(Bus::new(db), SIGNALS_RECORDED.name(), groups::METRICS, opts).await
+            {
+                Ok(consumer) => consumer.run(&recompute, stop).await,
+                // Without its subscription the consumer cannot run: the
+                // worker ends, which stops the server (the migrations
+                // create the subscription; run `migrate`).
+                Err(e) => tracing::error!(error = %e, "metrics consumer cannot start"),
+            }
+        });
+        let metrics = Metrics { db: ctx.db.clone() };
+        Ok(Services::new()
+            .with(MetricsServiceServer::new(metrics))
+            .with_workers(workers))
+    }
+}

@@ -1,0 +1,114 @@
+//! The consumer of `signals.recorded`: recomputes the snapshot of each
+//! account a message names, stores it and publishes `account.metrics`.
+//!
+//! A message (possibly several publications folded together) only says
+//! *which* account changed; the snapshot is recomputed from the account's
+//! stored signals, so handling a message twice, or messages out of order,
+//! writes the same snapshot: delivery is at least once, the result exactly
+//! once. The snapshot and its `account.metrics` message commit together.
+
+use retain_bus::topics::{ACCOUNT_METRICS, SIGNALS_RECORDED};
+use retain_bus::{Delivery, Handler, HandlerError};
+use retain_domain::signal::{self, Rules};
+use retain_domain::snapshot::account_snapshot;
+use retain_proto::{convert, v1};
+use retain_runtime::Clock;
+use retain_runtime::config::Tenants;
+use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+
+use crate::sql;
+
+/// Recomputes snapshots. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Recompute {
+    /// The database (ingestion's tables and metrics' own).
+    pub db: DatabaseConnection,
+    /// Tenant settings (currency, onboarding checklist).
+    pub tenants: std::sync::Arc<Tenants>,
+    /// Now.
+    pub clock: Clock,
+}
+
+impl Handler for Recompute {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        let event = SIGNALS_RECORDED.decode(delivery)?;
+        let mode = event.merged().mode();
+        self.account(&event.tenant_id, &event.account_id, mode)
+            .await
+            .map_err(|e| HandlerError::transient(e.to_string()))
+    }
+}
+
+impl Recompute {
+    /// Recomputes, stores and announces one account's snapshot.
+    pub async fn account(
+        &self,
+        tenant: &str,
+        account: &str,
+        mode: v1::IngestMode,
+    ) -> Result<(), DbErr> {
+        let settings = self.tenants.of(tenant);
+        let now = self.clock.now();
+        let stored = sql::account_signals(&self.db, tenant, account).await?;
+        // Stored signals were valid when accepted; they are parsed again
+        // without the rules that depend on when they arrived.
+        let rules = Rules {
+            now,
+            max_future_seconds: i64::MAX / 4,
+            max_past_seconds: None,
+            base_currency: settings.base_currency,
+            checklist: &settings.onboarding_checklist,
+        };
+        let signals: Vec<signal::Signal> = stored
+            .iter()
+            .filter_map(|wire| {
+                let parsed = convert::signal_from_proto(wire)
+                    .and_then(|raw| signal::validate(&raw, &rules));
+                if let Err(v) = &parsed {
+                    tracing::warn!(%tenant, %account, event_id = %wire.event_id, violations = %v, "stored signal skipped");
+                }
+                parsed.ok()
+            })
+            .collect();
+        let snap = account_snapshot(&signals, now, &settings.onboarding_checklist);
+        let tx = self.db.begin().await?;
+        let row = sql::account_row(&tx, tenant, account).await?;
+        let record = retain_domain::Account {
+            account_id: account.to_owned(),
+            name: None,
+            segment: row.as_ref().and_then(|r| r.segment.clone()),
+            plan: row.as_ref().and_then(|r| r.plan.clone()),
+            csm_owner_email: None,
+            contact_emails: Vec::new(),
+            seats: None,
+            lifecycle: None,
+            renewal_date: None,
+            acquisition_cost: None,
+            created_at: now,
+            updated_at: now,
+        };
+        let wire = convert::snapshot_to_proto(&snap, &record, settings.base_currency);
+        sql::save_snapshot(
+            &tx,
+            tenant,
+            account,
+            &wire,
+            snap.as_of.micros(),
+            now.micros(),
+        )
+        .await?;
+        let event = v1::AccountMetricsUpdated {
+            tenant_id: tenant.to_owned(),
+            snapshot: Some(wire),
+            mode: mode as i32,
+        };
+        ACCOUNT_METRICS
+            .publish(&tx, &[(format!("{tenant}/{account}"), event)])
+            .await
+            .map_err(|e| match e {
+                retain_bus::BusError::Db(db) => db,
+                other => DbErr::Custom(other.to_string()),
+            })?;
+        tx.commit().await
+    }
+}

@@ -1,0 +1,44 @@
+//! The `[metrics]` section of the configuration, owned by this service.
+
+use retain_runtime::{ConfigError, Section};
+use serde::Deserialize;
+
+/// Metrics service settings.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsSettings {
+    /// `signals.recorded` messages one consumer claims per round trip.
+    pub consumer_batch: usize,
+    /// How long a claimed message is held before another replica may take
+    /// it over, in seconds.
+    pub consumer_lease_seconds: u64,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        Self {
+            consumer_batch: 100,
+            consumer_lease_seconds: 30,
+        }
+    }
+}
+
+impl Section for MetricsSettings {
+    const KEY: &'static str = "metrics";
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        if !(1..=10_000).contains(&self.consumer_batch) {
+            return Err(ConfigError::invalid(
+                "metrics.consumer_batch",
+                "must be 1 to 10000",
+            ));
+        }
+        if self.consumer_lease_seconds == 0 {
+            return Err(ConfigError::invalid(
+                "metrics.consumer_lease_seconds",
+                "must be at least 1",
+            ));
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,141 @@
+//! The metrics service beside ingestion on one database, over real gRPC:
+//! what ingestion accepts becomes the account's snapshot, readable with
+//! `GetAccountMetrics` and announced to health, on SQLite and PostgreSQL.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
+
+use std::time::Duration;
+
+use retain_ingestion::{Ingestion, IngestionSettings};
+use retain_metrics::{Metrics, MetricsSettings};
+use retain_proto::v1;
+use retain_proto::v1::metrics_service_client::MetricsServiceClient;
+use retain_proto::v1::signal::Body;
+use retain_runtime::{Clock, Service};
+use retain_testkit::*;
+use tonic::Code;
+
+async fn spawn(db: TestDatabase) -> TestApp {
+    spawn_composed(db, settings(), Clock::system(), |ctx| {
+        let ingestion = Ingestion::build(ctx, IngestionSettings::default())?;
+        let metrics = Metrics::build(ctx, MetricsSettings::default())?;
+        Ok(ingestion.merge(metrics))
+    })
+    .await
+}
+
+fn days_ago(id: &str, days: i64, body: Body) -> v1::Signal {
+    v1::Signal {
+        occurred_at: ts(now() - days * 86_400 - 3_600),
+        ..signal(id, "acme-1", body)
+    }
+}
+
+fn nps_of(user: &str, score: i32) -> Body {
+    Body::Survey(v1::SurveyAnswer {
+        kind: v1::SurveyKind::Nps as i32,
+        score,
+        user_id: user.into(),
+        ..Default::default()
+    })
+}
+
+async fn metrics_of(
+    app: &TestApp,
+    account: &str,
+) -> Result<v1::AccountMetricsSnapshot, tonic::Status> {
+    MetricsServiceClient::new(app.channel.clone())
+        .get_account_metrics(with_token(
+            READER,
+            v1::GetAccountMetricsRequest {
+                account_id: account.into(),
+            },
+        ))
+        .await
+        .map(|r| r.into_inner().snapshot.unwrap())
+}
+
+retain_testkit::storage_test!(async fn accepted_signals_become_the_accounts_snapshot(db) {
+    let app = spawn(db).await;
+    let signals = vec![
+        days_ago("s-1", 1, session("u1", 60)),
+        days_ago("s-2", 1, session("u2", 60)),
+        days_ago("s-3", 3, session("u1", 60)),
+        days_ago("n-1", 20, nps_of("u1", 3)),
+        days_ago("n-2", 2, nps_of("u1", 9)),
+        days_ago("n-3", 5, nps_of("u2", 7)),
+        days_ago(
+            "t-1",
+            4,
+            Body::Ticket(v1::SupportTicket {
+                ticket_id: "T-1".into(),
+                status: v1::TicketStatus::Opened as i32,
+                topics: vec!["integration".into()],
+                contacts_until_resolution: 0,
+            }),
+        ),
+        days_ago("b-1", 6, Body::Billing(v1::BillingStatusChange { status: v1::BillingStatus::Current as i32 })),
+        days_ago("m-1", 10, subscription(49_900)),
+    ];
+    let r = app.send(signals.clone()).await;
+    assert_eq!(r.accepted as usize, signals.len());
+    // History older than the window, imported as a backfill.
+    let old = v1::IngestSignalsRequest {
+        signals: vec![days_ago("s-old", 45, session("u1", 60))],
+        mode: v1::IngestMode::Backfill as i32,
+        ..Default::default()
+    };
+    assert_eq!(app.ingest(WRITER, old).await.unwrap().accepted, 1);
+
+    // What the snapshot must say, counted here from the signals sent.
+    let snap = eventually("the snapshot to include every signal", Duration::from_secs(30), || async {
+        metrics_of(&app, "acme-1").await.ok().filter(|s| s.sessions_30d == Some(3))
+    })
+    .await;
+    assert_eq!(snap.active_days_30d, Some(2), "days 1 and 3 ago; 45 days is outside");
+    assert_eq!(snap.nps_mean, Some(8.0), "u1's latest 9 and u2's 7");
+    assert_eq!(snap.tickets_opened_30d, Some(1));
+    assert_eq!(snap.ticket_topics_30d.get("integration"), Some(&1));
+    assert_eq!(snap.billing_status.as_deref(), Some("current"));
+    assert_eq!(snap.mrr.as_ref().map(|m| (m.amount_minor, m.currency.as_str())), Some((49_900, "EUR")));
+
+    // Health hears about it.
+    let announced = app.published(retain_bus::topics::ACCOUNT_METRICS, "health").await;
+    let last = &announced.last().expect("an account.metrics message for health").1;
+    assert_eq!(last.tenant_id, "acme");
+    assert_eq!(last.snapshot.as_ref().unwrap().sessions_30d, Some(3));
+
+    // A retried batch changes nothing: still one snapshot, the same one.
+    let again = app.send(signals).await;
+    assert_eq!(again.duplicates, 9);
+    assert_eq!(app.count("account_metrics").await, 1);
+    assert_eq!(metrics_of(&app, "acme-1").await.unwrap().sessions_30d, Some(3));
+});
+
+retain_testkit::storage_test!(async fn get_account_metrics_checks_its_caller_and_input(db) {
+    let app = spawn(db).await;
+    let err = metrics_of(&app, "no such account").await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    let err = metrics_of(&app, "unknown-1").await.unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "{err:?}");
+    // Another tenant never sees acme's snapshot.
+    app.send(vec![signal("s-1", "acme-1", session("u1", 60))]).await;
+    eventually("acme's snapshot", Duration::from_secs(30), || async { metrics_of(&app, "acme-1").await.ok() }).await;
+    let err = MetricsServiceClient::new(app.channel.clone())
+        .get_account_metrics(with_token(GLOBEX, v1::GetAccountMetricsRequest { account_id: "acme-1".into() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    // Reading needs the read role.
+    let err = MetricsServiceClient::new(app.channel.clone())
+        .get_account_metrics(with_token(INGEST_ONLY, v1::GetAccountMetricsRequest { account_id: "acme-1".into() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    // The portfolio RPCs say they are not available yet.
+    let err = MetricsServiceClient::new(app.channel.clone())
+        .get_portfolio_metrics(with_token(READER, v1::GetPortfolioMetricsRequest::default()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::Unimplemented);
+});
