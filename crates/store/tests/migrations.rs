@@ -25,18 +25,25 @@ retain_testkit::storage_test!(async fn migrations_create_usable_tables(db) {
         vec![("metrics".to_owned(), true), ("notification".to_owned(), false)]
     );
 
+    // Health is subscribed to account.metrics before metrics first
+    // publishes (one delivery per snapshot: the topic is not coalescible).
+    assert!(
+        standing.iter().any(|s| s.topic == "account.metrics" && s.consumer_group == "health" && !s.coalesce),
+        "{standing:?}"
+    );
+
     bus_subscription::ActiveModel {
-        topic: Set("account.metrics".into()),
-        consumer_group: Set("health".into()),
-        coalesce: Set(true),
+        topic: Set("health.band_changed".into()),
+        consumer_group: Set("notification".into()),
+        coalesce: Set(false),
         max_attempts: Set(5),
     }
     .insert(&db.conn)
     .await
     .expect("insert");
     let all = bus_subscription::Entity::find().all(&db.conn).await.expect("select");
-    assert_eq!(all.len(), 3);
-    assert!(all.iter().any(|s| s.consumer_group == "health" && s.coalesce));
+    assert_eq!(all.len(), 4);
+    assert!(all.iter().any(|s| s.topic == "health.band_changed" && s.consumer_group == "notification"));
 });
 
 #[tokio::test]
