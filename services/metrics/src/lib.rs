@@ -6,10 +6,12 @@
 //! names from the account's stored signals with
 //! `retain_domain::snapshot::account_snapshot`, stores it, and publishes
 //! `account.metrics` for health in the same transaction.
-//! `GetAccountMetrics` reads it. The portfolio KPIs (`GetPortfolioMetrics`,
-//! `GetMrrBridge`, `GetScorecard`, `GetKpiSeries`) answer `UNIMPLEMENTED`
-//! until the rollups that serve them are built.
+//! `GetAccountMetrics` reads it. `GetMrrBridge` computes the bridge of a
+//! period over the accounts a filter selects ([`portfolio`]). The other
+//! portfolio KPIs (`GetPortfolioMetrics`, `GetScorecard`, `GetKpiSeries`)
+//! answer `UNIMPLEMENTED` until they are built.
 
+mod portfolio;
 mod recompute;
 mod settings;
 mod sql;
@@ -22,8 +24,9 @@ use retain_bus::{Bus, Consumer, ConsumerOptions, groups};
 use retain_proto::v1;
 use retain_proto::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
 use retain_runtime::auth::{Principal, Role};
+use retain_runtime::config::Tenants;
 use retain_runtime::error::Error;
-use retain_runtime::{Context, Service, Services, Workers};
+use retain_runtime::{Clock, Context, Service, Services, Workers};
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
@@ -68,8 +71,21 @@ impl MetricsService for Metrics {
         &self,
         request: Request<v1::GetMrrBridgeRequest>,
     ) -> Result<Response<v1::GetMrrBridgeResponse>, Status> {
-        Principal::of(&request)?.require(Role::Read)?;
-        Err(not_yet("GetMrrBridge"))
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Read)?;
+        let req = request.get_ref();
+        let period = portfolio::period(req.period.as_ref(), self.clock.now());
+        let filter = portfolio::check_filter(req.filter.as_ref());
+        let (period, ()) = both(period, filter)?;
+        let tenant = principal.tenant.as_str();
+        let settings = self.tenants.of(tenant);
+        let bridge =
+            portfolio::mrr_bridge(&self.db, tenant, settings, period, req.filter.as_ref()).await?;
+        Ok(Response::new(portfolio::bridge_to_proto(
+            period,
+            &bridge,
+            settings.base_currency,
+        )))
     }
 
     async fn get_scorecard(
@@ -89,6 +105,18 @@ impl MetricsService for Metrics {
     }
 }
 
+/// Both checks' results, or every violation of both.
+fn both<A, B>(a: Result<A, Error>, b: Result<B, Error>) -> Result<(A, B), Error> {
+    match (a, b) {
+        (Ok(a), Ok(b)) => Ok((a, b)),
+        (Err(Error::InvalidArgument(mut x)), Err(Error::InvalidArgument(y))) => {
+            x.extend(y);
+            Err(Error::InvalidArgument(x))
+        }
+        (Err(e), _) | (_, Err(e)) => Err(e),
+    }
+}
+
 /// The answer of a portfolio RPC this version does not serve yet.
 fn not_yet(method: &str) -> Status {
     Status::unimplemented(format!(
@@ -100,6 +128,8 @@ fn not_yet(method: &str) -> Status {
 #[derive(Debug, Clone)]
 pub struct Metrics {
     db: DatabaseConnection,
+    tenants: Arc<Tenants>,
+    clock: Clock,
 }
 
 impl Service for Metrics {
@@ -108,9 +138,10 @@ impl Service for Metrics {
     type Settings = MetricsSettings;
 
     fn build(ctx: &Context, own: MetricsSettings) -> anyhow::Result<Services> {
+        let tenants = Arc::new(ctx.settings.tenants.parse()?);
         let recompute = Recompute {
             db: ctx.db.clone(),
-            tenants: Arc::new(ctx.settings.tenants.parse()?),
+            tenants: tenants.clone(),
             clock: ctx.clock.clone(),
         };
         let mut workers = Workers::new();
@@ -132,7 +163,11 @@ impl Service for Metrics {
                 Err(e) => tracing::error!(error = %e, "metrics consumer cannot start"),
             }
         });
-        let metrics = Metrics { db: ctx.db.clone() };
+        let metrics = Metrics {
+            db: ctx.db.clone(),
+            tenants,
+            clock: ctx.clock.clone(),
+        };
         Ok(Services::new()
             .with(MetricsServiceServer::new(metrics))
             .with_workers(workers))

@@ -1,0 +1,196 @@
+//! Portfolio queries: checked arguments, the accounts a filter selects,
+//! and the KPIs over their signals — every formula in `retain-domain`.
+//!
+//! This first version reads the selected accounts' subscription changes
+//! from ingestion's `signals` table at query time; the per-(account, day)
+//! rollups (`retain_domain::kpi::rollup`) are what will make it fast over a
+//! large portfolio, with the same domain formulas and the same answers.
+
+use std::collections::BTreeSet;
+
+use prost::Message;
+use retain_domain::kpi::revenue::{self, MrrBridge, MrrChange};
+use retain_domain::signal::{self, Rules, SignalBody, SignalKind};
+use retain_domain::{Currency, Granularity, Money, Period, Timestamp, Violations};
+use retain_proto::{convert, v1};
+use retain_runtime::config::Tenant;
+use retain_runtime::error::Error;
+use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+
+/// The period a query asks for: the request's, checked, or the calendar
+/// month containing `now`.
+pub fn period(p: Option<&v1::Period>, now: Timestamp) -> Result<Period, Error> {
+    let Some(p) = p else {
+        return Ok(Period::containing(now, Granularity::Month));
+    };
+    let mut v = Violations::new();
+    let bound = |v: &mut Violations, field: &str, t: Option<&prost_types::Timestamp>| match t {
+        None => {
+            v.push(field, "is required");
+            None
+        }
+        Some(t) => {
+            let out = convert::timestamp(t);
+            if out.is_none() {
+                v.push(
+                    field,
+                    "is outside 1970-01-01T00:00:00Z to 2199-12-31T23:59:59Z or has nanos outside 0–999,999,999",
+                );
+            }
+            out
+        }
+    };
+    let start = bound(&mut v, "period.start", p.start.as_ref());
+    let end = bound(&mut v, "period.end", p.end.as_ref());
+    match (start, end) {
+        (Some(start), Some(end)) if v.is_empty() => Period::new(start, end).map_err(Error::from),
+        _ => Err(Error::from(v)),
+    }
+}
+
+/// The segments and plans a filter names, checked like stored text.
+pub fn check_filter(f: Option<&v1::AccountFilter>) -> Result<(), Error> {
+    let mut v = Violations::new();
+    if let Some(f) = f {
+        for (name, list) in [("filter.segments", &f.segments), ("filter.plans", &f.plans)] {
+            if list.len() > 100 {
+                v.push(
+                    name,
+                    format!("holds {} entries, the limit is 100", list.len()),
+                );
+            }
+            for (i, s) in list.iter().enumerate().take(100) {
+                if !signal::storable(s) || s.len() > signal::MAX_LABEL_LEN {
+                    v.push(
+                        format!("{name}[{i}]"),
+                        "must be at most 200 bytes without U+0000",
+                    );
+                }
+            }
+        }
+    }
+    v.into_result(()).map_err(Error::from)
+}
+
+/// The accounts of `tenant` a filter selects; `None` selects all.
+async fn selected(
+    db: &DatabaseConnection,
+    tenant: &str,
+    f: Option<&v1::AccountFilter>,
+) -> Result<Option<BTreeSet<String>>, Error> {
+    let Some(f) = f.filter(|f| !f.segments.is_empty() || !f.plans.is_empty()) else {
+        return Ok(None);
+    };
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT account_id, segment, plan FROM accounts WHERE tenant_id = $1",
+            [tenant.into()],
+        ))
+        .await?;
+    let mut out = BTreeSet::new();
+    for row in rows {
+        let account: String = row.try_get_by_index(0)?;
+        let segment: Option<String> = row.try_get_by_index(1)?;
+        let plan: Option<String> = row.try_get_by_index(2)?;
+        let in_segment = f.segments.is_empty() || segment.is_some_and(|s| f.segments.contains(&s));
+        let on_plan = f.plans.is_empty() || plan.is_some_and(|p| f.plans.contains(&p));
+        if in_segment && on_plan {
+            out.insert(account);
+        }
+    }
+    Ok(Some(out))
+}
+
+/// Every subscription change of the selected accounts, as MRR changes.
+async fn mrr_changes(
+    db: &DatabaseConnection,
+    tenant: &str,
+    settings: &Tenant,
+    accounts: Option<&BTreeSet<String>>,
+) -> Result<Vec<MrrChange>, Error> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT account_id, payload FROM signals WHERE tenant_id = $1 AND kind = $2",
+            [tenant.into(), SignalKind::Subscription.code().into()],
+        ))
+        .await?;
+    let rules = Rules {
+        now: Timestamp::from_micros(i64::MAX / 4),
+        max_future_seconds: 0,
+        max_past_seconds: None,
+        base_currency: settings.base_currency,
+        checklist: &settings.onboarding_checklist,
+    };
+    let mut out = Vec::with_capacity(rows.len());
+    for row in rows {
+        let account: String = row.try_get_by_index(0)?;
+        if accounts.is_some_and(|a| !a.contains(&account)) {
+            continue;
+        }
+        let payload: Vec<u8> = row.try_get_by_index(1)?;
+        let wire = v1::Signal::decode(payload.as_slice())
+            .map_err(|e| Error::Internal(format!("a stored signal does not decode: {e}")))?;
+        let Ok(valid) =
+            convert::signal_from_proto(&wire).and_then(|raw| signal::validate(&raw, &rules))
+        else {
+            continue;
+        };
+        if let SignalBody::Subscription {
+            amount,
+            interval,
+            churn_reason,
+            ..
+        } = valid.body
+        {
+            out.push(MrrChange {
+                account: valid.account_id,
+                at: valid.occurred_at,
+                seq: valid.event_id,
+                mrr: Money::new(signal::monthly_mrr(amount.minor, interval), amount.currency),
+                churn_reason,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The MRR bridge of `period` over the accounts `filter` selects.
+pub async fn mrr_bridge(
+    db: &DatabaseConnection,
+    tenant: &str,
+    settings: &Tenant,
+    period: Period,
+    filter: Option<&v1::AccountFilter>,
+) -> Result<MrrBridge, Error> {
+    let accounts = selected(db, tenant, filter).await?;
+    let changes = mrr_changes(db, tenant, settings, accounts.as_ref()).await?;
+    let kpis = revenue::revenue_kpis(&changes, period, settings.base_currency)
+        .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))?;
+    Ok(kpis.bridge)
+}
+
+/// The bridge on the wire.
+pub fn bridge_to_proto(
+    period: Period,
+    b: &MrrBridge,
+    currency: Currency,
+) -> v1::GetMrrBridgeResponse {
+    let money = |m: Money| Some(convert::money_to_proto(Money::new(m.minor, currency)));
+    v1::GetMrrBridgeResponse {
+        period: Some(v1::Period {
+            start: Some(convert::from_micros(period.start.micros())),
+            end: Some(convert::from_micros(period.end.micros())),
+        }),
+        start_mrr: money(b.start),
+        new_mrr: money(b.new),
+        reactivation_mrr: money(b.reactivation),
+        expansion_mrr: money(b.expansion),
+        contraction_mrr: money(b.contraction),
+        churned_mrr: money(b.churned),
+        end_mrr: money(b.end),
+    }
+}
