@@ -7,10 +7,11 @@
 //! `retain_domain::snapshot::account_snapshot`, stores it, and publishes
 //! `account.metrics` for health in the same transaction.
 //! `GetAccountMetrics` reads it. `GetMrrBridge` computes the bridge of a
-//! period over the accounts a filter selects ([`portfolio`]). The other
-//! portfolio KPIs (`GetPortfolioMetrics`, `GetScorecard`, `GetKpiSeries`)
-//! answer `UNIMPLEMENTED` until they are built.
+//! period over the accounts a filter selects, and `GetPortfolioMetrics`
+//! every KPI of it (`portfolio`, `kpis`). `GetScorecard` and
+//! `GetKpiSeries` answer `UNIMPLEMENTED` until they are built.
 
+mod kpis;
 mod portfolio;
 mod recompute;
 mod settings;
@@ -63,8 +64,18 @@ impl MetricsService for Metrics {
         &self,
         request: Request<v1::GetPortfolioMetricsRequest>,
     ) -> Result<Response<v1::GetPortfolioMetricsResponse>, Status> {
-        Principal::of(&request)?.require(Role::Read)?;
-        Err(not_yet("GetPortfolioMetrics"))
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Read)?;
+        let req = request.get_ref();
+        let period = portfolio::period(req.period.as_ref(), self.clock.now());
+        let filter = portfolio::check_filter(req.filter.as_ref());
+        let (period, ()) = both(period, filter)?;
+        let tenant = principal.tenant.as_str();
+        let settings = self.tenants.of(tenant);
+        Ok(Response::new(
+            portfolio::portfolio_metrics(&self.db, tenant, settings, period, req.filter.as_ref())
+                .await?,
+        ))
     }
 
     async fn get_mrr_bridge(

@@ -73,7 +73,7 @@ pub fn check_filter(f: Option<&v1::AccountFilter>) -> Result<(), Error> {
 }
 
 /// The accounts of `tenant` a filter selects; `None` selects all.
-async fn selected(
+pub async fn selected(
     db: &DatabaseConnection,
     tenant: &str,
     f: Option<&v1::AccountFilter>,
@@ -103,21 +103,31 @@ async fn selected(
     Ok(Some(out))
 }
 
-/// Every subscription change of the selected accounts, as MRR changes.
-async fn mrr_changes(
+/// The valid stored signals of the selected accounts (all of `tenant`'s
+/// with no selection; portfolio-wide costs always), of one kind or all.
+pub async fn signals(
     db: &DatabaseConnection,
     tenant: &str,
     settings: &Tenant,
     accounts: Option<&BTreeSet<String>>,
-) -> Result<Vec<MrrChange>, Error> {
+    kind: Option<SignalKind>,
+) -> Result<Vec<signal::Signal>, Error> {
     let backend = db.get_database_backend();
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
+    let stmt = match kind {
+        Some(k) => Statement::from_sql_and_values(
             backend,
             "SELECT account_id, payload FROM signals WHERE tenant_id = $1 AND kind = $2",
-            [tenant.into(), SignalKind::Subscription.code().into()],
-        ))
-        .await?;
+            [tenant.into(), k.code().into()],
+        ),
+        None => Statement::from_sql_and_values(
+            backend,
+            "SELECT account_id, payload FROM signals WHERE tenant_id = $1",
+            [tenant.into()],
+        ),
+    };
+    let rows = db.query_all_raw(stmt).await?;
+    // Stored signals were valid when accepted; they are parsed again
+    // without the rules that depend on when they arrived.
     let rules = Rules {
         now: Timestamp::from_micros(i64::MAX / 4),
         max_future_seconds: 0,
@@ -128,32 +138,74 @@ async fn mrr_changes(
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let account: String = row.try_get_by_index(0)?;
-        if accounts.is_some_and(|a| !a.contains(&account)) {
+        let portfolio_wide = account == signal::PORTFOLIO;
+        if !portfolio_wide && accounts.is_some_and(|a| !a.contains(&account)) {
             continue;
         }
         let payload: Vec<u8> = row.try_get_by_index(1)?;
         let wire = v1::Signal::decode(payload.as_slice())
             .map_err(|e| Error::Internal(format!("a stored signal does not decode: {e}")))?;
-        let Ok(valid) =
-            convert::signal_from_proto(&wire).and_then(|raw| signal::validate(&raw, &rules))
-        else {
-            continue;
-        };
-        if let SignalBody::Subscription {
-            amount,
-            interval,
-            churn_reason,
-            ..
-        } = valid.body
-        {
-            out.push(MrrChange {
-                account: valid.account_id,
-                at: valid.occurred_at,
-                seq: valid.event_id,
+        match convert::signal_from_proto(&wire).and_then(|raw| signal::validate(&raw, &rules)) {
+            Ok(valid) => out.push(valid),
+            Err(v) => {
+                tracing::warn!(%tenant, event_id = %wire.event_id, violations = %v, "stored signal skipped")
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Every subscription change of the selected accounts, as MRR changes.
+async fn mrr_changes(
+    db: &DatabaseConnection,
+    tenant: &str,
+    settings: &Tenant,
+    accounts: Option<&BTreeSet<String>>,
+) -> Result<Vec<MrrChange>, Error> {
+    let subscriptions = signals(
+        db,
+        tenant,
+        settings,
+        accounts,
+        Some(SignalKind::Subscription),
+    )
+    .await?;
+    Ok(subscriptions
+        .into_iter()
+        .filter_map(|s| match s.body {
+            SignalBody::Subscription {
+                amount,
+                interval,
+                churn_reason,
+                ..
+            } => Some(MrrChange {
+                account: s.account_id,
+                at: s.occurred_at,
+                seq: s.event_id,
                 mrr: Money::new(signal::monthly_mrr(amount.minor, interval), amount.currency),
                 churn_reason,
-            });
-        }
+            }),
+            _ => None,
+        })
+        .collect())
+}
+
+/// The segment of each account of `tenant` that has one.
+pub async fn segments(
+    db: &DatabaseConnection,
+    tenant: &str,
+) -> Result<std::collections::HashMap<String, String>, Error> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT account_id, segment FROM accounts WHERE tenant_id = $1 AND segment IS NOT NULL",
+            [tenant.into()],
+        ))
+        .await?;
+    let mut out = std::collections::HashMap::new();
+    for row in rows {
+        out.insert(row.try_get_by_index(0)?, row.try_get_by_index(1)?);
     }
     Ok(out)
 }
@@ -171,6 +223,27 @@ pub async fn mrr_bridge(
     let kpis = revenue::revenue_kpis(&changes, period, settings.base_currency)
         .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))?;
     Ok(kpis.bridge)
+}
+
+/// Every portfolio KPI of `period` over the accounts `filter` selects.
+pub async fn portfolio_metrics(
+    db: &DatabaseConnection,
+    tenant: &str,
+    settings: &Tenant,
+    period: Period,
+    filter: Option<&v1::AccountFilter>,
+) -> Result<v1::GetPortfolioMetricsResponse, Error> {
+    let accounts = selected(db, tenant, filter).await?;
+    let all = signals(db, tenant, settings, accounts.as_ref(), None).await?;
+    let facts = crate::kpis::Facts::gather(&all, period);
+    let segments = segments(db, tenant).await?;
+    crate::kpis::portfolio(
+        &facts,
+        period,
+        settings.base_currency,
+        &settings.onboarding_checklist,
+        &segments,
+    )
 }
 
 /// The bridge on the wire.
