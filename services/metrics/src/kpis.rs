@@ -366,7 +366,7 @@ fn paying_at_end(changes: &[MrrChange], period: Period) -> HashSet<&str> {
 }
 
 /// The wire KPI of a domain KPI id.
-fn kpi_of(k: KpiId) -> v1::Kpi {
+pub fn kpi_of(k: KpiId) -> v1::Kpi {
     match k {
         KpiId::Mrr => v1::Kpi::Mrr,
         KpiId::Arpa => v1::Kpi::Arpa,

@@ -7,13 +7,15 @@
 //! `retain_domain::snapshot::account_snapshot`, stores it, and publishes
 //! `account.metrics` for health in the same transaction.
 //! `GetAccountMetrics` reads it. `GetMrrBridge` computes the bridge of a
-//! period over the accounts a filter selects, and `GetPortfolioMetrics`
-//! every KPI of it (`portfolio`, `kpis`). `GetScorecard` and
-//! `GetKpiSeries` answer `UNIMPLEMENTED` until they are built.
+//! period over the accounts a filter selects, `GetPortfolioMetrics` every
+//! KPI of it (`portfolio`, `kpis`), `GetScorecard` the KPIs a strategy or
+//! journey stage puts first (`scorecard`), and `GetKpiSeries` one KPI per
+//! day, week, month, quarter or year of a range.
 
 mod kpis;
 mod portfolio;
 mod recompute;
+mod scorecard;
 mod settings;
 mod sql;
 
@@ -72,10 +74,9 @@ impl MetricsService for Metrics {
         let (period, ()) = both(period, filter)?;
         let tenant = principal.tenant.as_str();
         let settings = self.tenants.of(tenant);
-        Ok(Response::new(
-            portfolio::portfolio_metrics(&self.db, tenant, settings, period, req.filter.as_ref())
-                .await?,
-        ))
+        let inputs =
+            portfolio::Inputs::load(&self.db, tenant, settings, req.filter.as_ref()).await?;
+        Ok(Response::new(inputs.metrics(settings, period)?))
     }
 
     async fn get_mrr_bridge(
@@ -103,18 +104,66 @@ impl MetricsService for Metrics {
         &self,
         request: Request<v1::GetScorecardRequest>,
     ) -> Result<Response<v1::GetScorecardResponse>, Status> {
-        Principal::of(&request)?.require(Role::Read)?;
-        Err(not_yet("GetScorecard"))
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Read)?;
+        let req = request.get_ref();
+        let headline = scorecard::headline(req.lens.as_ref());
+        let period = portfolio::period(req.period.as_ref(), self.clock.now());
+        let filter = portfolio::check_filter(req.filter.as_ref());
+        let (headline, (period, ())) = both(headline, both(period, filter))?;
+        let tenant = principal.tenant.as_str();
+        let settings = self.tenants.of(tenant);
+        let inputs =
+            portfolio::Inputs::load(&self.db, tenant, settings, req.filter.as_ref()).await?;
+        let metrics = inputs.metrics(settings, period)?;
+        Ok(Response::new(scorecard::build(&headline, metrics)))
     }
 
     async fn get_kpi_series(
         &self,
         request: Request<v1::GetKpiSeriesRequest>,
     ) -> Result<Response<v1::GetKpiSeriesResponse>, Status> {
-        Principal::of(&request)?.require(Role::Read)?;
-        Err(not_yet("GetKpiSeries"))
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Read)?;
+        let req = request.get_ref();
+        let kpi = scorecard::kpi(req.kpi);
+        let granularity = scorecard::granularity(req.granularity);
+        let range = portfolio::period(req.range.as_ref(), self.clock.now()).map_err(|e| match e {
+            Error::InvalidArgument(v) => Error::InvalidArgument(
+                v.into_iter()
+                    .map(|mut x| {
+                        x.field = x.field.replacen("period", "range", 1);
+                        x
+                    })
+                    .collect(),
+            ),
+            other => other,
+        });
+        let filter = portfolio::check_filter(req.filter.as_ref());
+        let ((kpi, granularity), (range, ())) = both(both(kpi, granularity), both(range, filter))?;
+        let buckets = portfolio::buckets(range, granularity, MAX_SERIES_POINTS)?;
+        let tenant = principal.tenant.as_str();
+        let settings = self.tenants.of(tenant);
+        let inputs =
+            portfolio::Inputs::load(&self.db, tenant, settings, req.filter.as_ref()).await?;
+        let mut points = Vec::with_capacity(buckets.len());
+        for bucket in buckets {
+            let metrics = inputs.metrics(settings, bucket)?;
+            points.push(v1::KpiPoint {
+                period: Some(kpis::period_to_proto(bucket)),
+                value: metrics
+                    .kpis
+                    .into_iter()
+                    .find(|e| e.kpi == kpi as i32)
+                    .and_then(|e| e.value),
+            });
+        }
+        Ok(Response::new(v1::GetKpiSeriesResponse { points }))
     }
 }
+
+/// Most points one `GetKpiSeries` answer holds.
+pub const MAX_SERIES_POINTS: usize = 366;
 
 /// Both checks' results, or every violation of both.
 fn both<A, B>(a: Result<A, Error>, b: Result<B, Error>) -> Result<(A, B), Error> {
@@ -126,13 +175,6 @@ fn both<A, B>(a: Result<A, Error>, b: Result<B, Error>) -> Result<(A, B), Error>
         }
         (Err(e), _) | (_, Err(e)) => Err(e),
     }
-}
-
-/// The answer of a portfolio RPC this version does not serve yet.
-fn not_yet(method: &str) -> Status {
-    Status::unimplemented(format!(
-        "{method} is not available in this version: portfolio KPIs are served once the metrics rollups are built; GetAccountMetrics is"
-    ))
 }
 
 /// The metrics service's state. Cheap to clone.

@@ -225,25 +225,65 @@ pub async fn mrr_bridge(
     Ok(kpis.bridge)
 }
 
-/// Every portfolio KPI of `period` over the accounts `filter` selects.
-pub async fn portfolio_metrics(
-    db: &DatabaseConnection,
-    tenant: &str,
-    settings: &Tenant,
-    period: Period,
-    filter: Option<&v1::AccountFilter>,
-) -> Result<v1::GetPortfolioMetricsResponse, Error> {
-    let accounts = selected(db, tenant, filter).await?;
-    let all = signals(db, tenant, settings, accounts.as_ref(), None).await?;
-    let facts = crate::kpis::Facts::gather(&all, period);
-    let segments = segments(db, tenant).await?;
-    crate::kpis::portfolio(
-        &facts,
-        period,
-        settings.base_currency,
-        &settings.onboarding_checklist,
-        &segments,
-    )
+/// The inputs of portfolio KPIs over the accounts a filter selects, read
+/// once for any number of periods.
+pub struct Inputs {
+    signals: Vec<signal::Signal>,
+    segments: std::collections::HashMap<String, String>,
+}
+
+impl Inputs {
+    /// Reads `tenant`'s signals of the accounts `filter` selects.
+    pub async fn load(
+        db: &DatabaseConnection,
+        tenant: &str,
+        settings: &Tenant,
+        filter: Option<&v1::AccountFilter>,
+    ) -> Result<Self, Error> {
+        let accounts = selected(db, tenant, filter).await?;
+        Ok(Self {
+            signals: signals(db, tenant, settings, accounts.as_ref(), None).await?,
+            segments: segments(db, tenant).await?,
+        })
+    }
+
+    /// Every portfolio KPI of `period`.
+    pub fn metrics(
+        &self,
+        settings: &Tenant,
+        period: Period,
+    ) -> Result<v1::GetPortfolioMetricsResponse, Error> {
+        let facts = crate::kpis::Facts::gather(&self.signals, period);
+        crate::kpis::portfolio(
+            &facts,
+            period,
+            settings.base_currency,
+            &settings.onboarding_checklist,
+            &self.segments,
+        )
+    }
+}
+
+/// The buckets of `granularity` that split `range`, the first and last
+/// cut to the range; at most `max`.
+pub fn buckets(range: Period, granularity: Granularity, max: usize) -> Result<Vec<Period>, Error> {
+    let mut out = Vec::new();
+    let mut t = range.start;
+    while t < range.end {
+        if out.len() == max {
+            return Err(Error::invalid(
+                "range",
+                format!(
+                    "splits into more than {max} buckets of this granularity; narrow it or use a larger granularity"
+                ),
+            ));
+        }
+        let b = Period::containing(t, granularity);
+        let bucket = Period::new(b.start.max(range.start), b.end.min(range.end))?;
+        out.push(bucket);
+        t = b.end;
+    }
+    Ok(out)
 }
 
 /// The bridge on the wire.

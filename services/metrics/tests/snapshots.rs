@@ -132,11 +132,4 @@ retain_testkit::storage_test!(async fn get_account_metrics_checks_its_caller_and
         .await
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
-    // The RPCs not built yet say so.
-    let err = MetricsServiceClient::new(app.channel.clone())
-        .get_kpi_series(with_token(READER, v1::GetKpiSeriesRequest::default()))
-        .await
-        .unwrap_err();
-    assert_eq!(err.code(), Code::Unimplemented);
-    assert!(err.message().contains("GetKpiSeries"), "{}", err.message());
 });
