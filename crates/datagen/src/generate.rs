@@ -96,16 +96,17 @@ fn scripted(i: usize) -> Option<(Entry, Script)> {
     })
 }
 
-/// Generates the dataset `cfg` describes.
+/// Generates the dataset `cfg` describes: [`generate_account`] for every
+/// account and [`generate_costs`], in time order.
 pub fn generate(cfg: &Config) -> Dataset {
     let mut signals = Vec::new();
     let mut accounts = Vec::with_capacity(cfg.accounts);
     for i in 0..cfg.accounts {
-        let (info, evs) = Account::new(cfg, i).run();
+        let (info, evs) = generate_account(cfg, i);
         accounts.push(info);
         signals.extend(evs);
     }
-    signals.extend(costs(cfg));
+    signals.extend(generate_costs(cfg));
     signals.sort_by(|a: &v1::Signal, b: &v1::Signal| {
         let ta = a.occurred_at.as_ref().map(|t| (t.seconds, t.nanos));
         let tb = b.occurred_at.as_ref().map(|t| (t.seconds, t.nanos));
@@ -117,6 +118,14 @@ pub fn generate(cfg: &Config) -> Dataset {
         signals,
         accounts,
     }
+}
+
+/// Account number `index` (0-based, below `cfg.accounts`) of the dataset
+/// `cfg` describes, and its signals in time order — exactly what
+/// [`generate`] holds for it. Accounts are independent, so a bulk loader
+/// can produce a large dataset account by account without holding it all.
+pub fn generate_account(cfg: &Config, index: usize) -> (AccountInfo, Vec<v1::Signal>) {
+    Account::new(cfg, index).run()
 }
 
 fn ts(seconds: i64) -> Option<Timestamp> {
@@ -393,12 +402,9 @@ impl<'a> Account<'a> {
             Entry::Newcomer => v1::LifecycleStage::Onboarding,
             Entry::TrialConverted | Entry::TrialExpired => v1::LifecycleStage::Trial,
         };
+        // NotRenewed picks its date with the churn below and moves the
+        // record's date there when the renewal fails.
         let mut renewal_date = renewal.unwrap_or(joined + 365 * DAY);
-        if let Script::NotRenewed(_) = script {
-            // Chosen with the churn; the first upsert carries a date the
-            // script moves to before the churn.
-            renewal_date = joined + 365 * DAY;
-        }
         self.upsert(
             joined,
             v1::AccountUpsert {
@@ -462,7 +468,7 @@ impl<'a> Account<'a> {
             let at = |f: f64| month.map(|(lo, hi)| lo + ((hi - lo) as f64 * f) as i64);
             match script {
                 Script::BusyMonth => {
-                    if let Some((_, _)) = month {
+                    if month.is_some() {
                         let up = round100(base * 6 / 5);
                         let steps = [
                             (0.1, up, false),
@@ -999,10 +1005,12 @@ impl<'a> Account<'a> {
     }
 }
 
-/// Portfolio costs (account `*`): customer-success and acquisition spend
-/// per calendar month, and a quarterly CS tooling cost, each recorded at
-/// the start of its period (or of the history, if later).
-fn costs(cfg: &Config) -> Vec<v1::Signal> {
+/// The portfolio costs of the dataset `cfg` describes (account `*`):
+/// customer-success and acquisition spend per calendar month the history
+/// touches, and a quarterly CS tooling cost, each recorded at the start of
+/// its period (or of the history, if later), each covering its whole
+/// month or quarter.
+pub fn generate_costs(cfg: &Config) -> Vec<v1::Signal> {
     let mut rng = SplitMix64::stream(cfg.seed, 0);
     let (start, now) = (cfg.start(), cfg.now);
     let n = cfg.accounts.max(1) as i64;

@@ -77,10 +77,24 @@
 //!
 //! # Determinism
 //!
-//! The output is a function of the [`Config`] alone (SplitMix64, no
-//! floating-point input other than the seed's own bits, no hash-map
-//! iteration). Each account draws from its own stream of the seed, so
-//! growing `accounts` adds accounts without changing the existing ones.
+//! The output is a function of the [`Config`] alone: integer SplitMix64
+//! streams ([`rng`]), only basic IEEE floating-point steps (exact on every
+//! platform), no hash-map iteration, no clock. Each account draws from its
+//! own stream of the seed, so growing `accounts` adds accounts without
+//! changing the existing ones, and [`generate_account`] makes one account
+//! on its own — a bulk loader can stream a 100,000-account dataset account
+//! by account (the default density is about 93 signals per account over
+//! 100 days).
+//!
+//! # Size
+//!
+//! The default config (200 accounts, 100 days) gives about 18,600
+//! signals: ~9,000 sessions, ~5,500 actions, ~1,000 survey answers, ~930
+//! milestones, ~550 ticket changes, ~510 account upserts, ~470
+//! subscription changes, ~270 billing changes, ~120 purchases, ~80 trial
+//! and ~65 renewal events, 10 costs; about 50 accounts per segment. A
+//! real ingestion service takes all of it in about 2 s on SQLite and 1 s
+//! on PostgreSQL in a debug build (`tests/ingest.rs`).
 
 pub mod calendar;
 mod delivery;
@@ -95,7 +109,7 @@ pub use delivery::{
     Batch, Delivery, LATE_FRACTION, LIVE_MARGIN_SECONDS, MAX_BATCH_SIGNALS, MAX_LIVE_AGE_DAYS,
     batches, mode_for,
 };
-pub use generate::generate;
+pub use generate::{generate, generate_account, generate_costs};
 
 /// 2025-06-15T12:00:00Z, the default reference "now".
 pub const DEFAULT_NOW: i64 = 1_749_988_800;

@@ -380,3 +380,23 @@ fn default_dataset_size() {
     );
     assert!(data.signals.len() < 40_000, "{}", data.signals.len());
 }
+
+#[test]
+fn accounts_generate_alone_as_in_the_dataset() {
+    let cfg = Config {
+        accounts: 15,
+        ..Config::default()
+    };
+    let data = generate(&cfg);
+    let mut pieces: Vec<v1::Signal> = retain_datagen::generate_costs(&cfg);
+    for i in 0..cfg.accounts {
+        let (info, signals) = retain_datagen::generate_account(&cfg, i);
+        assert_eq!(data.account(&info.id), Some(&info));
+        assert_eq!(
+            data.signals_of(&info.id).cloned().collect::<Vec<_>>(),
+            signals
+        );
+        pieces.extend(signals);
+    }
+    assert_eq!(pieces.len(), data.signals.len());
+}
