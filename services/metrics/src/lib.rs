@@ -199,6 +199,7 @@ impl Service for Metrics {
         };
         let mut workers = Workers::new();
         let db = ctx.db.clone();
+        let consumer_recompute = recompute.clone();
         workers.add("metrics.signals-recorded", move |stop| async move {
             let mut opts = ConsumerOptions::new(format!(
                 "metrics-{}-{}",
@@ -209,12 +210,17 @@ impl Service for Metrics {
             opts.lease = Duration::from_secs(own.consumer_lease_seconds);
             match Consumer::new(Bus::new(db), SIGNALS_RECORDED.name(), groups::METRICS, opts).await
             {
-                Ok(consumer) => consumer.run(&recompute, stop).await,
+                Ok(consumer) => consumer.run(&consumer_recompute, stop).await,
                 // Without its subscription the consumer cannot run: the
                 // worker ends, which stops the server (the migrations
                 // create the subscription; run `migrate`).
                 Err(e) => tracing::error!(error = %e, "metrics consumer cannot start"),
             }
+        });
+        let refresh = recompute.clone();
+        let every = Duration::from_secs(own.refresh_interval_seconds);
+        workers.add("metrics.daily-refresh", move |stop| async move {
+            refresh.refresh_daily(every, stop).await;
         });
         let metrics = Metrics {
             db: ctx.db.clone(),

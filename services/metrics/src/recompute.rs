@@ -12,6 +12,8 @@ use retain_bus::{Delivery, Handler, HandlerError};
 use retain_domain::signal::{self, Rules};
 use retain_domain::snapshot::account_snapshot;
 use retain_proto::{convert, v1};
+use retain_domain::Timestamp;
+use retain_domain::time::DAY;
 use retain_runtime::Clock;
 use retain_runtime::config::Tenants;
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
@@ -40,6 +42,40 @@ impl Handler for Recompute {
 }
 
 impl Recompute {
+    /// Recomputes, a page at a time, every snapshot computed before the
+    /// start of the current UTC day: the "last 30 days" windows move with
+    /// the clock even when no signal arrives. Cheap when nothing is stale
+    /// (one indexed query). Returns how many were refreshed.
+    pub async fn refresh_stale(&self, page: u64) -> Result<usize, DbErr> {
+        let today = Timestamp::from_seconds(self.clock.now().day_number() * DAY);
+        let mut refreshed = 0;
+        loop {
+            let stale = sql::stale_snapshots(&self.db, today.micros(), page).await?;
+            if stale.is_empty() {
+                return Ok(refreshed);
+            }
+            for (tenant, account) in &stale {
+                self.account(tenant, account, v1::IngestMode::Live).await?;
+            }
+            refreshed += stale.len();
+        }
+    }
+
+    /// Runs [`Recompute::refresh_stale`] every `every` until `stop`.
+    pub async fn refresh_daily(&self, every: std::time::Duration, stop: tokio_util::sync::CancellationToken) {
+        loop {
+            match self.refresh_stale(1_000).await {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(refreshed = n, "snapshots refreshed for a new day"),
+                Err(e) => tracing::warn!(error = %e, "refreshing snapshots failed; retrying later"),
+            }
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+
     /// Recomputes, stores and announces one account's snapshot.
     pub async fn account(
         &self,

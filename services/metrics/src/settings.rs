@@ -12,6 +12,9 @@ pub struct MetricsSettings {
     /// How long a claimed message is held before another replica may take
     /// it over, in seconds.
     pub consumer_lease_seconds: u64,
+    /// How often a replica looks for snapshots computed before today (the
+    /// 30-day windows move at midnight UTC), in seconds.
+    pub refresh_interval_seconds: u64,
 }
 
 impl Default for MetricsSettings {
@@ -19,6 +22,7 @@ impl Default for MetricsSettings {
         Self {
             consumer_batch: 100,
             consumer_lease_seconds: 30,
+            refresh_interval_seconds: 300,
         }
     }
 }
@@ -36,6 +40,12 @@ impl Section for MetricsSettings {
         if self.consumer_lease_seconds == 0 {
             return Err(ConfigError::invalid(
                 "metrics.consumer_lease_seconds",
+                "must be at least 1",
+            ));
+        }
+        if self.refresh_interval_seconds == 0 {
+            return Err(ConfigError::invalid(
+                "metrics.refresh_interval_seconds",
                 "must be at least 1",
             ));
         }

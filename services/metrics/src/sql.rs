@@ -90,3 +90,24 @@ pub async fn snapshot(
         .map(Some)
         .map_err(|e| DbErr::Custom(format!("a stored snapshot does not decode: {e}")))
 }
+
+/// Accounts whose snapshot was computed as of before `before` (µs), at
+/// most `limit`.
+pub async fn stale_snapshots(
+    db: &DatabaseConnection,
+    before: i64,
+    limit: u64,
+) -> Result<Vec<(String, String)>, DbErr> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT tenant_id, account_id FROM account_metrics WHERE as_of < $1 \
+             ORDER BY as_of LIMIT $2",
+            [before.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+        .collect()
+}

@@ -133,3 +133,33 @@ retain_testkit::storage_test!(async fn get_account_metrics_checks_its_caller_and
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 });
+
+// The 30-day windows move with the clock: a day later, with no new signal,
+// a session 29.5 days old has left the window.
+retain_testkit::storage_test!(async fn snapshots_follow_the_clock_without_new_signals(db) {
+    let start = retain_domain::Timestamp::from_seconds(now());
+    let clock = Clock::manual(start);
+    let own = MetricsSettings { refresh_interval_seconds: 1, ..MetricsSettings::default() };
+    let app = spawn_composed(db, settings(), clock.clone(), |ctx| {
+        let ingestion = Ingestion::build(ctx, IngestionSettings::default())?;
+        let metrics = Metrics::build(ctx, own)?;
+        Ok(ingestion.merge(metrics))
+    })
+    .await;
+    let old_session = v1::Signal {
+        occurred_at: ts(now() - 29 * 86_400 - 12 * 3_600),
+        ..signal("s-1", "acme-1", session("u1", 60))
+    };
+    assert_eq!(app.send(vec![old_session]).await.accepted, 1);
+    eventually("the first snapshot", Duration::from_secs(30), || async {
+        metrics_of(&app, "acme-1").await.ok().filter(|s| s.active_days_30d == Some(1))
+    })
+    .await;
+    clock.advance(Duration::from_secs(86_400));
+    let later = eventually("the next day's snapshot", Duration::from_secs(30), || async {
+        metrics_of(&app, "acme-1").await.ok().filter(|s| s.active_days_30d == Some(0))
+    })
+    .await;
+    assert_eq!(later.sessions_30d, Some(0));
+    assert!(later.as_of.unwrap().seconds >= start.seconds() + 86_400);
+});

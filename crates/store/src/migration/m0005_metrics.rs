@@ -29,6 +29,9 @@ impl MigrationTrait for Migration {
                PRIMARY KEY (tenant_id, account_id))"
         ))
         .await?;
+        // The daily refresh looks for snapshots computed before today.
+        db.execute_unprepared("CREATE INDEX account_metrics_as_of ON account_metrics (as_of)")
+            .await?;
         // account.metrics fans out to the groups that exist when it is
         // published: health is subscribed before metrics first publishes.
         db.execute_unprepared(
