@@ -163,3 +163,57 @@ retain_testkit::storage_test!(async fn snapshots_follow_the_clock_without_new_si
     assert_eq!(later.sessions_30d, Some(0));
     assert!(later.as_of.unwrap().seconds >= start.seconds() + 86_400);
 });
+
+// Two metrics consumers on one stream (two replicas): every account's
+// snapshot is the one a single consumer computes, and none is missing.
+retain_testkit::storage_test!(async fn two_consumers_compute_what_one_does(db) {
+    use retain_bus::{Bus, Consumer, ConsumerOptions, groups, topics};
+    use retain_runtime::Workers;
+    // One clock for everything, so snapshots are comparable.
+    let clock = Clock::manual(retain_domain::Timestamp::from_seconds(now()));
+    let app = spawn_composed(db, settings(), clock.clone(), |ctx| {
+        let ingestion = Ingestion::build(ctx, IngestionSettings::default())?;
+        let metrics = Metrics::build(ctx, MetricsSettings::default())?;
+        // A second replica's consumer of the same group.
+        let second = retain_metrics::Recompute {
+            db: ctx.db.clone(),
+            tenants: std::sync::Arc::new(ctx.settings.tenants.parse()?),
+            clock: ctx.clock.clone(),
+        };
+        let db = ctx.db.clone();
+        let mut workers = Workers::new();
+        workers.add("second-replica", move |stop| async move {
+            let consumer = Consumer::new(Bus::new(db), topics::SIGNALS_RECORDED.name(), groups::METRICS, ConsumerOptions::new("second-replica"))
+                .await
+                .unwrap();
+            consumer.run(&second, stop).await;
+        });
+        Ok(ingestion.merge(metrics).with_workers(workers))
+    })
+    .await;
+    for round in 0..5 {
+        let batch: Vec<_> = (0..20)
+            .map(|a| signal(&format!("r{round}-a{a}"), &format!("acct-{a}"), session("u1", 60)))
+            .collect();
+        assert_eq!(app.send(batch).await.accepted, 20);
+    }
+    let backlog_drained = || async {
+        let stats = Bus::new(app.db.conn.clone()).stats(topics::SIGNALS_RECORDED.name(), groups::METRICS).await.unwrap();
+        (stats.pending == 0 && stats.leased == 0).then_some(())
+    };
+    eventually("the metrics backlog to drain", Duration::from_secs(60), backlog_drained).await;
+    // What one consumer computes from the same stored signals.
+    let one = retain_metrics::Recompute {
+        db: app.db.conn.clone(),
+        tenants: std::sync::Arc::new(settings().tenants.parse().unwrap()),
+        clock: clock.clone(),
+    };
+    for a in 0..20 {
+        let account = format!("acct-{a}");
+        let served = metrics_of(&app, &account).await.unwrap();
+        assert_eq!(served.sessions_30d, Some(5), "{account}");
+        one.account("acme", &account, v1::IngestMode::Live).await.unwrap();
+        assert_eq!(metrics_of(&app, &account).await.unwrap(), served, "{account}");
+    }
+    assert_eq!(app.count("account_metrics").await, 20);
+});
