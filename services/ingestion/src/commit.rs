@@ -6,7 +6,6 @@
 
 use std::collections::HashMap;
 
-use retain_domain::signal::Mode;
 use retain_runtime::error::{Error, FieldViolation};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 
@@ -31,8 +30,6 @@ pub enum Verdict {
 pub struct Call<'a> {
     /// Tenant.
     pub tenant: &'a str,
-    /// LIVE or BACKFILL.
-    pub mode: Mode,
     /// Valid signals, in request order.
     pub signals: &'a [Prepared],
 }
@@ -55,8 +52,12 @@ pub async fn commit(
     let tx = db.begin().await?;
     let mut after_commit = Vec::new();
     // The same order in every transaction, so two writers touching the same
-    // rows lock them in the same order and cannot deadlock.
-    for (tenant, mode, members) in by_tenant_and_mode(calls) {
+    // rows lock them in the same order and cannot deadlock: one group per
+    // tenant (whatever the calls' modes: grouping by mode too let a
+    // transaction holding a BACKFILL and a LIVE call lock one tenant's
+    // accounts in two sorted runs, against another's one run), each
+    // statement's rows sorted by key.
+    for (tenant, members) in by_tenant(calls) {
         // The first occurrence of an event id in this transaction claims
         // it; every occurrence is then judged against what was stored.
         let (unique, occurrences) = first_occurrences(calls, &members);
@@ -83,13 +84,13 @@ pub async fn commit(
         }
         let create = recent.accounts_to_create(tenant, &sql::touched_accounts(&accepted));
         let users = recent.users_to_write(tenant, sql::user_sightings(&accepted));
-        sql::insert_signals(&tx, tenant, mode, &accepted, now).await?;
+        sql::insert_signals(&tx, tenant, &accepted, now).await?;
         // Row locks from here on, least contended first: a row another
         // replica's transaction holds is waited for as late as possible.
         sql::upsert_users(&tx, tenant, &users).await?;
         sql::upsert_accounts(&tx, tenant, &create, &accepted, now).await?;
         retain_bus::topics::SIGNALS_RECORDED
-            .publish(&tx, &sql::signals_recorded(tenant, mode, &accepted))
+            .publish(&tx, &sql::signals_recorded(tenant, &accepted))
             .await
             .map_err(bus_error)?;
         after_commit.push((tenant, create, users));
@@ -124,20 +125,14 @@ fn judge(signal: &Prepared, first: bool, claimer: &Prepared, stored: &Option<Vec
     }
 }
 
-/// Calls grouped by (tenant, mode), in a fixed order.
-fn by_tenant_and_mode<'a>(calls: &[Call<'a>]) -> Vec<(&'a str, Mode, Vec<usize>)> {
-    let mut groups: Vec<(&str, Mode, Vec<usize>)> = Vec::new();
+/// Calls grouped by tenant, in tenant order.
+fn by_tenant<'a>(calls: &[Call<'a>]) -> Vec<(&'a str, Vec<usize>)> {
+    let mut groups: std::collections::BTreeMap<&str, Vec<usize>> =
+        std::collections::BTreeMap::new();
     for (i, c) in calls.iter().enumerate() {
-        match groups
-            .iter_mut()
-            .find(|(t, m, _)| *t == c.tenant && *m == c.mode)
-        {
-            Some(g) => g.2.push(i),
-            None => groups.push((c.tenant, c.mode, vec![i])),
-        }
+        groups.entry(c.tenant).or_default().push(i);
     }
-    groups.sort_by_key(|(t, m, _)| (*t, *m));
-    groups
+    groups.into_iter().collect()
 }
 
 /// Where one signal of the transaction sits, and the first occurrence of

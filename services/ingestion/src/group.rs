@@ -15,7 +15,6 @@
 
 use std::sync::Arc;
 
-use retain_domain::signal::Mode;
 use retain_runtime::error::Error;
 use retain_runtime::{Clock, Workers};
 use sea_orm::DatabaseConnection;
@@ -30,7 +29,6 @@ use crate::recent::Recent;
 #[derive(Debug)]
 struct Job {
     tenant: String,
-    mode: Mode,
     signals: Vec<Prepared>,
     reply: oneshot::Sender<Result<Vec<Verdict>, Error>>,
 }
@@ -69,7 +67,6 @@ impl GroupCommit {
     pub async fn submit(
         &self,
         tenant: &str,
-        mode: Mode,
         signals: Vec<Prepared>,
     ) -> Result<Vec<Verdict>, Error> {
         let stopped = || Error::Unavailable("the ingestion writer has stopped".into());
@@ -77,7 +74,6 @@ impl GroupCommit {
         self.tx
             .send(Job {
                 tenant: tenant.to_owned(),
-                mode,
                 signals,
                 reply,
             })
@@ -138,7 +134,6 @@ fn calls(jobs: &[Job]) -> Vec<Call<'_>> {
     jobs.iter()
         .map(|j| Call {
             tenant: &j.tenant,
-            mode: j.mode,
             signals: &j.signals,
         })
         .collect()

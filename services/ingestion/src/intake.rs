@@ -24,6 +24,8 @@ pub struct Prepared {
     pub occurred_at_us: i64,
     /// The stored kind code ([`retain_domain::signal::SignalKind::code`]).
     pub kind: i16,
+    /// LIVE or BACKFILL: the mode of the call that sent it.
+    pub mode: signal::Mode,
     /// The encoded wire signal, stored as is.
     pub payload: Vec<u8>,
     /// SHA-256 of `payload`: same event id + same hash = duplicate.
@@ -38,17 +40,21 @@ pub type Checked = Result<Prepared, Vec<FieldViolation>>;
 /// (valid ones move into [`Prepared`] without a copy). Field paths are
 /// `signals[i].…`. Returns every signal's event id (for the answer) and
 /// one [`Checked`] per signal, in request order.
-pub fn check(signals: Vec<v1::Signal>, rules: &Rules<'_>) -> (Vec<String>, Vec<Checked>) {
+pub fn check(
+    signals: Vec<v1::Signal>,
+    mode: signal::Mode,
+    rules: &Rules<'_>,
+) -> (Vec<String>, Vec<Checked>) {
     let event_ids: Vec<String> = signals.iter().map(|s| s.event_id.clone()).collect();
     let checked = signals
         .into_iter()
         .enumerate()
-        .map(|(i, wire)| prepare(i, wire, rules))
+        .map(|(i, wire)| prepare(i, wire, mode, rules))
         .collect();
     (event_ids, checked)
 }
 
-fn prepare(index: usize, wire: v1::Signal, rules: &Rules<'_>) -> Checked {
+fn prepare(index: usize, wire: v1::Signal, mode: signal::Mode, rules: &Rules<'_>) -> Checked {
     let prefix = format!("signals[{index}].");
     // Wire-level violations (an undefined enum number, a timestamp out of
     // the window) and the domain's, together: the caller fixes everything
@@ -80,6 +86,7 @@ fn prepare(index: usize, wire: v1::Signal, rules: &Rules<'_>) -> Checked {
     Ok(Prepared {
         index,
         kind,
+        mode,
         occurred_at_us,
         wire,
         domain,

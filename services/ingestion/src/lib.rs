@@ -358,7 +358,7 @@ impl Ingestion {
             checklist: &ts.onboarding_checklist,
         };
         let all_or_nothing = req.all_or_nothing;
-        let (event_ids, checked) = intake::check(req.signals, &rules);
+        let (event_ids, checked) = intake::check(req.signals, mode, &rules);
         let mut verdicts: Vec<Option<Verdict>> = Vec::with_capacity(checked.len());
         let mut valid: Vec<Prepared> = Vec::with_capacity(checked.len());
         for c in checked {
@@ -374,7 +374,7 @@ impl Ingestion {
             return Ok(respond(&event_ids, reject_all(verdicts)));
         }
         let indexes: Vec<usize> = valid.iter().map(|p| p.index).collect();
-        let written = self.write(tenant, mode, valid, all_or_nothing).await?;
+        let written = self.write(tenant, valid, all_or_nothing).await?;
         for (i, v) in indexes.into_iter().zip(written) {
             verdicts[i] = Some(v);
         }
@@ -405,7 +405,6 @@ impl Ingestion {
     async fn write(
         &self,
         tenant: &str,
-        mode: Mode,
         valid: Vec<Prepared>,
         all_or_nothing: bool,
     ) -> Result<Vec<Verdict>, Error> {
@@ -413,11 +412,10 @@ impl Ingestion {
             return Ok(Vec::new());
         }
         if !all_or_nothing && let Some(g) = &self.inner.group {
-            return g.submit(tenant, mode, valid).await;
+            return g.submit(tenant, valid).await;
         }
         let call = commit::Call {
             tenant,
-            mode,
             signals: &valid,
         };
         let now = self.inner.clock.now_micros();

@@ -116,7 +116,6 @@ pub async fn claim_ids(
 pub async fn insert_signals(
     tx: &DatabaseTransaction,
     tenant: &str,
-    mode: Mode,
     signals: &[&Prepared],
     now: i64,
 ) -> Result<(), DbErr> {
@@ -130,12 +129,16 @@ pub async fn insert_signals(
     });
     if tx.get_database_backend() == DatabaseBackend::Postgres {
         let sql = "INSERT INTO signals (tenant_id, account_id, occurred_at, event_id, kind, mode, payload, ingested_at) \
-                   SELECT $1, a, o, e, k, $2, p, $3 \
-                   FROM UNNEST($4::text[], $5::int8[], $6::text[], $7::int2[], $8::bytea[]) AS t(a, o, e, k, p)";
+                   SELECT $1, a, o, e, k, m, p, $2 \
+                   FROM UNNEST($3::int2[], $4::text[], $5::int8[], $6::text[], $7::int2[], $8::bytea[]) AS t(m, a, o, e, k, p)";
         let values: Vec<Value> = vec![
             tenant.into(),
-            mode.code().into(),
             now.into(),
+            sorted
+                .iter()
+                .map(|s| s.mode.code())
+                .collect::<Vec<_>>()
+                .into(),
             sorted
                 .iter()
                 .map(|s| s.wire.account_id.clone())
@@ -173,7 +176,7 @@ pub async fn insert_signals(
                 s.occurred_at_us.into(),
                 s.wire.event_id.clone().into(),
                 s.kind.into(),
-                mode.code().into(),
+                s.mode.code().into(),
                 s.payload.clone().into(),
                 now.into(),
             ],
@@ -459,14 +462,12 @@ pub fn account_key(tenant: &str, account: &str) -> String {
 }
 
 /// One `SignalsRecorded` per touched account, in account order, keyed by
-/// [`account_key`]. The batch's facts go in `batches` too, so a coalescing
-/// consumer that receives several publications folded together reads all
-/// of them (`SignalsRecorded::merged`).
-pub fn signals_recorded(
-    tenant: &str,
-    mode: Mode,
-    signals: &[&Prepared],
-) -> Vec<(String, v1::SignalsRecorded)> {
+/// [`account_key`], with one `RecordedBatch` per mode among its signals
+/// (a shared transaction can hold a LIVE and a BACKFILL call), so a
+/// coalescing consumer that receives several publications folded together
+/// reads all of them (`SignalsRecorded::merged`). The singular fields say
+/// what the batches say together.
+pub fn signals_recorded(tenant: &str, signals: &[&Prepared]) -> Vec<(String, v1::SignalsRecorded)> {
     let mut by_account: BTreeMap<&str, Vec<&Prepared>> = BTreeMap::new();
     for s in signals {
         by_account
@@ -477,28 +478,36 @@ pub fn signals_recorded(
     by_account
         .into_iter()
         .map(|(account, list)| {
-            let earliest = list.iter().map(|s| s.occurred_at_us).min().unwrap_or(0);
-            let latest = list.iter().map(|s| s.occurred_at_us).max().unwrap_or(0);
-            let batch = v1::RecordedBatch {
-                earliest_occurred_at: Some(convert::from_micros(earliest)),
-                latest_occurred_at: Some(convert::from_micros(latest)),
-                signal_count: list.len() as i64,
-                mode: v1::IngestMode::from(mode) as i32,
-            };
-            let event = v1::SignalsRecorded {
+            let batches: Vec<v1::RecordedBatch> = [Mode::Live, Mode::Backfill]
+                .into_iter()
+                .filter_map(|mode| {
+                    let of: Vec<&&Prepared> = list.iter().filter(|s| s.mode == mode).collect();
+                    let earliest = of.iter().map(|s| s.occurred_at_us).min()?;
+                    let latest = of.iter().map(|s| s.occurred_at_us).max()?;
+                    Some(v1::RecordedBatch {
+                        earliest_occurred_at: Some(convert::from_micros(earliest)),
+                        latest_occurred_at: Some(convert::from_micros(latest)),
+                        signal_count: of.len() as i64,
+                        mode: v1::IngestMode::from(mode) as i32,
+                    })
+                })
+                .collect();
+            let mut event = v1::SignalsRecorded {
                 tenant_id: tenant.to_owned(),
                 account_id: account.to_owned(),
-                earliest_occurred_at: batch.earliest_occurred_at,
-                latest_occurred_at: batch.latest_occurred_at,
-                signal_count: batch.signal_count,
-                mode: batch.mode,
                 routable: list
                     .iter()
                     .filter(|s| is_routable(s))
                     .map(|s| s.wire.clone())
                     .collect(),
-                batches: vec![batch],
+                batches,
+                ..Default::default()
             };
+            let merged = event.merged();
+            event.earliest_occurred_at = merged.earliest_occurred_at;
+            event.latest_occurred_at = merged.latest_occurred_at;
+            event.signal_count = merged.signal_count;
+            event.mode = merged.mode;
             (account_key(tenant, account), event)
         })
         .collect()

@@ -757,3 +757,43 @@ retain_testkit::storage_test!(async fn open_streams_count_against_the_concurrenc
     })
     .await;
 });
+
+// LIVE and BACKFILL calls for the same accounts at once: group commit can
+// put both in one transaction, which must still lock the accounts in one
+// sorted run (grouping by mode made two runs and could deadlock against
+// another writer on PostgreSQL).
+retain_testkit::storage_test!(async fn live_and_backfill_calls_for_the_same_accounts_never_deadlock(db) {
+    let app = spawn_app::<Ingestion>(db).await;
+    let mut calls = Vec::new();
+    for round in 0..12 {
+        for client in 0..4 {
+            let backfill = (round + client) % 2 == 0;
+            let age = if backfill { 40 * 86_400 } else { 3_600 };
+            let signals: Vec<_> = (0..10)
+                .map(|a| {
+                    // Accounts in a different order per client; upserts lock rows.
+                    let a = if client % 2 == 0 { a } else { 9 - a };
+                    v1::Signal {
+                        occurred_at: ts(now() - age - round),
+                        ..signal(
+                            &format!("r{round}-c{client}-a{a}"),
+                            &format!("acct-{a}"),
+                            v1::signal::Body::Account(v1::AccountUpsert { plan: Some(format!("p{round}")), ..Default::default() }),
+                        )
+                    }
+                })
+                .collect();
+            let mut req = batch(signals);
+            if backfill {
+                req.mode = v1::IngestMode::Backfill as i32;
+            }
+            let client = app.client.clone();
+            calls.push(tokio::spawn(async move { client.clone().ingest_signals(with_token(WRITER, req)).await }));
+        }
+    }
+    for call in calls {
+        let r = call.await.unwrap().expect("no call fails").into_inner();
+        assert_eq!(r.accepted, 10);
+    }
+    assert_eq!(app.count("signals").await, 12 * 4 * 10);
+});

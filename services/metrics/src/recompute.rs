@@ -9,11 +9,11 @@
 
 use retain_bus::topics::{ACCOUNT_METRICS, SIGNALS_RECORDED};
 use retain_bus::{Delivery, Handler, HandlerError};
+use retain_domain::Timestamp;
 use retain_domain::signal::{self, Rules};
 use retain_domain::snapshot::account_snapshot;
-use retain_proto::{convert, v1};
-use retain_domain::Timestamp;
 use retain_domain::time::DAY;
+use retain_proto::{convert, v1};
 use retain_runtime::Clock;
 use retain_runtime::config::Tenants;
 use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
@@ -62,7 +62,11 @@ impl Recompute {
     }
 
     /// Runs [`Recompute::refresh_stale`] every `every` until `stop`.
-    pub async fn refresh_daily(&self, every: std::time::Duration, stop: tokio_util::sync::CancellationToken) {
+    pub async fn refresh_daily(
+        &self,
+        every: std::time::Duration,
+        stop: tokio_util::sync::CancellationToken,
+    ) {
         loop {
             match self.refresh_stale(1_000).await {
                 Ok(0) => {}

@@ -104,7 +104,10 @@ pub async fn stale_snapshots(
             backend,
             "SELECT tenant_id, account_id FROM account_metrics WHERE as_of < $1 \
              ORDER BY as_of LIMIT $2",
-            [before.into(), i64::try_from(limit).unwrap_or(i64::MAX).into()],
+            [
+                before.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
         ))
         .await?;
     rows.into_iter()

@@ -1,0 +1,272 @@
+//! The metrics consumer beside ingestion, measured in one run on
+//! PostgreSQL: how fast ingestion takes a generated history in, how fast
+//! the metrics consumer turns it into snapshots (its backlog over time),
+//! the latency from an `IngestSignals` reply to the updated snapshot being
+//! readable, and the process's peak resident memory.
+//!
+//! Run: `cargo bench -p retain-metrics --bench consumer`
+//! Env: `METRICS_BENCH_ACCOUNTS` (400), `METRICS_BENCH_CLIENTS` (4),
+//! `RETAIN_BENCH_DATABASE_URL` (an admin URL; otherwise a durable
+//! throwaway cluster).
+
+#![allow(clippy::unwrap_used, clippy::print_stdout)] // A benchmark fails loudly and prints.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use retain_bus::{Bus, groups, topics};
+use retain_datagen::{Config, generate};
+use retain_ingestion::{Ingestion, IngestionSettings};
+use retain_metrics::{Metrics, MetricsSettings};
+use retain_proto::v1;
+use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
+use retain_proto::v1::metrics_service_client::MetricsServiceClient;
+use retain_runtime::{Clock, Context, ServeOptions, Service, Settings};
+use retain_testkit::{BenchPostgres, READER, WRITER, authenticator, with_token};
+use tokio_util::sync::CancellationToken;
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    if sorted.is_empty() {
+        return Duration::ZERO;
+    }
+    let i = ((sorted.len() - 1) as f64 * p).round() as usize;
+    sorted[i]
+}
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        println!("consumer: run with `cargo bench -p retain-metrics --bench consumer`");
+        return;
+    }
+    let accounts = env_usize("METRICS_BENCH_ACCOUNTS", 400);
+    let clients = env_usize("METRICS_BENCH_CLIENTS", 4).max(1);
+    let pg = BenchPostgres::start().expect("PostgreSQL for the benchmark");
+    let url = pg.database("retain_metrics_bench").await.unwrap();
+    let db = retain_store::connect(
+        &url,
+        &retain_store::PoolOptions {
+            max_connections: 16,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    retain_store::migrate(&db).await.unwrap();
+
+    let mut settings = Settings::default();
+    settings.telemetry.log_filter = "warn".into();
+    let _telemetry = retain_runtime::telemetry::init(&settings.telemetry, "metrics-bench").unwrap();
+    settings.tenants.default.base_currency = "EUR".into();
+    settings.server.max_message_bytes = 16 << 20;
+    let ctx = Context {
+        db: db.clone(),
+        settings: settings.clone(),
+        clock: Clock::system(),
+    };
+    let own = IngestionSettings {
+        tenant_signals_per_second: 0,
+        ..Default::default()
+    };
+    let services = Ingestion::build(&ctx, own)
+        .unwrap()
+        .merge(Metrics::build(&ctx, MetricsSettings::default()).unwrap());
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let opts = ServeOptions {
+        settings: settings.server.clone(),
+        auth: Arc::new(authenticator()),
+        db: db.clone(),
+        health_interval: Duration::from_secs(5),
+    };
+    let server = tokio::spawn(retain_runtime::serve(
+        listener,
+        opts,
+        services,
+        shutdown.clone(),
+    ));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let data = generate(&Config {
+        accounts,
+        now,
+        ..Config::default()
+    });
+    let batches: Vec<v1::IngestSignalsRequest> = data
+        .in_delivery_order(3)
+        .batches(1_000)
+        .into_iter()
+        .map(|b| b.request())
+        .collect();
+    let total: usize = batches.iter().map(|b| b.signals.len()).sum();
+
+    // Backlog sampler: pending + leased metrics messages, every 250 ms.
+    let bus = Bus::new(db.clone());
+    let started = Instant::now();
+    let sampler = {
+        let bus = bus.clone();
+        tokio::spawn(async move {
+            let mut samples = Vec::new();
+            loop {
+                let s = bus
+                    .stats(topics::SIGNALS_RECORDED.name(), groups::METRICS)
+                    .await
+                    .unwrap();
+                samples.push((started.elapsed(), s.pending + s.leased));
+                if samples.len() > 8
+                    && s.pending + s.leased == 0
+                    && samples[samples.len() - 2].1 == 0
+                {
+                    return samples;
+                }
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    };
+    let queue = Arc::new(tokio::sync::Mutex::new(batches));
+    let mut senders = Vec::new();
+    for _ in 0..clients {
+        let (queue, channel) = (queue.clone(), channel.clone());
+        senders.push(tokio::spawn(async move {
+            let mut client =
+                IngestionServiceClient::new(channel).max_encoding_message_size(16 << 20);
+            loop {
+                let Some(batch) = queue.lock().await.pop() else {
+                    return;
+                };
+                let r = client
+                    .ingest_signals(with_token(WRITER, batch))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert_eq!(r.rejected, 0);
+            }
+        }));
+    }
+    for s in senders {
+        s.await.unwrap();
+    }
+    let ingested = started.elapsed();
+    let samples = sampler.await.unwrap();
+    let drained = samples.last().map_or(ingested, |s| s.0);
+
+    // Latency: single LIVE signals at a steady pace, reply → snapshot.
+    let mut ingest = IngestionServiceClient::new(channel.clone());
+    let mut metrics = MetricsServiceClient::new(channel.clone());
+    let mut latencies = Vec::new();
+    for i in 0..100 {
+        let account = data.accounts[i % data.accounts.len()].id.clone();
+        let before = metrics
+            .get_account_metrics(with_token(
+                READER,
+                v1::GetAccountMetricsRequest {
+                    account_id: account.clone(),
+                },
+            ))
+            .await
+            .map(|r| r.into_inner().snapshot.unwrap().sessions_30d.unwrap_or(0))
+            .unwrap_or(0);
+        let signal = v1::Signal {
+            event_id: format!("latency-{i}"),
+            account_id: account.clone(),
+            occurred_at: Some(prost_types::Timestamp {
+                seconds: now - 60,
+                nanos: 0,
+            }),
+            body: Some(v1::signal::Body::Session(v1::Session {
+                user_id: "bench".into(),
+                duration_seconds: 60,
+            })),
+        };
+        ingest
+            .ingest_signals(with_token(
+                WRITER,
+                v1::IngestSignalsRequest {
+                    signals: vec![signal],
+                    ..Default::default()
+                },
+            ))
+            .await
+            .unwrap();
+        let replied = Instant::now();
+        loop {
+            let now_sessions = metrics
+                .get_account_metrics(with_token(
+                    READER,
+                    v1::GetAccountMetricsRequest {
+                        account_id: account.clone(),
+                    },
+                ))
+                .await
+                .map(|r| r.into_inner().snapshot.unwrap().sessions_30d.unwrap_or(0))
+                .unwrap_or(0);
+            if now_sessions > before {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        latencies.push(replied.elapsed());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    latencies.sort();
+    shutdown.cancel();
+    let _ = server.await;
+
+    println!();
+    println!(
+        "metrics consumer beside ingestion, PostgreSQL, {accounts} accounts, {total} signals, {clients} clients × 1,000-signal batches"
+    );
+    println!(
+        "ingestion: {:.1} s → {:.0} signals/s   (the baseline: the same run's intake rate)",
+        ingested.as_secs_f64(),
+        total as f64 / ingested.as_secs_f64()
+    );
+    println!(
+        "metrics backlog drained at {:.1} s → {:.0} signals/s turned into snapshots ({:.0} % of ingestion's rate)",
+        drained.as_secs_f64(),
+        total as f64 / drained.as_secs_f64(),
+        100.0 * ingested.as_secs_f64() / drained.as_secs_f64()
+    );
+    let peak = samples.iter().map(|s| s.1).max().unwrap_or(0);
+    println!("backlog (pending + leased metrics messages) over time, peak {peak}:");
+    for (t, n) in samples.iter().step_by((samples.len() / 12).max(1)) {
+        println!("  {:>6.2} s  {n:>6}", t.as_secs_f64());
+    }
+    println!(
+        "reply → snapshot readable, 100 single LIVE signals: p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
+        percentile(&latencies, 0.5).as_secs_f64() * 1e3,
+        percentile(&latencies, 0.99).as_secs_f64() * 1e3,
+        latencies.last().unwrap().as_secs_f64() * 1e3
+    );
+    println!(
+        "peak resident memory of this process (client, both services, no database): {:.0} MiB",
+        peak_rss_mib()
+    );
+}
