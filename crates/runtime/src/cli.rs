@@ -111,11 +111,7 @@ pub async fn run<S: Service>() -> anyhow::Result<()> {
     } else {
         retain_store::check_migrated(&db).await?;
     }
-    let ctx = Context {
-        db: db.clone(),
-        settings: settings.clone(),
-        clock: Clock::system(),
-    };
+    let ctx = Context::new(db.clone(), settings.clone(), Clock::system());
     let services = S::build(&ctx, own)?;
     let addr = settings.server.listen_addr()?;
     let listener = tokio::net::TcpListener::bind(addr)

@@ -23,6 +23,24 @@ pub struct Context {
     pub settings: Settings,
     /// Where the service reads the time.
     pub clock: Clock,
+    /// The bus over `db`, shared by every service of the process: a
+    /// publisher's `wake` after a commit wakes this process's idle
+    /// consumers at once (other processes find the message at their next
+    /// poll).
+    pub bus: retain_bus::Bus,
+}
+
+impl Context {
+    /// A context over `db` with `settings` and `clock`, and a bus over `db`.
+    pub fn new(db: DatabaseConnection, settings: Settings, clock: Clock) -> Self {
+        let bus = retain_bus::Bus::new(db.clone());
+        Self {
+            db,
+            settings,
+            clock,
+            bus,
+        }
+    }
 }
 
 /// A Retain service.

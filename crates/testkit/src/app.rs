@@ -94,11 +94,7 @@ pub async fn spawn_composed(
     clock: Clock,
     build: impl FnOnce(&Context) -> anyhow::Result<Services>,
 ) -> TestApp {
-    let ctx = Context {
-        db: db.conn.clone(),
-        settings: settings.clone(),
-        clock,
-    };
+    let ctx = Context::new(db.conn.clone(), settings.clone(), clock);
     let services = build(&ctx).expect("build the services");
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();

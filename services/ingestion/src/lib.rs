@@ -209,6 +209,7 @@ struct Inner {
     group: Option<group::GroupCommit>,
     max_message_bytes: usize,
     clock: Clock,
+    bus: retain_bus::Bus,
 }
 
 impl Service for Ingestion {
@@ -257,6 +258,7 @@ impl Ingestion {
                 recent,
                 max_message_bytes: ctx.settings.server.max_message_bytes,
                 clock: ctx.clock.clone(),
+                bus: ctx.bus.clone(),
             }),
         };
         Ok((ingestion, workers))
@@ -375,6 +377,11 @@ impl Ingestion {
         }
         let indexes: Vec<usize> = valid.iter().map(|p| p.index).collect();
         let written = self.write(tenant, valid, all_or_nothing).await?;
+        if written.contains(&Verdict::Accepted) {
+            // Committed: this process's idle consumers (metrics in the
+            // all-in-one mode) look now instead of at their next poll.
+            self.inner.bus.wake();
+        }
         for (i, v) in indexes.into_iter().zip(written) {
             verdicts[i] = Some(v);
         }

@@ -77,11 +77,7 @@ async fn main() {
     let _telemetry = retain_runtime::telemetry::init(&settings.telemetry, "metrics-bench").unwrap();
     settings.tenants.default.base_currency = "EUR".into();
     settings.server.max_message_bytes = 16 << 20;
-    let ctx = Context {
-        db: db.clone(),
-        settings: settings.clone(),
-        clock: Clock::system(),
-    };
+    let ctx = Context::new(db.clone(), settings.clone(), Clock::system());
     let own = IngestionSettings {
         tenant_signals_per_second: 0,
         ..Default::default()

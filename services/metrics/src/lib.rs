@@ -23,7 +23,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use retain_bus::topics::SIGNALS_RECORDED;
-use retain_bus::{Bus, Consumer, ConsumerOptions, groups};
+use retain_bus::{Consumer, ConsumerOptions, groups};
 use retain_proto::v1;
 use retain_proto::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
 use retain_runtime::auth::{Principal, Role};
@@ -198,7 +198,7 @@ impl Service for Metrics {
             clock: ctx.clock.clone(),
         };
         let mut workers = Workers::new();
-        let db = ctx.db.clone();
+        let bus = ctx.bus.clone();
         let consumer_recompute = recompute.clone();
         workers.add("metrics.signals-recorded", move |stop| async move {
             let mut opts = ConsumerOptions::new(format!(
@@ -208,8 +208,7 @@ impl Service for Metrics {
             ));
             opts.batch_size = own.consumer_batch;
             opts.lease = Duration::from_secs(own.consumer_lease_seconds);
-            match Consumer::new(Bus::new(db), SIGNALS_RECORDED.name(), groups::METRICS, opts).await
-            {
+            match Consumer::new(bus, SIGNALS_RECORDED.name(), groups::METRICS, opts).await {
                 Ok(consumer) => consumer.run(&consumer_recompute, stop).await,
                 // Without its subscription the consumer cannot run: the
                 // worker ends, which stops the server (the migrations

@@ -504,11 +504,11 @@ async fn serve(
             name: "loadgen".into(),
         },
     );
-    let ctx = retain_runtime::Context {
-        db: db.clone(),
-        settings: settings.clone(),
-        clock: retain_runtime::Clock::system(),
-    };
+    let ctx = retain_runtime::Context::new(
+        db.clone(),
+        settings.clone(),
+        retain_runtime::Clock::system(),
+    );
     let services = <retain_ingestion::Ingestion as retain_runtime::Service>::build(&ctx, own)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
