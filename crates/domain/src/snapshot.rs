@@ -31,6 +31,9 @@ pub struct AccountSnapshot {
     /// Current MRR in minor units of the tenant's currency (0 without a
     /// subscription).
     pub mrr_minor: i64,
+    /// Whether the account ever had a session (up to `as_of`): without
+    /// one, usage is *not measured*, which differs from zero.
+    pub has_sessions: bool,
     /// Days with at least one session in the window.
     pub active_days_30d: u32,
     /// Sessions in the window.
@@ -51,10 +54,11 @@ pub struct AccountSnapshot {
     /// Missing onboarding milestones, in checklist order.
     pub milestones_missing: Vec<String>,
     /// Incomplete onboarding with a failed milestone or no progress for
-    /// [`STUCK_AFTER_DAYS`].
+    /// [`STUCK_AFTER_DAYS`]. Only an account that reported a milestone has
+    /// an onboarding to be stuck in.
     pub onboarding_stuck: bool,
     /// Onboarding score (achieved / checklist × 100); `None` without a
-    /// checklist.
+    /// checklist or before the account's first milestone signal.
     pub onboarding_score: Option<f64>,
 }
 
@@ -79,9 +83,12 @@ pub fn account_snapshot(
     let mut milestones: Vec<MilestoneFact> = Vec::new();
     for s in &ordered {
         match &s.body {
-            SignalBody::Session { .. } if in_window(s) => {
-                snap.sessions_30d += 1;
-                active_days.insert(s.occurred_at.day_number());
+            SignalBody::Session { .. } => {
+                snap.has_sessions = true;
+                if in_window(s) {
+                    snap.sessions_30d += 1;
+                    active_days.insert(s.occurred_at.day_number());
+                }
             }
             SignalBody::Action {
                 action_key, count, ..
@@ -124,7 +131,7 @@ pub fn account_snapshot(
         let sum: i64 = latest_nps.values().sum();
         snap.nps_mean = Some(sum as f64 / latest_nps.len() as f64);
     }
-    if !checklist.is_empty() {
+    if !checklist.is_empty() && !milestones.is_empty() {
         let started_at = ordered.first().map_or(as_of, |s| s.occurred_at);
         let facts: Vec<&MilestoneFact> = milestones.iter().collect();
         let o = onboarding(checklist, &facts, started_at, as_of, STUCK_AFTER_DAYS);
@@ -137,12 +144,12 @@ pub fn account_snapshot(
 }
 
 impl AccountSnapshot {
-    /// What the health model scores. Tickets are always measured (no
-    /// ticket is data: zero); the other inputs are missing until their
-    /// first signal.
+    /// What the health model scores. Tickets and actions are always
+    /// measured (none is data: zero); usage is missing until the first
+    /// session, the other inputs until their first signal.
     pub fn health(&self) -> HealthSnapshot {
         HealthSnapshot {
-            active_days_30d: Some(f64::from(self.active_days_30d)),
+            active_days_30d: self.has_sessions.then_some(f64::from(self.active_days_30d)),
             nps_mean: self.nps_mean,
             tickets_opened_30d: Some(f64::from(self.tickets_opened_30d)),
             billing_status: self.billing_status,

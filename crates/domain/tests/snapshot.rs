@@ -129,3 +129,37 @@ fn arrival_order_never_changes_a_snapshot() {
     reversed.reverse();
     assert_eq!(account_snapshot(&reversed, at(30, 0), &checklist), forward);
 }
+
+#[test]
+fn an_account_without_sessions_has_no_usage_rather_than_zero() {
+    let eur = Currency::parse("EUR").unwrap();
+    let only_billing = vec![
+        s("b-1", at(5, 9), SignalBody::Billing(BillingStatus::Current)),
+        s(
+            "m-1",
+            at(4, 9),
+            SignalBody::Subscription {
+                amount: Money::new(5_000, eur),
+                interval: BillingInterval::Monthly,
+                churn_reason: None,
+                add_on: false,
+            },
+        ),
+    ];
+    let checklist = vec!["connect_data".to_owned()];
+    let snap = account_snapshot(&only_billing, at(30, 0), &checklist);
+    assert!(!snap.has_sessions);
+    assert_eq!(
+        snap.health().active_days_30d,
+        None,
+        "not measured, not zero"
+    );
+    // Nor is an account that never reported a milestone stuck in onboarding.
+    assert!(!snap.onboarding_stuck);
+    assert_eq!(snap.onboarding_score, None);
+    // One session, even outside the window, makes usage measured (zero).
+    let mut with_old_session = only_billing;
+    with_old_session.push(s("s-old", Timestamp::from_ymd(2026, 3, 1), session()));
+    let snap = account_snapshot(&with_old_session, at(30, 0), &checklist);
+    assert_eq!(snap.health().active_days_30d, Some(0.0));
+}

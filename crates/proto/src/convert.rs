@@ -462,8 +462,13 @@ pub fn snapshot_to_proto(
         plan: account.plan.clone().unwrap_or_default(),
         as_of: Some(from_micros(snap.as_of.micros())),
         mrr: Some(money_to_proto(Money::new(snap.mrr_minor, currency))),
-        active_days_30d: Some(i32::try_from(snap.active_days_30d).unwrap_or(i32::MAX)),
-        sessions_30d: Some(i64::try_from(snap.sessions_30d).unwrap_or(i64::MAX)),
+        // Usage is unset, not 0, for an account that never had a session.
+        active_days_30d: snap
+            .has_sessions
+            .then(|| i32::try_from(snap.active_days_30d).unwrap_or(i32::MAX)),
+        sessions_30d: snap
+            .has_sessions
+            .then(|| i64::try_from(snap.sessions_30d).unwrap_or(i64::MAX)),
         nps_mean: snap.nps_mean,
         tickets_opened_30d: Some(i32::try_from(snap.tickets_opened_30d).unwrap_or(i32::MAX)),
         ticket_topics_30d: snap

@@ -80,6 +80,15 @@ fn prepare(index: usize, wire: v1::Signal, mode: signal::Mode, rules: &Rules<'_>
             return Err(all.prefixed(&prefix).0);
         }
     };
+    let mut domain = domain;
+    let mut wire = wire;
+    if matches!(domain.body, SignalBody::Cost { .. }) {
+        // A cost is portfolio-wide whatever account id it carries (the
+        // contract says it is ignored): stored under `*`, it never creates
+        // an account.
+        domain.account_id = PORTFOLIO.to_owned();
+        wire.account_id = PORTFOLIO.to_owned();
+    }
     let (kind, occurred_at_us) = (domain.body.kind().code(), domain.occurred_at.micros());
     let payload = wire.encode_to_vec();
     let hash: [u8; 32] = Sha256::digest(&payload).into();

@@ -181,3 +181,21 @@ retain_testkit::storage_test!(async fn list_filters_and_pages_stably(db) {
     }
     assert_eq!(list(&app, INGEST_ONLY, v1::ListAccountsRequest::default()).await.unwrap_err().code(), Code::PermissionDenied);
 });
+
+// A cost's account id is ignored (the contract says so): it is stored as
+// portfolio-wide and never creates an account.
+retain_testkit::storage_test!(async fn a_cost_never_creates_an_account(db) {
+    let app = spawn_app::<Ingestion>(db).await;
+    let cost = signal(
+        "cost-1",
+        "c1",
+        Body::Cost(v1::Cost {
+            kind: v1::CostKind::CustomerSuccess as i32,
+            amount: eur(10_000),
+            period: Some(v1::Period { start: ts(now() - 40 * 86_400), end: ts(now() - 10 * 86_400) }),
+        }),
+    );
+    assert_eq!(app.send(vec![cost]).await.accepted, 1);
+    assert_eq!(app.count("accounts").await, 0);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM signals WHERE account_id = '*'").await, 1);
+});

@@ -160,20 +160,44 @@ impl Facts {
 pub fn portfolio(
     facts: &Facts,
     period: Period,
+    now: retain_domain::Timestamp,
+    filtered: bool,
     currency: Currency,
     checklist: &[String],
     segments: &HashMap<String, String>,
 ) -> Result<v1::GetPortfolioMetricsResponse, Error> {
+    // KPIs measured "as of" the period's end (active users, onboarding)
+    // are measured as of now when the period has not ended yet.
+    let as_of = period.end.min(now).max(period.start);
     let rev: RevenueKpis = revenue::revenue_kpis(&facts.changes, period, currency)
         .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))?;
     let logo_churn = rev.logo_churn_rate();
     let ltv = revenue::ltv(rev.arpa, Ratio::ONE, logo_churn);
-    let costs = CostRollup::from_costs(&facts.costs, period, currency)
-        .map_err(|e| Error::Internal(format!("costs: {e}")))?;
-    let crc = costs.crc(currency, rev.start_cohort);
-    let cac = costs.cac(currency, rev.new_accounts);
-    let ltv_to_cac = ltv.ratio_to(cac).unwrap_or(Exact::Absent(Absence::NoData));
-    let ltv_to_crc = ltv.ratio_to(crc).unwrap_or(Exact::Absent(Absence::NoData));
+    // Costs are portfolio-level: under a segment/plan filter CRC and CAC
+    // (and the ratios and warnings built on them) are not applicable.
+    let (crc, cac, ltv_to_cac, ltv_to_crc) = if filtered {
+        let none = MoneyMeasure {
+            currency,
+            minor: Exact::Absent(Absence::NoData),
+        };
+        (
+            none,
+            none,
+            Exact::Absent(Absence::NoData),
+            Exact::Absent(Absence::NoData),
+        )
+    } else {
+        let costs = CostRollup::from_costs(&facts.costs, period, currency)
+            .map_err(|e| Error::Internal(format!("costs: {e}")))?;
+        let crc = costs.crc(currency, rev.start_cohort);
+        let cac = costs.cac(currency, rev.new_accounts);
+        (
+            crc,
+            cac,
+            ltv.ratio_to(cac).unwrap_or(Exact::Absent(Absence::NoData)),
+            ltv.ratio_to(crc).unwrap_or(Exact::Absent(Absence::NoData)),
+        )
+    };
     let in_period: Vec<Purchase> = facts
         .purchases
         .iter()
@@ -182,10 +206,16 @@ pub fn portfolio(
         .collect();
     let clv = match revenue::purchase_rates(&in_period, period, currency) {
         Ok((avg, per_month)) => {
-            let lifetime = Exact::ratio(
-                i128::from(rev.start_cohort),
-                i128::from(rev.churned_accounts),
-            );
+            // Lifetime = 1 / logo churn: absent with the churn rate (no
+            // start cohort, or no churn).
+            let lifetime = if rev.start_cohort == 0 {
+                Exact::Absent(Absence::ZeroDenominator)
+            } else {
+                Exact::ratio(
+                    i128::from(rev.start_cohort),
+                    i128::from(rev.churned_accounts),
+                )
+            };
             revenue::clv(avg, per_month, lifetime)
         }
         Err(e) => return Err(Error::Internal(format!("purchases: {e}"))),
@@ -208,10 +238,15 @@ pub fn portfolio(
         (d + 1, r + u64::from(v.2 == RenewalOutcome::Renewed))
     });
 
-    let active = adoption::active(&facts.sessions, period.end);
+    let active = adoption::active(&facts.sessions, as_of);
+    let elapsed = Period::new(period.start, as_of).unwrap_or(period);
     let paying: HashSet<&str> = paying_at_end(&facts.changes, period);
-    let usage =
-        adoption::product_usage_rate(&facts.sessions, period, &paying, USAGE_TARGET_DAYS_PER_WEEK);
+    let usage = adoption::product_usage_rate(
+        &facts.sessions,
+        elapsed,
+        &paying,
+        USAGE_TARGET_DAYS_PER_WEEK,
+    );
     let trials: Vec<TrialFact> = facts
         .trials
         .iter()
@@ -284,14 +319,14 @@ pub fn portfolio(
         (
             v1::Kpi::SessionsPerDay,
             number(
-                adoption::sessions_per_day(&facts.sessions, period),
+                adoption::sessions_per_day(&facts.sessions, elapsed),
                 v1::KpiUnit::Count,
             ),
         ),
         (
             v1::Kpi::TimeInApp,
             number(
-                adoption::time_in_app(&facts.sessions, period),
+                adoption::time_in_app(&facts.sessions, elapsed),
                 v1::KpiUnit::Seconds,
             ),
         ),

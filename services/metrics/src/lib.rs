@@ -76,7 +76,11 @@ impl MetricsService for Metrics {
         let settings = self.tenants.of(tenant);
         let inputs =
             portfolio::Inputs::load(&self.db, tenant, settings, req.filter.as_ref()).await?;
-        Ok(Response::new(inputs.metrics(settings, period)?))
+        let (settings, now) = (settings.clone(), self.clock.now());
+        let metrics = self
+            .compute(move |_| inputs.metrics(&settings, period, now))
+            .await?;
+        Ok(Response::new(metrics))
     }
 
     async fn get_mrr_bridge(
@@ -115,7 +119,10 @@ impl MetricsService for Metrics {
         let settings = self.tenants.of(tenant);
         let inputs =
             portfolio::Inputs::load(&self.db, tenant, settings, req.filter.as_ref()).await?;
-        let metrics = inputs.metrics(settings, period)?;
+        let (settings, now) = (settings.clone(), self.clock.now());
+        let metrics = self
+            .compute(move |_| inputs.metrics(&settings, period, now))
+            .await?;
         Ok(Response::new(scorecard::build(&headline, metrics)))
     }
 
@@ -146,21 +153,64 @@ impl MetricsService for Metrics {
         let settings = self.tenants.of(tenant);
         let inputs =
             portfolio::Inputs::load(&self.db, tenant, settings, req.filter.as_ref()).await?;
-        let mut points = Vec::with_capacity(buckets.len());
-        for bucket in buckets {
-            let metrics = inputs.metrics(settings, bucket)?;
-            points.push(v1::KpiPoint {
-                period: Some(kpis::period_to_proto(bucket)),
-                value: metrics
-                    .kpis
-                    .into_iter()
-                    .find(|e| e.kpi == kpi as i32)
-                    .and_then(|e| e.value),
-            });
-        }
+        let (settings, now) = (settings.clone(), self.clock.now());
+        let points = self
+            .compute(move |cancelled| {
+                let mut points = Vec::with_capacity(buckets.len());
+                for bucket in buckets {
+                    if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+                        return Err(Error::Unavailable("the call was cancelled".into()));
+                    }
+                    let metrics = inputs.metrics(&settings, bucket, now)?;
+                    points.push(v1::KpiPoint {
+                        period: Some(kpis::period_to_proto(bucket)),
+                        value: metrics
+                            .kpis
+                            .into_iter()
+                            .find(|e| e.kpi == kpi as i32)
+                            .and_then(|e| e.value),
+                    });
+                }
+                Ok(points)
+            })
+            .await?;
         Ok(Response::new(v1::GetKpiSeriesResponse { points }))
     }
 }
+
+impl Metrics {
+    /// Runs a KPI computation off the async workers (it is CPU work: health
+    /// probes and other calls must not wait behind it), at most
+    /// [`HEAVY_QUERIES`] at a time per replica. `work` is told when the
+    /// caller has gone away, so a long series stops early.
+    async fn compute<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&std::sync::atomic::AtomicBool) -> Result<T, Error> + Send + 'static,
+    ) -> Result<T, Error> {
+        let _permit = self
+            .heavy
+            .acquire()
+            .await
+            .map_err(|_| Error::Unavailable("the server is shutting down".into()))?;
+        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        /// Marks the computation cancelled when the call's future is dropped.
+        struct OnDrop(Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for OnDrop {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
+        let guard = OnDrop(cancelled.clone());
+        let result = tokio::task::spawn_blocking(move || work(&cancelled))
+            .await
+            .map_err(|e| Error::Internal(format!("KPI computation: {e}")))?;
+        std::mem::forget(guard);
+        result
+    }
+}
+
+/// KPI computations one replica runs at once; further calls wait.
+pub const HEAVY_QUERIES: usize = 2;
 
 /// Most points one `GetKpiSeries` answer holds.
 pub const MAX_SERIES_POINTS: usize = 366;
@@ -183,6 +233,7 @@ pub struct Metrics {
     db: DatabaseConnection,
     tenants: Arc<Tenants>,
     clock: Clock,
+    heavy: Arc<tokio::sync::Semaphore>,
 }
 
 impl Service for Metrics {
@@ -225,6 +276,7 @@ impl Service for Metrics {
             db: ctx.db.clone(),
             tenants,
             clock: ctx.clock.clone(),
+            heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_QUERIES)),
         };
         Ok(Services::new()
             .with(MetricsServiceServer::new(metrics))

@@ -126,33 +126,45 @@ pub async fn signals(
         ),
     };
     let rows = db.query_all_raw(stmt).await?;
-    // Stored signals were valid when accepted; they are parsed again
-    // without the rules that depend on when they arrived.
-    let rules = Rules {
-        now: Timestamp::from_micros(i64::MAX / 4),
-        max_future_seconds: 0,
-        max_past_seconds: None,
-        base_currency: settings.base_currency,
-        checklist: &settings.onboarding_checklist,
-    };
-    let mut out = Vec::with_capacity(rows.len());
+    let mut raw: Vec<(String, Vec<u8>)> = Vec::with_capacity(rows.len());
     for row in rows {
         let account: String = row.try_get_by_index(0)?;
         let portfolio_wide = account == signal::PORTFOLIO;
         if !portfolio_wide && accounts.is_some_and(|a| !a.contains(&account)) {
             continue;
         }
-        let payload: Vec<u8> = row.try_get_by_index(1)?;
-        let wire = v1::Signal::decode(payload.as_slice())
-            .map_err(|e| Error::Internal(format!("a stored signal does not decode: {e}")))?;
-        match convert::signal_from_proto(&wire).and_then(|raw| signal::validate(&raw, &rules)) {
-            Ok(valid) => out.push(valid),
-            Err(v) => {
-                tracing::warn!(%tenant, event_id = %wire.event_id, violations = %v, "stored signal skipped")
+        raw.push((account, row.try_get_by_index(1)?));
+    }
+    let (currency, checklist) = (
+        settings.base_currency,
+        settings.onboarding_checklist.clone(),
+    );
+    let tenant = tenant.to_owned();
+    // Decoding is CPU work: off the async workers, so health probes and
+    // other calls are not starved by a large selection.
+    tokio::task::spawn_blocking(move || {
+        // Stored signals were valid when accepted; they are parsed again
+        // without the rules that depend on when they arrived.
+        let rules = Rules {
+            now: Timestamp::from_micros(i64::MAX / 4),
+            max_future_seconds: 0,
+            max_past_seconds: None,
+            base_currency: currency,
+            checklist: &checklist,
+        };
+        let mut out = Vec::with_capacity(raw.len());
+        for (_, payload) in raw {
+            let wire = v1::Signal::decode(payload.as_slice())
+                .map_err(|e| Error::Internal(format!("a stored signal does not decode: {e}")))?;
+            match convert::signal_from_proto(&wire).and_then(|raw| signal::validate(&raw, &rules)) {
+                Ok(valid) => out.push(valid),
+                Err(v) => tracing::warn!(%tenant, event_id = %wire.event_id, violations = %v, "stored signal skipped"),
             }
         }
-    }
-    Ok(out)
+        Ok(out)
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("decoding signals: {e}")))?
 }
 
 /// Every subscription change of the selected accounts, as MRR changes.
@@ -230,6 +242,7 @@ pub async fn mrr_bridge(
 pub struct Inputs {
     signals: Vec<signal::Signal>,
     segments: std::collections::HashMap<String, String>,
+    filtered: bool,
 }
 
 impl Inputs {
@@ -242,21 +255,26 @@ impl Inputs {
     ) -> Result<Self, Error> {
         let accounts = selected(db, tenant, filter).await?;
         Ok(Self {
+            filtered: accounts.is_some(),
             signals: signals(db, tenant, settings, accounts.as_ref(), None).await?,
             segments: segments(db, tenant).await?,
         })
     }
 
-    /// Every portfolio KPI of `period`.
+    /// Every portfolio KPI of `period`, as of `now` where it has not
+    /// ended.
     pub fn metrics(
         &self,
         settings: &Tenant,
         period: Period,
+        now: Timestamp,
     ) -> Result<v1::GetPortfolioMetricsResponse, Error> {
         let facts = crate::kpis::Facts::gather(&self.signals, period);
         crate::kpis::portfolio(
             &facts,
             period,
+            now,
+            self.filtered,
             settings.base_currency,
             &settings.onboarding_checklist,
             &self.segments,

@@ -110,7 +110,12 @@ impl Recompute {
                 parsed.ok()
             })
             .collect();
-        let snap = account_snapshot(&signals, now, &settings.onboarding_checklist);
+        // As of now — or of the account's latest signal when a client's
+        // clock is a little ahead (ingestion accepts up to
+        // max_future_seconds), so an accepted signal is never left out.
+        let latest = signals.iter().map(|s| s.occurred_at).max();
+        let as_of = latest.map_or(now, |l| if l >= now { l.plus_micros(1) } else { now });
+        let snap = account_snapshot(&signals, as_of, &settings.onboarding_checklist);
         let tx = self.db.begin().await?;
         let row = sql::account_row(&tx, tenant, account).await?;
         let record = retain_domain::Account {

@@ -37,16 +37,16 @@ impl Section for MetricsSettings {
                 "must be 1 to 10000",
             ));
         }
-        if self.consumer_lease_seconds == 0 {
+        if !(1..=3_600).contains(&self.consumer_lease_seconds) {
             return Err(ConfigError::invalid(
                 "metrics.consumer_lease_seconds",
-                "must be at least 1",
+                "must be 1 to 3600",
             ));
         }
-        if self.refresh_interval_seconds == 0 {
+        if !(1..=86_400).contains(&self.refresh_interval_seconds) {
             return Err(ConfigError::invalid(
                 "metrics.refresh_interval_seconds",
-                "must be at least 1",
+                "must be 1 to 86400",
             ));
         }
         Ok(())

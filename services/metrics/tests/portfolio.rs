@@ -188,9 +188,51 @@ retain_testkit::storage_test!(async fn portfolio_kpis_match_the_signals_sent(db)
     // Adoption, as of the period's end.
     assert_eq!((count(&p, v1::Kpi::Dau), count(&p, v1::Kpi::Wau), count(&p, v1::Kpi::Mau)), (1, 2, 3));
     assert!(close(number(&p, v1::Kpi::TrialToPaid), 50.0));
+    // Under a segment filter, portfolio-level costs do not apply: CRC, CAC
+    // and the ratios on them are absent and raise no warning.
+    let filtered = MetricsServiceClient::new(app.channel.clone())
+        .get_portfolio_metrics(with_token(
+            READER,
+            v1::GetPortfolioMetricsRequest {
+                period: Some(period),
+                filter: Some(v1::AccountFilter { segments: vec!["Agencies".into()], plans: vec![] }),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    for kpi in [v1::Kpi::Crc, v1::Kpi::Cac, v1::Kpi::LtvToCac, v1::Kpi::LtvToCrc] {
+        assert!(matches!(value(&filtered, kpi), KpiResult::Absent(_)), "{kpi:?}");
+    }
+    assert!(!filtered.insights.iter().any(|i| i.key.starts_with("ltv_to_c")), "{:?}", filtered.insights);
     // No purchase: CLV is absent, and says why.
     match value(&p, v1::Kpi::Clv) {
         KpiResult::Absent(a) => assert!(!a.detail.is_empty()),
+        other => panic!("CLV: {other:?}"),
+    }
+});
+
+// With nobody paying at the period's start the lifetime (1 / logo churn)
+// is undefined: CLV is absent with that reason, never a money 0.
+retain_testkit::storage_test!(async fn clv_is_absent_without_a_start_cohort(db) {
+    let app = spawn(db).await;
+    let (start, end) = (now() - 20 * DAY, now() - DAY);
+    let signals = vec![
+        at("m-1", "acme-1", 15, mrr(10_000, v1::ChurnReason::Unspecified)),
+        at("m-2", "acme-1", 5, mrr(0, v1::ChurnReason::Price)),
+        at("p-1", "acme-1", 10, Body::Purchase(v1::Purchase { amount: eur(5_000) })),
+    ];
+    assert_eq!(app.send(signals).await.accepted, 3);
+    let p = MetricsServiceClient::new(app.channel.clone())
+        .get_portfolio_metrics(with_token(
+            READER,
+            v1::GetPortfolioMetricsRequest { period: Some(v1::Period { start: ts(start), end: ts(end) }), filter: None },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    match value(&p, v1::Kpi::Clv) {
+        KpiResult::Absent(a) => assert_eq!(a.reason, v1::AbsenceReason::ZeroDenominator as i32),
         other => panic!("CLV: {other:?}"),
     }
 });

@@ -217,3 +217,19 @@ retain_testkit::storage_test!(async fn two_consumers_compute_what_one_does(db) {
     }
     assert_eq!(app.count("account_metrics").await, 20);
 });
+
+// A client clock a little ahead (ingestion accepts up to 5 minutes) must not
+// leave the signal out of the snapshot until the next day.
+retain_testkit::storage_test!(async fn a_signal_slightly_in_the_future_is_in_the_snapshot(db) {
+    let app = spawn(db).await;
+    let ahead = v1::Signal {
+        occurred_at: ts(now() + 120),
+        ..signal("skew-1", "skew1", subscription(9_900))
+    };
+    assert_eq!(app.send(vec![ahead]).await.accepted, 1);
+    let snap = eventually("the snapshot", Duration::from_secs(30), || async { metrics_of(&app, "skew1").await.ok() }).await;
+    assert_eq!(snap.mrr.unwrap().amount_minor, 9_900);
+    // It never had a session: usage is unset, not zero.
+    assert_eq!((snap.active_days_30d, snap.sessions_30d), (None, None));
+    assert!(!snap.onboarding_stuck);
+});
