@@ -85,6 +85,15 @@ pub async fn spawn_app_at<S: Service>(
     spawn_composed(db, settings, clock, |ctx| S::build(ctx, own)).await
 }
 
+/// Spawns services `A` and `B` with their defaults merged into one server
+/// on `db` — the all-in-one binary's way — with [`settings`].
+pub async fn spawn_two<A: Service, B: Service>(db: TestDatabase) -> TestApp {
+    spawn_composed(db, settings(), Clock::system(), |ctx| {
+        Ok(A::build(ctx, A::Settings::default())?.merge(B::build(ctx, B::Settings::default())?))
+    })
+    .await
+}
+
 /// Spawns the services `build` composes from one context — several
 /// services merged into one server, as the all-in-one binary runs them
 /// (`Services::merge`) — on `db` with `settings` and `clock`.

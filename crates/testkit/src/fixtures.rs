@@ -156,3 +156,56 @@ pub fn fields(r: &v1::IngestSignalsResponse, i: usize) -> Vec<String> {
         .map(|v| v.field.clone())
         .collect()
 }
+
+/// The value of `kpi` in a portfolio answer.
+pub fn kpi_value(r: &v1::GetPortfolioMetricsResponse, kpi: v1::Kpi) -> v1::kpi_value::Result {
+    r.kpis
+        .iter()
+        .find(|e| e.kpi == kpi as i32)
+        .and_then(|e| e.value.clone())
+        .and_then(|v| v.result)
+        .unwrap_or_else(|| panic!("{kpi:?} is missing from the answer"))
+}
+
+/// `kpi`'s number (a percentage, ratio, score…); panics on another kind.
+pub fn kpi_number(r: &v1::GetPortfolioMetricsResponse, kpi: v1::Kpi) -> f64 {
+    match kpi_value(r, kpi) {
+        v1::kpi_value::Result::Value(v) => v,
+        other => panic!("{kpi:?}: {other:?}"),
+    }
+}
+
+/// `kpi`'s money amount in minor units; panics on another kind.
+pub fn kpi_money(r: &v1::GetPortfolioMetricsResponse, kpi: v1::Kpi) -> i64 {
+    match kpi_value(r, kpi) {
+        v1::kpi_value::Result::Money(m) => m.amount_minor,
+        other => panic!("{kpi:?}: {other:?}"),
+    }
+}
+
+/// `kpi`'s count; panics on another kind.
+pub fn kpi_count(r: &v1::GetPortfolioMetricsResponse, kpi: v1::Kpi) -> i64 {
+    match kpi_value(r, kpi) {
+        v1::kpi_value::Result::Count(n) => n,
+        other => panic!("{kpi:?}: {other:?}"),
+    }
+}
+
+/// A signal `days_ago` days before now (to the second).
+pub fn days_ago(id: &str, account: &str, days_ago: i64, body: v1::signal::Body) -> v1::Signal {
+    v1::Signal {
+        occurred_at: ts(now() - days_ago * 86_400),
+        ..signal(id, account, body)
+    }
+}
+
+/// A monthly subscription change to `minor` cents of EUR (0 churns, for
+/// `reason`).
+pub fn mrr_change(minor: i64, reason: v1::ChurnReason) -> v1::signal::Body {
+    v1::signal::Body::Subscription(v1::SubscriptionChange {
+        amount: eur(minor),
+        interval: v1::BillingInterval::Monthly as i32,
+        churn_reason: reason as i32,
+        add_on: false,
+    })
+}

@@ -26,7 +26,9 @@ pub mod fixtures;
 pub mod hostile;
 pub mod tokens;
 
-pub use app::{TestApp, settings, spawn_app, spawn_app_at, spawn_app_with, spawn_composed};
+pub use app::{
+    TestApp, settings, spawn_app, spawn_app_at, spawn_app_with, spawn_composed, spawn_two,
+};
 pub use db::{BenchPostgres, PgCluster, TestDatabase, eventually};
 pub use fixtures::*;
 pub use tokens::{GLOBEX, INGEST_ONLY, READER, WRITER, authenticator, with_token};

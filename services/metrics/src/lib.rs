@@ -72,13 +72,8 @@ impl MetricsService for Metrics {
         let period = portfolio::period(req.period.as_ref(), self.clock.now());
         let filter = portfolio::check_filter(req.filter.as_ref());
         let (period, ()) = both(period, filter)?;
-        let tenant = principal.tenant.as_str();
-        let settings = self.tenants.of(tenant);
-        let inputs =
-            portfolio::Inputs::load(&self.db, tenant, settings, req.filter.as_ref()).await?;
-        let (settings, now) = (settings.clone(), self.clock.now());
         let metrics = self
-            .compute(move |_| inputs.metrics(&settings, period, now))
+            .portfolio(principal.tenant.as_str(), period, req.filter.as_ref())
             .await?;
         Ok(Response::new(metrics))
     }
@@ -115,13 +110,8 @@ impl MetricsService for Metrics {
         let period = portfolio::period(req.period.as_ref(), self.clock.now());
         let filter = portfolio::check_filter(req.filter.as_ref());
         let (headline, (period, ())) = both(headline, both(period, filter))?;
-        let tenant = principal.tenant.as_str();
-        let settings = self.tenants.of(tenant);
-        let inputs =
-            portfolio::Inputs::load(&self.db, tenant, settings, req.filter.as_ref()).await?;
-        let (settings, now) = (settings.clone(), self.clock.now());
         let metrics = self
-            .compute(move |_| inputs.metrics(&settings, period, now))
+            .portfolio(principal.tenant.as_str(), period, req.filter.as_ref())
             .await?;
         Ok(Response::new(scorecard::build(&headline, metrics)))
     }
@@ -179,6 +169,21 @@ impl MetricsService for Metrics {
 }
 
 impl Metrics {
+    /// Every portfolio KPI of `period` over the accounts `filter` selects,
+    /// computed off the async workers.
+    async fn portfolio(
+        &self,
+        tenant: &str,
+        period: retain_domain::Period,
+        filter: Option<&v1::AccountFilter>,
+    ) -> Result<v1::GetPortfolioMetricsResponse, Error> {
+        let settings = self.tenants.of(tenant);
+        let inputs = portfolio::Inputs::load(&self.db, tenant, settings, filter).await?;
+        let (settings, now) = (settings.clone(), self.clock.now());
+        self.compute(move |_| inputs.metrics(&settings, period, now))
+            .await
+    }
+
     /// Runs a KPI computation off the async workers (it is CPU work: health
     /// probes and other calls must not wait behind it), at most
     /// [`HEAVY_QUERIES`] at a time per replica. `work` is told when the

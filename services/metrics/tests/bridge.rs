@@ -3,40 +3,18 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
 
-use retain_ingestion::{Ingestion, IngestionSettings};
-use retain_metrics::{Metrics, MetricsSettings};
+use retain_ingestion::Ingestion;
+use retain_metrics::Metrics;
 use retain_proto::v1;
 use retain_proto::v1::metrics_service_client::MetricsServiceClient;
 use retain_proto::v1::signal::Body;
-use retain_runtime::{Clock, Service};
 use retain_testkit::*;
 use tonic::Code;
 
 const DAY: i64 = 86_400;
 
 async fn spawn(db: TestDatabase) -> TestApp {
-    spawn_composed(db, settings(), Clock::system(), |ctx| {
-        let ingestion = Ingestion::build(ctx, IngestionSettings::default())?;
-        let metrics = Metrics::build(ctx, MetricsSettings::default())?;
-        Ok(ingestion.merge(metrics))
-    })
-    .await
-}
-
-fn at(id: &str, account: &str, days_ago: i64, body: Body) -> v1::Signal {
-    v1::Signal {
-        occurred_at: ts(now() - days_ago * DAY),
-        ..signal(id, account, body)
-    }
-}
-
-fn mrr(minor: i64, reason: v1::ChurnReason) -> Body {
-    Body::Subscription(v1::SubscriptionChange {
-        amount: eur(minor),
-        interval: v1::BillingInterval::Monthly as i32,
-        churn_reason: reason as i32,
-        add_on: false,
-    })
+    spawn_two::<Ingestion, Metrics>(db).await
 }
 
 fn segment(name: &str) -> Body {
@@ -66,24 +44,24 @@ retain_testkit::storage_test!(async fn the_bridge_balances_and_matches_the_chang
     // The period: from 20 days ago to 1 day ago.
     let period = v1::Period { start: ts(now() - 20 * DAY), end: ts(now() - DAY) };
     let signals = vec![
-        at("seg-1", "acme-1", 29, segment("Agencies")),
-        at("seg-2", "acme-2", 29, segment("Agencies")),
-        at("seg-3", "acme-3", 29, segment("SMB")),
-        at("seg-4", "acme-4", 29, segment("SMB")),
+        days_ago("seg-1", "acme-1", 29, segment("Agencies")),
+        days_ago("seg-2", "acme-2", 29, segment("Agencies")),
+        days_ago("seg-3", "acme-3", 29, segment("SMB")),
+        days_ago("seg-4", "acme-4", 29, segment("SMB")),
         // acme-1: new in the period.
-        at("m-1", "acme-1", 10, mrr(49_900, Unspecified)),
+        days_ago("m-1", "acme-1", 10, mrr_change(49_900, Unspecified)),
         // acme-2: paying before, expands in the period.
-        at("m-2a", "acme-2", 25, mrr(10_000, Unspecified)),
-        at("m-2b", "acme-2", 5, mrr(20_000, Unspecified)),
+        days_ago("m-2a", "acme-2", 25, mrr_change(10_000, Unspecified)),
+        days_ago("m-2b", "acme-2", 5, mrr_change(20_000, Unspecified)),
         // acme-3: paying before, churns in the period.
-        at("m-3a", "acme-3", 25, mrr(5_000, Unspecified)),
-        at("m-3b", "acme-3", 15, mrr(0, Price)),
+        days_ago("m-3a", "acme-3", 25, mrr_change(5_000, Unspecified)),
+        days_ago("m-3b", "acme-3", 15, mrr_change(0, Price)),
         // acme-4: paid and churned before, reactivates in the period.
-        at("m-4a", "acme-4", 28, mrr(3_000, Unspecified)),
-        at("m-4b", "acme-4", 26, mrr(0, Price)),
-        at("m-4c", "acme-4", 10, mrr(7_000, Unspecified)),
+        days_ago("m-4a", "acme-4", 28, mrr_change(3_000, Unspecified)),
+        days_ago("m-4b", "acme-4", 26, mrr_change(0, Price)),
+        days_ago("m-4c", "acme-4", 10, mrr_change(7_000, Unspecified)),
         // After the period: not counted.
-        at("m-1z", "acme-1", 0, mrr(99_900, Unspecified)),
+        days_ago("m-1z", "acme-1", 0, mrr_change(99_900, Unspecified)),
     ];
     let r = app.send(signals.clone()).await;
     assert_eq!(r.accepted as usize, signals.len(), "{r:?}");

@@ -10,13 +10,12 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use retain_datagen::{Config, generate};
-use retain_ingestion::{Ingestion, IngestionSettings};
-use retain_metrics::{Metrics, MetricsSettings};
+use retain_ingestion::Ingestion;
+use retain_metrics::Metrics;
 use retain_proto::v1;
 use retain_proto::v1::kpi_value::Result as KpiResult;
 use retain_proto::v1::metrics_service_client::MetricsServiceClient;
 use retain_proto::v1::signal::Body;
-use retain_runtime::{Clock, Service};
 use retain_testkit::*;
 
 const DAY: i64 = 86_400;
@@ -134,12 +133,7 @@ fn close(a: &Expected, b: &Expected) -> bool {
 retain_testkit::storage_test!(async fn portfolio_kpis_match_an_independent_computation(db) {
     let cfg = Config { accounts: 40, history_days: 75, now: now(), ..Config::default() };
     let data = generate(&cfg);
-    let app = spawn_composed(db, settings(), Clock::system(), |ctx| {
-        let ingestion = Ingestion::build(ctx, IngestionSettings::default())?;
-        let metrics = Metrics::build(ctx, MetricsSettings::default())?;
-        Ok(ingestion.merge(metrics))
-    })
-    .await;
+    let app = spawn_two::<Ingestion, Metrics>(db).await;
     let delivery = data.in_delivery_order(11);
     for batch in delivery.batches(5_000) {
         let r = app.ingest(WRITER, batch.request()).await.unwrap();
@@ -192,12 +186,7 @@ retain_testkit::storage_test!(async fn portfolio_kpis_match_an_independent_compu
 
 // A backfill for an old month changes that month's KPIs, never today's.
 retain_testkit::storage_test!(async fn a_backfill_changes_its_month_and_not_the_current_one(db) {
-    let app = spawn_composed(db, settings(), Clock::system(), |ctx| {
-        let ingestion = Ingestion::build(ctx, IngestionSettings::default())?;
-        let metrics = Metrics::build(ctx, MetricsSettings::default())?;
-        Ok(ingestion.merge(metrics))
-    })
-    .await;
+    let app = spawn_two::<Ingestion, Metrics>(db).await;
     let change = |id: &str, days_ago: i64, minor: i64| v1::Signal {
         occurred_at: ts(now() - days_ago * DAY),
         ..signal(id, "acme-1", subscription(minor))

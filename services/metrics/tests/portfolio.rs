@@ -4,24 +4,18 @@
 
 #![allow(clippy::unwrap_used, clippy::float_cmp)] // Tests fail loudly.
 
-use retain_ingestion::{Ingestion, IngestionSettings};
-use retain_metrics::{Metrics, MetricsSettings};
+use retain_ingestion::Ingestion;
+use retain_metrics::Metrics;
 use retain_proto::v1;
 use retain_proto::v1::kpi_value::Result as KpiResult;
 use retain_proto::v1::metrics_service_client::MetricsServiceClient;
 use retain_proto::v1::signal::Body;
-use retain_runtime::{Clock, Service};
 use retain_testkit::*;
 
 const DAY: i64 = 86_400;
 
 async fn spawn(db: TestDatabase) -> TestApp {
-    spawn_composed(db, settings(), Clock::system(), |ctx| {
-        let ingestion = Ingestion::build(ctx, IngestionSettings::default())?;
-        let metrics = Metrics::build(ctx, MetricsSettings::default())?;
-        Ok(ingestion.merge(metrics))
-    })
-    .await
+    spawn_two::<Ingestion, Metrics>(db).await
 }
 
 fn at_s(id: &str, account: &str, seconds_ago: i64, body: Body) -> v1::Signal {
@@ -29,19 +23,6 @@ fn at_s(id: &str, account: &str, seconds_ago: i64, body: Body) -> v1::Signal {
         occurred_at: ts(now() - seconds_ago),
         ..signal(id, account, body)
     }
-}
-
-fn at(id: &str, account: &str, days_ago: i64, body: Body) -> v1::Signal {
-    at_s(id, account, days_ago * DAY, body)
-}
-
-fn mrr(minor: i64, reason: v1::ChurnReason) -> Body {
-    Body::Subscription(v1::SubscriptionChange {
-        amount: eur(minor),
-        interval: v1::BillingInterval::Monthly as i32,
-        churn_reason: reason as i32,
-        add_on: false,
-    })
 }
 
 fn survey(kind: v1::SurveyKind, scale: v1::SurveyScale, score: i32) -> Body {
@@ -62,39 +43,6 @@ fn resolved(id: &str, contacts: i32) -> Body {
     })
 }
 
-fn value(r: &v1::GetPortfolioMetricsResponse, kpi: v1::Kpi) -> KpiResult {
-    r.kpis
-        .iter()
-        .find(|e| e.kpi == kpi as i32)
-        .unwrap()
-        .value
-        .clone()
-        .unwrap()
-        .result
-        .unwrap()
-}
-
-fn number(r: &v1::GetPortfolioMetricsResponse, kpi: v1::Kpi) -> f64 {
-    match value(r, kpi) {
-        KpiResult::Value(v) => v,
-        other => panic!("{kpi:?}: {other:?}"),
-    }
-}
-
-fn money(r: &v1::GetPortfolioMetricsResponse, kpi: v1::Kpi) -> i64 {
-    match value(r, kpi) {
-        KpiResult::Money(m) => m.amount_minor,
-        other => panic!("{kpi:?}: {other:?}"),
-    }
-}
-
-fn count(r: &v1::GetPortfolioMetricsResponse, kpi: v1::Kpi) -> i64 {
-    match value(r, kpi) {
-        KpiResult::Count(n) => n,
-        other => panic!("{kpi:?}: {other:?}"),
-    }
-}
-
 fn close(a: f64, b: f64) -> bool {
     (a - b).abs() < 1e-9
 }
@@ -110,37 +58,37 @@ retain_testkit::storage_test!(async fn portfolio_kpis_match_the_signals_sent(db)
     let signals = vec![
         // Revenue, as in the bridge test: acme-1 new, acme-2 expands,
         // acme-3 churns (price), acme-4 reactivates.
-        at("m-1", "acme-1", 10, mrr(49_900, Unspecified)),
-        at("m-2a", "acme-2", 25, mrr(10_000, Unspecified)),
-        at("m-2b", "acme-2", 5, mrr(20_000, Unspecified)),
-        at("m-3a", "acme-3", 25, mrr(5_000, Unspecified)),
-        at("m-3b", "acme-3", 15, mrr(0, Price)),
-        at("m-4a", "acme-4", 28, mrr(3_000, Unspecified)),
-        at("m-4b", "acme-4", 26, mrr(0, Price)),
-        at("m-4c", "acme-4", 10, mrr(7_000, Unspecified)),
+        days_ago("m-1", "acme-1", 10, mrr_change(49_900, Unspecified)),
+        days_ago("m-2a", "acme-2", 25, mrr_change(10_000, Unspecified)),
+        days_ago("m-2b", "acme-2", 5, mrr_change(20_000, Unspecified)),
+        days_ago("m-3a", "acme-3", 25, mrr_change(5_000, Unspecified)),
+        days_ago("m-3b", "acme-3", 15, mrr_change(0, Price)),
+        days_ago("m-4a", "acme-4", 28, mrr_change(3_000, Unspecified)),
+        days_ago("m-4b", "acme-4", 26, mrr_change(0, Price)),
+        days_ago("m-4c", "acme-4", 10, mrr_change(7_000, Unspecified)),
         // Experience in the period (and one NPS answer outside it).
-        at("n-1", "acme-1", 12, survey(Nps, ZeroToTen, 9)),
-        at("n-2", "acme-2", 11, survey(Nps, ZeroToTen, 10)),
-        at("n-3", "acme-2", 9, survey(Nps, ZeroToTen, 5)),
-        at("n-out", "acme-2", 25, survey(Nps, ZeroToTen, 0)),
-        at("c-1", "acme-1", 8, survey(Csat, OneToFive, 4)),
-        at("c-2", "acme-2", 8, survey(Csat, OneToFive, 5)),
-        at("c-3", "acme-4", 8, survey(Csat, OneToFive, 2)),
-        at("e-1", "acme-1", 7, survey(Ces, OneToSeven, 2)),
-        at("e-2", "acme-2", 7, survey(Ces, OneToSeven, 3)),
-        at("e-3", "acme-4", 7, survey(Ces, OneToSeven, 6)),
-        at("t-1", "acme-1", 6, resolved("T-1", 1)),
-        at("t-2", "acme-2", 6, resolved("T-2", 2)),
-        at("r-1", "acme-1", 4, Body::Renewal(v1::Renewal { outcome: v1::RenewalOutcome::Renewed as i32, contract_end: None })),
-        at("r-2", "acme-2", 4, Body::Renewal(v1::Renewal { outcome: v1::RenewalOutcome::NotRenewed as i32, contract_end: None })),
+        days_ago("n-1", "acme-1", 12, survey(Nps, ZeroToTen, 9)),
+        days_ago("n-2", "acme-2", 11, survey(Nps, ZeroToTen, 10)),
+        days_ago("n-3", "acme-2", 9, survey(Nps, ZeroToTen, 5)),
+        days_ago("n-out", "acme-2", 25, survey(Nps, ZeroToTen, 0)),
+        days_ago("c-1", "acme-1", 8, survey(Csat, OneToFive, 4)),
+        days_ago("c-2", "acme-2", 8, survey(Csat, OneToFive, 5)),
+        days_ago("c-3", "acme-4", 8, survey(Csat, OneToFive, 2)),
+        days_ago("e-1", "acme-1", 7, survey(Ces, OneToSeven, 2)),
+        days_ago("e-2", "acme-2", 7, survey(Ces, OneToSeven, 3)),
+        days_ago("e-3", "acme-4", 7, survey(Ces, OneToSeven, 6)),
+        days_ago("t-1", "acme-1", 6, resolved("T-1", 1)),
+        days_ago("t-2", "acme-2", 6, resolved("T-2", 2)),
+        days_ago("r-1", "acme-1", 4, Body::Renewal(v1::Renewal { outcome: v1::RenewalOutcome::Renewed as i32, contract_end: None })),
+        days_ago("r-2", "acme-2", 4, Body::Renewal(v1::Renewal { outcome: v1::RenewalOutcome::NotRenewed as i32, contract_end: None })),
         // Sessions, counted as of the period's end.
         at_s("s-1", "acme-1", DAY + 2 * 3_600, session("u1", 600)),
         at_s("s-2", "acme-1", 4 * DAY, session("u2", 300)),
         at_s("s-3", "acme-2", 11 * DAY, session("u3", 300)),
         // Trials started in the period: one converted within 14 days.
-        at("tr-1", "acme-5", 15, Body::Trial(v1::Trial { event: v1::TrialEvent::Started as i32 })),
-        at("tr-2", "acme-5", 10, Body::Trial(v1::Trial { event: v1::TrialEvent::Converted as i32 })),
-        at("tr-3", "acme-6", 12, Body::Trial(v1::Trial { event: v1::TrialEvent::Started as i32 })),
+        days_ago("tr-1", "acme-5", 15, Body::Trial(v1::Trial { event: v1::TrialEvent::Started as i32 })),
+        days_ago("tr-2", "acme-5", 10, Body::Trial(v1::Trial { event: v1::TrialEvent::Converted as i32 })),
+        days_ago("tr-3", "acme-6", 12, Body::Trial(v1::Trial { event: v1::TrialEvent::Started as i32 })),
     ];
     // Costs covering exactly the period, portfolio-wide.
     let cost = |id: &str, kind: v1::CostKind, minor: i64| v1::Signal {
@@ -161,33 +109,33 @@ retain_testkit::storage_test!(async fn portfolio_kpis_match_the_signals_sent(db)
     assert_eq!(p.kpis.len(), 30, "every KPI of the Kpi enum");
 
     // Revenue: start cohort acme-2 (10,000) and acme-3 (5,000).
-    assert_eq!(money(&p, v1::Kpi::Mrr), 76_900);
-    assert_eq!(count(&p, v1::Kpi::PayingAccounts), 3);
-    assert_eq!(money(&p, v1::Kpi::Arpa), 25_633, "76,900 / 3, rounded");
-    assert!(close(number(&p, v1::Kpi::LogoChurn), 50.0));
-    assert!(close(number(&p, v1::Kpi::Nrr), 20_000.0 / 15_000.0 * 100.0));
-    assert!(close(number(&p, v1::Kpi::Grr), 10_000.0 / 15_000.0 * 100.0));
-    assert!(close(number(&p, v1::Kpi::GrossMrrChurn), 5_000.0 / 15_000.0 * 100.0));
-    assert!(close(number(&p, v1::Kpi::NetMrrChurn), (5_000.0 - 10_000.0 - 7_000.0) / 15_000.0 * 100.0));
-    assert!(close(number(&p, v1::Kpi::ExpansionMrr), 10_000.0 / 15_000.0 * 100.0));
+    assert_eq!(kpi_money(&p, v1::Kpi::Mrr), 76_900);
+    assert_eq!(kpi_count(&p, v1::Kpi::PayingAccounts), 3);
+    assert_eq!(kpi_money(&p, v1::Kpi::Arpa), 25_633, "76,900 / 3, rounded");
+    assert!(close(kpi_number(&p, v1::Kpi::LogoChurn), 50.0));
+    assert!(close(kpi_number(&p, v1::Kpi::Nrr), 20_000.0 / 15_000.0 * 100.0));
+    assert!(close(kpi_number(&p, v1::Kpi::Grr), 10_000.0 / 15_000.0 * 100.0));
+    assert!(close(kpi_number(&p, v1::Kpi::GrossMrrChurn), 5_000.0 / 15_000.0 * 100.0));
+    assert!(close(kpi_number(&p, v1::Kpi::NetMrrChurn), (5_000.0 - 10_000.0 - 7_000.0) / 15_000.0 * 100.0));
+    assert!(close(kpi_number(&p, v1::Kpi::ExpansionMrr), 10_000.0 / 15_000.0 * 100.0));
     assert_eq!(p.churn_reasons.iter().map(|c| (c.reason.as_str(), c.accounts)).collect::<Vec<_>>(), [("price", 1)]);
     // Costs: CAC over the one new account, CRC over the start cohort of 2.
-    assert_eq!(money(&p, v1::Kpi::Cac), 30_000);
-    assert_eq!(money(&p, v1::Kpi::Crc), 5_000);
+    assert_eq!(kpi_money(&p, v1::Kpi::Cac), 30_000);
+    assert_eq!(kpi_money(&p, v1::Kpi::Crc), 5_000);
     // LTV = ARPA / logo churn (1/2), exact until rounded.
-    assert_eq!(money(&p, v1::Kpi::Ltv), 51_267);
-    assert!(close(number(&p, v1::Kpi::LtvToCac), (76_900.0 / 3.0 * 2.0) / 30_000.0));
+    assert_eq!(kpi_money(&p, v1::Kpi::Ltv), 51_267);
+    assert!(close(kpi_number(&p, v1::Kpi::LtvToCac), (76_900.0 / 3.0 * 2.0) / 30_000.0));
     assert!(p.insights.iter().any(|i| i.key == "ltv_to_cac_below_3"), "{:?}", p.insights);
     // Experience.
-    assert!(close(number(&p, v1::Kpi::Nps), (2.0 - 1.0) / 3.0 * 100.0));
-    assert!(close(number(&p, v1::Kpi::Csat), 2.0 / 3.0 * 100.0));
-    assert!(close(number(&p, v1::Kpi::Ces), 11.0 / 3.0));
-    assert!(close(number(&p, v1::Kpi::LowEffortShare), 2.0 / 3.0 * 100.0));
-    assert!(close(number(&p, v1::Kpi::Fcr), 50.0));
-    assert!(close(number(&p, v1::Kpi::RenewalRate), 50.0));
+    assert!(close(kpi_number(&p, v1::Kpi::Nps), (2.0 - 1.0) / 3.0 * 100.0));
+    assert!(close(kpi_number(&p, v1::Kpi::Csat), 2.0 / 3.0 * 100.0));
+    assert!(close(kpi_number(&p, v1::Kpi::Ces), 11.0 / 3.0));
+    assert!(close(kpi_number(&p, v1::Kpi::LowEffortShare), 2.0 / 3.0 * 100.0));
+    assert!(close(kpi_number(&p, v1::Kpi::Fcr), 50.0));
+    assert!(close(kpi_number(&p, v1::Kpi::RenewalRate), 50.0));
     // Adoption, as of the period's end.
-    assert_eq!((count(&p, v1::Kpi::Dau), count(&p, v1::Kpi::Wau), count(&p, v1::Kpi::Mau)), (1, 2, 3));
-    assert!(close(number(&p, v1::Kpi::TrialToPaid), 50.0));
+    assert_eq!((kpi_count(&p, v1::Kpi::Dau), kpi_count(&p, v1::Kpi::Wau), kpi_count(&p, v1::Kpi::Mau)), (1, 2, 3));
+    assert!(close(kpi_number(&p, v1::Kpi::TrialToPaid), 50.0));
     // Under a segment filter, portfolio-level costs do not apply: CRC, CAC
     // and the ratios on them are absent and raise no warning.
     let filtered = MetricsServiceClient::new(app.channel.clone())
@@ -202,11 +150,11 @@ retain_testkit::storage_test!(async fn portfolio_kpis_match_the_signals_sent(db)
         .unwrap()
         .into_inner();
     for kpi in [v1::Kpi::Crc, v1::Kpi::Cac, v1::Kpi::LtvToCac, v1::Kpi::LtvToCrc] {
-        assert!(matches!(value(&filtered, kpi), KpiResult::Absent(_)), "{kpi:?}");
+        assert!(matches!(kpi_value(&filtered, kpi), KpiResult::Absent(_)), "{kpi:?}");
     }
     assert!(!filtered.insights.iter().any(|i| i.key.starts_with("ltv_to_c")), "{:?}", filtered.insights);
     // No purchase: CLV is absent, and says why.
-    match value(&p, v1::Kpi::Clv) {
+    match kpi_value(&p, v1::Kpi::Clv) {
         KpiResult::Absent(a) => assert!(!a.detail.is_empty()),
         other => panic!("CLV: {other:?}"),
     }
@@ -218,9 +166,9 @@ retain_testkit::storage_test!(async fn clv_is_absent_without_a_start_cohort(db) 
     let app = spawn(db).await;
     let (start, end) = (now() - 20 * DAY, now() - DAY);
     let signals = vec![
-        at("m-1", "acme-1", 15, mrr(10_000, v1::ChurnReason::Unspecified)),
-        at("m-2", "acme-1", 5, mrr(0, v1::ChurnReason::Price)),
-        at("p-1", "acme-1", 10, Body::Purchase(v1::Purchase { amount: eur(5_000) })),
+        days_ago("m-1", "acme-1", 15, mrr_change(10_000, v1::ChurnReason::Unspecified)),
+        days_ago("m-2", "acme-1", 5, mrr_change(0, v1::ChurnReason::Price)),
+        days_ago("p-1", "acme-1", 10, Body::Purchase(v1::Purchase { amount: eur(5_000) })),
     ];
     assert_eq!(app.send(signals).await.accepted, 3);
     let p = MetricsServiceClient::new(app.channel.clone())
@@ -231,7 +179,7 @@ retain_testkit::storage_test!(async fn clv_is_absent_without_a_start_cohort(db) 
         .await
         .unwrap()
         .into_inner();
-    match value(&p, v1::Kpi::Clv) {
+    match kpi_value(&p, v1::Kpi::Clv) {
         KpiResult::Absent(a) => assert_eq!(a.reason, v1::AbsenceReason::ZeroDenominator as i32),
         other => panic!("CLV: {other:?}"),
     }

@@ -2,25 +2,19 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
 
-use retain_ingestion::{Ingestion, IngestionSettings};
-use retain_metrics::{Metrics, MetricsSettings};
+use retain_ingestion::Ingestion;
+use retain_metrics::Metrics;
 use retain_proto::v1;
 use retain_proto::v1::get_scorecard_request::Lens;
 use retain_proto::v1::metrics_service_client::MetricsServiceClient;
 use retain_proto::v1::signal::Body;
-use retain_runtime::{Clock, Service};
 use retain_testkit::*;
 use tonic::Code;
 
 const DAY: i64 = 86_400;
 
 async fn spawn(db: TestDatabase) -> TestApp {
-    spawn_composed(db, settings(), Clock::system(), |ctx| {
-        let ingestion = Ingestion::build(ctx, IngestionSettings::default())?;
-        let metrics = Metrics::build(ctx, MetricsSettings::default())?;
-        Ok(ingestion.merge(metrics))
-    })
-    .await
+    spawn_two::<Ingestion, Metrics>(db).await
 }
 
 fn mrr_at(id: &str, account: &str, days_ago: i64, minor: i64) -> v1::Signal {

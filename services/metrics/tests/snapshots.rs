@@ -16,12 +16,7 @@ use retain_testkit::*;
 use tonic::Code;
 
 async fn spawn(db: TestDatabase) -> TestApp {
-    spawn_composed(db, settings(), Clock::system(), |ctx| {
-        let ingestion = Ingestion::build(ctx, IngestionSettings::default())?;
-        let metrics = Metrics::build(ctx, MetricsSettings::default())?;
-        Ok(ingestion.merge(metrics))
-    })
-    .await
+    spawn_two::<Ingestion, Metrics>(db).await
 }
 
 fn days_ago(id: &str, days: i64, body: Body) -> v1::Signal {

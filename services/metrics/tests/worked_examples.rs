@@ -13,13 +13,12 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
 
-use retain_ingestion::{Ingestion, IngestionSettings};
-use retain_metrics::{Metrics, MetricsSettings};
+use retain_ingestion::Ingestion;
+use retain_metrics::Metrics;
 use retain_proto::v1;
 use retain_proto::v1::kpi_value::Result as KpiResult;
 use retain_proto::v1::metrics_service_client::MetricsServiceClient;
 use retain_proto::v1::signal::Body;
-use retain_runtime::{Clock, Service};
 use retain_testkit::*;
 
 /// 2026-05-01T00:00:00Z, 2026-06-01T00:00:00Z and 2026-04-01T00:00:00Z.
@@ -96,41 +95,10 @@ async fn portfolio(
         .into_inner()
 }
 
-fn get(p: &v1::GetPortfolioMetricsResponse, k: v1::Kpi) -> KpiResult {
-    p.kpis
-        .iter()
-        .find(|e| e.kpi == k as i32)
-        .unwrap()
-        .value
-        .clone()
-        .unwrap()
-        .result
-        .unwrap()
-}
-
-fn number(p: &v1::GetPortfolioMetricsResponse, k: v1::Kpi) -> f64 {
-    match get(p, k) {
-        KpiResult::Value(v) => v,
-        other => panic!("{k:?}: {other:?}"),
-    }
-}
-
-fn money(p: &v1::GetPortfolioMetricsResponse, k: v1::Kpi) -> i64 {
-    match get(p, k) {
-        KpiResult::Money(m) => m.amount_minor,
-        other => panic!("{k:?}: {other:?}"),
-    }
-}
-
 retain_testkit::storage_test!(async fn the_worked_examples_hold_end_to_end(db) {
     use v1::SurveyKind::{Csat, Nps};
     use v1::SurveyScale::{OneToFive, ZeroToTen};
-    let app = spawn_composed(db, settings(), Clock::system(), |ctx| {
-        let ingestion = Ingestion::build(ctx, IngestionSettings::default())?;
-        let metrics = Metrics::build(ctx, MetricsSettings::default())?;
-        Ok(ingestion.merge(metrics))
-    })
-    .await;
+    let app = spawn_two::<Ingestion, Metrics>(db).await;
 
     // acme: 1,000 customers paying 750 from mid-April; 64 churn in May; 100
     // expand by 600 (60,000 > 64 × 750 = 48,000 churned).
@@ -168,15 +136,15 @@ retain_testkit::storage_test!(async fn the_worked_examples_hold_end_to_end(db) {
 
     // The MRR example: end of April.
     let april = portfolio(&app, WRITER, APRIL, MAY).await;
-    assert_eq!(money(&april, v1::Kpi::Mrr), 750_000);
-    assert_eq!(money(&april, v1::Kpi::Arpa), 750);
+    assert_eq!(kpi_money(&april, v1::Kpi::Mrr), 750_000);
+    assert_eq!(kpi_money(&april, v1::Kpi::Arpa), 750);
     let may = portfolio(&app, WRITER, MAY, JUNE).await;
-    assert!((number(&may, v1::Kpi::LogoChurn) - 6.4).abs() < 1e-9);
-    assert!(number(&may, v1::Kpi::NetMrrChurn) < 0.0, "expansion above churn");
+    assert!((kpi_number(&may, v1::Kpi::LogoChurn) - 6.4).abs() < 1e-9);
+    assert!(kpi_number(&may, v1::Kpi::NetMrrChurn) < 0.0, "expansion above churn");
     assert!(may.insights.iter().any(|i| i.key == "negative_churn"), "{:?}", may.insights);
-    assert!((number(&may, v1::Kpi::Nps) - 30.0).abs() < 1e-9);
-    assert!((number(&may, v1::Kpi::Csat) - 80.0).abs() < 1e-9);
-    assert!((number(&may, v1::Kpi::TrialToPaid) - 15.0).abs() < 1e-9);
+    assert!((kpi_number(&may, v1::Kpi::Nps) - 30.0).abs() < 1e-9);
+    assert!((kpi_number(&may, v1::Kpi::Csat) - 80.0).abs() < 1e-9);
+    assert!((kpi_number(&may, v1::Kpi::TrialToPaid) - 15.0).abs() < 1e-9);
     let agencies = may.trial_to_paid_by_segment.iter().find(|s| s.segment == "Agencies").unwrap();
     match agencies.value.as_ref().unwrap().result.as_ref().unwrap() {
         KpiResult::Value(v) => assert!((v - 25.0).abs() < 1e-9),
@@ -211,9 +179,9 @@ retain_testkit::storage_test!(async fn the_worked_examples_hold_end_to_end(db) {
     });
     backfill(&app, GLOBEX, g).await;
     let may = portfolio(&app, GLOBEX, MAY, JUNE).await;
-    assert_eq!(money(&may, v1::Kpi::Clv), 3_600);
-    assert_eq!(money(&may, v1::Kpi::Ltv), 240_000);
-    assert_eq!(money(&may, v1::Kpi::Crc), 120_000);
-    assert!((number(&may, v1::Kpi::LtvToCrc) - 2.0).abs() < 1e-12);
+    assert_eq!(kpi_money(&may, v1::Kpi::Clv), 3_600);
+    assert_eq!(kpi_money(&may, v1::Kpi::Ltv), 240_000);
+    assert_eq!(kpi_money(&may, v1::Kpi::Crc), 120_000);
+    assert!((kpi_number(&may, v1::Kpi::LtvToCrc) - 2.0).abs() < 1e-12);
     assert!(may.insights.iter().any(|i| i.key == "ltv_to_crc_at_or_below_2"), "{:?}", may.insights);
 });
