@@ -32,7 +32,7 @@ pub use consumer::{Consumer, ConsumerOptions, Handler, HandlerError};
 pub use headers::Headers;
 pub use queue::{
     Bus, BusError, BusStats, DEFAULT_CLAIM_TIMEOUT, Delivery, NackOutcome, OutgoingMessage,
-    RetryPolicy, Subscription, publish,
+    RetryPolicy, Subscription, ack_in, publish,
 };
 pub use topic::Topic;
 

@@ -132,6 +132,9 @@ pub struct Delivery {
     pub headers: Headers,
     /// This delivery's attempt number, from 1.
     pub attempt: i32,
+    /// The lease owner it was claimed by (empty when only peeked): what
+    /// [`ack_in`] needs to acknowledge it inside the handler's transaction.
+    pub owner: String,
 }
 
 /// What [`Bus::nack`] did.
@@ -222,6 +225,23 @@ pub async fn publish<C: ConnectionTrait>(
         };
     }
     Ok(written)
+}
+
+/// Acknowledges `delivery` on `conn`, the handler's own transaction: the
+/// message is deleted exactly when the handler's writes commit, so a
+/// handler whose effects and acknowledgement commit together processes
+/// each message exactly once (a crash before the commit leaves both
+/// undone, and the message is delivered again). Returns whether the
+/// message was still leased to its owner (false: the lease was lost and
+/// another replica has it — roll back).
+pub async fn ack_in<C: ConnectionTrait>(conn: &C, delivery: &Delivery) -> Result<bool, BusError> {
+    let n = retain_store::exec(
+        conn,
+        format!("DELETE FROM bus_messages WHERE id = $1 AND lease_owner = $2 AND state = {LEASED}"),
+        [delivery.id.into(), delivery.owner.clone().into()],
+    )
+    .await?;
+    Ok(n == 1)
 }
 
 fn rounds_by_key(messages: &[OutgoingMessage]) -> Vec<Vec<&OutgoingMessage>> {
@@ -363,6 +383,7 @@ impl Bus {
                 payload: row.try_get_by_index(2)?,
                 headers: Headers::decode(&row.try_get_by_index::<String>(3)?),
                 attempt: row.try_get_by_index(4)?,
+                owner: owner.to_owned(),
             });
         }
         out.sort_by_key(|d| d.id);
@@ -553,6 +574,7 @@ impl Bus {
                 payload: m.payload,
                 headers: Headers::decode(&m.headers),
                 attempt: m.attempts,
+                owner: String::new(),
             })
             .collect())
     }

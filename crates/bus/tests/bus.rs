@@ -332,3 +332,30 @@ retain_testkit::storage_test!(async fn a_topic_that_cannot_fold_refuses_a_coales
     let d = bus.claim(SIGNALS_RECORDED.name(), "n", "o", 1, LEASE).await.unwrap().remove(0);
     assert!(SIGNALS_RECORDED.decode(&d).unwrap_err().permanent);
 });
+
+// A handler can acknowledge inside its own transaction: the message is
+// gone exactly when the handler's writes commit.
+retain_testkit::storage_test!(async fn ack_in_commits_and_rolls_back_with_the_handlers_writes(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "g")).await.unwrap();
+    publish_committed(&bus, &[message(Some("a"), "1"), message(Some("b"), "2")]).await;
+    let claimed = bus.claim(TOPIC, "g", "owner-1", 10, LEASE).await.unwrap();
+    assert_eq!(claimed.len(), 2);
+    // Rolled back: the message stays leased, to be handled again.
+    let tx = bus.db().begin().await.unwrap();
+    assert!(retain_bus::ack_in(&tx, &claimed[0]).await.unwrap());
+    tx.rollback().await.unwrap();
+    assert_eq!(bus.stats(TOPIC, "g").await.unwrap().leased, 2);
+    // Committed: gone.
+    let tx = bus.db().begin().await.unwrap();
+    assert!(retain_bus::ack_in(&tx, &claimed[0]).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(bus.stats(TOPIC, "g").await.unwrap().leased, 1);
+    // A lease another owner holds is not acknowledged.
+    let mut stolen = claimed[1].clone();
+    stolen.owner = "someone-else".into();
+    let tx = bus.db().begin().await.unwrap();
+    assert!(!retain_bus::ack_in(&tx, &stolen).await.unwrap());
+    tx.commit().await.unwrap();
+    assert_eq!(bus.stats(TOPIC, "g").await.unwrap().leased, 1);
+});

@@ -35,7 +35,7 @@ impl Handler for Recompute {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
         let event = SIGNALS_RECORDED.decode(delivery)?;
         let mode = event.merged().mode();
-        self.account(&event.tenant_id, &event.account_id, mode)
+        self.account_acking(&event.tenant_id, &event.account_id, mode, Some(delivery))
             .await
             .map_err(|e| HandlerError::transient(e.to_string()))
     }
@@ -86,6 +86,19 @@ impl Recompute {
         tenant: &str,
         account: &str,
         mode: v1::IngestMode,
+    ) -> Result<(), DbErr> {
+        self.account_acking(tenant, account, mode, None).await
+    }
+
+    /// [`Recompute::account`], acknowledging `delivery` in the same
+    /// transaction: the snapshot, its announcement and the acknowledgement
+    /// commit together (one WAL flush, and exactly once).
+    async fn account_acking(
+        &self,
+        tenant: &str,
+        account: &str,
+        mode: v1::IngestMode,
+        delivery: Option<&Delivery>,
     ) -> Result<(), DbErr> {
         let settings = self.tenants.of(tenant);
         let now = self.clock.now();
@@ -147,13 +160,22 @@ impl Recompute {
             snapshot: Some(wire),
             mode: mode as i32,
         };
+        let bus_err = |e: retain_bus::BusError| match e {
+            retain_bus::BusError::Db(db) => db,
+            other => DbErr::Custom(other.to_string()),
+        };
         ACCOUNT_METRICS
             .publish(&tx, &[(format!("{tenant}/{account}"), event)])
             .await
-            .map_err(|e| match e {
-                retain_bus::BusError::Db(db) => db,
-                other => DbErr::Custom(other.to_string()),
-            })?;
+            .map_err(bus_err)?;
+        if let Some(d) = delivery
+            && !retain_bus::ack_in(&tx, d).await.map_err(bus_err)?
+        {
+            // The lease was lost (it expired and another replica has the
+            // message): that replica's recompute counts, not this one.
+            tx.rollback().await?;
+            return Ok(());
+        }
         tx.commit().await
     }
 }
