@@ -226,7 +226,16 @@ pub async fn serve(
             tracing::info!("draining in-flight calls");
         }
     };
-    let server = router.serve_with_incoming_shutdown(TcpListenerStream::new(listener), signal);
+    // Small gRPC frames must leave at once: without TCP_NODELAY a reply's
+    // trailing frame waits for the peer's delayed ACK (~40 ms a call).
+    let incoming = tokio_stream::StreamExt::map(TcpListenerStream::new(listener), |conn| {
+        conn.inspect(|stream| {
+            if let Err(e) = stream.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        })
+    });
+    let server = router.serve_with_incoming_shutdown(incoming, signal);
     let deadline = async {
         shutdown.cancelled().await;
         tokio::time::sleep(readiness_delay + grace).await;
