@@ -577,6 +577,7 @@ impl<'a> Account<'a> {
                     interval: interval as i32,
                     churn_reason: c.reason.map_or(0, |r| r as i32),
                     add_on: c.add_on,
+                    opening_balance: false,
                 }),
             );
             if c.mrr == 0 {

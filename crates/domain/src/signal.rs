@@ -207,6 +207,9 @@ pub enum RawBody {
         churn_reason: Option<ChurnReason>,
         /// Add-on change.
         add_on: bool,
+        /// An opening balance (what the account already paid), not a
+        /// change; see [`crate::kpi::revenue::OpeningBalance`].
+        opening: bool,
     },
     /// Billing status (`None` = unspecified).
     Billing(Option<BillingStatus>),
@@ -359,6 +362,9 @@ pub enum SignalBody {
         churn_reason: Option<ChurnReason>,
         /// Add-on change.
         add_on: bool,
+        /// An opening balance (what the account already paid), not a
+        /// change; see [`crate::kpi::revenue::OpeningBalance`].
+        opening: bool,
     },
     /// Billing status.
     Billing(BillingStatus),
@@ -766,9 +772,16 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
             amount,
             interval,
             churn_reason,
-            ..
+            add_on,
+            opening,
         } => {
             check_money(&mut v, &f("amount"), amount, rules, 0);
+            if *opening && *add_on {
+                v.push(
+                    f("opening_balance"),
+                    "an opening balance states the account's whole MRR; it cannot also be an add-on",
+                );
+            }
             if interval.is_none() {
                 v.push(f("interval"), "is required: monthly or annual");
             }
@@ -924,11 +937,13 @@ fn parse_body(body: &RawBody) -> Option<SignalBody> {
             interval,
             churn_reason,
             add_on,
+            opening,
         } => SignalBody::Subscription {
             amount,
             interval: interval?,
             churn_reason,
             add_on,
+            opening,
         },
         RawBody::Billing(status) => SignalBody::Billing(status?),
         RawBody::Renewal(outcome) => SignalBody::Renewal(outcome?),

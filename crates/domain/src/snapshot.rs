@@ -79,6 +79,7 @@ pub fn account_snapshot(
         ..AccountSnapshot::default()
     };
     let mut active_days: BTreeSet<i64> = BTreeSet::new();
+    let mut seen_subscription = false;
     let mut latest_nps: HashMap<&str, i64> = HashMap::new();
     let mut milestones: Vec<MilestoneFact> = Vec::new();
     for s in &ordered {
@@ -114,8 +115,18 @@ pub fn account_snapshot(
                 latest_nps.insert(user_id.as_str(), *score);
             }
             SignalBody::Subscription {
-                amount, interval, ..
-            } => snap.mrr_minor = monthly_mrr(amount.minor, *interval),
+                amount,
+                interval,
+                opening,
+                ..
+            } => {
+                // An opening balance stands for the history before the
+                // first subscription signal; after one, it changes nothing.
+                if !*opening || !seen_subscription {
+                    snap.mrr_minor = monthly_mrr(amount.minor, *interval);
+                }
+                seen_subscription = true;
+            }
             SignalBody::Billing(status) => snap.billing_status = Some(*status),
             SignalBody::Milestone { key, achieved } => milestones.push(MilestoneFact {
                 account: s.account_id.clone(),

@@ -285,6 +285,7 @@ fn d7_tiny_annual_amounts_are_rejected_not_churned() {
             interval: Some(BillingInterval::Annual),
             churn_reason: reason,
             add_on: false,
+            opening: false,
         }),
     };
     for tiny in 1..=5 {

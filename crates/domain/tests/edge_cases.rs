@@ -466,6 +466,7 @@ fn signal_validation_reports_every_violation_with_its_path() {
             interval: Some(BillingInterval::Monthly),
             churn_reason: reason,
             add_on: false,
+            opening: false,
         })
     };
     assert_eq!(

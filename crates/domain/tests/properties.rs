@@ -421,7 +421,7 @@ proptest! {
             event_id: "e".into(),
             account_id: "a".into(),
             occurred_at: Some(Timestamp::from_seconds(BASE)),
-            body: Some(RawBody::Subscription { amount: Money::new(minor, eur()), interval: Some(interval), churn_reason: None, add_on: false }),
+            body: Some(RawBody::Subscription { amount: Money::new(minor, eur()), interval: Some(interval), churn_reason: None, add_on: false, opening: false }),
         };
         let rules = Rules { now: Timestamp::from_seconds(BASE), max_future_seconds: 0, max_past_seconds: None, base_currency: eur(), checklist: &[] };
         let accepted = signal::validate(&s, &rules).is_ok();

@@ -86,6 +86,7 @@ fn history() -> Vec<Signal> {
                 interval: BillingInterval::Annual,
                 churn_reason: None,
                 add_on: false,
+                opening: false,
             },
         ),
         s(
@@ -143,6 +144,7 @@ fn an_account_without_sessions_has_no_usage_rather_than_zero() {
                 interval: BillingInterval::Monthly,
                 churn_reason: None,
                 add_on: false,
+                opening: false,
             },
         ),
     ];
@@ -162,4 +164,38 @@ fn an_account_without_sessions_has_no_usage_rather_than_zero() {
     with_old_session.push(s("s-old", Timestamp::from_ymd(2026, 3, 1), session()));
     let snap = account_snapshot(&with_old_session, at(30, 0), &checklist);
     assert_eq!(snap.health().active_days_30d, Some(0.0));
+}
+
+#[test]
+fn an_opening_balance_is_the_mrr_until_the_first_change() {
+    let eur = Currency::parse("EUR").unwrap();
+    let sub = |minor: i64, opening: bool| SignalBody::Subscription {
+        amount: Money::new(minor, eur),
+        interval: BillingInterval::Monthly,
+        churn_reason: None,
+        add_on: false,
+        opening,
+    };
+    let checklist: Vec<String> = Vec::new();
+    // The opening alone is the account's MRR.
+    let mut signals = vec![s("o-1", at(5, 9), sub(10_000, true))];
+    assert_eq!(
+        account_snapshot(&signals, at(30, 0), &checklist).mrr_minor,
+        10_000
+    );
+    // A later change replaces it.
+    signals.push(s("m-1", at(10, 9), sub(12_000, false)));
+    assert_eq!(
+        account_snapshot(&signals, at(30, 0), &checklist).mrr_minor,
+        12_000
+    );
+    // Real history older than the opening wins over it, in any order.
+    let backfilled = vec![
+        s("o-1", at(5, 9), sub(10_000, true)),
+        s("m-0", at(1, 9), sub(3_000, false)),
+    ];
+    assert_eq!(
+        account_snapshot(&backfilled, at(30, 0), &checklist).mrr_minor,
+        3_000
+    );
 }

@@ -338,6 +338,7 @@ pub fn raw_signal(s: &v1::Signal) -> (RawSignal, Violations) {
                         |w: v1::ChurnReason| churn_reason(w as i32),
                     ),
                     add_on: x.add_on,
+                    opening: x.opening_balance,
                 }
             }
             Body::Billing(x) => RawBody::Billing(known(

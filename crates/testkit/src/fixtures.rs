@@ -71,6 +71,7 @@ pub fn subscription(minor: i64) -> v1::signal::Body {
             0
         },
         add_on: false,
+        opening_balance: false,
     })
 }
 
@@ -207,5 +208,6 @@ pub fn mrr_change(minor: i64, reason: v1::ChurnReason) -> v1::signal::Body {
         interval: v1::BillingInterval::Monthly as i32,
         churn_reason: reason as i32,
         add_on: false,
+        opening_balance: false,
     })
 }

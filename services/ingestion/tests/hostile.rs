@@ -180,6 +180,7 @@ fn subscription(f: impl FnOnce(&mut v1::SubscriptionChange)) -> v1::Signal {
         interval: v1::BillingInterval::Monthly as i32,
         churn_reason: 0,
         add_on: false,
+        opening_balance: false,
     };
     f(&mut s);
     body(Body::Subscription(s))

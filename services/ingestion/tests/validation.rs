@@ -63,6 +63,7 @@ fn sub(
         interval: interval as i32,
         churn_reason: reason as i32,
         add_on: false,
+        opening_balance: false,
     }))
 }
 
@@ -418,6 +419,21 @@ rule!(
         }
     }),
     "subscription.interval"
+);
+rule!(
+    an_opening_balance_is_not_an_add_on,
+    sub(
+        money(100, "EUR"),
+        v1::BillingInterval::Monthly,
+        v1::ChurnReason::Unspecified
+    )
+    .tap(|s| {
+        if let Some(Body::Subscription(x)) = &mut s.body {
+            x.add_on = true;
+            x.opening_balance = true;
+        }
+    }),
+    "subscription.opening_balance"
 );
 rule!(
     renewal_outcome_is_defined,

@@ -9,7 +9,7 @@ use retain_domain::kpi::adoption::{
     self, DEFAULT_TRIAL_WINDOW_DAYS, MilestoneFact, SessionFact, TrialFact,
 };
 use retain_domain::kpi::experience::{self, CsatThresholds};
-use retain_domain::kpi::revenue::{self, MrrChange, Purchase, RevenueKpis};
+use retain_domain::kpi::revenue::{self, MrrChange, OpeningBalance, Purchase, RevenueKpis};
 use retain_domain::kpi::rollup::cost::{CostFact, CostRollup};
 use retain_domain::kpi::scorecard::{self, InsightInputs, KpiId, Severity};
 use retain_domain::signal::{
@@ -28,6 +28,7 @@ pub const USAGE_TARGET_DAYS_PER_WEEK: f64 = 3.0;
 #[derive(Debug, Default)]
 pub struct Facts {
     changes: Vec<MrrChange>,
+    openings: Vec<OpeningBalance>,
     sessions: Vec<SessionFact>,
     nps: Vec<u8>,
     csat: Vec<(retain_domain::kpi::experience::Scale, u8)>,
@@ -64,17 +65,29 @@ impl Facts {
                     amount,
                     interval,
                     churn_reason,
+                    opening,
                     ..
-                } => f.changes.push(MrrChange {
-                    account: account.clone(),
-                    at: s.occurred_at,
-                    seq: s.event_id.clone(),
-                    mrr: Money::new(
+                } => {
+                    let mrr = Money::new(
                         retain_domain::signal::monthly_mrr(amount.minor, *interval),
                         amount.currency,
-                    ),
-                    churn_reason: *churn_reason,
-                }),
+                    );
+                    if *opening {
+                        f.openings.push(OpeningBalance {
+                            account: account.clone(),
+                            at: s.occurred_at,
+                            mrr,
+                        });
+                    } else {
+                        f.changes.push(MrrChange {
+                            account: account.clone(),
+                            at: s.occurred_at,
+                            seq: s.event_id.clone(),
+                            mrr,
+                            churn_reason: *churn_reason,
+                        });
+                    }
+                }
                 SignalBody::Session {
                     user_id,
                     duration_seconds,
@@ -169,8 +182,9 @@ pub fn portfolio(
     // KPIs measured "as of" the period's end (active users, onboarding)
     // are measured as of now when the period has not ended yet.
     let as_of = period.end.min(now).max(period.start);
-    let rev: RevenueKpis = revenue::revenue_kpis(&facts.changes, period, currency)
-        .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))?;
+    let rev: RevenueKpis =
+        revenue::revenue_kpis_with_openings(&facts.changes, &facts.openings, period, currency)
+            .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))?;
     let logo_churn = rev.logo_churn_rate();
     let ltv = revenue::ltv(rev.arpa, Ratio::ONE, logo_churn);
     // Costs are portfolio-level: under a segment/plan filter CRC and CAC
@@ -240,7 +254,7 @@ pub fn portfolio(
 
     let active = adoption::active(&facts.sessions, as_of);
     let elapsed = Period::new(period.start, as_of).unwrap_or(period);
-    let paying: HashSet<&str> = paying_at_end(&facts.changes, period);
+    let paying: HashSet<&str> = paying_at_end(&facts.changes, &facts.openings, period);
     let usage = adoption::product_usage_rate(
         &facts.sessions,
         elapsed,
@@ -383,10 +397,22 @@ pub fn portfolio(
     })
 }
 
-/// The accounts paying at the end of `period`.
-fn paying_at_end(changes: &[MrrChange], period: Period) -> HashSet<&str> {
+/// The accounts paying at the end of `period`: by their last change
+/// before the end or, with none, by the MRR their history starts from (an
+/// opening balance that applies; see [`revenue::opening_state`]).
+fn paying_at_end<'a>(
+    changes: &'a [MrrChange],
+    openings: &'a [OpeningBalance],
+    period: Period,
+) -> HashSet<&'a str> {
+    let mut first: BTreeMap<&str, retain_domain::Timestamp> = BTreeMap::new();
     let mut last: BTreeMap<&str, (retain_domain::Timestamp, &str, i64)> = BTreeMap::new();
-    for c in changes.iter().filter(|c| c.at < period.end) {
+    for c in changes {
+        let f = first.entry(c.account.as_str()).or_insert(c.at);
+        *f = (*f).min(c.at);
+        if c.at >= period.end {
+            continue;
+        }
         let e = last
             .entry(c.account.as_str())
             .or_insert((c.at, c.seq.as_str(), c.mrr.minor));
@@ -394,10 +420,27 @@ fn paying_at_end(changes: &[MrrChange], period: Period) -> HashSet<&str> {
             *e = (c.at, c.seq.as_str(), c.mrr.minor);
         }
     }
-    last.into_iter()
+    // With several openings for one account the earliest `(at, mrr)` counts.
+    let mut earliest: BTreeMap<&str, &OpeningBalance> = BTreeMap::new();
+    for o in openings {
+        let e = earliest.entry(o.account.as_str()).or_insert(o);
+        if (o.at, o.mrr.minor) < (e.at, e.mrr.minor) {
+            *e = o;
+        }
+    }
+    let mut paying: HashSet<&str> = last
+        .iter()
         .filter(|(_, v)| v.2 > 0)
-        .map(|(a, _)| a)
-        .collect()
+        .map(|(a, _)| *a)
+        .collect();
+    for (account, o) in earliest {
+        if !last.contains_key(account)
+            && revenue::opening_state(Some(o), first.get(account).copied()).mrr > 0
+        {
+            paying.insert(account);
+        }
+    }
+    paying
 }
 
 /// The wire KPI of a domain KPI id.

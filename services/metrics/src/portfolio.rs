@@ -9,7 +9,7 @@
 use std::collections::BTreeSet;
 
 use prost::Message;
-use retain_domain::kpi::revenue::{self, MrrBridge, MrrChange};
+use retain_domain::kpi::revenue::{self, MrrBridge, MrrChange, OpeningBalance};
 use retain_domain::signal::{self, Rules, SignalBody, SignalKind};
 use retain_domain::{Currency, Granularity, Money, Period, Timestamp, Violations};
 use retain_proto::{convert, v1};
@@ -167,13 +167,14 @@ pub async fn signals(
     .map_err(|e| Error::Internal(format!("decoding signals: {e}")))?
 }
 
-/// Every subscription change of the selected accounts, as MRR changes.
+/// Every subscription change of the selected accounts, as MRR changes,
+/// and their opening balances.
 async fn mrr_changes(
     db: &DatabaseConnection,
     tenant: &str,
     settings: &Tenant,
     accounts: Option<&BTreeSet<String>>,
-) -> Result<Vec<MrrChange>, Error> {
+) -> Result<(Vec<MrrChange>, Vec<OpeningBalance>), Error> {
     let subscriptions = signals(
         db,
         tenant,
@@ -182,24 +183,36 @@ async fn mrr_changes(
         Some(SignalKind::Subscription),
     )
     .await?;
-    Ok(subscriptions
-        .into_iter()
-        .filter_map(|s| match s.body {
-            SignalBody::Subscription {
-                amount,
-                interval,
-                churn_reason,
-                ..
-            } => Some(MrrChange {
-                account: s.account_id,
-                at: s.occurred_at,
-                seq: s.event_id,
-                mrr: Money::new(signal::monthly_mrr(amount.minor, interval), amount.currency),
-                churn_reason,
-            }),
-            _ => None,
-        })
-        .collect())
+    let mut changes = Vec::with_capacity(subscriptions.len());
+    let mut openings = Vec::new();
+    for s in subscriptions {
+        if let SignalBody::Subscription {
+            amount,
+            interval,
+            churn_reason,
+            opening,
+            ..
+        } = s.body
+        {
+            let mrr = Money::new(signal::monthly_mrr(amount.minor, interval), amount.currency);
+            if opening {
+                openings.push(OpeningBalance {
+                    account: s.account_id,
+                    at: s.occurred_at,
+                    mrr,
+                });
+            } else {
+                changes.push(MrrChange {
+                    account: s.account_id,
+                    at: s.occurred_at,
+                    seq: s.event_id,
+                    mrr,
+                    churn_reason,
+                });
+            }
+        }
+    }
+    Ok((changes, openings))
 }
 
 /// The segment of each account of `tenant` that has one.
@@ -231,9 +244,10 @@ pub async fn mrr_bridge(
     filter: Option<&v1::AccountFilter>,
 ) -> Result<MrrBridge, Error> {
     let accounts = selected(db, tenant, filter).await?;
-    let changes = mrr_changes(db, tenant, settings, accounts.as_ref()).await?;
-    let kpis = revenue::revenue_kpis(&changes, period, settings.base_currency)
-        .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))?;
+    let (changes, openings) = mrr_changes(db, tenant, settings, accounts.as_ref()).await?;
+    let kpis =
+        revenue::revenue_kpis_with_openings(&changes, &openings, period, settings.base_currency)
+            .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))?;
     Ok(kpis.bridge)
 }
 

@@ -95,6 +95,55 @@ retain_testkit::storage_test!(async fn the_bridge_balances_and_matches_the_chang
     assert_eq!(minor(&other.end_mrr), 0);
 });
 
+fn opening(minor: i64, reason: v1::ChurnReason) -> Body {
+    let Body::Subscription(x) = mrr_change(minor, reason) else {
+        unreachable!()
+    };
+    Body::Subscription(v1::SubscriptionChange {
+        opening_balance: true,
+        ..x
+    })
+}
+
+// An import that starts mid-history sends each existing customer's MRR as
+// an opening balance: nobody is booked as new, a former customer who pays
+// again is a reactivation, and real history older than the opening
+// (backfilled) replaces it.
+retain_testkit::storage_test!(async fn opening_balances_are_not_new_mrr(db) {
+    use v1::ChurnReason::{Price, Unspecified};
+    let app = spawn(db).await;
+    let period = v1::Period { start: ts(now() - 20 * DAY), end: ts(now() - DAY) };
+    let signals = vec![
+        // acme-1: paying 10,000 when the import starts, expands later.
+        days_ago("o-1", "acme-1", 15, opening(10_000, Unspecified)),
+        days_ago("m-1", "acme-1", 10, mrr_change(15_000, Unspecified)),
+        // acme-2: a former customer when the import starts, pays again.
+        days_ago("o-2", "acme-2", 15, opening(0, Price)),
+        days_ago("m-2", "acme-2", 5, mrr_change(7_000, Unspecified)),
+        // acme-3: paying 20,000 throughout, no change.
+        days_ago("o-3", "acme-3", 15, opening(20_000, Unspecified)),
+        // acme-4: its real history from before the import replaces the opening.
+        days_ago("o-4", "acme-4", 15, opening(4_000, Unspecified)),
+        days_ago("m-4", "acme-4", 28, mrr_change(3_000, Unspecified)),
+        // acme-5: a new customer after the import.
+        days_ago("m-5", "acme-5", 8, mrr_change(5_000, Unspecified)),
+    ];
+    let r = app.send(signals.clone()).await;
+    assert_eq!(r.accepted as usize, signals.len(), "{r:?}");
+
+    // By hand: start 10,000 + 0 + 20,000 + 3,000; new 5,000 (acme-5 only);
+    // reactivation 7,000 (acme-2); expansion 5,000 (acme-1).
+    let (start, new, reactivation, expansion) = (33_000, 5_000, 7_000, 5_000);
+    let end = 15_000 + 7_000 + 20_000 + 3_000 + 5_000;
+    assert_eq!(start + new + reactivation + expansion, end);
+    let b = bridge(&app, v1::GetMrrBridgeRequest { period: Some(period), filter: None }).await.unwrap();
+    assert_eq!(
+        [minor(&b.start_mrr), minor(&b.new_mrr), minor(&b.reactivation_mrr), minor(&b.expansion_mrr), minor(&b.contraction_mrr), minor(&b.churned_mrr), minor(&b.end_mrr)],
+        [start, new, reactivation, expansion, 0, 0, end]
+    );
+
+});
+
 retain_testkit::storage_test!(async fn a_bad_period_or_filter_names_its_field(db) {
     let app = spawn(db).await;
     let cases = [

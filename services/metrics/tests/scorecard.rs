@@ -28,6 +28,7 @@ fn mrr_at(id: &str, account: &str, days_ago: i64, minor: i64) -> v1::Signal {
                 interval: v1::BillingInterval::Monthly as i32,
                 churn_reason: 0,
                 add_on: false,
+                opening_balance: false,
             }),
         )
     }

@@ -44,6 +44,7 @@ fn mrr(minor: i64) -> Body {
             0
         },
         add_on: false,
+        opening_balance: false,
     })
 }
 

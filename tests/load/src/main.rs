@@ -180,6 +180,7 @@ fn generate(tag: &str, n: usize) -> Vec<v1::Signal> {
                     interval: v1::BillingInterval::Monthly as i32,
                     churn_reason: 0,
                     add_on: false,
+                    opening_balance: false,
                 }),
                 88..=89 => Body::Billing(v1::BillingStatusChange {
                     status: v1::BillingStatus::Current as i32,
