@@ -2,7 +2,8 @@
 //! tenant history (retain-datagen) is sent through ingestion out of
 //! order, late signals last, and MRR, paying accounts, logo churn and NPS
 //! are computed here with plain loops over the signals sent — not the
-//! service's code path — for several periods and filters, on SQLite and
+//! service's code path — for several periods and filters, with and
+//! without opening balances (an import that starts mid-history), on SQLite and
 //! PostgreSQL.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
@@ -40,8 +41,10 @@ fn independent(
     end: i64,
 ) -> Expected {
     let (start, end) = (start * 1_000_000, end * 1_000_000);
-    // Every account's subscription changes, in time order.
+    // Every account's subscription changes, in time order, and its
+    // earliest opening balance `(at, mrr)`.
     let mut changes: BTreeMap<&str, Vec<(i64, &str, i64)>> = BTreeMap::new();
+    let mut openings: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
     let (mut promoters, mut detractors, mut answers) = (0i64, 0i64, 0i64);
     for s in signals.iter().filter(|s| accounts.contains(&s.account_id)) {
         let at = micros(s.occurred_at.as_ref().unwrap());
@@ -53,10 +56,15 @@ fn independent(
                 } else {
                     amount
                 };
-                changes
-                    .entry(&s.account_id)
-                    .or_default()
-                    .push((at, &s.event_id, monthly));
+                if x.opening_balance {
+                    let o = openings.entry(&s.account_id).or_insert((at, monthly));
+                    *o = (*o).min((at, monthly));
+                } else {
+                    changes
+                        .entry(&s.account_id)
+                        .or_default()
+                        .push((at, &s.event_id, monthly));
+                }
             }
             Body::Survey(x) if x.kind == v1::SurveyKind::Nps as i32 && at >= start && at < end => {
                 answers += 1;
@@ -67,9 +75,18 @@ fn independent(
         }
     }
     let (mut mrr, mut paying, mut cohort, mut churned) = (0, 0, 0, 0);
-    for list in changes.values_mut() {
+    for account in openings.keys() {
+        changes.entry(account).or_default();
+    }
+    for (account, list) in &mut changes {
         list.sort();
-        let at = |t: i64| list.iter().rfind(|c| c.0 < t).map_or(0, |c| c.2);
+        // Before its first change an account pays its opening balance,
+        // when that is not later than the first change; else nothing.
+        let opening = match (openings.get(account), list.first()) {
+            (Some(&(o_at, mrr)), first) if first.is_none_or(|c| o_at <= c.0) => mrr,
+            _ => 0,
+        };
+        let at = |t: i64| list.iter().rfind(|c| c.0 < t).map_or(opening, |c| c.2);
         let (s, e) = (at(start), at(end));
         mrr += e;
         paying += i64::from(e > 0);
@@ -131,13 +148,53 @@ fn close(a: &Expected, b: &Expected) -> bool {
 }
 
 retain_testkit::storage_test!(async fn portfolio_kpis_match_an_independent_computation(db) {
-    let cfg = Config { accounts: 40, history_days: 75, now: now(), ..Config::default() };
-    let data = generate(&cfg);
+    crosscheck(db, false).await;
+});
+
+// The same history imported mid-way: every third account's earliest
+// subscription change is sent as an opening balance instead.
+retain_testkit::storage_test!(async fn portfolio_kpis_with_opening_balances_match(db) {
+    crosscheck(db, true).await;
+});
+
+async fn crosscheck(db: TestDatabase, openings: bool) {
+    let cfg = Config {
+        accounts: 40,
+        history_days: 75,
+        now: now(),
+        ..Config::default()
+    };
+    let mut data = generate(&cfg);
+    if openings {
+        let mut earliest: BTreeMap<String, (i64, usize)> = BTreeMap::new();
+        for (i, s) in data.signals.iter().enumerate() {
+            if let Some(Body::Subscription(x)) = &s.body
+                && !x.add_on
+            {
+                let e = earliest
+                    .entry(s.account_id.clone())
+                    .or_insert((i64::MAX, i));
+                *e = (*e).min((micros(s.occurred_at.as_ref().unwrap()), i));
+            }
+        }
+        for (k, (_, i)) in earliest.values().enumerate() {
+            if k % 3 == 0
+                && let Some(Body::Subscription(x)) = &mut data.signals[*i].body
+            {
+                x.opening_balance = true;
+            }
+        }
+    }
     let app = spawn_two::<Ingestion, Metrics>(db).await;
     let delivery = data.in_delivery_order(11);
     for batch in delivery.batches(5_000) {
         let r = app.ingest(WRITER, batch.request()).await.unwrap();
-        assert_eq!(r.rejected, 0, "{:?}", r.results.iter().find(|x| !x.violations.is_empty()));
+        assert_eq!(
+            r.rejected,
+            0,
+            "{:?}",
+            r.results.iter().find(|x| !x.violations.is_empty())
+        );
     }
     let all: BTreeSet<String> = data.accounts.iter().map(|a| a.id.clone()).collect();
     let by_segment = data.accounts_by_segment();
@@ -155,23 +212,61 @@ retain_testkit::storage_test!(async fn portfolio_kpis_match_an_independent_compu
     ];
     let filters = [
         (None, &all),
-        (Some(v1::AccountFilter { segments: vec!["Agencies".into()], plans: vec![] }), &agencies),
-        (Some(v1::AccountFilter { segments: vec![], plans: vec![plan.clone()] }), &on_plan),
+        (
+            Some(v1::AccountFilter {
+                segments: vec!["Agencies".into()],
+                plans: vec![],
+            }),
+            &agencies,
+        ),
+        (
+            Some(v1::AccountFilter {
+                segments: vec![],
+                plans: vec![plan.clone()],
+            }),
+            &on_plan,
+        ),
     ];
+    // The same signals with every opening read as a plain change: the
+    // openings must make a difference somewhere, or this test shows nothing.
+    let mut plain = data.signals.clone();
+    for s in &mut plain {
+        if let Some(Body::Subscription(x)) = &mut s.body {
+            x.opening_balance = false;
+        }
+    }
+    let differ = periods
+        .iter()
+        .filter(|(start, end)| {
+            independent(&plain, &all, *start, *end)
+                != independent(&data.signals, &all, *start, *end)
+        })
+        .count();
+    assert_eq!(
+        differ > 0,
+        openings,
+        "periods where opening balances change the KPIs: {differ}"
+    );
     let mut client = MetricsServiceClient::new(app.channel.clone());
     for (start, end) in periods {
         for (filter, accounts) in &filters {
             let want = independent(&data.signals, accounts, start, end);
             if filter.is_none() {
                 // The generated history is not trivial for any period.
-                assert!(want.mrr > 0 && want.paying > 0 && want.nps.is_some(), "{want:?}");
+                assert!(
+                    want.mrr > 0 && want.paying > 0 && want.nps.is_some(),
+                    "{want:?}"
+                );
             }
             let got = served(
                 &client
                     .get_portfolio_metrics(with_token(
                         READER,
                         v1::GetPortfolioMetricsRequest {
-                            period: Some(v1::Period { start: ts(start), end: ts(end) }),
+                            period: Some(v1::Period {
+                                start: ts(start),
+                                end: ts(end),
+                            }),
                             filter: filter.clone(),
                         },
                     ))
@@ -179,10 +274,13 @@ retain_testkit::storage_test!(async fn portfolio_kpis_match_an_independent_compu
                     .unwrap()
                     .into_inner(),
             );
-            assert!(close(&got, &want), "period {start}..{end}, filter {filter:?}: served {got:?}, computed {want:?}");
+            assert!(
+                close(&got, &want),
+                "period {start}..{end}, filter {filter:?}: served {got:?}, computed {want:?}"
+            );
         }
     }
-});
+}
 
 // A backfill for an old month changes that month's KPIs, never today's.
 retain_testkit::storage_test!(async fn a_backfill_changes_its_month_and_not_the_current_one(db) {
