@@ -79,7 +79,10 @@ pub fn account_snapshot(
         ..AccountSnapshot::default()
     };
     let mut active_days: BTreeSet<i64> = BTreeSet::new();
-    let mut seen_subscription = false;
+    // The MRR is the last real change's; an opening balance stands for the
+    // history before the first change, so it only counts without one.
+    let mut last_change_mrr: Option<i64> = None;
+    let mut opening_mrr: Option<(Timestamp, i64)> = None;
     let mut latest_nps: HashMap<&str, i64> = HashMap::new();
     let mut milestones: Vec<MilestoneFact> = Vec::new();
     for s in &ordered {
@@ -120,12 +123,16 @@ pub fn account_snapshot(
                 opening,
                 ..
             } => {
-                // An opening balance stands for the history before the
-                // first subscription signal; after one, it changes nothing.
-                if !*opening || !seen_subscription {
-                    snap.mrr_minor = monthly_mrr(amount.minor, *interval);
+                let mrr = monthly_mrr(amount.minor, *interval);
+                if *opening {
+                    // The earliest `(at, mrr)` counts, as in
+                    // `kpi::revenue::opening_state`.
+                    let o = opening_mrr.get_or_insert((s.occurred_at, mrr));
+                    *o = (*o).min((s.occurred_at, mrr));
+                } else {
+                    // Ordered by time: the last change wins.
+                    last_change_mrr = Some(mrr);
                 }
-                seen_subscription = true;
             }
             SignalBody::Billing(status) => snap.billing_status = Some(*status),
             SignalBody::Milestone { key, achieved } => milestones.push(MilestoneFact {
@@ -136,6 +143,9 @@ pub fn account_snapshot(
             }),
             _ => {}
         }
+    }
+    if let Some(mrr) = last_change_mrr.or(opening_mrr.map(|o| o.1)) {
+        snap.mrr_minor = mrr;
     }
     snap.active_days_30d = u32::try_from(active_days.len()).unwrap_or(u32::MAX);
     if !latest_nps.is_empty() {

@@ -198,4 +198,13 @@ fn an_opening_balance_is_the_mrr_until_the_first_change() {
         account_snapshot(&backfilled, at(30, 0), &checklist).mrr_minor,
         3_000
     );
+    // Two openings at one instant: the lower MRR counts, whatever the ids.
+    let tied = vec![
+        s("a", at(5, 9), sub(9_000, true)),
+        s("b", at(5, 9), sub(8_000, true)),
+    ];
+    assert_eq!(
+        account_snapshot(&tied, at(30, 0), &checklist).mrr_minor,
+        8_000
+    );
 }

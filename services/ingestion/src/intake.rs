@@ -118,11 +118,15 @@ pub fn user_of(wire: &v1::Signal) -> Option<&str> {
 }
 
 /// Whether notification acts on this signal directly (survey answers,
-/// subscription changes, billing status), so it travels in the event.
+/// subscription changes, billing status), so it travels in the event. An
+/// opening balance is not a change: nobody contracted or churned, so it
+/// never routes.
 pub fn is_routable(p: &Prepared) -> bool {
     matches!(
         p.domain.body,
-        SignalBody::Survey { .. } | SignalBody::Subscription { .. } | SignalBody::Billing(_)
+        SignalBody::Survey { .. }
+            | SignalBody::Subscription { opening: false, .. }
+            | SignalBody::Billing(_)
     )
 }
 

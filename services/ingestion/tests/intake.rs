@@ -42,6 +42,25 @@ retain_testkit::storage_test!(async fn every_kind_is_accepted_stored_and_announc
     assert_eq!(routable, vec!["e-4", "e-5", "e-6"]);
 });
 
+// An opening balance is history, not a change: metrics hears of it, but it
+// never travels to routing (no contraction or churn task for an import).
+retain_testkit::storage_test!(async fn an_opening_balance_is_announced_but_never_routed(db) {
+    let app = spawn_app::<Ingestion>(db).await;
+    let opening = match mrr_change(0, v1::ChurnReason::Price) {
+        v1::signal::Body::Subscription(x) => v1::signal::Body::Subscription(v1::SubscriptionChange { opening_balance: true, ..x }),
+        _ => unreachable!(),
+    };
+    let r = app.send(vec![
+        days_ago("o-1", "acme-1", 3, opening),
+        days_ago("m-1", "acme-1", 2, mrr_change(5_000, v1::ChurnReason::Unspecified)),
+    ]).await;
+    assert_eq!(r.accepted, 2, "{r:?}");
+    let (_, event) = &app.recorded("notification").await[0];
+    assert_eq!(event.signal_count, 2);
+    let routable: Vec<&str> = event.routable.iter().map(|s| s.event_id.as_str()).collect();
+    assert_eq!(routable, vec!["m-1"]);
+});
+
 retain_testkit::storage_test!(async fn a_retried_batch_counts_once(db) {
     let app = spawn_app::<Ingestion>(db).await;
     let signals = every_kind("e", "acme-1");

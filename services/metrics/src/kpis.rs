@@ -573,3 +573,58 @@ fn money(m: MoneyMeasure) -> v1::KpiValue {
         },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use retain_domain::{Currency, Timestamp};
+
+    fn day(d: u32) -> Timestamp {
+        Timestamp::from_ymd(2026, 5, d)
+    }
+
+    fn eur(minor: i64) -> Money {
+        Money::new(minor, Currency::parse("EUR").unwrap())
+    }
+
+    fn change(account: &str, d: u32, minor: i64) -> MrrChange {
+        MrrChange {
+            account: account.into(),
+            at: day(d),
+            seq: format!("{account}-{d}"),
+            mrr: eur(minor),
+            churn_reason: None,
+        }
+    }
+
+    fn opening(account: &str, d: u32, minor: i64) -> OpeningBalance {
+        OpeningBalance {
+            account: account.into(),
+            at: day(d),
+            mrr: eur(minor),
+        }
+    }
+
+    #[test]
+    fn paying_at_end_counts_opening_balances_until_the_first_change() {
+        let period = Period::new(day(1), day(10)).unwrap();
+        let changes = [
+            change("a", 5, 1_000), // paying by its own change
+            change("b", 20, 0),    // opening 2,000 holds until day 20
+            change("c", 2, 0),     // churned by a change after its opening
+            change("d", 1, 3_000), // older history replaces the opening of 0
+        ];
+        let openings = [
+            opening("b", 3, 2_000),
+            opening("c", 1, 5_000),
+            opening("d", 4, 0),
+            opening("e", 2, 0),     // a former customer: not paying
+            opening("f", 2, 4_000), // paying throughout
+        ];
+        let mut paying: Vec<&str> = paying_at_end(&changes, &openings, period)
+            .into_iter()
+            .collect();
+        paying.sort_unstable();
+        assert_eq!(paying, ["a", "b", "d", "f"]);
+    }
+}
