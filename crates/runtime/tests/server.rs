@@ -426,12 +426,14 @@ async fn workers_start_with_the_server_and_stop_only_after_calls_drain() {
     let journal = Journal::default();
     let mut workers = Workers::new();
     let j = journal.clone();
+    // Handing back its work takes until the test says so; serve must wait.
+    let release = Arc::new(tokio::sync::Semaphore::new(0));
+    let r = release.clone();
     workers.add("test.worker", move |stop| async move {
         j.push("started");
         stop.cancelled().await;
         j.push("cancelled");
-        // Handing back its work takes a moment; serve must wait for it.
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        let _ = r.acquire().await;
         j.push("stopped");
     });
     let h = start_with(
@@ -454,6 +456,18 @@ async fn workers_start_with_the_server_and_stop_only_after_calls_drain() {
     assert_eq!(journal.entries(), ["started"]);
     h.gate.add_permits(1);
     held.await.unwrap().expect("the in-flight call completes");
+    eventually(
+        "the worker to be cancelled",
+        Duration::from_secs(10),
+        || async { journal.entries().contains(&"cancelled").then_some(()) },
+    )
+    .await;
+    // The worker is still handing back its work: serve has not returned.
+    assert!(
+        !h.server.is_finished(),
+        "serve returned before its worker stopped"
+    );
+    release.add_permits(1);
     tokio::time::timeout(Duration::from_secs(10), h.server)
         .await
         .expect("server stops")
