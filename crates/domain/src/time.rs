@@ -265,7 +265,7 @@ mod tests {
 
     #[test]
     fn civil_round_trip() {
-        for days in [-800_000, -1, 0, 1, 10_957, 19_000, 20_454, 2_000_000] {
+        for days in (-800_000..800_000).chain([2_000_000]) {
             let (y, m, d) = civil_from_days(days);
             assert_eq!(days_from_civil(y, m, d), days);
         }
