@@ -69,9 +69,7 @@ impl MetricsService for Metrics {
         let principal = Principal::of(&request)?;
         principal.require(Role::Read)?;
         let req = request.get_ref();
-        let period = portfolio::period(req.period.as_ref(), self.clock.now());
-        let filter = portfolio::check_filter(req.filter.as_ref());
-        let (period, ()) = both(period, filter)?;
+        let period = self.selection(req.period.as_ref(), req.filter.as_ref())?;
         let metrics = self
             .portfolio(principal.tenant.as_str(), period, req.filter.as_ref())
             .await?;
@@ -85,9 +83,7 @@ impl MetricsService for Metrics {
         let principal = Principal::of(&request)?;
         principal.require(Role::Read)?;
         let req = request.get_ref();
-        let period = portfolio::period(req.period.as_ref(), self.clock.now());
-        let filter = portfolio::check_filter(req.filter.as_ref());
-        let (period, ()) = both(period, filter)?;
+        let period = self.selection(req.period.as_ref(), req.filter.as_ref())?;
         let tenant = principal.tenant.as_str();
         let settings = self.tenants.of(tenant);
         let bridge =
@@ -107,9 +103,8 @@ impl MetricsService for Metrics {
         principal.require(Role::Read)?;
         let req = request.get_ref();
         let headline = scorecard::headline(req.lens.as_ref());
-        let period = portfolio::period(req.period.as_ref(), self.clock.now());
-        let filter = portfolio::check_filter(req.filter.as_ref());
-        let (headline, (period, ())) = both(headline, both(period, filter))?;
+        let period = self.selection(req.period.as_ref(), req.filter.as_ref());
+        let (headline, period) = both(headline, period)?;
         let metrics = self
             .portfolio(principal.tenant.as_str(), period, req.filter.as_ref())
             .await?;
@@ -169,6 +164,19 @@ impl MetricsService for Metrics {
 }
 
 impl Metrics {
+    /// The period a query asks for (the current calendar month when
+    /// absent), with its account filter checked: every violation of both
+    /// in one answer.
+    fn selection(
+        &self,
+        period: Option<&v1::Period>,
+        filter: Option<&v1::AccountFilter>,
+    ) -> Result<retain_domain::Period, Error> {
+        let period = portfolio::period(period, self.clock.now());
+        let (period, ()) = both(period, portfolio::check_filter(filter))?;
+        Ok(period)
+    }
+
     /// Every portfolio KPI of `period` over the accounts `filter` selects,
     /// computed off the async workers.
     async fn portfolio(
