@@ -254,7 +254,9 @@ pub fn portfolio(
 
     let active = adoption::active(&facts.sessions, as_of);
     let elapsed = Period::new(period.start, as_of).unwrap_or(period);
-    let paying: HashSet<&str> = paying_at_end(&facts.changes, &facts.openings, period);
+    let paying: HashSet<&str> =
+        revenue::paying_before(&facts.changes, &facts.openings, period.end, currency)
+            .map_err(|e| Error::Internal(format!("paying accounts: {e}")))?;
     let usage = adoption::product_usage_rate(
         &facts.sessions,
         elapsed,
@@ -397,52 +399,6 @@ pub fn portfolio(
     })
 }
 
-/// The accounts paying at the end of `period`: by their last change
-/// before the end or, with none, by the MRR their history starts from (an
-/// opening balance that applies; see [`revenue::opening_state`]).
-fn paying_at_end<'a>(
-    changes: &'a [MrrChange],
-    openings: &'a [OpeningBalance],
-    period: Period,
-) -> HashSet<&'a str> {
-    let mut first: BTreeMap<&str, retain_domain::Timestamp> = BTreeMap::new();
-    let mut last: BTreeMap<&str, (retain_domain::Timestamp, &str, i64)> = BTreeMap::new();
-    for c in changes {
-        let f = first.entry(c.account.as_str()).or_insert(c.at);
-        *f = (*f).min(c.at);
-        if c.at >= period.end {
-            continue;
-        }
-        let e = last
-            .entry(c.account.as_str())
-            .or_insert((c.at, c.seq.as_str(), c.mrr.minor));
-        if (c.at, c.seq.as_str()) >= (e.0, e.1) {
-            *e = (c.at, c.seq.as_str(), c.mrr.minor);
-        }
-    }
-    // With several openings for one account the earliest `(at, mrr)` counts.
-    let mut earliest: BTreeMap<&str, &OpeningBalance> = BTreeMap::new();
-    for o in openings {
-        let e = earliest.entry(o.account.as_str()).or_insert(o);
-        if (o.at, o.mrr.minor) < (e.at, e.mrr.minor) {
-            *e = o;
-        }
-    }
-    let mut paying: HashSet<&str> = last
-        .iter()
-        .filter(|(_, v)| v.2 > 0)
-        .map(|(a, _)| *a)
-        .collect();
-    for (account, o) in earliest {
-        if !last.contains_key(account)
-            && revenue::opening_state(Some(o), first.get(account).copied()).mrr > 0
-        {
-            paying.insert(account);
-        }
-    }
-    paying
-}
-
 /// The wire KPI of a domain KPI id.
 pub fn kpi_of(k: KpiId) -> v1::Kpi {
     match k {
@@ -571,60 +527,5 @@ fn money(m: MoneyMeasure) -> v1::KpiValue {
             unit: v1::KpiUnit::Money as i32,
             ..absent(a, why(a))
         },
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use retain_domain::{Currency, Timestamp};
-
-    fn day(d: u32) -> Timestamp {
-        Timestamp::from_ymd(2026, 5, d)
-    }
-
-    fn eur(minor: i64) -> Money {
-        Money::new(minor, Currency::parse("EUR").unwrap())
-    }
-
-    fn change(account: &str, d: u32, minor: i64) -> MrrChange {
-        MrrChange {
-            account: account.into(),
-            at: day(d),
-            seq: format!("{account}-{d}"),
-            mrr: eur(minor),
-            churn_reason: None,
-        }
-    }
-
-    fn opening(account: &str, d: u32, minor: i64) -> OpeningBalance {
-        OpeningBalance {
-            account: account.into(),
-            at: day(d),
-            mrr: eur(minor),
-        }
-    }
-
-    #[test]
-    fn paying_at_end_counts_opening_balances_until_the_first_change() {
-        let period = Period::new(day(1), day(10)).unwrap();
-        let changes = [
-            change("a", 5, 1_000), // paying by its own change
-            change("b", 20, 0),    // opening 2,000 holds until day 20
-            change("c", 2, 0),     // churned by a change after its opening
-            change("d", 1, 3_000), // older history replaces the opening of 0
-        ];
-        let openings = [
-            opening("b", 3, 2_000),
-            opening("c", 1, 5_000),
-            opening("d", 4, 0),
-            opening("e", 2, 0),     // a former customer: not paying
-            opening("f", 2, 4_000), // paying throughout
-        ];
-        let mut paying: Vec<&str> = paying_at_end(&changes, &openings, period)
-            .into_iter()
-            .collect();
-        paying.sort_unstable();
-        assert_eq!(paying, ["a", "b", "d", "f"]);
     }
 }

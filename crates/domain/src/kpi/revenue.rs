@@ -352,6 +352,34 @@ pub(crate) fn openings_by_account(
     Ok(by)
 }
 
+/// The accounts paying (MRR > 0) just before instant `t`: by their last
+/// change before `t` or, with none, by the state their history starts from
+/// (an [`OpeningBalance`] that applies; see [`opening_state`]).
+pub fn paying_before<'a>(
+    changes: &'a [MrrChange],
+    openings: &'a [OpeningBalance],
+    t: Timestamp,
+    currency: Currency,
+) -> Result<HashSet<&'a str>, RevenueError> {
+    let openings = openings_by_account(openings, currency)?;
+    let mut all = histories(changes, currency)?;
+    for account in openings.keys() {
+        all.entry(account).or_default();
+    }
+    Ok(all
+        .into_iter()
+        .filter(|(account, history)| {
+            let start = opening_state(
+                openings.get(account).copied(),
+                history.first().map(|c| c.at),
+            );
+            let last = history.iter().take_while(|c| c.at < t).last();
+            last.map_or(start.mrr, |c| c.mrr.minor) > 0
+        })
+        .map(|(account, _)| account)
+        .collect())
+}
+
 /// [`revenue_kpis`] for accounts whose history may start with an
 /// [`OpeningBalance`]. Accounts with an opening balance and no change are
 /// counted too (paying their opening MRR throughout).
@@ -569,4 +597,59 @@ pub fn cac(acquisition_spend: impl Into<MoneyMeasure>, new_customers: u64) -> Mo
 /// must match.
 pub fn ratio(num: MoneyMeasure, den: MoneyMeasure) -> Result<Exact, MoneyError> {
     num.ratio_to(den)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn day(d: u32) -> Timestamp {
+        Timestamp::from_ymd(2026, 5, d)
+    }
+
+    fn eur(minor: i64) -> Money {
+        Money::new(minor, Currency::parse("EUR").unwrap())
+    }
+
+    fn change(account: &str, d: u32, minor: i64) -> MrrChange {
+        MrrChange {
+            account: account.into(),
+            at: day(d),
+            seq: format!("{account}-{d}"),
+            mrr: eur(minor),
+            churn_reason: None,
+        }
+    }
+
+    fn opening(account: &str, d: u32, minor: i64) -> OpeningBalance {
+        OpeningBalance {
+            account: account.into(),
+            at: day(d),
+            mrr: eur(minor),
+        }
+    }
+
+    #[test]
+    fn paying_before_counts_opening_balances_until_the_first_change() {
+        let period = Period::new(day(1), day(10)).unwrap();
+        let changes = [
+            change("a", 5, 1_000), // paying by its own change
+            change("b", 20, 0),    // opening 2,000 holds until day 20
+            change("c", 2, 0),     // churned by a change after its opening
+            change("d", 1, 3_000), // older history replaces the opening of 0
+        ];
+        let openings = [
+            opening("b", 3, 2_000),
+            opening("c", 1, 5_000),
+            opening("d", 4, 0),
+            opening("e", 2, 0),     // a former customer: not paying
+            opening("f", 2, 4_000), // paying throughout
+        ];
+        let mut paying: Vec<&str> = paying_before(&changes, &openings, period.end, eur(0).currency)
+            .unwrap()
+            .into_iter()
+            .collect();
+        paying.sort_unstable();
+        assert_eq!(paying, ["a", "b", "d", "f"]);
+    }
 }
