@@ -1,21 +1,16 @@
 //! `GetPortfolioMetrics`: every KPI of a period over the accounts a filter
-//! selects, from their signals, each formula in `retain-domain` (docs/KPIS.md
-//! says what each counts). Like the bridge, this first version reads the
-//! signals at query time; the rollups will serve the same answers faster.
+//! selects, from the sum of their contributions
+//! (`retain_domain::kpi::rollup::portfolio`) — summed at query time over
+//! their signals, or read pre-summed for a finished month (`rollups`).
+//! Every formula is in `retain-domain`; docs/KPIS.md says what each counts.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
 
-use retain_domain::kpi::adoption::{
-    self, DEFAULT_TRIAL_WINDOW_DAYS, MilestoneFact, SessionFact, TrialFact,
-};
-use retain_domain::kpi::experience::{self, CsatThresholds};
-use retain_domain::kpi::revenue::{self, MrrChange, OpeningBalance, Purchase, RevenueKpis};
+use retain_domain::kpi::experience::CsatThresholds;
+use retain_domain::kpi::revenue::{self, RevenueKpis};
 use retain_domain::kpi::rollup::cost::{CostFact, CostRollup};
+use retain_domain::kpi::rollup::portfolio::{Basis, Contribution};
 use retain_domain::kpi::scorecard::{self, InsightInputs, KpiId, Severity};
-use retain_domain::signal::{
-    RenewalOutcome, Signal, SignalBody, SurveyKind, TicketStatus, TrialEvent,
-};
-use retain_domain::snapshot::STUCK_AFTER_DAYS;
 use retain_domain::{Absence, Currency, Exact, Measure, Money, MoneyMeasure, Period, Ratio};
 use retain_proto::{convert, v1};
 use retain_runtime::error::Error;
@@ -24,171 +19,55 @@ use retain_runtime::error::Error;
 /// for the product usage rate.
 pub const USAGE_TARGET_DAYS_PER_WEEK: f64 = 3.0;
 
-/// The facts of the selected accounts' signals the KPIs need.
+/// What one period's portfolio KPIs are computed from: the selected
+/// accounts' contributions summed, trials per segment, and the
+/// portfolio's costs.
 #[derive(Debug, Default)]
-pub struct Facts {
-    changes: Vec<MrrChange>,
-    openings: Vec<OpeningBalance>,
-    sessions: Vec<SessionFact>,
-    nps: Vec<u8>,
-    csat: Vec<(retain_domain::kpi::experience::Scale, u8)>,
-    ces: Vec<(retain_domain::kpi::experience::Scale, u8)>,
-    resolved_contacts: Vec<u32>,
-    renewals: BTreeMap<(String, i64), (retain_domain::Timestamp, String, RenewalOutcome)>,
-    trials: BTreeMap<
-        String,
-        (
-            Option<retain_domain::Timestamp>,
-            Option<retain_domain::Timestamp>,
-        ),
-    >,
-    milestones: BTreeMap<String, Vec<MilestoneFact>>,
-    first_seen: BTreeMap<String, retain_domain::Timestamp>,
-    purchases: Vec<Purchase>,
-    costs: Vec<CostFact>,
+pub struct Tally {
+    /// Every selected account's contribution, merged.
+    pub total: Contribution,
+    /// Segment ("" for none) → (trials started, converted).
+    pub trials_by_segment: BTreeMap<String, (u64, u64)>,
+    /// The portfolio's cost signals.
+    pub costs: Vec<CostFact>,
 }
 
-impl Facts {
-    /// The facts of `signals` (valid, any order) that lie in `period`,
-    /// plus the history revenue, trials and onboarding need.
-    pub fn gather(signals: &[Signal], period: Period) -> Self {
-        let mut f = Facts::default();
-        for s in signals {
-            let in_period = period.contains(s.occurred_at);
-            let account = &s.account_id;
-            if account != retain_domain::signal::PORTFOLIO {
-                let first = f.first_seen.entry(account.clone()).or_insert(s.occurred_at);
-                *first = (*first).min(s.occurred_at);
-            }
-            match &s.body {
-                SignalBody::Subscription {
-                    amount,
-                    interval,
-                    churn_reason,
-                    opening,
-                    ..
-                } => {
-                    let mrr = Money::new(
-                        retain_domain::signal::monthly_mrr(amount.minor, *interval),
-                        amount.currency,
-                    );
-                    if *opening {
-                        f.openings.push(OpeningBalance {
-                            account: account.clone(),
-                            at: s.occurred_at,
-                            mrr,
-                        });
-                    } else {
-                        f.changes.push(MrrChange {
-                            account: account.clone(),
-                            at: s.occurred_at,
-                            seq: s.event_id.clone(),
-                            mrr,
-                            churn_reason: *churn_reason,
-                        });
-                    }
-                }
-                SignalBody::Session {
-                    user_id,
-                    duration_seconds,
-                } => f.sessions.push(SessionFact {
-                    account: account.clone(),
-                    user: user_id.clone(),
-                    at: s.occurred_at,
-                    seconds: *duration_seconds,
-                }),
-                SignalBody::Survey {
-                    kind, scale, score, ..
-                } if in_period => {
-                    let score = u8::try_from(*score).unwrap_or(0);
-                    match kind {
-                        SurveyKind::Nps => f.nps.push(score),
-                        SurveyKind::Csat => f.csat.push((*scale, score)),
-                        SurveyKind::Ces => f.ces.push((*scale, score)),
-                    }
-                }
-                SignalBody::Ticket {
-                    status: TicketStatus::Resolved,
-                    contacts_until_resolution,
-                    ..
-                } if in_period => f
-                    .resolved_contacts
-                    .push(u32::try_from(*contacts_until_resolution).unwrap_or(u32::MAX)),
-                SignalBody::Renewal(outcome) if in_period => {
-                    // One renewal per account and contract-end day: its
-                    // latest outcome.
-                    let key = (account.clone(), s.occurred_at.day_number());
-                    let candidate = (s.occurred_at, s.event_id.clone(), *outcome);
-                    let e = f.renewals.entry(key).or_insert(candidate.clone());
-                    if (candidate.0, &candidate.1) > (e.0, &e.1) {
-                        *e = candidate;
-                    }
-                }
-                SignalBody::Trial(event) => {
-                    let e = f.trials.entry(account.clone()).or_default();
-                    match event {
-                        TrialEvent::Started => {
-                            e.0 = Some(e.0.map_or(s.occurred_at, |t| t.min(s.occurred_at)));
-                        }
-                        TrialEvent::Converted => {
-                            e.1 = Some(e.1.map_or(s.occurred_at, |t| t.min(s.occurred_at)));
-                        }
-                        TrialEvent::Expired => {}
-                    }
-                }
-                SignalBody::Milestone { key, achieved } => {
-                    f.milestones
-                        .entry(account.clone())
-                        .or_default()
-                        .push(MilestoneFact {
-                            account: account.clone(),
-                            key: key.clone(),
-                            at: s.occurred_at,
-                            achieved: *achieved,
-                        });
-                }
-                SignalBody::Purchase(amount) => f.purchases.push(Purchase {
-                    account: account.clone(),
-                    at: s.occurred_at,
-                    amount: *amount,
-                }),
-                SignalBody::Cost {
-                    kind,
-                    amount,
-                    period: covers,
-                } => f.costs.push(CostFact {
-                    kind: *kind,
-                    amount: *amount,
-                    covers: *covers,
-                }),
-                _ => {}
-            }
-        }
-        f
+/// The basis of a period's contributions: as of its end, or `now` while
+/// it has not ended.
+pub fn basis<'a>(
+    period: Period,
+    now: retain_domain::Timestamp,
+    currency: Currency,
+    checklist: &'a [String],
+) -> Basis<'a> {
+    Basis {
+        period,
+        as_of: period.end.min(now).max(period.start),
+        currency,
+        checklist,
+        usage_days_per_week: USAGE_TARGET_DAYS_PER_WEEK,
+        trial_window_days: retain_domain::kpi::adoption::DEFAULT_TRIAL_WINDOW_DAYS,
+        stuck_after_days: retain_domain::snapshot::STUCK_AFTER_DAYS,
     }
 }
 
-/// Every KPI of `period` from `facts`, in `Kpi` order, with churn by
+/// Every KPI of `basis.period` from `tally`, in `Kpi` order, with churn by
 /// reason, trial-to-paid per segment, insights and stuck accounts.
+/// `filtered` says a segment/plan filter selected the accounts: costs are
+/// the portfolio's, so CRC and CAC are then not applicable.
 pub fn portfolio(
-    facts: &Facts,
-    period: Period,
-    now: retain_domain::Timestamp,
+    tally: &Tally,
+    basis: &Basis<'_>,
     filtered: bool,
-    currency: Currency,
-    checklist: &[String],
-    segments: &HashMap<String, String>,
 ) -> Result<v1::GetPortfolioMetricsResponse, Error> {
-    // KPIs measured "as of" the period's end (active users, onboarding)
-    // are measured as of now when the period has not ended yet.
-    let as_of = period.end.min(now).max(period.start);
-    let rev: RevenueKpis =
-        revenue::revenue_kpis_with_openings(&facts.changes, &facts.openings, period, currency)
-            .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))?;
+    let (period, currency) = (basis.period, basis.currency);
+    let c = &tally.total;
+    let rev: RevenueKpis = c
+        .revenue
+        .kpis(period, currency)
+        .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))?;
     let logo_churn = rev.logo_churn_rate();
     let ltv = revenue::ltv(rev.arpa, Ratio::ONE, logo_churn);
-    // Costs are portfolio-level: under a segment/plan filter CRC and CAC
-    // (and the ratios and warnings built on them) are not applicable.
     let (crc, cac, ltv_to_cac, ltv_to_crc) = if filtered {
         let none = MoneyMeasure {
             currency,
@@ -201,7 +80,7 @@ pub fn portfolio(
             Exact::Absent(Absence::NoData),
         )
     } else {
-        let costs = CostRollup::from_costs(&facts.costs, period, currency)
+        let costs = CostRollup::from_costs(&tally.costs, period, currency)
             .map_err(|e| Error::Internal(format!("costs: {e}")))?;
         let crc = costs.crc(currency, rev.start_cohort);
         let cac = costs.cac(currency, rev.new_accounts);
@@ -212,30 +91,22 @@ pub fn portfolio(
             ltv.ratio_to(crc).unwrap_or(Exact::Absent(Absence::NoData)),
         )
     };
-    let in_period: Vec<Purchase> = facts
-        .purchases
-        .iter()
-        .filter(|p| period.contains(p.at))
-        .cloned()
-        .collect();
-    let clv = match revenue::purchase_rates(&in_period, period, currency) {
-        Ok((avg, per_month)) => {
-            // Lifetime = 1 / logo churn: absent with the churn rate (no
-            // start cohort, or no churn).
-            let lifetime = if rev.start_cohort == 0 {
-                Exact::Absent(Absence::ZeroDenominator)
-            } else {
-                Exact::ratio(
-                    i128::from(rev.start_cohort),
-                    i128::from(rev.churned_accounts),
-                )
-            };
-            revenue::clv(avg, per_month, lifetime)
-        }
-        Err(e) => return Err(Error::Internal(format!("purchases: {e}"))),
+    let clv = {
+        let (avg, per_month) = c.purchase_rates(period, currency);
+        // Lifetime = 1 / logo churn: absent with the churn rate (no start
+        // cohort, or no churn).
+        let lifetime = if rev.start_cohort == 0 {
+            Exact::Absent(Absence::ZeroDenominator)
+        } else {
+            Exact::ratio(
+                i128::from(rev.start_cohort),
+                i128::from(rev.churned_accounts),
+            )
+        };
+        revenue::clv(avg, per_month, lifetime)
     };
 
-    let ces = experience::ces(&facts.ces);
+    let ces = c.experience.ces();
     let ces_used: Vec<_> = ces.iter().filter(|c| c.answers > 0).collect();
     let (ces_mean, low_effort) = match ces_used.as_slice() {
         [one] => (score(one.mean), percent(one.low_effort_pct)),
@@ -248,53 +119,8 @@ pub fn portfolio(
             (not_applicable(detail), not_applicable(detail))
         }
     };
-    let (due, renewed) = facts.renewals.values().fold((0u64, 0u64), |(d, r), v| {
-        (d + 1, r + u64::from(v.2 == RenewalOutcome::Renewed))
-    });
-
-    let active = adoption::active(&facts.sessions, as_of);
-    let elapsed = Period::new(period.start, as_of).unwrap_or(period);
-    let paying: HashSet<&str> =
-        revenue::paying_before(&facts.changes, &facts.openings, period.end, currency)
-            .map_err(|e| Error::Internal(format!("paying accounts: {e}")))?;
-    let usage = adoption::product_usage_rate(
-        &facts.sessions,
-        elapsed,
-        &paying,
-        USAGE_TARGET_DAYS_PER_WEEK,
-    );
-    let trials: Vec<TrialFact> = facts
-        .trials
-        .iter()
-        .filter_map(|(account, (started, converted))| {
-            Some(TrialFact {
-                account: account.clone(),
-                segment: segments.get(account).cloned().unwrap_or_default(),
-                started_at: (*started)?,
-                converted_at: *converted,
-            })
-        })
-        .collect();
-    let trial = adoption::trial_to_paid(&trials, period, DEFAULT_TRIAL_WINDOW_DAYS);
-    let mut scores = Vec::new();
-    let mut stuck = 0i64;
-    if !checklist.is_empty() {
-        for (account, first) in &facts.first_seen {
-            if *first >= period.end {
-                continue;
-            }
-            let facts_of: Vec<&MilestoneFact> = facts
-                .milestones
-                .get(account)
-                .map(|m| m.iter().collect())
-                .unwrap_or_default();
-            let o =
-                adoption::onboarding(checklist, &facts_of, *first, period.end, STUCK_AFTER_DAYS);
-            stuck += i64::from(o.stuck);
-            scores.push(o.score);
-        }
-    }
-    let onboarding = adoption::average_onboarding(&scores);
+    let active = c.active_users();
+    let elapsed = basis.elapsed();
 
     let kpis: Vec<(v1::Kpi, v1::KpiValue)> = vec![
         (v1::Kpi::Mrr, money(rev.mrr.into())),
@@ -311,20 +137,14 @@ pub fn portfolio(
         (v1::Kpi::Cac, money(cac)),
         (v1::Kpi::LtvToCac, ratio(ltv_to_cac)),
         (v1::Kpi::LtvToCrc, ratio(ltv_to_crc)),
-        (v1::Kpi::Nps, score(experience::nps(&facts.nps))),
+        (v1::Kpi::Nps, score(c.experience.nps())),
         (
             v1::Kpi::Csat,
-            percent(experience::csat(&facts.csat, CsatThresholds::default())),
+            percent(c.experience.csat(CsatThresholds::default())),
         ),
         (v1::Kpi::Ces, ces_mean),
-        (
-            v1::Kpi::Fcr,
-            percent(experience::fcr(&facts.resolved_contacts)),
-        ),
-        (
-            v1::Kpi::RenewalRate,
-            percent(experience::renewal_rate(renewed, due)),
-        ),
+        (v1::Kpi::Fcr, percent(c.experience.fcr())),
+        (v1::Kpi::RenewalRate, percent(c.experience.renewal_rate())),
         (v1::Kpi::Dau, count(active.dau)),
         (v1::Kpi::Wau, count(active.wau)),
         (v1::Kpi::Mau, count(active.mau)),
@@ -334,21 +154,18 @@ pub fn portfolio(
         ),
         (
             v1::Kpi::SessionsPerDay,
-            number(
-                adoption::sessions_per_day(&facts.sessions, elapsed),
-                v1::KpiUnit::Count,
-            ),
+            number(c.sessions_per_day(elapsed), v1::KpiUnit::Count),
         ),
         (
             v1::Kpi::TimeInApp,
-            number(
-                adoption::time_in_app(&facts.sessions, elapsed),
-                v1::KpiUnit::Seconds,
-            ),
+            number(c.time_in_app(), v1::KpiUnit::Seconds),
         ),
-        (v1::Kpi::ProductUsageRate, percent(usage)),
-        (v1::Kpi::TrialToPaid, percent(trial.overall)),
-        (v1::Kpi::OnboardingEngagement, score(onboarding)),
+        (v1::Kpi::ProductUsageRate, percent(c.product_usage_rate())),
+        (v1::Kpi::TrialToPaid, percent(c.trial_to_paid())),
+        (
+            v1::Kpi::OnboardingEngagement,
+            score(c.onboarding_engagement(basis.checklist.len())),
+        ),
         (v1::Kpi::LowEffortShare, low_effort),
         (v1::Kpi::PayingAccounts, count(rev.paying_accounts)),
     ];
@@ -375,12 +192,16 @@ pub fn portfolio(
                 accounts: i64::try_from(*n).unwrap_or(i64::MAX),
             })
             .collect(),
-        trial_to_paid_by_segment: trial
-            .by_segment
+        trial_to_paid_by_segment: tally
+            .trials_by_segment
             .iter()
-            .map(|(segment, m)| v1::SegmentKpi {
+            .filter(|(_, (started, _))| *started > 0)
+            .map(|(segment, (started, converted))| v1::SegmentKpi {
                 segment: segment.clone(),
-                value: Some(percent(*m)),
+                value: Some(percent(Measure::percent(
+                    *converted as f64,
+                    *started as f64,
+                ))),
             })
             .collect(),
         insights: insights
@@ -395,7 +216,7 @@ pub fn portfolio(
                 message: i.message,
             })
             .collect(),
-        stuck_accounts: stuck,
+        stuck_accounts: i64::try_from(c.stuck).unwrap_or(i64::MAX),
     })
 }
 

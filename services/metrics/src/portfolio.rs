@@ -6,16 +6,21 @@
 //! rollups (`retain_domain::kpi::rollup`) are what will make it fast over a
 //! large portfolio, with the same domain formulas and the same answers.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use prost::Message;
 use retain_domain::kpi::revenue::{self, MrrBridge, MrrChange, OpeningBalance};
+use retain_domain::kpi::rollup::Rollup;
+use retain_domain::kpi::rollup::cost::CostFact;
+use retain_domain::kpi::rollup::portfolio::{Basis, account_contribution};
 use retain_domain::signal::{self, Rules, SignalBody, SignalKind};
 use retain_domain::{Currency, Granularity, Money, Period, Timestamp, Violations};
 use retain_proto::{convert, v1};
 use retain_runtime::config::Tenant;
 use retain_runtime::error::Error;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
+
+use crate::kpis::{self, Tally};
 
 /// The period a query asks for: the request's, checked, or the calendar
 /// month containing `now`.
@@ -219,7 +224,7 @@ async fn mrr_changes(
 pub async fn segments(
     db: &DatabaseConnection,
     tenant: &str,
-) -> Result<std::collections::HashMap<String, String>, Error> {
+) -> Result<HashMap<String, String>, Error> {
     let backend = db.get_database_backend();
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
@@ -228,7 +233,7 @@ pub async fn segments(
             [tenant.into()],
         ))
         .await?;
-    let mut out = std::collections::HashMap::new();
+    let mut out = HashMap::new();
     for row in rows {
         out.insert(row.try_get_by_index(0)?, row.try_get_by_index(1)?);
     }
@@ -252,10 +257,11 @@ pub async fn mrr_bridge(
 }
 
 /// The inputs of portfolio KPIs over the accounts a filter selects, read
-/// once for any number of periods.
+/// once for any number of periods: their signals, by account.
 pub struct Inputs {
-    signals: Vec<signal::Signal>,
-    segments: std::collections::HashMap<String, String>,
+    accounts: BTreeMap<String, Vec<signal::Signal>>,
+    costs: Vec<CostFact>,
+    segments: HashMap<String, String>,
     filtered: bool,
 }
 
@@ -267,12 +273,51 @@ impl Inputs {
         settings: &Tenant,
         filter: Option<&v1::AccountFilter>,
     ) -> Result<Self, Error> {
-        let accounts = selected(db, tenant, filter).await?;
+        let selection = selected(db, tenant, filter).await?;
+        let mut accounts: BTreeMap<String, Vec<signal::Signal>> = BTreeMap::new();
+        let mut costs = Vec::new();
+        for s in signals(db, tenant, settings, selection.as_ref(), None).await? {
+            match s.body {
+                SignalBody::Cost {
+                    kind,
+                    amount,
+                    period: covers,
+                } => costs.push(CostFact {
+                    kind,
+                    amount,
+                    covers,
+                }),
+                _ if s.account_id == signal::PORTFOLIO => {}
+                _ => accounts.entry(s.account_id.clone()).or_default().push(s),
+            }
+        }
         Ok(Self {
-            filtered: accounts.is_some(),
-            signals: signals(db, tenant, settings, accounts.as_ref(), None).await?,
+            filtered: selection.is_some(),
+            accounts,
+            costs,
             segments: segments(db, tenant).await?,
         })
+    }
+
+    /// The tally of `period`: every account's contribution, as of `now`
+    /// where the period has not ended.
+    pub fn tally(&self, basis: &Basis<'_>) -> Result<Tally, Error> {
+        let mut tally = Tally {
+            costs: self.costs.clone(),
+            ..Tally::default()
+        };
+        for (account, signals) in &self.accounts {
+            let c = account_contribution(signals, basis)
+                .map_err(|e| Error::Internal(format!("account {account}: {e}")))?;
+            if c.trials_started > 0 {
+                let segment = self.segments.get(account).cloned().unwrap_or_default();
+                let e = tally.trials_by_segment.entry(segment).or_default();
+                e.0 += c.trials_started;
+                e.1 += c.trials_converted;
+            }
+            tally.total.merge(&c);
+        }
+        Ok(tally)
     }
 
     /// Every portfolio KPI of `period`, as of `now` where it has not
@@ -283,16 +328,13 @@ impl Inputs {
         period: Period,
         now: Timestamp,
     ) -> Result<v1::GetPortfolioMetricsResponse, Error> {
-        let facts = crate::kpis::Facts::gather(&self.signals, period);
-        crate::kpis::portfolio(
-            &facts,
+        let basis = kpis::basis(
             period,
             now,
-            self.filtered,
             settings.base_currency,
             &settings.onboarding_checklist,
-            &self.segments,
-        )
+        );
+        kpis::portfolio(&self.tally(&basis)?, &basis, self.filtered)
     }
 }
 

@@ -25,6 +25,7 @@ pub mod adoption;
 pub mod billing;
 pub mod cost;
 pub mod experience;
+pub mod portfolio;
 pub mod revenue;
 
 /// A commutative monoid: `merge` is associative and commutative and
