@@ -220,6 +220,23 @@ impl TestApp {
             .await
     }
 
+    /// Waits until `group` has consumed every `signals.recorded` message
+    /// (none pending or leased; dead letters do not count): what a
+    /// consumer-maintained read model has caught up with.
+    pub async fn settled(&self, group: &str) {
+        let bus = Bus::new(self.db.conn.clone());
+        let topic = retain_bus::topics::SIGNALS_RECORDED.name();
+        crate::eventually(
+            &format!("{group} to consume every signals.recorded message"),
+            std::time::Duration::from_secs(60),
+            || async {
+                let stats = bus.stats(topic, group).await.unwrap();
+                (stats.pending == 0 && stats.leased == 0).then_some(())
+            },
+        )
+        .await;
+    }
+
     /// Rows in every table ingestion writes, and its bus messages.
     pub async fn footprint(&self) -> [i64; 5] {
         [

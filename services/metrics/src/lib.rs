@@ -15,6 +15,7 @@
 mod kpis;
 mod portfolio;
 mod recompute;
+mod rollups;
 mod scorecard;
 mod settings;
 mod sql;
@@ -86,8 +87,24 @@ impl MetricsService for Metrics {
         let period = self.selection(req.period.as_ref(), req.filter.as_ref())?;
         let tenant = principal.tenant.as_str();
         let settings = self.tenants.of(tenant);
+        let now = self.clock.now();
         let bridge =
-            portfolio::mrr_bridge(&self.db, tenant, settings, period, req.filter.as_ref()).await?;
+            match rollups::tally(&self.db, tenant, settings, period, req.filter.as_ref(), now)
+                .await?
+            {
+                Some(tally) => {
+                    tally
+                        .total
+                        .revenue
+                        .kpis(period, settings.base_currency)
+                        .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))?
+                        .bridge
+                }
+                None => {
+                    portfolio::mrr_bridge(&self.db, tenant, settings, period, req.filter.as_ref())
+                        .await?
+                }
+            };
         Ok(Response::new(portfolio::bridge_to_proto(
             period,
             &bridge,
@@ -186,8 +203,20 @@ impl Metrics {
         filter: Option<&v1::AccountFilter>,
     ) -> Result<v1::GetPortfolioMetricsResponse, Error> {
         let settings = self.tenants.of(tenant);
+        let now = self.clock.now();
+        // A finished month: its stored sums, when they are complete.
+        if let Some(tally) = rollups::tally(&self.db, tenant, settings, period, filter, now).await?
+        {
+            let basis = kpis::basis(
+                period,
+                now,
+                settings.base_currency,
+                &settings.onboarding_checklist,
+            );
+            return kpis::portfolio(&tally, &basis, portfolio::is_filtered(filter));
+        }
         let inputs = portfolio::Inputs::load(&self.db, tenant, settings, filter).await?;
-        let (settings, now) = (settings.clone(), self.clock.now());
+        let settings = settings.clone();
         self.compute(move |_| inputs.metrics(&settings, period, now))
             .await
     }
@@ -279,6 +308,13 @@ impl Service for Metrics {
                 // create the subscription; run `migrate`).
                 Err(e) => tracing::error!(error = %e, "metrics consumer cannot start"),
             }
+        });
+        let (cells_db, cells_every) = (
+            ctx.db.clone(),
+            Duration::from_millis(own.cells_rebuild_interval_ms),
+        );
+        workers.add("metrics.monthly-cells", move |stop| async move {
+            rollups::keep_cells(cells_db, cells_every, stop).await;
         });
         let refresh = recompute.clone();
         let every = Duration::from_secs(own.refresh_interval_seconds);

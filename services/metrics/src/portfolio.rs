@@ -77,13 +77,18 @@ pub fn check_filter(f: Option<&v1::AccountFilter>) -> Result<(), Error> {
     v.into_result(()).map_err(Error::from)
 }
 
+/// Whether a filter selects some accounts rather than all.
+pub fn is_filtered(f: Option<&v1::AccountFilter>) -> bool {
+    f.is_some_and(|f| !f.segments.is_empty() || !f.plans.is_empty())
+}
+
 /// The accounts of `tenant` a filter selects; `None` selects all.
 pub async fn selected(
     db: &DatabaseConnection,
     tenant: &str,
     f: Option<&v1::AccountFilter>,
 ) -> Result<Option<BTreeSet<String>>, Error> {
-    let Some(f) = f.filter(|f| !f.segments.is_empty() || !f.plans.is_empty()) else {
+    let Some(f) = f.filter(|_| is_filtered(f)) else {
         return Ok(None);
     };
     let backend = db.get_database_backend();

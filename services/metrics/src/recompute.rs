@@ -5,7 +5,8 @@
 //! *which* account changed; the snapshot is recomputed from the account's
 //! stored signals, so handling a message twice, or messages out of order,
 //! writes the same snapshot: delivery is at least once, the result exactly
-//! once. The snapshot and its `account.metrics` message commit together.
+//! once. The snapshot, its `account.metrics` message and the account's
+//! monthly rollup rows (`rollups`) commit together.
 
 use retain_bus::topics::{ACCOUNT_METRICS, SIGNALS_RECORDED};
 use retain_bus::{Delivery, Handler, HandlerError};
@@ -129,6 +130,8 @@ impl Recompute {
         let latest = signals.iter().map(|s| s.occurred_at).max();
         let as_of = latest.map_or(now, |l| if l >= now { l.plus_micros(1) } else { now });
         let snap = account_snapshot(&signals, as_of, &settings.onboarding_checklist);
+        let rollups = crate::rollups::account_rollups(&signals, settings, snap.as_of)
+            .map_err(|e| DbErr::Custom(format!("monthly contributions of {account}: {e}")))?;
         let tx = self.db.begin().await?;
         let row = sql::account_row(&tx, tenant, account).await?;
         let record = retain_domain::Account {
@@ -145,6 +148,11 @@ impl Recompute {
             created_at: now,
             updated_at: now,
         };
+        let cell = (
+            record.segment.as_deref().unwrap_or(""),
+            record.plan.as_deref().unwrap_or(""),
+        );
+        crate::rollups::save(&tx, tenant, account, cell, &rollups).await?;
         let wire = convert::snapshot_to_proto(&snap, &record, settings.base_currency);
         sql::save_snapshot(
             &tx,

@@ -15,6 +15,10 @@ pub struct MetricsSettings {
     /// How often a replica looks for snapshots computed before today (the
     /// 30-day windows move at midnight UTC), in seconds.
     pub refresh_interval_seconds: u64,
+    /// How often a replica rebuilds the monthly cells that changed, in
+    /// milliseconds (a query for a month rebuilds its cells itself when
+    /// they changed since).
+    pub cells_rebuild_interval_ms: u64,
 }
 
 impl Default for MetricsSettings {
@@ -23,6 +27,7 @@ impl Default for MetricsSettings {
             consumer_batch: 100,
             consumer_lease_seconds: 30,
             refresh_interval_seconds: 300,
+            cells_rebuild_interval_ms: 1_000,
         }
     }
 }
@@ -47,6 +52,12 @@ impl Section for MetricsSettings {
             return Err(ConfigError::invalid(
                 "metrics.refresh_interval_seconds",
                 "must be 1 to 86400",
+            ));
+        }
+        if !(10..=3_600_000).contains(&self.cells_rebuild_interval_ms) {
+            return Err(ConfigError::invalid(
+                "metrics.cells_rebuild_interval_ms",
+                "must be 10 to 3600000",
             ));
         }
         Ok(())

@@ -5,7 +5,9 @@
 use prost::Message;
 use retain_proto::v1;
 use retain_store::entity::account;
-use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Statement};
+use sea_orm::{
+    ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Statement, TransactionTrait,
+};
 
 /// The stored signals of one account, in storage order.
 pub async fn account_signals<C: ConnectionTrait>(
@@ -112,5 +114,304 @@ pub async fn stale_snapshots(
         .await?;
     rows.into_iter()
         .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+        .collect()
+}
+
+/// One account's stored month rows: month start (µs) → (segment, plan,
+/// encoded contribution).
+pub async fn account_months<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    account: &str,
+) -> Result<std::collections::BTreeMap<i64, (String, String, Vec<u8>)>, DbErr> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT month_start, segment, plan, contribution FROM metrics_account_months \
+             WHERE tenant_id = $1 AND account_id = $2",
+            [tenant.into(), account.into()],
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get_by_index(0)?,
+                (
+                    r.try_get_by_index(1)?,
+                    r.try_get_by_index(2)?,
+                    r.try_get_by_index(3)?,
+                ),
+            ))
+        })
+        .collect()
+}
+
+/// Writes one account's month row and marks its month for a cell rebuild.
+pub async fn save_account_month<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    account: &str,
+    month_start: i64,
+    (segment, plan): (&str, &str),
+    contribution: Vec<u8>,
+) -> Result<(), DbErr> {
+    retain_store::exec(
+        db,
+        "INSERT INTO metrics_account_months \
+         (tenant_id, month_start, account_id, segment, plan, contribution) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (tenant_id, month_start, account_id) DO UPDATE SET \
+         segment = excluded.segment, plan = excluded.plan, contribution = excluded.contribution",
+        [
+            tenant.into(),
+            month_start.into(),
+            account.into(),
+            segment.into(),
+            plan.into(),
+            contribution.into(),
+        ],
+    )
+    .await?;
+    mark_dirty(db, tenant, month_start).await
+}
+
+/// Marks a month's cells for a rebuild.
+pub async fn mark_dirty<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    month_start: i64,
+) -> Result<(), DbErr> {
+    retain_store::exec(
+        db,
+        "INSERT INTO metrics_dirty_months (tenant_id, month_start) VALUES ($1, $2) \
+         ON CONFLICT (tenant_id, month_start) DO NOTHING",
+        [tenant.into(), month_start.into()],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Months whose cells need a rebuild, at most `limit`.
+pub async fn dirty_months(
+    db: &DatabaseConnection,
+    limit: u64,
+) -> Result<Vec<(String, i64)>, DbErr> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT tenant_id, month_start FROM metrics_dirty_months \
+             ORDER BY tenant_id, month_start LIMIT $1",
+            [i64::try_from(limit).unwrap_or(i64::MAX).into()],
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+        .collect()
+}
+
+/// Whether a month's cells need a rebuild.
+pub async fn is_dirty(
+    db: &DatabaseConnection,
+    tenant: &str,
+    month_start: i64,
+) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    Ok(db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT 1 FROM metrics_dirty_months WHERE tenant_id = $1 AND month_start = $2",
+            [tenant.into(), month_start.into()],
+        ))
+        .await?
+        .is_some())
+}
+
+/// Clears a month's mark; `true` when there was one. Cleared before the
+/// rebuild reads the rows, so a row written during the rebuild marks the
+/// month again.
+pub async fn clear_dirty(
+    db: &DatabaseConnection,
+    tenant: &str,
+    month_start: i64,
+) -> Result<bool, DbErr> {
+    Ok(retain_store::exec(
+        db,
+        "DELETE FROM metrics_dirty_months WHERE tenant_id = $1 AND month_start = $2",
+        [tenant.into(), month_start.into()],
+    )
+    .await?
+        > 0)
+}
+
+/// Every account row of one month: (segment, plan, encoded contribution).
+pub async fn month_rows(
+    db: &DatabaseConnection,
+    tenant: &str,
+    month_start: i64,
+) -> Result<Vec<(String, String, Vec<u8>)>, DbErr> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT segment, plan, contribution FROM metrics_account_months \
+             WHERE tenant_id = $1 AND month_start = $2",
+            [tenant.into(), month_start.into()],
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get_by_index(0)?,
+                r.try_get_by_index(1)?,
+                r.try_get_by_index(2)?,
+            ))
+        })
+        .collect()
+}
+
+/// Replaces a month's cells: (segment, plan, accounts, encoded sum).
+pub async fn replace_cells(
+    db: &DatabaseConnection,
+    tenant: &str,
+    month_start: i64,
+    cells: Vec<(String, String, i64, Vec<u8>)>,
+) -> Result<(), DbErr> {
+    let tx = db.begin().await?;
+    retain_store::exec(
+        &tx,
+        "DELETE FROM metrics_month_cells WHERE tenant_id = $1 AND month_start = $2",
+        [tenant.into(), month_start.into()],
+    )
+    .await?;
+    for (segment, plan, accounts, contribution) in cells {
+        retain_store::exec(
+            &tx,
+            "INSERT INTO metrics_month_cells \
+             (tenant_id, month_start, segment, plan, accounts, contribution) \
+             VALUES ($1, $2, $3, $4, $5, $6) \
+             ON CONFLICT (tenant_id, month_start, segment, plan) DO UPDATE SET \
+             accounts = excluded.accounts, contribution = excluded.contribution",
+            [
+                tenant.into(),
+                month_start.into(),
+                segment.into(),
+                plan.into(),
+                accounts.into(),
+                contribution.into(),
+            ],
+        )
+        .await?;
+    }
+    tx.commit().await
+}
+
+/// A month's cells: (segment, plan, encoded sum).
+pub async fn cells(
+    db: &DatabaseConnection,
+    tenant: &str,
+    month_start: i64,
+) -> Result<Vec<(String, String, Vec<u8>)>, DbErr> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT segment, plan, contribution FROM metrics_month_cells \
+             WHERE tenant_id = $1 AND month_start = $2",
+            [tenant.into(), month_start.into()],
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get_by_index(0)?,
+                r.try_get_by_index(1)?,
+                r.try_get_by_index(2)?,
+            ))
+        })
+        .collect()
+}
+
+/// Whether some account of `tenant` was last recomputed as of before
+/// `before` (µs): its rows may lack a month that ended since.
+pub async fn any_snapshot_before(
+    db: &DatabaseConnection,
+    tenant: &str,
+    before: i64,
+) -> Result<bool, DbErr> {
+    let backend = db.get_database_backend();
+    Ok(db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT 1 FROM account_metrics WHERE tenant_id = $1 AND as_of < $2 LIMIT 1",
+            [tenant.into(), before.into()],
+        ))
+        .await?
+        .is_some())
+}
+
+/// The portfolio's own stored signals (costs).
+pub async fn portfolio_signals(
+    db: &DatabaseConnection,
+    tenant: &str,
+) -> Result<Vec<v1::Signal>, DbErr> {
+    account_signals(db, tenant, retain_domain::signal::PORTFOLIO).await
+}
+
+/// Stores (or replaces) an account's contribution to the months before its
+/// first signal's.
+pub async fn save_opening<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    account: &str,
+    first_month: i64,
+    (segment, plan): (&str, &str),
+    contribution: Vec<u8>,
+) -> Result<(), DbErr> {
+    retain_store::exec(
+        db,
+        "INSERT INTO metrics_account_openings \
+         (tenant_id, account_id, first_month, segment, plan, contribution) \
+         VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (tenant_id, account_id) DO UPDATE SET first_month = excluded.first_month, \
+         segment = excluded.segment, plan = excluded.plan, contribution = excluded.contribution",
+        [
+            tenant.into(),
+            account.into(),
+            first_month.into(),
+            segment.into(),
+            plan.into(),
+            contribution.into(),
+        ],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// The opening contributions of accounts first seen after `month_start`:
+/// (segment, plan, encoded contribution).
+pub async fn openings_after(
+    db: &DatabaseConnection,
+    tenant: &str,
+    month_start: i64,
+) -> Result<Vec<(String, String, Vec<u8>)>, DbErr> {
+    let backend = db.get_database_backend();
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT segment, plan, contribution FROM metrics_account_openings \
+             WHERE tenant_id = $1 AND first_month > $2",
+            [tenant.into(), month_start.into()],
+        ))
+        .await?;
+    rows.into_iter()
+        .map(|r| {
+            Ok((
+                r.try_get_by_index(0)?,
+                r.try_get_by_index(1)?,
+                r.try_get_by_index(2)?,
+            ))
+        })
         .collect()
 }

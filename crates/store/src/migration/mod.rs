@@ -9,6 +9,7 @@ mod m0002_ingestion;
 mod m0003_bus_head;
 mod m0004_account_field_times;
 mod m0005_metrics;
+mod m0006_metrics_months;
 
 /// Runs Retain's migrations (`retain migrate`, or a test helper).
 #[derive(Debug)]
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_bus_head::Migration),
             Box::new(m0004_account_field_times::Migration),
             Box::new(m0005_metrics::Migration),
+            Box::new(m0006_metrics_months::Migration),
         ]
     }
 }

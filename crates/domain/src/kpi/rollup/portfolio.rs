@@ -27,8 +27,8 @@ use super::experience::ExperienceRollup;
 use super::revenue::{RevenueRollup, revenue_rollup};
 use crate::exact::{Exact, MoneyMeasure};
 use crate::kpi::adoption::{self, ActiveUsers, MilestoneFact, SessionFact};
-use crate::measure::Measure;
 use crate::kpi::revenue::{self, MrrChange, OpeningBalance, RevenueError};
+use crate::measure::Measure;
 use crate::money::{Currency, Money, MoneyError};
 use crate::signal::{self, Signal, SignalBody, TrialEvent};
 use crate::time::{DAY, Period, Timestamp};
@@ -100,8 +100,7 @@ impl Basis<'_> {
     /// The part of the period before `as_of`: sessions, time in app and
     /// the usage rate count what has happened so far.
     pub fn elapsed(&self) -> Period {
-        Period::new(self.period.start, self.as_of.min(self.period.end))
-            .unwrap_or(self.period)
+        Period::new(self.period.start, self.as_of.min(self.period.end)).unwrap_or(self.period)
     }
 }
 
@@ -145,7 +144,10 @@ pub fn account_contribution(
                 opening,
                 ..
             } => {
-                let mrr = Money::new(signal::monthly_mrr(amount.minor, *interval), amount.currency);
+                let mrr = Money::new(
+                    signal::monthly_mrr(amount.minor, *interval),
+                    amount.currency,
+                );
                 if *opening {
                     openings.push(OpeningBalance {
                         account: s.account_id.clone(),
@@ -194,7 +196,9 @@ pub fn account_contribution(
             }),
             SignalBody::Purchase(amount) if in_period => {
                 if amount.currency != basis.currency {
-                    return Err(MoneyError::CurrencyMismatch(basis.currency, amount.currency).into());
+                    return Err(
+                        MoneyError::CurrencyMismatch(basis.currency, amount.currency).into(),
+                    );
                 }
                 c.purchases += 1;
                 c.purchase_total = c.purchase_total.saturating_add(amount.minor);
@@ -227,21 +231,21 @@ pub fn account_contribution(
         active_days.insert(s.at.day_number());
     }
     c.user_days = user_days.len() as u64;
-    let paying = !revenue::paying_before(&changes, &openings, period.end, basis.currency)?
-        .is_empty();
+    let paying =
+        !revenue::paying_before(&changes, &openings, period.end, basis.currency)?.is_empty();
     if paying {
         c.paying = 1;
         let weeks = elapsed.days() / 7.0;
-        c.usage_reached =
-            u64::from(active_days.len() as f64 / weeks >= basis.usage_days_per_week);
+        c.usage_reached = u64::from(active_days.len() as f64 / weeks >= basis.usage_days_per_week);
     }
 
     // Trials: the account's first trial, if it started in the period.
     if let Some(started) = trial_started.filter(|t| period.contains(*t)) {
         c.trials_started = 1;
-        c.trials_converted = u64::from(trial_converted.is_some_and(|t| {
-            t >= started && t <= started.plus(basis.trial_window_days * DAY)
-        }));
+        c.trials_converted = u64::from(
+            trial_converted
+                .is_some_and(|t| t >= started && t <= started.plus(basis.trial_window_days * DAY)),
+        );
     }
 
     // Onboarding at the period's end, for an account seen before it.
@@ -293,7 +297,7 @@ impl Rollup for Contribution {
 
 impl Contribution {
     /// How many integers [`Contribution::values`] holds.
-    pub const LEN: usize = 19 + 42 + 17;
+    pub const LEN: usize = 18 + 42 + 16;
 
     /// The contribution as a fixed-layout list of integers (what the
     /// metrics service stores), in the order of the struct's fields.

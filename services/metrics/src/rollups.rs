@@ -1,0 +1,377 @@
+//! Monthly rollups: what makes a finished month's portfolio KPIs a few rows
+//! to read instead of every signal of the tenant.
+//!
+//! **Rows.** When the consumer recomputes an account, it also computes the
+//! account's contribution (`retain_domain::kpi::rollup::portfolio`) to
+//! every calendar month that has ended, from the month of its first signal
+//! on, as of that month's end — the same function the query-time path
+//! runs — and writes the rows that changed (`metrics_account_months`),
+//! marking their months dirty in the same transaction. A row is a pure
+//! function of the account's signals, so a redelivery writes nothing new,
+//! and a late or backfilled signal rewrites exactly the months it changes.
+//!
+//! **Cells.** A month's rows summed per (segment, plan) are its cells
+//! (`metrics_month_cells`). A worker rebuilds dirty months every second;
+//! a query that finds its month dirty rebuilds it first. The mark is
+//! cleared before the rows are read, so a row written meanwhile marks the
+//! month again: a cell is never newer than its mark says.
+//!
+//! **When a query uses them.** A period that is exactly one calendar month
+//! that has ended, once every account of the tenant has been recomputed
+//! after that month's end (a snapshot as of before it means rows may be
+//! missing a month: the daily refresh recomputes every account after
+//! midnight UTC). Otherwise — the current month, a quarter, a custom span —
+//! the query sums contributions over the signals at query time, with the
+//! same function. Either way the answer counts what the consumer has
+//! processed for the rollups and what ingestion has stored for the
+//! query-time path; they differ only by the consumer's backlog.
+//!
+//! **Trade-off.** Cells per segment and plan make a filter on them free
+//! and a month one small read; a new filter dimension would need new cells.
+//! Rows are kept per account (≈ 200 bytes each) so a cell can be rebuilt
+//! without reading signals: a rebuild decodes one row per account.
+
+use std::collections::{BTreeMap, HashSet};
+
+use prost::encoding::{decode_varint, encode_varint};
+use retain_domain::kpi::rollup::Rollup;
+use retain_domain::kpi::rollup::cost::CostFact;
+use retain_domain::kpi::rollup::portfolio::{
+    Contribution, ContributionError, account_contribution,
+};
+use retain_domain::signal::{self, Rules, Signal, SignalBody};
+use retain_domain::{Granularity, Period, Timestamp};
+use retain_proto::{convert, v1};
+use retain_runtime::config::Tenant;
+use retain_runtime::error::Error;
+use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
+
+use crate::kpis::{self, Tally};
+use crate::sql;
+
+/// The month `period` is, when it is exactly one calendar month.
+pub fn month_of(period: Period) -> Option<Period> {
+    (Period::containing(period.start, Granularity::Month) == period).then_some(period)
+}
+
+/// The calendar months from the one holding `first` to the last that ends
+/// at or before `as_of`.
+pub fn finished_months(first: Timestamp, as_of: Timestamp) -> Vec<Period> {
+    let mut out = Vec::new();
+    let mut month = Period::containing(first, Granularity::Month);
+    while month.end <= as_of {
+        out.push(month);
+        month = Period::containing(month.end, Granularity::Month);
+    }
+    out
+}
+
+/// What the consumer stores for one account.
+#[derive(Debug, Default)]
+pub struct AccountRollups {
+    /// Its contribution to every finished month (see [`finished_months`]),
+    /// each as of the month's end.
+    pub months: Vec<(Period, Contribution)>,
+    /// For an account whose history starts with an opening balance: the
+    /// month of its first signal, and its contribution to every month
+    /// before it (the same for each: its opening MRR, no movement).
+    pub before: Option<(Period, Contribution)>,
+}
+
+/// The rollups of one account's signals, as of `as_of`.
+pub fn account_rollups(
+    signals: &[Signal],
+    settings: &Tenant,
+    as_of: Timestamp,
+) -> Result<AccountRollups, ContributionError> {
+    let Some(first) = signals.iter().map(|s| s.occurred_at).min() else {
+        return Ok(AccountRollups::default());
+    };
+    let of = |month: Period| {
+        let basis = kpis::basis(
+            month,
+            month.end,
+            settings.base_currency,
+            &settings.onboarding_checklist,
+        );
+        account_contribution(signals, &basis)
+    };
+    let months = finished_months(first, as_of)
+        .into_iter()
+        .map(|month| Ok((month, of(month)?)))
+        .collect::<Result<_, ContributionError>>()?;
+    let opens = signals
+        .iter()
+        .any(|s| matches!(s.body, SignalBody::Subscription { opening: true, .. }));
+    let first_month = Period::containing(first, Granularity::Month);
+    let before = if opens {
+        let earlier = Period::containing(first_month.start.plus_micros(-1), Granularity::Month);
+        Some((first_month, of(earlier)?)).filter(|(_, c)| *c != Contribution::default())
+    } else {
+        None
+    };
+    Ok(AccountRollups { months, before })
+}
+
+/// Writes the account's month rows that differ from the stored ones
+/// (marking their months dirty) and its opening contribution, inside the
+/// caller's transaction. Returns how many month rows it wrote.
+pub async fn save<C: ConnectionTrait>(
+    tx: &C,
+    tenant: &str,
+    account: &str,
+    (segment, plan): (&str, &str),
+    rollups: &AccountRollups,
+) -> Result<usize, DbErr> {
+    let stored = sql::account_months(tx, tenant, account).await?;
+    let mut written = 0;
+    for (month, contribution) in &rollups.months {
+        let start = month.start.micros();
+        let bytes = encode(contribution);
+        let same = stored
+            .get(&start)
+            .is_some_and(|(s, p, b)| s == segment && p == plan && *b == bytes);
+        if !same {
+            sql::save_account_month(tx, tenant, account, start, (segment, plan), bytes).await?;
+            written += 1;
+        }
+    }
+    if let Some((first_month, before)) = &rollups.before {
+        sql::save_opening(
+            tx,
+            tenant,
+            account,
+            first_month.start.micros(),
+            (segment, plan),
+            encode(before),
+        )
+        .await?;
+    }
+    Ok(written)
+}
+
+/// Rebuilds one month's cells from its account rows.
+pub async fn rebuild(db: &DatabaseConnection, tenant: &str, month_start: i64) -> Result<(), Error> {
+    sql::clear_dirty(db, tenant, month_start).await?;
+    let rows = sql::month_rows(db, tenant, month_start).await?;
+    let cells = tokio::task::spawn_blocking(move || {
+        let mut cells: BTreeMap<(String, String), (i64, Contribution)> = BTreeMap::new();
+        for (segment, plan, bytes) in rows {
+            let c = decode(&bytes).ok_or_else(|| {
+                Error::Internal("a stored monthly contribution does not decode".into())
+            })?;
+            let cell = cells.entry((segment, plan)).or_default();
+            cell.0 += 1;
+            cell.1.merge(&c);
+        }
+        Ok::<_, Error>(
+            cells
+                .into_iter()
+                .map(|((segment, plan), (n, c))| (segment, plan, n, encode(&c)))
+                .collect::<Vec<_>>(),
+        )
+    })
+    .await
+    .map_err(|e| Error::Internal(format!("summing a month: {e}")))??;
+    sql::replace_cells(db, tenant, month_start, cells).await?;
+    Ok(())
+}
+
+/// Rebuilds every dirty month, a page at a time; returns how many.
+pub async fn rebuild_dirty(db: &DatabaseConnection) -> Result<usize, Error> {
+    let mut done = 0;
+    loop {
+        let dirty = sql::dirty_months(db, 100).await?;
+        if dirty.is_empty() {
+            return Ok(done);
+        }
+        for (tenant, month) in &dirty {
+            rebuild(db, tenant, *month).await?;
+        }
+        done += dirty.len();
+    }
+}
+
+/// Runs [`rebuild_dirty`] every `every` until `stop`.
+pub async fn keep_cells(
+    db: DatabaseConnection,
+    every: std::time::Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        if let Err(e) = rebuild_dirty(&db).await {
+            tracing::warn!(error = %e, "rebuilding monthly cells failed; retrying later");
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+/// The tally of a finished calendar month from its cells, or `None` when
+/// the cells cannot answer it (see the module documentation): the caller
+/// then computes it from the signals.
+pub async fn tally(
+    db: &DatabaseConnection,
+    tenant: &str,
+    settings: &Tenant,
+    period: Period,
+    filter: Option<&v1::AccountFilter>,
+    now: Timestamp,
+) -> Result<Option<Tally>, Error> {
+    let Some(month) = month_of(period).filter(|m| m.end <= now) else {
+        return Ok(None);
+    };
+    let start = month.start.micros();
+    if sql::any_snapshot_before(db, tenant, month.end.micros()).await? {
+        return Ok(None);
+    }
+    if sql::is_dirty(db, tenant, start).await? {
+        rebuild(db, tenant, start).await?;
+    }
+    let segments: HashSet<&str> = filter
+        .map(|f| f.segments.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let plans: HashSet<&str> = filter
+        .map(|f| f.plans.iter().map(String::as_str).collect())
+        .unwrap_or_default();
+    let selected = |segment: &str, plan: &str| {
+        // Like the query-time selection: an account without a segment
+        // (stored as '') is in no named segment.
+        let in_segment = segments.is_empty() || (!segment.is_empty() && segments.contains(segment));
+        let on_plan = plans.is_empty() || (!plan.is_empty() && plans.contains(plan));
+        in_segment && on_plan
+    };
+    let mut tally = Tally::default();
+    // The month's cells, and the accounts imported with an opening balance
+    // after it (paying their opening MRR then).
+    let cells = sql::cells(db, tenant, start).await?;
+    let openings = sql::openings_after(db, tenant, start).await?;
+    for (segment, plan, bytes) in cells.into_iter().chain(openings) {
+        if !selected(&segment, &plan) {
+            continue;
+        }
+        let c = decode(&bytes)
+            .ok_or_else(|| Error::Internal("a stored monthly sum does not decode".into()))?;
+        if c.trials_started > 0 {
+            let e = tally.trials_by_segment.entry(segment).or_default();
+            e.0 += c.trials_started;
+            e.1 += c.trials_converted;
+        }
+        tally.total.merge(&c);
+    }
+    tally.costs = costs(db, tenant, settings).await?;
+    Ok(Some(tally))
+}
+
+/// The portfolio's cost signals.
+async fn costs(
+    db: &DatabaseConnection,
+    tenant: &str,
+    settings: &Tenant,
+) -> Result<Vec<CostFact>, Error> {
+    let rules = Rules {
+        now: Timestamp::from_micros(i64::MAX / 4),
+        max_future_seconds: 0,
+        max_past_seconds: None,
+        base_currency: settings.base_currency,
+        checklist: &settings.onboarding_checklist,
+    };
+    let mut out = Vec::new();
+    for wire in sql::portfolio_signals(db, tenant).await? {
+        let parsed =
+            convert::signal_from_proto(&wire).and_then(|raw| signal::validate(&raw, &rules));
+        if let Ok(Signal {
+            body:
+                SignalBody::Cost {
+                    kind,
+                    amount,
+                    period,
+                },
+            ..
+        }) = parsed
+        {
+            out.push(CostFact {
+                kind,
+                amount,
+                covers: period,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// A contribution as stored: its length, then each integer, as varints.
+pub fn encode(c: &Contribution) -> Vec<u8> {
+    let values = c.values();
+    let mut out = Vec::with_capacity(values.len() + 1);
+    encode_varint(values.len() as u64, &mut out);
+    for v in values {
+        encode_varint(v.unsigned_abs(), &mut out);
+    }
+    out
+}
+
+/// The contribution [`encode`] wrote; `None` for anything else (another
+/// layout included: the next recompute rewrites it).
+pub fn decode(mut bytes: &[u8]) -> Option<Contribution> {
+    let len = usize::try_from(decode_varint(&mut bytes).ok()?).ok()?;
+    if len != Contribution::LEN {
+        return None;
+    }
+    let mut values = Vec::with_capacity(len);
+    for _ in 0..len {
+        values.push(i64::try_from(decode_varint(&mut bytes).ok()?).ok()?);
+    }
+    if !bytes.is_empty() {
+        return None;
+    }
+    Contribution::from_values(&values)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_contribution_survives_encoding() {
+        let mut c = Contribution::default();
+        c.revenue.start_mrr = 1_234_567;
+        c.revenue.churn_by_reason[3] = 2;
+        c.experience.nps[10] = 7;
+        c.purchase_total = 99;
+        c.stuck = 1;
+        assert_eq!(decode(&encode(&c)), Some(c));
+        assert_eq!(
+            decode(&encode(&Contribution::default())),
+            Some(Contribution::default())
+        );
+    }
+
+    #[test]
+    fn anything_else_does_not_decode() {
+        let c = Contribution::default();
+        let mut bytes = encode(&c);
+        bytes.push(0);
+        assert_eq!(decode(&bytes), None, "trailing bytes");
+        assert_eq!(decode(&bytes[..3]), None, "cut short");
+        assert_eq!(decode(&[5, 0, 0, 0, 0, 0]), None, "another layout");
+    }
+
+    #[test]
+    fn finished_months_stop_at_the_last_that_ended() {
+        let t = |d: i64| Timestamp::from_seconds(d * 86_400);
+        // 2026-01-15 → as of 2026-04-01T00:00: January, February, March.
+        let jan15 = retain_domain::time::days_from_civil(2026, 1, 15);
+        let apr1 = retain_domain::time::days_from_civil(2026, 4, 1);
+        let months = finished_months(t(jan15), t(apr1));
+        assert_eq!(months.len(), 3);
+        assert_eq!(
+            months[0].start,
+            t(retain_domain::time::days_from_civil(2026, 1, 1))
+        );
+        assert_eq!(months[2].end, t(apr1));
+        assert!(finished_months(t(jan15), t(jan15 + 1)).is_empty());
+    }
+}
