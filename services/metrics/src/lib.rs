@@ -254,6 +254,24 @@ impl Metrics {
 /// KPI computations one replica runs at once; further calls wait.
 pub const HEAVY_QUERIES: usize = 2;
 
+/// `GetPortfolioMetrics` of `period` computed from the tenant's signals at
+/// query time, never from the monthly rollups: what the service does for a
+/// period the rollups do not cover, and the baseline `retain-dataload`
+/// measures the rollups against.
+pub async fn portfolio_from_signals(
+    db: &DatabaseConnection,
+    settings: &retain_runtime::config::Tenant,
+    tenant: &str,
+    period: retain_domain::Period,
+    now: retain_domain::Timestamp,
+) -> Result<v1::GetPortfolioMetricsResponse, Error> {
+    let inputs = portfolio::Inputs::load(db, tenant, settings, None).await?;
+    let settings = settings.clone();
+    tokio::task::spawn_blocking(move || inputs.metrics(&settings, period, now))
+        .await
+        .map_err(|e| Error::Internal(format!("KPI computation: {e}")))?
+}
+
 /// Most points one `GetKpiSeries` answer holds.
 pub const MAX_SERIES_POINTS: usize = 366;
 
@@ -300,6 +318,7 @@ impl Service for Metrics {
                 retain_store::now_micros()
             ));
             opts.batch_size = own.consumer_batch;
+            opts.concurrency = own.consumer_concurrency;
             opts.lease = Duration::from_secs(own.consumer_lease_seconds);
             match Consumer::new(bus, SIGNALS_RECORDED.name(), groups::METRICS, opts).await {
                 Ok(consumer) => consumer.run(&consumer_recompute, stop).await,

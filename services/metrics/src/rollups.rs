@@ -11,8 +11,9 @@
 //! and a late or backfilled signal rewrites exactly the months it changes.
 //!
 //! **Cells.** A month's rows summed per (segment, plan) are its cells
-//! (`metrics_month_cells`). A worker rebuilds dirty months every second;
-//! a query that finds its month dirty rebuilds it first. The mark is
+//! (`metrics_month_cells`). A worker rebuilds dirty months every second
+//! (less often while rebuilds are expensive, see [`keep_cells`]); a query
+//! that finds its month dirty rebuilds it first. The mark is
 //! cleared before the rows are read, so a row written meanwhile marks the
 //! month again: a cell is never newer than its mark says.
 //!
@@ -150,13 +151,20 @@ pub async fn save<C: ConnectionTrait>(
     Ok(written)
 }
 
-/// Rebuilds one month's cells from its account rows.
+/// Account rows a rebuild reads at once: its memory is bounded by a page,
+/// not by the portfolio.
+const REBUILD_PAGE: u64 = 5_000;
+
+/// Rebuilds one month's cells from its account rows, a page at a time.
 pub async fn rebuild(db: &DatabaseConnection, tenant: &str, month_start: i64) -> Result<(), Error> {
     sql::clear_dirty(db, tenant, month_start).await?;
-    let rows = sql::month_rows(db, tenant, month_start).await?;
-    let cells = tokio::task::spawn_blocking(move || {
-        let mut cells: BTreeMap<(String, String), (i64, Contribution)> = BTreeMap::new();
-        for (segment, plan, bytes) in rows {
+    let mut cells: BTreeMap<(String, String), (i64, Contribution)> = BTreeMap::new();
+    let mut after = String::new();
+    loop {
+        let page = sql::month_rows(db, tenant, month_start, &after, REBUILD_PAGE).await?;
+        let Some(last) = page.last() else { break };
+        after = last.0.clone();
+        for (_, segment, plan, bytes) in page {
             let c = decode(&bytes).ok_or_else(|| {
                 Error::Internal("a stored monthly contribution does not decode".into())
             })?;
@@ -164,15 +172,13 @@ pub async fn rebuild(db: &DatabaseConnection, tenant: &str, month_start: i64) ->
             cell.0 += 1;
             cell.1.merge(&c);
         }
-        Ok::<_, Error>(
-            cells
-                .into_iter()
-                .map(|((segment, plan), (n, c))| (segment, plan, n, encode(&c)))
-                .collect::<Vec<_>>(),
-        )
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("summing a month: {e}")))??;
+        // Decoding a page is a few milliseconds: let other tasks run.
+        tokio::task::yield_now().await;
+    }
+    let cells = cells
+        .into_iter()
+        .map(|((segment, plan), (n, c))| (segment, plan, n, encode(&c)))
+        .collect();
     sql::replace_cells(db, tenant, month_start, cells).await?;
     Ok(())
 }
@@ -192,19 +198,25 @@ pub async fn rebuild_dirty(db: &DatabaseConnection) -> Result<usize, Error> {
     }
 }
 
-/// Runs [`rebuild_dirty`] every `every` until `stop`.
+/// Runs [`rebuild_dirty`] every `every` until `stop` — and, after a rebuild
+/// that took time T, not again before 4 T: while a bulk import marks every
+/// month dirty on each account, rebuilds take at most a fifth of the
+/// replica's time and the consumer keeps the rest (a query for a dirty
+/// month rebuilds it itself, so answers never wait for this loop).
 pub async fn keep_cells(
     db: DatabaseConnection,
     every: std::time::Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
+        let started = std::time::Instant::now();
         if let Err(e) = rebuild_dirty(&db).await {
             tracing::warn!(error = %e, "rebuilding monthly cells failed; retrying later");
         }
+        let pause = every.max(started.elapsed() * 4);
         tokio::select! {
             () = stop.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+            () = tokio::time::sleep(pause) => {}
         }
     }
 }

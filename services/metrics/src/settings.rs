@@ -9,6 +9,9 @@ use serde::Deserialize;
 pub struct MetricsSettings {
     /// `signals.recorded` messages one consumer claims per round trip.
     pub consumer_batch: usize,
+    /// Accounts one consumer recomputes at once (each commits on its own;
+    /// several at once share the database's WAL flushes).
+    pub consumer_concurrency: usize,
     /// How long a claimed message is held before another replica may take
     /// it over, in seconds.
     pub consumer_lease_seconds: u64,
@@ -25,6 +28,7 @@ impl Default for MetricsSettings {
     fn default() -> Self {
         Self {
             consumer_batch: 100,
+            consumer_concurrency: 4,
             consumer_lease_seconds: 30,
             refresh_interval_seconds: 300,
             cells_rebuild_interval_ms: 1_000,
@@ -40,6 +44,12 @@ impl Section for MetricsSettings {
             return Err(ConfigError::invalid(
                 "metrics.consumer_batch",
                 "must be 1 to 10000",
+            ));
+        }
+        if !(1..=64).contains(&self.consumer_concurrency) {
+            return Err(ConfigError::invalid(
+                "metrics.consumer_concurrency",
+                "must be 1 to 64",
             ));
         }
         if !(1..=3_600).contains(&self.consumer_lease_seconds) {

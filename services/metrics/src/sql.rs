@@ -245,19 +245,28 @@ pub async fn clear_dirty(
         > 0)
 }
 
-/// Every account row of one month: (segment, plan, encoded contribution).
+/// One page of a month's account rows after account `after`, in account
+/// order: (account, segment, plan, encoded contribution).
 pub async fn month_rows(
     db: &DatabaseConnection,
     tenant: &str,
     month_start: i64,
-) -> Result<Vec<(String, String, Vec<u8>)>, DbErr> {
+    after: &str,
+    limit: u64,
+) -> Result<Vec<(String, String, String, Vec<u8>)>, DbErr> {
     let backend = db.get_database_backend();
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             backend,
-            "SELECT segment, plan, contribution FROM metrics_account_months \
-             WHERE tenant_id = $1 AND month_start = $2",
-            [tenant.into(), month_start.into()],
+            "SELECT account_id, segment, plan, contribution FROM metrics_account_months \
+             WHERE tenant_id = $1 AND month_start = $2 AND account_id > $3 \
+             ORDER BY account_id LIMIT $4",
+            [
+                tenant.into(),
+                month_start.into(),
+                after.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
         ))
         .await?;
     rows.into_iter()
@@ -266,6 +275,7 @@ pub async fn month_rows(
                 r.try_get_by_index(0)?,
                 r.try_get_by_index(1)?,
                 r.try_get_by_index(2)?,
+                r.try_get_by_index(3)?,
             ))
         })
         .collect()

@@ -69,6 +69,12 @@ impl MigrationTrait for Migration {
              ON metrics_account_openings (tenant_id, first_month)",
         )
         .await?;
+        // A month's query first asks whether any account of the tenant was
+        // last recomputed before the month ended.
+        db.execute_unprepared(
+            "CREATE INDEX account_metrics_tenant_as_of ON account_metrics (tenant_id, as_of)",
+        )
+        .await?;
         db.execute_unprepared(
             "CREATE TABLE metrics_dirty_months (\
                tenant_id VARCHAR NOT NULL, \
@@ -81,6 +87,8 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
+        db.execute_unprepared("DROP INDEX account_metrics_tenant_as_of")
+            .await?;
         for table in [
             "metrics_dirty_months",
             "metrics_account_openings",
