@@ -62,6 +62,10 @@ pub struct TenantSettings {
     pub base_currency: String,
     /// Milestone keys of the onboarding checklist, in order.
     pub onboarding_checklist: Vec<String>,
+    /// An account whose payment has failed for more than this many days
+    /// counts as churned in the revenue KPIs (0, the default: never; at
+    /// most 365).
+    pub payment_failed_churn_days: u32,
 }
 
 impl Default for TenantSettings {
@@ -77,6 +81,7 @@ impl Default for TenantSettings {
             ]
             .map(String::from)
             .to_vec(),
+            payment_failed_churn_days: 0,
         }
     }
 }
@@ -91,6 +96,8 @@ pub struct TenantOverride {
     pub base_currency: Option<String>,
     /// Onboarding checklist.
     pub onboarding_checklist: Option<Vec<String>>,
+    /// Days of failed payment after which an account counts as churned.
+    pub payment_failed_churn_days: Option<u32>,
 }
 
 /// A tenant's product settings in domain types, parsed once at start-up.
@@ -100,6 +107,9 @@ pub struct Tenant {
     pub base_currency: retain_domain::Currency,
     /// Milestone keys of the onboarding checklist, in order.
     pub onboarding_checklist: Vec<String>,
+    /// Days of failed payment after which an account counts as churned;
+    /// `None`: never.
+    pub payment_failed_churn_days: Option<u32>,
 }
 
 /// Every tenant's settings, parsed: the default and the overrides.
@@ -130,6 +140,8 @@ impl TenantsSettings {
                 &self.default.base_currency,
             )?,
             onboarding_checklist: self.default.onboarding_checklist.clone(),
+            payment_failed_churn_days: Some(self.default.payment_failed_churn_days)
+                .filter(|d| *d > 0),
         };
         let mut overrides = HashMap::new();
         for (i, o) in self.overrides.iter().enumerate() {
@@ -142,6 +154,10 @@ impl TenantsSettings {
                     .onboarding_checklist
                     .clone()
                     .unwrap_or_else(|| default.onboarding_checklist.clone()),
+                payment_failed_churn_days: match o.payment_failed_churn_days {
+                    Some(d) => Some(d).filter(|d| *d > 0),
+                    None => default.payment_failed_churn_days,
+                },
             };
             overrides.insert(o.id.clone(), tenant);
         }
@@ -153,6 +169,7 @@ impl TenantsSettings {
             "tenants.default",
             Some(&self.default.base_currency),
             Some(&self.default.onboarding_checklist),
+            Some(self.default.payment_failed_churn_days),
         )?;
         for (i, o) in self.overrides.iter().enumerate() {
             let key = format!("tenants.overrides[{i}]");
@@ -168,6 +185,7 @@ impl TenantsSettings {
                 &key,
                 o.base_currency.as_ref(),
                 o.onboarding_checklist.as_ref(),
+                o.payment_failed_churn_days,
             )?;
         }
         Ok(())
@@ -178,7 +196,14 @@ fn check_tenant(
     key: &str,
     currency: Option<&String>,
     checklist: Option<&Vec<String>>,
+    payment_failed_churn_days: Option<u32>,
 ) -> Result<(), ConfigError> {
+    if payment_failed_churn_days.is_some_and(|d| d > 365) {
+        return Err(invalid(
+            format!("{key}.payment_failed_churn_days"),
+            "must be 0 (never) to 365",
+        ));
+    }
     if let Some(c) = currency {
         retain_domain::Currency::parse(c)
             .map_err(|e| invalid(format!("{key}.base_currency"), e.to_string()))?;
@@ -573,6 +598,33 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("tenants.overrides[0].base_currency"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn payment_failed_churn_days_is_off_by_default_and_bounded() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            &dir,
+            "[tenants.default]\npayment_failed_churn_days = 30\n[[tenants.overrides]]\nid = \"acme\"\npayment_failed_churn_days = 0\n",
+        );
+        let s = Settings::load_from(Some(&path), env(&[])).expect("loads");
+        let tenants = s.tenants.parse().expect("parses");
+        assert_eq!(tenants.of("other").payment_failed_churn_days, Some(30));
+        assert_eq!(
+            tenants.of("acme").payment_failed_churn_days,
+            None,
+            "0 turns it off"
+        );
+        let default = TenantsSettings::default().parse().expect("parses");
+        assert_eq!(default.of("any").payment_failed_churn_days, None);
+
+        let path = write(&dir, "[tenants.default]\npayment_failed_churn_days = 366\n");
+        let err = Settings::load_from(Some(&path), env(&[])).expect_err("too many days");
+        assert!(
+            err.to_string()
+                .contains("tenants.default.payment_failed_churn_days"),
             "{err}"
         );
     }

@@ -237,6 +237,30 @@ impl TestApp {
         .await;
     }
 
+    /// The metrics service's monthly rollup rows, as (account, month start
+    /// µs, encoded contribution), in that order.
+    pub async fn monthly_rows(&self) -> Vec<(String, i64, Vec<u8>)> {
+        let backend = self.db.conn.get_database_backend();
+        self.db
+            .conn
+            .query_all_raw(Statement::from_string(
+                backend,
+                "SELECT account_id, month_start, contribution FROM metrics_account_months \
+                 ORDER BY account_id, month_start",
+            ))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|r| {
+                (
+                    r.try_get_by_index(0).unwrap(),
+                    r.try_get_by_index(1).unwrap(),
+                    r.try_get_by_index(2).unwrap(),
+                )
+            })
+            .collect()
+    }
+
     /// Rows in every table ingestion writes, and its bus messages.
     pub async fn footprint(&self) -> [i64; 5] {
         [

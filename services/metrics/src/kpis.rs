@@ -11,8 +11,9 @@ use retain_domain::kpi::revenue::{self, RevenueKpis};
 use retain_domain::kpi::rollup::cost::{CostFact, CostRollup};
 use retain_domain::kpi::rollup::portfolio::{Basis, Contribution};
 use retain_domain::kpi::scorecard::{self, InsightInputs, KpiId, Severity};
-use retain_domain::{Absence, Currency, Exact, Measure, Money, MoneyMeasure, Period, Ratio};
+use retain_domain::{Absence, Exact, Measure, Money, MoneyMeasure, Period, Ratio};
 use retain_proto::{convert, v1};
+use retain_runtime::config::Tenant;
 use retain_runtime::error::Error;
 
 /// Days a week a paying account must be active on, on average, to count
@@ -34,17 +35,13 @@ pub struct Tally {
 
 /// The basis of a period's contributions: as of its end, or `now` while
 /// it has not ended.
-pub fn basis<'a>(
-    period: Period,
-    now: retain_domain::Timestamp,
-    currency: Currency,
-    checklist: &'a [String],
-) -> Basis<'a> {
+pub fn basis(period: Period, now: retain_domain::Timestamp, tenant: &Tenant) -> Basis<'_> {
     Basis {
         period,
         as_of: period.end.min(now).max(period.start),
-        currency,
-        checklist,
+        currency: tenant.base_currency,
+        checklist: &tenant.onboarding_checklist,
+        payment_failed_churn_days: tenant.payment_failed_churn_days,
         usage_days_per_week: USAGE_TARGET_DAYS_PER_WEEK,
         trial_window_days: retain_domain::kpi::adoption::DEFAULT_TRIAL_WINDOW_DAYS,
         stuck_after_days: retain_domain::snapshot::STUCK_AFTER_DAYS,

@@ -101,7 +101,11 @@ impl MetricsService for Metrics {
                         .bridge
                 }
                 None => {
-                    portfolio::mrr_bridge(&self.db, tenant, settings, period, req.filter.as_ref())
+                    let inputs =
+                        portfolio::Inputs::load(&self.db, tenant, settings, req.filter.as_ref())
+                            .await?;
+                    let settings = settings.clone();
+                    self.compute(move |_| inputs.bridge(&settings, period, now))
                         .await?
                 }
             };
@@ -153,29 +157,60 @@ impl MetricsService for Metrics {
         let buckets = portfolio::buckets(range, granularity, MAX_SERIES_POINTS)?;
         let tenant = principal.tenant.as_str();
         let settings = self.tenants.of(tenant);
-        let inputs =
-            portfolio::Inputs::load(&self.db, tenant, settings, req.filter.as_ref()).await?;
-        let (settings, now) = (settings.clone(), self.clock.now());
-        let points = self
-            .compute(move |cancelled| {
-                let mut points = Vec::with_capacity(buckets.len());
-                for bucket in buckets {
-                    if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
-                        return Err(Error::Unavailable("the call was cancelled".into()));
-                    }
-                    let metrics = inputs.metrics(&settings, bucket, now)?;
-                    points.push(v1::KpiPoint {
-                        period: Some(kpis::period_to_proto(bucket)),
-                        value: metrics
-                            .kpis
-                            .into_iter()
-                            .find(|e| e.kpi == kpi as i32)
-                            .and_then(|e| e.value),
-                    });
+        let now = self.clock.now();
+        let point = move |bucket: retain_domain::Period,
+                          metrics: v1::GetPortfolioMetricsResponse| {
+            v1::KpiPoint {
+                period: Some(kpis::period_to_proto(bucket)),
+                value: metrics
+                    .kpis
+                    .into_iter()
+                    .find(|e| e.kpi == kpi as i32)
+                    .and_then(|e| e.value),
+            }
+        };
+        // Finished months from the monthly rollups; the other buckets from
+        // the signals, read once for all of them.
+        let mut points: Vec<Option<v1::KpiPoint>> = Vec::with_capacity(buckets.len());
+        let mut rest = Vec::new();
+        for (i, bucket) in buckets.into_iter().enumerate() {
+            let filter = req.filter.as_ref();
+            match rollups::tally(&self.db, tenant, settings, bucket, filter, now).await? {
+                Some(tally) => {
+                    let basis = kpis::basis(bucket, now, settings);
+                    let filtered = portfolio::is_filtered(filter);
+                    points.push(Some(point(
+                        bucket,
+                        kpis::portfolio(&tally, &basis, filtered)?,
+                    )));
                 }
-                Ok(points)
-            })
-            .await?;
+                None => {
+                    points.push(None);
+                    rest.push((i, bucket));
+                }
+            }
+        }
+        if !rest.is_empty() {
+            let inputs =
+                portfolio::Inputs::load(&self.db, tenant, settings, req.filter.as_ref()).await?;
+            let settings = settings.clone();
+            let computed = self
+                .compute(move |cancelled| {
+                    let mut out = Vec::with_capacity(rest.len());
+                    for (i, bucket) in rest {
+                        if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
+                            return Err(Error::Unavailable("the call was cancelled".into()));
+                        }
+                        out.push((i, point(bucket, inputs.metrics(&settings, bucket, now)?)));
+                    }
+                    Ok(out)
+                })
+                .await?;
+            for (i, p) in computed {
+                points[i] = Some(p);
+            }
+        }
+        let points = points.into_iter().flatten().collect();
         Ok(Response::new(v1::GetKpiSeriesResponse { points }))
     }
 }
@@ -207,12 +242,7 @@ impl Metrics {
         // A finished month: its stored sums, when they are complete.
         if let Some(tally) = rollups::tally(&self.db, tenant, settings, period, filter, now).await?
         {
-            let basis = kpis::basis(
-                period,
-                now,
-                settings.base_currency,
-                &settings.onboarding_checklist,
-            );
+            let basis = kpis::basis(period, now, settings);
             return kpis::portfolio(&tally, &basis, portfolio::is_filtered(filter));
         }
         let inputs = portfolio::Inputs::load(&self.db, tenant, settings, filter).await?;

@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use prost::Message;
-use retain_domain::kpi::revenue::{self, MrrBridge, MrrChange, OpeningBalance};
+use retain_domain::kpi::revenue::MrrBridge;
 use retain_domain::kpi::rollup::Rollup;
 use retain_domain::kpi::rollup::cost::CostFact;
 use retain_domain::kpi::rollup::portfolio::{Basis, account_contribution};
@@ -177,54 +177,6 @@ pub async fn signals(
     .map_err(|e| Error::Internal(format!("decoding signals: {e}")))?
 }
 
-/// Every subscription change of the selected accounts, as MRR changes,
-/// and their opening balances.
-async fn mrr_changes(
-    db: &DatabaseConnection,
-    tenant: &str,
-    settings: &Tenant,
-    accounts: Option<&BTreeSet<String>>,
-) -> Result<(Vec<MrrChange>, Vec<OpeningBalance>), Error> {
-    let subscriptions = signals(
-        db,
-        tenant,
-        settings,
-        accounts,
-        Some(SignalKind::Subscription),
-    )
-    .await?;
-    let mut changes = Vec::with_capacity(subscriptions.len());
-    let mut openings = Vec::new();
-    for s in subscriptions {
-        if let SignalBody::Subscription {
-            amount,
-            interval,
-            churn_reason,
-            opening,
-            ..
-        } = s.body
-        {
-            let mrr = Money::new(signal::monthly_mrr(amount.minor, interval), amount.currency);
-            if opening {
-                openings.push(OpeningBalance {
-                    account: s.account_id,
-                    at: s.occurred_at,
-                    mrr,
-                });
-            } else {
-                changes.push(MrrChange {
-                    account: s.account_id,
-                    at: s.occurred_at,
-                    seq: s.event_id,
-                    mrr,
-                    churn_reason,
-                });
-            }
-        }
-    }
-    Ok((changes, openings))
-}
-
 /// The segment of each account of `tenant` that has one.
 pub async fn segments(
     db: &DatabaseConnection,
@@ -243,22 +195,6 @@ pub async fn segments(
         out.insert(row.try_get_by_index(0)?, row.try_get_by_index(1)?);
     }
     Ok(out)
-}
-
-/// The MRR bridge of `period` over the accounts `filter` selects.
-pub async fn mrr_bridge(
-    db: &DatabaseConnection,
-    tenant: &str,
-    settings: &Tenant,
-    period: Period,
-    filter: Option<&v1::AccountFilter>,
-) -> Result<MrrBridge, Error> {
-    let accounts = selected(db, tenant, filter).await?;
-    let (changes, openings) = mrr_changes(db, tenant, settings, accounts.as_ref()).await?;
-    let kpis =
-        revenue::revenue_kpis_with_openings(&changes, &openings, period, settings.base_currency)
-            .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))?;
-    Ok(kpis.bridge)
 }
 
 /// The inputs of portfolio KPIs over the accounts a filter selects, read
@@ -325,6 +261,22 @@ impl Inputs {
         Ok(tally)
     }
 
+    /// The MRR bridge of `period`.
+    pub fn bridge(
+        &self,
+        settings: &Tenant,
+        period: Period,
+        now: Timestamp,
+    ) -> Result<MrrBridge, Error> {
+        let basis = kpis::basis(period, now, settings);
+        self.tally(&basis)?
+            .total
+            .revenue
+            .kpis(period, settings.base_currency)
+            .map(|k| k.bridge)
+            .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))
+    }
+
     /// Every portfolio KPI of `period`, as of `now` where it has not
     /// ended.
     pub fn metrics(
@@ -333,12 +285,7 @@ impl Inputs {
         period: Period,
         now: Timestamp,
     ) -> Result<v1::GetPortfolioMetricsResponse, Error> {
-        let basis = kpis::basis(
-            period,
-            now,
-            settings.base_currency,
-            &settings.onboarding_checklist,
-        );
+        let basis = kpis::basis(period, now, settings);
         kpis::portfolio(&self.tally(&basis)?, &basis, self.filtered)
     }
 }

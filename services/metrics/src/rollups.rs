@@ -13,9 +13,9 @@
 //! **Cells.** A month's rows summed per (segment, plan) are its cells
 //! (`metrics_month_cells`). A worker rebuilds dirty months every second
 //! (less often while rebuilds are expensive, see [`keep_cells`]); a query
-//! that finds its month dirty rebuilds it first. The mark is
-//! cleared before the rows are read, so a row written meanwhile marks the
-//! month again: a cell is never newer than its mark says.
+//! that finds its month dirty rebuilds it first. The mark is cleared
+//! before the rows are read, so a row written during a rebuild marks the
+//! month again and the next rebuild counts it.
 //!
 //! **When a query uses them.** A period that is exactly one calendar month
 //! that has ended, once every account of the tenant has been recomputed
@@ -30,7 +30,10 @@
 //! **Trade-off.** Cells per segment and plan make a filter on them free
 //! and a month one small read; a new filter dimension would need new cells.
 //! Rows are kept per account (≈ 200 bytes each) so a cell can be rebuilt
-//! without reading signals: a rebuild decodes one row per account.
+//! without reading signals: a rebuild decodes one row per account. Rows
+//! are computed with the tenant's settings of the time (checklist,
+//! `payment_failed_churn_days`): after a change, a finished month follows
+//! it account by account as the daily refresh recomputes them.
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -89,12 +92,7 @@ pub fn account_rollups(
         return Ok(AccountRollups::default());
     };
     let of = |month: Period| {
-        let basis = kpis::basis(
-            month,
-            month.end,
-            settings.base_currency,
-            &settings.onboarding_checklist,
-        );
+        let basis = kpis::basis(month, month.end, settings);
         account_contribution(signals, &basis)
     };
     let months = finished_months(first, as_of)

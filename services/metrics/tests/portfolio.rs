@@ -184,3 +184,91 @@ retain_testkit::storage_test!(async fn clv_is_absent_without_a_start_cohort(db) 
         other => panic!("CLV: {other:?}"),
     }
 });
+
+// With `payment_failed_churn_days = 30`, an account whose payment failed
+// 45 days ago and never recovered churned 15 days ago: MRR falls to 0 in
+// the period holding that day, from the signals and from the rollups alike.
+// Without the setting nothing changes.
+retain_testkit::storage_test!(async fn a_long_failed_payment_counts_as_churn_when_configured(db) {
+    let mut with_rule = settings();
+    with_rule.tenants.default.payment_failed_churn_days = 30;
+    let app = spawn_composed(db, with_rule, retain_runtime::Clock::system(), |ctx| {
+        use retain_runtime::Service;
+        let ingestion = Ingestion::build(ctx, Default::default())?;
+        let metrics = Metrics::build(ctx, Default::default())?;
+        Ok(ingestion.merge(metrics))
+    })
+    .await;
+    let failed = Body::Billing(v1::BillingStatusChange {
+        status: v1::BillingStatus::PaymentFailed as i32,
+    });
+    let signals = vec![
+        at_s("sub-a", "acme-a", 100 * DAY, subscription(10_000)),
+        at_s("sub-b", "acme-b", 100 * DAY, subscription(20_000)),
+        at_s("failed-a", "acme-a", 45 * DAY, failed),
+    ];
+    assert_eq!(backfill(&app, signals).await, 3);
+    app.settled("metrics").await;
+    let churn_day = now() - 15 * DAY;
+    let mut periods = vec![(churn_day - 2 * DAY, churn_day + 2 * DAY)];
+    let month = retain_domain::Period::containing(
+        retain_domain::Timestamp::from_seconds(churn_day),
+        retain_domain::Granularity::Month,
+    );
+    if month.end.seconds() <= now() {
+        periods.push((month.start.seconds(), month.end.seconds()));
+    }
+    for (start, end) in periods {
+        let r = portfolio_of(&app, start, end).await;
+        assert_eq!(kpi_money(&r, v1::Kpi::Mrr), 20_000, "{start}..{end}");
+        assert!(close(kpi_number(&r, v1::Kpi::LogoChurn), 50.0), "{start}..{end}");
+        assert_eq!(r.churn_reasons.len(), 1);
+        assert_eq!(r.churn_reasons[0].reason, "other");
+    }
+    // Before the 30 days were up, the account still paid.
+    let before = portfolio_of(&app, churn_day - 6 * DAY, churn_day - 2 * DAY).await;
+    assert_eq!(kpi_money(&before, v1::Kpi::Mrr), 30_000);
+});
+
+retain_testkit::storage_test!(async fn a_failed_payment_is_not_churn_by_default(db) {
+    let app = spawn(db).await;
+    let failed = Body::Billing(v1::BillingStatusChange {
+        status: v1::BillingStatus::PaymentFailed as i32,
+    });
+    let signals = vec![
+        at_s("sub-a", "acme-a", 100 * DAY, subscription(10_000)),
+        at_s("failed-a", "acme-a", 45 * DAY, failed),
+    ];
+    assert_eq!(backfill(&app, signals).await, 2);
+    app.settled("metrics").await;
+    let r = portfolio_of(&app, now() - 20 * DAY, now() - 10 * DAY).await;
+    assert_eq!(kpi_money(&r, v1::Kpi::Mrr), 10_000);
+});
+
+async fn portfolio_of(app: &TestApp, start: i64, end: i64) -> v1::GetPortfolioMetricsResponse {
+    let period = v1::Period {
+        start: ts(start),
+        end: ts(end),
+    };
+    MetricsServiceClient::new(app.channel.clone())
+        .get_portfolio_metrics(with_token(
+            READER,
+            v1::GetPortfolioMetricsRequest {
+                period: Some(period),
+                filter: None,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+/// Sends history older than the live window; returns how many were accepted.
+async fn backfill(app: &TestApp, signals: Vec<v1::Signal>) -> i32 {
+    let req = v1::IngestSignalsRequest {
+        signals,
+        mode: v1::IngestMode::Backfill as i32,
+        ..Default::default()
+    };
+    app.ingest(WRITER, req).await.unwrap().accepted
+}

@@ -11,7 +11,6 @@ use retain_metrics::Metrics;
 use retain_proto::v1;
 use retain_proto::v1::metrics_service_client::MetricsServiceClient;
 use retain_testkit::*;
-use sea_orm::{ConnectionTrait, Statement};
 
 const DAY: i64 = 86_400;
 
@@ -55,29 +54,6 @@ async fn month_metrics(app: &TestApp, p: retain_domain::Period) -> v1::GetPortfo
         .into_inner()
 }
 
-/// Every stored month row: (account, month start, contribution bytes).
-async fn month_rows(app: &TestApp) -> Vec<(String, i64, Vec<u8>)> {
-    let backend = app.db.conn.get_database_backend();
-    app.db
-        .conn
-        .query_all_raw(Statement::from_string(
-            backend,
-            "SELECT account_id, month_start, contribution FROM metrics_account_months \
-             ORDER BY account_id, month_start",
-        ))
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|r| {
-            (
-                r.try_get_by_index(0).unwrap(),
-                r.try_get_by_index(1).unwrap(),
-                r.try_get_by_index(2).unwrap(),
-            )
-        })
-        .collect()
-}
-
 // With the accounts' signals gone, a finished month still answers the same
 // (it is read from the rollups) while the current month, computed from the
 // signals at query time, does not.
@@ -107,7 +83,7 @@ retain_testkit::storage_test!(async fn a_late_signal_rewrites_only_the_months_it
     let app = spawn_two::<Ingestion, Metrics>(db).await;
     ingest_generated(&app, 10).await;
     let month = last_month();
-    let rows = month_rows(&app).await;
+    let rows = app.monthly_rows().await;
     let before = month_metrics(&app, month).await;
 
     let mut late = signal("late-1", "late-account", session("u-late", 600));
@@ -120,7 +96,7 @@ retain_testkit::storage_test!(async fn a_late_signal_rewrites_only_the_months_it
     assert_eq!(app.ingest(WRITER, req).await.unwrap().accepted, 1);
     app.settled("metrics").await;
 
-    let after_rows = month_rows(&app).await;
+    let after_rows = app.monthly_rows().await;
     let added: Vec<_> = after_rows.iter().filter(|r| !rows.contains(r)).collect();
     assert!(after_rows.iter().filter(|r| r.0 != "late-account").eq(rows.iter()), "another account's rows changed");
     assert!(!added.is_empty() && added.iter().all(|r| r.0 == "late-account" && r.1 >= month.start.micros()));
@@ -139,7 +115,7 @@ retain_testkit::storage_test!(async fn recomputing_writes_nothing_new(db) {
         (app.count("metrics_dirty_months").await == 0).then_some(())
     })
     .await;
-    let rows = month_rows(&app).await;
+    let rows = app.monthly_rows().await;
     assert!(!rows.is_empty());
     let recompute = retain_metrics::Recompute {
         db: app.db.conn.clone(),
@@ -150,6 +126,6 @@ retain_testkit::storage_test!(async fn recomputing_writes_nothing_new(db) {
     for account in &accounts {
         recompute.account("acme", account, v1::IngestMode::Live).await.unwrap();
     }
-    assert_eq!(month_rows(&app).await, rows);
+    assert_eq!(app.monthly_rows().await, rows);
     assert_eq!(app.count("metrics_dirty_months").await, 0);
 });

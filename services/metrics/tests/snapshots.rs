@@ -187,10 +187,15 @@ retain_testkit::storage_test!(async fn two_consumers_compute_what_one_does(db) {
     })
     .await;
     for round in 0..5 {
-        let batch: Vec<_> = (0..20)
+        let mut batch: Vec<_> = (0..20)
             .map(|a| signal(&format!("r{round}-a{a}"), &format!("acct-{a}"), session("u1", 60)))
             .collect();
-        assert_eq!(app.send(batch).await.accepted, 20);
+        // And one in a finished month, so every account has monthly rows.
+        batch.extend((0..20).map(|a| v1::Signal {
+            occurred_at: ts(now() - 45 * 86_400 + round * 3_600),
+            ..signal(&format!("old-r{round}-a{a}"), &format!("acct-{a}"), session("u2", 60))
+        }));
+        assert_eq!(app.send(batch).await.accepted, 40);
     }
     let backlog_drained = || async {
         let stats = Bus::new(app.db.conn.clone()).stats(topics::SIGNALS_RECORDED.name(), groups::METRICS).await.unwrap();
@@ -203,6 +208,8 @@ retain_testkit::storage_test!(async fn two_consumers_compute_what_one_does(db) {
         tenants: std::sync::Arc::new(settings().tenants.parse().unwrap()),
         clock: clock.clone(),
     };
+    let rows_of_two = app.monthly_rows().await;
+    assert!(rows_of_two.len() >= 20, "every account has a finished month: {rows_of_two:?}");
     for a in 0..20 {
         let account = format!("acct-{a}");
         let served = metrics_of(&app, &account).await.unwrap();
@@ -211,6 +218,8 @@ retain_testkit::storage_test!(async fn two_consumers_compute_what_one_does(db) {
         assert_eq!(metrics_of(&app, &account).await.unwrap(), served, "{account}");
     }
     assert_eq!(app.count("account_metrics").await, 20);
+    // One consumer's recompute finds the monthly rows the two wrote.
+    assert_eq!(app.monthly_rows().await, rows_of_two);
 });
 
 // A client clock a little ahead (ingestion accepts up to 5 minutes) must not

@@ -23,6 +23,7 @@
 use std::collections::BTreeMap;
 
 use super::Rollup;
+use super::billing::{BillingChange, payment_failed_churns, with_payment_failed_churn};
 use super::experience::ExperienceRollup;
 use super::revenue::{RevenueRollup, revenue_rollup};
 use crate::exact::{Exact, MoneyMeasure};
@@ -94,6 +95,9 @@ pub struct Basis<'a> {
     pub trial_window_days: i64,
     /// Days without progress after which an incomplete onboarding is stuck.
     pub stuck_after_days: i64,
+    /// Days of failed payment after which the account counts as churned
+    /// ([`super::billing`]); `None`: never.
+    pub payment_failed_churn_days: Option<u32>,
 }
 
 impl Basis<'_> {
@@ -133,6 +137,7 @@ pub fn account_contribution(
     let mut by_day: BTreeMap<i64, Vec<Signal>> = BTreeMap::new();
     let (mut trial_started, mut trial_converted) = (None::<Timestamp>, None::<Timestamp>);
     let mut first_seen: Option<Timestamp> = None;
+    let mut billing: Vec<BillingChange> = Vec::new();
     for s in signals.iter().filter(|s| s.account_id != signal::PORTFOLIO) {
         let in_period = period.contains(s.occurred_at);
         first_seen = Some(first_seen.map_or(s.occurred_at, |f| f.min(s.occurred_at)));
@@ -188,6 +193,11 @@ pub fn account_contribution(
                 trial_converted =
                     Some(trial_converted.map_or(s.occurred_at, |t| t.min(s.occurred_at)));
             }
+            SignalBody::Billing(status) => billing.push(BillingChange {
+                at: s.occurred_at,
+                seq: s.event_id.clone(),
+                status: *status,
+            }),
             SignalBody::Milestone { key, achieved } => milestones.push(MilestoneFact {
                 account: s.account_id.clone(),
                 key: key.clone(),
@@ -207,6 +217,14 @@ pub fn account_contribution(
         }
     }
     c.purchasing_accounts = u64::from(c.purchases > 0);
+
+    // A payment failed for too long counts as a churn (seen as of `as_of`).
+    if let Some(days) = basis.payment_failed_churn_days {
+        let churns = payment_failed_churns(&billing, basis.as_of, days);
+        if !churns.is_empty() {
+            changes = with_payment_failed_churn(&changes, &churns);
+        }
+    }
 
     // Revenue: the account's state at the period's start and its movements
     // inside it.
