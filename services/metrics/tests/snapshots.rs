@@ -187,15 +187,22 @@ retain_testkit::storage_test!(async fn two_consumers_compute_what_one_does(db) {
     })
     .await;
     for round in 0..5 {
-        let mut batch: Vec<_> = (0..20)
+        let batch: Vec<_> = (0..20)
             .map(|a| signal(&format!("r{round}-a{a}"), &format!("acct-{a}"), session("u1", 60)))
             .collect();
+        assert_eq!(app.send(batch).await.accepted, 20);
         // And one in a finished month, so every account has monthly rows.
-        batch.extend((0..20).map(|a| v1::Signal {
-            occurred_at: ts(now() - 45 * 86_400 + round * 3_600),
-            ..signal(&format!("old-r{round}-a{a}"), &format!("acct-{a}"), session("u2", 60))
-        }));
-        assert_eq!(app.send(batch).await.accepted, 40);
+        let old = v1::IngestSignalsRequest {
+            signals: (0..20)
+                .map(|a| v1::Signal {
+                    occurred_at: ts(now() - 45 * 86_400 + round * 3_600),
+                    ..signal(&format!("old-r{round}-a{a}"), &format!("acct-{a}"), session("u2", 60))
+                })
+                .collect(),
+            mode: v1::IngestMode::Backfill as i32,
+            ..Default::default()
+        };
+        assert_eq!(app.ingest(WRITER, old).await.unwrap().accepted, 20);
     }
     let backlog_drained = || async {
         let stats = Bus::new(app.db.conn.clone()).stats(topics::SIGNALS_RECORDED.name(), groups::METRICS).await.unwrap();
