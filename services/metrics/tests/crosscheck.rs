@@ -1,10 +1,14 @@
 //! The metrics service against an independent computation: a generated
 //! tenant history (retain-datagen) is sent through ingestion out of
-//! order, late signals last, and MRR, paying accounts, logo churn and NPS
-//! are computed here with plain loops over the signals sent — not the
-//! service's code path — for several periods and filters, with and
-//! without opening balances (an import that starts mid-history), on SQLite and
-//! PostgreSQL.
+//! order, late signals last, and MRR, paying accounts, logo churn, NRR,
+//! GRR, NPS, CSAT, FCR, DAU/WAU/MAU, sessions per day, time in app and
+//! trial-to-paid are computed here with plain loops over the signals sent
+//! — not the service's code path — for a finished month (answered from
+//! the monthly rollups), a 30-day span and the last 10 days (from the
+//! signals at query time), under filters, with and without opening
+//! balances (an import that starts mid-history), on SQLite and PostgreSQL.
+//! The other KPIs are checked against hand-computed figures
+//! (`portfolio.rs`, `worked_examples.rs`).
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
 
@@ -28,6 +32,21 @@ struct Expected {
     paying: i64,
     logo_churn: Option<f64>,
     nps: Option<f64>,
+    nrr: Option<f64>,
+    grr: Option<f64>,
+    csat: Option<f64>,
+    fcr: Option<f64>,
+    dau: i64,
+    wau: i64,
+    mau: i64,
+    sessions_per_day: Option<f64>,
+    time_in_app: Option<f64>,
+    trial_to_paid: Option<f64>,
+}
+
+/// `num / den × scale`, absent when `den` is 0.
+fn ratio(num: f64, den: f64, scale: f64) -> Option<f64> {
+    (den != 0.0).then(|| num / den * scale)
 }
 
 fn micros(t: &prost_types::Timestamp) -> i64 {
@@ -46,9 +65,41 @@ fn independent(
     let mut changes: BTreeMap<&str, Vec<(i64, &str, i64)>> = BTreeMap::new();
     let mut openings: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
     let (mut promoters, mut detractors, mut answers) = (0i64, 0i64, 0i64);
+    let (mut csat_positive, mut csat_answers) = (0i64, 0i64);
+    let (mut first_contact, mut resolved) = (0i64, 0i64);
+    // Sessions: (account, user, at µs, seconds).
+    let mut sessions: Vec<(&str, &str, i64, i64)> = Vec::new();
+    // Per account: earliest trial start and earliest conversion.
+    let mut trials: BTreeMap<&str, (Option<i64>, Option<i64>)> = BTreeMap::new();
     for s in signals.iter().filter(|s| accounts.contains(&s.account_id)) {
         let at = micros(s.occurred_at.as_ref().unwrap());
+        let in_period = at >= start && at < end;
         match s.body.as_ref().unwrap() {
+            Body::Session(x) => sessions.push((&s.account_id, &x.user_id, at, x.duration_seconds)),
+            Body::Survey(x) if x.kind == v1::SurveyKind::Csat as i32 && in_period => {
+                let min = if x.scale == v1::SurveyScale::OneToTen as i32 {
+                    6
+                } else {
+                    4
+                };
+                csat_answers += 1;
+                csat_positive += i64::from(x.score >= min);
+            }
+            Body::Ticket(x) if x.status == v1::TicketStatus::Resolved as i32 && in_period => {
+                resolved += 1;
+                first_contact += i64::from(x.contacts_until_resolution == 1);
+            }
+            Body::Trial(x) => {
+                let e = trials.entry(&s.account_id).or_default();
+                let slot = if x.event == v1::TrialEvent::Started as i32 {
+                    &mut e.0
+                } else if x.event == v1::TrialEvent::Converted as i32 {
+                    &mut e.1
+                } else {
+                    continue;
+                };
+                *slot = Some(slot.map_or(at, |t: i64| t.min(at)));
+            }
             Body::Subscription(x) => {
                 let amount = x.amount.as_ref().unwrap().amount_minor;
                 let monthly = if x.interval == v1::BillingInterval::Annual as i32 {
@@ -75,6 +126,7 @@ fn independent(
         }
     }
     let (mut mrr, mut paying, mut cohort, mut churned) = (0, 0, 0, 0);
+    let (mut start_mrr, mut cohort_end, mut cohort_kept) = (0i64, 0i64, 0i64);
     for account in openings.keys() {
         changes.entry(account).or_default();
     }
@@ -91,6 +143,11 @@ fn independent(
         mrr += e;
         paying += i64::from(e > 0);
         cohort += i64::from(s > 0);
+        start_mrr += s;
+        if s > 0 {
+            cohort_end += e;
+            cohort_kept += e.min(s);
+        }
         // A churn movement in the period: a change from paying to 0.
         let mut before = s;
         let mut churn = false;
@@ -100,11 +157,51 @@ fn independent(
         }
         churned += i64::from(churn);
     }
+    // Active users as of the period's end: distinct (account, user) with a
+    // session in the last 1, 7, 30 days before it.
+    let active = |days: i64| {
+        let from = end - days * DAY * 1_000_000;
+        sessions
+            .iter()
+            .filter(|x| x.2 >= from && x.2 < end)
+            .map(|x| (x.0, x.1))
+            .collect::<BTreeSet<_>>()
+            .len() as i64
+    };
+    let in_period: Vec<_> = sessions
+        .iter()
+        .filter(|x| x.2 >= start && x.2 < end)
+        .collect();
+    let seconds: i64 = in_period.iter().map(|x| x.3).sum();
+    let user_days = in_period
+        .iter()
+        .map(|x| (x.0, x.1, x.2.div_euclid(DAY * 1_000_000)))
+        .collect::<BTreeSet<_>>()
+        .len();
+    let days = (end - start) as f64 / (DAY * 1_000_000) as f64;
+    let (mut trials_started, mut converted) = (0i64, 0i64);
+    for (started, conversion) in trials.values() {
+        if let Some(t) = started.filter(|t| *t >= start && *t < end) {
+            trials_started += 1;
+            converted +=
+                i64::from(conversion.is_some_and(|c| c >= t && c <= t + 14 * DAY * 1_000_000));
+        }
+    }
     Expected {
         mrr,
         paying,
-        logo_churn: (cohort > 0).then(|| churned as f64 / cohort as f64 * 100.0),
-        nps: (answers > 0).then(|| (promoters - detractors) as f64 / answers as f64 * 100.0),
+        logo_churn: ratio(churned as f64, cohort as f64, 100.0),
+        nps: ratio((promoters - detractors) as f64, answers as f64, 100.0),
+        nrr: ratio(cohort_end as f64, start_mrr as f64, 100.0),
+        grr: ratio(cohort_kept as f64, start_mrr as f64, 100.0),
+        csat: ratio(csat_positive as f64, csat_answers as f64, 100.0),
+        fcr: ratio(first_contact as f64, resolved as f64, 100.0),
+        dau: active(1),
+        wau: active(7),
+        mau: active(30),
+        sessions_per_day: ratio(in_period.len() as f64, days, 1.0),
+        time_in_app: ratio(seconds as f64, user_days as f64, 1.0),
+        trial_to_paid: ratio(converted as f64, trials_started as f64, 100.0),
     }
 }
 
@@ -124,6 +221,10 @@ fn served(p: &v1::GetPortfolioMetricsResponse) -> Expected {
         KpiResult::Value(v) => Some(v),
         _ => None,
     };
+    let count = |k| match get(k) {
+        KpiResult::Count(n) => n,
+        other => panic!("{k:?}: {other:?}"),
+    };
     Expected {
         mrr: match get(v1::Kpi::Mrr) {
             KpiResult::Money(m) => m.amount_minor,
@@ -135,16 +236,39 @@ fn served(p: &v1::GetPortfolioMetricsResponse) -> Expected {
         },
         logo_churn: number(v1::Kpi::LogoChurn),
         nps: number(v1::Kpi::Nps),
+        nrr: number(v1::Kpi::Nrr),
+        grr: number(v1::Kpi::Grr),
+        csat: number(v1::Kpi::Csat),
+        fcr: number(v1::Kpi::Fcr),
+        dau: count(v1::Kpi::Dau),
+        wau: count(v1::Kpi::Wau),
+        mau: count(v1::Kpi::Mau),
+        sessions_per_day: number(v1::Kpi::SessionsPerDay),
+        time_in_app: number(v1::Kpi::TimeInApp),
+        trial_to_paid: number(v1::Kpi::TrialToPaid),
     }
 }
 
 fn close(a: &Expected, b: &Expected) -> bool {
     let f = |x: Option<f64>, y: Option<f64>| match (x, y) {
-        (Some(x), Some(y)) => (x - y).abs() < 1e-9,
+        (Some(x), Some(y)) => (x - y).abs() < 1e-9 * x.abs().max(1.0),
         (None, None) => true,
         _ => false,
     };
-    a.mrr == b.mrr && a.paying == b.paying && f(a.logo_churn, b.logo_churn) && f(a.nps, b.nps)
+    (a.mrr, a.paying, a.dau, a.wau, a.mau) == (b.mrr, b.paying, b.dau, b.wau, b.mau)
+        && [
+            (a.logo_churn, b.logo_churn),
+            (a.nps, b.nps),
+            (a.nrr, b.nrr),
+            (a.grr, b.grr),
+            (a.csat, b.csat),
+            (a.fcr, b.fcr),
+            (a.sessions_per_day, b.sessions_per_day),
+            (a.time_in_app, b.time_in_app),
+            (a.trial_to_paid, b.trial_to_paid),
+        ]
+        .into_iter()
+        .all(|(x, y)| f(x, y))
 }
 
 retain_testkit::storage_test!(async fn portfolio_kpis_match_an_independent_computation(db) {
@@ -259,6 +383,11 @@ async fn crosscheck(db: TestDatabase, openings: bool) {
                     want.mrr > 0 && want.paying > 0 && want.nps.is_some(),
                     "{want:?}"
                 );
+                assert!(
+                    want.mau > 0 && want.wau > 0 && want.csat.is_some() && want.fcr.is_some(),
+                    "{want:?}"
+                );
+                assert!(want.nrr.is_some() && want.time_in_app.is_some(), "{want:?}");
             }
             let got = served(
                 &client
