@@ -805,3 +805,64 @@ pub fn explain(model: &ScoringModel, s: &HealthScore) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// The score in words, worst dimension first, each with the number behind
+/// it: "support_tickets: red — 3 tickets opened in 30 days (integration
+/// ×3); product_usage: green — 24 of 20 target active days; …". `snap` is
+/// what was scored; `topics` the ticket topics of the window with their
+/// counts, most frequent first.
+pub fn describe(
+    model: &ScoringModel,
+    s: &HealthScore,
+    snap: &HealthSnapshot,
+    topics: &[(String, u32)],
+) -> String {
+    let mut dims: Vec<&DimensionScore> = s.dimensions().iter().collect();
+    dims.sort_by(|a, b| a.sub_score.total_cmp(&b.sub_score));
+    dims.iter()
+        .filter_map(|d| {
+            let dim = model.dimensions.get(d.index)?;
+            let band = match d.band {
+                Some(b) => b.name(),
+                None => {
+                    let policy = match model.missing {
+                        MissingData::Redistribute => "its weight spread over the others",
+                        MissingData::Neutral => "scored 50",
+                        MissingData::Zero => "scored 0",
+                    };
+                    return Some(format!("{}: no data ({policy})", dim.key));
+                }
+            };
+            let detail = match dim.metric {
+                Metric::ActiveDays30d => match dim.normaliser {
+                    Normaliser::LinearToTarget { target, .. } => {
+                        format!("{} of {} target active days", d.raw, target)
+                    }
+                    _ => format!("{} active days in 30", d.raw),
+                },
+                Metric::NpsMean => format!("mean NPS {:.1}", d.raw),
+                Metric::TicketsOpened30d => {
+                    let n = d.raw;
+                    let mut text = format!(
+                        "{n} ticket{} opened in 30 days",
+                        if n == 1.0 { "" } else { "s" }
+                    );
+                    if !topics.is_empty() {
+                        let list: Vec<String> =
+                            topics.iter().map(|(t, c)| format!("{t} ×{c}")).collect();
+                        text.push_str(&format!(" ({})", list.join(", ")));
+                    }
+                    text
+                }
+                Metric::BillingStatus => format!(
+                    "billing {}",
+                    snap.billing_status.map_or("unknown", BillingStatus::key)
+                ),
+                Metric::Actions30d => format!("action impact {}", d.raw),
+                Metric::Onboarding => format!("onboarding {:.0} % done", d.raw),
+            };
+            Some(format!("{}: {band} — {detail}", dim.key))
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}

@@ -31,4 +31,4 @@ pub use app::{
 };
 pub use db::{BenchPostgres, PgCluster, TestDatabase, eventually};
 pub use fixtures::*;
-pub use tokens::{GLOBEX, INGEST_ONLY, READER, WRITER, authenticator, with_token};
+pub use tokens::{ADMIN, GLOBEX, INGEST_ONLY, READER, WRITER, authenticator, with_token};

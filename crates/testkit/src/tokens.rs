@@ -13,6 +13,8 @@ pub const READER: &str = "acme-reader";
 pub const INGEST_ONLY: &str = "acme-ingest-only";
 /// `globex`: ingest + read.
 pub const GLOBEX: &str = "globex-writer";
+/// `acme`: admin + read (models, rescoring).
+pub const ADMIN: &str = "acme-admin";
 
 /// An authenticator that knows the tokens above.
 pub fn authenticator() -> Authenticator {
@@ -26,6 +28,7 @@ pub fn authenticator() -> Authenticator {
     auth.insert(READER, p("acme", vec![Role::Read]));
     auth.insert(INGEST_ONLY, p("acme", vec![Role::Ingest]));
     auth.insert(GLOBEX, p("globex", vec![Role::Ingest, Role::Read]));
+    auth.insert(ADMIN, p("acme", vec![Role::Admin, Role::Read]));
     auth
 }
 

@@ -10,6 +10,7 @@ mod m0003_bus_head;
 mod m0004_account_field_times;
 mod m0005_metrics;
 mod m0006_metrics_months;
+mod m0007_health;
 
 /// Runs Retain's migrations (`retain migrate`, or a test helper).
 #[derive(Debug)]
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_account_field_times::Migration),
             Box::new(m0005_metrics::Migration),
             Box::new(m0006_metrics_months::Migration),
+            Box::new(m0007_health::Migration),
         ]
     }
 }

@@ -1,0 +1,366 @@
+//! Retain's health service: `HealthService` over gRPC.
+//!
+//! Its worker consumes `account.metrics` ([`score`]): every snapshot the
+//! metrics service publishes is scored with the tenant's model for the
+//! account's segment ([`models`]), appended to the account's history with
+//! its explanation, and a LIVE band change is announced on
+//! `health.band_changed`. The RPCs read what it stored: `GetHealth` (the
+//! current score, explained in numbers and words), `ListHealth`,
+//! `GetHealthHistory` (a point per day plus every band change), and the
+//! model versions (`GetScoringModel`, `PutScoringModel`). docs/HEALTH.md
+//! describes the service for its users.
+
+mod models;
+mod score;
+mod settings;
+mod sql;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use retain_bus::topics::ACCOUNT_METRICS;
+use retain_bus::{Consumer, ConsumerOptions, groups};
+use retain_proto::v1;
+use retain_proto::v1::health_service_server::{HealthService, HealthServiceServer};
+use retain_runtime::auth::{Principal, Role};
+use retain_runtime::error::Error;
+use retain_runtime::{Clock, Context, Service, Services, Workers};
+use sea_orm::DatabaseConnection;
+use tonic::{Request, Response, Status};
+
+pub use crate::score::Scorer;
+pub use crate::settings::HealthSettings;
+
+/// Most scores one page holds.
+pub const MAX_PAGE_SIZE: i32 = 1_000;
+/// Scores a page holds when the request does not say.
+pub const DEFAULT_PAGE_SIZE: i32 = 100;
+
+type BandChanges = Pin<Box<dyn Stream<Item = Result<v1::WatchBandChangesResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl HealthService for Health {
+    async fn get_health(
+        &self,
+        request: Request<v1::GetHealthRequest>,
+    ) -> Result<Response<v1::GetHealthResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Read)?;
+        let account = account_id(&request.get_ref().account_id)?;
+        let (_, score) = sql::current(&self.db, principal.tenant.as_str(), account)
+            .await
+            .map_err(Error::from)?
+            .ok_or_else(|| Error::NotFound(format!("health of account {}", quote(account))))?;
+        Ok(Response::new(v1::GetHealthResponse { score: Some(score) }))
+    }
+
+    async fn list_health(
+        &self,
+        request: Request<v1::ListHealthRequest>,
+    ) -> Result<Response<v1::ListHealthResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Read)?;
+        let req = request.get_ref();
+        let mut v = retain_domain::Violations::new();
+        let size = page_size(&mut v, "page_size", req.page_size);
+        let after = page_token(&mut v, "page_token", &req.page_token);
+        for (i, b) in req.bands.iter().enumerate() {
+            if retain_proto::health::band_from_proto(*b).is_none() {
+                v.push(
+                    format!("bands[{i}]"),
+                    format!("{b} is not a health band (RED, YELLOW, GREEN, THRIVING)"),
+                );
+            }
+        }
+        if req.segment.len() > retain_domain::signal::MAX_LABEL_LEN
+            || !retain_domain::signal::storable(&req.segment)
+        {
+            v.push("segment", "must be at most 200 bytes without U+0000");
+        }
+        v.into_result(()).map_err(Error::from)?;
+        let segment = Some(req.segment.as_str()).filter(|s| !s.is_empty());
+        let mut scores = sql::list(
+            &self.db,
+            principal.tenant.as_str(),
+            &req.bands,
+            segment,
+            &after,
+            size + 1,
+        )
+        .await
+        .map_err(Error::from)?;
+        let next_page_token = next_token(&mut scores, size, |s| s.account_id.clone());
+        Ok(Response::new(v1::ListHealthResponse {
+            scores,
+            next_page_token,
+        }))
+    }
+
+    async fn get_health_history(
+        &self,
+        request: Request<v1::GetHealthHistoryRequest>,
+    ) -> Result<Response<v1::GetHealthHistoryResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Read)?;
+        let req = request.get_ref();
+        let mut v = retain_domain::Violations::new();
+        if let Err(e) = retain_domain::AccountId::parse(req.account_id.clone()) {
+            v.push("account_id", e.to_string());
+        }
+        let size = page_size(&mut v, "page_size", req.page_size);
+        let before = match page_token(&mut v, "page_token", &req.page_token) {
+            t if t.is_empty() => i64::MAX,
+            t => t.parse::<i64>().unwrap_or_else(|_| {
+                v.push("page_token", "is not a token this service issued");
+                i64::MAX
+            }),
+        };
+        let (mut from, mut to) = (i64::MIN, i64::MAX);
+        if let Some(range) = &req.range {
+            for (field, t, slot) in [
+                ("range.start", range.start.as_ref(), &mut from),
+                ("range.end", range.end.as_ref(), &mut to),
+            ] {
+                match t.map(retain_proto::convert::timestamp) {
+                    None => {}
+                    Some(Some(t)) => *slot = t.micros(),
+                    Some(None) => v.push(
+                        field,
+                        "is outside 1970-01-01T00:00:00Z to 2199-12-31T23:59:59Z or has nanos outside 0–999,999,999",
+                    ),
+                }
+            }
+            if from >= to && v.is_empty() {
+                v.push("range.end", "must be after range.start");
+            }
+        }
+        v.into_result(()).map_err(Error::from)?;
+        let mut points = sql::history(
+            &self.db,
+            principal.tenant.as_str(),
+            &req.account_id,
+            (from, to.min(before)),
+            size + 1,
+        )
+        .await
+        .map_err(Error::from)?;
+        let next_page_token = next_token(&mut points, size, |p| p.0.to_string());
+        Ok(Response::new(v1::GetHealthHistoryResponse {
+            scores: points.into_iter().map(|p| p.1).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn get_scoring_model(
+        &self,
+        request: Request<v1::GetScoringModelRequest>,
+    ) -> Result<Response<v1::GetScoringModelResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Read)?;
+        let req = request.get_ref();
+        let model = models::get(
+            &self.db,
+            principal.tenant.as_str(),
+            &req.segment,
+            req.version,
+        )
+        .await?;
+        Ok(Response::new(v1::GetScoringModelResponse {
+            model: Some(model),
+        }))
+    }
+
+    async fn put_scoring_model(
+        &self,
+        request: Request<v1::PutScoringModelRequest>,
+    ) -> Result<Response<v1::PutScoringModelResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Admin)?;
+        let req = request.get_ref();
+        if req.rescore {
+            return Err(Status::unimplemented(
+                "rescore = true is not available in this version: store the model, and accounts are scored with it as their metrics change",
+            ));
+        }
+        let model = models::put(
+            &self.db,
+            principal.tenant.as_str(),
+            req.model.as_ref(),
+            self.clock.now().micros(),
+        )
+        .await?;
+        Ok(Response::new(v1::PutScoringModelResponse {
+            model: Some(model),
+        }))
+    }
+
+    async fn preview_scoring_model(
+        &self,
+        request: Request<v1::PreviewScoringModelRequest>,
+    ) -> Result<Response<v1::PreviewScoringModelResponse>, Status> {
+        Principal::of(&request)?.require(Role::Admin)?;
+        Err(Status::unimplemented(
+            "PreviewScoringModel is not available in this version of retain-health",
+        ))
+    }
+
+    async fn rescore_all(
+        &self,
+        request: Request<v1::RescoreAllRequest>,
+    ) -> Result<Response<v1::RescoreAllResponse>, Status> {
+        Principal::of(&request)?.require(Role::Admin)?;
+        Err(Status::unimplemented(
+            "RescoreAll is not available in this version of retain-health",
+        ))
+    }
+
+    type WatchBandChangesStream = BandChanges;
+
+    async fn watch_band_changes(
+        &self,
+        request: Request<v1::WatchBandChangesRequest>,
+    ) -> Result<Response<Self::WatchBandChangesStream>, Status> {
+        Principal::of(&request)?.require(Role::Read)?;
+        Err(Status::unimplemented(
+            "WatchBandChanges is not available in this version of retain-health",
+        ))
+    }
+}
+
+/// A checked account id.
+fn account_id(id: &str) -> Result<&str, Error> {
+    retain_domain::AccountId::parse(id.to_owned())
+        .map(|_| id)
+        .map_err(|e| Error::invalid("account_id", e.to_string()))
+}
+
+fn quote(s: &str) -> String {
+    retain_domain::validation::quote(s)
+}
+
+/// The page size asked for (default 100, at most 1,000).
+fn page_size(v: &mut retain_domain::Violations, field: &str, size: i32) -> u64 {
+    match size {
+        0 => DEFAULT_PAGE_SIZE as u64,
+        1..=MAX_PAGE_SIZE => size as u64,
+        _ => {
+            v.push(
+                field,
+                format!("{size} is outside 1–{MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})"),
+            );
+            0
+        }
+    }
+}
+
+/// Page tokens are the position after which the next page starts,
+/// hex-encoded so callers treat them as opaque.
+fn encode_token(position: &str) -> String {
+    position.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The position a page token holds ('' for the first page).
+fn page_token(v: &mut retain_domain::Violations, field: &str, token: &str) -> String {
+    let bytes: Option<Vec<u8>> = token.len().is_multiple_of(2)
+        .then(|| {
+            (0..token.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
+                .collect()
+        })
+        .flatten();
+    match bytes.and_then(|b| String::from_utf8(b).ok()) {
+        Some(s) => s,
+        None => {
+            v.push(field, "is not a token this service issued");
+            String::new()
+        }
+    }
+}
+
+/// Cuts `items` (read with one extra) to `size` and returns the next page's
+/// token ('' on the last page).
+fn next_token<T>(items: &mut Vec<T>, size: u64, position: impl Fn(&T) -> String) -> String {
+    if items.len() as u64 > size {
+        items.truncate(size as usize);
+        items
+            .last()
+            .map(|last| encode_token(&position(last)))
+            .unwrap_or_default()
+    } else {
+        String::new()
+    }
+}
+
+/// The health service: the gRPC service and its consumer.
+#[derive(Debug, Clone)]
+pub struct Health {
+    db: DatabaseConnection,
+    clock: Clock,
+}
+
+impl Service for Health {
+    const NAME: &'static str = "retain-health";
+    const ABOUT: &'static str = "Retain's health service: explainable, versioned customer health scores from metric snapshots.";
+    type Settings = HealthSettings;
+
+    fn build(ctx: &Context, own: HealthSettings) -> anyhow::Result<Services> {
+        let scorer = Scorer {
+            db: ctx.db.clone(),
+            clock: ctx.clock.clone(),
+        };
+        let mut workers = Workers::new();
+        let bus = ctx.bus.clone();
+        workers.add("health.account-metrics", move |stop| async move {
+            let mut opts = ConsumerOptions::new(format!(
+                "health-{}-{}",
+                std::process::id(),
+                retain_store::now_micros()
+            ));
+            opts.batch_size = own.consumer_batch;
+            opts.concurrency = own.consumer_concurrency;
+            opts.lease = Duration::from_secs(own.consumer_lease_seconds);
+            match Consumer::new(bus, ACCOUNT_METRICS.name(), groups::HEALTH, opts).await {
+                Ok(consumer) => consumer.run(&scorer, stop).await,
+                // Without its subscription the consumer cannot run: the
+                // worker ends, which stops the server (run `migrate`).
+                Err(e) => tracing::error!(error = %e, "health consumer cannot start"),
+            }
+        });
+        let health = Health {
+            db: ctx.db.clone(),
+            clock: ctx.clock.clone(),
+        };
+        Ok(Services::new()
+            .with(HealthServiceServer::new(health))
+            .with_workers(workers))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_tokens_round_trip_and_foreign_ones_are_refused() {
+        let mut v = retain_domain::Violations::new();
+        assert_eq!(page_token(&mut v, "t", &encode_token("acme-7")), "acme-7");
+        assert_eq!(page_token(&mut v, "t", ""), "");
+        assert!(v.is_empty());
+        page_token(&mut v, "page_token", "zz");
+        page_token(&mut v, "page_token", "abc");
+        assert_eq!(v.0.len(), 2);
+    }
+
+    #[test]
+    fn page_sizes_default_and_are_bounded() {
+        let mut v = retain_domain::Violations::new();
+        assert_eq!(page_size(&mut v, "page_size", 0), 100);
+        assert_eq!(page_size(&mut v, "page_size", 1_000), 1_000);
+        assert!(v.is_empty());
+        page_size(&mut v, "page_size", 1_001);
+        page_size(&mut v, "page_size", -1);
+        assert_eq!(v.0.len(), 2);
+    }
+}

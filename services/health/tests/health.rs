@@ -1,0 +1,348 @@
+//! The health service beside ingestion and metrics on one database, over
+//! real gRPC, on SQLite and PostgreSQL: signals become a snapshot, the
+//! snapshot a score with its explanation; band changes are announced once
+//! and only for live data; models are versioned and checked.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
+
+use std::time::Duration;
+
+use retain_health::Health;
+use retain_ingestion::Ingestion;
+use retain_metrics::Metrics;
+use retain_proto::v1;
+use retain_proto::v1::health_service_client::HealthServiceClient;
+use retain_proto::v1::signal::Body;
+use retain_runtime::Service;
+use retain_testkit::*;
+use tonic::Code;
+
+const DAY: i64 = 86_400;
+
+async fn spawn(db: TestDatabase) -> TestApp {
+    spawn_composed(db, settings(), retain_runtime::Clock::system(), |ctx| {
+        let ingestion = Ingestion::build(ctx, Default::default())?;
+        let metrics = Metrics::build(ctx, Default::default())?;
+        let health = Health::build(ctx, Default::default())?;
+        Ok(ingestion.merge(metrics).merge(health))
+    })
+    .await
+}
+
+fn client(app: &TestApp) -> HealthServiceClient<tonic::transport::Channel> {
+    HealthServiceClient::new(app.channel.clone())
+}
+
+fn ago(id: &str, account: &str, seconds: i64, body: Body) -> v1::Signal {
+    v1::Signal {
+        occurred_at: ts(now() - seconds),
+        ..signal(id, account, body)
+    }
+}
+
+fn ticket(id: &str, topic: &str) -> Body {
+    Body::Ticket(v1::SupportTicket {
+        ticket_id: id.into(),
+        status: v1::TicketStatus::Opened as i32,
+        topics: vec![topic.into()],
+        contacts_until_resolution: 0,
+    })
+}
+
+fn billing(status: v1::BillingStatus) -> Body {
+    Body::Billing(v1::BillingStatusChange {
+        status: status as i32,
+    })
+}
+
+/// The seeds' B2B account: 16 active days of a 20-day target, NPS 7, three
+/// integration tickets this month, billing current.
+fn b2b(account: &str) -> Vec<v1::Signal> {
+    let mut s: Vec<v1::Signal> = (0..16)
+        .map(|d| {
+            ago(
+                &format!("{account}-s{d}"),
+                account,
+                d * DAY + 600,
+                session("u1", 900),
+            )
+        })
+        .collect();
+    s.push(ago(&format!("{account}-nps"), account, 2 * DAY, nps(7)));
+    for t in 0..3 {
+        let id = format!("{account}-t{t}");
+        s.push(ago(&id, account, (t + 1) * DAY, ticket(&id, "integration")));
+    }
+    s.push(ago(
+        &format!("{account}-bill"),
+        account,
+        20 * DAY,
+        billing(v1::BillingStatus::Current),
+    ));
+    s
+}
+
+async fn health_of(app: &TestApp, account: &str) -> Result<v1::HealthScore, tonic::Status> {
+    client(app)
+        .get_health(with_token(
+            READER,
+            v1::GetHealthRequest {
+                account_id: account.into(),
+            },
+        ))
+        .await
+        .map(|r| r.into_inner().score.unwrap())
+}
+
+async fn settled_health(
+    app: &TestApp,
+    account: &str,
+    want: impl Fn(&v1::HealthScore) -> bool,
+) -> v1::HealthScore {
+    eventually("the account's health", Duration::from_secs(30), || async {
+        health_of(app, account).await.ok().filter(|s| want(s))
+    })
+    .await
+}
+
+// SPEC's worked example end to end: Yellow 69.0, explained in numbers and
+// words, the ticket topics named.
+retain_testkit::storage_test!(async fn the_b2b_example_scores_yellow_69_with_its_reasons(db) {
+    let app = spawn(db).await;
+    assert_eq!(app.send(b2b("acme-b2b")).await.accepted, 21);
+    let s = settled_health(&app, "acme-b2b", |s| s.inputs.as_ref().is_some_and(|i| i.active_days_30d == Some(16))).await;
+    assert_eq!(s.score, 69.0);
+    assert_eq!(s.band, v1::HealthBand::Yellow as i32);
+    assert_eq!(s.model_version, 0, "the built-in model");
+    assert_eq!(s.ticket_topics, ["integration"]);
+    let subs: Vec<(&str, f64)> = s.dimensions.iter().map(|d| (d.key.as_str(), d.sub_score)).collect();
+    assert_eq!(subs, [("product_usage", 80.0), ("nps", 70.0), ("support_tickets", 0.0), ("billing_status", 100.0)]);
+    assert!(
+        s.explanation.starts_with("support_tickets: red — 3 tickets opened in 30 days (integration ×3)"),
+        "{}",
+        s.explanation
+    );
+    assert!(s.explanation.contains("product_usage: green — 16 of 20 target active days"), "{}", s.explanation);
+    assert!(s.delta.is_none(), "a first score has no delta");
+    // Another tenant does not see it; a bad id names the field.
+    let other = client(&app)
+        .get_health(with_token(GLOBEX, v1::GetHealthRequest { account_id: "acme-b2b".into() }))
+        .await
+        .unwrap_err();
+    assert_eq!(other.code(), Code::NotFound);
+    let bad = client(&app)
+        .get_health(with_token(READER, v1::GetHealthRequest { account_id: String::new() }))
+        .await
+        .unwrap_err();
+    assert_eq!(bad.code(), Code::InvalidArgument);
+    assert!(bad.message().contains("account_id"), "{}", bad.message());
+});
+
+// A live band change is announced once; the first score and a backfilled
+// history announce nothing; a redelivered snapshot appends nothing.
+retain_testkit::storage_test!(async fn band_changes_are_announced_once_and_only_live(db) {
+    let app = spawn(db).await;
+    assert_eq!(app.send(b2b("acme-1")).await.accepted, 21);
+    settled_health(&app, "acme-1", |s| s.band == v1::HealthBand::Yellow as i32 && s.score == 69.0).await;
+    assert!(app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await.is_empty(), "a first score pages nobody");
+
+    // Collections: billing 100 → 0, 69 − 30 = 39.0: below 40 but within
+    // the 2-point margin, so still Yellow, and nothing is announced.
+    let failed = ago("acme-1-fail", "acme-1", 60, billing(v1::BillingStatus::Collections));
+    assert_eq!(app.send(vec![failed]).await.accepted, 1);
+    let s = settled_health(&app, "acme-1", |s| s.score == 39.0).await;
+    assert_eq!(s.band, v1::HealthBand::Yellow as i32, "39.0 is within the 2-point margin below 40");
+    assert_eq!(s.delta, Some(-30.0));
+    assert_eq!(s.top_mover, "billing_status");
+    assert!(app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await.is_empty());
+
+    // NPS 0 from a second user: the mean falls to 3.5 → NPS sub-score 35,
+    // 39.0 − 7 + 3.5 = 35.5 < 38: Red, announced once.
+    let angry = v1::Signal {
+        body: Some(Body::Survey(v1::SurveyAnswer {
+            kind: v1::SurveyKind::Nps as i32,
+            score: 0,
+            user_id: "u2".into(),
+            ..Default::default()
+        })),
+        ..ago("acme-1-angry", "acme-1", 30, nps(0))
+    };
+    assert_eq!(app.send(vec![angry]).await.accepted, 1);
+    let red = settled_health(&app, "acme-1", |s| s.band == v1::HealthBand::Red as i32).await;
+    assert_eq!(red.score, 35.5);
+    let announced = app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await;
+    assert_eq!(announced.len(), 1, "{announced:?}");
+    assert_eq!(announced[0].1.from_band, v1::HealthBand::Yellow as i32);
+    assert_eq!(announced[0].1.to_band, v1::HealthBand::Red as i32);
+    assert_eq!(announced[0].1.mode, v1::IngestMode::Live as i32);
+
+    // The same snapshot again (a redelivery) appends nothing.
+    let scores = app.count("health_scores").await;
+    let snapshot = red.inputs.clone().unwrap();
+    let scorer = retain_health::Scorer { db: app.db.conn.clone(), clock: retain_runtime::Clock::system() };
+    assert!(scorer.score("acme", &snapshot, v1::IngestMode::Live, None).await.unwrap().is_none());
+    assert_eq!(app.count("health_scores").await, scores);
+    assert_eq!(app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await.len(), 1);
+
+    // A backfilled history that changes the band is recorded, not announced.
+    let req = v1::IngestSignalsRequest { signals: b2b("acme-2"), mode: v1::IngestMode::Backfill as i32, ..Default::default() };
+    assert_eq!(app.ingest(WRITER, req).await.unwrap().accepted, 21);
+    settled_health(&app, "acme-2", |s| s.score == 69.0).await;
+    let angry2 = v1::IngestSignalsRequest {
+        signals: vec![
+            ago("acme-2-col", "acme-2", 5 * DAY, billing(v1::BillingStatus::Collections)),
+            v1::Signal {
+                body: Some(Body::Survey(v1::SurveyAnswer { kind: v1::SurveyKind::Nps as i32, score: 0, user_id: "u2".into(), ..Default::default() })),
+                ..ago("acme-2-angry", "acme-2", 4 * DAY, nps(0))
+            },
+        ],
+        mode: v1::IngestMode::Backfill as i32,
+        ..Default::default()
+    };
+    assert_eq!(app.ingest(WRITER, angry2).await.unwrap().accepted, 2);
+    settled_health(&app, "acme-2", |s| s.band == v1::HealthBand::Red as i32).await;
+    assert_eq!(app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await.len(), 1, "backfill announces nothing");
+});
+
+// Models: versions are new rows, bad models name their fields, a segment's
+// model scores its accounts, old scores keep their version.
+retain_testkit::storage_test!(async fn models_are_versioned_checked_and_applied(db) {
+    let app = spawn(db).await;
+    let builtin = client(&app)
+        .get_scoring_model(with_token(READER, v1::GetScoringModelRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    assert_eq!(builtin.version, 0);
+    assert_eq!(builtin.dimensions.len(), 4);
+
+    // Weights summing to 90, an unknown metric: every problem, by field.
+    let mut bad = builtin.clone();
+    bad.dimensions[0].weight = 30.0;
+    bad.dimensions[1].metric = "vibes".into();
+    let err = client(&app)
+        .put_scoring_model(with_token(ADMIN, v1::PutScoringModelRequest { model: Some(bad), rescore: false }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("model.dimensions[1].metric"), "{}", err.message());
+    let mut three = builtin.clone();
+    three.dimensions.truncate(3);
+    let err = client(&app)
+        .put_scoring_model(with_token(ADMIN, v1::PutScoringModelRequest { model: Some(three), rescore: false }))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("model.dimensions"), "{}", err.message());
+    // Only admins change models.
+    let err = client(&app)
+        .put_scoring_model(with_token(READER, v1::PutScoringModelRequest { model: Some(builtin.clone()), rescore: false }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+
+    assert_eq!(app.send(b2b("acme-1")).await.accepted, 21);
+    let before = settled_health(&app, "acme-1", |s| s.score == 69.0).await;
+    assert_eq!(before.model_version, 0);
+
+    // Enterprise accounts: support weighs 40, usage 20.
+    let mut enterprise = builtin.clone();
+    enterprise.segment = "Enterprise".into();
+    enterprise.dimensions[0].weight = 20.0;
+    enterprise.dimensions[2].weight = 40.0;
+    let stored = client(&app)
+        .put_scoring_model(with_token(ADMIN, v1::PutScoringModelRequest { model: Some(enterprise.clone()), rescore: false }))
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    assert_eq!(stored.version, 1);
+    let again = client(&app)
+        .put_scoring_model(with_token(ADMIN, v1::PutScoringModelRequest { model: Some(enterprise), rescore: false }))
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    assert_eq!(again.version, 2, "a put never edits a version in place");
+    let v1_again = client(&app)
+        .get_scoring_model(with_token(READER, v1::GetScoringModelRequest { segment: String::new(), version: 1 }))
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    assert_eq!(v1_again.version, 1);
+    assert_eq!(v1_again.segment, "Enterprise");
+
+    // acme-1 moves to Enterprise: scored with version 2,
+    // 80×0.2 + 70×0.1 + 0×0.4 + 100×0.3 = 53.0.
+    let upsert = Body::Account(v1::AccountUpsert { segment: Some("Enterprise".into()), ..Default::default() });
+    assert_eq!(app.send(vec![ago("acme-1-seg", "acme-1", 10, upsert)]).await.accepted, 1);
+    let after = settled_health(&app, "acme-1", |s| s.model_version == 2).await;
+    assert_eq!(after.score, 53.0);
+    assert!(after.model_changed);
+    assert_eq!(after.top_mover, "", "no top mover across model versions");
+    // The old score still explains itself with its version.
+    let history = client(&app)
+        .get_health_history(with_token(READER, v1::GetHealthHistoryRequest { account_id: "acme-1".into(), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(history.scores[0].model_version, 2);
+    let old = history.scores.iter().find(|s| s.model_version == 0).unwrap();
+    assert_eq!(old.score, 69.0);
+    assert!(old.explanation.contains("support_tickets: red"));
+});
+
+// ListHealth filters by band and segment and pages in account order;
+// GetHealthHistory keeps a point per day and every change.
+retain_testkit::storage_test!(async fn lists_filter_and_page(db) {
+    let app = spawn(db).await;
+    let mut all = Vec::new();
+    for i in 0..5 {
+        all.extend(b2b(&format!("acme-{i}")));
+    }
+    assert_eq!(app.send(all).await.accepted, 105);
+    for i in 0..5 {
+        settled_health(&app, &format!("acme-{i}"), |s| s.score == 69.0).await;
+    }
+    let page = |token: String, bands: Vec<i32>| {
+        let app = &app;
+        async move {
+            client(app)
+                .list_health(with_token(READER, v1::ListHealthRequest { page_size: 2, page_token: token, bands, segment: String::new() }))
+                .await
+                .map(|r| r.into_inner())
+        }
+    };
+    let first = page(String::new(), vec![]).await.unwrap();
+    assert_eq!(first.scores.len(), 2);
+    let second = page(first.next_page_token.clone(), vec![]).await.unwrap();
+    let third = page(second.next_page_token.clone(), vec![]).await.unwrap();
+    assert_eq!(third.scores.len(), 1);
+    assert!(third.next_page_token.is_empty());
+    let ids: Vec<String> = [first.scores, second.scores, third.scores].concat().into_iter().map(|s| s.account_id).collect();
+    assert_eq!(ids, ["acme-0", "acme-1", "acme-2", "acme-3", "acme-4"]);
+    let red = page(String::new(), vec![v1::HealthBand::Red as i32]).await.unwrap();
+    assert!(red.scores.is_empty());
+    let err = page("not-a-token".into(), vec![]).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("page_token"), "{}", err.message());
+    let err = page(String::new(), vec![9]).await.unwrap_err();
+    assert!(err.message().contains("bands[0]"), "{}", err.message());
+
+    let history = client(&app)
+        .get_health_history(with_token(READER, v1::GetHealthHistoryRequest { account_id: "acme-0".into(), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!history.scores.is_empty());
+    let err = client(&app)
+        .get_health_history(with_token(READER, v1::GetHealthHistoryRequest { account_id: "acme-0".into(), page_size: 5_000, ..Default::default() }))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("page_size"), "{}", err.message());
+});
