@@ -10,10 +10,13 @@
 //! model versions (`GetScoringModel`, `PutScoringModel`). docs/HEALTH.md
 //! describes the service for its users.
 
+mod jobs;
 mod models;
+mod preview;
 mod score;
 mod settings;
 mod sql;
+mod watch;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -65,19 +68,8 @@ impl HealthService for Health {
         let mut v = retain_domain::Violations::new();
         let size = page_size(&mut v, "page_size", req.page_size);
         let after = page_token(&mut v, "page_token", &req.page_token);
-        for (i, b) in req.bands.iter().enumerate() {
-            if retain_proto::health::band_from_proto(*b).is_none() {
-                v.push(
-                    format!("bands[{i}]"),
-                    format!("{b} is not a health band (RED, YELLOW, GREEN, THRIVING)"),
-                );
-            }
-        }
-        if req.segment.len() > retain_domain::signal::MAX_LABEL_LEN
-            || !retain_domain::signal::storable(&req.segment)
-        {
-            v.push("segment", "must be at most 200 bytes without U+0000");
-        }
+        check_bands(&mut v, "bands", &req.bands);
+        check_segment(&mut v, "segment", &req.segment);
         v.into_result(()).map_err(Error::from)?;
         let segment = Some(req.segment.as_str()).filter(|s| !s.is_empty());
         let mut scores = sql::list(
@@ -178,20 +170,24 @@ impl HealthService for Health {
         let principal = Principal::of(&request)?;
         principal.require(Role::Admin)?;
         let req = request.get_ref();
-        if req.rescore {
-            return Err(Status::unimplemented(
-                "rescore = true is not available in this version: store the model, and accounts are scored with it as their metrics change",
-            ));
-        }
+        let tenant = principal.tenant.as_str();
         let model = models::put(
             &self.db,
-            principal.tenant.as_str(),
+            tenant,
             req.model.as_ref(),
             self.clock.now().micros(),
         )
         .await?;
+        let rescore_job_id = if req.rescore {
+            jobs::queue(&self.db, tenant, &model.segment, &self.clock)
+                .await?
+                .0
+        } else {
+            String::new()
+        };
         Ok(Response::new(v1::PutScoringModelResponse {
             model: Some(model),
+            rescore_job_id,
         }))
     }
 
@@ -199,19 +195,51 @@ impl HealthService for Health {
         &self,
         request: Request<v1::PreviewScoringModelRequest>,
     ) -> Result<Response<v1::PreviewScoringModelResponse>, Status> {
-        Principal::of(&request)?.require(Role::Admin)?;
-        Err(Status::unimplemented(
-            "PreviewScoringModel is not available in this version of retain-health",
-        ))
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Admin)?;
+        let req = request.get_ref();
+        let out = preview::preview(
+            &self.db,
+            principal.tenant.as_str(),
+            req.model.as_ref(),
+            &req.account_ids,
+        )
+        .await?;
+        Ok(Response::new(out))
     }
 
     async fn rescore_all(
         &self,
         request: Request<v1::RescoreAllRequest>,
     ) -> Result<Response<v1::RescoreAllResponse>, Status> {
-        Principal::of(&request)?.require(Role::Admin)?;
-        Err(Status::unimplemented(
-            "RescoreAll is not available in this version of retain-health",
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Admin)?;
+        let segment = &request.get_ref().segment;
+        let mut v = retain_domain::Violations::new();
+        check_segment(&mut v, "segment", segment);
+        v.into_result(()).map_err(Error::from)?;
+        let (job_id, accounts_queued) =
+            jobs::queue(&self.db, principal.tenant.as_str(), segment, &self.clock).await?;
+        Ok(Response::new(v1::RescoreAllResponse {
+            accounts_queued,
+            job_id,
+        }))
+    }
+
+    async fn get_rescore_job(
+        &self,
+        request: Request<v1::GetRescoreJobRequest>,
+    ) -> Result<Response<v1::RescoreJob>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Read)?;
+        let job_id = &request.get_ref().job_id;
+        if job_id.is_empty() || job_id.len() > 128 {
+            return Err(
+                Error::invalid("job_id", "must be a job id from RescoreAll (1–128 bytes)").into(),
+            );
+        }
+        Ok(Response::new(
+            jobs::progress(&self.db, principal.tenant.as_str(), job_id).await?,
         ))
     }
 
@@ -221,10 +249,61 @@ impl HealthService for Health {
         &self,
         request: Request<v1::WatchBandChangesRequest>,
     ) -> Result<Response<Self::WatchBandChangesStream>, Status> {
-        Principal::of(&request)?.require(Role::Read)?;
-        Err(Status::unimplemented(
-            "WatchBandChanges is not available in this version of retain-health",
-        ))
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Read)?;
+        let req = request.get_ref();
+        let mut v = retain_domain::Violations::new();
+        check_bands(&mut v, "to_bands", &req.to_bands);
+        check_segment(&mut v, "segment", &req.segment);
+        let after = match req.cursor.as_str() {
+            "" => None,
+            c => {
+                let n = watch::parse_cursor(c);
+                if n.is_none() {
+                    v.push("cursor", "is not a cursor this service issued");
+                }
+                n
+            }
+        };
+        v.into_result(()).map_err(Error::from)?;
+        let tenant = principal.tenant.as_str().to_owned();
+        let after = match after {
+            Some(n) => n,
+            None => sql::watch_head(&self.db, &tenant)
+                .await
+                .map_err(Error::from)?,
+        };
+        let stream = watch::stream(
+            self.db.clone(),
+            watch::Watch {
+                tenant,
+                to_bands: req.to_bands.clone(),
+                segment: Some(req.segment.clone()).filter(|s| !s.is_empty()),
+                after,
+            },
+        );
+        Ok(Response::new(Box::pin(stream)))
+    }
+}
+
+/// Every band of `bands` is a health band.
+fn check_bands(v: &mut retain_domain::Violations, field: &str, bands: &[i32]) {
+    for (i, b) in bands.iter().enumerate() {
+        if retain_proto::health::band_from_proto(*b).is_none() {
+            v.push(
+                format!("{field}[{i}]"),
+                format!("{b} is not a health band (RED, YELLOW, GREEN, THRIVING)"),
+            );
+        }
+    }
+}
+
+/// A segment filter is stored text.
+fn check_segment(v: &mut retain_domain::Violations, field: &str, segment: &str) {
+    if segment.len() > retain_domain::signal::MAX_LABEL_LEN
+        || !retain_domain::signal::storable(segment)
+    {
+        v.push(field, "must be at most 200 bytes without U+0000");
     }
 }
 
@@ -262,7 +341,9 @@ fn encode_token(position: &str) -> String {
 
 /// The position a page token holds ('' for the first page).
 fn page_token(v: &mut retain_domain::Violations, field: &str, token: &str) -> String {
-    let bytes: Option<Vec<u8>> = token.len().is_multiple_of(2)
+    let bytes: Option<Vec<u8>> = token
+        .len()
+        .is_multiple_of(2)
         .then(|| {
             (0..token.len())
                 .step_by(2)
@@ -310,6 +391,7 @@ impl Service for Health {
             db: ctx.db.clone(),
             clock: ctx.clock.clone(),
         };
+        let scorer_for_jobs = scorer.clone();
         let mut workers = Workers::new();
         let bus = ctx.bus.clone();
         workers.add("health.account-metrics", move |stop| async move {
@@ -327,6 +409,17 @@ impl Service for Health {
                 // worker ends, which stops the server (run `migrate`).
                 Err(e) => tracing::error!(error = %e, "health consumer cannot start"),
             }
+        });
+        let (jobs_scorer, jobs_owner) = (
+            scorer_for_jobs,
+            format!(
+                "health-jobs-{}-{}",
+                std::process::id(),
+                retain_store::now_micros()
+            ),
+        );
+        workers.add("health.rescore-jobs", move |stop| async move {
+            jobs::run(jobs_scorer, jobs_owner, stop).await;
         });
         let health = Health {
             db: ctx.db.clone(),

@@ -127,7 +127,7 @@ pub async fn append<C: ConnectionTrait>(db: &C, s: &NewScore<'_>) -> Result<bool
         "INSERT INTO health_scores (tenant_id, account_id, as_of, score, band, model_version, \
          is_change, last_of_day, record, scored_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, TRUE, $8, $9) \
-         ON CONFLICT (tenant_id, account_id, as_of) DO NOTHING",
+         ON CONFLICT (tenant_id, account_id, as_of, model_version) DO NOTHING",
         [
             s.tenant.into(),
             account.into(),
@@ -145,32 +145,38 @@ pub async fn append<C: ConnectionTrait>(db: &C, s: &NewScore<'_>) -> Result<bool
         return Ok(false);
     }
     // The history shows one point per UTC day (its last score) plus every
-    // band change: an earlier score of the same day is no longer the last.
+    // change: an earlier score of the same day is no longer the last.
     let day_start = s.as_of - s.as_of.rem_euclid(86_400_000_000);
     retain_store::exec(
         db,
         "UPDATE health_scores SET last_of_day = FALSE WHERE tenant_id = $1 AND account_id = $2 \
-         AND as_of >= $3 AND as_of < $4 AND last_of_day",
+         AND as_of >= $3 AND as_of <= $4 AND last_of_day \
+         AND NOT (as_of = $4 AND model_version = $5)",
         [
             s.tenant.into(),
             account.into(),
             day_start.into(),
             s.as_of.into(),
+            s.record.model_version.into(),
         ],
     )
     .await?;
     retain_store::exec(
         db,
-        "INSERT INTO health_current (tenant_id, account_id, segment, as_of, score, band, record) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7) \
+        "INSERT INTO health_current \
+         (tenant_id, account_id, segment, as_of, model_version, score, band, record) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
          ON CONFLICT (tenant_id, account_id) DO UPDATE SET segment = excluded.segment, \
-         as_of = excluded.as_of, score = excluded.score, band = excluded.band, \
-         record = excluded.record WHERE health_current.as_of < excluded.as_of",
+         as_of = excluded.as_of, model_version = excluded.model_version, \
+         score = excluded.score, band = excluded.band, record = excluded.record \
+         WHERE health_current.as_of < excluded.as_of OR (health_current.as_of = excluded.as_of \
+         AND health_current.model_version < excluded.model_version)",
         [
             s.tenant.into(),
             account.into(),
             s.segment.into(),
             s.as_of.into(),
+            s.record.model_version.into(),
             s.record.score.into(),
             Value::SmallInt(Some(i16::try_from(s.record.band).unwrap_or(0))),
             bytes.into(),
@@ -178,6 +184,89 @@ pub async fn append<C: ConnectionTrait>(db: &C, s: &NewScore<'_>) -> Result<bool
     )
     .await?;
     Ok(true)
+}
+
+/// Records an announced band change under the tenant's next watch number
+/// (taken from `health_watch_heads`, whose row stays locked until the
+/// caller commits, so numbers become visible in order). Returns it.
+pub async fn record_change<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    segment: &str,
+    event: &v1::HealthBandChanged,
+    now: i64,
+) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "INSERT INTO health_watch_heads (tenant_id, seq) VALUES ($1, 1) \
+             ON CONFLICT (tenant_id) DO UPDATE SET seq = health_watch_heads.seq + 1 \
+             RETURNING seq",
+            [tenant.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("no watch number returned".into()))?;
+    let seq: i64 = row.try_get_by_index(0)?;
+    retain_store::exec(
+        db,
+        "INSERT INTO health_band_changes \
+         (tenant_id, seq, account_id, segment, to_band, event, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        [
+            tenant.into(),
+            seq.into(),
+            event.account_id.clone().into(),
+            segment.into(),
+            Value::SmallInt(Some(i16::try_from(event.to_band).unwrap_or(0))),
+            event.encode_to_vec().into(),
+            now.into(),
+        ],
+    )
+    .await?;
+    Ok(seq)
+}
+
+/// Band changes of the tenant after watch number `after`, in order, at most
+/// `limit`: (number, segment, event).
+pub async fn changes_after<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<(i64, String, v1::HealthBandChanged)>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT seq, segment, event FROM health_band_changes \
+             WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            [
+                tenant.into(),
+                after.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get_by_index(0)?,
+                r.try_get_by_index(1)?,
+                decode(&r.try_get_by_index::<Vec<u8>>(2)?, "band change")?,
+            ))
+        })
+        .collect()
+}
+
+/// The tenant's latest watch number (0 before the first change).
+pub async fn watch_head<C: ConnectionTrait>(db: &C, tenant: &str) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT seq FROM health_watch_heads WHERE tenant_id = $1",
+            [tenant.into()],
+        ))
+        .await?;
+    row.map_or(Ok(0), |r| r.try_get_by_index(0))
 }
 
 /// A page of current scores in account order after `after`, of the given
@@ -242,6 +331,260 @@ pub async fn history<C: ConnectionTrait>(
                 to.into(),
                 i64::try_from(limit).unwrap_or(i64::MAX).into(),
             ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get_by_index(0)?,
+                decode(&r.try_get_by_index::<Vec<u8>>(1)?, "health score")?,
+            ))
+        })
+        .collect()
+}
+
+/// A rescoring job as stored.
+pub struct JobRow {
+    /// Segment ('' = all).
+    pub segment: String,
+    /// 1 queued, 2 running, 3 done.
+    pub state: i16,
+    /// Accounts to rescore.
+    pub total: i64,
+    /// Accounts done.
+    pub done: i64,
+    /// Band changes caused.
+    pub band_changes: i64,
+    /// Queued at, µs.
+    pub created_at: i64,
+    /// Last progress, µs.
+    pub updated_at: i64,
+}
+
+/// Accounts of the tenant with a score (of `segment` when given).
+pub async fn count_scored<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    segment: Option<&str>,
+) -> Result<i64, DbErr> {
+    let (sql, values): (&str, Vec<Value>) = match segment {
+        Some(s) => (
+            "SELECT COUNT(*) FROM health_current WHERE tenant_id = $1 AND segment = $2",
+            vec![tenant.into(), s.into()],
+        ),
+        None => (
+            "SELECT COUNT(*) FROM health_current WHERE tenant_id = $1",
+            vec![tenant.into()],
+        ),
+    };
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await?;
+    row.map_or(Ok(0), |r| r.try_get_by_index(0))
+}
+
+/// Queues a rescoring job.
+pub async fn create_job<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    job_id: &str,
+    segment: &str,
+    total: i64,
+    now: i64,
+) -> Result<(), DbErr> {
+    retain_store::exec(
+        db,
+        "INSERT INTO health_jobs (tenant_id, job_id, segment, state, total, done, band_changes, \
+         cursor, lease_owner, lease_until, created_at, updated_at) \
+         VALUES ($1, $2, $3, 1, $4, 0, 0, '', NULL, 0, $5, $5)",
+        [
+            tenant.into(),
+            job_id.into(),
+            segment.into(),
+            total.into(),
+            now.into(),
+        ],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// One job of the tenant.
+pub async fn job<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    job_id: &str,
+) -> Result<Option<JobRow>, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT segment, state, total, done, band_changes, created_at, updated_at \
+             FROM health_jobs WHERE tenant_id = $1 AND job_id = $2",
+            [tenant.into(), job_id.into()],
+        ))
+        .await?;
+    row.map(|r| {
+        Ok(JobRow {
+            segment: r.try_get_by_index(0)?,
+            state: r.try_get_by_index(1)?,
+            total: r.try_get_by_index(2)?,
+            done: r.try_get_by_index(3)?,
+            band_changes: r.try_get_by_index(4)?,
+            created_at: r.try_get_by_index(5)?,
+            updated_at: r.try_get_by_index(6)?,
+        })
+    })
+    .transpose()
+}
+
+/// Takes the oldest unfinished job whose lease has expired (or that never
+/// had one) for `owner` until `until`: (tenant, job id, segment, cursor).
+pub async fn claim_job<C: ConnectionTrait>(
+    db: &C,
+    owner: &str,
+    now: i64,
+    until: i64,
+) -> Result<Option<(String, String, String, String)>, DbErr> {
+    let backend = db.get_database_backend();
+    let Some(row) = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT tenant_id, job_id FROM health_jobs WHERE state < 3 AND lease_until < $1 \
+             ORDER BY created_at LIMIT 1",
+            [now.into()],
+        ))
+        .await?
+    else {
+        return Ok(None);
+    };
+    let (tenant, job_id): (String, String) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+    // The lease condition is checked again on the row itself: of two
+    // replicas that saw the job free, one takes it.
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            "UPDATE health_jobs SET state = 2, lease_owner = $1, lease_until = $2, updated_at = $3 \
+             WHERE tenant_id = $4 AND job_id = $5 AND state < 3 AND lease_until < $3 \
+             RETURNING segment, cursor",
+            [
+                owner.into(),
+                until.into(),
+                now.into(),
+                tenant.clone().into(),
+                job_id.clone().into(),
+            ],
+        ))
+        .await?;
+    row.map(|r| {
+        Ok((
+            tenant,
+            job_id,
+            r.try_get_by_index(0)?,
+            r.try_get_by_index(1)?,
+        ))
+    })
+    .transpose()
+}
+
+/// Records a page of progress (and the end, with `finished`) of a job this
+/// owner holds; `false` when it no longer holds it.
+#[allow(clippy::too_many_arguments)]
+pub async fn job_progress<C: ConnectionTrait>(
+    db: &C,
+    (tenant, job_id, owner): (&str, &str, &str),
+    done: i64,
+    band_changes: i64,
+    cursor: &str,
+    finished: bool,
+    now: i64,
+    until: i64,
+) -> Result<bool, DbErr> {
+    Ok(retain_store::exec(
+        db,
+        "UPDATE health_jobs SET done = done + $1, band_changes = band_changes + $2, cursor = $3, \
+         state = $4, lease_until = $5, updated_at = $6 \
+         WHERE tenant_id = $7 AND job_id = $8 AND lease_owner = $9",
+        [
+            done.into(),
+            band_changes.into(),
+            cursor.into(),
+            Value::SmallInt(Some(if finished { 3 } else { 2 })),
+            until.into(),
+            now.into(),
+            tenant.into(),
+            job_id.into(),
+            owner.into(),
+        ],
+    )
+    .await?
+        == 1)
+}
+
+/// Accounts with a score after `after` in account order (of `segment` when
+/// not empty), at most `limit`.
+pub async fn scored_accounts<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    segment: &str,
+    after: &str,
+    limit: u64,
+) -> Result<Vec<String>, DbErr> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let (sql, values): (&str, Vec<Value>) = if segment.is_empty() {
+        (
+            "SELECT account_id FROM health_current WHERE tenant_id = $1 AND account_id > $2 \
+             ORDER BY account_id LIMIT $3",
+            vec![tenant.into(), after.into(), limit.into()],
+        )
+    } else {
+        (
+            "SELECT account_id FROM health_current WHERE tenant_id = $1 AND account_id > $2 \
+             AND segment = $3 ORDER BY account_id LIMIT $4",
+            vec![tenant.into(), after.into(), segment.into(), limit.into()],
+        )
+    };
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await?;
+    rows.iter().map(|r| r.try_get_by_index(0)).collect()
+}
+
+/// A page of current scores in account order after `after` (of `segment`
+/// when not empty): (account, score).
+pub async fn current_page<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    segment: &str,
+    after: &str,
+    limit: u64,
+) -> Result<Vec<(String, v1::HealthScore)>, DbErr> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let (sql, values): (&str, Vec<Value>) = if segment.is_empty() {
+        (
+            "SELECT account_id, record FROM health_current WHERE tenant_id = $1 \
+             AND account_id > $2 ORDER BY account_id LIMIT $3",
+            vec![tenant.into(), after.into(), limit.into()],
+        )
+    } else {
+        (
+            "SELECT account_id, record FROM health_current WHERE tenant_id = $1 \
+             AND account_id > $2 AND segment = $3 ORDER BY account_id LIMIT $4",
+            vec![tenant.into(), after.into(), segment.into(), limit.into()],
+        )
+    };
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            values,
         ))
         .await?;
     rows.iter()

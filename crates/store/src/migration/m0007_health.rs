@@ -9,7 +9,8 @@
 //! contributions, bands, model version — and two flags for the history
 //! view: `is_change` (the account's first score, or the band or the model
 //! version differs from the previous score's) and `last_of_day`. `health_current` is each
-//! account's latest score, for lists and filters.
+//! account's latest score, for lists and filters. A snapshot is scored
+//! once per model version: rescoring after a model change appends a row.
 
 use sea_orm_migration::prelude::*;
 
@@ -50,7 +51,7 @@ impl MigrationTrait for Migration {
                last_of_day BOOLEAN NOT NULL, \
                record {blob} NOT NULL, \
                scored_at BIGINT NOT NULL, \
-               PRIMARY KEY (tenant_id, account_id, as_of))"
+               PRIMARY KEY (tenant_id, account_id, as_of, model_version))"
         ))
         .await?;
         db.execute_unprepared(&format!(
@@ -59,6 +60,7 @@ impl MigrationTrait for Migration {
                account_id VARCHAR NOT NULL, \
                segment VARCHAR NOT NULL, \
                as_of BIGINT NOT NULL, \
+               model_version BIGINT NOT NULL, \
                score {double} NOT NULL, \
                band SMALLINT NOT NULL, \
                record {blob} NOT NULL, \
@@ -67,6 +69,46 @@ impl MigrationTrait for Migration {
         .await?;
         db.execute_unprepared(
             "CREATE INDEX health_current_band ON health_current (tenant_id, band, account_id)",
+        )
+        .await?;
+        // Band changes as announced, numbered per tenant in commit order
+        // (the number is taken from `health_watch_heads` inside the
+        // announcing transaction, whose row lock orders the commits): what
+        // WatchBandChanges streams from a cursor.
+        db.execute_unprepared(&format!(
+            "CREATE TABLE health_band_changes (\
+               tenant_id VARCHAR NOT NULL, \
+               seq BIGINT NOT NULL, \
+               account_id VARCHAR NOT NULL, \
+               segment VARCHAR NOT NULL, \
+               to_band SMALLINT NOT NULL, \
+               event {blob} NOT NULL, \
+               created_at BIGINT NOT NULL, \
+               PRIMARY KEY (tenant_id, seq))"
+        ))
+        .await?;
+        db.execute_unprepared(
+            "CREATE TABLE health_watch_heads (\
+               tenant_id VARCHAR NOT NULL PRIMARY KEY, \
+               seq BIGINT NOT NULL)",
+        )
+        .await?;
+        // RescoreAll jobs and their progress.
+        db.execute_unprepared(
+            "CREATE TABLE health_jobs (\
+               tenant_id VARCHAR NOT NULL, \
+               job_id VARCHAR NOT NULL, \
+               segment VARCHAR NOT NULL, \
+               state SMALLINT NOT NULL, \
+               total BIGINT NOT NULL, \
+               done BIGINT NOT NULL, \
+               band_changes BIGINT NOT NULL, \
+               cursor VARCHAR NOT NULL, \
+               lease_owner VARCHAR, \
+               lease_until BIGINT NOT NULL, \
+               created_at BIGINT NOT NULL, \
+               updated_at BIGINT NOT NULL, \
+               PRIMARY KEY (tenant_id, job_id))",
         )
         .await?;
         db.execute_unprepared(
@@ -84,7 +126,14 @@ impl MigrationTrait for Migration {
             "DELETE FROM bus_subscriptions WHERE topic = 'health.band_changed' AND consumer_group = 'notification'",
         )
         .await?;
-        for table in ["health_current", "health_scores", "health_models"] {
+        for table in [
+            "health_jobs",
+            "health_watch_heads",
+            "health_band_changes",
+            "health_current",
+            "health_scores",
+            "health_models",
+        ] {
             db.execute_unprepared(&format!("DROP TABLE {table}"))
                 .await?;
         }
