@@ -3,8 +3,9 @@
 //! Queuing a job stores it (`health_jobs`) with the number of accounts to
 //! rescore and returns its id; any replica's worker takes the oldest
 //! unfinished job whose lease has expired, rescores its accounts a page at
-//! a time in account order ([`Scorer::rescore`]: the model now in force for
-//! each account's segment, when it differs from the one its score used),
+//! a time in account order ([`Scorer::rescore_page`]: one transaction per page, the model
+//! now in force for each account's segment, when it differs from the one
+//! its score used),
 //! and records after each page how far it got, renewing its lease. A
 //! replica that dies mid-page leaves the lease to expire; the next one
 //! resumes after the last recorded account and redoes at most one page —
@@ -109,14 +110,10 @@ async fn work_one(scorer: &Scorer, owner: &str, stop: &CancellationToken) -> Res
         if stop.is_cancelled() {
             return Ok(true);
         }
-        let accounts = sql::scored_accounts(db, &tenant, &segment, &cursor, PAGE).await?;
+        let (accounts, changes) = scorer
+            .rescore_page(&tenant, &segment, &cursor, PAGE)
+            .await?;
         let finished = (accounts.len() as u64) < PAGE;
-        let mut changes = 0;
-        for account in &accounts {
-            if let Some((_, true)) = scorer.rescore(&tenant, account).await? {
-                changes += 1;
-            }
-        }
         if let Some(last) = accounts.last() {
             cursor.clone_from(last);
         }

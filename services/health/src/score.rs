@@ -67,8 +67,11 @@ impl Scorer {
             let model = models::effective(&tx, tenant, &snapshot.segment).await?;
             let previous = current.as_ref().map(|(_, s)| s);
             appended = self
-                .apply(&tx, tenant, snapshot, &model, previous, mode)
-                .await?;
+                .apply(&tx, tenant, &[(snapshot, &model, previous)], mode)
+                .await?
+                .pop()
+                .flatten()
+                .map(|(s, _)| s);
         }
         if let Some(d) = delivery
             && !retain_bus::ack_in(&tx, d).await.map_err(bus_error)?
@@ -81,104 +84,139 @@ impl Scorer {
         Ok(appended)
     }
 
-    /// Rescores an account's current snapshot with the model now in force
-    /// for its segment, when that is another version than its current
-    /// score's. Returns the score appended, if any, and whether its band
-    /// changed (announced like any other change).
-    pub async fn rescore(
+    /// Rescores a page of the tenant's scored accounts after `after` in
+    /// account order (of `segment` when not empty), in one transaction:
+    /// each account's current snapshot with the model now in force for its
+    /// segment, when that is another version than its score's. Returns the
+    /// accounts read (the page is full when there may be more) and how many
+    /// changed band (each announced like any other change).
+    pub async fn rescore_page(
         &self,
         tenant: &str,
-        account: &str,
-    ) -> Result<Option<(v1::HealthScore, bool)>, Error> {
+        segment: &str,
+        after: &str,
+        limit: u64,
+    ) -> Result<(Vec<String>, i64), Error> {
         let tx = self.db.begin().await?;
-        let Some((_, current)) = sql::current(&tx, tenant, account).await? else {
-            return Ok(None);
-        };
-        let Some(snapshot) = current.inputs.clone() else {
-            return Ok(None);
-        };
-        let model = models::effective(&tx, tenant, &snapshot.segment).await?;
-        if model.version == current.model_version {
-            return Ok(None);
+        let page = sql::current_page(&tx, tenant, segment, after, limit).await?;
+        let mut models: std::collections::HashMap<String, v1::ScoringModel> =
+            std::collections::HashMap::new();
+        for (_, current) in &page {
+            let seg = current.inputs.as_ref().map_or("", |i| i.segment.as_str());
+            if !models.contains_key(seg) {
+                models.insert(seg.to_owned(), models::effective(&tx, tenant, seg).await?);
+            }
         }
-        let appended = self
-            .apply(
-                &tx,
-                tenant,
-                &snapshot,
-                &model,
-                Some(&current),
-                v1::IngestMode::Live,
-            )
-            .await?;
+        let items: Vec<(
+            &v1::AccountMetricsSnapshot,
+            &v1::ScoringModel,
+            Option<&v1::HealthScore>,
+        )> = page
+            .iter()
+            .filter_map(|(_, current)| {
+                let snapshot = current.inputs.as_ref()?;
+                let model = models.get(snapshot.segment.as_str())?;
+                (model.version != current.model_version).then_some((snapshot, model, Some(current)))
+            })
+            .collect();
+        let changes = self
+            .apply(&tx, tenant, &items, v1::IngestMode::Live)
+            .await?
+            .iter()
+            .filter(|a| a.as_ref().is_some_and(|(_, changed)| *changed))
+            .count();
         tx.commit().await?;
-        Ok(appended.map(|s| {
-            let changed = s.band != current.band;
-            (s, changed)
-        }))
+        Ok((
+            page.into_iter().map(|(a, _)| a).collect(),
+            i64::try_from(changes).unwrap_or(i64::MAX),
+        ))
     }
 
-    /// Scores `snapshot` with `model` against the `previous` score, appends
-    /// it (nothing when this snapshot already has a score of this model
-    /// version) and announces a band change from a LIVE snapshot: one
-    /// `health.band_changed` message and one numbered row for watchers.
+    /// Scores each snapshot with its model against its previous score,
+    /// appends the scores (nothing for a snapshot that already has a score
+    /// of that model version) and announces each band change from a LIVE
+    /// snapshot: one `health.band_changed` message and one numbered row
+    /// for watchers. Returns, per item, the score appended and whether its
+    /// band changed.
     async fn apply<C: sea_orm::ConnectionTrait>(
         &self,
         tx: &C,
         tenant: &str,
-        snapshot: &v1::AccountMetricsSnapshot,
-        stored: &v1::ScoringModel,
-        previous: Option<&v1::HealthScore>,
+        items: &[(
+            &v1::AccountMetricsSnapshot,
+            &v1::ScoringModel,
+            Option<&v1::HealthScore>,
+        )],
         mode: v1::IngestMode,
-    ) -> Result<Option<v1::HealthScore>, Error> {
-        let model = models::domain(stored)?;
-        let previous = previous.map(previous_of);
-        let Some(scored) =
-            health::score(&model, &wire::health_snapshot(snapshot), previous.as_ref())
-        else {
-            return Ok(None);
-        };
-        let record = wire::score_to_proto(&model, &scored, snapshot);
-        let from = previous.as_ref().map(|p| p.band);
-        let band_changed = from.is_some_and(|b| b != scored.band);
-        // The first score, a new band or a new model version: a point of
-        // the history whatever its day.
-        let is_change = previous
-            .as_ref()
-            .is_none_or(|p| p.band != scored.band || p.model_version != scored.model_version);
+    ) -> Result<Vec<Option<(v1::HealthScore, bool)>>, Error> {
         let now = self.clock.now().micros();
-        let fresh = sql::append(
-            tx,
-            &sql::NewScore {
-                tenant,
-                segment: &snapshot.segment,
-                as_of: snapshot.as_of.as_ref().map_or(0, convert::micros),
-                is_change,
-                record: &record,
-                now,
-            },
-        )
-        .await?;
-        if !fresh {
-            return Ok(None);
+        // Score everything first (pure), then write in bulk.
+        let mut scored = Vec::with_capacity(items.len());
+        for (snapshot, stored, previous) in items {
+            let model = models::domain(stored)?;
+            let previous = previous.map(previous_of);
+            let s = health::score(&model, &wire::health_snapshot(snapshot), previous.as_ref()).map(
+                |s| {
+                    let record = wire::score_to_proto(&model, &s, snapshot);
+                    let from = previous.as_ref().map(|p| p.band);
+                    // The first score, a new band or a new model version: a
+                    // point of the history whatever its day.
+                    let is_change = previous
+                        .as_ref()
+                        .is_none_or(|p| p.band != s.band || p.model_version != s.model_version);
+                    (record, from, is_change)
+                },
+            );
+            scored.push(s);
         }
-        if band_changed && mode == v1::IngestMode::Live {
-            let event = v1::HealthBandChanged {
-                tenant_id: tenant.to_owned(),
-                account_id: snapshot.account_id.clone(),
-                from_band: from.map_or(v1::HealthBand::Unspecified, wire::band_to_proto) as i32,
-                to_band: record.band,
-                score: Some(record.clone()),
-                mode: mode as i32,
+        let rows: Vec<sql::NewScore<'_>> = items
+            .iter()
+            .zip(&scored)
+            .filter_map(|((snapshot, _, _), s)| {
+                let (record, _, is_change) = s.as_ref()?;
+                Some(sql::NewScore {
+                    segment: &snapshot.segment,
+                    as_of: snapshot.as_of.as_ref().map_or(0, convert::micros),
+                    is_change: *is_change,
+                    record,
+                    now,
+                })
+            })
+            .collect();
+        let mut fresh = sql::append(tx, tenant, &rows).await?.into_iter();
+        let mut out = Vec::with_capacity(items.len());
+        let mut announce = Vec::new();
+        for ((snapshot, _, _), s) in items.iter().zip(scored) {
+            let Some((record, from, _)) = s else {
+                out.push(None);
+                continue;
             };
-            sql::record_change(tx, tenant, &snapshot.segment, &event, now).await?;
-            let key = format!("{tenant}/{}", snapshot.account_id);
+            if !fresh.next().unwrap_or(false) {
+                out.push(None);
+                continue;
+            }
+            let changed = from.is_some_and(|b| wire::band_to_proto(b) as i32 != record.band);
+            if changed && mode == v1::IngestMode::Live {
+                let event = v1::HealthBandChanged {
+                    tenant_id: tenant.to_owned(),
+                    account_id: snapshot.account_id.clone(),
+                    from_band: from.map_or(v1::HealthBand::Unspecified, wire::band_to_proto) as i32,
+                    to_band: record.band,
+                    score: Some(record.clone()),
+                    mode: mode as i32,
+                };
+                sql::record_change(tx, tenant, &snapshot.segment, &event, now).await?;
+                announce.push((format!("{tenant}/{}", snapshot.account_id), event));
+            }
+            out.push(Some((record, changed)));
+        }
+        if !announce.is_empty() {
             HEALTH_BAND_CHANGED
-                .publish(tx, &[(key, event)])
+                .publish(tx, &announce)
                 .await
                 .map_err(bus_error)?;
         }
-        Ok(Some(record))
+        Ok(out)
     }
 }
 

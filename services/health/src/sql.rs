@@ -103,13 +103,12 @@ pub async fn current<C: ConnectionTrait>(
 
 /// A score to append.
 pub struct NewScore<'a> {
-    /// Tenant.
-    pub tenant: &'a str,
     /// The account's segment ('' for none).
     pub segment: &'a str,
-    /// The snapshot's `as_of`, µs: the score's key.
+    /// The snapshot's `as_of`, µs: with the model version, the score's key.
     pub as_of: i64,
-    /// The band or the model version differs from the previous score's.
+    /// The first score, or the band or the model version differs from the
+    /// previous score's.
     pub is_change: bool,
     /// The score.
     pub record: &'a v1::HealthScore,
@@ -117,73 +116,170 @@ pub struct NewScore<'a> {
     pub now: i64,
 }
 
-/// Appends a score to the account's history and makes it current; `false`
-/// (and nothing written) when a score of this snapshot is already there.
-pub async fn append<C: ConnectionTrait>(db: &C, s: &NewScore<'_>) -> Result<bool, DbErr> {
-    let account = s.record.account_id.as_str();
-    let bytes = s.record.encode_to_vec();
-    let appended = retain_store::exec(
-        db,
-        "INSERT INTO health_scores (tenant_id, account_id, as_of, score, band, model_version, \
-         is_change, last_of_day, record, scored_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, TRUE, $8, $9) \
-         ON CONFLICT (tenant_id, account_id, as_of, model_version) DO NOTHING",
-        [
-            s.tenant.into(),
-            account.into(),
+/// Rows one multi-row statement writes (10 parameters each: well inside
+/// SQLite's and PostgreSQL's limits).
+const ROWS_PER_STATEMENT: usize = 500;
+
+/// Appends scores of distinct accounts to their histories and makes each
+/// current — three statements per 500 scores. Returns, per score, whether
+/// it was appended (`false`: this snapshot already has a score of this
+/// model version, and nothing was written for it).
+pub async fn append<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    scores: &[NewScore<'_>],
+) -> Result<Vec<bool>, DbErr> {
+    let mut fresh = Vec::with_capacity(scores.len());
+    for chunk in scores.chunks(ROWS_PER_STATEMENT) {
+        fresh.extend(append_chunk(db, tenant, chunk).await?);
+    }
+    Ok(fresh)
+}
+
+async fn append_chunk<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    scores: &[NewScore<'_>],
+) -> Result<Vec<bool>, DbErr> {
+    let backend = db.get_database_backend();
+    let band = |s: &NewScore<'_>| Value::SmallInt(Some(i16::try_from(s.record.band).unwrap_or(0)));
+    let encoded: Vec<Vec<u8>> = scores.iter().map(|s| s.record.encode_to_vec()).collect();
+
+    // 1. The history rows; RETURNING names the ones that were new.
+    let mut values: Vec<Value> = vec![tenant.into()];
+    let mut rows = Vec::with_capacity(scores.len());
+    for (s, bytes) in scores.iter().zip(&encoded) {
+        let at = values.len();
+        rows.push(format!(
+            "($1, ${}, ${}, ${}, ${}, ${}, ${}, TRUE, ${}, ${})",
+            at + 1,
+            at + 2,
+            at + 3,
+            at + 4,
+            at + 5,
+            at + 6,
+            at + 7,
+            at + 8
+        ));
+        values.extend([
+            s.record.account_id.clone().into(),
             s.as_of.into(),
             s.record.score.into(),
-            Value::SmallInt(Some(i16::try_from(s.record.band).unwrap_or(0))),
+            band(s),
             s.record.model_version.into(),
             s.is_change.into(),
             bytes.clone().into(),
             s.now.into(),
-        ],
-    )
-    .await?;
-    if appended == 0 {
-        return Ok(false);
+        ]);
     }
-    // The history shows one point per UTC day (its last score) plus every
-    // change: an earlier score of the same day is no longer the last.
-    let day_start = s.as_of - s.as_of.rem_euclid(86_400_000_000);
-    retain_store::exec(
-        db,
-        "UPDATE health_scores SET last_of_day = FALSE WHERE tenant_id = $1 AND account_id = $2 \
-         AND as_of >= $3 AND as_of <= $4 AND last_of_day \
-         AND NOT (as_of = $4 AND model_version = $5)",
-        [
-            s.tenant.into(),
-            account.into(),
-            day_start.into(),
+    let inserted = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "INSERT INTO health_scores (tenant_id, account_id, as_of, score, band, \
+                 model_version, is_change, last_of_day, record, scored_at) VALUES {} \
+                 ON CONFLICT (tenant_id, account_id, as_of, model_version) DO NOTHING \
+                 RETURNING account_id",
+                rows.join(", ")
+            ),
+            values,
+        ))
+        .await?;
+    let new: std::collections::HashSet<String> = inserted
+        .iter()
+        .map(|r| r.try_get_by_index(0))
+        .collect::<Result<_, _>>()?;
+    let fresh: Vec<bool> = scores
+        .iter()
+        .map(|s| new.contains(&s.record.account_id))
+        .collect();
+    let appended: Vec<(&NewScore<'_>, &Vec<u8>)> = scores
+        .iter()
+        .zip(&encoded)
+        .zip(&fresh)
+        .filter(|(_, f)| **f)
+        .map(|(x, _)| x)
+        .collect();
+    if appended.is_empty() {
+        return Ok(fresh);
+    }
+
+    // 2. The history shows one point per UTC day (its last score) plus
+    // every change: earlier scores of the same day are no longer the last.
+    let mut values: Vec<Value> = vec![tenant.into()];
+    let mut terms = Vec::with_capacity(appended.len());
+    for (s, _) in &appended {
+        let at = values.len();
+        terms.push(format!(
+            "(account_id = ${} AND as_of >= ${} AND as_of <= ${} \
+             AND NOT (as_of = ${} AND model_version = ${}))",
+            at + 1,
+            at + 2,
+            at + 3,
+            at + 3,
+            at + 4
+        ));
+        values.extend([
+            s.record.account_id.clone().into(),
+            (s.as_of - s.as_of.rem_euclid(86_400_000_000)).into(),
             s.as_of.into(),
             s.record.model_version.into(),
-        ],
-    )
+        ]);
+    }
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!(
+            "UPDATE health_scores SET last_of_day = FALSE WHERE tenant_id = $1 AND last_of_day \
+             AND ({})",
+            terms.join(" OR ")
+        ),
+        values,
+    ))
     .await?;
-    retain_store::exec(
-        db,
-        "INSERT INTO health_current \
-         (tenant_id, account_id, segment, as_of, model_version, score, band, record) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (tenant_id, account_id) DO UPDATE SET segment = excluded.segment, \
-         as_of = excluded.as_of, model_version = excluded.model_version, \
-         score = excluded.score, band = excluded.band, record = excluded.record \
-         WHERE health_current.as_of < excluded.as_of OR (health_current.as_of = excluded.as_of \
-         AND health_current.model_version < excluded.model_version)",
-        [
-            s.tenant.into(),
-            account.into(),
+
+    // 3. The current scores: a newer snapshot, or the same one scored by a
+    // newer model version, replaces the one there.
+    let mut values: Vec<Value> = vec![tenant.into()];
+    let mut rows = Vec::with_capacity(appended.len());
+    for (s, bytes) in &appended {
+        let at = values.len();
+        rows.push(format!(
+            "($1, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            at + 1,
+            at + 2,
+            at + 3,
+            at + 4,
+            at + 5,
+            at + 6,
+            at + 7
+        ));
+        values.extend([
+            s.record.account_id.clone().into(),
             s.segment.into(),
             s.as_of.into(),
             s.record.model_version.into(),
             s.record.score.into(),
-            Value::SmallInt(Some(i16::try_from(s.record.band).unwrap_or(0))),
-            bytes.into(),
-        ],
-    )
+            band(s),
+            (*bytes).clone().into(),
+        ]);
+    }
+    db.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!(
+            "INSERT INTO health_current \
+             (tenant_id, account_id, segment, as_of, model_version, score, band, record) \
+             VALUES {} \
+             ON CONFLICT (tenant_id, account_id) DO UPDATE SET segment = excluded.segment, \
+             as_of = excluded.as_of, model_version = excluded.model_version, \
+             score = excluded.score, band = excluded.band, record = excluded.record \
+             WHERE health_current.as_of < excluded.as_of OR (health_current.as_of = excluded.as_of \
+             AND health_current.model_version < excluded.model_version)",
+            rows.join(", ")
+        ),
+        values,
+    ))
     .await?;
-    Ok(true)
+    Ok(fresh)
 }
 
 /// Records an announced band change under the tenant's next watch number
@@ -522,39 +618,6 @@ pub async fn job_progress<C: ConnectionTrait>(
     )
     .await?
         == 1)
-}
-
-/// Accounts with a score after `after` in account order (of `segment` when
-/// not empty), at most `limit`.
-pub async fn scored_accounts<C: ConnectionTrait>(
-    db: &C,
-    tenant: &str,
-    segment: &str,
-    after: &str,
-    limit: u64,
-) -> Result<Vec<String>, DbErr> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let (sql, values): (&str, Vec<Value>) = if segment.is_empty() {
-        (
-            "SELECT account_id FROM health_current WHERE tenant_id = $1 AND account_id > $2 \
-             ORDER BY account_id LIMIT $3",
-            vec![tenant.into(), after.into(), limit.into()],
-        )
-    } else {
-        (
-            "SELECT account_id FROM health_current WHERE tenant_id = $1 AND account_id > $2 \
-             AND segment = $3 ORDER BY account_id LIMIT $4",
-            vec![tenant.into(), after.into(), segment.into(), limit.into()],
-        )
-    };
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            sql,
-            values,
-        ))
-        .await?;
-    rows.iter().map(|r| r.try_get_by_index(0)).collect()
 }
 
 /// A page of current scores in account order after `after` (of `segment`
