@@ -3,10 +3,10 @@
 //! Queuing a job stores it (`health_jobs`) with the number of accounts to
 //! rescore and returns its id; any replica's worker takes the oldest
 //! unfinished job whose lease has expired, rescores its accounts a page at
-//! a time in account order ([`Scorer::rescore_page`]: one transaction per page, the model
-//! now in force for each account's segment, when it differs from the one
-//! its score used),
-//! and records after each page how far it got, renewing its lease. A
+//! a time in account order ([`Scorer::rescore_page`]: one transaction per
+//! page; the model now in force for each account's segment, when it
+//! differs from the one its score used), and records after each page how
+//! far it got, renewing its lease. A
 //! replica that dies mid-page leaves the lease to expire; the next one
 //! resumes after the last recorded account and redoes at most one page —
 //! which appends nothing twice and announces no change twice, because a

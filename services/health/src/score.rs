@@ -84,6 +84,48 @@ impl Scorer {
         Ok(appended)
     }
 
+    /// Scores snapshots of distinct accounts of one tenant in one
+    /// transaction (an import, a benchmark's seed): each against the
+    /// account's current score, skipping one no newer than it. Returns how
+    /// many scores were appended.
+    pub async fn score_batch(
+        &self,
+        tenant: &str,
+        snapshots: &[v1::AccountMetricsSnapshot],
+        mode: v1::IngestMode,
+    ) -> Result<usize, Error> {
+        let tx = self.db.begin().await?;
+        let mut currents = Vec::with_capacity(snapshots.len());
+        let mut models: std::collections::HashMap<String, v1::ScoringModel> =
+            std::collections::HashMap::new();
+        for snapshot in snapshots {
+            let current = sql::current(&tx, tenant, &snapshot.account_id).await?;
+            if !models.contains_key(&snapshot.segment) {
+                let model = models::effective(&tx, tenant, &snapshot.segment).await?;
+                models.insert(snapshot.segment.clone(), model);
+            }
+            currents.push(current);
+        }
+        let items: Vec<_> = snapshots
+            .iter()
+            .zip(&currents)
+            .filter(|(snap, current)| {
+                let as_of = snap.as_of.as_ref().map_or(0, convert::micros);
+                current.as_ref().is_none_or(|(at, _)| *at < as_of)
+            })
+            .filter_map(|(snap, current)| {
+                Some((
+                    snap,
+                    models.get(&snap.segment)?,
+                    current.as_ref().map(|(_, s)| s),
+                ))
+            })
+            .collect();
+        let appended = self.apply(&tx, tenant, &items, mode).await?;
+        tx.commit().await?;
+        Ok(appended.iter().filter(|a| a.is_some()).count())
+    }
+
     /// Rescores a page of the tenant's scored accounts after `after` in
     /// account order (of `segment` when not empty), in one transaction:
     /// each account's current snapshot with the model now in force for its

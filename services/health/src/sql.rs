@@ -206,16 +206,16 @@ async fn append_chunk<C: ConnectionTrait>(
 
     // 2. The history shows one point per UTC day (its last score) plus
     // every change: earlier scores of the same day are no longer the last.
+    // Joined to a list of (account, day start, as_of, version), so each
+    // account is an index range scan whatever the list's length.
     let mut values: Vec<Value> = vec![tenant.into()];
-    let mut terms = Vec::with_capacity(appended.len());
+    let mut rows = Vec::with_capacity(appended.len());
     for (s, _) in &appended {
         let at = values.len();
-        terms.push(format!(
-            "(account_id = ${} AND as_of >= ${} AND as_of <= ${} \
-             AND NOT (as_of = ${} AND model_version = ${}))",
+        rows.push(format!(
+            "(CAST(${} AS VARCHAR), CAST(${} AS BIGINT), CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
             at + 1,
             at + 2,
-            at + 3,
             at + 3,
             at + 4
         ));
@@ -229,9 +229,14 @@ async fn append_chunk<C: ConnectionTrait>(
     db.execute_raw(Statement::from_sql_and_values(
         backend,
         format!(
-            "UPDATE health_scores SET last_of_day = FALSE WHERE tenant_id = $1 AND last_of_day \
-             AND ({})",
-            terms.join(" OR ")
+            "WITH v (account_id, day_start, as_of, model_version) AS (VALUES {}) \
+             UPDATE health_scores SET last_of_day = FALSE FROM v \
+             WHERE health_scores.tenant_id = $1 AND health_scores.account_id = v.account_id \
+             AND health_scores.as_of >= v.day_start AND health_scores.as_of <= v.as_of \
+             AND health_scores.last_of_day \
+             AND NOT (health_scores.as_of = v.as_of \
+             AND health_scores.model_version = v.model_version)",
+            rows.join(", ")
         ),
         values,
     ))

@@ -1,0 +1,130 @@
+//! Bands over real gRPC, on SQLite and PostgreSQL: the hysteresis margin
+//! at each boundary in both directions, and each missing-data policy.
+//! Snapshots are handed to the scorer as the consumer would (the path from
+//! signals to snapshots is `health.rs`'s); scores are read with GetHealth.
+
+#![allow(clippy::unwrap_used, clippy::float_cmp)] // Tests fail loudly.
+
+use retain_health::{Health, Scorer};
+use retain_proto::v1;
+use retain_proto::v1::health_service_client::HealthServiceClient;
+use retain_testkit::*;
+
+/// With the built-in model: usage 2 points per active day (target 20,
+/// weight 40), NPS 1 point per point of mean (weight 10), support 20 with
+/// no ticket and 0 with three, billing 30 when current and 0 in
+/// collections. So `base + 2 × days + nps` where base is 0 or 50.
+fn snapshot(
+    account: &str,
+    step: i64,
+    healthy: bool,
+    days: i32,
+    nps: f64,
+) -> v1::AccountMetricsSnapshot {
+    v1::AccountMetricsSnapshot {
+        account_id: account.into(),
+        as_of: ts(now() - 3_600 + step),
+        active_days_30d: Some(days),
+        nps_mean: Some(nps),
+        tickets_opened_30d: Some(if healthy { 0 } else { 3 }),
+        billing_status: Some(if healthy { "current" } else { "collections" }.into()),
+        ..Default::default()
+    }
+}
+
+async fn band_of(app: &TestApp, account: &str) -> (f64, v1::HealthBand) {
+    let s = HealthServiceClient::new(app.channel.clone())
+        .get_health(with_token(
+            READER,
+            v1::GetHealthRequest {
+                account_id: account.into(),
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .score
+        .unwrap();
+    (s.score, v1::HealthBand::try_from(s.band).unwrap())
+}
+
+retain_testkit::storage_test!(async fn each_boundary_holds_its_margin_both_ways(db) {
+    use v1::HealthBand::{Green, Red, Thriving, Yellow};
+    let app = spawn_app::<Health>(db).await;
+    let scorer = Scorer { db: app.db.conn.clone(), clock: retain_runtime::Clock::system() };
+    // (account, healthy, days, nps, expected score, expected band)
+    let steps: [(&str, bool, i32, f64, f64, v1::HealthBand); 15] = [
+        // 40: Yellow ↔ Red, margin 2 (Red below 38, Yellow above 42).
+        ("b40", false, 20, 5.0, 45.0, Yellow),
+        ("b40", false, 19, 0.5, 38.5, Yellow),
+        ("b40", false, 18, 1.9, 37.9, Red),
+        ("b40", false, 20, 1.5, 41.5, Red),
+        ("b40", false, 21, 0.1, 42.1, Yellow),
+        // 70: Yellow ↔ Green.
+        ("b70", true, 5, 0.0, 60.0, Yellow),
+        ("b70", true, 10, 1.5, 71.5, Yellow),
+        ("b70", true, 11, 0.5, 72.5, Green),
+        ("b70", true, 9, 0.5, 68.5, Green),
+        ("b70", true, 8, 1.5, 67.5, Yellow),
+        // 100: Green ↔ Thriving.
+        ("b100", true, 20, 5.0, 95.0, Green),
+        ("b100", true, 25, 1.5, 101.5, Green),
+        ("b100", true, 26, 0.5, 102.5, Thriving),
+        ("b100", true, 24, 0.5, 98.5, Thriving),
+        ("b100", true, 23, 1.5, 97.5, Green),
+    ];
+    for (i, (account, healthy, days, nps, score, band)) in steps.into_iter().enumerate() {
+        let snap = snapshot(account, i as i64, healthy, days, nps);
+        scorer.score("acme", &snap, v1::IngestMode::Live, None).await.unwrap();
+        assert_eq!(band_of(&app, account).await, (score, band), "step {i}");
+    }
+    // Two changes per boundary, each announced once.
+    let announced = app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await;
+    assert_eq!(announced.len(), 6, "{announced:?}");
+});
+
+retain_testkit::storage_test!(async fn each_missing_data_policy_scores_as_documented(db) {
+    let app = spawn_app::<Health>(db).await;
+    let scorer = Scorer { db: app.db.conn.clone(), clock: retain_runtime::Clock::system() };
+    let mut client = HealthServiceClient::new(app.channel.clone());
+    let builtin = client
+        .get_scoring_model(with_token(READER, v1::GetScoringModelRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    // Usage, support and billing at 100, NPS never answered.
+    let no_nps = |account: &str| v1::AccountMetricsSnapshot {
+        nps_mean: None,
+        ..snapshot(account, 0, true, 20, 0.0)
+    };
+    for (i, (policy, score)) in [
+        (v1::MissingDataPolicy::Redistribute, 100.0),
+        (v1::MissingDataPolicy::Neutral, 95.0),
+        (v1::MissingDataPolicy::Zero, 90.0),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut model = builtin.clone();
+        model.missing_data = policy as i32;
+        client
+            .put_scoring_model(with_token(ADMIN, v1::PutScoringModelRequest { model: Some(model), rescore: false }))
+            .await
+            .unwrap();
+        let account = format!("p{i}");
+        scorer.score("acme", &no_nps(&account), v1::IngestMode::Live, None).await.unwrap();
+        let s = client
+            .get_health(with_token(READER, v1::GetHealthRequest { account_id: account.clone() }))
+            .await
+            .unwrap()
+            .into_inner()
+            .score
+            .unwrap();
+        assert_eq!(s.score, score, "{policy:?}");
+        assert_eq!(s.missing_dimensions, ["nps"], "{policy:?}");
+        assert_eq!(s.missing_data, policy as i32);
+        assert!(s.explanation.contains("nps: no data"), "{}", s.explanation);
+    }
+});
