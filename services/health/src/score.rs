@@ -247,14 +247,22 @@ impl Scorer {
                     score: Some(record.clone()),
                     mode: mode as i32,
                 };
-                sql::record_change(tx, tenant, &snapshot.segment, &event, now).await?;
-                announce.push((format!("{tenant}/{}", snapshot.account_id), event));
+                announce.push((
+                    snapshot.segment.as_str(),
+                    format!("{tenant}/{}", snapshot.account_id),
+                    event,
+                ));
             }
             out.push(Some((record, changed)));
         }
         if !announce.is_empty() {
+            let rows: Vec<(&str, &v1::HealthBandChanged)> =
+                announce.iter().map(|(seg, _, e)| (*seg, e)).collect();
+            sql::record_changes(tx, tenant, &rows, now).await?;
+            let messages: Vec<(String, v1::HealthBandChanged)> =
+                announce.into_iter().map(|(_, key, e)| (key, e)).collect();
             HEALTH_BAND_CHANGED
-                .publish(tx, &announce)
+                .publish(tx, &messages)
                 .await
                 .map_err(bus_error)?;
         }

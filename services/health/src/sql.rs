@@ -287,44 +287,65 @@ async fn append_chunk<C: ConnectionTrait>(
     Ok(fresh)
 }
 
-/// Records an announced band change under the tenant's next watch number
-/// (taken from `health_watch_heads`, whose row stays locked until the
-/// caller commits, so numbers become visible in order). Returns it.
-pub async fn record_change<C: ConnectionTrait>(
+/// Records announced band changes (with their accounts' segments) under
+/// the tenant's next watch numbers, in order. The numbers come from
+/// `health_watch_heads`, whose row stays locked until the caller commits,
+/// so they become visible in order. Two statements whatever the count.
+pub async fn record_changes<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
-    segment: &str,
-    event: &v1::HealthBandChanged,
+    changes: &[(&str, &v1::HealthBandChanged)],
     now: i64,
-) -> Result<i64, DbErr> {
+) -> Result<(), DbErr> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let n = i64::try_from(changes.len()).unwrap_or(i64::MAX);
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "INSERT INTO health_watch_heads (tenant_id, seq) VALUES ($1, 1) \
-             ON CONFLICT (tenant_id) DO UPDATE SET seq = health_watch_heads.seq + 1 \
+            "INSERT INTO health_watch_heads (tenant_id, seq) VALUES ($1, $2) \
+             ON CONFLICT (tenant_id) DO UPDATE SET seq = health_watch_heads.seq + $2 \
              RETURNING seq",
-            [tenant.into()],
+            [tenant.into(), n.into()],
         ))
         .await?
         .ok_or_else(|| DbErr::Custom("no watch number returned".into()))?;
-    let seq: i64 = row.try_get_by_index(0)?;
-    retain_store::exec(
-        db,
-        "INSERT INTO health_band_changes \
-         (tenant_id, seq, account_id, segment, to_band, event, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        [
-            tenant.into(),
-            seq.into(),
-            event.account_id.clone().into(),
-            segment.into(),
-            Value::SmallInt(Some(i16::try_from(event.to_band).unwrap_or(0))),
-            event.encode_to_vec().into(),
-            now.into(),
-        ],
-    )
-    .await?;
-    Ok(seq)
+    let last: i64 = row.try_get_by_index(0)?;
+    for (k, chunk) in changes.chunks(ROWS_PER_STATEMENT).enumerate() {
+        let mut values: Vec<Value> = vec![tenant.into(), now.into()];
+        let mut rows = Vec::with_capacity(chunk.len());
+        for (j, (segment, event)) in chunk.iter().enumerate() {
+            let seq = last - n + 1 + (k * ROWS_PER_STATEMENT + j) as i64;
+            let at = values.len();
+            rows.push(format!(
+                "($1, ${}, ${}, ${}, ${}, ${}, $2)",
+                at + 1,
+                at + 2,
+                at + 3,
+                at + 4,
+                at + 5
+            ));
+            values.extend([
+                seq.into(),
+                event.account_id.clone().into(),
+                (*segment).into(),
+                Value::SmallInt(Some(i16::try_from(event.to_band).unwrap_or(0))),
+                event.encode_to_vec().into(),
+            ]);
+        }
+        db.execute_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            format!(
+                "INSERT INTO health_band_changes \
+                 (tenant_id, seq, account_id, segment, to_band, event, created_at) VALUES {}",
+                rows.join(", ")
+            ),
+            values,
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// Band changes of the tenant after watch number `after`, in order, at most

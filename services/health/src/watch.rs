@@ -2,7 +2,7 @@
 //! resumable from a cursor.
 //!
 //! Every announced change has a number, taken per tenant inside the
-//! transaction that announces it (`sql::record_change`), so numbers become
+//! transaction that announces it (`sql::record_changes`), so numbers become
 //! visible in order: a reader that has seen number N and later reads
 //! "after N" cannot miss one that committed in between. The cursor is the
 //! number; a client that reconnects with its last cursor gets every change
