@@ -32,9 +32,17 @@ retain_testkit::storage_test!(async fn migrations_create_usable_tables(db) {
         "{standing:?}"
     );
 
+    // Notification is subscribed to health.band_changed before health
+    // first announces (the health migration).
+    assert!(
+        standing.iter().any(|s| s.topic == "health.band_changed" && s.consumer_group == "notification" && !s.coalesce),
+        "{standing:?}"
+    );
+
+    // The table takes new rows.
     bus_subscription::ActiveModel {
-        topic: Set("health.band_changed".into()),
-        consumer_group: Set("notification".into()),
+        topic: Set("test.topic".into()),
+        consumer_group: Set("test".into()),
         coalesce: Set(false),
         max_attempts: Set(5),
     }
@@ -42,8 +50,8 @@ retain_testkit::storage_test!(async fn migrations_create_usable_tables(db) {
     .await
     .expect("insert");
     let all = bus_subscription::Entity::find().all(&db.conn).await.expect("select");
-    assert_eq!(all.len(), 4);
-    assert!(all.iter().any(|s| s.topic == "health.band_changed" && s.consumer_group == "notification"));
+    assert_eq!(all.len(), 5);
+    assert!(all.iter().any(|s| s.topic == "test.topic" && s.consumer_group == "test"));
 });
 
 #[tokio::test]
