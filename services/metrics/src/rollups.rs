@@ -13,9 +13,11 @@
 //! **Cells.** A month's rows summed per (segment, plan) are its cells
 //! (`metrics_month_cells`). A worker rebuilds dirty months every second
 //! (less often while rebuilds are expensive, see [`keep_cells`]); a query
-//! that finds its month dirty rebuilds it first. The mark is cleared
-//! before the rows are read, so a row written during a rebuild marks the
-//! month again and the next rebuild counts it.
+//! that finds its month dirty rebuilds it first. Each write of a month's
+//! rows bumps the month's version; a rebuild reads the version before the
+//! rows and records it with the cells in one transaction, so a month is
+//! dirty exactly while rows newer than its cells exist, and a query never
+//! reads cells that miss a row it could see.
 //!
 //! **When a query uses them.** A period that is exactly one calendar month
 //! that has ended, once every account of the tenant has been recomputed
@@ -153,9 +155,14 @@ pub async fn save<C: ConnectionTrait>(
 /// not by the portfolio.
 const REBUILD_PAGE: u64 = 5_000;
 
-/// Rebuilds one month's cells from its account rows, a page at a time.
+/// Rebuilds one month's cells from its account rows, a page at a time, if
+/// they are older than the rows.
 pub async fn rebuild(db: &DatabaseConnection, tenant: &str, month_start: i64) -> Result<(), Error> {
-    sql::clear_dirty(db, tenant, month_start).await?;
+    // The version read first: rows written later bump it past what these
+    // cells record, and the month stays dirty for the next rebuild.
+    let Some(version) = sql::dirty_version(db, tenant, month_start).await? else {
+        return Ok(());
+    };
     let mut cells: BTreeMap<(String, String), (i64, Contribution)> = BTreeMap::new();
     let mut after = String::new();
     loop {
@@ -177,7 +184,7 @@ pub async fn rebuild(db: &DatabaseConnection, tenant: &str, month_start: i64) ->
         .into_iter()
         .map(|((segment, plan), (n, c))| (segment, plan, n, encode(&c)))
         .collect();
-    sql::replace_cells(db, tenant, month_start, cells).await?;
+    sql::replace_cells(db, tenant, month_start, version, cells).await?;
     Ok(())
 }
 
@@ -237,9 +244,8 @@ pub async fn tally(
     if sql::any_snapshot_before(db, tenant, month.end.micros()).await? {
         return Ok(None);
     }
-    if sql::is_dirty(db, tenant, start).await? {
-        rebuild(db, tenant, start).await?;
-    }
+    // Cells older than the rows are rebuilt first (a no-op when current).
+    rebuild(db, tenant, start).await?;
     let segments: HashSet<&str> = filter
         .map(|f| f.segments.iter().map(String::as_str).collect())
         .unwrap_or_default();

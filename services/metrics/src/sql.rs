@@ -176,7 +176,7 @@ pub async fn save_account_month<C: ConnectionTrait>(
     mark_dirty(db, tenant, month_start).await
 }
 
-/// Marks a month's cells for a rebuild.
+/// Marks a month's cells for a rebuild: bumps its version.
 pub async fn mark_dirty<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
@@ -184,15 +184,16 @@ pub async fn mark_dirty<C: ConnectionTrait>(
 ) -> Result<(), DbErr> {
     retain_store::exec(
         db,
-        "INSERT INTO metrics_dirty_months (tenant_id, month_start) VALUES ($1, $2) \
-         ON CONFLICT (tenant_id, month_start) DO NOTHING",
+        "INSERT INTO metrics_dirty_months (tenant_id, month_start, version, built) \
+         VALUES ($1, $2, 1, 0) ON CONFLICT (tenant_id, month_start) \
+         DO UPDATE SET version = metrics_dirty_months.version + 1",
         [tenant.into(), month_start.into()],
     )
     .await
     .map(|_| ())
 }
 
-/// Months whose cells need a rebuild, at most `limit`.
+/// Months whose cells are older than their rows, at most `limit`.
 pub async fn dirty_months(
     db: &DatabaseConnection,
     limit: u64,
@@ -201,7 +202,7 @@ pub async fn dirty_months(
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             backend,
-            "SELECT tenant_id, month_start FROM metrics_dirty_months \
+            "SELECT tenant_id, month_start FROM metrics_dirty_months WHERE version > built \
              ORDER BY tenant_id, month_start LIMIT $1",
             [i64::try_from(limit).unwrap_or(i64::MAX).into()],
         ))
@@ -211,38 +212,23 @@ pub async fn dirty_months(
         .collect()
 }
 
-/// Whether a month's cells need a rebuild.
-pub async fn is_dirty(
+/// The version of a month's rows whose cells are older than them; `None`
+/// when the cells are current.
+pub async fn dirty_version(
     db: &DatabaseConnection,
     tenant: &str,
     month_start: i64,
-) -> Result<bool, DbErr> {
+) -> Result<Option<i64>, DbErr> {
     let backend = db.get_database_backend();
-    Ok(db
+    let row = db
         .query_one_raw(Statement::from_sql_and_values(
             backend,
-            "SELECT 1 FROM metrics_dirty_months WHERE tenant_id = $1 AND month_start = $2",
+            "SELECT version FROM metrics_dirty_months WHERE tenant_id = $1 AND month_start = $2 \
+             AND version > built",
             [tenant.into(), month_start.into()],
         ))
-        .await?
-        .is_some())
-}
-
-/// Clears a month's mark; `true` when there was one. Cleared before the
-/// rebuild reads the rows, so a row written during the rebuild marks the
-/// month again.
-pub async fn clear_dirty(
-    db: &DatabaseConnection,
-    tenant: &str,
-    month_start: i64,
-) -> Result<bool, DbErr> {
-    Ok(retain_store::exec(
-        db,
-        "DELETE FROM metrics_dirty_months WHERE tenant_id = $1 AND month_start = $2",
-        [tenant.into(), month_start.into()],
-    )
-    .await?
-        > 0)
+        .await?;
+    row.map(|r| r.try_get_by_index(0)).transpose()
 }
 
 /// One page of a month's account rows after account `after`, in account
@@ -281,14 +267,29 @@ pub async fn month_rows(
         .collect()
 }
 
-/// Replaces a month's cells: (segment, plan, accounts, encoded sum).
+/// Replaces a month's cells with sums of its rows as of `version`: (segment,
+/// plan, accounts, encoded sum). Nothing is written when cells of that
+/// version or a later one are there already (another replica's rebuild):
+/// recording the version first takes the month's lock, so of two
+/// rebuilds the later version wins.
 pub async fn replace_cells(
     db: &DatabaseConnection,
     tenant: &str,
     month_start: i64,
+    version: i64,
     cells: Vec<(String, String, i64, Vec<u8>)>,
 ) -> Result<(), DbErr> {
     let tx = db.begin().await?;
+    let newer = retain_store::exec(
+        &tx,
+        "UPDATE metrics_dirty_months SET built = $1 \
+         WHERE tenant_id = $2 AND month_start = $3 AND built < $1",
+        [version.into(), tenant.into(), month_start.into()],
+    )
+    .await?;
+    if newer == 0 {
+        return tx.rollback().await;
+    }
     retain_store::exec(
         &tx,
         "DELETE FROM metrics_month_cells WHERE tenant_id = $1 AND month_start = $2",
@@ -300,9 +301,7 @@ pub async fn replace_cells(
             &tx,
             "INSERT INTO metrics_month_cells \
              (tenant_id, month_start, segment, plan, accounts, contribution) \
-             VALUES ($1, $2, $3, $4, $5, $6) \
-             ON CONFLICT (tenant_id, month_start, segment, plan) DO UPDATE SET \
-             accounts = excluded.accounts, contribution = excluded.contribution",
+             VALUES ($1, $2, $3, $4, $5, $6)",
             [
                 tenant.into(),
                 month_start.into(),

@@ -14,6 +14,9 @@ use retain_testkit::*;
 
 const DAY: i64 = 86_400;
 
+/// Months whose cells are older than their rows.
+const DIRTY: &str = "SELECT COUNT(*) FROM metrics_dirty_months WHERE version > built";
+
 async fn ingest_generated(app: &TestApp, accounts: usize) {
     let data = generate(&Config {
         accounts,
@@ -112,7 +115,7 @@ retain_testkit::storage_test!(async fn recomputing_writes_nothing_new(db) {
     let app = spawn_two::<Ingestion, Metrics>(db).await;
     ingest_generated(&app, 10).await;
     eventually("the cells to be rebuilt", std::time::Duration::from_secs(30), || async {
-        (app.count("metrics_dirty_months").await == 0).then_some(())
+        (app.scalar(DIRTY).await == 0).then_some(())
     })
     .await;
     let rows = app.monthly_rows().await;
@@ -127,5 +130,5 @@ retain_testkit::storage_test!(async fn recomputing_writes_nothing_new(db) {
         recompute.account("acme", account, v1::IngestMode::Live).await.unwrap();
     }
     assert_eq!(app.monthly_rows().await, rows);
-    assert_eq!(app.count("metrics_dirty_months").await, 0);
+    assert_eq!(app.scalar(DIRTY).await, 0);
 });

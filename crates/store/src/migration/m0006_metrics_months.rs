@@ -6,7 +6,10 @@
 //! account's segment and plan ('' for none) when it was computed.
 //! `metrics_month_cells` holds their sums per (month, segment, plan) — what
 //! a query for a month reads — rebuilt from the account rows whenever
-//! `metrics_dirty_months` names the month. `metrics_account_openings` holds,
+//! `metrics_dirty_months` says the month changed: every write of a month's
+//! rows bumps its `version`; a rebuild records the version it summed in
+//! `built`, in the transaction that writes the cells (so a month is dirty
+//! exactly while `version > built`). `metrics_account_openings` holds,
 //! for an account whose history starts with an opening balance, its
 //! contribution to any month before its first signal's (it pays its
 //! opening MRR throughout, without movements).
@@ -79,6 +82,8 @@ impl MigrationTrait for Migration {
             "CREATE TABLE metrics_dirty_months (\
                tenant_id VARCHAR NOT NULL, \
                month_start BIGINT NOT NULL, \
+               version BIGINT NOT NULL, \
+               built BIGINT NOT NULL, \
                PRIMARY KEY (tenant_id, month_start))",
         )
         .await?;

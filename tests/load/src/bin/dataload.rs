@@ -308,9 +308,10 @@ async fn main() -> anyhow::Result<()> {
     );
     // The worker sums each month's rows into its cells (a query would too).
     loop {
-        let dirty: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM metrics_dirty_months")
-            .fetch_one(&pool)
-            .await?;
+        let dirty: i64 =
+            sqlx::query_scalar("SELECT COUNT(*) FROM metrics_dirty_months WHERE version > built")
+                .fetch_one(&pool)
+                .await?;
         if dirty == 0 {
             break;
         }
