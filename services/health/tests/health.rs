@@ -346,3 +346,55 @@ retain_testkit::storage_test!(async fn lists_filter_and_page(db) {
         .unwrap_err();
     assert!(err.message().contains("page_size"), "{}", err.message());
 });
+
+// Two health consumers on one stream (two replicas): every account ends
+// with the score of its latest snapshot, its history has one score per
+// snapshot, and nothing is left unconsumed.
+retain_testkit::storage_test!(async fn two_consumers_score_what_one_does(db) {
+    use retain_bus::{Bus, Consumer, ConsumerOptions, groups, topics};
+    let app = spawn_composed(db, settings(), retain_runtime::Clock::system(), |ctx| {
+        let ingestion = Ingestion::build(ctx, Default::default())?;
+        let metrics = Metrics::build(ctx, Default::default())?;
+        let health = Health::build(ctx, Default::default())?;
+        let second = retain_health::Scorer { db: ctx.db.clone(), clock: ctx.clock.clone() };
+        let db = ctx.db.clone();
+        let mut workers = retain_runtime::Workers::new();
+        workers.add("second-health-replica", move |stop| async move {
+            let consumer = Consumer::new(Bus::new(db), topics::ACCOUNT_METRICS.name(), groups::HEALTH, ConsumerOptions::new("second-health-replica"))
+                .await
+                .unwrap();
+            consumer.run(&second, stop).await;
+        });
+        Ok(ingestion.merge(metrics).merge(health).with_workers(workers))
+    })
+    .await;
+    for round in 0..5 {
+        let batch: Vec<_> = (0..20)
+            .map(|a| ago(&format!("r{round}-a{a}"), &format!("acct-{a}"), 600 - round * 60, session("u1", 60)))
+            .collect();
+        assert_eq!(app.send(batch).await.accepted, 20);
+    }
+    app.settled("metrics").await;
+    let bus = Bus::new(app.db.conn.clone());
+    eventually("health to consume every snapshot", Duration::from_secs(60), || async {
+        let s = bus.stats(topics::ACCOUNT_METRICS.name(), groups::HEALTH).await.unwrap();
+        (s.pending == 0 && s.leased == 0 && s.dead == 0).then_some(())
+    })
+    .await;
+    assert_eq!(app.count("health_current").await, 20);
+    for a in 0..20 {
+        let account = format!("acct-{a}");
+        let latest = app
+            .scalar(&format!("SELECT as_of FROM account_metrics WHERE account_id = '{account}'"))
+            .await;
+        let s = health_of(&app, &account).await.unwrap();
+        assert_eq!(retain_proto::convert::micros(s.scored_at.as_ref().unwrap()), latest, "{account}");
+        let scored = app
+            .scalar(&format!("SELECT COUNT(*) FROM health_scores WHERE account_id = '{account}'"))
+            .await;
+        let distinct = app
+            .scalar(&format!("SELECT COUNT(DISTINCT as_of) FROM health_scores WHERE account_id = '{account}'"))
+            .await;
+        assert_eq!(scored, distinct, "one score per snapshot: {account}");
+    }
+});
