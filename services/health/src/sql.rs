@@ -88,9 +88,7 @@ pub async fn current<C: ConnectionTrait>(
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "SELECT c.as_of, s.record FROM health_current c JOIN health_scores s ON s.tenant_id = c.tenant_id AND s.account_id = c.account_id \
-             AND s.as_of = c.as_of AND s.model_version = c.model_version \
-             WHERE c.tenant_id = $1 AND c.account_id = $2",
+            "SELECT as_of, record FROM health_current WHERE tenant_id = $1 AND account_id = $2",
             [tenant.into(), account.into()],
         ))
         .await?;
@@ -244,21 +242,21 @@ async fn append_chunk<C: ConnectionTrait>(
     ))
     .await?;
 
-    // 3. The current scores (which history row is current; the record is
-    // stored once, in the history): a newer snapshot, or the same one scored by a
+    // 3. The current scores: a newer snapshot, or the same one scored by a
     // newer model version, replaces the one there.
     let mut values: Vec<Value> = vec![tenant.into()];
     let mut rows = Vec::with_capacity(appended.len());
-    for (s, _) in &appended {
+    for (s, bytes) in &appended {
         let at = values.len();
         rows.push(format!(
-            "($1, ${}, ${}, ${}, ${}, ${}, ${})",
+            "($1, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
             at + 1,
             at + 2,
             at + 3,
             at + 4,
             at + 5,
-            at + 6
+            at + 6,
+            at + 7
         ));
         values.extend([
             s.record.account_id.clone().into(),
@@ -267,16 +265,18 @@ async fn append_chunk<C: ConnectionTrait>(
             s.record.model_version.into(),
             s.record.score.into(),
             band(s),
+            (*bytes).clone().into(),
         ]);
     }
     db.execute_raw(Statement::from_sql_and_values(
         backend,
         format!(
             "INSERT INTO health_current \
-             (tenant_id, account_id, segment, as_of, model_version, score, band) VALUES {} \
+             (tenant_id, account_id, segment, as_of, model_version, score, band, record) \
+             VALUES {} \
              ON CONFLICT (tenant_id, account_id) DO UPDATE SET segment = excluded.segment, \
              as_of = excluded.as_of, model_version = excluded.model_version, \
-             score = excluded.score, band = excluded.band \
+             score = excluded.score, band = excluded.band, record = excluded.record \
              WHERE health_current.as_of < excluded.as_of OR (health_current.as_of = excluded.as_of \
              AND health_current.model_version < excluded.model_version)",
             rows.join(", ")
@@ -391,11 +391,6 @@ pub async fn watch_head<C: ConnectionTrait>(db: &C, tenant: &str) -> Result<i64,
     row.map_or(Ok(0), |r| r.try_get_by_index(0))
 }
 
-/// Current scores with their records (kept once, in the history).
-const CURRENT_SCORES: &str = "SELECT s.record FROM health_current c JOIN health_scores s \
-     ON s.tenant_id = c.tenant_id AND s.account_id = c.account_id AND s.as_of = c.as_of \
-     AND s.model_version = c.model_version WHERE c.tenant_id = $1 AND c.account_id > $2";
-
 /// A page of current scores in account order after `after`, of the given
 /// bands (all when empty) and segment (any when `None`).
 pub async fn list<C: ConnectionTrait>(
@@ -406,11 +401,12 @@ pub async fn list<C: ConnectionTrait>(
     after: &str,
     limit: u64,
 ) -> Result<Vec<v1::HealthScore>, DbErr> {
-    let mut sql = String::from(CURRENT_SCORES);
+    let mut sql =
+        String::from("SELECT record FROM health_current WHERE tenant_id = $1 AND account_id > $2");
     let mut values: Vec<Value> = vec![tenant.into(), after.into()];
     if let Some(segment) = segment {
         values.push(segment.into());
-        sql.push_str(&format!(" AND c.segment = ${}", values.len()));
+        sql.push_str(&format!(" AND segment = ${}", values.len()));
     }
     if !bands.is_empty() {
         let mut list = Vec::new();
@@ -418,10 +414,10 @@ pub async fn list<C: ConnectionTrait>(
             values.push(Value::SmallInt(Some(i16::try_from(*b).unwrap_or(0))));
             list.push(format!("${}", values.len()));
         }
-        sql.push_str(&format!(" AND c.band IN ({})", list.join(", ")));
+        sql.push_str(&format!(" AND band IN ({})", list.join(", ")));
     }
     values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
-    sql.push_str(&format!(" ORDER BY c.account_id LIMIT ${}", values.len()));
+    sql.push_str(&format!(" ORDER BY account_id LIMIT ${}", values.len()));
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
@@ -662,19 +658,14 @@ pub async fn current_page<C: ConnectionTrait>(
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let (sql, values): (&str, Vec<Value>) = if segment.is_empty() {
         (
-            "SELECT c.account_id, s.record FROM health_current c JOIN health_scores s \
-             ON s.tenant_id = c.tenant_id AND s.account_id = c.account_id AND s.as_of = c.as_of \
-             AND s.model_version = c.model_version \
-             WHERE c.tenant_id = $1 AND c.account_id > $2 ORDER BY c.account_id LIMIT $3",
+            "SELECT account_id, record FROM health_current WHERE tenant_id = $1 \
+             AND account_id > $2 ORDER BY account_id LIMIT $3",
             vec![tenant.into(), after.into(), limit.into()],
         )
     } else {
         (
-            "SELECT c.account_id, s.record FROM health_current c JOIN health_scores s \
-             ON s.tenant_id = c.tenant_id AND s.account_id = c.account_id AND s.as_of = c.as_of \
-             AND s.model_version = c.model_version \
-             WHERE c.tenant_id = $1 AND c.account_id > $2 AND c.segment = $3 \
-             ORDER BY c.account_id LIMIT $4",
+            "SELECT account_id, record FROM health_current WHERE tenant_id = $1 \
+             AND account_id > $2 AND segment = $3 ORDER BY account_id LIMIT $4",
             vec![tenant.into(), after.into(), segment.into(), limit.into()],
         )
     };

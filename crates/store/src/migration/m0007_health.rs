@@ -8,9 +8,8 @@
 //! appends nothing), with the encoded `HealthScore` — inputs, sub-scores,
 //! contributions, bands, model version — and two flags for the history
 //! view: `is_change` (the account's first score, or the band or the model
-//! version differs from the previous score's) and `last_of_day`. `health_current` says which
-//! history row is each account's current score (its record is stored once,
-//! in the history), for lists and filters. A snapshot is scored
+//! version differs from the previous score's) and `last_of_day`. `health_current` is each
+//! account's latest score, for lists and filters. A snapshot is scored
 //! once per model version: rescoring after a model change appends a row.
 
 use sea_orm_migration::prelude::*;
@@ -64,6 +63,7 @@ impl MigrationTrait for Migration {
                model_version BIGINT NOT NULL, \
                score {double} NOT NULL, \
                band SMALLINT NOT NULL, \
+               record {blob} NOT NULL, \
                PRIMARY KEY (tenant_id, account_id))"
         ))
         .await?;
