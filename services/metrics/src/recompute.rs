@@ -35,10 +35,20 @@ pub struct Recompute {
 impl Handler for Recompute {
     async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
         let event = SIGNALS_RECORDED.decode(delivery)?;
-        let mode = event.merged().mode();
-        self.account_acking(&event.tenant_id, &event.account_id, mode, Some(delivery))
-            .await
-            .map_err(|e| HandlerError::transient(e.to_string()))
+        let merged = event.merged();
+        let changed_from = merged
+            .earliest_occurred_at
+            .as_ref()
+            .and_then(convert::timestamp);
+        self.account_acking(
+            &event.tenant_id,
+            &event.account_id,
+            merged.mode(),
+            changed_from,
+            Some(delivery),
+        )
+        .await
+        .map_err(|e| HandlerError::transient(e.to_string()))
     }
 }
 
@@ -88,17 +98,20 @@ impl Recompute {
         account: &str,
         mode: v1::IngestMode,
     ) -> Result<(), DbErr> {
-        self.account_acking(tenant, account, mode, None).await
+        self.account_acking(tenant, account, mode, None, None).await
     }
 
     /// [`Recompute::account`], acknowledging `delivery` in the same
     /// transaction: the snapshot, its announcement and the acknowledgement
-    /// commit together (one WAL flush, and exactly once).
+    /// commit together (one WAL flush, and exactly once). `changed_from` is
+    /// the earliest signal the message announces: finished months it cannot
+    /// change are not recomputed (`None`: all are).
     async fn account_acking(
         &self,
         tenant: &str,
         account: &str,
         mode: v1::IngestMode,
+        changed_from: Option<retain_domain::Timestamp>,
         delivery: Option<&Delivery>,
     ) -> Result<(), DbErr> {
         let settings = self.tenants.of(tenant);
@@ -130,7 +143,7 @@ impl Recompute {
         let latest = signals.iter().map(|s| s.occurred_at).max();
         let as_of = latest.map_or(now, |l| if l >= now { l.plus_micros(1) } else { now });
         let snap = account_snapshot(&signals, as_of, &settings.onboarding_checklist);
-        let rollups = crate::rollups::account_rollups(&signals, settings, snap.as_of)
+        let rollups = crate::rollups::account_rollups(&signals, settings, snap.as_of, changed_from)
             .map_err(|e| DbErr::Custom(format!("monthly contributions of {account}: {e}")))?;
         let tx = self.db.begin().await?;
         let row = sql::account_row(&tx, tenant, account).await?;

@@ -84,11 +84,18 @@ pub struct AccountRollups {
     pub before: Option<(Period, Contribution)>,
 }
 
-/// The rollups of one account's signals, as of `as_of`.
+/// The rollups of one account's signals, as of `as_of`. With `changed_from`
+/// (the earliest `occurred_at` of the signals that just arrived), months
+/// those signals cannot change are left out: a signal only counts in
+/// periods ending after it, except a trial conversion, which counts for a
+/// trial started up to the trial window before it — and an opening
+/// balance, which reaches back before the account's history (every month
+/// is then recomputed). Unchanged rows are left as stored.
 pub fn account_rollups(
     signals: &[Signal],
     settings: &Tenant,
     as_of: Timestamp,
+    changed_from: Option<Timestamp>,
 ) -> Result<AccountRollups, ContributionError> {
     let Some(first) = signals.iter().map(|s| s.occurred_at).min() else {
         return Ok(AccountRollups::default());
@@ -97,13 +104,17 @@ pub fn account_rollups(
         let basis = kpis::basis(month, month.end, settings);
         account_contribution(signals, &basis)
     };
-    let months = finished_months(first, as_of)
-        .into_iter()
-        .map(|month| Ok((month, of(month)?)))
-        .collect::<Result<_, ContributionError>>()?;
     let opens = signals
         .iter()
         .any(|s| matches!(s.body, SignalBody::Subscription { opening: true, .. }));
+    let reach = retain_domain::kpi::adoption::DEFAULT_TRIAL_WINDOW_DAYS * retain_domain::time::DAY;
+    let affected =
+        |month: &Period| opens || changed_from.is_none_or(|t| month.end > t.plus(-reach));
+    let months = finished_months(first, as_of)
+        .into_iter()
+        .filter(affected)
+        .map(|month| Ok((month, of(month)?)))
+        .collect::<Result<_, ContributionError>>()?;
     let first_month = Period::containing(first, Granularity::Month);
     let before = if opens {
         let earlier = Period::containing(first_month.start.plus_micros(-1), Granularity::Month);
