@@ -190,6 +190,10 @@ async fn main() {
         if job.state == v1::RescoreJobState::Done as i32 {
             break job;
         }
+        assert!(
+            started.elapsed() < Duration::from_secs(600),
+            "the rescoring job did not finish within 10 minutes: {job:?}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     };
     let rescore = started.elapsed();
@@ -287,6 +291,10 @@ async fn main() {
             if scored {
                 break;
             }
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "{account} not scored within 60 s: is the load above what metrics sustains?"
+            );
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
         latencies.push(t.elapsed());

@@ -229,6 +229,10 @@ async fn main() {
             if now_sessions > before {
                 break;
             }
+            assert!(
+                replied.elapsed() < Duration::from_secs(60),
+                "{account}'s snapshot not updated within 60 s"
+            );
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         latencies.push(replied.elapsed());

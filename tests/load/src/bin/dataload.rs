@@ -295,6 +295,10 @@ async fn main() -> anyhow::Result<()> {
         if backlog == 0 {
             break;
         }
+        anyhow::ensure!(
+            t < 4.0 * 3_600.0,
+            "the metrics backlog did not drain within 4 hours ({backlog} left)"
+        );
     }
     let consumed = consuming.elapsed();
     println!(
@@ -315,6 +319,10 @@ async fn main() -> anyhow::Result<()> {
         if dirty == 0 {
             break;
         }
+        anyhow::ensure!(
+            consuming.elapsed() < Duration::from_secs(4 * 3_600 + 600),
+            "{dirty} months still waiting for their cells"
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
