@@ -11,76 +11,13 @@ use retain_health::Health;
 use retain_ingestion::Ingestion;
 use retain_metrics::Metrics;
 use retain_proto::v1;
-use retain_proto::v1::health_service_client::HealthServiceClient;
 use retain_proto::v1::signal::Body;
 use retain_runtime::Service;
 use retain_testkit::*;
 use tonic::Code;
 
-const DAY: i64 = 86_400;
-
-async fn spawn(db: TestDatabase) -> TestApp {
-    spawn_composed(db, settings(), retain_runtime::Clock::system(), |ctx| {
-        let ingestion = Ingestion::build(ctx, Default::default())?;
-        let metrics = Metrics::build(ctx, Default::default())?;
-        let health = Health::build(ctx, Default::default())?;
-        Ok(ingestion.merge(metrics).merge(health))
-    })
-    .await
-}
-
-fn client(app: &TestApp) -> HealthServiceClient<tonic::transport::Channel> {
-    HealthServiceClient::new(app.channel.clone())
-}
-
-fn ago(id: &str, account: &str, seconds: i64, body: Body) -> v1::Signal {
-    v1::Signal {
-        occurred_at: ts(now() - seconds),
-        ..signal(id, account, body)
-    }
-}
-
-fn ticket(id: &str, topic: &str) -> Body {
-    Body::Ticket(v1::SupportTicket {
-        ticket_id: id.into(),
-        status: v1::TicketStatus::Opened as i32,
-        topics: vec![topic.into()],
-        contacts_until_resolution: 0,
-    })
-}
-
-fn billing(status: v1::BillingStatus) -> Body {
-    Body::Billing(v1::BillingStatusChange {
-        status: status as i32,
-    })
-}
-
-/// The seeds' B2B account: 16 active days of a 20-day target, NPS 7, three
-/// integration tickets this month, billing current.
-fn b2b(account: &str) -> Vec<v1::Signal> {
-    let mut s: Vec<v1::Signal> = (0..16)
-        .map(|d| {
-            ago(
-                &format!("{account}-s{d}"),
-                account,
-                d * DAY + 600,
-                session("u1", 900),
-            )
-        })
-        .collect();
-    s.push(ago(&format!("{account}-nps"), account, 2 * DAY, nps(7)));
-    for t in 0..3 {
-        let id = format!("{account}-t{t}");
-        s.push(ago(&id, account, (t + 1) * DAY, ticket(&id, "integration")));
-    }
-    s.push(ago(
-        &format!("{account}-bill"),
-        account,
-        20 * DAY,
-        billing(v1::BillingStatus::Current),
-    ));
-    s
-}
+mod support;
+use support::*;
 
 async fn health_of(app: &TestApp, account: &str) -> Result<v1::HealthScore, tonic::Status> {
     client(app)

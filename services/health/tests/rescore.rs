@@ -8,70 +8,12 @@
 
 use std::time::Duration;
 
-use retain_health::Health;
-use retain_ingestion::Ingestion;
-use retain_metrics::Metrics;
 use retain_proto::v1;
-use retain_proto::v1::health_service_client::HealthServiceClient;
-use retain_proto::v1::signal::Body;
-use retain_runtime::Service;
 use retain_testkit::*;
 use tonic::Code;
 
-const DAY: i64 = 86_400;
-
-async fn spawn(db: TestDatabase) -> TestApp {
-    spawn_composed(db, settings(), retain_runtime::Clock::system(), |ctx| {
-        let ingestion = Ingestion::build(ctx, Default::default())?;
-        let metrics = Metrics::build(ctx, Default::default())?;
-        let health = Health::build(ctx, Default::default())?;
-        Ok(ingestion.merge(metrics).merge(health))
-    })
-    .await
-}
-
-fn client(app: &TestApp) -> HealthServiceClient<tonic::transport::Channel> {
-    HealthServiceClient::new(app.channel.clone())
-}
-
-fn ago(id: &str, account: &str, seconds: i64, body: Body) -> v1::Signal {
-    v1::Signal {
-        occurred_at: ts(now() - seconds),
-        ..signal(id, account, body)
-    }
-}
-
-/// 16 of 20 active days, NPS 7, billing current, and `tickets` integration
-/// tickets: 69.0 Yellow with 3, 89.0 Green with none.
-fn account(id: &str, tickets: i64) -> Vec<v1::Signal> {
-    let mut s: Vec<v1::Signal> = (0..16)
-        .map(|d| ago(&format!("{id}-s{d}"), id, d * DAY + 600, session("u1", 900)))
-        .collect();
-    s.push(ago(&format!("{id}-nps"), id, 2 * DAY, nps(7)));
-    for t in 0..tickets {
-        let tid = format!("{id}-t{t}");
-        s.push(ago(
-            &tid,
-            id,
-            (t + 1) * DAY,
-            Body::Ticket(v1::SupportTicket {
-                ticket_id: tid.clone(),
-                status: v1::TicketStatus::Opened as i32,
-                topics: vec!["integration".into()],
-                contacts_until_resolution: 0,
-            }),
-        ));
-    }
-    s.push(ago(
-        &format!("{id}-bill"),
-        id,
-        20 * DAY,
-        Body::Billing(v1::BillingStatusChange {
-            status: v1::BillingStatus::Current as i32,
-        }),
-    ));
-    s
-}
+mod support;
+use support::*;
 
 async fn current(app: &TestApp, id: &str) -> Option<v1::HealthScore> {
     client(app)
