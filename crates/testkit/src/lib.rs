@@ -5,6 +5,8 @@
 //!   and [`eventually`] to wait for a condition instead of sleeping.
 //! - [`app`]: a service spawned in-process on `127.0.0.1:0` through the
 //!   same `retain_runtime::serve` a binary uses, with typed clients.
+//! - [`binary`]: a service binary run as a process with the reference
+//!   configuration, stopped with SIGTERM.
 //! - [`tokens`]: bearer tokens for two tenants and every role.
 //! - [`fixtures`]: valid signals of every kind, and readers of answers.
 //! - [`hostile`]: hostile-input corpora as tables of cases, sent as raw
@@ -21,6 +23,7 @@
 #![allow(clippy::unwrap_used, clippy::missing_panics_doc)] // A test kit fails loudly.
 
 pub mod app;
+pub mod binary;
 pub mod db;
 pub mod fixtures;
 pub mod hostile;

@@ -4,80 +4,22 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
 use retain_proto::v1;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
-use retain_testkit::eventually;
-use tonic::metadata::MetadataValue;
+use retain_testkit::binary::{reference_config, start_binary};
+use retain_testkit::with_token;
 
 const BIN: &str = env!("CARGO_BIN_EXE_retain-ingestion");
 const TOKEN: &str = "binary-test-token";
 
-fn reference_config() -> String {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../deploy/config/retain.toml"
-    );
-    std::fs::read_to_string(path).unwrap()
-}
-
-fn authed<T>(msg: T) -> tonic::Request<T> {
-    let mut r = tonic::Request::new(msg);
-    r.metadata_mut().insert(
-        "authorization",
-        MetadataValue::try_from(format!("Bearer {TOKEN}")).unwrap(),
-    );
-    r
-}
-
 #[tokio::test]
 async fn serves_with_the_reference_config_and_stops_on_sigterm() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("retain.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "{}\n[[auth.tokens]]\nname = \"test\"\ntenant = \"acme\"\nroles = [\"ingest\", \"read\"]\nsha256 = \"{}\"\n",
-            reference_config(),
-            retain_runtime::auth::token_hash(TOKEN)
-        ),
-    )
-    .unwrap();
-    // The binary binds port 0 and writes the address it got to a file.
-    let address_file = dir.path().join("addr");
-    let db = dir.path().join("ingestion.db");
-    let child = Command::new(BIN)
-        .arg("--config")
-        .arg(&config)
-        .env("RETAIN__SERVER__LISTEN", "127.0.0.1:0")
-        .env("RETAIN__SERVER__ADDRESS_FILE", &address_file)
-        .env(
-            "RETAIN__DATABASE__URL",
-            format!("sqlite://{}?mode=rwc", db.display()),
-        )
-        .env("RETAIN__TELEMETRY__LOG_FORMAT", "json")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-
-    let addr = eventually(
-        "the binary to report its address",
-        Duration::from_secs(30),
-        || {
-            let addr = std::fs::read_to_string(&address_file).ok();
-            async move { addr }
-        },
-    )
-    .await;
-    let url = format!("http://{addr}");
-    let channel = eventually("the binary to listen", Duration::from_secs(30), || {
-        let endpoint = tonic::transport::Endpoint::from_shared(url.clone()).unwrap();
-        async move { endpoint.connect().await.ok() }
-    })
-    .await;
+    let config = reference_config(dir.path(), TOKEN, &["ingest", "read"]);
+    let running = start_binary(BIN, &config, dir.path()).await;
+    let channel = running.channel.clone();
     let mut client = IngestionServiceClient::new(channel);
     let signal = v1::Signal {
         event_id: "bin-1".into(),
@@ -97,39 +39,30 @@ async fn serves_with_the_reference_config_and_stops_on_sigterm() {
         })),
     };
     let r = client
-        .ingest_signals(authed(v1::IngestSignalsRequest {
-            signals: vec![signal],
-            ..Default::default()
-        }))
+        .ingest_signals(with_token(
+            TOKEN,
+            v1::IngestSignalsRequest {
+                signals: vec![signal],
+                ..Default::default()
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(r.accepted, 1);
     let a = client
-        .get_account(authed(v1::GetAccountRequest {
-            account_id: "acme-1".into(),
-        }))
+        .get_account(with_token(
+            TOKEN,
+            v1::GetAccountRequest {
+                account_id: "acme-1".into(),
+            },
+        ))
         .await
         .unwrap()
         .into_inner();
     assert_eq!(a.account.unwrap().account_id, "acme-1");
 
-    let status = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let exit = tokio::time::timeout(
-        Duration::from_secs(30),
-        tokio::task::spawn_blocking(move || {
-            let mut child = child;
-            child.wait()
-        }),
-    )
-    .await
-    .expect("no exit within 30 s of SIGTERM")
-    .unwrap()
-    .unwrap();
+    let exit = running.stop().await;
     assert!(exit.success(), "{exit:?}");
 }
 

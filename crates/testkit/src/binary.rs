@@ -1,0 +1,98 @@
+//! A service binary run as a process, the way an operator runs it: the
+//! reference configuration plus a token, a SQLite file in a temporary
+//! directory, port 0 reported through `server.address_file`, and SIGTERM to
+//! stop it.
+
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use tonic::transport::Channel;
+
+use crate::eventually;
+
+/// A running binary and a channel to it.
+pub struct RunningBinary {
+    /// The process.
+    pub child: Child,
+    /// Connected to its gRPC port.
+    pub channel: Channel,
+}
+
+/// `deploy/config/retain.toml` with one token (`name = "test"`) for tenant
+/// `acme` with `roles`, written to `dir/retain.toml`.
+pub fn reference_config(dir: &Path, token: &str, roles: &[&str]) -> std::path::PathBuf {
+    let reference = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../deploy/config/retain.toml"
+    ))
+    .unwrap();
+    let roles: Vec<String> = roles.iter().map(|r| format!("{r:?}")).collect();
+    let path = dir.join("retain.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "{reference}\n[[auth.tokens]]\nname = \"test\"\ntenant = \"acme\"\nroles = [{}]\nsha256 = \"{}\"\n",
+            roles.join(", "),
+            retain_runtime::auth::token_hash(token)
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// Starts `bin serve` with `config` on a SQLite file in `dir`, listening
+/// on a port the system picks, and connects to it.
+pub async fn start_binary(bin: &str, config: &Path, dir: &Path) -> RunningBinary {
+    let address_file = dir.join("addr");
+    let child = Command::new(bin)
+        .arg("--config")
+        .arg(config)
+        .env("RETAIN__SERVER__LISTEN", "127.0.0.1:0")
+        .env("RETAIN__SERVER__ADDRESS_FILE", &address_file)
+        .env(
+            "RETAIN__DATABASE__URL",
+            format!("sqlite://{}?mode=rwc", dir.join("retain.db").display()),
+        )
+        .env("RETAIN__TELEMETRY__LOG_FORMAT", "json")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let addr = eventually(
+        "the binary to report its address",
+        Duration::from_secs(30),
+        || {
+            let addr = std::fs::read_to_string(&address_file).ok();
+            async move { addr }
+        },
+    )
+    .await;
+    let url = format!("http://{addr}");
+    let channel = eventually("the binary to listen", Duration::from_secs(30), || {
+        let endpoint = tonic::transport::Endpoint::from_shared(url.clone()).unwrap();
+        async move { endpoint.connect().await.ok() }
+    })
+    .await;
+    RunningBinary { child, channel }
+}
+
+impl RunningBinary {
+    /// Sends SIGTERM and waits (at most 30 s) for the exit.
+    pub async fn stop(self) -> ExitStatus {
+        let status = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(status.success());
+        let mut child = self.child;
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            tokio::task::spawn_blocking(move || child.wait()),
+        )
+        .await
+        .expect("no exit within 30 s of SIGTERM")
+        .unwrap()
+        .unwrap()
+    }
+}
