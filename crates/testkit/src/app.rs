@@ -94,6 +94,55 @@ pub async fn spawn_two<A: Service, B: Service>(db: TestDatabase) -> TestApp {
     .await
 }
 
+/// Services served in this process on a port of `127.0.0.1` the system
+/// picks: what tests and benchmarks talk to.
+pub struct Served {
+    /// Where it listens.
+    pub addr: std::net::SocketAddr,
+    /// Connected to it.
+    pub channel: tonic::transport::Channel,
+    /// Cancel to shut it down as SIGTERM would.
+    pub shutdown: CancellationToken,
+    /// `serve`'s task.
+    pub server: tokio::task::JoinHandle<Result<(), ServerError>>,
+}
+
+/// Serves `services` (built from `ctx`) through the same
+/// `retain_runtime::serve` a binary uses, with the test [`crate::tokens`],
+/// and connects to it.
+pub async fn serve_in_process(
+    ctx: &Context,
+    services: Services,
+    health_interval: Duration,
+) -> Served {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let shutdown = CancellationToken::new();
+    let opts = ServeOptions {
+        settings: ctx.settings.server.clone(),
+        auth: Arc::new(authenticator()),
+        db: ctx.db.clone(),
+        health_interval,
+    };
+    let server = tokio::spawn(retain_runtime::serve(
+        listener,
+        opts,
+        services,
+        shutdown.clone(),
+    ));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    Served {
+        addr,
+        channel,
+        shutdown,
+        server,
+    }
+}
+
 /// Spawns the services `build` composes from one context — several
 /// services merged into one server, as the all-in-one binary runs them
 /// (`Services::merge`) — on `db` with `settings` and `clock`.
@@ -105,27 +154,13 @@ pub async fn spawn_composed(
 ) -> TestApp {
     let ctx = Context::new(db.conn.clone(), settings.clone(), clock);
     let services = build(&ctx).expect("build the services");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let opts = ServeOptions {
-        settings: settings.server.clone(),
-        auth: Arc::new(authenticator()),
-        db: db.conn.clone(),
-        health_interval: Duration::from_secs(1),
-    };
-    let server = tokio::spawn(retain_runtime::serve(
-        listener,
-        opts,
-        services,
-        shutdown.clone(),
-    ));
+    let Served {
+        addr,
+        channel,
+        shutdown,
+        server,
+    } = serve_in_process(&ctx, services, Duration::from_secs(1)).await;
     let url = format!("http://{addr}");
-    let channel = tonic::transport::Endpoint::from_shared(url.clone())
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
     TestApp {
         db,
         addr,

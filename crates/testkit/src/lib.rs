@@ -30,7 +30,8 @@ pub mod hostile;
 pub mod tokens;
 
 pub use app::{
-    TestApp, settings, spawn_app, spawn_app_at, spawn_app_with, spawn_composed, spawn_two,
+    Served, TestApp, serve_in_process, settings, spawn_app, spawn_app_at, spawn_app_with,
+    spawn_composed, spawn_two,
 };
 pub use db::{BenchPostgres, PgCluster, TestDatabase, eventually};
 pub use fixtures::*;

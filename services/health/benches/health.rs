@@ -16,7 +16,6 @@
 
 #![allow(clippy::unwrap_used)]
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use retain_health::{Health, Scorer};
@@ -25,8 +24,8 @@ use retain_metrics::Metrics;
 use retain_proto::v1;
 use retain_proto::v1::health_service_client::HealthServiceClient;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
-use retain_runtime::{Clock, Context, ServeOptions, Service, Settings};
-use retain_testkit::{ADMIN, BenchPostgres, READER, WRITER, authenticator, with_token};
+use retain_runtime::{Clock, Context, Service, Settings};
+use retain_testkit::{ADMIN, BenchPostgres, READER, Served, WRITER, serve_in_process, with_token};
 use tokio_util::sync::CancellationToken;
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -118,26 +117,12 @@ async fn main() {
     .unwrap()
     .merge(Metrics::build(&ctx, Default::default()).unwrap())
     .merge(Health::build(&ctx, Default::default()).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let opts = ServeOptions {
-        settings: settings.server.clone(),
-        auth: Arc::new(authenticator()),
-        db: db.clone(),
-        health_interval: Duration::from_secs(5),
-    };
-    let server = tokio::spawn(retain_runtime::serve(
-        listener,
-        opts,
-        services,
-        shutdown.clone(),
-    ));
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let Served {
+        channel,
+        shutdown,
+        server,
+        ..
+    } = serve_in_process(&ctx, services, Duration::from_secs(5)).await;
     let mut health = HealthServiceClient::new(channel.clone());
 
     // 1. RescoreAll after a weight change.

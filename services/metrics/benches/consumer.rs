@@ -21,9 +21,8 @@ use retain_metrics::{Metrics, MetricsSettings};
 use retain_proto::v1;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
 use retain_proto::v1::metrics_service_client::MetricsServiceClient;
-use retain_runtime::{Clock, Context, ServeOptions, Service, Settings};
-use retain_testkit::{BenchPostgres, READER, WRITER, authenticator, with_token};
-use tokio_util::sync::CancellationToken;
+use retain_runtime::{Clock, Context, Service, Settings};
+use retain_testkit::{BenchPostgres, READER, Served, WRITER, serve_in_process, with_token};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
@@ -85,26 +84,12 @@ async fn main() {
     let services = Ingestion::build(&ctx, own)
         .unwrap()
         .merge(Metrics::build(&ctx, MetricsSettings::default()).unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let shutdown = CancellationToken::new();
-    let opts = ServeOptions {
-        settings: settings.server.clone(),
-        auth: Arc::new(authenticator()),
-        db: db.clone(),
-        health_interval: Duration::from_secs(5),
-    };
-    let server = tokio::spawn(retain_runtime::serve(
-        listener,
-        opts,
-        services,
-        shutdown.clone(),
-    ));
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
+    let Served {
+        channel,
+        shutdown,
+        server,
+        ..
+    } = serve_in_process(&ctx, services, Duration::from_secs(5)).await;
 
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

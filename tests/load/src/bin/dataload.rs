@@ -26,11 +26,10 @@ use retain_datagen::{Config, generate_account, generate_costs, mode_for};
 use retain_metrics::{Metrics, MetricsSettings};
 use retain_proto::v1;
 use retain_proto::v1::metrics_service_client::MetricsServiceClient;
-use retain_runtime::{Clock, Context, ServeOptions, Service, Settings};
-use retain_testkit::{BenchPostgres, READER, authenticator, with_token};
+use retain_runtime::{Clock, Context, Service, Settings};
+use retain_testkit::{BenchPostgres, READER, Served, serve_in_process, with_token};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgPoolCopyExt;
-use tokio_util::sync::CancellationToken;
 
 const TENANT: &str = "acme";
 
@@ -258,21 +257,12 @@ async fn main() -> anyhow::Result<()> {
     settings.server.max_message_bytes = 64 << 20;
     let ctx = Context::new(db.clone(), settings.clone(), Clock::system());
     let services = Metrics::build(&ctx, MetricsSettings::default())?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let shutdown = CancellationToken::new();
-    let opts = ServeOptions {
-        settings: settings.server.clone(),
-        auth: std::sync::Arc::new(authenticator()),
-        db: db.clone(),
-        health_interval: Duration::from_secs(5),
-    };
-    let server = tokio::spawn(retain_runtime::serve(
-        listener,
-        opts,
-        services,
-        shutdown.clone(),
-    ));
+    let Served {
+        channel,
+        shutdown,
+        server,
+        ..
+    } = serve_in_process(&ctx, services, Duration::from_secs(5)).await;
     let bus = retain_bus::Bus::new(db.clone());
     let consuming = Instant::now();
     let mut last = (0.0f64, args.accounts as u64);
@@ -325,9 +315,6 @@ async fn main() -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))?
-        .connect()
-        .await?;
     let mut client = MetricsServiceClient::new(channel).max_decoding_message_size(64 << 20);
     let month = retain_domain::Period::containing(
         retain_domain::Timestamp::from_seconds(now_s - 32 * 86_400),
