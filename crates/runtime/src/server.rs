@@ -7,9 +7,12 @@
 //! span joined to the caller's trace, and the service's background
 //! [`Workers`], started with the server and stopped after it.
 //!
-//! Shutdown, once the token is cancelled: report NOT_SERVING, stop
-//! accepting, drain the calls in flight (up to the grace period), cancel
-//! the workers, wait for them (bus consumers release their leases), return.
+//! Shutdown, once the token is cancelled: report NOT_SERVING, wait the
+//! readiness delay, stop accepting and end the long-lived calls (every
+//! [`Services::draining`] token is cancelled: a server stream ends with
+//! `UNAVAILABLE` and its client reconnects elsewhere), drain the calls in
+//! flight (up to the grace period), cancel the workers, wait for them (bus
+//! consumers release their leases), return.
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -60,6 +63,7 @@ pub struct Services {
     routes: Vec<AddRoute>,
     names: Vec<&'static str>,
     workers: Workers,
+    draining: Vec<CancellationToken>,
 }
 
 type AddRoute = Box<dyn FnOnce(&mut RoutesBuilder) + Send>;
@@ -113,7 +117,18 @@ impl Services {
         self.routes.extend(other.routes);
         self.names.extend(other.names);
         self.workers.extend(other.workers);
+        self.draining.extend(other.draining);
         self
+    }
+
+    /// A token [`serve`] cancels when it starts draining (after the
+    /// readiness delay): a call that would otherwise run until the client
+    /// leaves — a server stream — ends on it, so shutdown does not wait the
+    /// whole grace period for it.
+    pub fn draining(&mut self) -> CancellationToken {
+        let token = CancellationToken::new();
+        self.draining.push(token.clone());
+        token
     }
 
     /// Names of the added services (`retain.v1.IngestionService`).
@@ -153,6 +168,7 @@ pub async fn serve(
         routes: add_routes,
         names,
         workers,
+        draining,
     } = services;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_all(&reporter, &names, ServingStatus::Serving).await;
@@ -224,6 +240,9 @@ pub async fn serve(
             set_all(&reporter, &names, ServingStatus::NotServing).await;
             tokio::time::sleep(readiness_delay).await;
             tracing::info!("draining in-flight calls");
+            for token in &draining {
+                token.cancel();
+            }
         }
     };
     // Small gRPC frames must leave at once: without TCP_NODELAY a reply's

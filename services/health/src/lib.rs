@@ -281,6 +281,7 @@ impl HealthService for Health {
                 segment: Some(req.segment.clone()).filter(|s| !s.is_empty()),
                 after,
             },
+            self.draining.clone(),
         );
         Ok(Response::new(Box::pin(stream)))
     }
@@ -379,6 +380,8 @@ fn next_token<T>(items: &mut Vec<T>, size: u64, position: impl Fn(&T) -> String)
 pub struct Health {
     db: DatabaseConnection,
     clock: Clock,
+    /// Cancelled when the server starts draining: watch streams end.
+    draining: tokio_util::sync::CancellationToken,
 }
 
 impl Service for Health {
@@ -421,11 +424,13 @@ impl Service for Health {
         workers.add("health.rescore-jobs", move |stop| async move {
             jobs::run(jobs_scorer, jobs_owner, stop).await;
         });
+        let mut services = Services::new();
         let health = Health {
             db: ctx.db.clone(),
             clock: ctx.clock.clone(),
+            draining: services.draining(),
         };
-        Ok(Services::new()
+        Ok(services
             .with(HealthServiceServer::new(health))
             .with_workers(workers))
     }

@@ -7,8 +7,9 @@
 //! "after N" cannot miss one that committed in between. The cursor is the
 //! number; a client that reconnects with its last cursor gets every change
 //! after it, each once. The stream polls the table every
-//! [`POLL_INTERVAL`] while idle and ends with the server (the client
-//! reconnects with its cursor).
+//! [`POLL_INTERVAL`] while idle. When the server starts draining it ends
+//! with `UNAVAILABLE` ([`SHUTTING_DOWN`]): the client reconnects (to
+//! another replica) with its last cursor.
 
 use std::collections::VecDeque;
 use std::time::Duration;
@@ -17,12 +18,17 @@ use futures::Stream;
 use retain_proto::v1;
 use retain_runtime::error::Error;
 use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
 use tonic::Status;
 
 use crate::sql;
 
 /// How often an idle stream looks for new changes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
+
+/// The message a stream ends with when the server shuts down.
+pub const SHUTTING_DOWN: &str =
+    "the server is shutting down; reconnect with the last cursor you received";
 
 /// Changes read per query.
 const PAGE: u64 = 500;
@@ -50,44 +56,74 @@ pub fn parse_cursor(cursor: &str) -> Option<i64> {
     cursor.strip_prefix('c')?.parse().ok().filter(|n| *n >= 0)
 }
 
-/// The stream of `watch`'s changes, from after `watch.after` on.
+/// The stream of `watch`'s changes, from after `watch.after` on, until
+/// `draining` is cancelled.
 pub fn stream(
     db: DatabaseConnection,
     watch: Watch,
+    draining: CancellationToken,
 ) -> impl Stream<Item = Result<v1::WatchBandChangesResponse, Status>> + Send {
-    let state = (db, watch, VecDeque::new());
-    futures::stream::unfold(state, |(db, mut watch, mut ready)| async move {
-        loop {
-            if let Some(item) = ready.pop_front() {
-                return Some((Ok(item), (db, watch, ready)));
-            }
-            match sql::changes_after(&db, &watch.tenant, watch.after, PAGE).await {
-                Ok(rows) if rows.is_empty() => tokio::time::sleep(POLL_INTERVAL).await,
-                Ok(rows) => {
-                    for (seq, segment, event) in rows {
-                        watch.after = seq;
-                        let band_ok =
-                            watch.to_bands.is_empty() || watch.to_bands.contains(&event.to_band);
-                        let segment_ok = watch.segment.as_ref().is_none_or(|s| *s == segment);
-                        if band_ok && segment_ok {
-                            ready.push_back(v1::WatchBandChangesResponse {
-                                account_id: event.account_id,
-                                from_band: event.from_band,
-                                to_band: event.to_band,
-                                score: event.score,
-                                cursor: cursor(seq),
-                            });
-                        }
-                    }
-                }
-                Err(e) => {
-                    // The client resumes from its last cursor.
-                    let status: Status = Error::from(e).into();
-                    return Some((Err(status), (db, watch, ready)));
-                }
-            }
+    let state = Some((db, watch, VecDeque::new()));
+    futures::stream::unfold(state, move |state| {
+        let draining = draining.clone();
+        async move {
+            let (db, watch, ready) = state?;
+            next(db, watch, ready, draining).await
         }
     })
+}
+
+type State = Option<(
+    DatabaseConnection,
+    Watch,
+    VecDeque<v1::WatchBandChangesResponse>,
+)>;
+
+/// The stream's next item and its state (`None` after the last).
+async fn next(
+    db: DatabaseConnection,
+    mut watch: Watch,
+    mut ready: VecDeque<v1::WatchBandChangesResponse>,
+    draining: CancellationToken,
+) -> Option<(Result<v1::WatchBandChangesResponse, Status>, State)> {
+    loop {
+        if draining.is_cancelled() {
+            return Some((Err(Status::unavailable(SHUTTING_DOWN)), None));
+        }
+        if let Some(item) = ready.pop_front() {
+            return Some((Ok(item), Some((db, watch, ready))));
+        }
+        match sql::changes_after(&db, &watch.tenant, watch.after, PAGE).await {
+            Ok(rows) if rows.is_empty() => {
+                tokio::select! {
+                    () = tokio::time::sleep(POLL_INTERVAL) => {}
+                    () = draining.cancelled() => {}
+                }
+            }
+            Ok(rows) => {
+                for (seq, segment, event) in rows {
+                    watch.after = seq;
+                    let band_ok =
+                        watch.to_bands.is_empty() || watch.to_bands.contains(&event.to_band);
+                    let segment_ok = watch.segment.as_ref().is_none_or(|s| *s == segment);
+                    if band_ok && segment_ok {
+                        ready.push_back(v1::WatchBandChangesResponse {
+                            account_id: event.account_id,
+                            from_band: event.from_band,
+                            to_band: event.to_band,
+                            score: event.score,
+                            cursor: cursor(seq),
+                        });
+                    }
+                }
+            }
+            Err(e) => {
+                // The client resumes from its last cursor.
+                let status: Status = Error::from(e).into();
+                return Some((Err(status), Some((db, watch, ready))));
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -191,3 +191,29 @@ retain_testkit::storage_test!(async fn a_model_change_previews_rescores_and_stre
         .unwrap_err();
     assert!(err.message().contains("cursor"), "{}", err.message());
 });
+
+/// A watch stream would otherwise run until its client leaves: shutdown
+/// ends it with UNAVAILABLE and the reason, and the server stops.
+#[tokio::test]
+async fn a_watch_stream_ends_with_unavailable_when_the_server_shuts_down() {
+    let app = spawn(TestDatabase::sqlite().await).await;
+    let mut watch = client(&app)
+        .watch_band_changes(with_token(READER, v1::WatchBandChangesRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let stopping = tokio::spawn(app.stop());
+    // A generous bound, not a timing assertion: without the drain the
+    // stream would never end.
+    let end = tokio::time::timeout(Duration::from_secs(60), watch.message())
+        .await
+        .expect("the stream ends when the server shuts down")
+        .unwrap_err();
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    assert!(
+        end.message().contains("reconnect with the last cursor"),
+        "{}",
+        end.message()
+    );
+    stopping.await.unwrap().unwrap();
+}
