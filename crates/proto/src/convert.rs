@@ -482,5 +482,6 @@ pub fn snapshot_to_proto(
         milestones_achieved: snap.milestones_achieved.clone(),
         milestones_missing: snap.milestones_missing.clone(),
         onboarding_stuck: snap.onboarding_stuck,
+        csm_owner_email: account.csm_owner_email.clone().unwrap_or_default(),
     }
 }

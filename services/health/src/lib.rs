@@ -67,24 +67,33 @@ impl HealthService for Health {
         let req = request.get_ref();
         let mut v = retain_domain::Violations::new();
         let size = page_size(&mut v, "page_size", req.page_size);
-        let after = page_token(&mut v, "page_token", &req.page_token);
         check_bands(&mut v, "bands", &req.bands);
-        check_segment(&mut v, "segment", &req.segment);
+        check_label(&mut v, "segment", &req.segment);
+        check_label(&mut v, "csm_owner_email", &req.csm_owner_email);
+        let sort = list_sort(&mut v, req.sort);
+        let after = list_position(&mut v, sort, &req.page_token);
         v.into_result(()).map_err(Error::from)?;
-        let segment = Some(req.segment.as_str()).filter(|s| !s.is_empty());
-        let mut scores = sql::list(
+        let filter = sql::ListFilter {
+            bands: &req.bands,
+            segment: Some(req.segment.as_str()).filter(|s| !s.is_empty()),
+            csm_owner: Some(req.csm_owner_email.as_str()).filter(|s| !s.is_empty()),
+        };
+        let (order, code) = sort;
+        let mut page = sql::list(
             &self.db,
             principal.tenant.as_str(),
-            &req.bands,
-            segment,
-            &after,
+            &filter,
+            (order, &after),
             size + 1,
         )
         .await
         .map_err(Error::from)?;
-        let next_page_token = next_token(&mut scores, size, |s| s.account_id.clone());
+        let next_page_token = next_token(&mut page, size, |(key, s)| match order {
+            sql::Order::Account => s.account_id.clone(),
+            sql::Order::By { .. } => sorted_position(code, *key, &s.account_id),
+        });
         Ok(Response::new(v1::ListHealthResponse {
-            scores,
+            scores: page.into_iter().map(|(_, s)| s).collect(),
             next_page_token,
         }))
     }
@@ -216,7 +225,7 @@ impl HealthService for Health {
         principal.require(Role::Admin)?;
         let segment = &request.get_ref().segment;
         let mut v = retain_domain::Violations::new();
-        check_segment(&mut v, "segment", segment);
+        check_label(&mut v, "segment", segment);
         v.into_result(()).map_err(Error::from)?;
         let (job_id, accounts_queued) =
             jobs::queue(&self.db, principal.tenant.as_str(), segment, &self.clock).await?;
@@ -254,7 +263,7 @@ impl HealthService for Health {
         let req = request.get_ref();
         let mut v = retain_domain::Violations::new();
         check_bands(&mut v, "to_bands", &req.to_bands);
-        check_segment(&mut v, "segment", &req.segment);
+        check_label(&mut v, "segment", &req.segment);
         let after = match req.cursor.as_str() {
             "" => None,
             c => {
@@ -299,8 +308,8 @@ fn check_bands(v: &mut retain_domain::Violations, field: &str, bands: &[i32]) {
     }
 }
 
-/// A segment filter is stored text.
-fn check_segment(v: &mut retain_domain::Violations, field: &str, segment: &str) {
+/// A segment or owner filter is stored text.
+fn check_label(v: &mut retain_domain::Violations, field: &str, segment: &str) {
     if segment.len() > retain_domain::signal::MAX_LABEL_LEN
         || !retain_domain::signal::storable(segment)
     {
@@ -357,6 +366,67 @@ fn page_token(v: &mut retain_domain::Violations, field: &str, token: &str) -> St
         None => {
             v.push(field, "is not a token this service issued");
             String::new()
+        }
+    }
+}
+
+/// ListHealth's order and the sort's wire number.
+fn list_sort(v: &mut retain_domain::Violations, sort: i32) -> (sql::Order, i32) {
+    use v1::HealthSort as S;
+    let by = |column, descending| sql::Order::By { column, descending };
+    let order = match S::try_from(sort) {
+        Ok(S::Unspecified | S::Account) => sql::Order::Account,
+        Ok(S::ScoreAscending) => by("score", false),
+        Ok(S::ScoreDescending) => by("score", true),
+        Ok(S::ChangeAscending) => by("score_change", false),
+        Ok(S::ChangeDescending) => by("score_change", true),
+        Err(_) => {
+            v.push(
+                "sort",
+                format!("{sort} is not a HealthSort (ACCOUNT, SCORE_ASCENDING, SCORE_DESCENDING, CHANGE_ASCENDING, CHANGE_DESCENDING)"),
+            );
+            sql::Order::Account
+        }
+    };
+    (order, sort)
+}
+
+/// Marks a sorted position, which an account id never starts with.
+const SORTED: char = '\u{1}';
+
+/// The position of a sorted page's last score: the sort, the key's bits and
+/// the account, so a token is only taken back for the same sort.
+fn sorted_position(sort: i32, key: f64, account: &str) -> String {
+    format!("{SORTED}{sort}:{:016x}:{account}", key.to_bits())
+}
+
+/// Where a ListHealth page in `sort` starts, from its token.
+fn list_position(
+    v: &mut retain_domain::Violations,
+    (order, sort): (sql::Order, i32),
+    token: &str,
+) -> sql::After {
+    let position = page_token(v, "page_token", token);
+    if position.is_empty() {
+        return sql::After::Start;
+    }
+    let sorted = position.strip_prefix(SORTED).and_then(|rest| {
+        let (code, rest) = rest.split_once(':')?;
+        let (bits, account) = rest.split_once(':')?;
+        let bits = u64::from_str_radix(bits, 16).ok()?;
+        Some((code.parse::<i32>().ok()?, f64::from_bits(bits), account))
+    });
+    match (order, sorted) {
+        (sql::Order::Account, None) => sql::After::Account(position),
+        (sql::Order::By { .. }, Some((code, key, account))) if code == sort && !key.is_nan() => {
+            sql::After::Key(key, account.to_owned())
+        }
+        _ => {
+            v.push(
+                "page_token",
+                "was issued for another sort order; pass the same sort as the first page",
+            );
+            sql::After::Start
         }
     }
 }

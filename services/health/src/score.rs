@@ -218,6 +218,7 @@ impl Scorer {
                 let (record, _, is_change) = s.as_ref()?;
                 Some(sql::NewScore {
                     segment: &snapshot.segment,
+                    csm_owner: &snapshot.csm_owner_email,
                     as_of: snapshot.as_of.as_ref().map_or(0, convert::micros),
                     is_change: *is_change,
                     record,

@@ -105,6 +105,8 @@ pub async fn current<C: ConnectionTrait>(
 pub struct NewScore<'a> {
     /// The account's segment ('' for none).
     pub segment: &'a str,
+    /// The account's CSM owner ('' for none).
+    pub csm_owner: &'a str,
     /// The snapshot's `as_of`, µs: with the model version, the score's key.
     pub as_of: i64,
     /// The first score, or the band or the model version differs from the
@@ -249,21 +251,25 @@ async fn append_chunk<C: ConnectionTrait>(
     for (s, bytes) in &appended {
         let at = values.len();
         rows.push(format!(
-            "($1, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            "($1, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
             at + 1,
             at + 2,
             at + 3,
             at + 4,
             at + 5,
             at + 6,
-            at + 7
+            at + 7,
+            at + 8,
+            at + 9
         ));
         values.extend([
             s.record.account_id.clone().into(),
             s.segment.into(),
+            s.csm_owner.into(),
             s.as_of.into(),
             s.record.model_version.into(),
             s.record.score.into(),
+            s.record.delta.unwrap_or(0.0).into(),
             band(s),
             (*bytes).clone().into(),
         ]);
@@ -271,12 +277,12 @@ async fn append_chunk<C: ConnectionTrait>(
     db.execute_raw(Statement::from_sql_and_values(
         backend,
         format!(
-            "INSERT INTO health_current \
-             (tenant_id, account_id, segment, as_of, model_version, score, band, record) \
-             VALUES {} \
+            "INSERT INTO health_current (tenant_id, account_id, segment, csm_owner, as_of, \
+             model_version, score, score_change, band, record) VALUES {} \
              ON CONFLICT (tenant_id, account_id) DO UPDATE SET segment = excluded.segment, \
-             as_of = excluded.as_of, model_version = excluded.model_version, \
-             score = excluded.score, band = excluded.band, record = excluded.record \
+             csm_owner = excluded.csm_owner, as_of = excluded.as_of, \
+             model_version = excluded.model_version, score = excluded.score, \
+             score_change = excluded.score_change, band = excluded.band, record = excluded.record \
              WHERE health_current.as_of < excluded.as_of OR (health_current.as_of = excluded.as_of \
              AND health_current.model_version < excluded.model_version)",
             rows.join(", ")
@@ -391,33 +397,106 @@ pub async fn watch_head<C: ConnectionTrait>(db: &C, tenant: &str) -> Result<i64,
     row.map_or(Ok(0), |r| r.try_get_by_index(0))
 }
 
-/// A page of current scores in account order after `after`, of the given
-/// bands (all when empty) and segment (any when `None`).
+/// The order of a ListHealth page: by account, or by a sort key with the
+/// account breaking ties.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Order {
+    /// By account id.
+    Account,
+    /// By `column`, ascending (`descending` false) or descending; ties by
+    /// account id in the same direction, so one index serves both.
+    By {
+        /// `score` or `score_change`.
+        column: &'static str,
+        /// Highest first.
+        descending: bool,
+    },
+}
+
+/// Where a ListHealth page starts: after this account (by account), or
+/// after this (key, account) in the order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum After {
+    /// The first page.
+    Start,
+    /// After this account.
+    Account(String),
+    /// After this key and account.
+    Key(f64, String),
+}
+
+/// What a ListHealth page keeps: bands (all when empty), a segment and a
+/// CSM owner (any when `None`).
+#[derive(Debug, Default)]
+pub struct ListFilter<'a> {
+    /// Only these bands.
+    pub bands: &'a [i32],
+    /// Only this segment.
+    pub segment: Option<&'a str>,
+    /// Only this CSM owner.
+    pub csm_owner: Option<&'a str>,
+}
+
+/// A page of current scores in `order` after `after`, kept by `filter`,
+/// with each score's sort key.
 pub async fn list<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
-    bands: &[i32],
-    segment: Option<&str>,
-    after: &str,
+    filter: &ListFilter<'_>,
+    (order, after): (Order, &After),
     limit: u64,
-) -> Result<Vec<v1::HealthScore>, DbErr> {
-    let mut sql =
-        String::from("SELECT record FROM health_current WHERE tenant_id = $1 AND account_id > $2");
-    let mut values: Vec<Value> = vec![tenant.into(), after.into()];
-    if let Some(segment) = segment {
-        values.push(segment.into());
-        sql.push_str(&format!(" AND segment = ${}", values.len()));
+) -> Result<Vec<(f64, v1::HealthScore)>, DbErr> {
+    let key = match order {
+        // Unused: any double column will do.
+        Order::Account => "score",
+        Order::By { column, .. } => column,
+    };
+    let mut sql = format!("SELECT {key}, record FROM health_current WHERE tenant_id = $1");
+    let mut values: Vec<Value> = vec![tenant.into()];
+    for (column, wanted) in [("segment", filter.segment), ("csm_owner", filter.csm_owner)] {
+        if let Some(wanted) = wanted {
+            values.push(wanted.into());
+            sql.push_str(&format!(" AND {column} = ${}", values.len()));
+        }
     }
-    if !bands.is_empty() {
+    if !filter.bands.is_empty() {
         let mut list = Vec::new();
-        for b in bands {
+        for b in filter.bands {
             values.push(Value::SmallInt(Some(i16::try_from(*b).unwrap_or(0))));
             list.push(format!("${}", values.len()));
         }
         sql.push_str(&format!(" AND band IN ({})", list.join(", ")));
     }
+    let (cmp, dir) = match order {
+        Order::By {
+            descending: true, ..
+        } => ("<", " DESC"),
+        _ => (">", ""),
+    };
+    match after {
+        After::Start => {}
+        After::Account(account) => {
+            values.push(account.clone().into());
+            sql.push_str(&format!(" AND account_id > ${}", values.len()));
+        }
+        After::Key(k, account) => {
+            values.push((*k).into());
+            values.push(account.clone().into());
+            let n = values.len();
+            sql.push_str(&format!(
+                " AND ({key}, account_id) {cmp} (${}, ${n})",
+                n - 1
+            ));
+        }
+    }
     values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
-    sql.push_str(&format!(" ORDER BY account_id LIMIT ${}", values.len()));
+    sql.push_str(&match order {
+        Order::Account => format!(" ORDER BY account_id LIMIT ${}", values.len()),
+        Order::By { .. } => format!(
+            " ORDER BY {key}{dir}, account_id{dir} LIMIT ${}",
+            values.len()
+        ),
+    });
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
@@ -426,7 +505,12 @@ pub async fn list<C: ConnectionTrait>(
         ))
         .await?;
     rows.iter()
-        .map(|r| decode(&r.try_get_by_index::<Vec<u8>>(0)?, "health score"))
+        .map(|r| {
+            Ok((
+                r.try_get_by_index(0)?,
+                decode(&r.try_get_by_index::<Vec<u8>>(1)?, "health score")?,
+            ))
+        })
         .collect()
 }
 

@@ -234,6 +234,112 @@ retain_testkit::storage_test!(async fn models_are_versioned_checked_and_applied(
     assert!(old.explanation.contains("support_tickets: red"));
 });
 
+// ListHealth keeps one CSM's accounts and sorts by score or by change, the
+// account breaking ties, with pages that neither skip nor repeat; a token
+// is only taken back for the sort that issued it.
+retain_testkit::storage_test!(async fn lists_by_csm_sorted_by_score_and_change(db) {
+    let app = spawn(db).await;
+    let owners = ["ana@vendor.io", "ana@vendor.io", "ana@vendor.io", "bo@vendor.io", "bo@vendor.io"];
+    let tickets: [i64; 5] = [0, 1, 3, 3, 2];
+    let mut all = Vec::new();
+    for (i, (owner, n)) in owners.iter().zip(tickets).enumerate() {
+        let id = format!("acme-{i}");
+        all.extend(account(&id, n));
+        let upsert = Body::Account(v1::AccountUpsert { csm_owner_email: Some((*owner).into()), ..Default::default() });
+        all.push(ago(&format!("{id}-owner"), &id, 25 * DAY, upsert));
+    }
+    assert_eq!(app.send(all).await.accepted, 5 * 19 + 9);
+    let settle = |i: usize, n: i64| {
+        let app = &app;
+        let owner = owners[i];
+        async move {
+            settled_health(app, &format!("acme-{i}"), |s| {
+                s.inputs.as_ref().is_some_and(|x| x.tickets_opened_30d == Some(n as i32) && x.csm_owner_email == owner)
+            })
+            .await
+        }
+    };
+    for (i, n) in tickets.iter().enumerate() {
+        settle(i, *n).await;
+    }
+    // Two more tickets for acme-0, one for acme-1: their scores drop.
+    app.send(vec![
+        ago("acme-0-t8", "acme-0", 60, ticket("acme-0-t8", "billing")),
+        ago("acme-0-t9", "acme-0", 30, ticket("acme-0-t9", "billing")),
+        ago("acme-1-t9", "acme-1", 30, ticket("acme-1-t9", "billing")),
+    ])
+    .await;
+    let dropped = [settle(0, 2).await, settle(1, 2).await];
+    assert!(dropped.iter().all(|s| s.delta.unwrap() < 0.0), "{dropped:?}");
+    // Every page of a listing, two at a time.
+    let list = |sort: v1::HealthSort, csm: &'static str| {
+        let app = &app;
+        async move {
+            let (mut out, mut token) = (Vec::new(), String::new());
+            loop {
+                let page = client(app)
+                    .list_health(with_token(READER, v1::ListHealthRequest { page_size: 2, page_token: token, csm_owner_email: csm.into(), sort: sort as i32, ..Default::default() }))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                out.extend(page.scores);
+                if page.next_page_token.is_empty() {
+                    return out;
+                }
+                token = page.next_page_token;
+            }
+        }
+    };
+    let everyone = list(v1::HealthSort::Account, "").await;
+    assert_eq!(everyone.len(), 5);
+    let ids = |scores: &[v1::HealthScore]| scores.iter().map(|s| s.account_id.clone()).collect::<Vec<_>>();
+    // The expected orders, computed here from the scores themselves.
+    let expect = |key: fn(&v1::HealthScore) -> f64, descending: bool| {
+        let mut v = everyone.clone();
+        v.sort_by(|a, b| {
+            let o = key(a).total_cmp(&key(b)).then_with(|| a.account_id.cmp(&b.account_id));
+            if descending { o.reverse() } else { o }
+        });
+        ids(&v)
+    };
+    let score = |s: &v1::HealthScore| s.score;
+    let change = |s: &v1::HealthScore| s.delta.unwrap_or(0.0);
+    assert_eq!(ids(&list(v1::HealthSort::ScoreAscending, "").await), expect(score, false));
+    assert_eq!(ids(&list(v1::HealthSort::ScoreDescending, "").await), expect(score, true));
+    let by_change = ids(&list(v1::HealthSort::ChangeAscending, "").await);
+    assert_eq!(by_change, expect(change, false));
+    assert!(by_change[0] == "acme-0" || by_change[0] == "acme-1", "{by_change:?}");
+    assert_eq!(ids(&list(v1::HealthSort::ChangeDescending, "").await), expect(change, true));
+    // acme-2 and acme-3 tie at 69.0: the expected orders break the tie by
+    // account, in the sort's direction. Then one CSM's accounts only.
+    let bo = ids(&list(v1::HealthSort::ScoreAscending, "bo@vendor.io").await);
+    assert_eq!(bo.len(), 2);
+    assert!(bo.iter().all(|id| id == "acme-3" || id == "acme-4"));
+    assert_eq!(ids(&list(v1::HealthSort::Account, "ana@vendor.io").await), ["acme-0", "acme-1", "acme-2"]);
+    assert!(list(v1::HealthSort::Account, "nobody@vendor.io").await.is_empty());
+
+    // A token from one sort is refused by another, naming the field.
+    let first = client(&app)
+        .list_health(with_token(READER, v1::ListHealthRequest { page_size: 2, sort: v1::HealthSort::ScoreAscending as i32, ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner();
+    for sort in [v1::HealthSort::Account, v1::HealthSort::ScoreDescending] {
+        let err = client(&app)
+            .list_health(with_token(READER, v1::ListHealthRequest { page_size: 2, page_token: first.next_page_token.clone(), sort: sort as i32, ..Default::default() }))
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument);
+        assert!(err.message().contains("page_token"), "{}", err.message());
+    }
+    let err = client(&app)
+        .list_health(with_token(READER, v1::ListHealthRequest { sort: 42, csm_owner_email: "a\u{0}b".into(), ..Default::default() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("sort") && err.message().contains("csm_owner_email"), "{}", err.message());
+});
+
 // ListHealth filters by band and segment and pages in account order;
 // GetHealthHistory keeps a point per day and every change.
 retain_testkit::storage_test!(async fn lists_filter_and_page(db) {
@@ -250,7 +356,7 @@ retain_testkit::storage_test!(async fn lists_filter_and_page(db) {
         let app = &app;
         async move {
             client(app)
-                .list_health(with_token(READER, v1::ListHealthRequest { page_size: 2, page_token: token, bands, segment: String::new() }))
+                .list_health(with_token(READER, v1::ListHealthRequest { page_size: 2, page_token: token, bands, ..Default::default() }))
                 .await
                 .map(|r| r.into_inner())
         }

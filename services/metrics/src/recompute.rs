@@ -152,7 +152,7 @@ impl Recompute {
             name: None,
             segment: row.as_ref().and_then(|r| r.segment.clone()),
             plan: row.as_ref().and_then(|r| r.plan.clone()),
-            csm_owner_email: None,
+            csm_owner_email: row.as_ref().and_then(|r| r.csm_owner_email.clone()),
             contact_emails: Vec::new(),
             seats: None,
             lifecycle: None,

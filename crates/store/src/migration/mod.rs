@@ -11,6 +11,7 @@ mod m0004_account_field_times;
 mod m0005_metrics;
 mod m0006_metrics_months;
 mod m0007_health;
+mod m0008_health_list;
 
 /// Runs Retain's migrations (`retain migrate`, or a test helper).
 #[derive(Debug)]
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_metrics::Migration),
             Box::new(m0006_metrics_months::Migration),
             Box::new(m0007_health::Migration),
+            Box::new(m0008_health_list::Migration),
         ]
     }
 }
