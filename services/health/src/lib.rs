@@ -110,12 +110,16 @@ impl HealthService for Health {
             v.push("account_id", e.to_string());
         }
         let size = page_size(&mut v, "page_size", req.page_size);
+        // The position is the last score's (as_of, model version).
         let before = match page_token(&mut v, "page_token", &req.page_token) {
-            t if t.is_empty() => i64::MAX,
-            t => t.parse::<i64>().unwrap_or_else(|_| {
-                v.push("page_token", "is not a token this service issued");
-                i64::MAX
-            }),
+            t if t.is_empty() => (i64::MAX, i64::MAX),
+            t => t
+                .split_once(':')
+                .and_then(|(a, b)| Some((a.parse().ok()?, b.parse().ok()?)))
+                .unwrap_or_else(|| {
+                    v.push("page_token", "is not a token this service issued");
+                    (i64::MAX, i64::MAX)
+                }),
         };
         let (mut from, mut to) = (i64::MIN, i64::MAX);
         if let Some(range) = &req.range {
@@ -141,12 +145,15 @@ impl HealthService for Health {
             &self.db,
             principal.tenant.as_str(),
             &req.account_id,
-            (from, to.min(before)),
+            (from, to),
+            before,
             size + 1,
         )
         .await
         .map_err(Error::from)?;
-        let next_page_token = next_token(&mut points, size, |p| p.0.to_string());
+        let next_page_token = next_token(&mut points, size, |((as_of, version), _)| {
+            format!("{as_of}:{version}")
+        });
         Ok(Response::new(v1::GetHealthHistoryResponse {
             scores: points.into_iter().map(|p| p.1).collect(),
             next_page_token,

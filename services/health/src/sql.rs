@@ -123,7 +123,7 @@ pub struct NewScore<'a> {
 const ROWS_PER_STATEMENT: usize = 500;
 
 /// Appends scores of distinct accounts to their histories and makes each
-/// current — three statements per 500 scores. Returns, per score, whether
+/// current — two statements per 500 scores. Returns, per score, whether
 /// it was appended (`false`: this snapshot already has a score of this
 /// model version, and nothing was written for it).
 pub async fn append<C: ConnectionTrait>(
@@ -153,7 +153,7 @@ async fn append_chunk<C: ConnectionTrait>(
     for (s, bytes) in scores.iter().zip(&encoded) {
         let at = values.len();
         rows.push(format!(
-            "($1, ${}, ${}, ${}, ${}, ${}, ${}, TRUE, ${}, ${})",
+            "($1, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
             at + 1,
             at + 2,
             at + 3,
@@ -179,7 +179,7 @@ async fn append_chunk<C: ConnectionTrait>(
             backend,
             format!(
                 "INSERT INTO health_scores (tenant_id, account_id, as_of, score, band, \
-                 model_version, is_change, last_of_day, record, scored_at) VALUES {} \
+                 model_version, is_change, record, scored_at) VALUES {} \
                  ON CONFLICT (tenant_id, account_id, as_of, model_version) DO NOTHING \
                  RETURNING account_id",
                 rows.join(", ")
@@ -206,45 +206,7 @@ async fn append_chunk<C: ConnectionTrait>(
         return Ok(fresh);
     }
 
-    // 2. The history shows one point per UTC day (its last score) plus
-    // every change: earlier scores of the same day are no longer the last.
-    // Joined to a list of (account, day start, as_of, version), so each
-    // account is an index range scan whatever the list's length.
-    let mut values: Vec<Value> = vec![tenant.into()];
-    let mut rows = Vec::with_capacity(appended.len());
-    for (s, _) in &appended {
-        let at = values.len();
-        rows.push(format!(
-            "(CAST(${} AS VARCHAR), CAST(${} AS BIGINT), CAST(${} AS BIGINT), CAST(${} AS BIGINT))",
-            at + 1,
-            at + 2,
-            at + 3,
-            at + 4
-        ));
-        values.extend([
-            s.record.account_id.clone().into(),
-            (s.as_of - s.as_of.rem_euclid(86_400_000_000)).into(),
-            s.as_of.into(),
-            s.record.model_version.into(),
-        ]);
-    }
-    db.execute_raw(Statement::from_sql_and_values(
-        backend,
-        format!(
-            "WITH v (account_id, day_start, as_of, model_version) AS (VALUES {}) \
-             UPDATE health_scores SET last_of_day = FALSE FROM v \
-             WHERE health_scores.tenant_id = $1 AND health_scores.account_id = v.account_id \
-             AND health_scores.as_of >= v.day_start AND health_scores.as_of <= v.as_of \
-             AND health_scores.last_of_day \
-             AND NOT (health_scores.as_of = v.as_of \
-             AND health_scores.model_version = v.model_version)",
-            rows.join(", ")
-        ),
-        values,
-    ))
-    .await?;
-
-    // 3. The current scores: a newer snapshot, or the same one scored by a
+    // 2. The current scores: a newer snapshot, or the same one scored by a
     // newer model version, replaces the one there.
     let mut values: Vec<Value> = vec![tenant.into()];
     let mut rows = Vec::with_capacity(appended.len());
@@ -514,27 +476,43 @@ pub async fn list<C: ConnectionTrait>(
         .collect()
 }
 
-/// A page of an account's history, newest first: the last score of each
-/// UTC day and every change of band or model version, with `as_of` in
-/// `[from, to)`.
+/// A microsecond day.
+const DAY_MICROS: i64 = 86_400_000_000;
+
+/// A page of an account's history, newest first, of scores with `as_of` in
+/// `[from, to)` before `before` (as_of, model version): the last score of
+/// each UTC day and every change of band or model version. "Last of its
+/// day" is read here, not stored, so appending a score never rewrites an
+/// older one: no later score (a later `as_of`, or the same snapshot scored
+/// by a later version) in the rest of its day.
 pub async fn history<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
     account: &str,
     (from, to): (i64, i64),
+    before: (i64, i64),
     limit: u64,
-) -> Result<Vec<(i64, v1::HealthScore)>, DbErr> {
+) -> Result<Vec<((i64, i64), v1::HealthScore)>, DbErr> {
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "SELECT as_of, record FROM health_scores WHERE tenant_id = $1 AND account_id = $2 \
-             AND as_of >= $3 AND as_of < $4 AND (last_of_day OR is_change) \
-             ORDER BY as_of DESC LIMIT $5",
+            format!(
+                "SELECT h.as_of, h.model_version, h.record FROM health_scores h \
+                 WHERE h.tenant_id = $1 AND h.account_id = $2 AND h.as_of >= $3 AND h.as_of < $4 \
+                 AND (h.as_of, h.model_version) < ($5, $6) \
+                 AND (h.is_change OR NOT EXISTS (SELECT 1 FROM health_scores n \
+                   WHERE n.tenant_id = h.tenant_id AND n.account_id = h.account_id \
+                   AND n.as_of >= h.as_of AND n.as_of < h.as_of - h.as_of % {DAY_MICROS} + {DAY_MICROS} \
+                   AND (n.as_of > h.as_of OR n.model_version > h.model_version))) \
+                 ORDER BY h.as_of DESC, h.model_version DESC LIMIT $7"
+            ),
             [
                 tenant.into(),
                 account.into(),
                 from.into(),
                 to.into(),
+                before.0.into(),
+                before.1.into(),
                 i64::try_from(limit).unwrap_or(i64::MAX).into(),
             ],
         ))
@@ -542,8 +520,8 @@ pub async fn history<C: ConnectionTrait>(
     rows.iter()
         .map(|r| {
             Ok((
-                r.try_get_by_index(0)?,
-                decode(&r.try_get_by_index::<Vec<u8>>(1)?, "health score")?,
+                (r.try_get_by_index(0)?, r.try_get_by_index(1)?),
+                decode(&r.try_get_by_index::<Vec<u8>>(2)?, "health score")?,
             ))
         })
         .collect()

@@ -128,3 +128,65 @@ retain_testkit::storage_test!(async fn each_missing_data_policy_scores_as_docume
         assert!(s.explanation.contains("nps: no data"), "{}", s.explanation);
     }
 });
+
+// GetHealthHistory: the last score of each UTC day plus every band change,
+// newest first, in pages that neither skip nor repeat, within a range.
+retain_testkit::storage_test!(async fn history_keeps_each_days_last_score_and_every_change(db) {
+    let app = spawn_app::<Health>(db).await;
+    let scorer = Scorer { db: app.db.conn.clone(), clock: retain_runtime::Clock::system() };
+    let day = 86_400;
+    let day0 = (now() / day - 5) * day;
+    // (day, hour, healthy, active days, nps) → score, and whether the
+    // history shows it (the first score, a band change, a day's last).
+    let steps: [(i64, i64, bool, i32, f64, bool); 9] = [
+        (0, 1, true, 20, 5.0, true),   // 95 Green, the first
+        (0, 5, true, 20, 4.0, false),  // 94
+        (0, 9, true, 20, 3.0, true),   // 93, day 0's last
+        (1, 2, false, 5, 0.0, true),   // 10 Red: a change
+        (1, 3, false, 6, 0.0, false),  // 12
+        (1, 4, false, 7, 0.0, true),   // 14, day 1's last
+        (2, 1, true, 20, 5.0, true),   // 95 Green: a change
+        (2, 2, true, 20, 4.0, false),  // 94
+        (2, 6, true, 19, 5.0, true),   // 93, day 2's last
+    ];
+    let mut expected = Vec::new();
+    for (d, h, healthy, days, nps, shown) in steps {
+        let as_of = day0 + d * day + h * 3_600;
+        let snap = v1::AccountMetricsSnapshot {
+            account_id: "hist".into(),
+            as_of: ts(as_of),
+            active_days_30d: Some(days),
+            nps_mean: Some(nps),
+            tickets_opened_30d: Some(if healthy { 0 } else { 3 }),
+            billing_status: Some(if healthy { "current" } else { "collections" }.into()),
+            ..Default::default()
+        };
+        scorer.score("acme", &snap, v1::IngestMode::Live, None).await.unwrap();
+        if shown {
+            expected.push(as_of);
+        }
+    }
+    expected.reverse();
+    let history = |range: Option<v1::Period>| {
+        let mut client = HealthServiceClient::new(app.channel.clone());
+        async move {
+            let (mut out, mut token) = (Vec::new(), String::new());
+            loop {
+                let page = client
+                    .get_health_history(with_token(READER, v1::GetHealthHistoryRequest { account_id: "hist".into(), range, page_size: 4, page_token: token }))
+                    .await
+                    .unwrap()
+                    .into_inner();
+                assert!(page.scores.len() <= 4);
+                out.extend(page.scores.iter().map(|s| s.scored_at.unwrap().seconds));
+                if page.next_page_token.is_empty() {
+                    return out;
+                }
+                token = page.next_page_token;
+            }
+        }
+    };
+    assert_eq!(history(None).await, expected);
+    let day1 = v1::Period { start: ts(day0 + day), end: ts(day0 + 2 * day) };
+    assert_eq!(history(Some(day1)).await, [day0 + day + 4 * 3_600, day0 + day + 2 * 3_600]);
+});

@@ -8,7 +8,8 @@
 //! appends nothing), with the encoded `HealthScore` — inputs, sub-scores,
 //! contributions, bands, model version — and two flags for the history
 //! view: `is_change` (the account's first score, or the band or the model
-//! version differs from the previous score's) and `last_of_day`. `health_current` is each
+//! version differs from the previous score's) and `last_of_day` (dropped by m0008: the
+//! history reads it). `health_current` is each
 //! account's latest score, for lists and filters. A snapshot is scored
 //! once per model version: rescoring after a model change appends a row.
 
