@@ -194,6 +194,40 @@ async fn main() {
         100.0 * in_memory.as_secs_f64() / rescore.as_secs_f64()
     );
 
+    // ListHealth over the rescored accounts: 20 pages of 100 per order.
+    for sort in [
+        v1::HealthSort::Account,
+        v1::HealthSort::ScoreAscending,
+        v1::HealthSort::ChangeAscending,
+    ] {
+        let (mut token, mut took) = (String::new(), Vec::new());
+        for _ in 0..20 {
+            let t = Instant::now();
+            let page = health
+                .list_health(with_token(
+                    READER,
+                    v1::ListHealthRequest {
+                        page_size: 100,
+                        page_token: token,
+                        sort: sort as i32,
+                        ..Default::default()
+                    },
+                ))
+                .await
+                .unwrap()
+                .into_inner();
+            took.push(t.elapsed());
+            assert_eq!(page.scores.len(), 100, "a full page");
+            token = page.next_page_token;
+        }
+        took.sort();
+        println!(
+            "  ListHealth by {:?}, pages of 100: median {:.1} ms, max {:.1} ms (20 pages)",
+            sort,
+            took[10].as_secs_f64() * 1e3,
+            took[19].as_secs_f64() * 1e3
+        );
+    }
     // 2. Freshness under steady load: HEALTH_BENCH_LOAD signals/s (400),
     // in batches of 100 from two clients, over 2,000 accounts — a load the
     // metrics consumer sustains (each touched account is one recompute).

@@ -79,7 +79,7 @@ pub async fn preview(
     if account_ids.is_empty() {
         let mut cursor = String::new();
         loop {
-            let page = sql::current_page(db, tenant, &draft.segment, &cursor, PAGE).await?;
+            let page = sql::current_page(db, tenant, &draft.segment, (&cursor, None), PAGE).await?;
             for (account, current) in &page {
                 tally(account, current, &mut out);
             }

@@ -126,21 +126,21 @@ impl Scorer {
         Ok(appended.iter().filter(|a| a.is_some()).count())
     }
 
-    /// Rescores a page of the tenant's scored accounts after `after` in
-    /// account order (of `segment` when not empty), in one transaction:
-    /// each account's current snapshot with the model now in force for its
-    /// segment, when that is another version than its score's. Returns the
-    /// accounts read (the page is full when there may be more) and how many
-    /// changed band (each announced like any other change).
+    /// Rescores the tenant's scored accounts in `(after, through]` (of
+    /// `segment` when not empty), in one transaction: each account's
+    /// current snapshot with the model now in force for its segment, when
+    /// that is another version than its score's. Returns how many accounts
+    /// it read and how many changed band (each announced like any other
+    /// change).
     pub async fn rescore_page(
         &self,
         tenant: &str,
         segment: &str,
-        after: &str,
-        limit: u64,
-    ) -> Result<(Vec<String>, i64), Error> {
+        (after, through): (&str, &str),
+    ) -> Result<(i64, i64), Error> {
         let tx = self.db.begin().await?;
-        let page = sql::current_page(&tx, tenant, segment, after, limit).await?;
+        let page =
+            sql::current_page(&tx, tenant, segment, (after, Some(through)), u64::MAX).await?;
         let mut models: std::collections::HashMap<String, v1::ScoringModel> =
             std::collections::HashMap::new();
         for (_, current) in &page {
@@ -169,7 +169,7 @@ impl Scorer {
             .count();
         tx.commit().await?;
         Ok((
-            page.into_iter().map(|(a, _)| a).collect(),
+            i64::try_from(page.len()).unwrap_or(i64::MAX),
             i64::try_from(changes).unwrap_or(i64::MAX),
         ))
     }

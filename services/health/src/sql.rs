@@ -708,29 +708,71 @@ pub async fn job_progress<C: ConnectionTrait>(
         == 1)
 }
 
-/// A page of current scores in account order after `after` (of `segment`
-/// when not empty): (account, score).
-pub async fn current_page<C: ConnectionTrait>(
+/// The ends of the next `pages` pages of `page` scored accounts after
+/// `after` in account order (of `segment` when not empty): each page's last
+/// account and its size (only the last page may be short).
+pub async fn page_ends<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
     segment: &str,
     after: &str,
-    limit: u64,
-) -> Result<Vec<(String, v1::HealthScore)>, DbErr> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    page: u64,
+    pages: u64,
+) -> Result<Vec<(String, u64)>, DbErr> {
+    let limit = i64::try_from(page * pages).unwrap_or(i64::MAX);
     let (sql, values): (&str, Vec<Value>) = if segment.is_empty() {
         (
-            "SELECT account_id, record FROM health_current WHERE tenant_id = $1 \
+            "SELECT account_id FROM health_current WHERE tenant_id = $1 \
              AND account_id > $2 ORDER BY account_id LIMIT $3",
             vec![tenant.into(), after.into(), limit.into()],
         )
     } else {
         (
-            "SELECT account_id, record FROM health_current WHERE tenant_id = $1 \
+            "SELECT account_id FROM health_current WHERE tenant_id = $1 \
              AND account_id > $2 AND segment = $3 ORDER BY account_id LIMIT $4",
             vec![tenant.into(), after.into(), segment.into(), limit.into()],
         )
     };
+    let ids: Vec<String> = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await?
+        .iter()
+        .map(|r| r.try_get_by_index(0))
+        .collect::<Result<_, _>>()?;
+    Ok(ids
+        .chunks(usize::try_from(page).unwrap_or(usize::MAX).max(1))
+        .filter_map(|c| Some((c.last()?.clone(), c.len() as u64)))
+        .collect())
+}
+
+/// At most `limit` current scores of accounts after `after` in account
+/// order, up to `through` when given (of `segment` when not empty):
+/// (account, score).
+pub async fn current_page<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    segment: &str,
+    (after, through): (&str, Option<&str>),
+    limit: u64,
+) -> Result<Vec<(String, v1::HealthScore)>, DbErr> {
+    let mut sql = String::from(
+        "SELECT account_id, record FROM health_current WHERE tenant_id = $1 AND account_id > $2",
+    );
+    let mut values: Vec<Value> = vec![tenant.into(), after.into()];
+    if let Some(through) = through {
+        values.push(through.into());
+        sql.push_str(&format!(" AND account_id <= ${}", values.len()));
+    }
+    if !segment.is_empty() {
+        values.push(segment.into());
+        sql.push_str(&format!(" AND segment = ${}", values.len()));
+    }
+    values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+    sql.push_str(&format!(" ORDER BY account_id LIMIT ${}", values.len()));
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             db.get_database_backend(),

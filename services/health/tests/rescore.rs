@@ -217,3 +217,76 @@ async fn a_watch_stream_ends_with_unavailable_when_the_server_shuts_down() {
     );
     stopping.await.unwrap().unwrap();
 }
+
+// Many rounds of concurrent pages (2,300 accounts: four full pages and a
+// short one): every account rescored once with the new version, each band
+// change announced once, and the changes are exactly those the domain
+// computes for each account.
+retain_testkit::storage_test!(async fn a_rescoring_over_many_pages_rescores_each_account_once(db) {
+    let app = spawn(db).await;
+    let scorer = retain_health::Scorer { db: app.db.conn.clone(), clock: retain_runtime::Clock::system() };
+    let snapshots: Vec<v1::AccountMetricsSnapshot> = (0..2_300_i32)
+        .map(|i| v1::AccountMetricsSnapshot {
+            account_id: format!("acct-{i:05}"),
+            as_of: ts(now() - 3_600),
+            active_days_30d: Some(i * 7 % 31),
+            nps_mean: Some(f64::from(i % 11)),
+            tickets_opened_30d: Some(i % 4),
+            billing_status: Some("current".into()),
+            ..Default::default()
+        })
+        .collect();
+    for chunk in snapshots.chunks(1_000) {
+        scorer.score_batch("acme", chunk, v1::IngestMode::Live).await.unwrap();
+    }
+    let builtin = client(&app)
+        .get_scoring_model(with_token(READER, v1::GetScoringModelRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    let draft = support_first(&builtin);
+    // The domain's answer, account by account: the band each would end in.
+    let (old, new) = (
+        retain_proto::health::model_from_proto(&builtin).unwrap(),
+        retain_proto::health::model_from_proto(&draft).unwrap(),
+    );
+    let expected_changes = snapshots
+        .iter()
+        .filter(|s| {
+            let snap = retain_proto::health::health_snapshot(s);
+            let before = retain_domain::health::score(&old, &snap, None).unwrap();
+            let previous = retain_domain::health::PreviousScore {
+                score: before.score,
+                band: before.band,
+                model_version: 0,
+                contributions: Default::default(),
+            };
+            retain_domain::health::score(&new, &snap, Some(&previous)).unwrap().band != before.band
+        })
+        .count() as i64;
+    assert!(expected_changes > 0);
+    let put = client(&app)
+        .put_scoring_model(with_token(ADMIN, v1::PutScoringModelRequest { model: Some(draft), rescore: true }))
+        .await
+        .unwrap()
+        .into_inner();
+    let job = eventually("the rescoring job to finish", Duration::from_secs(120), || async {
+        client(&app)
+            .get_rescore_job(with_token(READER, v1::GetRescoreJobRequest { job_id: put.rescore_job_id.clone() }))
+            .await
+            .ok()
+            .map(|r| r.into_inner())
+            .filter(|j| j.state == v1::RescoreJobState::Done as i32)
+    })
+    .await;
+    assert_eq!((job.total, job.done, job.band_changes), (2_300, 2_300, expected_changes));
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM health_scores WHERE model_version = 1").await, 2_300);
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM health_current WHERE model_version = 1").await, 2_300);
+    let announced = app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await;
+    let mut accounts: Vec<String> = announced.iter().map(|(_, e)| e.account_id.clone()).collect();
+    accounts.sort();
+    accounts.dedup();
+    assert_eq!((announced.len() as i64, accounts.len() as i64), (expected_changes, expected_changes));
+});

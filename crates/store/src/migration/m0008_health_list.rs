@@ -50,13 +50,8 @@ impl MigrationTrait for Migration {
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        for name in [
-            "health_current_csm",
-            "health_current_score",
-            "health_current_change",
-        ] {
-            db.execute_unprepared(&format!("DROP INDEX {name}")).await?;
-        }
+        db.execute_unprepared("DROP INDEX health_current_csm")
+            .await?;
         db.execute_unprepared(
             "ALTER TABLE health_scores ADD COLUMN last_of_day BOOLEAN NOT NULL DEFAULT TRUE",
         )
