@@ -28,6 +28,7 @@ use retain_proto::v1;
 use retain_proto::v1::health_service_server::{HealthService, HealthServiceServer};
 use retain_runtime::auth::{Principal, Role};
 use retain_runtime::error::Error;
+use retain_runtime::paging::{next_token, page_size, page_token};
 use retain_runtime::{Clock, Context, Service, Services, Workers};
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
@@ -35,10 +36,7 @@ use tonic::{Request, Response, Status};
 pub use crate::score::Scorer;
 pub use crate::settings::HealthSettings;
 
-/// Most scores one page holds.
-pub const MAX_PAGE_SIZE: i32 = 1_000;
-/// Scores a page holds when the request does not say.
-pub const DEFAULT_PAGE_SIZE: i32 = 100;
+pub use retain_runtime::paging::{DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE};
 
 type BandChanges = Pin<Box<dyn Stream<Item = Result<v1::WatchBandChangesResponse, Status>> + Send>>;
 
@@ -335,48 +333,6 @@ fn quote(s: &str) -> String {
     retain_domain::validation::quote(s)
 }
 
-/// The page size asked for (default 100, at most 1,000).
-fn page_size(v: &mut retain_domain::Violations, field: &str, size: i32) -> u64 {
-    match size {
-        0 => DEFAULT_PAGE_SIZE as u64,
-        1..=MAX_PAGE_SIZE => size as u64,
-        _ => {
-            v.push(
-                field,
-                format!("{size} is outside 1–{MAX_PAGE_SIZE} (0 means {DEFAULT_PAGE_SIZE})"),
-            );
-            0
-        }
-    }
-}
-
-/// Page tokens are the position after which the next page starts,
-/// hex-encoded so callers treat them as opaque.
-fn encode_token(position: &str) -> String {
-    position.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-/// The position a page token holds ('' for the first page).
-fn page_token(v: &mut retain_domain::Violations, field: &str, token: &str) -> String {
-    let bytes: Option<Vec<u8>> = token
-        .len()
-        .is_multiple_of(2)
-        .then(|| {
-            (0..token.len())
-                .step_by(2)
-                .map(|i| u8::from_str_radix(token.get(i..i + 2)?, 16).ok())
-                .collect()
-        })
-        .flatten();
-    match bytes.and_then(|b| String::from_utf8(b).ok()) {
-        Some(s) => s,
-        None => {
-            v.push(field, "is not a token this service issued");
-            String::new()
-        }
-    }
-}
-
 /// ListHealth's order and the sort's wire number.
 fn list_sort(v: &mut retain_domain::Violations, sort: i32) -> (sql::Order, i32) {
     use v1::HealthSort as S;
@@ -438,20 +394,6 @@ fn list_position(
     }
 }
 
-/// Cuts `items` (read with one extra) to `size` and returns the next page's
-/// token ('' on the last page).
-fn next_token<T>(items: &mut Vec<T>, size: u64, position: impl Fn(&T) -> String) -> String {
-    if items.len() as u64 > size {
-        items.truncate(size as usize);
-        items
-            .last()
-            .map(|last| encode_token(&position(last)))
-            .unwrap_or_default()
-    } else {
-        String::new()
-    }
-}
-
 /// The health service: the gRPC service and its consumer.
 #[derive(Debug, Clone)]
 pub struct Health {
@@ -510,32 +452,5 @@ impl Service for Health {
         Ok(services
             .with(HealthServiceServer::new(health))
             .with_workers(workers))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn page_tokens_round_trip_and_foreign_ones_are_refused() {
-        let mut v = retain_domain::Violations::new();
-        assert_eq!(page_token(&mut v, "t", &encode_token("acme-7")), "acme-7");
-        assert_eq!(page_token(&mut v, "t", ""), "");
-        assert!(v.is_empty());
-        page_token(&mut v, "page_token", "zz");
-        page_token(&mut v, "page_token", "abc");
-        assert_eq!(v.0.len(), 2);
-    }
-
-    #[test]
-    fn page_sizes_default_and_are_bounded() {
-        let mut v = retain_domain::Violations::new();
-        assert_eq!(page_size(&mut v, "page_size", 0), 100);
-        assert_eq!(page_size(&mut v, "page_size", 1_000), 1_000);
-        assert!(v.is_empty());
-        page_size(&mut v, "page_size", 1_001);
-        page_size(&mut v, "page_size", -1);
-        assert_eq!(v.0.len(), 2);
     }
 }
