@@ -14,6 +14,7 @@ pub mod v1 {
 pub mod convert;
 pub mod events;
 pub mod health;
+pub mod routing;
 
 /// Encoded `FileDescriptorSet` of all Retain protos, for server reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("retain_descriptor");

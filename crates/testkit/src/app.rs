@@ -259,10 +259,16 @@ impl TestApp {
     /// (none pending or leased; dead letters do not count): what a
     /// consumer-maintained read model has caught up with.
     pub async fn settled(&self, group: &str) {
+        self.drained(retain_bus::topics::SIGNALS_RECORDED.name(), group)
+            .await;
+    }
+
+    /// Waits until `group` has consumed every message of `topic` (none
+    /// pending or leased; dead letters do not count).
+    pub async fn drained(&self, topic: &str, group: &str) {
         let bus = Bus::new(self.db.conn.clone());
-        let topic = retain_bus::topics::SIGNALS_RECORDED.name();
         crate::eventually(
-            &format!("{group} to consume every signals.recorded message"),
+            &format!("{group} to consume every {topic} message"),
             std::time::Duration::from_secs(60),
             || async {
                 let stats = bus.stats(topic, group).await.unwrap();

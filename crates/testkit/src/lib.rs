@@ -35,4 +35,4 @@ pub use app::{
 };
 pub use db::{BenchPostgres, PgCluster, TestDatabase, eventually};
 pub use fixtures::*;
-pub use tokens::{ADMIN, GLOBEX, INGEST_ONLY, READER, WRITER, authenticator, with_token};
+pub use tokens::{ADMIN, CSM, GLOBEX, INGEST_ONLY, READER, WRITER, authenticator, with_token};

@@ -16,6 +16,9 @@ pub const GLOBEX: &str = "globex-writer";
 /// `acme`: admin + read (models, rescoring).
 pub const ADMIN: &str = "acme-admin";
 
+/// `acme`: csm + read (task actions, snoozes).
+pub const CSM: &str = "acme-csm";
+
 /// An authenticator that knows the tokens above.
 pub fn authenticator() -> Authenticator {
     let mut auth = Authenticator::default();
@@ -29,6 +32,7 @@ pub fn authenticator() -> Authenticator {
     auth.insert(INGEST_ONLY, p("acme", vec![Role::Ingest]));
     auth.insert(GLOBEX, p("globex", vec![Role::Ingest, Role::Read]));
     auth.insert(ADMIN, p("acme", vec![Role::Admin, Role::Read]));
+    auth.insert(CSM, p("acme", vec![Role::Csm, Role::Read]));
     auth
 }
 

@@ -12,6 +12,7 @@ mod m0005_metrics;
 mod m0006_metrics_months;
 mod m0007_health;
 mod m0008_health_list;
+mod m0009_notification;
 
 /// Runs Retain's migrations (`retain migrate`, or a test helper).
 #[derive(Debug)]
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_metrics_months::Migration),
             Box::new(m0007_health::Migration),
             Box::new(m0008_health_list::Migration),
+            Box::new(m0009_notification::Migration),
         ]
     }
 }

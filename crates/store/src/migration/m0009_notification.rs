@@ -1,0 +1,114 @@
+//! The notification service's tables.
+//!
+//! - `notification_policies`: routing policy versions per tenant (the
+//!   encoded `RoutingPolicy`; segment '' = the tenant default); never
+//!   edited, a change is a new version.
+//! - `notification_actions`: one row per routed trigger, keyed by its
+//!   deterministic notification id, so a redelivered or replayed trigger
+//!   inserts nothing: what was decided (task, email, record), whether it
+//!   was suppressed (cooldown, snooze), and when the trigger happened (for
+//!   cooldowns in both directions of time).
+//! - `notification_tasks`: CSM tasks (task id = notification id) with
+//!   their state, assignee and SLA.
+//! - `notification_snoozes`: a rule silenced for one account until a time.
+
+use sea_orm_migration::prelude::*;
+
+#[derive(DeriveMigrationName)]
+pub struct Migration;
+
+#[async_trait::async_trait]
+impl MigrationTrait for Migration {
+    async fn up(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        let blob = match manager.get_database_backend() {
+            sea_orm::DatabaseBackend::Postgres => "BYTEA",
+            _ => "BLOB",
+        };
+        db.execute_unprepared(&format!(
+            "CREATE TABLE notification_policies (\
+               tenant_id VARCHAR NOT NULL, \
+               version BIGINT NOT NULL, \
+               segment VARCHAR NOT NULL, \
+               policy {blob} NOT NULL, \
+               created_at BIGINT NOT NULL, \
+               PRIMARY KEY (tenant_id, version))"
+        ))
+        .await?;
+        db.execute_unprepared(
+            "CREATE INDEX notification_policies_segment \
+             ON notification_policies (tenant_id, segment, version)",
+        )
+        .await?;
+        // kind: 1 task, 2 email, 3 record. suppressed: 0 no, 1 cooldown,
+        // 2 snooze.
+        db.execute_unprepared(
+            "CREATE TABLE notification_actions (\
+               tenant_id VARCHAR NOT NULL, \
+               notification_id VARCHAR NOT NULL, \
+               account_id VARCHAR NOT NULL, \
+               rule VARCHAR NOT NULL, \
+               kind SMALLINT NOT NULL, \
+               suppressed SMALLINT NOT NULL, \
+               trigger_at BIGINT NOT NULL, \
+               created_at BIGINT NOT NULL, \
+               PRIMARY KEY (tenant_id, notification_id))",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE INDEX notification_actions_rule \
+             ON notification_actions (tenant_id, account_id, rule, trigger_at)",
+        )
+        .await?;
+        // state: 1 open, 2 claimed, 3 done, 4 dismissed (TaskState).
+        db.execute_unprepared(
+            "CREATE TABLE notification_tasks (\
+               tenant_id VARCHAR NOT NULL, \
+               task_id VARCHAR NOT NULL, \
+               account_id VARCHAR NOT NULL, \
+               rule VARCHAR NOT NULL, \
+               title VARCHAR NOT NULL, \
+               message VARCHAR NOT NULL, \
+               queue VARCHAR NOT NULL, \
+               priority SMALLINT NOT NULL, \
+               state SMALLINT NOT NULL, \
+               assignee VARCHAR NOT NULL, \
+               due_at BIGINT NOT NULL, \
+               sla_breached BOOLEAN NOT NULL, \
+               resolution VARCHAR NOT NULL, \
+               created_at BIGINT NOT NULL, \
+               updated_at BIGINT NOT NULL, \
+               PRIMARY KEY (tenant_id, task_id))",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE INDEX notification_tasks_queue \
+             ON notification_tasks (tenant_id, state, priority, created_at, task_id)",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE TABLE notification_snoozes (\
+               tenant_id VARCHAR NOT NULL, \
+               account_id VARCHAR NOT NULL, \
+               rule VARCHAR NOT NULL, \
+               until_at BIGINT NOT NULL, \
+               PRIMARY KEY (tenant_id, account_id, rule))",
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
+        let db = manager.get_connection();
+        for table in [
+            "notification_snoozes",
+            "notification_tasks",
+            "notification_actions",
+            "notification_policies",
+        ] {
+            db.execute_unprepared(&format!("DROP TABLE {table}"))
+                .await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,457 @@
+//! Retain's notification service: `NotificationService` over gRPC.
+//!
+//! Its worker consumes `health.band_changed` ([`route`]): each band change
+//! is routed by the tenant's policy for the account's segment ([`policy`])
+//! to a CSM task, an email or a record — exactly once, suppressed inside
+//! the rule's cooldown or a snooze. The RPCs work the CSM queue
+//! (`ListTasks`, `GetTask`, `ClaimTask`, `CompleteTask`, `DismissTask`),
+//! silence a rule for an account (`SnoozeRule`) and read or replace the
+//! routing policy. docs/NOTIFICATION.md describes the service for its
+//! users, and what it does not do yet.
+
+mod policy;
+mod route;
+mod settings;
+mod sql;
+
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures::Stream;
+use retain_bus::topics::HEALTH_BAND_CHANGED;
+use retain_bus::{Consumer, ConsumerOptions, groups};
+use retain_proto::v1;
+use retain_proto::v1::notification_service_server::{
+    NotificationService, NotificationServiceServer,
+};
+use retain_runtime::auth::{Principal, Role};
+use retain_runtime::error::Error;
+use retain_runtime::paging::{next_token, page_size, page_token};
+use retain_runtime::{Clock, Context, Service, Services, Workers};
+use sea_orm::DatabaseConnection;
+use tonic::{Request, Response, Status};
+
+pub use crate::route::{Outcome, Router, band_trigger};
+pub use crate::settings::NotificationSettings;
+
+type TaskChanges = Pin<Box<dyn Stream<Item = Result<v1::WatchTasksResponse, Status>> + Send>>;
+
+/// Task states, as stored (the `TaskState` numbers).
+const OPEN: i16 = 1;
+const CLAIMED: i16 = 2;
+const DONE: i16 = 3;
+const DISMISSED: i16 = 4;
+
+/// Longest free text a CSM writes (a note, a reason).
+const MAX_NOTE: usize = 2_000;
+
+#[tonic::async_trait]
+impl NotificationService for Notification {
+    async fn list_tasks(
+        &self,
+        request: Request<v1::ListTasksRequest>,
+    ) -> Result<Response<v1::ListTasksResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        require_any(principal, &[Role::Read, Role::Csm, Role::Admin])?;
+        let req = request.get_ref();
+        let mut v = retain_domain::Violations::new();
+        let size = page_size(&mut v, "page_size", req.page_size);
+        let after = match page_token(&mut v, "page_token", &req.page_token).as_str() {
+            "" => None,
+            position => {
+                let parsed = position.splitn(3, ':').collect::<Vec<_>>();
+                match parsed.as_slice() {
+                    [p, c, id] => p
+                        .parse()
+                        .ok()
+                        .zip(c.parse().ok())
+                        .map(|(p, c)| (p, c, (*id).to_owned())),
+                    _ => None,
+                }
+                .or_else(|| {
+                    v.push("page_token", "is not a token this service issued");
+                    None
+                })
+            }
+        };
+        let mut states = Vec::new();
+        for (i, s) in req.states.iter().enumerate() {
+            match v1::TaskState::try_from(*s) {
+                Ok(v1::TaskState::Unspecified) | Err(_) => v.push(
+                    format!("states[{i}]"),
+                    format!("{s} is not a task state (OPEN, CLAIMED, DONE, DISMISSED)"),
+                ),
+                Ok(state) => states.push(state as i16),
+            }
+        }
+        if states.is_empty() {
+            states = vec![OPEN, CLAIMED];
+        }
+        for (field, value) in [("queue", &req.queue), ("assignee", &req.assignee)] {
+            if value.len() > 254 || value.contains('\0') {
+                v.push(field, "must be at most 254 bytes without U+0000");
+            }
+        }
+        if !req.account_id.is_empty()
+            && let Err(e) = retain_domain::AccountId::parse(req.account_id.clone())
+        {
+            v.push("account_id", e.to_string());
+        }
+        v.into_result(()).map_err(Error::from)?;
+        let non_empty = |s: &str| Some(s).filter(|s| !s.is_empty()).map(str::to_owned);
+        let (queue, assignee, account) = (
+            non_empty(&req.queue),
+            non_empty(&req.assignee),
+            non_empty(&req.account_id),
+        );
+        let filter = sql::TaskFilter {
+            queue: queue.as_deref(),
+            states,
+            assignee: assignee.as_deref(),
+            account: account.as_deref(),
+        };
+        let mut tasks = sql::tasks(
+            &self.db,
+            principal.tenant.as_str(),
+            &filter,
+            after,
+            size + 1,
+        )
+        .await
+        .map_err(Error::from)?;
+        let next_page_token = next_token(&mut tasks, size, |t| {
+            let created = t
+                .created_at
+                .as_ref()
+                .map_or(0, retain_proto::convert::micros);
+            format!("{}:{created}:{}", t.priority, t.task_id)
+        });
+        Ok(Response::new(v1::ListTasksResponse {
+            tasks,
+            next_page_token,
+        }))
+    }
+
+    async fn get_task(
+        &self,
+        request: Request<v1::GetTaskRequest>,
+    ) -> Result<Response<v1::GetTaskResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        require_any(principal, &[Role::Read, Role::Csm, Role::Admin])?;
+        let id = task_id(&request.get_ref().task_id)?;
+        let task = self.task(principal.tenant.as_str(), id).await?;
+        Ok(Response::new(v1::GetTaskResponse { task: Some(task) }))
+    }
+
+    async fn claim_task(
+        &self,
+        request: Request<v1::ClaimTaskRequest>,
+    ) -> Result<Response<v1::ClaimTaskResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        require_any(principal, &[Role::Csm, Role::Admin])?;
+        let req = request.get_ref();
+        let mut v = retain_domain::Violations::new();
+        if task_id(&req.task_id).is_err() {
+            v.push("task_id", "must be a task id (1–128 bytes)");
+        }
+        if !is_email(&req.assignee) {
+            v.push("assignee", "must be the claiming CSM's email address");
+        }
+        v.into_result(()).map_err(Error::from)?;
+        let task = self
+            .transition(
+                principal.tenant.as_str(),
+                &req.task_id,
+                (&[OPEN], CLAIMED),
+                Some(&req.assignee),
+                "",
+            )
+            .await?;
+        Ok(Response::new(v1::ClaimTaskResponse { task: Some(task) }))
+    }
+
+    async fn complete_task(
+        &self,
+        request: Request<v1::CompleteTaskRequest>,
+    ) -> Result<Response<v1::CompleteTaskResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        require_any(principal, &[Role::Csm, Role::Admin])?;
+        let req = request.get_ref();
+        let mut v = retain_domain::Violations::new();
+        if task_id(&req.task_id).is_err() {
+            v.push("task_id", "must be a task id (1–128 bytes)");
+        }
+        if req.note.len() > MAX_NOTE || req.note.contains('\0') {
+            v.push("note", "must be at most 2000 bytes without U+0000");
+        }
+        v.into_result(()).map_err(Error::from)?;
+        let task = self
+            .transition(
+                principal.tenant.as_str(),
+                &req.task_id,
+                (&[OPEN, CLAIMED], DONE),
+                None,
+                &req.note,
+            )
+            .await?;
+        Ok(Response::new(v1::CompleteTaskResponse { task: Some(task) }))
+    }
+
+    async fn dismiss_task(
+        &self,
+        request: Request<v1::DismissTaskRequest>,
+    ) -> Result<Response<v1::DismissTaskResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        require_any(principal, &[Role::Csm, Role::Admin])?;
+        let req = request.get_ref();
+        let mut v = retain_domain::Violations::new();
+        if task_id(&req.task_id).is_err() {
+            v.push("task_id", "must be a task id (1–128 bytes)");
+        }
+        if req.reason.trim().is_empty() || req.reason.len() > MAX_NOTE || req.reason.contains('\0')
+        {
+            v.push(
+                "reason",
+                "is required: 1–2000 bytes, not blank, without U+0000",
+            );
+        }
+        v.into_result(()).map_err(Error::from)?;
+        let task = self
+            .transition(
+                principal.tenant.as_str(),
+                &req.task_id,
+                (&[OPEN, CLAIMED], DISMISSED),
+                None,
+                &req.reason,
+            )
+            .await?;
+        Ok(Response::new(v1::DismissTaskResponse { task: Some(task) }))
+    }
+
+    async fn snooze_rule(
+        &self,
+        request: Request<v1::SnoozeRuleRequest>,
+    ) -> Result<Response<v1::SnoozeRuleResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        require_any(principal, &[Role::Csm, Role::Admin])?;
+        let req = request.get_ref();
+        let now = self.clock.now().micros();
+        let mut v = retain_domain::Violations::new();
+        if let Err(e) = retain_domain::AccountId::parse(req.account_id.clone()) {
+            v.push("account_id", e.to_string());
+        }
+        let rule = retain_proto::routing::rule_from_proto(req.trigger);
+        if rule.is_none() {
+            v.push(
+                "trigger",
+                format!("{} is not a routing trigger", req.trigger),
+            );
+        }
+        let year = 365 * 86_400 * 1_000_000_i64;
+        let until = req.until.as_ref().map(retain_proto::convert::micros);
+        match until {
+            Some(u) if u > now && u <= now + year => {}
+            _ => v.push("until", "must be in the future, at most 365 days ahead"),
+        }
+        v.into_result(()).map_err(Error::from)?;
+        let (Some(rule), Some(until)) = (rule, until) else {
+            return Err(Error::Internal("checked above".into()).into());
+        };
+        sql::snooze(
+            &self.db,
+            principal.tenant.as_str(),
+            &req.account_id,
+            rule.key(),
+            until,
+        )
+        .await
+        .map_err(Error::from)?;
+        Ok(Response::new(v1::SnoozeRuleResponse {
+            until: Some(retain_proto::convert::from_micros(until)),
+        }))
+    }
+
+    type WatchTasksStream = TaskChanges;
+
+    async fn watch_tasks(
+        &self,
+        _request: Request<v1::WatchTasksRequest>,
+    ) -> Result<Response<Self::WatchTasksStream>, Status> {
+        Err(Status::unimplemented(
+            "WatchTasks is not available yet; poll ListTasks",
+        ))
+    }
+
+    async fn list_notifications(
+        &self,
+        _request: Request<v1::ListNotificationsRequest>,
+    ) -> Result<Response<v1::ListNotificationsResponse>, Status> {
+        Err(Status::unimplemented(
+            "ListNotifications is not available yet: emails are recorded, not delivered",
+        ))
+    }
+
+    async fn get_routing_policy(
+        &self,
+        request: Request<v1::GetRoutingPolicyRequest>,
+    ) -> Result<Response<v1::GetRoutingPolicyResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        require_any(principal, &[Role::Read, Role::Admin])?;
+        let segment = &request.get_ref().segment;
+        if segment.len() > 200 || segment.contains('\0') {
+            return Err(
+                Error::invalid("segment", "must be at most 200 bytes without U+0000").into(),
+            );
+        }
+        let policy = policy::get(&self.db, principal.tenant.as_str(), segment).await?;
+        Ok(Response::new(v1::GetRoutingPolicyResponse {
+            policy: Some(policy),
+        }))
+    }
+
+    async fn put_routing_policy(
+        &self,
+        request: Request<v1::PutRoutingPolicyRequest>,
+    ) -> Result<Response<v1::PutRoutingPolicyResponse>, Status> {
+        let principal = Principal::of(&request)?;
+        principal.require(Role::Admin)?;
+        let stored = policy::put(
+            &self.db,
+            principal.tenant.as_str(),
+            request.get_ref().policy.as_ref(),
+            self.clock.now().micros(),
+        )
+        .await?;
+        Ok(Response::new(v1::PutRoutingPolicyResponse {
+            policy: Some(stored),
+        }))
+    }
+}
+
+impl Notification {
+    async fn task(&self, tenant: &str, id: &str) -> Result<v1::Task, Error> {
+        sql::task(&self.db, tenant, id).await?.ok_or_else(|| {
+            Error::NotFound(format!("task {}", retain_domain::validation::quote(id)))
+        })
+    }
+
+    /// Moves a task from one of `from` to `to` in one statement (of two
+    /// concurrent CSMs exactly one wins) and returns it; the loser learns
+    /// the state it found.
+    async fn transition(
+        &self,
+        tenant: &str,
+        id: &str,
+        (from, to): (&[i16], i16),
+        assignee: Option<&str>,
+        resolution: &str,
+    ) -> Result<v1::Task, Error> {
+        let now = self.clock.now().micros();
+        let moved =
+            sql::transition(&self.db, tenant, id, (from, to), assignee, resolution, now).await?;
+        let task = self.task(tenant, id).await?;
+        if moved {
+            return Ok(task);
+        }
+        let state = v1::TaskState::try_from(task.state)
+            .map_or("unknown", |s| s.as_str_name())
+            .trim_start_matches("TASK_STATE_")
+            .to_lowercase();
+        let by = if task.assignee.is_empty() {
+            String::new()
+        } else {
+            format!(" (assignee {})", task.assignee)
+        };
+        let allowed = if from == [OPEN] {
+            "an open task"
+        } else {
+            "an open or claimed task"
+        };
+        Err(Error::FailedPrecondition(format!(
+            "task {} is {state}{by}; only {allowed} can be {}",
+            retain_domain::validation::quote(id),
+            match to {
+                CLAIMED => "claimed",
+                DONE => "completed",
+                _ => "dismissed",
+            }
+        )))
+    }
+}
+
+/// The caller has one of `roles` (the error names the first).
+fn require_any(principal: &Principal, roles: &[Role]) -> Result<(), Error> {
+    let mut first = None;
+    for role in roles {
+        match principal.require(*role) {
+            Ok(()) => return Ok(()),
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    Err(first.unwrap_or(Error::PermissionDenied { needed: "csm" }))
+}
+
+/// A checked task id.
+fn task_id(id: &str) -> Result<&str, Error> {
+    if id.is_empty() || id.len() > 128 || id.contains('\0') {
+        return Err(Error::invalid("task_id", "must be a task id (1–128 bytes)"));
+    }
+    Ok(id)
+}
+
+/// A plausible email address: `local@domain`, at most 254 bytes.
+fn is_email(s: &str) -> bool {
+    s.len() <= 254
+        && s.split_once('@').is_some_and(|(local, domain)| {
+            !local.is_empty()
+                && domain.contains('.')
+                && !s.chars().any(|c| c.is_whitespace() || c == '\0')
+        })
+}
+
+/// The notification service: the gRPC service and its consumer.
+#[derive(Debug, Clone)]
+pub struct Notification {
+    db: DatabaseConnection,
+    clock: Clock,
+}
+
+impl Service for Notification {
+    const NAME: &'static str = "retain-notification";
+    const ABOUT: &'static str = "Retain's notification service: CSM task queues and routed actions for every health change.";
+    type Settings = NotificationSettings;
+
+    fn build(ctx: &Context, own: NotificationSettings) -> anyhow::Result<Services> {
+        let router = Router {
+            db: ctx.db.clone(),
+            clock: ctx.clock.clone(),
+        };
+        let mut workers = Workers::new();
+        let bus = ctx.bus.clone();
+        workers.add("notification.band-changes", move |stop| async move {
+            let mut opts = ConsumerOptions::new(format!(
+                "notification-{}-{}",
+                std::process::id(),
+                retain_store::now_micros()
+            ));
+            opts.batch_size = own.consumer_batch;
+            opts.concurrency = own.consumer_concurrency;
+            opts.lease = Duration::from_secs(own.consumer_lease_seconds);
+            match Consumer::new(bus, HEALTH_BAND_CHANGED.name(), groups::NOTIFICATION, opts).await {
+                Ok(consumer) => consumer.run(&router, stop).await,
+                // Without its subscription the consumer cannot run: the
+                // worker ends, which stops the server (run `migrate`).
+                Err(e) => tracing::error!(error = %e, "notification consumer cannot start"),
+            }
+        });
+        let service = Notification {
+            db: ctx.db.clone(),
+            clock: ctx.clock.clone(),
+        };
+        Ok(Services::new()
+            .with(NotificationServiceServer::new(service))
+            .with_workers(workers))
+    }
+}

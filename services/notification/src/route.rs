@@ -1,0 +1,237 @@
+//! The consumer of `health.band_changed`: turns each band change into the
+//! action the tenant's routing policy names for the account's segment — a
+//! CSM task, an email, or a record — exactly once.
+//!
+//! **Exactly once.** Every trigger has a deterministic notification id
+//! (tenant, account, rule, and the trigger's identity: the band change and
+//! the instant scored), recorded in `notification_actions` in the same
+//! transaction as the task it creates and the message's acknowledgement. A
+//! redelivered message or a replayed trigger finds its id there and
+//! changes nothing.
+//!
+//! **Suppressed, and counted.** A trigger inside the rule's cooldown of an
+//! earlier action for the same account — before *or after* it, since
+//! triggers arrive late — or while a CSM has snoozed the rule for the
+//! account, is recorded as suppressed and acts on nothing. Triggers of one
+//! account and rule come from one topic and one bus key, in order, so two
+//! replicas never decide on them at once.
+//!
+//! **Backfill.** A band change computed from imported history is recorded,
+//! never acted on.
+
+use retain_bus::topics::HEALTH_BAND_CHANGED;
+use retain_bus::{Delivery, Handler, HandlerError};
+use retain_domain::routing::{self, AccountContext, Planned, Trigger};
+use retain_domain::time::Timestamp;
+use retain_proto::{convert, health as wire, v1};
+use retain_runtime::Clock;
+use retain_runtime::error::Error;
+use sea_orm::{DatabaseConnection, TransactionTrait};
+
+use crate::{policy, sql};
+
+/// Routes triggers. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Router {
+    /// The database.
+    pub db: DatabaseConnection,
+    /// Now.
+    pub clock: Clock,
+}
+
+/// What routing did with one trigger.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// No rule applies.
+    NoRule,
+    /// Recorded before: nothing changed.
+    Duplicate,
+    /// Suppressed by the rule's cooldown.
+    Cooldown,
+    /// Suppressed by a snooze.
+    Snoozed,
+    /// Acted on (a task, an email, or a record).
+    Acted,
+}
+
+impl Handler for Router {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        let event = HEALTH_BAND_CHANGED.decode(delivery)?;
+        let (trigger, ctx) = band_trigger(&event).map_err(HandlerError::permanent)?;
+        self.route(&trigger, &ctx, Some(delivery))
+            .await
+            .map(|_| ())
+            .map_err(|e| HandlerError::transient(e.to_string()))
+    }
+}
+
+/// The trigger and account context a band change carries.
+pub fn band_trigger(e: &v1::HealthBandChanged) -> Result<(Trigger, AccountContext), String> {
+    let score = e
+        .score
+        .as_ref()
+        .ok_or("health.band_changed without a score")?;
+    let inputs = score.inputs.clone().unwrap_or_default();
+    let to = wire::band_from_proto(e.to_band).ok_or("health.band_changed without a to_band")?;
+    let at = score
+        .scored_at
+        .as_ref()
+        .and_then(convert::timestamp)
+        .ok_or("health.band_changed without a valid scored_at")?;
+    let weakest = score
+        .dimensions
+        .iter()
+        .filter(|d| !d.missing)
+        .min_by(|a, b| a.sub_score.total_cmp(&b.sub_score))
+        .map(|d| d.key.clone());
+    let trigger = Trigger::BandChanged {
+        from: wire::band_from_proto(e.from_band),
+        to,
+        score: score.score,
+        at,
+        drivers: score.explanation.clone(),
+        weakest,
+        missing_milestones: inputs.milestones_missing.clone(),
+        ticket_topics: score.ticket_topics.clone(),
+        backfill: e.mode() == v1::IngestMode::Backfill,
+    };
+    let ctx = AccountContext {
+        tenant: e.tenant_id.clone(),
+        account: e.account_id.clone(),
+        name: String::new(),
+        segment: Some(inputs.segment.clone()).filter(|s| !s.is_empty()),
+        csm_owner: Some(inputs.csm_owner_email.clone()).filter(|s| !s.is_empty()),
+        contacts: Vec::new(),
+    };
+    Ok((trigger, ctx))
+}
+
+impl Router {
+    /// Routes one trigger; acknowledges `delivery` in the same transaction.
+    pub async fn route(
+        &self,
+        trigger: &Trigger,
+        ctx: &AccountContext,
+        delivery: Option<&Delivery>,
+    ) -> Result<Outcome, Error> {
+        let tenant = ctx.tenant.as_str();
+        let now = self.clock.now().micros();
+        let tx = self.db.begin().await?;
+        let (policy, _, _) =
+            policy::effective(&tx, tenant, ctx.segment.as_deref().unwrap_or("")).await?;
+        let outcome = match routing::route(&policy, trigger, ctx) {
+            None => Outcome::NoRule,
+            Some(decision) => self.apply(&tx, ctx, trigger.at(), &decision, now).await?,
+        };
+        if let Some(d) = delivery
+            && !retain_bus::ack_in(&tx, d)
+                .await
+                .map_err(|e| Error::Internal(format!("bus: {e}")))?
+        {
+            // The lease was lost: the replica that has the message routes it.
+            tx.rollback().await?;
+            return Ok(Outcome::Duplicate);
+        }
+        tx.commit().await?;
+        Ok(outcome)
+    }
+
+    async fn apply<C: sea_orm::ConnectionTrait>(
+        &self,
+        tx: &C,
+        ctx: &AccountContext,
+        at: Timestamp,
+        decision: &routing::Decision,
+        now: i64,
+    ) -> Result<Outcome, Error> {
+        let tenant = ctx.tenant.as_str();
+        let rule = decision.rule.key();
+        let at_us = at.micros();
+        let snoozed = sql::snoozed_until(tx, tenant, &ctx.account, rule)
+            .await?
+            .is_some_and(|until| at_us < until);
+        let cooldown_us = decision.cooldown_seconds.saturating_mul(1_000_000);
+        let cooled = !snoozed && cooldown_us > 0 && {
+            let earlier: Vec<routing::Sent> = sql::acted_between(
+                tx,
+                tenant,
+                &ctx.account,
+                rule,
+                (
+                    at_us.saturating_sub(cooldown_us),
+                    at_us.saturating_add(cooldown_us),
+                ),
+            )
+            .await?
+            .into_iter()
+            .map(|t| routing::Sent {
+                rule: decision.rule,
+                at: Timestamp::from_micros(t),
+            })
+            .collect();
+            routing::cooldown(&earlier, decision.rule, at, decision.cooldown_seconds).is_some()
+        };
+        let kind = match decision.action {
+            Planned::Task { .. } => 1,
+            Planned::Email { .. } => 2,
+            Planned::Record => 3,
+        };
+        let suppressed = if snoozed {
+            2
+        } else if cooled {
+            1
+        } else {
+            0
+        };
+        let fresh = sql::insert_action(
+            tx,
+            tenant,
+            &sql::NewAction {
+                notification_id: &decision.notification_id,
+                account: &ctx.account,
+                rule,
+                kind,
+                suppressed,
+                trigger_at: at_us,
+                now,
+            },
+        )
+        .await?;
+        if !fresh {
+            return Ok(Outcome::Duplicate);
+        }
+        match suppressed {
+            2 => return Ok(Outcome::Snoozed),
+            1 => return Ok(Outcome::Cooldown),
+            _ => {}
+        }
+        if let Planned::Task {
+            title,
+            message,
+            queue,
+            priority,
+            assignee,
+            due,
+        } = &decision.action
+        {
+            sql::insert_task(
+                tx,
+                tenant,
+                &sql::NewTask {
+                    task_id: &decision.notification_id,
+                    account: &ctx.account,
+                    rule,
+                    title,
+                    message,
+                    queue,
+                    priority: retain_proto::routing::priority_to_proto(*priority) as i16,
+                    assignee: assignee.as_deref().unwrap_or(""),
+                    due_at: due.micros(),
+                    now,
+                },
+            )
+            .await?;
+        }
+        Ok(Outcome::Acted)
+    }
+}

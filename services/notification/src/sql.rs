@@ -1,0 +1,385 @@
+//! Every statement the notification service runs: its own tables
+//! (`notification_policies`, `notification_actions`, `notification_tasks`,
+//! `notification_snoozes`; see the migration).
+
+use prost::Message;
+use retain_proto::v1;
+use sea_orm::{ConnectionTrait, DbErr, QueryResult, Statement, Value};
+
+/// The latest stored policy of `segment` ('' = the tenant default).
+pub async fn latest_policy<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    segment: &str,
+) -> Result<Option<v1::RoutingPolicy>, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT policy FROM notification_policies WHERE tenant_id = $1 AND segment = $2 \
+             ORDER BY version DESC LIMIT 1",
+            [tenant.into(), segment.into()],
+        ))
+        .await?;
+    row.map(|r| {
+        v1::RoutingPolicy::decode(r.try_get_by_index::<Vec<u8>>(0)?.as_slice())
+            .map_err(|e| DbErr::Custom(format!("a stored routing policy does not decode: {e}")))
+    })
+    .transpose()
+}
+
+/// Stores `policy` as the tenant's next version; `false` when another
+/// writer took that version first (the caller retries).
+pub async fn insert_policy<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    policy: &v1::RoutingPolicy,
+    now: i64,
+) -> Result<bool, DbErr> {
+    Ok(retain_store::exec(
+        db,
+        "INSERT INTO notification_policies (tenant_id, version, segment, policy, created_at) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, version) DO NOTHING",
+        [
+            tenant.into(),
+            policy.version.into(),
+            policy.segment.clone().into(),
+            policy.encode_to_vec().into(),
+            now.into(),
+        ],
+    )
+    .await?
+        == 1)
+}
+
+/// The tenant's highest policy version (0 before the first).
+pub async fn max_policy_version<C: ConnectionTrait>(db: &C, tenant: &str) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT COALESCE(MAX(version), 0) FROM notification_policies WHERE tenant_id = $1",
+            [tenant.into()],
+        ))
+        .await?;
+    row.map_or(Ok(0), |r| r.try_get_by_index(0))
+}
+
+/// When the account's rule is snoozed until (µs), if it is.
+pub async fn snoozed_until<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    account: &str,
+    rule: &str,
+) -> Result<Option<i64>, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT until_at FROM notification_snoozes \
+             WHERE tenant_id = $1 AND account_id = $2 AND rule = $3",
+            [tenant.into(), account.into(), rule.into()],
+        ))
+        .await?;
+    row.map(|r| r.try_get_by_index(0)).transpose()
+}
+
+/// Snoozes the account's rule until `until` (µs), replacing any snooze.
+pub async fn snooze<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    account: &str,
+    rule: &str,
+    until: i64,
+) -> Result<(), DbErr> {
+    retain_store::exec(
+        db,
+        "INSERT INTO notification_snoozes (tenant_id, account_id, rule, until_at) \
+         VALUES ($1, $2, $3, $4) ON CONFLICT (tenant_id, account_id, rule) \
+         DO UPDATE SET until_at = excluded.until_at",
+        [tenant.into(), account.into(), rule.into(), until.into()],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// When the account's earlier actions of `rule` that were not suppressed
+/// happened (µs), within `(from, to)`.
+pub async fn acted_between<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    account: &str,
+    rule: &str,
+    (from, to): (i64, i64),
+) -> Result<Vec<i64>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT trigger_at FROM notification_actions WHERE tenant_id = $1 \
+             AND account_id = $2 AND rule = $3 AND trigger_at > $4 AND trigger_at < $5 \
+             AND suppressed = 0",
+            [
+                tenant.into(),
+                account.into(),
+                rule.into(),
+                from.into(),
+                to.into(),
+            ],
+        ))
+        .await?;
+    rows.iter().map(|r| r.try_get_by_index(0)).collect()
+}
+
+/// An action decided for one trigger.
+pub struct NewAction<'a> {
+    /// Deterministic id.
+    pub notification_id: &'a str,
+    /// Account.
+    pub account: &'a str,
+    /// Rule key.
+    pub rule: &'a str,
+    /// 1 task, 2 email, 3 record.
+    pub kind: i16,
+    /// 0 no, 1 cooldown, 2 snooze.
+    pub suppressed: i16,
+    /// When the trigger happened, µs.
+    pub trigger_at: i64,
+    /// Now, µs.
+    pub now: i64,
+}
+
+/// Records an action; `false` when its id was recorded before (a
+/// redelivered or replayed trigger), and nothing was written.
+pub async fn insert_action<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    a: &NewAction<'_>,
+) -> Result<bool, DbErr> {
+    Ok(retain_store::exec(
+        db,
+        "INSERT INTO notification_actions (tenant_id, notification_id, account_id, rule, kind, \
+         suppressed, trigger_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
+         ON CONFLICT (tenant_id, notification_id) DO NOTHING",
+        [
+            tenant.into(),
+            a.notification_id.into(),
+            a.account.into(),
+            a.rule.into(),
+            Value::SmallInt(Some(a.kind)),
+            Value::SmallInt(Some(a.suppressed)),
+            a.trigger_at.into(),
+            a.now.into(),
+        ],
+    )
+    .await?
+        == 1)
+}
+
+/// The columns of a task, in the order [`task_from_row`] reads them.
+const TASK_COLUMNS: &str = "task_id, account_id, rule, title, message, queue, priority, state, \
+     assignee, due_at, sla_breached, resolution, created_at, updated_at";
+
+/// A task to create.
+pub struct NewTask<'a> {
+    /// Task id (the notification id).
+    pub task_id: &'a str,
+    /// Account.
+    pub account: &'a str,
+    /// Rule key.
+    pub rule: &'a str,
+    /// Title.
+    pub title: &'a str,
+    /// Body.
+    pub message: &'a str,
+    /// Queue.
+    pub queue: &'a str,
+    /// `TaskPriority` number.
+    pub priority: i16,
+    /// Assigned CSM ('' for none).
+    pub assignee: &'a str,
+    /// SLA due, µs.
+    pub due_at: i64,
+    /// Now, µs.
+    pub now: i64,
+}
+
+/// Creates an open task.
+pub async fn insert_task<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    t: &NewTask<'_>,
+) -> Result<(), DbErr> {
+    retain_store::exec(
+        db,
+        "INSERT INTO notification_tasks (tenant_id, task_id, account_id, rule, title, message, \
+         queue, priority, state, assignee, due_at, sla_breached, resolution, created_at, \
+         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, FALSE, '', $11, $11) \
+         ON CONFLICT (tenant_id, task_id) DO NOTHING",
+        [
+            tenant.into(),
+            t.task_id.into(),
+            t.account.into(),
+            t.rule.into(),
+            t.title.into(),
+            t.message.into(),
+            t.queue.into(),
+            Value::SmallInt(Some(t.priority)),
+            t.assignee.into(),
+            t.due_at.into(),
+            t.now.into(),
+        ],
+    )
+    .await
+    .map(|_| ())
+}
+
+fn task_from_row(r: &QueryResult) -> Result<v1::Task, DbErr> {
+    let rule: String = r.try_get_by_index(2)?;
+    let trigger = retain_domain::routing::Rule::ALL
+        .into_iter()
+        .find(|x| x.key() == rule)
+        .map_or(
+            v1::RoutingTrigger::Unspecified,
+            retain_proto::routing::rule_to_proto,
+        );
+    let at = |i: usize| -> Result<Option<prost_types::Timestamp>, DbErr> {
+        Ok(Some(retain_proto::convert::from_micros(
+            r.try_get_by_index(i)?,
+        )))
+    };
+    Ok(v1::Task {
+        task_id: r.try_get_by_index(0)?,
+        account_id: r.try_get_by_index(1)?,
+        trigger: trigger as i32,
+        title: r.try_get_by_index(3)?,
+        message: r.try_get_by_index(4)?,
+        queue: r.try_get_by_index(5)?,
+        priority: i32::from(r.try_get_by_index::<i16>(6)?),
+        state: i32::from(r.try_get_by_index::<i16>(7)?),
+        assignee: r.try_get_by_index(8)?,
+        due_at: at(9)?,
+        sla_breached: r.try_get_by_index(10)?,
+        resolution: r.try_get_by_index(11)?,
+        created_at: at(12)?,
+        updated_at: at(13)?,
+    })
+}
+
+/// One task of the tenant.
+pub async fn task<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    task_id: &str,
+) -> Result<Option<v1::Task>, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            format!("SELECT {TASK_COLUMNS} FROM notification_tasks WHERE tenant_id = $1 AND task_id = $2"),
+            [tenant.into(), task_id.into()],
+        ))
+        .await?;
+    row.as_ref().map(task_from_row).transpose()
+}
+
+/// Moves a task from one of `from` (states) to `to`, setting `assignee`
+/// when given and the resolution; `false` when the task is not in one of
+/// `from` (or does not exist). The state check and the change are one
+/// statement, so of two concurrent CSMs exactly one wins.
+pub async fn transition<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    task_id: &str,
+    (from, to): (&[i16], i16),
+    assignee: Option<&str>,
+    resolution: &str,
+    now: i64,
+) -> Result<bool, DbErr> {
+    let mut values: Vec<Value> = vec![
+        Value::SmallInt(Some(to)),
+        resolution.into(),
+        now.into(),
+        tenant.into(),
+        task_id.into(),
+    ];
+    let mut sql =
+        String::from("UPDATE notification_tasks SET state = $1, resolution = $2, updated_at = $3");
+    if let Some(a) = assignee {
+        values.push(a.into());
+        sql.push_str(&format!(", assignee = ${}", values.len()));
+    }
+    sql.push_str(" WHERE tenant_id = $4 AND task_id = $5 AND state IN (");
+    let list: Vec<String> = from
+        .iter()
+        .map(|s| {
+            values.push(Value::SmallInt(Some(*s)));
+            format!("${}", values.len())
+        })
+        .collect();
+    sql.push_str(&list.join(", "));
+    sql.push(')');
+    Ok(retain_store::exec(db, sql, values).await? == 1)
+}
+
+/// What ListTasks keeps.
+#[derive(Debug, Default)]
+pub struct TaskFilter<'a> {
+    /// Only this queue.
+    pub queue: Option<&'a str>,
+    /// Only these states (numbers).
+    pub states: Vec<i16>,
+    /// Only this assignee.
+    pub assignee: Option<&'a str>,
+    /// Only this account.
+    pub account: Option<&'a str>,
+}
+
+/// A page of tasks, most urgent and oldest first, after the position
+/// (priority, created_at, task_id) of the previous page's last task.
+pub async fn tasks<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    filter: &TaskFilter<'_>,
+    after: Option<(i64, i64, String)>,
+    limit: u64,
+) -> Result<Vec<v1::Task>, DbErr> {
+    let mut sql = format!("SELECT {TASK_COLUMNS} FROM notification_tasks WHERE tenant_id = $1");
+    let mut values: Vec<Value> = vec![tenant.into()];
+    for (column, wanted) in [
+        ("queue", filter.queue),
+        ("assignee", filter.assignee),
+        ("account_id", filter.account),
+    ] {
+        if let Some(w) = wanted {
+            values.push(w.into());
+            sql.push_str(&format!(" AND {column} = ${}", values.len()));
+        }
+    }
+    let list: Vec<String> = filter
+        .states
+        .iter()
+        .map(|s| {
+            values.push(Value::SmallInt(Some(*s)));
+            format!("${}", values.len())
+        })
+        .collect();
+    sql.push_str(&format!(" AND state IN ({})", list.join(", ")));
+    if let Some((priority, created, id)) = after {
+        values.extend([(-priority).into(), created.into(), id.into()]);
+        let n = values.len();
+        sql.push_str(&format!(
+            " AND (0 - priority, created_at, task_id) > (${}, ${}, ${n})",
+            n - 2,
+            n - 1
+        ));
+    }
+    values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+    sql.push_str(&format!(
+        " ORDER BY priority DESC, created_at, task_id LIMIT ${}",
+        values.len()
+    ));
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await?;
+    rows.iter().map(task_from_row).collect()
+}

@@ -1,0 +1,153 @@
+//! The CSM queue over real gRPC, on SQLite and PostgreSQL: listing in
+//! urgency order with stable pages, claiming (two CSMs at once: exactly
+//! one wins), completing and dismissing, with the state checked.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
+
+use retain_bus::topics::HEALTH_BAND_CHANGED;
+use retain_notification::Notification;
+use retain_proto::v1;
+use retain_proto::v1::notification_service_client::NotificationServiceClient;
+use retain_testkit::*;
+use tonic::Code;
+
+fn client(app: &TestApp) -> NotificationServiceClient<tonic::transport::Channel> {
+    NotificationServiceClient::new(app.channel.clone())
+}
+
+fn red(account: &str, at: i64) -> (String, v1::HealthBandChanged) {
+    let to = v1::HealthBand::Red;
+    (
+        format!("acme/{account}"),
+        v1::HealthBandChanged {
+            tenant_id: "acme".into(),
+            account_id: account.into(),
+            from_band: v1::HealthBand::Yellow as i32,
+            to_band: to as i32,
+            score: Some(v1::HealthScore {
+                account_id: account.into(),
+                score: 30.0,
+                band: to as i32,
+                scored_at: ts(at),
+                ..Default::default()
+            }),
+            mode: v1::IngestMode::Live as i32,
+        },
+    )
+}
+
+retain_testkit::storage_test!(async fn tasks_are_listed_claimed_completed_and_dismissed(db) {
+    let app = spawn_app::<Notification>(db).await;
+    let messages: Vec<_> = (0..5).map(|i| red(&format!("acct-{i}"), now() - 600 + i)).collect();
+    HEALTH_BAND_CHANGED.publish(&app.db.conn, &messages).await.unwrap();
+    app.drained(HEALTH_BAND_CHANGED.name(), "notification").await;
+
+    // Pages of two, oldest first within one priority: no task skipped or
+    // repeated. Unowned tasks have no assignee yet.
+    let (mut all, mut token) = (Vec::new(), String::new());
+    loop {
+        let page = client(&app)
+            .list_tasks(with_token(READER, v1::ListTasksRequest { page_size: 2, page_token: token, ..Default::default() }))
+            .await
+            .unwrap()
+            .into_inner();
+        all.extend(page.tasks);
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    let accounts: Vec<&str> = all.iter().map(|t| t.account_id.as_str()).collect();
+    assert_eq!(accounts, ["acct-0", "acct-1", "acct-2", "acct-3", "acct-4"]);
+    assert!(all.iter().all(|t| t.assignee.is_empty()));
+
+    // Two CSMs claim the same task at once: exactly one wins.
+    let id = all[0].task_id.clone();
+    let claim = |who: &'static str| {
+        let (app, id) = (&app, id.clone());
+        async move {
+            client(app)
+                .claim_task(with_token(CSM, v1::ClaimTaskRequest { task_id: id, assignee: who.into() }))
+                .await
+        }
+    };
+    let (a, b) = tokio::join!(claim("ana@vendor.io"), claim("bo@vendor.io"));
+    let (won, lost) = match (a, b) {
+        (Ok(w), Err(l)) | (Err(l), Ok(w)) => (w.into_inner().task.unwrap(), l),
+        other => panic!("exactly one claim wins: {other:?}"),
+    };
+    assert_eq!(won.state, v1::TaskState::Claimed as i32);
+    assert_eq!(lost.code(), Code::FailedPrecondition);
+    assert!(lost.message().contains("claimed"), "{}", lost.message());
+    let mine = client(&app)
+        .list_tasks(with_token(READER, v1::ListTasksRequest { assignee: won.assignee.clone(), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    assert_eq!(mine.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(), [id.as_str()]);
+
+    // Complete it with a note; a second task is dismissed, and then
+    // cannot be completed.
+    let done = client(&app)
+        .complete_task(with_token(CSM, v1::CompleteTaskRequest { task_id: id.clone(), note: "Called the sponsor; integration fixed".into() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    assert_eq!((done.state, done.resolution.as_str()), (v1::TaskState::Done as i32, "Called the sponsor; integration fixed"));
+    let other = all[1].task_id.clone();
+    let err = client(&app)
+        .dismiss_task(with_token(CSM, v1::DismissTaskRequest { task_id: other.clone(), reason: "  ".into() }))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("reason"), "{}", err.message());
+    client(&app)
+        .dismiss_task(with_token(CSM, v1::DismissTaskRequest { task_id: other.clone(), reason: "duplicate of a call today".into() }))
+        .await
+        .unwrap();
+    let err = client(&app)
+        .complete_task(with_token(CSM, v1::CompleteTaskRequest { task_id: other.clone(), note: String::new() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::FailedPrecondition);
+    assert!(err.message().contains("dismissed"), "{}", err.message());
+
+    // The default listing shows open and claimed tasks only.
+    let open = client(&app)
+        .list_tasks(with_token(READER, v1::ListTasksRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    assert_eq!(open.len(), 3);
+
+    // Roles, unknown tasks, another tenant, bad filters.
+    let err = client(&app)
+        .claim_task(with_token(READER, v1::ClaimTaskRequest { task_id: all[2].task_id.clone(), assignee: "ana@vendor.io".into() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    let err = client(&app)
+        .get_task(with_token(READER, v1::GetTaskRequest { task_id: "nope".into() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound);
+    let err = client(&app)
+        .get_task(with_token(GLOBEX, v1::GetTaskRequest { task_id: id.clone() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::NotFound, "another tenant's task does not exist for globex");
+    let err = client(&app)
+        .list_tasks(with_token(READER, v1::ListTasksRequest { states: vec![9], page_token: "zz".into(), ..Default::default() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("states[0]") && err.message().contains("page_token"), "{}", err.message());
+    let err = client(&app)
+        .claim_task(with_token(CSM, v1::ClaimTaskRequest { task_id: all[2].task_id.clone(), assignee: "not an email".into() }))
+        .await
+        .unwrap_err();
+    assert!(err.message().contains("assignee"), "{}", err.message());
+});
