@@ -194,7 +194,8 @@ pub fn kind_of(body: &v1::signal::Body) -> SignalKind {
     }
 }
 
-fn churn_reason(value: i32) -> Option<ChurnReason> {
+/// A wire churn reason; `None` for `UNSPECIFIED` and unknown numbers.
+pub fn churn_reason(value: i32) -> Option<ChurnReason> {
     match v1::ChurnReason::try_from(value).ok()? {
         v1::ChurnReason::Unspecified => None,
         v1::ChurnReason::Competitor => Some(ChurnReason::Competitor),
@@ -483,5 +484,7 @@ pub fn snapshot_to_proto(
         milestones_missing: snap.milestones_missing.clone(),
         onboarding_stuck: snap.onboarding_stuck,
         csm_owner_email: account.csm_owner_email.clone().unwrap_or_default(),
+        account_name: account.name.clone().unwrap_or_default(),
+        contact_emails: account.contact_emails.clone(),
     }
 }

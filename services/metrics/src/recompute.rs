@@ -149,11 +149,17 @@ impl Recompute {
         let row = sql::account_row(&tx, tenant, account).await?;
         let record = retain_domain::Account {
             account_id: account.to_owned(),
-            name: None,
+            name: row.as_ref().and_then(|r| r.name.clone()),
             segment: row.as_ref().and_then(|r| r.segment.clone()),
             plan: row.as_ref().and_then(|r| r.plan.clone()),
             csm_owner_email: row.as_ref().and_then(|r| r.csm_owner_email.clone()),
-            contact_emails: Vec::new(),
+            contact_emails: row.as_ref().map_or_else(Vec::new, |r| {
+                r.contact_emails
+                    .split('\n')
+                    .filter(|e| !e.is_empty())
+                    .map(str::to_owned)
+                    .collect()
+            }),
             seats: None,
             lifecycle: None,
             renewal_date: None,

@@ -1,25 +1,29 @@
 //! Retain's notification service: `NotificationService` over gRPC.
 //!
-//! Its worker consumes `health.band_changed` ([`route`]): each band change
-//! is routed by the tenant's policy for the account's segment ([`policy`])
-//! to a CSM task, an email or a record — exactly once, suppressed inside
-//! the rule's cooldown or a snooze. The RPCs work the CSM queue
-//! (`ListTasks`, `GetTask`, `ClaimTask`, `CompleteTask`, `DismissTask`),
-//! silence a rule for an account (`SnoozeRule`) and read or replace the
-//! routing policy. docs/NOTIFICATION.md describes the service for its
-//! users, and what it does not do yet.
+//! Its workers consume `health.band_changed` ([`route`]) and the NPS
+//! answers, contractions and churns in `signals.recorded` ([`signals`]);
+//! each trigger is routed by the tenant's policy for the account's
+//! segment ([`policy`]) to a CSM task, an email or a record — exactly
+//! once, suppressed inside the rule's cooldown or a snooze. A third worker
+//! keeps each account's segment, CSM and contacts from `account.metrics`.
+//! The RPCs work the CSM queue (`ListTasks`, `GetTask`, `ClaimTask`,
+//! `CompleteTask`, `DismissTask`), silence a rule for an account
+//! (`SnoozeRule`) and read or replace the routing policy.
+//! docs/NOTIFICATION.md describes the service for its users, and what it
+//! does not do yet.
 
 mod policy;
 mod route;
 mod settings;
+mod signals;
 mod sql;
 
 use std::pin::Pin;
 use std::time::Duration;
 
 use futures::Stream;
-use retain_bus::topics::HEALTH_BAND_CHANGED;
-use retain_bus::{Consumer, ConsumerOptions, groups};
+use retain_bus::topics::{ACCOUNT_METRICS, HEALTH_BAND_CHANGED, SIGNALS_RECORDED};
+use retain_bus::{Consumer, ConsumerOptions, Handler, groups};
 use retain_proto::v1;
 use retain_proto::v1::notification_service_server::{
     NotificationService, NotificationServiceServer,
@@ -33,6 +37,7 @@ use tonic::{Request, Response, Status};
 
 pub use crate::route::{Outcome, Router, band_trigger};
 pub use crate::settings::NotificationSettings;
+pub use crate::signals::{Signals, Snapshots};
 
 type TaskChanges = Pin<Box<dyn Stream<Item = Result<v1::WatchTasksResponse, Status>> + Send>>;
 
@@ -379,6 +384,34 @@ impl Notification {
     }
 }
 
+/// A worker consuming `topic` as the notification group with `handler`.
+fn consume<H: Handler + Send + Sync + 'static>(
+    workers: &mut Workers,
+    ctx: &Context,
+    own: &NotificationSettings,
+    topic: &'static str,
+    handler: H,
+) {
+    let bus = ctx.bus.clone();
+    let own = own.clone();
+    workers.add(format!("notification.{topic}"), move |stop| async move {
+        let mut opts = ConsumerOptions::new(format!(
+            "notification-{topic}-{}-{}",
+            std::process::id(),
+            retain_store::now_micros()
+        ));
+        opts.batch_size = own.consumer_batch;
+        opts.concurrency = own.consumer_concurrency;
+        opts.lease = Duration::from_secs(own.consumer_lease_seconds);
+        match Consumer::new(bus, topic, groups::NOTIFICATION, opts).await {
+            Ok(consumer) => consumer.run(&handler, stop).await,
+            // Without its subscription the consumer cannot run: the worker
+            // ends, which stops the server (run `migrate`).
+            Err(e) => tracing::error!(error = %e, topic, "notification consumer cannot start"),
+        }
+    });
+}
+
 /// The caller has one of `roles` (the error names the first).
 fn require_any(principal: &Principal, roles: &[Role]) -> Result<(), Error> {
     let mut first = None;
@@ -429,23 +462,27 @@ impl Service for Notification {
             clock: ctx.clock.clone(),
         };
         let mut workers = Workers::new();
-        let bus = ctx.bus.clone();
-        workers.add("notification.band-changes", move |stop| async move {
-            let mut opts = ConsumerOptions::new(format!(
-                "notification-{}-{}",
-                std::process::id(),
-                retain_store::now_micros()
-            ));
-            opts.batch_size = own.consumer_batch;
-            opts.concurrency = own.consumer_concurrency;
-            opts.lease = Duration::from_secs(own.consumer_lease_seconds);
-            match Consumer::new(bus, HEALTH_BAND_CHANGED.name(), groups::NOTIFICATION, opts).await {
-                Ok(consumer) => consumer.run(&router, stop).await,
-                // Without its subscription the consumer cannot run: the
-                // worker ends, which stops the server (run `migrate`).
-                Err(e) => tracing::error!(error = %e, "notification consumer cannot start"),
-            }
-        });
+        consume(
+            &mut workers,
+            ctx,
+            &own,
+            HEALTH_BAND_CHANGED.name(),
+            router.clone(),
+        );
+        consume(
+            &mut workers,
+            ctx,
+            &own,
+            SIGNALS_RECORDED.name(),
+            Signals(router.clone()),
+        );
+        consume(
+            &mut workers,
+            ctx,
+            &own,
+            ACCOUNT_METRICS.name(),
+            Snapshots(router),
+        );
         let service = Notification {
             db: ctx.db.clone(),
             clock: ctx.clock.clone(),

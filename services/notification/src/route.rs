@@ -71,7 +71,8 @@ pub fn band_trigger(e: &v1::HealthBandChanged) -> Result<(Trigger, AccountContex
         .score
         .as_ref()
         .ok_or("health.band_changed without a score")?;
-    let inputs = score.inputs.clone().unwrap_or_default();
+    let mut inputs = score.inputs.clone().unwrap_or_default();
+    inputs.account_id.clone_from(&e.account_id);
     let to = wire::band_from_proto(e.to_band).ok_or("health.band_changed without a to_band")?;
     let at = score
         .scored_at
@@ -95,15 +96,19 @@ pub fn band_trigger(e: &v1::HealthBandChanged) -> Result<(Trigger, AccountContex
         ticket_topics: score.ticket_topics.clone(),
         backfill: e.mode() == v1::IngestMode::Backfill,
     };
-    let ctx = AccountContext {
-        tenant: e.tenant_id.clone(),
-        account: e.account_id.clone(),
-        name: String::new(),
-        segment: Some(inputs.segment.clone()).filter(|s| !s.is_empty()),
-        csm_owner: Some(inputs.csm_owner_email.clone()).filter(|s| !s.is_empty()),
-        contacts: Vec::new(),
-    };
-    Ok((trigger, ctx))
+    Ok((trigger, context(&e.tenant_id, &inputs)))
+}
+
+/// What routing needs of the account a snapshot describes.
+pub fn context(tenant: &str, s: &v1::AccountMetricsSnapshot) -> AccountContext {
+    AccountContext {
+        tenant: tenant.to_owned(),
+        account: s.account_id.clone(),
+        name: s.account_name.clone(),
+        segment: Some(s.segment.clone()).filter(|x| !x.is_empty()),
+        csm_owner: Some(s.csm_owner_email.clone()).filter(|x| !x.is_empty()),
+        contacts: s.contact_emails.clone(),
+    }
 }
 
 impl Router {
@@ -114,26 +119,48 @@ impl Router {
         ctx: &AccountContext,
         delivery: Option<&Delivery>,
     ) -> Result<Outcome, Error> {
-        let tenant = ctx.tenant.as_str();
-        let now = self.clock.now().micros();
         let tx = self.db.begin().await?;
-        let (policy, _, _) =
-            policy::effective(&tx, tenant, ctx.segment.as_deref().unwrap_or("")).await?;
-        let outcome = match routing::route(&policy, trigger, ctx) {
-            None => Outcome::NoRule,
-            Some(decision) => self.apply(&tx, ctx, trigger.at(), &decision, now).await?,
-        };
-        if let Some(d) = delivery
-            && !retain_bus::ack_in(&tx, d)
-                .await
-                .map_err(|e| Error::Internal(format!("bus: {e}")))?
-        {
-            // The lease was lost: the replica that has the message routes it.
+        let outcome = self.route_in(&tx, trigger, ctx).await?;
+        if !self.ack(&tx, delivery).await? {
             tx.rollback().await?;
             return Ok(Outcome::Duplicate);
         }
         tx.commit().await?;
         Ok(outcome)
+    }
+
+    /// Routes one trigger inside the caller's transaction.
+    pub(crate) async fn route_in<C: sea_orm::ConnectionTrait>(
+        &self,
+        tx: &C,
+        trigger: &Trigger,
+        ctx: &AccountContext,
+    ) -> Result<Outcome, Error> {
+        let (policy, _, _) =
+            policy::effective(tx, &ctx.tenant, ctx.segment.as_deref().unwrap_or("")).await?;
+        match routing::route(&policy, trigger, ctx) {
+            None => Ok(Outcome::NoRule),
+            Some(decision) => {
+                let now = self.clock.now().micros();
+                self.apply(tx, ctx, trigger.at(), &decision, now).await
+            }
+        }
+    }
+
+    /// Acknowledges `delivery` inside the transaction; `false` when the
+    /// lease was lost (the replica that has the message handles it, and
+    /// this transaction must roll back).
+    pub(crate) async fn ack<C: sea_orm::ConnectionTrait>(
+        &self,
+        tx: &C,
+        delivery: Option<&Delivery>,
+    ) -> Result<bool, Error> {
+        match delivery {
+            None => Ok(true),
+            Some(d) => retain_bus::ack_in(tx, d)
+                .await
+                .map_err(|e| Error::Internal(format!("bus: {e}"))),
+        }
     }
 
     async fn apply<C: sea_orm::ConnectionTrait>(

@@ -383,3 +383,110 @@ pub async fn tasks<C: ConnectionTrait>(
         .await?;
     rows.iter().map(task_from_row).collect()
 }
+
+/// Keeps what routing needs of an account, from a snapshot as of `as_of`
+/// (µs); an older snapshot than the one kept changes nothing.
+pub async fn upsert_account<C: ConnectionTrait>(
+    db: &C,
+    ctx: &retain_domain::routing::AccountContext,
+    as_of: i64,
+) -> Result<(), DbErr> {
+    retain_store::exec(
+        db,
+        "INSERT INTO notification_accounts (tenant_id, account_id, segment, csm_owner, name, \
+         contacts, as_of) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (tenant_id, account_id) DO UPDATE SET segment = excluded.segment, \
+         csm_owner = excluded.csm_owner, name = excluded.name, contacts = excluded.contacts, \
+         as_of = excluded.as_of WHERE notification_accounts.as_of < excluded.as_of",
+        [
+            ctx.tenant.clone().into(),
+            ctx.account.clone().into(),
+            ctx.segment.clone().unwrap_or_default().into(),
+            ctx.csm_owner.clone().unwrap_or_default().into(),
+            ctx.name.clone().into(),
+            ctx.contacts.join("\n").into(),
+            as_of.into(),
+        ],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// What routing knows of an account (nothing yet: only its ids).
+pub async fn account<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    account: &str,
+) -> Result<retain_domain::routing::AccountContext, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT segment, csm_owner, name, contacts FROM notification_accounts \
+             WHERE tenant_id = $1 AND account_id = $2",
+            [tenant.into(), account.into()],
+        ))
+        .await?;
+    let some = |s: String| Some(s).filter(|s| !s.is_empty());
+    let mut ctx = retain_domain::routing::AccountContext {
+        tenant: tenant.to_owned(),
+        account: account.to_owned(),
+        ..Default::default()
+    };
+    if let Some(r) = row {
+        ctx.segment = some(r.try_get_by_index(0)?);
+        ctx.csm_owner = some(r.try_get_by_index(1)?);
+        ctx.name = r.try_get_by_index(2)?;
+        let contacts: String = r.try_get_by_index(3)?;
+        ctx.contacts = contacts
+            .split('\n')
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect();
+    }
+    Ok(ctx)
+}
+
+/// Records a subscription change (MRR after it) and returns the MRR
+/// before it and whether the account paid before it.
+pub async fn mrr_change<C: ConnectionTrait>(
+    db: &C,
+    (tenant, account): (&str, &str),
+    (at, event_id): (i64, &str),
+    mrr: i64,
+) -> Result<(i64, bool), DbErr> {
+    retain_store::exec(
+        db,
+        "INSERT INTO notification_mrr (tenant_id, account_id, at, event_id, mrr_minor) \
+         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, account_id, at, event_id) DO NOTHING",
+        [
+            tenant.into(),
+            account.into(),
+            at.into(),
+            event_id.into(),
+            mrr.into(),
+        ],
+    )
+    .await?;
+    let backend = db.get_database_backend();
+    let before = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT mrr_minor FROM notification_mrr WHERE tenant_id = $1 AND account_id = $2 \
+             AND (at, event_id) < ($3, $4) ORDER BY at DESC, event_id DESC LIMIT 1",
+            [tenant.into(), account.into(), at.into(), event_id.into()],
+        ))
+        .await?
+        .map(|r| r.try_get_by_index::<i64>(0))
+        .transpose()?
+        .unwrap_or(0);
+    let paid = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT COUNT(*) FROM notification_mrr WHERE tenant_id = $1 AND account_id = $2 \
+             AND (at, event_id) < ($3, $4) AND mrr_minor > 0",
+            [tenant.into(), account.into(), at.into(), event_id.into()],
+        ))
+        .await?
+        .map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))?;
+    Ok((before, paid > 0))
+}

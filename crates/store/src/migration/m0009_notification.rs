@@ -11,6 +11,13 @@
 //! - `notification_tasks`: CSM tasks (task id = notification id) with
 //!   their state, assignee and SLA.
 //! - `notification_snoozes`: a rule silenced for one account until a time.
+//! - `notification_accounts`: what routing needs of each account (segment,
+//!   CSM owner, name, contacts), from the latest metrics snapshot — its own
+//!   subscription to `account.metrics` — so notification never reads
+//!   ingestion's tables.
+//! - `notification_mrr`: each account's subscription changes (MRR after
+//!   each, monthly, minor units), so a change can be told a contraction or
+//!   a churn by the MRR before it.
 
 use sea_orm_migration::prelude::*;
 
@@ -95,12 +102,46 @@ impl MigrationTrait for Migration {
                PRIMARY KEY (tenant_id, account_id, rule))",
         )
         .await?;
+        db.execute_unprepared(
+            "CREATE TABLE notification_accounts (\
+               tenant_id VARCHAR NOT NULL, \
+               account_id VARCHAR NOT NULL, \
+               segment VARCHAR NOT NULL, \
+               csm_owner VARCHAR NOT NULL, \
+               name VARCHAR NOT NULL, \
+               contacts VARCHAR NOT NULL, \
+               as_of BIGINT NOT NULL, \
+               PRIMARY KEY (tenant_id, account_id))",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE TABLE notification_mrr (\
+               tenant_id VARCHAR NOT NULL, \
+               account_id VARCHAR NOT NULL, \
+               at BIGINT NOT NULL, \
+               event_id VARCHAR NOT NULL, \
+               mrr_minor BIGINT NOT NULL, \
+               PRIMARY KEY (tenant_id, account_id, at, event_id))",
+        )
+        .await?;
+        db.execute_unprepared(
+            "INSERT INTO bus_subscriptions (topic, consumer_group, coalesce, max_attempts) VALUES \
+             ('account.metrics', 'notification', FALSE, 10) \
+             ON CONFLICT (topic, consumer_group) DO NOTHING",
+        )
+        .await?;
         Ok(())
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
+        db.execute_unprepared(
+            "DELETE FROM bus_subscriptions WHERE topic = 'account.metrics' AND consumer_group = 'notification'",
+        )
+        .await?;
         for table in [
+            "notification_mrr",
+            "notification_accounts",
             "notification_snoozes",
             "notification_tasks",
             "notification_actions",

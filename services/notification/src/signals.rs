@@ -1,0 +1,153 @@
+//! The consumers of `signals.recorded` and `account.metrics`.
+//!
+//! `signals.recorded` carries the signals routing acts on directly: an NPS
+//! answer fires the detractor, passive or promoter rule; a subscription
+//! change fires the contraction or churn rule when the MRR before it (the
+//! account's earlier changes, kept in `notification_mrr`) says it was one.
+//! All of one message's triggers are routed in one transaction with its
+//! acknowledgement; a backfilled batch's are recorded, never acted on.
+//! A change that arrives late is judged by the changes known when it
+//! arrives; decisions already taken on later changes stand.
+//!
+//! `account.metrics` keeps what routing needs of each account (segment,
+//! CSM owner, name, contacts) for these triggers.
+
+use retain_bus::topics::{ACCOUNT_METRICS, SIGNALS_RECORDED};
+use retain_bus::{Delivery, Handler, HandlerError};
+use retain_domain::kpi::revenue::{self, MovementKind};
+use retain_domain::routing::Trigger;
+use retain_domain::signal::{BillingInterval, monthly_mrr};
+use retain_proto::{convert, v1};
+use retain_runtime::error::Error;
+use sea_orm::TransactionTrait;
+
+use crate::route::{Router, context};
+use crate::sql;
+
+/// Routes the triggers in `signals.recorded`.
+#[derive(Debug, Clone)]
+pub struct Signals(pub Router);
+
+/// Keeps account contexts from `account.metrics`.
+#[derive(Debug, Clone)]
+pub struct Snapshots(pub Router);
+
+impl Handler for Signals {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        let event = SIGNALS_RECORDED.decode(delivery)?;
+        self.record(&event, Some(delivery))
+            .await
+            .map_err(|e| HandlerError::transient(e.to_string()))
+    }
+}
+
+impl Signals {
+    /// Routes every trigger of one `signals.recorded` message.
+    pub async fn record(
+        &self,
+        event: &v1::SignalsRecorded,
+        delivery: Option<&Delivery>,
+    ) -> Result<(), Error> {
+        let router = &self.0;
+        let (tenant, account) = (event.tenant_id.as_str(), event.account_id.as_str());
+        let backfill = !event.batches.is_empty()
+            && event
+                .batches
+                .iter()
+                .all(|b| b.mode() == v1::IngestMode::Backfill);
+        let tx = router.db.begin().await?;
+        let ctx = sql::account(&tx, tenant, account).await?;
+        for signal in &event.routable {
+            if let Some(trigger) = trigger(&tx, (tenant, account), signal, backfill).await? {
+                router.route_in(&tx, &trigger, &ctx).await?;
+            }
+        }
+        if !router.ack(&tx, delivery).await? {
+            tx.rollback().await?;
+            return Ok(());
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+}
+
+/// The trigger one routable signal fires, if any.
+async fn trigger<C: sea_orm::ConnectionTrait>(
+    tx: &C,
+    (tenant, account): (&str, &str),
+    signal: &v1::Signal,
+    backfill: bool,
+) -> Result<Option<Trigger>, Error> {
+    let Some(at) = signal.occurred_at.as_ref().and_then(convert::timestamp) else {
+        return Ok(None);
+    };
+    let event_id = signal.event_id.clone();
+    Ok(match &signal.body {
+        Some(v1::signal::Body::Survey(s)) if s.kind() == v1::SurveyKind::Nps => {
+            let Ok(score) = u8::try_from(s.score) else {
+                return Ok(None);
+            };
+            Some(Trigger::NpsAnswer {
+                event_id,
+                score,
+                user: s.user_id.clone(),
+                at,
+                comment: s.comment.clone(),
+                backfill,
+            })
+        }
+        Some(v1::signal::Body::Subscription(s)) if !s.opening_balance => {
+            let interval = match s.interval() {
+                v1::BillingInterval::Annual => BillingInterval::Annual,
+                _ => BillingInterval::Monthly,
+            };
+            let mrr = monthly_mrr(s.amount.as_ref().map_or(0, |m| m.amount_minor), interval);
+            let (before, paid) =
+                sql::mrr_change(tx, (tenant, account), (at.micros(), &event_id), mrr).await?;
+            match revenue::classify(before, mrr, paid) {
+                Some(MovementKind::Contraction) => Some(Trigger::Contraction {
+                    event_id,
+                    add_on: s.add_on,
+                    amount_minor: before - mrr,
+                    at,
+                    backfill,
+                }),
+                Some(MovementKind::Churn) => {
+                    convert::churn_reason(s.churn_reason).map(|reason| Trigger::Churn {
+                        event_id,
+                        reason,
+                        at,
+                        backfill,
+                    })
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    })
+}
+
+impl Handler for Snapshots {
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        let event = ACCOUNT_METRICS.decode(delivery)?;
+        let Some(snapshot) = event.snapshot.as_ref() else {
+            return Err(HandlerError::permanent(
+                "account.metrics without a snapshot",
+            ));
+        };
+        let router = &self.0;
+        let run = async {
+            let tx = router.db.begin().await?;
+            let as_of = snapshot.as_of.as_ref().map_or(0, convert::micros);
+            sql::upsert_account(&tx, &context(&event.tenant_id, snapshot), as_of).await?;
+            if router.ack(&tx, Some(delivery)).await? {
+                tx.commit().await?;
+            } else {
+                tx.rollback().await?;
+            }
+            Ok::<(), Error>(())
+        };
+        run.await
+            .map_err(|e| HandlerError::transient(e.to_string()))
+    }
+}
