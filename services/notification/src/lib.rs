@@ -125,11 +125,8 @@ impl NotificationService for Notification {
         .await
         .map_err(Error::from)?;
         let next_page_token = next_token(&mut tasks, size, |t| {
-            let created = t
-                .created_at
-                .as_ref()
-                .map_or(0, retain_proto::convert::micros);
-            format!("{}:{created}:{}", t.priority, t.task_id)
+            let due = t.due_at.as_ref().map_or(0, retain_proto::convert::micros);
+            format!("{}:{due}:{}", t.priority, t.task_id)
         });
         Ok(Response::new(v1::ListTasksResponse {
             tasks,

@@ -330,8 +330,9 @@ pub struct TaskFilter<'a> {
     pub account: Option<&'a str>,
 }
 
-/// A page of tasks, most urgent and oldest first, after the position
-/// (priority, created_at, task_id) of the previous page's last task.
+/// A page of tasks, highest priority first, then the earliest SLA due
+/// time, after the position (priority, due_at, task_id) of the previous
+/// page's last task.
 pub async fn tasks<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
@@ -360,18 +361,18 @@ pub async fn tasks<C: ConnectionTrait>(
         })
         .collect();
     sql.push_str(&format!(" AND state IN ({})", list.join(", ")));
-    if let Some((priority, created, id)) = after {
-        values.extend([(-priority).into(), created.into(), id.into()]);
+    if let Some((priority, due, id)) = after {
+        values.extend([(-priority).into(), due.into(), id.into()]);
         let n = values.len();
         sql.push_str(&format!(
-            " AND (0 - priority, created_at, task_id) > (${}, ${}, ${n})",
+            " AND (0 - priority, due_at, task_id) > (${}, ${}, ${n})",
             n - 2,
             n - 1
         ));
     }
     values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
     sql.push_str(&format!(
-        " ORDER BY priority DESC, created_at, task_id LIMIT ${}",
+        " ORDER BY priority DESC, due_at, task_id LIMIT ${}",
         values.len()
     ));
     let rows = db

@@ -42,7 +42,7 @@ retain_testkit::storage_test!(async fn tasks_are_listed_claimed_completed_and_di
     HEALTH_BAND_CHANGED.publish(&app.db.conn, &messages).await.unwrap();
     app.drained(HEALTH_BAND_CHANGED.name(), "notification").await;
 
-    // Pages of two, oldest first within one priority: no task skipped or
+    // Pages of two, earliest SLA first within one priority: no task skipped or
     // repeated. Unowned tasks have no assignee yet.
     let (mut all, mut token) = (Vec::new(), String::new());
     loop {
@@ -51,6 +51,7 @@ retain_testkit::storage_test!(async fn tasks_are_listed_claimed_completed_and_di
             .await
             .unwrap()
             .into_inner();
+        assert!(all.len() < 10, "the pages end");
         all.extend(page.tasks);
         if page.next_page_token.is_empty() {
             break;

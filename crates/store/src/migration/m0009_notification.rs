@@ -90,7 +90,7 @@ impl MigrationTrait for Migration {
         .await?;
         db.execute_unprepared(
             "CREATE INDEX notification_tasks_queue \
-             ON notification_tasks (tenant_id, state, priority, created_at, task_id)",
+             ON notification_tasks (tenant_id, state, priority, due_at, task_id)",
         )
         .await?;
         db.execute_unprepared(
