@@ -1,0 +1,48 @@
+//! The `retain-notification` binary with the reference configuration: it
+//! starts, answers GetRoutingPolicy with the built-in rules, stops cleanly
+//! on SIGTERM, and refuses a bad configuration naming the key.
+
+#![allow(clippy::unwrap_used)]
+
+use std::process::Command;
+
+use retain_proto::v1;
+use retain_proto::v1::notification_service_client::NotificationServiceClient;
+use retain_testkit::binary::{reference_config, start_binary};
+use retain_testkit::with_token;
+
+const BIN: &str = env!("CARGO_BIN_EXE_retain-notification");
+const TOKEN: &str = "binary-test-token";
+
+#[tokio::test]
+async fn serves_with_the_reference_config_and_stops_on_sigterm() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = reference_config(dir.path(), TOKEN, &["read"]);
+    let running = start_binary(BIN, &config, dir.path()).await;
+    let policy = NotificationServiceClient::new(running.channel.clone())
+        .get_routing_policy(with_token(TOKEN, v1::GetRoutingPolicyRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .policy
+        .unwrap();
+    assert_eq!((policy.version, policy.rules.len()), (0, 9));
+
+    let exit = running.stop().await;
+    assert!(exit.success(), "{exit:?}");
+}
+
+#[test]
+fn a_bad_config_stops_start_up_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .env("RETAIN__NOTIFICATION__CONSUMER_BATCH", "0")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("notification.consumer_batch"), "{stderr}");
+    let out = Command::new(BIN).arg("--version").output().unwrap();
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("retain-notification "));
+}
