@@ -32,6 +32,13 @@ retain_testkit::storage_test!(async fn migrations_create_usable_tables(db) {
         "{standing:?}"
     );
 
+    // Notification keeps each account's context from account.metrics
+    // (the notification migration).
+    assert!(
+        standing.iter().any(|s| s.topic == "account.metrics" && s.consumer_group == "notification" && !s.coalesce),
+        "{standing:?}"
+    );
+
     // Notification is subscribed to health.band_changed before health
     // first announces (the health migration).
     assert!(
@@ -50,7 +57,7 @@ retain_testkit::storage_test!(async fn migrations_create_usable_tables(db) {
     .await
     .expect("insert");
     let all = bus_subscription::Entity::find().all(&db.conn).await.expect("select");
-    assert_eq!(all.len(), 5);
+    assert_eq!(all.len(), 6);
     assert!(all.iter().any(|s| s.topic == "test.topic" && s.consumer_group == "test"));
 });
 
