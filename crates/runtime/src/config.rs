@@ -5,7 +5,7 @@
 //! being ignored, and [`Settings::validate`] names the offending key.
 //! `deploy/config/retain.toml` is the commented reference.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -66,6 +66,9 @@ pub struct TenantSettings {
     /// counts as churned in the revenue KPIs (0, the default: never; at
     /// most 365).
     pub payment_failed_churn_days: u32,
+    /// Task queue → the CSMs (emails) its unowned tasks are assigned to
+    /// (none: such tasks stay unassigned).
+    pub queues: BTreeMap<String, Vec<String>>,
 }
 
 impl Default for TenantSettings {
@@ -82,6 +85,7 @@ impl Default for TenantSettings {
             .map(String::from)
             .to_vec(),
             payment_failed_churn_days: 0,
+            queues: BTreeMap::new(),
         }
     }
 }
@@ -98,6 +102,8 @@ pub struct TenantOverride {
     pub onboarding_checklist: Option<Vec<String>>,
     /// Days of failed payment after which an account counts as churned.
     pub payment_failed_churn_days: Option<u32>,
+    /// Task queues and their CSMs.
+    pub queues: Option<BTreeMap<String, Vec<String>>>,
 }
 
 /// A tenant's product settings in domain types, parsed once at start-up.
@@ -110,6 +116,8 @@ pub struct Tenant {
     /// Days of failed payment after which an account counts as churned;
     /// `None`: never.
     pub payment_failed_churn_days: Option<u32>,
+    /// Task queue → the CSMs its unowned tasks are assigned to.
+    pub queues: BTreeMap<String, Vec<String>>,
 }
 
 /// Every tenant's settings, parsed: the default and the overrides.
@@ -142,6 +150,7 @@ impl TenantsSettings {
             onboarding_checklist: self.default.onboarding_checklist.clone(),
             payment_failed_churn_days: Some(self.default.payment_failed_churn_days)
                 .filter(|d| *d > 0),
+            queues: self.default.queues.clone(),
         };
         let mut overrides = HashMap::new();
         for (i, o) in self.overrides.iter().enumerate() {
@@ -158,6 +167,7 @@ impl TenantsSettings {
                     Some(d) => Some(d).filter(|d| *d > 0),
                     None => default.payment_failed_churn_days,
                 },
+                queues: o.queues.clone().unwrap_or_else(|| default.queues.clone()),
             };
             overrides.insert(o.id.clone(), tenant);
         }
@@ -170,6 +180,7 @@ impl TenantsSettings {
             Some(&self.default.base_currency),
             Some(&self.default.onboarding_checklist),
             Some(self.default.payment_failed_churn_days),
+            Some(&self.default.queues),
         )?;
         for (i, o) in self.overrides.iter().enumerate() {
             let key = format!("tenants.overrides[{i}]");
@@ -186,6 +197,7 @@ impl TenantsSettings {
                 o.base_currency.as_ref(),
                 o.onboarding_checklist.as_ref(),
                 o.payment_failed_churn_days,
+                o.queues.as_ref(),
             )?;
         }
         Ok(())
@@ -197,7 +209,32 @@ fn check_tenant(
     currency: Option<&String>,
     checklist: Option<&Vec<String>>,
     payment_failed_churn_days: Option<u32>,
+    queues: Option<&BTreeMap<String, Vec<String>>>,
 ) -> Result<(), ConfigError> {
+    for (queue, members) in queues.into_iter().flatten() {
+        let key_ok = (1..=64).contains(&queue.len())
+            && queue
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-');
+        if !key_ok {
+            return Err(invalid(
+                format!("{key}.queues.{queue}"),
+                "a queue name is 1-64 of a-z, 0-9, _ and -",
+            ));
+        }
+        for (j, m) in members.iter().enumerate() {
+            let email = m.len() <= 254
+                && m.split_once('@')
+                    .is_some_and(|(l, d)| !l.is_empty() && d.contains('.'))
+                && !m.contains(char::is_whitespace);
+            if !email {
+                return Err(invalid(
+                    format!("{key}.queues.{queue}[{j}]"),
+                    format!("{m:?} is not an email address"),
+                ));
+            }
+        }
+    }
     if payment_failed_churn_days.is_some_and(|d| d > 365) {
         return Err(invalid(
             format!("{key}.payment_failed_churn_days"),
@@ -625,6 +662,36 @@ mod tests {
         assert!(
             err.to_string()
                 .contains("tenants.default.payment_failed_churn_days"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn task_queues_name_their_csms_and_bad_ones_are_refused_naming_the_key() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = write(
+            &dir,
+            "[tenants.default.queues]\ncsm = [\"ana@vendor.io\", \"bo@vendor.io\"]\n[[tenants.overrides]]\nid = \"acme\"\nqueues = { expansion = [\"cy@vendor.io\"] }\n",
+        );
+        let s = Settings::load_from(Some(&path), env(&[])).expect("loads");
+        let tenants = s.tenants.parse().expect("parses");
+        assert_eq!(tenants.of("other").queues["csm"].len(), 2);
+        assert!(
+            !tenants.of("acme").queues.contains_key("csm"),
+            "an override replaces the queues"
+        );
+        assert_eq!(tenants.of("acme").queues["expansion"], ["cy@vendor.io"]);
+
+        let path = write(&dir, "[tenants.default.queues]\ncsm = [\"ana\"]\n");
+        let err = Settings::load_from(Some(&path), env(&[])).expect_err("not an email");
+        assert!(
+            err.to_string().contains("tenants.default.queues.csm[0]"),
+            "{err}"
+        );
+        let path = write(&dir, "[tenants.default.queues]\n\"Big Queue\" = []\n");
+        let err = Settings::load_from(Some(&path), env(&[])).expect_err("bad queue name");
+        assert!(
+            err.to_string().contains("tenants.default.queues.Big Queue"),
             "{err}"
         );
     }

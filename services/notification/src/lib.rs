@@ -114,6 +114,7 @@ impl NotificationService for Notification {
             states,
             assignee: assignee.as_deref(),
             account: account.as_deref(),
+            overdue: req.overdue,
         };
         let mut tasks = sql::tasks(
             &self.db,
@@ -381,6 +382,28 @@ impl Notification {
     }
 }
 
+/// Marks open and claimed tasks past their SLA due time as breached,
+/// every `every`, until `stop`. A task is marked once; ListTasks filters
+/// them with `overdue`.
+async fn sla_sweep(
+    db: DatabaseConnection,
+    clock: Clock,
+    every: Duration,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        match sql::mark_breached(&db, clock.now().micros()).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(tasks = n, "tasks past their SLA marked breached"),
+            Err(e) => tracing::warn!(error = %e, "SLA sweep failed; retrying at the next"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
 /// A worker consuming `topic` as the notification group with `handler`.
 fn consume<H: Handler + Send + Sync + 'static>(
     workers: &mut Workers,
@@ -457,6 +480,7 @@ impl Service for Notification {
         let router = Router {
             db: ctx.db.clone(),
             clock: ctx.clock.clone(),
+            tenants: std::sync::Arc::new(ctx.settings.tenants.parse()?),
         };
         let mut workers = Workers::new();
         consume(
@@ -480,6 +504,11 @@ impl Service for Notification {
             ACCOUNT_METRICS.name(),
             Snapshots(router),
         );
+        let (db, clock) = (ctx.db.clone(), ctx.clock.clone());
+        let every = Duration::from_millis(own.sla_sweep_interval_ms);
+        workers.add("notification.sla-sweep", move |stop| async move {
+            sla_sweep(db, clock, every, stop).await;
+        });
         let service = Notification {
             db: ctx.db.clone(),
             clock: ctx.clock.clone(),

@@ -25,8 +25,10 @@ use retain_domain::routing::{self, AccountContext, Planned, Trigger};
 use retain_domain::time::Timestamp;
 use retain_proto::{convert, health as wire, v1};
 use retain_runtime::Clock;
+use retain_runtime::config::Tenants;
 use retain_runtime::error::Error;
 use sea_orm::{DatabaseConnection, TransactionTrait};
+use std::sync::Arc;
 
 use crate::{policy, sql};
 
@@ -37,6 +39,8 @@ pub struct Router {
     pub db: DatabaseConnection,
     /// Now.
     pub clock: Clock,
+    /// Every tenant's settings (the CSMs of each task queue).
+    pub tenants: Arc<Tenants>,
 }
 
 /// What routing did with one trigger.
@@ -99,6 +103,39 @@ pub fn band_trigger(e: &v1::HealthBandChanged) -> Result<(Trigger, AccountContex
     Ok((trigger, context(&e.tenant_id, &inputs)))
 }
 
+impl Router {
+    /// The CSM an unowned task of `queue` goes to: one of the queue's
+    /// members (tenant settings) by `strategy`; '' when the queue has none.
+    async fn assign<C: sea_orm::ConnectionTrait>(
+        &self,
+        tx: &C,
+        tenant: &str,
+        queue: &str,
+        strategy: routing::Assignment,
+    ) -> Result<String, Error> {
+        let Some(members) = self
+            .tenants
+            .of(tenant)
+            .queues
+            .get(queue)
+            .filter(|m| !m.is_empty())
+        else {
+            return Ok(String::new());
+        };
+        let (open, cursor) = match strategy {
+            routing::Assignment::RoundRobin => {
+                (Vec::new(), sql::next_in_rotation(tx, tenant, queue).await?)
+            }
+            routing::Assignment::FewestOpen => {
+                (sql::open_counts(tx, tenant, queue, members).await?, 0)
+            }
+        };
+        Ok(routing::assign(strategy, members, &open, cursor)
+            .unwrap_or_default()
+            .to_owned())
+    }
+}
+
 /// What routing needs of the account a snapshot describes.
 pub fn context(tenant: &str, s: &v1::AccountMetricsSnapshot) -> AccountContext {
     AccountContext {
@@ -136,13 +173,14 @@ impl Router {
         trigger: &Trigger,
         ctx: &AccountContext,
     ) -> Result<Outcome, Error> {
-        let (policy, _, _) =
+        let (policy, assignment, _) =
             policy::effective(tx, &ctx.tenant, ctx.segment.as_deref().unwrap_or("")).await?;
         match routing::route(&policy, trigger, ctx) {
             None => Ok(Outcome::NoRule),
             Some(decision) => {
                 let now = self.clock.now().micros();
-                self.apply(tx, ctx, trigger.at(), &decision, now).await
+                self.apply(tx, ctx, (trigger.at(), assignment), &decision, now)
+                    .await
             }
         }
     }
@@ -167,7 +205,7 @@ impl Router {
         &self,
         tx: &C,
         ctx: &AccountContext,
-        at: Timestamp,
+        (at, assignment): (Timestamp, routing::Assignment),
         decision: &routing::Decision,
         now: i64,
     ) -> Result<Outcome, Error> {
@@ -241,6 +279,10 @@ impl Router {
             due,
         } = &decision.action
         {
+            let assignee = match assignee {
+                Some(owner) => owner.clone(),
+                None => self.assign(tx, tenant, queue, assignment).await?,
+            };
             sql::insert_task(
                 tx,
                 tenant,
@@ -252,7 +294,7 @@ impl Router {
                     message,
                     queue,
                     priority: retain_proto::routing::priority_to_proto(*priority) as i16,
-                    assignee: assignee.as_deref().unwrap_or(""),
+                    assignee: &assignee,
                     due_at: due.micros(),
                     now,
                 },

@@ -14,6 +14,9 @@ pub struct NotificationSettings {
     /// How long a claimed message is held before another replica may take
     /// it over, in seconds.
     pub consumer_lease_seconds: u64,
+    /// How often open tasks past their SLA are marked breached, in
+    /// milliseconds.
+    pub sla_sweep_interval_ms: u64,
 }
 
 impl Default for NotificationSettings {
@@ -22,6 +25,7 @@ impl Default for NotificationSettings {
             consumer_batch: 100,
             consumer_concurrency: 4,
             consumer_lease_seconds: 30,
+            sla_sweep_interval_ms: 10_000,
         }
     }
 }
@@ -46,6 +50,12 @@ impl Section for NotificationSettings {
             return Err(ConfigError::invalid(
                 "notification.consumer_lease_seconds",
                 "must be 1 to 3600",
+            ));
+        }
+        if !(10..=3_600_000).contains(&self.sla_sweep_interval_ms) {
+            return Err(ConfigError::invalid(
+                "notification.sla_sweep_interval_ms",
+                "must be 10 to 3600000",
             ));
         }
         Ok(())

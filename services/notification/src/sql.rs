@@ -328,6 +328,8 @@ pub struct TaskFilter<'a> {
     pub assignee: Option<&'a str>,
     /// Only this account.
     pub account: Option<&'a str>,
+    /// Only tasks marked past their SLA.
+    pub overdue: bool,
 }
 
 /// A page of tasks, highest priority first, then the earliest SLA due
@@ -361,6 +363,9 @@ pub async fn tasks<C: ConnectionTrait>(
         })
         .collect();
     sql.push_str(&format!(" AND state IN ({})", list.join(", ")));
+    if filter.overdue {
+        sql.push_str(" AND sla_breached");
+    }
     if let Some((priority, due, id)) = after {
         values.extend([(-priority).into(), due.into(), id.into()]);
         let n = values.len();
@@ -490,4 +495,64 @@ pub async fn mrr_change<C: ConnectionTrait>(
         .await?
         .map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))?;
     Ok((before, paid > 0))
+}
+
+/// The queue's next round-robin position: how many unowned tasks it had
+/// assigned before this one (the count is taken and bumped in one
+/// statement, so concurrent routers get different positions).
+pub async fn next_in_rotation<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    queue: &str,
+) -> Result<u64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "INSERT INTO notification_queue_cursors (tenant_id, queue, assigned) VALUES ($1, $2, 1) \
+             ON CONFLICT (tenant_id, queue) DO UPDATE \
+             SET assigned = notification_queue_cursors.assigned + 1 RETURNING assigned",
+            [tenant.into(), queue.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("no queue position returned".into()))?;
+    let assigned: i64 = row.try_get_by_index(0)?;
+    Ok(u64::try_from(assigned - 1).unwrap_or(0))
+}
+
+/// Open and claimed tasks of each of `members` in `queue`, in their order.
+pub async fn open_counts<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    queue: &str,
+    members: &[String],
+) -> Result<Vec<u64>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT assignee, COUNT(*) FROM notification_tasks WHERE tenant_id = $1 \
+             AND queue = $2 AND state IN (1, 2) GROUP BY assignee",
+            [tenant.into(), queue.into()],
+        ))
+        .await?;
+    let mut counts = std::collections::HashMap::new();
+    for r in &rows {
+        let (who, n): (String, i64) = (r.try_get_by_index(0)?, r.try_get_by_index(1)?);
+        counts.insert(who, u64::try_from(n).unwrap_or(0));
+    }
+    Ok(members
+        .iter()
+        .map(|m| counts.get(m).copied().unwrap_or(0))
+        .collect())
+}
+
+/// Marks open and claimed tasks past their due time as breached (every
+/// tenant); returns how many it marked.
+pub async fn mark_breached<C: ConnectionTrait>(db: &C, now: i64) -> Result<u64, DbErr> {
+    retain_store::exec(
+        db,
+        "UPDATE notification_tasks SET sla_breached = TRUE, updated_at = $1 \
+         WHERE state IN (1, 2) AND due_at <= $1 AND NOT sla_breached",
+        [now.into()],
+    )
+    .await
 }

@@ -152,3 +152,79 @@ retain_testkit::storage_test!(async fn tasks_are_listed_claimed_completed_and_di
         .unwrap_err();
     assert!(err.message().contains("assignee"), "{}", err.message());
 });
+
+fn owned_queue_settings() -> retain_runtime::config::Settings {
+    let mut s = settings();
+    s.tenants.default.queues.insert(
+        "csm".into(),
+        vec!["ana@vendor.io".into(), "bo@vendor.io".into()],
+    );
+    s
+}
+
+async fn assignees(app: &TestApp) -> Vec<String> {
+    let mut who: Vec<String> = client(app)
+        .list_tasks(with_token(READER, v1::ListTasksRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks
+        .into_iter()
+        .map(|t| t.assignee)
+        .collect();
+    who.sort();
+    who
+}
+
+// A task of an account without a CSM goes to the queue's CSMs in turn, or
+// to the one with the fewest open tasks when the policy says so.
+retain_testkit::storage_test!(async fn unowned_tasks_are_assigned_in_turn_or_to_the_least_loaded(db) {
+    let app = spawn_app_with::<Notification>(db, owned_queue_settings(), Default::default()).await;
+    let messages: Vec<_> = (0..3).map(|i| red(&format!("acct-{i}"), now() - 600 + i)).collect();
+    HEALTH_BAND_CHANGED.publish(&app.db.conn, &messages).await.unwrap();
+    app.drained(HEALTH_BAND_CHANGED.name(), "notification").await;
+    assert_eq!(assignees(&app).await, ["ana@vendor.io", "ana@vendor.io", "bo@vendor.io"]);
+
+    let fewest = v1::RoutingPolicy { assignment: v1::AssignmentStrategy::FewestOpen as i32, ..Default::default() };
+    client(&app)
+        .put_routing_policy(with_token(ADMIN, v1::PutRoutingPolicyRequest { policy: Some(fewest) }))
+        .await
+        .unwrap();
+    HEALTH_BAND_CHANGED.publish(&app.db.conn, &[red("acct-9", now() - 60)]).await.unwrap();
+    app.drained(HEALTH_BAND_CHANGED.name(), "notification").await;
+    assert_eq!(
+        assignees(&app).await,
+        ["ana@vendor.io", "ana@vendor.io", "bo@vendor.io", "bo@vendor.io"],
+        "the new task goes to bo, who had one open task to ana's two"
+    );
+});
+
+// The sweep marks an open task breached once its SLA passes (the clock is
+// moved, not waited for); ListTasks' `overdue` lists it.
+retain_testkit::storage_test!(async fn a_task_past_its_sla_is_marked_breached(db) {
+    let start = retain_domain::time::Timestamp::from_seconds(now());
+    let clock = retain_runtime::Clock::manual(start);
+    let own = retain_notification::NotificationSettings { sla_sweep_interval_ms: 20, ..Default::default() };
+    let app = spawn_app_at::<Notification>(db, settings(), own, clock.clone()).await;
+    HEALTH_BAND_CHANGED.publish(&app.db.conn, &[red("late-1", start.seconds() - 60)]).await.unwrap();
+    app.drained(HEALTH_BAND_CHANGED.name(), "notification").await;
+    let overdue = |app: &TestApp| {
+        let mut c = client(app);
+        async move {
+            c.list_tasks(with_token(READER, v1::ListTasksRequest { overdue: true, ..Default::default() }))
+                .await
+                .unwrap()
+                .into_inner()
+                .tasks
+        }
+    };
+    assert!(overdue(&app).await.is_empty(), "due in 24 h");
+    clock.advance(std::time::Duration::from_secs(25 * 3_600));
+    let breached = eventually("the sweep to mark the task", std::time::Duration::from_secs(30), || async {
+        Some(overdue(&app).await).filter(|t| !t.is_empty())
+    })
+    .await;
+    assert_eq!(breached.len(), 1);
+    assert!(breached[0].sla_breached);
+    assert_eq!(breached[0].account_id, "late-1");
+});

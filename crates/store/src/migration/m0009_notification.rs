@@ -11,6 +11,8 @@
 //! - `notification_tasks`: CSM tasks (task id = notification id) with
 //!   their state, assignee and SLA.
 //! - `notification_snoozes`: a rule silenced for one account until a time.
+//! - `notification_queue_cursors`: how many unowned tasks each queue has
+//!   assigned, for round-robin assignment.
 //! - `notification_accounts`: what routing needs of each account (segment,
 //!   CSM owner, name, contacts), from the latest metrics snapshot — its own
 //!   subscription to `account.metrics` — so notification never reads
@@ -103,6 +105,14 @@ impl MigrationTrait for Migration {
         )
         .await?;
         db.execute_unprepared(
+            "CREATE TABLE notification_queue_cursors (\
+               tenant_id VARCHAR NOT NULL, \
+               queue VARCHAR NOT NULL, \
+               assigned BIGINT NOT NULL, \
+               PRIMARY KEY (tenant_id, queue))",
+        )
+        .await?;
+        db.execute_unprepared(
             "CREATE TABLE notification_accounts (\
                tenant_id VARCHAR NOT NULL, \
                account_id VARCHAR NOT NULL, \
@@ -142,6 +152,7 @@ impl MigrationTrait for Migration {
         for table in [
             "notification_mrr",
             "notification_accounts",
+            "notification_queue_cursors",
             "notification_snoozes",
             "notification_tasks",
             "notification_actions",
