@@ -266,3 +266,38 @@ retain_testkit::storage_test!(async fn a_segment_override_and_policy_validation(
         .unwrap_err();
     assert_eq!(err.code(), Code::PermissionDenied);
 });
+
+// Two notification consumers on one stream (two replicas), fed every
+// change twice: each trigger yields one action and at most one task.
+retain_testkit::storage_test!(async fn two_consumers_never_act_twice(db) {
+    use retain_bus::{Bus, Consumer, ConsumerOptions, groups};
+    let app = spawn_composed(db, settings(), retain_runtime::Clock::system(), |ctx| {
+        let notification = <Notification as retain_runtime::Service>::build(ctx, Default::default())?;
+        let second = retain_notification::Router {
+            db: ctx.db.clone(),
+            clock: ctx.clock.clone(),
+            tenants: std::sync::Arc::new(ctx.settings.tenants.parse()?),
+        };
+        let db = ctx.db.clone();
+        let mut workers = retain_runtime::Workers::new();
+        workers.add("second-notification-replica", move |stop| async move {
+            let consumer = Consumer::new(Bus::new(db), HEALTH_BAND_CHANGED.name(), groups::NOTIFICATION, ConsumerOptions::new("second-notification-replica"))
+                .await
+                .unwrap();
+            consumer.run(&second, stop).await;
+        });
+        Ok(notification.with_workers(workers))
+    })
+    .await;
+    let at = now() - HOUR;
+    let bands = [(Yellow, Red), (Green, Yellow), (Yellow, Green), (Green, Thriving)];
+    let changes: Vec<v1::HealthBandChanged> = (0..40)
+        .map(|i| change(&format!("acct-{i}"), bands[i % 4], at, "", v1::IngestMode::Live))
+        .collect();
+    // Every change published twice, as an upstream retry would.
+    announce(&app, changes.iter().chain(changes.iter()).cloned().collect()).await;
+    assert_eq!(app.count("notification_actions").await, 40);
+    assert_eq!(app.count("notification_tasks").await, 20, "Red and Thriving: one task each");
+    let s = Bus::new(app.db.conn.clone()).stats(HEALTH_BAND_CHANGED.name(), "notification").await.unwrap();
+    assert_eq!((s.pending, s.leased, s.dead), (0, 0, 0));
+});
