@@ -17,6 +17,7 @@ mod route;
 mod settings;
 mod signals;
 mod sql;
+mod watch;
 
 use std::pin::Pin;
 use std::time::Duration;
@@ -32,7 +33,7 @@ use retain_runtime::auth::{Principal, Role};
 use retain_runtime::error::Error;
 use retain_runtime::paging::{next_token, page_size, page_token};
 use retain_runtime::{Clock, Context, Service, Services, Workers};
-use sea_orm::DatabaseConnection;
+use sea_orm::{DatabaseConnection, TransactionTrait};
 use tonic::{Request, Response, Status};
 
 pub use crate::route::{Outcome, Router, band_trigger};
@@ -278,11 +279,47 @@ impl NotificationService for Notification {
 
     async fn watch_tasks(
         &self,
-        _request: Request<v1::WatchTasksRequest>,
+        request: Request<v1::WatchTasksRequest>,
     ) -> Result<Response<Self::WatchTasksStream>, Status> {
-        Err(Status::unimplemented(
-            "WatchTasks is not available yet; poll ListTasks",
-        ))
+        let principal = Principal::of(&request)?;
+        require_any(principal, &[Role::Read, Role::Csm, Role::Admin])?;
+        let req = request.get_ref();
+        let mut v = retain_domain::Violations::new();
+        for (field, value) in [("queue", &req.queue), ("assignee", &req.assignee)] {
+            if value.len() > 254 || value.contains('\0') {
+                v.push(field, "must be at most 254 bytes without U+0000");
+            }
+        }
+        let after = match req.cursor.as_str() {
+            "" => None,
+            c => {
+                let n = watch::parse_cursor(c);
+                if n.is_none() {
+                    v.push("cursor", "is not a cursor this service issued");
+                }
+                n
+            }
+        };
+        v.into_result(()).map_err(Error::from)?;
+        let tenant = principal.tenant.as_str().to_owned();
+        let after = match after {
+            Some(n) => n,
+            None => sql::task_watch_head(&self.db, &tenant)
+                .await
+                .map_err(Error::from)?,
+        };
+        let non_empty = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
+        let stream = watch::stream(
+            self.db.clone(),
+            watch::Watch {
+                tenant,
+                queue: non_empty(&req.queue),
+                assignee: non_empty(&req.assignee),
+                after,
+            },
+            self.draining.clone(),
+        );
+        Ok(Response::new(Box::pin(stream)))
     }
 
     async fn list_notifications(
@@ -350,12 +387,18 @@ impl Notification {
         resolution: &str,
     ) -> Result<v1::Task, Error> {
         let now = self.clock.now().micros();
-        let moved =
-            sql::transition(&self.db, tenant, id, (from, to), assignee, resolution, now).await?;
-        let task = self.task(tenant, id).await?;
+        let tx = self.db.begin().await?;
+        let moved = sql::transition(&tx, tenant, id, (from, to), assignee, resolution, now).await?;
         if moved {
+            let task = sql::task(&tx, tenant, id)
+                .await?
+                .ok_or_else(|| Error::Internal(format!("task {id} vanished in its transaction")))?;
+            sql::record_task_change(&tx, tenant, (id, &task.queue, &task.assignee), now).await?;
+            tx.commit().await?;
             return Ok(task);
         }
+        tx.rollback().await?;
+        let task = self.task(tenant, id).await?;
         let state = v1::TaskState::try_from(task.state)
             .map_or("unknown", |s| s.as_str_name())
             .trim_start_matches("TASK_STATE_")
@@ -392,7 +435,13 @@ async fn sla_sweep(
     stop: tokio_util::sync::CancellationToken,
 ) {
     loop {
-        match sql::mark_breached(&db, clock.now().micros()).await {
+        let marked = async {
+            let tx = db.begin().await?;
+            let n = sql::mark_breached(&tx, clock.now().micros()).await?;
+            tx.commit().await?;
+            Ok::<u64, sea_orm::DbErr>(n)
+        };
+        match marked.await {
             Ok(0) => {}
             Ok(n) => tracing::info!(tasks = n, "tasks past their SLA marked breached"),
             Err(e) => tracing::warn!(error = %e, "SLA sweep failed; retrying at the next"),
@@ -469,6 +518,8 @@ fn is_email(s: &str) -> bool {
 pub struct Notification {
     db: DatabaseConnection,
     clock: Clock,
+    /// Cancelled when the server starts draining: watch streams end.
+    draining: tokio_util::sync::CancellationToken,
 }
 
 impl Service for Notification {
@@ -509,11 +560,13 @@ impl Service for Notification {
         workers.add("notification.sla-sweep", move |stop| async move {
             sla_sweep(db, clock, every, stop).await;
         });
+        let mut services = Services::new();
         let service = Notification {
             db: ctx.db.clone(),
             clock: ctx.clock.clone(),
+            draining: services.draining(),
         };
-        Ok(Services::new()
+        Ok(services
             .with(NotificationServiceServer::new(service))
             .with_workers(workers))
     }

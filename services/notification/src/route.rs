@@ -300,6 +300,13 @@ impl Router {
                 },
             )
             .await?;
+            sql::record_task_change(
+                tx,
+                tenant,
+                (&decision.notification_id, queue, &assignee),
+                now,
+            )
+            .await?;
         }
         Ok(Outcome::Acted)
     }

@@ -546,13 +546,106 @@ pub async fn open_counts<C: ConnectionTrait>(
 }
 
 /// Marks open and claimed tasks past their due time as breached (every
-/// tenant); returns how many it marked.
+/// tenant) and records each change; returns how many it marked.
 pub async fn mark_breached<C: ConnectionTrait>(db: &C, now: i64) -> Result<u64, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "UPDATE notification_tasks SET sla_breached = TRUE, updated_at = $1 \
+             WHERE state IN (1, 2) AND due_at <= $1 AND NOT sla_breached \
+             RETURNING tenant_id, task_id, queue, assignee",
+            [now.into()],
+        ))
+        .await?;
+    for r in &rows {
+        let (tenant, task, queue, assignee): (String, String, String, String) = (
+            r.try_get_by_index(0)?,
+            r.try_get_by_index(1)?,
+            r.try_get_by_index(2)?,
+            r.try_get_by_index(3)?,
+        );
+        record_task_change(db, &tenant, (&task, &queue, &assignee), now).await?;
+    }
+    Ok(rows.len() as u64)
+}
+
+/// Records a task's creation or change under the tenant's next watch
+/// number. The number comes from `notification_task_heads`, whose row stays
+/// locked until the caller commits, so numbers become visible in order.
+pub async fn record_task_change<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    (task_id, queue, assignee): (&str, &str, &str),
+    now: i64,
+) -> Result<(), DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "INSERT INTO notification_task_heads (tenant_id, seq) VALUES ($1, 1) \
+             ON CONFLICT (tenant_id) DO UPDATE SET seq = notification_task_heads.seq + 1 \
+             RETURNING seq",
+            [tenant.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("no watch number returned".into()))?;
+    let seq: i64 = row.try_get_by_index(0)?;
     retain_store::exec(
         db,
-        "UPDATE notification_tasks SET sla_breached = TRUE, updated_at = $1 \
-         WHERE state IN (1, 2) AND due_at <= $1 AND NOT sla_breached",
-        [now.into()],
+        "INSERT INTO notification_task_changes (tenant_id, seq, task_id, queue, assignee, \
+         created_at) VALUES ($1, $2, $3, $4, $5, $6)",
+        [
+            tenant.into(),
+            seq.into(),
+            task_id.into(),
+            queue.into(),
+            assignee.into(),
+            now.into(),
+        ],
     )
     .await
+    .map(|_| ())
+}
+
+/// The tenant's latest task watch number (0 before the first change).
+pub async fn task_watch_head<C: ConnectionTrait>(db: &C, tenant: &str) -> Result<i64, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT seq FROM notification_task_heads WHERE tenant_id = $1",
+            [tenant.into()],
+        ))
+        .await?;
+    row.map_or(Ok(0), |r| r.try_get_by_index(0))
+}
+
+/// The tenant's task changes after watch number `after`, in order, at most
+/// `limit`: (number, task id, queue, assignee).
+pub async fn task_changes_after<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    after: i64,
+    limit: u64,
+) -> Result<Vec<(i64, String, String, String)>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT seq, task_id, queue, assignee FROM notification_task_changes \
+             WHERE tenant_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+            [
+                tenant.into(),
+                after.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get_by_index(0)?,
+                r.try_get_by_index(1)?,
+                r.try_get_by_index(2)?,
+                r.try_get_by_index(3)?,
+            ))
+        })
+        .collect()
 }

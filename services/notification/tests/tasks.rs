@@ -228,3 +228,49 @@ retain_testkit::storage_test!(async fn a_task_past_its_sla_is_marked_breached(db
     assert!(breached[0].sla_breached);
     assert_eq!(breached[0].account_id, "late-1");
 });
+
+// WatchTasks streams creations and changes; a watcher that disconnects
+// and resumes from its last cursor misses nothing and sees nothing twice.
+retain_testkit::storage_test!(async fn a_task_watcher_resumes_from_its_cursor(db) {
+    let app = spawn_app::<Notification>(db).await;
+    let mut watch = client(&app)
+        .watch_tasks(with_token(READER, v1::WatchTasksRequest { queue: "csm".into(), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner();
+    let messages: Vec<_> = (0..3).map(|i| red(&format!("w-{i}"), now() - 600 + i)).collect();
+    HEALTH_BAND_CHANGED.publish(&app.db.conn, &messages).await.unwrap();
+    let first = watch.message().await.unwrap().unwrap();
+    let second = watch.message().await.unwrap().unwrap();
+    drop(watch);
+    app.drained(HEALTH_BAND_CHANGED.name(), "notification").await;
+    let claimed = client(&app)
+        .claim_task(with_token(CSM, v1::ClaimTaskRequest { task_id: first.task.as_ref().unwrap().task_id.clone(), assignee: "ana@vendor.io".into() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    let mut resumed = client(&app)
+        .watch_tasks(with_token(READER, v1::WatchTasksRequest { queue: "csm".into(), cursor: second.cursor.clone(), ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner();
+    let third = resumed.message().await.unwrap().unwrap();
+    let fourth = resumed.message().await.unwrap().unwrap();
+    let mut created: Vec<String> = [&first, &second, &third].iter().map(|c| c.task.as_ref().unwrap().account_id.clone()).collect();
+    created.sort();
+    assert_eq!(created, ["w-0", "w-1", "w-2"]);
+    let change = fourth.task.unwrap();
+    assert_eq!((change.task_id.as_str(), change.state), (claimed.task_id.as_str(), v1::TaskState::Claimed as i32));
+    assert!(
+        tokio::time::timeout(std::time::Duration::from_millis(500), resumed.message()).await.is_err(),
+        "nothing after the claim"
+    );
+    let err = client(&app)
+        .watch_tasks(with_token(READER, v1::WatchTasksRequest { cursor: "42".into(), ..Default::default() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("cursor"), "{}", err.message());
+});

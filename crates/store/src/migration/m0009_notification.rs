@@ -11,6 +11,10 @@
 //! - `notification_tasks`: CSM tasks (task id = notification id) with
 //!   their state, assignee and SLA.
 //! - `notification_snoozes`: a rule silenced for one account until a time.
+//! - `notification_task_changes`: every task creation and change, numbered
+//!   per tenant in commit order (the number is taken from
+//!   `notification_task_heads` inside the changing transaction, whose row
+//!   lock orders the commits): what WatchTasks streams from a cursor.
 //! - `notification_queue_cursors`: how many unowned tasks each queue has
 //!   assigned, for round-robin assignment.
 //! - `notification_accounts`: what routing needs of each account (segment,
@@ -105,6 +109,23 @@ impl MigrationTrait for Migration {
         )
         .await?;
         db.execute_unprepared(
+            "CREATE TABLE notification_task_changes (\
+               tenant_id VARCHAR NOT NULL, \
+               seq BIGINT NOT NULL, \
+               task_id VARCHAR NOT NULL, \
+               queue VARCHAR NOT NULL, \
+               assignee VARCHAR NOT NULL, \
+               created_at BIGINT NOT NULL, \
+               PRIMARY KEY (tenant_id, seq))",
+        )
+        .await?;
+        db.execute_unprepared(
+            "CREATE TABLE notification_task_heads (\
+               tenant_id VARCHAR NOT NULL PRIMARY KEY, \
+               seq BIGINT NOT NULL)",
+        )
+        .await?;
+        db.execute_unprepared(
             "CREATE TABLE notification_queue_cursors (\
                tenant_id VARCHAR NOT NULL, \
                queue VARCHAR NOT NULL, \
@@ -153,6 +174,8 @@ impl MigrationTrait for Migration {
             "notification_mrr",
             "notification_accounts",
             "notification_queue_cursors",
+            "notification_task_heads",
+            "notification_task_changes",
             "notification_snoozes",
             "notification_tasks",
             "notification_actions",
