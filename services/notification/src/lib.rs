@@ -324,11 +324,84 @@ impl NotificationService for Notification {
 
     async fn list_notifications(
         &self,
-        _request: Request<v1::ListNotificationsRequest>,
+        request: Request<v1::ListNotificationsRequest>,
     ) -> Result<Response<v1::ListNotificationsResponse>, Status> {
-        Err(Status::unimplemented(
-            "ListNotifications is not available yet: emails are recorded, not delivered",
-        ))
+        let principal = Principal::of(&request)?;
+        require_any(principal, &[Role::Read, Role::Csm, Role::Admin])?;
+        let req = request.get_ref();
+        let mut v = retain_domain::Violations::new();
+        let size = page_size(&mut v, "page_size", req.page_size);
+        let after = match page_token(&mut v, "page_token", &req.page_token).as_str() {
+            "" => None,
+            position => {
+                let parsed = position.splitn(3, ':').collect::<Vec<_>>();
+                match parsed.as_slice() {
+                    [created, channel, id] => created
+                        .parse()
+                        .ok()
+                        .zip(channel.parse().ok())
+                        .map(|(c, ch)| (c, (*id).to_owned(), ch)),
+                    _ => None,
+                }
+                .or_else(|| {
+                    v.push("page_token", "is not a token this service issued");
+                    None
+                })
+            }
+        };
+        if !req.account_id.is_empty()
+            && let Err(e) = retain_domain::AccountId::parse(req.account_id.clone())
+        {
+            v.push("account_id", e.to_string());
+        }
+        let channel = match v1::NotificationChannel::try_from(req.channel) {
+            Ok(v1::NotificationChannel::Unspecified) => None,
+            Ok(c) => Some(c as i16),
+            Err(_) => {
+                v.push(
+                    "channel",
+                    format!("{} is not a channel (EMAIL, IN_APP)", req.channel),
+                );
+                None
+            }
+        };
+        let mut states = Vec::new();
+        for (i, s) in req.states.iter().enumerate() {
+            match v1::DeliveryState::try_from(*s) {
+                Ok(v1::DeliveryState::Unspecified) | Err(_) => v.push(
+                    format!("states[{i}]"),
+                    format!("{s} is not a delivery state (PENDING, SENT, DEAD, SUPPRESSED)"),
+                ),
+                Ok(state) => states.push(state as i16),
+            }
+        }
+        v.into_result(()).map_err(Error::from)?;
+        let filter = sql::MessageFilter {
+            account: Some(req.account_id.as_str()).filter(|a| !a.is_empty()),
+            channel,
+            states,
+        };
+        let tenant = principal.tenant.as_str();
+        let mut page = sql::messages(&self.db, tenant, &filter, after, size + 1)
+            .await
+            .map_err(Error::from)?;
+        let next_page_token = next_token(&mut page, size, |(created, n)| {
+            format!("{created}:{}:{}", n.channel, n.notification_id)
+        });
+        let counts = sql::message_counts(&self.db, tenant, &filter)
+            .await
+            .map_err(Error::from)?
+            .into_iter()
+            .map(|(state, count)| v1::DeliveryStateCount {
+                state: i32::from(state),
+                count,
+            })
+            .collect();
+        Ok(Response::new(v1::ListNotificationsResponse {
+            notifications: page.into_iter().map(|(_, n)| n).collect(),
+            next_page_token,
+            counts,
+        }))
     }
 
     async fn get_routing_policy(

@@ -265,6 +265,41 @@ impl Router {
         if !fresh {
             return Ok(Outcome::Duplicate);
         }
+        if let Planned::Email {
+            template,
+            variables,
+            to,
+            in_app,
+        } = &decision.action
+        {
+            use v1::DeliveryState as D;
+            let record = |channel: v1::NotificationChannel, state: D| v1::Notification {
+                notification_id: decision.notification_id.clone(),
+                account_id: ctx.account.clone(),
+                trigger: retain_proto::routing::rule_to_proto(decision.rule) as i32,
+                channel: channel as i32,
+                template: template.clone(),
+                variables: variables.clone().into_iter().collect(),
+                recipients: to.clone(),
+                state: state as i32,
+                attempts: 0,
+                last_error: String::new(),
+                created_at: Some(convert::from_micros(now)),
+                // An in-app message is delivered by being recorded.
+                sent_at: (state == D::Sent).then(|| convert::from_micros(now)),
+            };
+            let (email_state, in_app_state) = if suppressed > 0 {
+                (D::Suppressed, D::Suppressed)
+            } else {
+                (D::Pending, D::Sent)
+            };
+            let email = record(v1::NotificationChannel::Email, email_state);
+            sql::insert_message(tx, tenant, &email, now).await?;
+            if *in_app {
+                let message = record(v1::NotificationChannel::InApp, in_app_state);
+                sql::insert_message(tx, tenant, &message, now).await?;
+            }
+        }
         match suppressed {
             2 => return Ok(Outcome::Snoozed),
             1 => return Ok(Outcome::Cooldown),

@@ -649,3 +649,134 @@ pub async fn task_changes_after<C: ConnectionTrait>(
         })
         .collect()
 }
+
+/// Stores an email or in-app message record (nothing when the trigger's
+/// record is there already).
+pub async fn insert_message<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    n: &v1::Notification,
+    now: i64,
+) -> Result<(), DbErr> {
+    retain_store::exec(
+        db,
+        "INSERT INTO notification_messages (tenant_id, notification_id, channel, account_id, \
+         state, record, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+         ON CONFLICT (tenant_id, notification_id, channel) DO NOTHING",
+        [
+            tenant.into(),
+            n.notification_id.clone().into(),
+            Value::SmallInt(Some(i16::try_from(n.channel).unwrap_or(0))),
+            n.account_id.clone().into(),
+            Value::SmallInt(Some(i16::try_from(n.state).unwrap_or(0))),
+            n.encode_to_vec().into(),
+            now.into(),
+        ],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// What ListNotifications keeps.
+#[derive(Debug, Default)]
+pub struct MessageFilter<'a> {
+    /// Only this account.
+    pub account: Option<&'a str>,
+    /// Only this channel (number).
+    pub channel: Option<i16>,
+    /// Only these states (numbers; all when empty).
+    pub states: Vec<i16>,
+}
+
+fn message_where(filter: &MessageFilter<'_>, with_states: bool, values: &mut Vec<Value>) -> String {
+    let mut sql = String::from(" WHERE tenant_id = $1");
+    if let Some(a) = filter.account {
+        values.push(a.into());
+        sql.push_str(&format!(" AND account_id = ${}", values.len()));
+    }
+    if let Some(c) = filter.channel {
+        values.push(Value::SmallInt(Some(c)));
+        sql.push_str(&format!(" AND channel = ${}", values.len()));
+    }
+    if with_states && !filter.states.is_empty() {
+        let list: Vec<String> = filter
+            .states
+            .iter()
+            .map(|s| {
+                values.push(Value::SmallInt(Some(*s)));
+                format!("${}", values.len())
+            })
+            .collect();
+        sql.push_str(&format!(" AND state IN ({})", list.join(", ")));
+    }
+    sql
+}
+
+/// A page of messages, newest first, after the position (created_at,
+/// notification id, channel) of the previous page's last one.
+pub async fn messages<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    filter: &MessageFilter<'_>,
+    after: Option<(i64, String, i64)>,
+    limit: u64,
+) -> Result<Vec<(i64, v1::Notification)>, DbErr> {
+    let mut values: Vec<Value> = vec![tenant.into()];
+    let mut sql = format!(
+        "SELECT created_at, record FROM notification_messages{}",
+        message_where(filter, true, &mut values)
+    );
+    if let Some((created, id, channel)) = after {
+        values.extend([created.into(), id.into(), channel.into()]);
+        let n = values.len();
+        sql.push_str(&format!(
+            " AND (created_at, notification_id, channel) < (${}, ${}, ${n})",
+            n - 2,
+            n - 1
+        ));
+    }
+    values.push(i64::try_from(limit).unwrap_or(i64::MAX).into());
+    sql.push_str(&format!(
+        " ORDER BY created_at DESC, notification_id DESC, channel DESC LIMIT ${}",
+        values.len()
+    ));
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let bytes: Vec<u8> = r.try_get_by_index(1)?;
+            let n = v1::Notification::decode(bytes.as_slice()).map_err(|e| {
+                DbErr::Custom(format!("a stored notification does not decode: {e}"))
+            })?;
+            Ok((r.try_get_by_index(0)?, n))
+        })
+        .collect()
+}
+
+/// Messages of the account and channel asked for, by state.
+pub async fn message_counts<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    filter: &MessageFilter<'_>,
+) -> Result<Vec<(i16, i64)>, DbErr> {
+    let mut values: Vec<Value> = vec![tenant.into()];
+    let sql = format!(
+        "SELECT state, COUNT(*) FROM notification_messages{} GROUP BY state ORDER BY state",
+        message_where(filter, false, &mut values)
+    );
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            sql,
+            values,
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+        .collect()
+}

@@ -11,6 +11,8 @@
 //! - `notification_tasks`: CSM tasks (task id = notification id) with
 //!   their state, assignee and SLA.
 //! - `notification_snoozes`: a rule silenced for one account until a time.
+//! - `notification_messages`: emails and in-app messages (the encoded
+//!   `Notification`: template, variables, recipients, delivery state).
 //! - `notification_task_changes`: every task creation and change, numbered
 //!   per tenant in commit order (the number is taken from
 //!   `notification_task_heads` inside the changing transaction, whose row
@@ -125,6 +127,23 @@ impl MigrationTrait for Migration {
                seq BIGINT NOT NULL)",
         )
         .await?;
+        db.execute_unprepared(&format!(
+            "CREATE TABLE notification_messages (\
+               tenant_id VARCHAR NOT NULL, \
+               notification_id VARCHAR NOT NULL, \
+               channel SMALLINT NOT NULL, \
+               account_id VARCHAR NOT NULL, \
+               state SMALLINT NOT NULL, \
+               record {blob} NOT NULL, \
+               created_at BIGINT NOT NULL, \
+               PRIMARY KEY (tenant_id, notification_id, channel))"
+        ))
+        .await?;
+        db.execute_unprepared(
+            "CREATE INDEX notification_messages_recent \
+             ON notification_messages (tenant_id, created_at, notification_id)",
+        )
+        .await?;
         db.execute_unprepared(
             "CREATE TABLE notification_queue_cursors (\
                tenant_id VARCHAR NOT NULL, \
@@ -174,6 +193,7 @@ impl MigrationTrait for Migration {
             "notification_mrr",
             "notification_accounts",
             "notification_queue_cursors",
+            "notification_messages",
             "notification_task_heads",
             "notification_task_changes",
             "notification_snoozes",
