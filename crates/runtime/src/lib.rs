@@ -22,6 +22,7 @@ pub mod section;
 pub mod server;
 pub mod service;
 pub mod telemetry;
+pub mod watch;
 pub mod workers;
 
 pub use auth::{Authenticator, Principal, Role};

@@ -1,20 +1,16 @@
 //! `WatchTasks`: the tenant's task creations and changes as a stream,
-//! resumable from a cursor.
-//!
-//! Every creation and change has a number, taken per tenant inside the
-//! transaction that makes it (`sql::record_task_change`), so numbers
-//! become visible in order: a client that reconnects with its last cursor
-//! gets every change after it, each once. Each item carries the task as it
-//! is when streamed. The stream polls every [`POLL_INTERVAL`] while idle;
-//! when the server starts draining it ends with `UNAVAILABLE`
-//! ([`SHUTTING_DOWN`]) and the client reconnects with its last cursor.
+//! resumable from a cursor ("t" and the change's number; see
+//! `retain_runtime::watch`). Every creation and change is numbered per
+//! tenant inside the transaction that makes it
+//! (`sql::record_task_change`); each item carries the task as it is when
+//! streamed.
 
-use std::collections::VecDeque;
 use std::time::Duration;
 
 use futures::Stream;
 use retain_proto::v1;
 use retain_runtime::error::Error;
+use retain_runtime::watch;
 use sea_orm::DatabaseConnection;
 use tokio_util::sync::CancellationToken;
 use tonic::Status;
@@ -23,10 +19,6 @@ use crate::sql;
 
 /// How often an idle stream looks for new changes.
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
-
-/// The message a stream ends with when the server shuts down.
-pub const SHUTTING_DOWN: &str =
-    "the server is shutting down; reconnect with the last cursor you received";
 
 /// Changes read per query.
 const PAGE: u64 = 500;
@@ -43,102 +35,45 @@ pub struct Watch {
     pub after: i64,
 }
 
-/// The cursor a client passes back for number `seq`.
-pub fn cursor(seq: i64) -> String {
-    format!("t{seq}")
-}
-
 /// The number a cursor holds; `None` for anything this service did not
 /// issue.
 pub fn parse_cursor(cursor: &str) -> Option<i64> {
-    cursor.strip_prefix('t')?.parse().ok().filter(|n| *n >= 0)
+    watch::parse_cursor('t', cursor)
 }
 
-type State = Option<(DatabaseConnection, Watch, VecDeque<v1::WatchTasksResponse>)>;
-
-/// The stream of `watch`'s changes, from after `watch.after` on, until
-/// `draining` is cancelled.
+/// The stream of `w`'s changes, from after `w.after` on, until `draining`
+/// is cancelled.
 pub fn stream(
     db: DatabaseConnection,
-    watch: Watch,
+    w: Watch,
     draining: CancellationToken,
 ) -> impl Stream<Item = Result<v1::WatchTasksResponse, Status>> + Send {
-    let state: State = Some((db, watch, VecDeque::new()));
-    futures::stream::unfold(state, move |state| {
-        let draining = draining.clone();
+    let after = w.after;
+    let read = move |after: i64| {
+        let (db, tenant) = (db.clone(), w.tenant.clone());
+        let (queue, assignee) = (w.queue.clone(), w.assignee.clone());
         async move {
-            let (db, watch, ready) = state?;
-            next(db, watch, ready, draining).await
-        }
-    })
-}
-
-/// The stream's next item and its state (`None` after the last).
-async fn next(
-    db: DatabaseConnection,
-    mut watch: Watch,
-    mut ready: VecDeque<v1::WatchTasksResponse>,
-    draining: CancellationToken,
-) -> Option<(Result<v1::WatchTasksResponse, Status>, State)> {
-    loop {
-        if draining.is_cancelled() {
-            return Some((Err(Status::unavailable(SHUTTING_DOWN)), None));
-        }
-        if let Some(item) = ready.pop_front() {
-            return Some((Ok(item), Some((db, watch, ready))));
-        }
-        let read = async {
             let mut out = Vec::new();
-            for (seq, task_id, queue, assignee) in
-                sql::task_changes_after(&db, &watch.tenant, watch.after, PAGE).await?
-            {
-                let wanted = watch.queue.as_ref().is_none_or(|q| *q == queue)
-                    && watch.assignee.as_ref().is_none_or(|a| *a == assignee);
+            for (seq, task_id, q, a) in sql::task_changes_after(&db, &tenant, after, PAGE).await? {
+                let wanted = queue.as_ref().is_none_or(|x| *x == q)
+                    && assignee.as_ref().is_none_or(|x| *x == a);
                 let task = if wanted {
-                    sql::task(&db, &watch.tenant, &task_id).await?
+                    sql::task(&db, &tenant, &task_id).await?
                 } else {
                     None
                 };
                 out.push((seq, task));
             }
-            Ok::<_, sea_orm::DbErr>(out)
-        };
-        match read.await {
-            Ok(rows) if rows.is_empty() => {
-                tokio::select! {
-                    () = tokio::time::sleep(POLL_INTERVAL) => {}
-                    () = draining.cancelled() => {}
-                }
-            }
-            Ok(rows) => {
-                for (seq, task) in rows {
-                    watch.after = seq;
-                    if let Some(task) = task {
-                        ready.push_back(v1::WatchTasksResponse {
-                            task: Some(task),
-                            cursor: cursor(seq),
-                        });
-                    }
-                }
-            }
-            Err(e) => {
-                // The client resumes from its last cursor.
-                let status: Status = Error::from(e).into();
-                return Some((Err(status), Some((db, watch, ready))));
-            }
+            Ok::<_, Error>(out)
         }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn cursors_round_trip_and_others_are_refused() {
-        assert_eq!(parse_cursor(&cursor(42)), Some(42));
-        assert_eq!(parse_cursor("42"), None);
-        assert_eq!(parse_cursor("t-1"), None);
-        assert_eq!(parse_cursor("c7"), None);
-    }
+    };
+    futures::StreamExt::map(
+        watch::stream(after, POLL_INTERVAL, draining, read),
+        |item| {
+            item.map(|(seq, task)| v1::WatchTasksResponse {
+                task: Some(task),
+                cursor: watch::cursor('t', seq),
+            })
+        },
+    )
 }
