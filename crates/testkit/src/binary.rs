@@ -48,6 +48,8 @@ pub async fn start_binary(bin: &str, config: &Path, dir: &Path) -> RunningBinary
     let child = Command::new(bin)
         .arg("--config")
         .arg(config)
+        // Relative paths of the configuration (the email outbox) land in `dir`.
+        .current_dir(dir)
         .env("RETAIN__SERVER__LISTEN", "127.0.0.1:0")
         .env("RETAIN__SERVER__ADDRESS_FILE", &address_file)
         .env(

@@ -9,6 +9,8 @@
 //!   configuration, stopped with SIGTERM.
 //! - [`tokens`]: bearer tokens for two tenants and every role.
 //! - [`fixtures`]: valid signals of every kind, and readers of answers.
+//! - [`smtp`]: a real SMTP server (Python's aiosmtpd) that keeps what it
+//!   receives, for email tests.
 //! - [`hostile`]: hostile-input corpora as tables of cases, sent as raw
 //!   bytes, each checked for its status and an unchanged database.
 //!
@@ -27,6 +29,7 @@ pub mod binary;
 pub mod db;
 pub mod fixtures;
 pub mod hostile;
+pub mod smtp;
 pub mod tokens;
 
 pub use app::{
@@ -35,4 +38,5 @@ pub use app::{
 };
 pub use db::{BenchPostgres, PgCluster, TestDatabase, eventually};
 pub use fixtures::*;
+pub use smtp::{Received, SmtpSink};
 pub use tokens::{ADMIN, CSM, GLOBEX, INGEST_ONLY, READER, WRITER, authenticator, with_token};
