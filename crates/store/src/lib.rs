@@ -192,6 +192,25 @@ pub async fn check_migrated(db: &DatabaseConnection) -> Result<(), StoreError> {
     }
 }
 
+/// A read-only transaction whose reads all see one snapshot: REPEATABLE
+/// READ on PostgreSQL (whose default gives each statement its own); on
+/// SQLite every transaction reads one snapshot already.
+pub async fn snapshot(
+    db: &DatabaseConnection,
+) -> Result<sea_orm::DatabaseTransaction, sea_orm::DbErr> {
+    use sea_orm::{AccessMode, IsolationLevel, TransactionTrait};
+    match db.get_database_backend() {
+        DatabaseBackend::Postgres => {
+            db.begin_with_config(
+                Some(IsolationLevel::RepeatableRead),
+                Some(AccessMode::ReadOnly),
+            )
+            .await
+        }
+        _ => db.begin().await,
+    }
+}
+
 /// Checks the database answers; the gRPC health status follows this.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), StoreError> {
     db.ping().await?;

@@ -12,6 +12,7 @@
 //! docs/NOTIFICATION.md describes the service for its users, and what it
 //! does not do yet.
 
+mod email;
 mod policy;
 mod route;
 mod settings;
@@ -36,8 +37,9 @@ use retain_runtime::{Clock, Context, Service, Services, Workers};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use tonic::{Request, Response, Status};
 
+pub use crate::email::{Mailer, Templates};
 pub use crate::route::{Outcome, Router, band_trigger};
-pub use crate::settings::NotificationSettings;
+pub use crate::settings::{EmailSettings, EmailTransport, NotificationSettings, SmtpTls};
 pub use crate::signals::{Signals, Snapshots};
 
 type TaskChanges = Pin<Box<dyn Stream<Item = Result<v1::WatchTasksResponse, Status>> + Send>>;
@@ -382,13 +384,17 @@ impl NotificationService for Notification {
             states,
         };
         let tenant = principal.tenant.as_str();
-        let mut page = sql::messages(&self.db, tenant, &filter, after, size + 1)
+        // The page and the counts from one snapshot, so they agree.
+        let tx = retain_store::snapshot(&self.db)
+            .await
+            .map_err(Error::from)?;
+        let mut page = sql::messages(&tx, tenant, &filter, after, size + 1)
             .await
             .map_err(Error::from)?;
         let next_page_token = next_token(&mut page, size, |(created, n)| {
             format!("{created}:{}:{}", n.channel, n.notification_id)
         });
-        let counts = sql::message_counts(&self.db, tenant, &filter)
+        let counts = sql::message_counts(&tx, tenant, &filter)
             .await
             .map_err(Error::from)?
             .into_iter()
@@ -433,6 +439,7 @@ impl NotificationService for Notification {
             principal.tenant.as_str(),
             request.get_ref().policy.as_ref(),
             self.clock.now().micros(),
+            &self.templates,
         )
         .await?;
         Ok(Response::new(v1::PutRoutingPolicyResponse {
@@ -501,22 +508,42 @@ impl Notification {
 /// Marks open and claimed tasks past their SLA due time as breached,
 /// every `every`, until `stop`. A task is marked once; ListTasks filters
 /// them with `overdue`.
+///
+/// Exported as metrics: `retain.notification.tasks_breached` counts the
+/// tasks marked; `retain.notification.tasks_overdue` is each tenant's
+/// open and claimed tasks past their SLA after the sweep.
 async fn sla_sweep(
     db: DatabaseConnection,
     clock: Clock,
     every: Duration,
     stop: tokio_util::sync::CancellationToken,
 ) {
+    let meter = opentelemetry::global::meter("retain-notification");
+    let breached = meter
+        .u64_counter("retain.notification.tasks_breached")
+        .with_description("Tasks marked past their SLA due time")
+        .build();
+    let overdue = meter
+        .i64_gauge("retain.notification.tasks_overdue")
+        .with_description("Open and claimed tasks past their SLA due time, per tenant")
+        .build();
     loop {
         let marked = async {
             let tx = db.begin().await?;
             let n = sql::mark_breached(&tx, clock.now().micros()).await?;
             tx.commit().await?;
-            Ok::<u64, sea_orm::DbErr>(n)
+            Ok::<(u64, Vec<(String, i64)>), sea_orm::DbErr>((n, sql::breached_open(&db).await?))
         };
         match marked.await {
-            Ok(0) => {}
-            Ok(n) => tracing::info!(tasks = n, "tasks past their SLA marked breached"),
+            Ok((n, per_tenant)) => {
+                if n > 0 {
+                    tracing::info!(tasks = n, "tasks past their SLA marked breached");
+                }
+                breached.add(n, &[]);
+                for (tenant, open) in per_tenant {
+                    overdue.record(open, &[opentelemetry::KeyValue::new("tenant", tenant)]);
+                }
+            }
             Err(e) => tracing::warn!(error = %e, "SLA sweep failed; retrying at the next"),
         }
         tokio::select! {
@@ -593,6 +620,8 @@ pub struct Notification {
     clock: Clock,
     /// Cancelled when the server starts draining: watch streams end.
     draining: tokio_util::sync::CancellationToken,
+    /// The email templates a policy may name.
+    templates: std::sync::Arc<Templates>,
 }
 
 impl Service for Notification {
@@ -633,11 +662,22 @@ impl Service for Notification {
         workers.add("notification.sla-sweep", move |stop| async move {
             sla_sweep(db, clock, every, stop).await;
         });
+        let templates = std::sync::Arc::new(Templates::load(&own.email.templates_dir)?);
+        let mailer = Mailer::new(
+            ctx.db.clone(),
+            ctx.clock.clone(),
+            templates.clone(),
+            &own.email,
+        )?;
+        workers.add("notification.email", move |stop| async move {
+            mailer.run(stop).await;
+        });
         let mut services = Services::new();
         let service = Notification {
             db: ctx.db.clone(),
             clock: ctx.clock.clone(),
             draining: services.draining(),
+            templates,
         };
         Ok(services
             .with(NotificationServiceServer::new(service))

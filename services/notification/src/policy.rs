@@ -74,11 +74,26 @@ pub async fn put<C: ConnectionTrait>(
     tenant: &str,
     policy: Option<&v1::RoutingPolicy>,
     now: i64,
+    templates: &crate::Templates,
 ) -> Result<v1::RoutingPolicy, Error> {
     let Some(policy) = policy else {
         return Err(Error::invalid("policy", "is required"));
     };
     wire::rules_from_proto(policy)?;
+    for (i, rule) in policy.rules.iter().enumerate() {
+        if let Some(v1::routing_rule::Action::Email(e)) = &rule.action
+            && !templates.has(&e.template)
+        {
+            return Err(Error::invalid(
+                format!("policy.rules[{i}].email.template"),
+                format!(
+                    "no template {} (known: {})",
+                    retain_domain::validation::quote(&e.template),
+                    templates.keys().join(", ")
+                ),
+            ));
+        }
+    }
     let mut stored = policy.clone();
     // Versions are per tenant; two concurrent puts: the second retries
     // with the next number.

@@ -17,6 +17,193 @@ pub struct NotificationSettings {
     /// How often open tasks past their SLA are marked breached, in
     /// milliseconds.
     pub sla_sweep_interval_ms: u64,
+    /// Email delivery (`[notification.email]`).
+    pub email: EmailSettings,
+}
+
+/// Where emails go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EmailTransport {
+    /// Written as `<notification id>.eml` files into `outbox_dir` (the
+    /// embedded mode, and a fresh install's default: nothing leaves the
+    /// machine until an SMTP server is configured).
+    Outbox,
+    /// Sent to `smtp_host`.
+    Smtp,
+}
+
+/// How the SMTP connection is secured.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text (a relay on the same host or pod only).
+    None,
+    /// Plain connection upgraded with STARTTLS, required (port 587).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+}
+
+/// `[notification.email]`: templates, transport, retries.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EmailSettings {
+    /// `outbox` or `smtp`.
+    pub transport: EmailTransport,
+    /// The From address, optionally with a name: `Acme <cs@acme.io>`. Its
+    /// domain ends every Message-ID.
+    pub from: String,
+    /// Where `outbox` writes `.eml` files (created when missing).
+    pub outbox_dir: String,
+    /// SMTP server.
+    pub smtp_host: String,
+    /// SMTP port; 0 = the TLS mode's usual port (25, 587, 465).
+    pub smtp_port: u16,
+    /// `none`, `starttls` or `tls`.
+    pub smtp_tls: SmtpTls,
+    /// SMTP user ('' = no authentication).
+    pub smtp_username: String,
+    /// SMTP password (better from `RETAIN__NOTIFICATION__EMAIL__SMTP_PASSWORD`).
+    pub smtp_password: String,
+    /// A send that takes longer is abandoned and retried, in milliseconds.
+    pub smtp_timeout_ms: u64,
+    /// Emails in flight at once per replica (also how many one claim takes).
+    pub concurrency: usize,
+    /// How long a claimed email is held before another replica may take it
+    /// over, in seconds; more than twice `smtp_timeout_ms`.
+    pub lease_seconds: u64,
+    /// Attempts before an email is dead-lettered (a permanent SMTP refusal
+    /// dead-letters at once).
+    pub max_attempts: u32,
+    /// Wait before the second attempt, in milliseconds; doubled for each
+    /// further attempt, up to `retry_max_ms`.
+    pub retry_initial_ms: u64,
+    /// Longest wait between attempts, in milliseconds.
+    pub retry_max_ms: u64,
+    /// How often an idle worker looks for due emails, in milliseconds.
+    pub poll_interval_ms: u64,
+    /// A folder of `<template>.txt` files that replace or add to the
+    /// built-in templates ('' = built-ins only).
+    pub templates_dir: String,
+}
+
+impl Default for EmailSettings {
+    fn default() -> Self {
+        Self {
+            transport: EmailTransport::Outbox,
+            from: "Customer Success <cs@retain.localhost>".into(),
+            outbox_dir: "outbox".into(),
+            smtp_host: "localhost".into(),
+            smtp_port: 0,
+            smtp_tls: SmtpTls::Starttls,
+            smtp_username: String::new(),
+            smtp_password: String::new(),
+            smtp_timeout_ms: 10_000,
+            concurrency: 8,
+            lease_seconds: 60,
+            max_attempts: 8,
+            retry_initial_ms: 30_000,
+            retry_max_ms: 3_600_000,
+            poll_interval_ms: 500,
+            templates_dir: String::new(),
+        }
+    }
+}
+
+impl EmailSettings {
+    /// The defaults, writing `.eml` files into `dir`.
+    pub fn outbox(dir: impl Into<String>) -> Self {
+        Self {
+            outbox_dir: dir.into(),
+            ..Self::default()
+        }
+    }
+
+    /// The SMTP port in use.
+    pub fn port(&self) -> u16 {
+        match (self.smtp_port, self.smtp_tls) {
+            (0, SmtpTls::None) => 25,
+            (0, SmtpTls::Starttls) => 587,
+            (0, SmtpTls::Tls) => 465,
+            (p, _) => p,
+        }
+    }
+
+    /// The wait after `attempts` failed attempts: `retry_initial_ms`
+    /// doubled per further attempt, at most `retry_max_ms`.
+    pub fn backoff(&self, attempts: u32) -> std::time::Duration {
+        let doublings = attempts.saturating_sub(1).min(32);
+        let ms = self
+            .retry_initial_ms
+            .saturating_mul(1_u64 << doublings)
+            .min(self.retry_max_ms);
+        std::time::Duration::from_millis(ms)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key: &str, reason: &str| {
+            Err(ConfigError::invalid(
+                format!("notification.email.{key}"),
+                reason,
+            ))
+        };
+        if self.from.parse::<lettre::message::Mailbox>().is_err() {
+            return bad(
+                "from",
+                "must be an address, optionally named: `Name <a@b.c>`",
+            );
+        }
+        if self.transport == EmailTransport::Outbox && self.outbox_dir.trim().is_empty() {
+            return bad(
+                "outbox_dir",
+                "must name a folder when transport = \"outbox\"",
+            );
+        }
+        if self.transport == EmailTransport::Smtp && self.smtp_host.trim().is_empty() {
+            return bad(
+                "smtp_host",
+                "must name the SMTP server when transport = \"smtp\"",
+            );
+        }
+        if self.smtp_password.is_empty() != self.smtp_username.is_empty() {
+            return bad(
+                "smtp_password",
+                "smtp_username and smtp_password go together (both or neither)",
+            );
+        }
+        if !(100..=600_000).contains(&self.smtp_timeout_ms) {
+            return bad("smtp_timeout_ms", "must be 100 to 600000");
+        }
+        if !(1..=256).contains(&self.concurrency) {
+            return bad("concurrency", "must be 1 to 256");
+        }
+        if !(1..=3_600).contains(&self.lease_seconds)
+            || self.lease_seconds.saturating_mul(1_000) <= 2 * self.smtp_timeout_ms
+        {
+            return bad(
+                "lease_seconds",
+                "must be 1 to 3600 and more than twice smtp_timeout_ms, so a send \
+                 ends before another replica may take the email over",
+            );
+        }
+        if !(1..=100).contains(&self.max_attempts) {
+            return bad("max_attempts", "must be 1 to 100");
+        }
+        if !(1..=86_400_000).contains(&self.retry_initial_ms) {
+            return bad("retry_initial_ms", "must be 1 to 86400000");
+        }
+        if self.retry_max_ms < self.retry_initial_ms || self.retry_max_ms > 7 * 86_400_000 {
+            return bad(
+                "retry_max_ms",
+                "must be at least retry_initial_ms and at most a week",
+            );
+        }
+        if !(10..=60_000).contains(&self.poll_interval_ms) {
+            return bad("poll_interval_ms", "must be 10 to 60000");
+        }
+        Ok(())
+    }
 }
 
 impl Default for NotificationSettings {
@@ -26,6 +213,7 @@ impl Default for NotificationSettings {
             consumer_concurrency: 4,
             consumer_lease_seconds: 30,
             sla_sweep_interval_ms: 10_000,
+            email: EmailSettings::default(),
         }
     }
 }
@@ -58,6 +246,6 @@ impl Section for NotificationSettings {
                 "must be 10 to 3600000",
             ));
         }
-        Ok(())
+        self.email.validate()
     }
 }

@@ -780,3 +780,105 @@ pub async fn message_counts<C: ConnectionTrait>(
         .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
         .collect()
 }
+
+/// A pending email a delivery worker holds.
+#[derive(Debug)]
+pub struct ClaimedEmail {
+    /// Its tenant.
+    pub tenant: String,
+    /// Attempts, this one included.
+    pub attempts: i64,
+    /// The record (template, variables, recipients).
+    pub record: v1::Notification,
+}
+
+/// Leases up to `limit` pending emails due at `now` and not held by
+/// another worker until `lease_until`, oldest due first, counting an
+/// attempt for each. One statement: on PostgreSQL `SKIP LOCKED` lets
+/// concurrent claims pass each other, and a row another claim took is
+/// re-read with its new lease, so no email is held twice.
+pub async fn claim_emails<C: ConnectionTrait>(
+    db: &C,
+    now: i64,
+    lease_until: i64,
+    limit: usize,
+) -> Result<Vec<ClaimedEmail>, DbErr> {
+    let backend = db.get_database_backend();
+    let lock = if backend == sea_orm::DatabaseBackend::Postgres {
+        " FOR UPDATE SKIP LOCKED"
+    } else {
+        ""
+    };
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            format!(
+                "UPDATE notification_messages SET lease_until = $1, attempts = attempts + 1 \
+                 WHERE (tenant_id, notification_id, channel) IN (\
+                   SELECT tenant_id, notification_id, channel FROM notification_messages \
+                   WHERE state = 1 AND next_attempt_at <= $2 AND lease_until <= $2 \
+                   ORDER BY next_attempt_at LIMIT $3{lock}) \
+                 RETURNING tenant_id, attempts, record"
+            ),
+            [
+                lease_until.into(),
+                now.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            let bytes: Vec<u8> = r.try_get_by_index(2)?;
+            Ok(ClaimedEmail {
+                tenant: r.try_get_by_index(0)?,
+                attempts: r.try_get_by_index(1)?,
+                record: v1::Notification::decode(bytes.as_slice()).map_err(|e| {
+                    DbErr::Custom(format!("a stored notification does not decode: {e}"))
+                })?,
+            })
+        })
+        .collect()
+}
+
+/// Records a delivery attempt's outcome on a pending email and releases
+/// it: `record` carries the new state, attempts and error; `retry_at`
+/// (µs) is when a still pending one is due again.
+pub async fn record_delivery<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    record: &v1::Notification,
+    retry_at: Option<i64>,
+) -> Result<(), DbErr> {
+    retain_store::exec(
+        db,
+        "UPDATE notification_messages SET state = $1, record = $2, next_attempt_at = $3, \
+         lease_until = 0 WHERE tenant_id = $4 AND notification_id = $5 AND channel = $6 \
+         AND state = 1",
+        [
+            Value::SmallInt(Some(i16::try_from(record.state).unwrap_or(0))),
+            record.encode_to_vec().into(),
+            retry_at.unwrap_or(0).into(),
+            tenant.into(),
+            record.notification_id.clone().into(),
+            Value::SmallInt(Some(i16::try_from(record.channel).unwrap_or(0))),
+        ],
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Open and claimed tasks marked past their SLA, per tenant.
+pub async fn breached_open<C: ConnectionTrait>(db: &C) -> Result<Vec<(String, i64)>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT tenant_id, COUNT(*) FROM notification_tasks \
+             WHERE state IN (1, 2) AND sla_breached GROUP BY tenant_id ORDER BY tenant_id",
+            [],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+        .collect()
+}

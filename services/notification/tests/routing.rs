@@ -16,6 +16,21 @@ use v1::HealthBand::{Green, Red, Thriving, Yellow};
 
 const HOUR: i64 = 3_600;
 
+/// Notification with its emails written into a fresh outbox folder
+/// (removed with the returned guard).
+async fn spawn(db: TestDatabase) -> (TestApp, tempfile::TempDir) {
+    let outbox = tempfile::tempdir().unwrap();
+    let app = spawn_app_with::<Notification>(db, settings(), outboxed(&outbox)).await;
+    (app, outbox)
+}
+
+fn outboxed(dir: &tempfile::TempDir) -> retain_notification::NotificationSettings {
+    retain_notification::NotificationSettings {
+        email: retain_notification::EmailSettings::outbox(dir.path().to_str().unwrap()),
+        ..Default::default()
+    }
+}
+
 fn client(app: &TestApp) -> NotificationServiceClient<tonic::transport::Channel> {
     NotificationServiceClient::new(app.channel.clone())
 }
@@ -109,7 +124,7 @@ async fn actions(app: &TestApp, account: &str) -> Vec<(i64, i64)> {
 }
 
 retain_testkit::storage_test!(async fn each_band_routes_to_its_action_once(db) {
-    let app = spawn_app::<Notification>(db).await;
+    let (app, _outbox) = spawn(db).await;
     let at = now() - HOUR;
     let live = v1::IngestMode::Live;
     announce(&app, vec![
@@ -152,7 +167,7 @@ retain_testkit::storage_test!(async fn each_band_routes_to_its_action_once(db) {
 });
 
 retain_testkit::storage_test!(async fn cooldown_holds_both_ways_in_time_and_snooze_silences(db) {
-    let app = spawn_app::<Notification>(db).await;
+    let (app, _outbox) = spawn(db).await;
     let at = now() - 2 * HOUR;
     let live = v1::IngestMode::Live;
     // Red again an hour later, and one that happened an hour *before*
@@ -189,7 +204,7 @@ retain_testkit::storage_test!(async fn cooldown_holds_both_ways_in_time_and_snoo
 });
 
 retain_testkit::storage_test!(async fn a_segment_override_and_policy_validation(db) {
-    let app = spawn_app::<Notification>(db).await;
+    let (app, _outbox) = spawn(db).await;
     // Enterprise sends Yellow to a CSM instead of an email.
     let enterprise = v1::RoutingPolicy {
         segment: "Enterprise".into(),
@@ -273,8 +288,9 @@ retain_testkit::storage_test!(async fn a_segment_override_and_policy_validation(
 // change twice: each trigger yields one action and at most one task.
 retain_testkit::storage_test!(async fn two_consumers_never_act_twice(db) {
     use retain_bus::{Bus, Consumer, ConsumerOptions, groups};
+    let outbox = tempfile::tempdir().unwrap();
     let app = spawn_composed(db, settings(), retain_runtime::Clock::system(), |ctx| {
-        let notification = <Notification as retain_runtime::Service>::build(ctx, Default::default())?;
+        let notification = <Notification as retain_runtime::Service>::build(ctx, outboxed(&outbox))?;
         let second = retain_notification::Router {
             db: ctx.db.clone(),
             clock: ctx.clock.clone(),
@@ -305,11 +321,11 @@ retain_testkit::storage_test!(async fn two_consumers_never_act_twice(db) {
 });
 
 // Emails and in-app messages are recorded with their template, variables
-// and recipients (email delivery itself is still to come: pending), a
-// suppressed one as suppressed; ListNotifications pages newest first,
+// and recipients, a suppressed one as suppressed; emails are then sent
+// (here into the outbox folder); ListNotifications pages newest first,
 // filters, and counts by state.
 retain_testkit::storage_test!(async fn messages_are_recorded_and_listed_with_counts(db) {
-    let app = spawn_app::<Notification>(db).await;
+    let (app, outbox) = spawn(db).await;
     let at = now() - 2 * HOUR;
     let live = v1::IngestMode::Live;
     announce(&app, (0..3).map(|i| change(&format!("y-{i}"), (Green, Yellow), at + i, "", live)).collect()).await;
@@ -323,11 +339,14 @@ retain_testkit::storage_test!(async fn messages_are_recorded_and_listed_with_cou
                 .map(tonic::Response::into_inner)
         }
     };
-    let all = list(v1::ListNotificationsRequest::default()).await.unwrap();
-    assert_eq!(all.notifications.len(), 8, "3 emails + 3 in-app, and the suppressed pair");
-    let counts: Vec<(i32, i64)> = all.counts.iter().map(|c| (c.state, c.count)).collect();
     use v1::DeliveryState as D;
-    assert_eq!(counts, [(D::Pending as i32, 3), (D::Sent as i32, 3), (D::Suppressed as i32, 2)]);
+    let all = eventually("the emails sent", std::time::Duration::from_secs(30), || async {
+        let all = list(v1::ListNotificationsRequest::default()).await.unwrap();
+        let counts: Vec<(i32, i64)> = all.counts.iter().map(|c| (c.state, c.count)).collect();
+        (counts == [(D::Sent as i32, 6), (D::Suppressed as i32, 2)]).then_some(all)
+    })
+    .await;
+    assert_eq!(all.notifications.len(), 8, "3 emails + 3 in-app, and the suppressed pair");
     let email = all
         .notifications
         .iter()
@@ -336,16 +355,19 @@ retain_testkit::storage_test!(async fn messages_are_recorded_and_listed_with_cou
     assert_eq!(email.template, "health_yellow_nudge");
     assert_eq!(email.recipients, ["ops@example.com"]);
     assert_eq!(email.variables.get("account_name").map(String::as_str), Some("y-1 Inc"));
-    assert_eq!(email.state, D::Pending as i32);
+    assert_eq!((email.state, email.attempts), (D::Sent as i32, 1));
+    let file = outbox.path().join(format!("{}.eml", email.notification_id));
+    assert!(std::fs::read_to_string(&file).unwrap().contains("y-1 Inc"), "{file:?}");
+    assert_eq!(retain_testkit::smtp::read_messages(outbox.path()).len(), 3, "suppressed: not sent");
 
-    // Pages of three, pending emails only: no skip, no repeat.
+    // Pages of three, emails only: no skip, no repeat.
     let (mut seen, mut token) = (Vec::new(), String::new());
     loop {
         let page = list(v1::ListNotificationsRequest {
             page_size: 3,
             page_token: token,
             channel: v1::NotificationChannel::Email as i32,
-            states: vec![D::Pending as i32, D::Suppressed as i32],
+            states: vec![D::Sent as i32, D::Suppressed as i32],
             ..Default::default()
         })
         .await
@@ -358,7 +380,7 @@ retain_testkit::storage_test!(async fn messages_are_recorded_and_listed_with_cou
     }
     seen.sort();
     assert_eq!(seen.len(), 4);
-    assert_eq!(seen[0], ("y-0".to_owned(), D::Pending as i32));
+    assert_eq!(seen[0], ("y-0".to_owned(), D::Sent as i32));
     assert_eq!(seen[1], ("y-0".to_owned(), D::Suppressed as i32));
     let one = list(v1::ListNotificationsRequest { account_id: "y-2".into(), ..Default::default() }).await.unwrap();
     assert_eq!(one.notifications.len(), 2);

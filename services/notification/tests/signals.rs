@@ -46,10 +46,15 @@ async fn tasks(app: &TestApp) -> Vec<v1::Task> {
 }
 
 retain_testkit::storage_test!(async fn nps_contraction_and_churn_route_from_signals(db) {
+    let outbox = tempfile::tempdir().unwrap();
+    let own = retain_notification::NotificationSettings {
+        email: retain_notification::EmailSettings::outbox(outbox.path().to_str().unwrap()),
+        ..Default::default()
+    };
     let app = spawn_composed(db, settings(), retain_runtime::Clock::system(), |ctx| {
         let ingestion = Ingestion::build(ctx, Default::default())?;
         let metrics = Metrics::build(ctx, Default::default())?;
-        let notification = Notification::build(ctx, Default::default())?;
+        let notification = Notification::build(ctx, own)?;
         Ok(ingestion.merge(metrics).merge(notification))
     })
     .await;
@@ -97,6 +102,12 @@ retain_testkit::storage_test!(async fn nps_contraction_and_churn_route_from_sign
     // Passive, promoter and churn are emails (kind 2).
     let emails = app.scalar("SELECT COUNT(*) FROM notification_actions WHERE kind = 2 AND rule IN ('nps_passive', 'nps_promoter', 'churn')").await;
     assert_eq!(emails, 3);
+    let written = eventually("three emails in the outbox", Duration::from_secs(30), || async {
+        let m = retain_testkit::smtp::read_messages(outbox.path());
+        (m.len() == 3).then_some(m)
+    })
+    .await;
+    assert!(written.iter().all(|m| m.header("To").as_deref() == Some("ops@acme.io")), "{written:?}");
 
     // A backfilled detractor: recorded (kind 3), no task.
     let old = v1::IngestSignalsRequest {

@@ -13,6 +13,7 @@ mod m0006_metrics_months;
 mod m0007_health;
 mod m0008_health_list;
 mod m0009_notification;
+mod m0010_email_delivery;
 
 /// Runs Retain's migrations (`retain migrate`, or a test helper).
 #[derive(Debug)]
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0007_health::Migration),
             Box::new(m0008_health_list::Migration),
             Box::new(m0009_notification::Migration),
+            Box::new(m0010_email_delivery::Migration),
         ]
     }
 }

@@ -1,0 +1,516 @@
+//! Email delivery: the worker that sends the emails routing recorded as
+//! pending, rendered from their rule's template.
+//!
+//! **Claim, send, record.** Each round claims up to `concurrency` due
+//! emails — a lease (`lease_until`) taken in one statement, `SKIP LOCKED`
+//! on PostgreSQL, so two replicas never hold one email — sends them at
+//! once, and records each outcome: sent; retried later (`retry_initial_ms`
+//! doubled per attempt, at most `retry_max_ms`); or dead-lettered, at
+//! once on a permanent SMTP refusal (5xx) or a template that cannot
+//! render, and after `max_attempts` for transient failures.
+//!
+//! **Delivery guarantee.** At least once to the SMTP server, and the
+//! `Message-ID` is `<notification id@from domain>`, the same on every
+//! attempt, so a resend can be recognised downstream. A second copy can
+//! reach the server in two windows only: the worker stops (crash, kill,
+//! lost database) after the server accepted the message and before the
+//! "sent" mark commits — the email is sent again once its lease has
+//! passed; or the server accepts a message after the worker gave up
+//! waiting (`smtp_timeout_ms`). Each send ends within `smtp_timeout_ms`,
+//! and the lease is more than twice that, so a replica never takes over an
+//! email another is still sending. The outbox writes `<notification
+//! id>.eml` by rename: a resend replaces the file, so there it is exactly
+//! once.
+//!
+//! **Templates** are minijinja, chosen over askama because a routing
+//! policy names its template at run time (a tenant may add its own in
+//! `templates_dir`) and askama compiles each template into the binary; a
+//! runtime engine also keeps proc macros out of the build. A template is
+//! a `Subject:` line, a blank line, and the body; subject and body render
+//! separately, so no variable can add a header.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt;
+use lettre::message::{Mailbox, header::ContentType};
+use lettre::transport::smtp::PoolConfig;
+use lettre::transport::smtp::authentication::Credentials;
+use lettre::transport::smtp::client::{Tls, TlsParameters};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use retain_proto::{convert, v1};
+use retain_runtime::Clock;
+use sea_orm::DatabaseConnection;
+use tokio_util::sync::CancellationToken;
+
+use crate::settings::{EmailSettings, EmailTransport, SmtpTls};
+use crate::sql;
+
+/// The built-in templates, by the key a policy names.
+const BUILT_IN: [(&str, &str); 4] = [
+    (
+        "health_yellow_nudge",
+        include_str!("../templates/health_yellow_nudge.txt"),
+    ),
+    (
+        "nps_passive_tutorial",
+        include_str!("../templates/nps_passive_tutorial.txt"),
+    ),
+    (
+        "nps_promoter_referral",
+        include_str!("../templates/nps_promoter_referral.txt"),
+    ),
+    (
+        "churn_exit_survey",
+        include_str!("../templates/churn_exit_survey.txt"),
+    ),
+];
+
+/// Every email template: the built-ins and those of `templates_dir`.
+#[derive(Debug)]
+pub struct Templates {
+    env: minijinja::Environment<'static>,
+    keys: Vec<String>,
+}
+
+impl Templates {
+    /// The built-in templates, then each `<key>.txt` of `dir` ('' = none),
+    /// which replaces a built-in of the same key. A template that does not
+    /// parse stops startup, naming its file.
+    pub fn load(dir: &str) -> anyhow::Result<Self> {
+        let mut sources: BTreeMap<String, (String, String)> = BUILT_IN
+            .iter()
+            .map(|(k, s)| ((*k).to_owned(), ((*s).to_owned(), format!("built-in {k}"))))
+            .collect();
+        if !dir.is_empty() {
+            let entries = std::fs::read_dir(dir)
+                .map_err(|e| anyhow::anyhow!("notification.email.templates_dir `{dir}`: {e}"))?;
+            for entry in entries {
+                let path = entry?.path();
+                let (Some(key), Some("txt")) = (
+                    path.file_stem().and_then(|s| s.to_str()),
+                    path.extension().and_then(|s| s.to_str()),
+                ) else {
+                    continue;
+                };
+                let source = std::fs::read_to_string(&path)
+                    .map_err(|e| anyhow::anyhow!("template {}: {e}", path.display()))?;
+                sources.insert(key.to_owned(), (source, path.display().to_string()));
+            }
+        }
+        let mut env = minijinja::Environment::new();
+        env.set_keep_trailing_newline(true);
+        for (key, (source, origin)) in &sources {
+            let (subject, body) =
+                split(source).ok_or_else(|| anyhow::anyhow!("template {origin}: {}", FORMAT))?;
+            env.add_template_owned(format!("{key}.subject"), subject.to_owned())
+                .and_then(|()| env.add_template_owned(format!("{key}.body"), body.to_owned()))
+                .map_err(|e| anyhow::anyhow!("template {origin}: {e}"))?;
+        }
+        Ok(Self {
+            env,
+            keys: sources.into_keys().collect(),
+        })
+    }
+
+    /// Whether a template has this key.
+    pub fn has(&self, key: &str) -> bool {
+        self.keys.iter().any(|k| k == key)
+    }
+
+    /// Every template key, sorted.
+    pub fn keys(&self) -> &[String] {
+        &self.keys
+    }
+
+    /// The subject (one line) and body of `key` rendered with `variables`.
+    pub fn render(
+        &self,
+        key: &str,
+        variables: &BTreeMap<String, String>,
+    ) -> Result<(String, String), String> {
+        let render = |part: &str| {
+            self.env
+                .get_template(&format!("{key}.{part}"))
+                .map_err(|_| format!("no template `{key}`"))?
+                .render(variables)
+                .map_err(|e| format!("template `{key}` does not render: {e}"))
+        };
+        let subject = render("subject")?
+            .chars()
+            .map(|c| if c.is_control() { ' ' } else { c })
+            .collect::<String>()
+            .trim()
+            .to_owned();
+        Ok((subject, render("body")?))
+    }
+}
+
+const FORMAT: &str = "must start with a `Subject: ` line, then a blank line, then the body";
+
+/// A template's subject line and body sources.
+fn split(source: &str) -> Option<(&str, &str)> {
+    let source = source.strip_prefix("Subject: ")?;
+    let (subject, body) = source.split_once('\n')?;
+    let body = body
+        .strip_prefix("\r\n")
+        .or_else(|| body.strip_prefix('\n'))?;
+    Some((subject.trim_end_matches('\r'), body))
+}
+
+/// Where emails go.
+#[derive(Debug, Clone)]
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    Outbox(PathBuf),
+}
+
+/// Why one send failed.
+#[derive(Debug)]
+enum Failure {
+    /// Retrying may help (connection refused, timeout, 4xx).
+    Transient(String),
+    /// Retrying cannot help (5xx, no template, no recipient).
+    Permanent(String),
+}
+
+/// The email delivery worker. Construct with [`Mailer::new`], run with
+/// [`Mailer::run`].
+#[derive(Debug, Clone)]
+pub struct Mailer {
+    db: DatabaseConnection,
+    clock: Clock,
+    templates: Arc<Templates>,
+    transport: Transport,
+    from: Mailbox,
+    settings: EmailSettings,
+}
+
+impl Mailer {
+    /// A mailer for `settings` (already validated), sending the templates'
+    /// emails. The outbox folder is created at the first email.
+    pub fn new(
+        db: DatabaseConnection,
+        clock: Clock,
+        templates: Arc<Templates>,
+        settings: &EmailSettings,
+    ) -> anyhow::Result<Self> {
+        let from: Mailbox = settings
+            .from
+            .parse()
+            .map_err(|e| anyhow::anyhow!("notification.email.from: {e}"))?;
+        let transport = match settings.transport {
+            EmailTransport::Outbox => Transport::Outbox(PathBuf::from(&settings.outbox_dir)),
+            EmailTransport::Smtp => {
+                let host = settings.smtp_host.clone();
+                let tls = match settings.smtp_tls {
+                    SmtpTls::None => Tls::None,
+                    SmtpTls::Starttls => Tls::Required(TlsParameters::new(host.clone())?),
+                    SmtpTls::Tls => Tls::Wrapper(TlsParameters::new(host.clone())?),
+                };
+                let mut builder = AsyncSmtpTransport::<Tokio1Executor>::builder_dangerous(host)
+                    .port(settings.port())
+                    .tls(tls)
+                    .timeout(Some(Duration::from_millis(settings.smtp_timeout_ms)))
+                    .pool_config(PoolConfig::new().max_size(settings.concurrency as u32));
+                if !settings.smtp_username.is_empty() {
+                    builder = builder.credentials(Credentials::new(
+                        settings.smtp_username.clone(),
+                        settings.smtp_password.clone(),
+                    ));
+                }
+                Transport::Smtp(builder.build())
+            }
+        };
+        Ok(Self {
+            db,
+            clock,
+            templates,
+            transport,
+            from,
+            settings: settings.clone(),
+        })
+    }
+
+    /// Delivers due emails until `stop`; an idle round waits
+    /// `poll_interval_ms`.
+    pub async fn run(&self, stop: CancellationToken) {
+        let idle = Duration::from_millis(self.settings.poll_interval_ms);
+        loop {
+            let wait = match self.round().await {
+                Ok(0) => idle,
+                Ok(_) => Duration::ZERO,
+                Err(e) => {
+                    tracing::warn!(error = %e, "email delivery round failed; retrying");
+                    idle
+                }
+            };
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(wait) => {}
+            }
+        }
+    }
+
+    /// Claims the due emails (at most `concurrency`), sends them at once,
+    /// and records each outcome; returns how many it claimed.
+    pub async fn round(&self) -> Result<usize, sea_orm::DbErr> {
+        let now = self.clock.now().micros();
+        let lease_us = i64::try_from(self.settings.lease_seconds * 1_000_000).unwrap_or(i64::MAX);
+        let claimed =
+            sql::claim_emails(&self.db, now, now + lease_us, self.settings.concurrency).await?;
+        let n = claimed.len();
+        let outcomes = futures::stream::iter(claimed)
+            .map(|email| async move {
+                let result = self.send(&email.record).await;
+                self.record(email, result).await
+            })
+            .buffer_unordered(self.settings.concurrency);
+        let results: Vec<Result<(), sea_orm::DbErr>> = outcomes.collect().await;
+        results.into_iter().collect::<Result<(), _>>()?;
+        Ok(n)
+    }
+
+    /// Renders and sends one email.
+    async fn send(&self, n: &v1::Notification) -> Result<(), Failure> {
+        let message = self.compose(n).map_err(Failure::Permanent)?;
+        match &self.transport {
+            Transport::Outbox(dir) => {
+                let bytes = message.formatted();
+                let file = dir.join(format!("{}.eml", n.notification_id));
+                let part = dir.join(format!(".{}.eml.part", n.notification_id));
+                async {
+                    tokio::fs::create_dir_all(dir).await?;
+                    tokio::fs::write(&part, &bytes).await?;
+                    tokio::fs::rename(&part, &file).await
+                }
+                .await
+                .map_err(|e| Failure::Transient(format!("outbox {}: {e}", dir.display())))
+            }
+            Transport::Smtp(smtp) => {
+                let limit = Duration::from_millis(self.settings.smtp_timeout_ms);
+                match tokio::time::timeout(limit, smtp.send(message)).await {
+                    Ok(Ok(_)) => Ok(()),
+                    Ok(Err(e)) if e.is_permanent() => Err(Failure::Permanent(format!(
+                        "the SMTP server refused it: {e}"
+                    ))),
+                    Ok(Err(e)) => Err(Failure::Transient(format!("SMTP: {e}"))),
+                    Err(_) => Err(Failure::Transient(format!(
+                        "SMTP: no answer within {} ms",
+                        self.settings.smtp_timeout_ms
+                    ))),
+                }
+            }
+        }
+    }
+
+    /// The message of one notification: its template rendered with its
+    /// variables, to its recipients, with a Message-ID from its id.
+    fn compose(&self, n: &v1::Notification) -> Result<Message, String> {
+        let variables: BTreeMap<String, String> = n
+            .variables
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        let (subject, body) = self.templates.render(&n.template, &variables)?;
+        if n.recipients.is_empty() {
+            return Err("no recipient: the account has no contact email".into());
+        }
+        let domain = self.from.email.domain();
+        let mut builder = Message::builder()
+            .message_id(Some(format!("<{}@{domain}>", n.notification_id)))
+            .from(self.from.clone())
+            .subject(subject)
+            .header(ContentType::TEXT_PLAIN);
+        if let Some(at) = n.created_at.as_ref().and_then(convert::timestamp) {
+            let secs = u64::try_from(at.micros() / 1_000_000).unwrap_or(0);
+            builder = builder.date(std::time::UNIX_EPOCH + Duration::from_secs(secs));
+        }
+        for to in &n.recipients {
+            let mailbox: Mailbox = to
+                .parse()
+                .map_err(|e| format!("recipient {}: {e}", retain_domain::validation::quote(to)))?;
+            builder = builder.to(mailbox);
+        }
+        builder
+            .body(body)
+            .map_err(|e| format!("the message cannot be built: {e}"))
+    }
+
+    /// Records one send's outcome.
+    async fn record(
+        &self,
+        email: sql::ClaimedEmail,
+        result: Result<(), Failure>,
+    ) -> Result<(), sea_orm::DbErr> {
+        let now = self.clock.now().micros();
+        let sql::ClaimedEmail {
+            tenant,
+            attempts,
+            mut record,
+        } = email;
+        record.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+        let id = record.notification_id.clone();
+        let retry_at = match result {
+            Ok(()) => {
+                record.state = v1::DeliveryState::Sent as i32;
+                record.sent_at = Some(convert::from_micros(now));
+                record.last_error.clear();
+                tracing::info!(tenant, notification = id, attempts, "email sent");
+                None
+            }
+            Err(Failure::Transient(e)) if attempts < i64::from(self.settings.max_attempts) => {
+                let wait = self
+                    .settings
+                    .backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
+                tracing::warn!(tenant, notification = id, attempts, error = %e, retry_in_ms = wait.as_millis() as u64, "email not delivered; retrying");
+                record.last_error = e;
+                Some(now + i64::try_from(wait.as_micros()).unwrap_or(i64::MAX))
+            }
+            Err(Failure::Transient(e) | Failure::Permanent(e)) => {
+                tracing::error!(tenant, notification = id, attempts, error = %e, "email dead-lettered");
+                record.state = v1::DeliveryState::Dead as i32;
+                record.last_error = e;
+                None
+            }
+        };
+        sql::record_delivery(&self.db, &tenant, &record, retry_at).await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+    use retain_runtime::Section;
+
+    fn vars(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn every_built_in_template_renders_its_variables() {
+        let t = Templates::load("").unwrap();
+        assert_eq!(
+            t.keys(),
+            [
+                "churn_exit_survey",
+                "health_yellow_nudge",
+                "nps_passive_tutorial",
+                "nps_promoter_referral"
+            ]
+        );
+        let v = vars(&[("account_name", "Acme"), ("nps_score", "8")]);
+        for key in t.keys() {
+            let (subject, body) = t.render(key, &v).unwrap();
+            assert!(!subject.is_empty() && !body.is_empty(), "{key}");
+            assert!(
+                !body.contains("{{") && !body.contains("{%"),
+                "{key}: {body}"
+            );
+        }
+        let (_, body) = t
+            .render(
+                "health_yellow_nudge",
+                &vars(&[("missing_milestones", "first_report, invite_team")]),
+            )
+            .unwrap();
+        assert!(body.contains("first_report, invite_team"), "{body}");
+        assert!(
+            t.render("nope", &v)
+                .unwrap_err()
+                .contains("no template `nope`")
+        );
+    }
+
+    #[test]
+    fn a_variable_cannot_add_a_header() {
+        let t = Templates::load("").unwrap();
+        let v = vars(&[("account_name", "Acme\r\nBcc: all@evil.test\n\nhi")]);
+        let (subject, _) = t.render("nps_promoter_referral", &v).unwrap();
+        assert!(
+            !subject.contains('\n') && !subject.contains('\r'),
+            "{subject:?}"
+        );
+    }
+
+    #[test]
+    fn a_folder_replaces_and_adds_templates_and_a_bad_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("churn_exit_survey.txt"),
+            "Subject: Bye {{ account_name }}\n\nCustom body.\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join("welcome.txt"), "Subject: Hi\n\nWelcome.\n").unwrap();
+        let t = Templates::load(dir.path().to_str().unwrap()).unwrap();
+        assert!(t.has("welcome"));
+        let (subject, body) = t
+            .render("churn_exit_survey", &vars(&[("account_name", "Acme")]))
+            .unwrap();
+        assert_eq!(
+            (subject.as_str(), body.as_str()),
+            ("Bye Acme", "Custom body.\n")
+        );
+        std::fs::write(dir.path().join("broken.txt"), "no subject line\n").unwrap();
+        let err = Templates::load(dir.path().to_str().unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("broken.txt") && err.contains("Subject"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn retries_back_off_doubling_up_to_the_cap() {
+        let s = EmailSettings {
+            retry_initial_ms: 1_000,
+            retry_max_ms: 5_000,
+            ..EmailSettings::default()
+        };
+        let waits: Vec<u128> = (1..=5).map(|a| s.backoff(a).as_millis()).collect();
+        assert_eq!(waits, [1_000, 2_000, 4_000, 5_000, 5_000]);
+        assert_eq!(s.backoff(u32::MAX).as_millis(), 5_000);
+    }
+
+    #[test]
+    fn settings_that_could_send_twice_or_not_at_all_are_refused() {
+        let key = |email: EmailSettings| {
+            let s = crate::NotificationSettings {
+                email,
+                ..Default::default()
+            };
+            match s.validate() {
+                Err(retain_runtime::ConfigError::Invalid { key, .. }) => key,
+                other => panic!("{other:?}"),
+            }
+        };
+        let lease_too_short = EmailSettings {
+            smtp_timeout_ms: 30_000,
+            lease_seconds: 60,
+            ..EmailSettings::default()
+        };
+        assert_eq!(key(lease_too_short), "notification.email.lease_seconds");
+        let half_credentials = EmailSettings {
+            smtp_username: "u".into(),
+            ..EmailSettings::default()
+        };
+        assert_eq!(key(half_credentials), "notification.email.smtp_password");
+        let no_from = EmailSettings {
+            from: "not an address".into(),
+            ..EmailSettings::default()
+        };
+        assert_eq!(key(no_from), "notification.email.from");
+        assert!(
+            crate::NotificationSettings::default().validate().is_ok(),
+            "the defaults are valid"
+        );
+    }
+}
