@@ -121,7 +121,13 @@ async fn main() {
     settings.telemetry.log_filter = "warn".into();
     let ctx = Context::new(db.clone(), settings, Clock::system());
     let started = Instant::now();
-    let services = Notification::build(&ctx, Default::default()).unwrap();
+    // Yellow's emails go to a throwaway outbox, delivered while routing runs.
+    let outbox = tempfile::tempdir().unwrap();
+    let own = retain_notification::NotificationSettings {
+        email: retain_notification::EmailSettings::outbox(outbox.path().to_str().unwrap()),
+        ..Default::default()
+    };
+    let services = Notification::build(&ctx, own).unwrap();
     let Served {
         shutdown, server, ..
     } = serve_in_process(&ctx, services, Duration::from_secs(5)).await;
