@@ -45,6 +45,20 @@ pub trait Handler: Send + Sync {
     fn handle(&self, delivery: &Delivery) -> impl Future<Output = Result<(), HandlerError>> + Send;
 }
 
+/// Handles a whole claimed batch at once — one transaction for many
+/// messages, where one per message would wait on a commit each — with
+/// [`Handler::handle`] as the fallback.
+pub trait BatchHandler: Handler {
+    /// Handles every message of `batch` (claim order: one key's messages
+    /// in order) and acknowledges them all, or keeps nothing and fails:
+    /// the consumer then handles each message on its own, so one bad
+    /// message is retried or dead-lettered alone.
+    fn handle_batch(
+        &self,
+        batch: &[Delivery],
+    ) -> impl Future<Output = Result<(), HandlerError>> + Send;
+}
+
 /// Tuning for a [`Consumer`].
 #[derive(Debug, Clone)]
 pub struct ConsumerOptions {
@@ -111,8 +125,40 @@ impl Consumer {
     /// to `concurrency` keys at once), acks what succeeded and nacks what
     /// failed. Returns how many messages were claimed.
     pub async fn run_once<H: Handler>(&self, handler: &H) -> Result<usize, BusError> {
-        let batch = self
-            .bus
+        let batch = self.claim().await?;
+        self.handle_each(handler, &batch).await?;
+        Ok(batch.len())
+    }
+
+    /// One round with a [`BatchHandler`]: claims a batch and hands it over
+    /// whole; when that fails, handles each message on its own as
+    /// [`Consumer::run_once`] does. Returns how many messages were claimed.
+    pub async fn run_once_batched<H: BatchHandler>(&self, handler: &H) -> Result<usize, BusError> {
+        let batch = self.claim().await?;
+        if batch.is_empty() {
+            return Ok(0);
+        }
+        let span = tracing::info_span!(
+            "bus.handle_batch",
+            topic = %self.sub.topic,
+            group = %self.sub.group,
+            messages = batch.len()
+        );
+        match handler.handle_batch(&batch).instrument(span).await {
+            Ok(()) => {
+                let ids: Vec<i64> = batch.iter().map(|d| d.id).collect();
+                self.bus.ack(&self.opts.owner, &ids).await?;
+            }
+            Err(e) => {
+                tracing::debug!(error = %e.message, messages = batch.len(), "batch failed; handling each message");
+                self.handle_each(handler, &batch).await?;
+            }
+        }
+        Ok(batch.len())
+    }
+
+    async fn claim(&self) -> Result<Vec<Delivery>, BusError> {
+        self.bus
             .claim(
                 &self.sub.topic,
                 &self.sub.group,
@@ -120,11 +166,20 @@ impl Consumer {
                 self.opts.batch_size,
                 self.opts.lease,
             )
-            .await?;
+            .await
+    }
+
+    /// Handles each key's messages in order (up to `concurrency` keys at
+    /// once), acks what succeeded and nacks what failed.
+    async fn handle_each<H: Handler>(
+        &self,
+        handler: &H,
+        batch: &[Delivery],
+    ) -> Result<(), BusError> {
         // Per key, in claim order; keyless messages each on their own.
         let mut chains: Vec<Vec<&Delivery>> = Vec::new();
         let mut chain_of: HashMap<&str, usize> = HashMap::new();
-        for delivery in &batch {
+        for delivery in batch {
             match delivery.key.as_deref() {
                 Some(key) => {
                     let i = *chain_of.entry(key).or_insert_with(|| {
@@ -174,7 +229,7 @@ impl Consumer {
         if !done.is_empty() {
             self.bus.ack(&self.opts.owner, &done).await?;
         }
-        Ok(batch.len())
+        Ok(())
     }
 
     /// Handles one key's messages one after another.
@@ -211,6 +266,21 @@ impl Consumer {
     /// leases so another replica can continue at once. Database errors are
     /// logged and retried after the idle interval; they never end the loop.
     pub async fn run<H: Handler>(&self, handler: &H, shutdown: CancellationToken) {
+        self.run_rounds(shutdown, || self.run_once(handler)).await;
+    }
+
+    /// [`Consumer::run`] with a [`BatchHandler`]: each claimed batch is
+    /// handed over whole ([`Consumer::run_once_batched`]).
+    pub async fn run_batched<H: BatchHandler>(&self, handler: &H, shutdown: CancellationToken) {
+        self.run_rounds(shutdown, || self.run_once_batched(handler))
+            .await;
+    }
+
+    async fn run_rounds<'a, F, Fut>(&'a self, shutdown: CancellationToken, mut round: F)
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<usize, BusError>> + 'a,
+    {
         let wake = self.bus.wake_handle();
         let mut idle = self.opts.idle_min;
         let reap_every = self.opts.lease;
@@ -222,7 +292,7 @@ impl Consumer {
                     tracing::warn!(error = %e, "bus reaper failed");
                 }
             }
-            let claimed = match self.run_once(handler).await {
+            let claimed = match round().await {
                 Ok(n) => n,
                 Err(e) => {
                     tracing::warn!(error = %e, topic = %self.sub.topic, "bus consumer round failed");

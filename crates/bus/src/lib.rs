@@ -28,11 +28,11 @@ mod headers;
 mod queue;
 mod topic;
 
-pub use consumer::{Consumer, ConsumerOptions, Handler, HandlerError};
+pub use consumer::{BatchHandler, Consumer, ConsumerOptions, Handler, HandlerError};
 pub use headers::Headers;
 pub use queue::{
     Bus, BusError, BusStats, DEFAULT_CLAIM_TIMEOUT, Delivery, NackOutcome, OutgoingMessage,
-    RetryPolicy, Subscription, ack_in, publish,
+    RetryPolicy, Subscription, ack_all_in, ack_in, publish,
 };
 pub use topic::Topic;
 

@@ -244,6 +244,29 @@ pub async fn ack_in<C: ConnectionTrait>(conn: &C, delivery: &Delivery) -> Result
     Ok(n == 1)
 }
 
+/// [`ack_in`] for every message of `batch` (one owner's claim) in one
+/// statement; `false` when any lease was lost — roll back.
+pub async fn ack_all_in<C: ConnectionTrait>(
+    conn: &C,
+    batch: &[&Delivery],
+) -> Result<bool, BusError> {
+    let Some(first) = batch.first() else {
+        return Ok(true);
+    };
+    let mut values: Vec<sea_orm::Value> = vec![first.owner.clone().into()];
+    values.extend(batch.iter().map(|d| sea_orm::Value::from(d.id)));
+    let n = retain_store::exec(
+        conn,
+        format!(
+            "DELETE FROM bus_messages WHERE lease_owner = $1 AND state = {LEASED} AND id IN ({})",
+            retain_store::placeholder_list(batch.len(), 2)
+        ),
+        values,
+    )
+    .await?;
+    Ok(n == batch.len() as u64)
+}
+
 fn rounds_by_key(messages: &[OutgoingMessage]) -> Vec<Vec<&OutgoingMessage>> {
     let mut seen: HashMap<&str, usize> = HashMap::new();
     let mut rounds: Vec<Vec<&OutgoingMessage>> = vec![Vec::with_capacity(messages.len())];

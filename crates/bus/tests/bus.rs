@@ -359,3 +359,56 @@ retain_testkit::storage_test!(async fn ack_in_commits_and_rolls_back_with_the_ha
     tx.commit().await.unwrap();
     assert_eq!(bus.stats(TOPIC, "g").await.unwrap().leased, 1);
 });
+
+/// Writes each batch in one transaction with its acknowledgements
+/// (`ack_all_in`), and refuses any batch holding a "poison" message;
+/// one at a time, it records the good ones and refuses the poison for good.
+#[derive(Clone)]
+struct Batches(sea_orm::DatabaseConnection, Arc<Mutex<Vec<usize>>>);
+
+impl Handler for Batches {
+    async fn handle(&self, d: &Delivery) -> Result<(), HandlerError> {
+        retain_bus::BatchHandler::handle_batch(self, std::slice::from_ref(d)).await
+    }
+}
+
+impl retain_bus::BatchHandler for Batches {
+    async fn handle_batch(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+        if batch.iter().any(|d| d.payload == b"poison") {
+            return Err(HandlerError::permanent("poison"));
+        }
+        let tx = self.0.begin().await.unwrap();
+        let all: Vec<&Delivery> = batch.iter().collect();
+        assert!(
+            retain_bus::ack_all_in(&tx, &all).await.unwrap(),
+            "every lease held"
+        );
+        tx.commit().await.unwrap();
+        self.1.lock().unwrap().push(batch.len());
+        Ok(())
+    }
+}
+
+retain_testkit::storage_test!(async fn a_batch_handler_takes_whole_batches_and_falls_back_to_one_by_one(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "g")).await.unwrap();
+    let good: Vec<OutgoingMessage> = (0..10).map(|i| message(Some(&format!("k{i}")), "ok")).collect();
+    publish_committed(&bus, &good).await;
+    let handler = Batches(db.conn.clone(), Arc::default());
+    let mut opts = ConsumerOptions::new("b-1");
+    opts.batch_size = 100;
+    let consumer = Consumer::new(bus.clone(), TOPIC, "g", opts).await.unwrap();
+    assert_eq!(consumer.run_once_batched(&handler).await.unwrap(), 10);
+    assert_eq!(*handler.1.lock().unwrap(), [10], "one batch of ten");
+    let s = bus.stats(TOPIC, "g").await.unwrap();
+    assert_eq!((s.pending, s.leased, s.dead), (0, 0, 0));
+
+    // A poisoned batch: the batch fails, each message is handled alone —
+    // the good ones pass, the poison is dead-lettered on its own.
+    publish_committed(&bus, &[message(Some("a"), "ok"), message(Some("b"), "poison"), message(Some("c"), "ok")]).await;
+    assert_eq!(consumer.run_once_batched(&handler).await.unwrap(), 3);
+    assert_eq!(*handler.1.lock().unwrap(), [10, 1, 1]);
+    let s = bus.stats(TOPIC, "g").await.unwrap();
+    assert_eq!((s.pending, s.leased, s.dead), (0, 0, 1));
+    assert_eq!(bus.dead_letters(TOPIC, "g", 10).await.unwrap()[0].payload, b"poison");
+});
