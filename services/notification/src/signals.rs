@@ -57,12 +57,14 @@ impl Signals {
                 .all(|b| b.mode() == v1::IngestMode::Backfill);
         let tx = router.db.begin().await?;
         let ctx = sql::account(&tx, tenant, account).await?;
+        let mut triggers = Vec::new();
         for signal in &event.routable {
             if let Some(trigger) = trigger(&tx, (tenant, account), signal, backfill).await? {
-                router.route_in(&tx, &trigger, &ctx).await?;
+                triggers.push((trigger, ctx.clone()));
             }
         }
-        if !router.ack(&tx, delivery).await? {
+        router.route_in(&tx, &triggers).await?;
+        if !router.ack(&tx, delivery.as_slice()).await? {
             tx.rollback().await?;
             return Ok(());
         }
@@ -140,7 +142,7 @@ impl Handler for Snapshots {
             let tx = router.db.begin().await?;
             let as_of = snapshot.as_of.as_ref().map_or(0, convert::micros);
             sql::upsert_account(&tx, &context(&event.tenant_id, snapshot), as_of).await?;
-            if router.ack(&tx, Some(delivery)).await? {
+            if router.ack(&tx, &[delivery]).await? {
                 tx.commit().await?;
             } else {
                 tx.rollback().await?;

@@ -63,24 +63,6 @@ pub async fn max_policy_version<C: ConnectionTrait>(db: &C, tenant: &str) -> Res
     row.map_or(Ok(0), |r| r.try_get_by_index(0))
 }
 
-/// When the account's rule is snoozed until (µs), if it is.
-pub async fn snoozed_until<C: ConnectionTrait>(
-    db: &C,
-    tenant: &str,
-    account: &str,
-    rule: &str,
-) -> Result<Option<i64>, DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "SELECT until_at FROM notification_snoozes \
-             WHERE tenant_id = $1 AND account_id = $2 AND rule = $3",
-            [tenant.into(), account.into(), rule.into()],
-        ))
-        .await?;
-    row.map(|r| r.try_get_by_index(0)).transpose()
-}
-
 /// Snoozes the account's rule until `until` (µs), replacing any snooze.
 pub async fn snooze<C: ConnectionTrait>(
     db: &C,
@@ -100,33 +82,6 @@ pub async fn snooze<C: ConnectionTrait>(
     .map(|_| ())
 }
 
-/// When the account's earlier actions of `rule` that were not suppressed
-/// happened (µs), within `(from, to)`.
-pub async fn acted_between<C: ConnectionTrait>(
-    db: &C,
-    tenant: &str,
-    account: &str,
-    rule: &str,
-    (from, to): (i64, i64),
-) -> Result<Vec<i64>, DbErr> {
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "SELECT trigger_at FROM notification_actions WHERE tenant_id = $1 \
-             AND account_id = $2 AND rule = $3 AND trigger_at > $4 AND trigger_at < $5 \
-             AND suppressed = 0",
-            [
-                tenant.into(),
-                account.into(),
-                rule.into(),
-                from.into(),
-                to.into(),
-            ],
-        ))
-        .await?;
-    rows.iter().map(|r| r.try_get_by_index(0)).collect()
-}
-
 /// An action decided for one trigger.
 pub struct NewAction<'a> {
     /// Deterministic id.
@@ -143,33 +98,6 @@ pub struct NewAction<'a> {
     pub trigger_at: i64,
     /// Now, µs.
     pub now: i64,
-}
-
-/// Records an action; `false` when its id was recorded before (a
-/// redelivered or replayed trigger), and nothing was written.
-pub async fn insert_action<C: ConnectionTrait>(
-    db: &C,
-    tenant: &str,
-    a: &NewAction<'_>,
-) -> Result<bool, DbErr> {
-    Ok(retain_store::exec(
-        db,
-        "INSERT INTO notification_actions (tenant_id, notification_id, account_id, rule, kind, \
-         suppressed, trigger_at, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8) \
-         ON CONFLICT (tenant_id, notification_id) DO NOTHING",
-        [
-            tenant.into(),
-            a.notification_id.into(),
-            a.account.into(),
-            a.rule.into(),
-            Value::SmallInt(Some(a.kind)),
-            Value::SmallInt(Some(a.suppressed)),
-            a.trigger_at.into(),
-            a.now.into(),
-        ],
-    )
-    .await?
-        == 1)
 }
 
 /// The columns of a task, in the order [`task_from_row`] reads them.
@@ -198,36 +126,6 @@ pub struct NewTask<'a> {
     pub due_at: i64,
     /// Now, µs.
     pub now: i64,
-}
-
-/// Creates an open task.
-pub async fn insert_task<C: ConnectionTrait>(
-    db: &C,
-    tenant: &str,
-    t: &NewTask<'_>,
-) -> Result<(), DbErr> {
-    retain_store::exec(
-        db,
-        "INSERT INTO notification_tasks (tenant_id, task_id, account_id, rule, title, message, \
-         queue, priority, state, assignee, due_at, sla_breached, resolution, created_at, \
-         updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $10, FALSE, '', $11, $11) \
-         ON CONFLICT (tenant_id, task_id) DO NOTHING",
-        [
-            tenant.into(),
-            t.task_id.into(),
-            t.account.into(),
-            t.rule.into(),
-            t.title.into(),
-            t.message.into(),
-            t.queue.into(),
-            Value::SmallInt(Some(t.priority)),
-            t.assignee.into(),
-            t.due_at.into(),
-            t.now.into(),
-        ],
-    )
-    .await
-    .map(|_| ())
 }
 
 fn task_from_row(r: &QueryResult) -> Result<v1::Task, DbErr> {
@@ -497,28 +395,6 @@ pub async fn mrr_change<C: ConnectionTrait>(
     Ok((before, paid > 0))
 }
 
-/// The queue's next round-robin position: how many unowned tasks it had
-/// assigned before this one (the count is taken and bumped in one
-/// statement, so concurrent routers get different positions).
-pub async fn next_in_rotation<C: ConnectionTrait>(
-    db: &C,
-    tenant: &str,
-    queue: &str,
-) -> Result<u64, DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "INSERT INTO notification_queue_cursors (tenant_id, queue, assigned) VALUES ($1, $2, 1) \
-             ON CONFLICT (tenant_id, queue) DO UPDATE \
-             SET assigned = notification_queue_cursors.assigned + 1 RETURNING assigned",
-            [tenant.into(), queue.into()],
-        ))
-        .await?
-        .ok_or_else(|| DbErr::Custom("no queue position returned".into()))?;
-    let assigned: i64 = row.try_get_by_index(0)?;
-    Ok(u64::try_from(assigned - 1).unwrap_or(0))
-}
-
 /// Open and claimed tasks of each of `members` in `queue`, in their order.
 pub async fn open_counts<C: ConnectionTrait>(
     db: &C,
@@ -569,38 +445,58 @@ pub async fn mark_breached<C: ConnectionTrait>(db: &C, now: i64) -> Result<u64, 
     Ok(rows.len() as u64)
 }
 
-/// Records a task's creation or change under the tenant's next watch
-/// number. The number comes from `notification_task_heads`, whose row stays
-/// locked until the caller commits, so numbers become visible in order.
+/// Records one task's creation or change ([`record_task_changes`]).
 pub async fn record_task_change<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
-    (task_id, queue, assignee): (&str, &str, &str),
+    change: (&str, &str, &str),
     now: i64,
 ) -> Result<(), DbErr> {
+    record_task_changes(db, tenant, &[change], now).await
+}
+
+/// Records task creations or changes under the tenant's next watch
+/// numbers, in order. The numbers come from `notification_task_heads`,
+/// whose row stays locked until the caller commits, so numbers become
+/// visible in order.
+pub async fn record_task_changes<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    changes: &[(&str, &str, &str)],
+    now: i64,
+) -> Result<(), DbErr> {
+    if changes.is_empty() {
+        return Ok(());
+    }
+    let n = changes.len() as i64;
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "INSERT INTO notification_task_heads (tenant_id, seq) VALUES ($1, 1) \
-             ON CONFLICT (tenant_id) DO UPDATE SET seq = notification_task_heads.seq + 1 \
+            "INSERT INTO notification_task_heads (tenant_id, seq) VALUES ($1, $2) \
+             ON CONFLICT (tenant_id) DO UPDATE SET seq = notification_task_heads.seq + $2 \
              RETURNING seq",
-            [tenant.into()],
+            [tenant.into(), n.into()],
         ))
         .await?
         .ok_or_else(|| DbErr::Custom("no watch number returned".into()))?;
-    let seq: i64 = row.try_get_by_index(0)?;
-    retain_store::exec(
+    let last: i64 = row.try_get_by_index(0)?;
+    let numbered: Vec<(i64, &(&str, &str, &str))> = (last - n + 1..).zip(changes).collect();
+    insert_rows(
         db,
         "INSERT INTO notification_task_changes (tenant_id, seq, task_id, queue, assignee, \
-         created_at) VALUES ($1, $2, $3, $4, $5, $6)",
-        [
-            tenant.into(),
-            seq.into(),
-            task_id.into(),
-            queue.into(),
-            assignee.into(),
-            now.into(),
-        ],
+         created_at) VALUES ",
+        "",
+        &numbered,
+        |(seq, (task, queue, assignee))| {
+            vec![
+                tenant.into(),
+                (*seq).into(),
+                (*task).into(),
+                (*queue).into(),
+                (*assignee).into(),
+                now.into(),
+            ]
+        },
     )
     .await
     .map(|_| ())
@@ -648,33 +544,6 @@ pub async fn task_changes_after<C: ConnectionTrait>(
             ))
         })
         .collect()
-}
-
-/// Stores an email or in-app message record (nothing when the trigger's
-/// record is there already).
-pub async fn insert_message<C: ConnectionTrait>(
-    db: &C,
-    tenant: &str,
-    n: &v1::Notification,
-    now: i64,
-) -> Result<(), DbErr> {
-    retain_store::exec(
-        db,
-        "INSERT INTO notification_messages (tenant_id, notification_id, channel, account_id, \
-         state, record, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (tenant_id, notification_id, channel) DO NOTHING",
-        [
-            tenant.into(),
-            n.notification_id.clone().into(),
-            Value::SmallInt(Some(i16::try_from(n.channel).unwrap_or(0))),
-            n.account_id.clone().into(),
-            Value::SmallInt(Some(i16::try_from(n.state).unwrap_or(0))),
-            n.encode_to_vec().into(),
-            now.into(),
-        ],
-    )
-    .await
-    .map(|_| ())
 }
 
 /// What ListNotifications keeps.
@@ -881,4 +750,263 @@ pub async fn breached_open<C: ConnectionTrait>(db: &C) -> Result<Vec<(String, i6
     rows.iter()
         .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
         .collect()
+}
+
+/// Inserts `rows` with `head` (`INSERT INTO t (cols) VALUES `) and `tail`
+/// (`ON CONFLICT …`, `RETURNING …`), as many rows per statement as the
+/// bind-parameter limit allows; returns the rows the statements returned.
+async fn insert_rows<C: ConnectionTrait, T>(
+    db: &C,
+    head: &str,
+    tail: &str,
+    rows: &[T],
+    values: impl Fn(&T) -> Vec<Value>,
+) -> Result<Vec<QueryResult>, DbErr> {
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let cols = values(first).len();
+    let mut out = Vec::new();
+    for chunk in rows.chunks((retain_store::MAX_BIND_PARAMS / cols).max(1)) {
+        let sql = format!(
+            "{head}{}{tail}",
+            retain_store::values_placeholders(chunk.len(), cols, 1)
+        );
+        let params: Vec<Value> = chunk.iter().flat_map(&values).collect();
+        out.extend(
+            db.query_all_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                sql,
+                params,
+            ))
+            .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// `IN ($first, …)` over `items`, chunked under the parameter limit: runs
+/// `query(chunk placeholders, chunk values)` per chunk and gathers the rows.
+async fn select_in<C: ConnectionTrait>(
+    db: &C,
+    sql: impl Fn(&str) -> String,
+    fixed: &[Value],
+    items: &[&str],
+) -> Result<Vec<QueryResult>, DbErr> {
+    let mut out = Vec::new();
+    for chunk in items.chunks(retain_store::MAX_BIND_PARAMS - fixed.len()) {
+        let list = retain_store::placeholder_list(chunk.len(), fixed.len() + 1);
+        let mut params = fixed.to_vec();
+        params.extend(chunk.iter().map(|i| Value::from(*i)));
+        out.extend(
+            db.query_all_raw(Statement::from_sql_and_values(
+                db.get_database_backend(),
+                sql(&list),
+                params,
+            ))
+            .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// Which of `ids` the tenant has recorded actions for.
+pub async fn recorded<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    ids: &[&str],
+) -> Result<std::collections::HashSet<String>, DbErr> {
+    let rows = select_in(
+        db,
+        |list| {
+            format!(
+                "SELECT notification_id FROM notification_actions \
+                 WHERE tenant_id = $1 AND notification_id IN ({list})"
+            )
+        },
+        &[tenant.into()],
+        ids,
+    )
+    .await?;
+    rows.iter().map(|r| r.try_get_by_index(0)).collect()
+}
+
+/// The snoozes of `accounts`: (account, rule) → until (µs).
+pub async fn snoozes<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    accounts: &[&str],
+) -> Result<std::collections::HashMap<(String, String), i64>, DbErr> {
+    let rows = select_in(
+        db,
+        |list| {
+            format!(
+                "SELECT account_id, rule, until_at FROM notification_snoozes \
+                 WHERE tenant_id = $1 AND account_id IN ({list})"
+            )
+        },
+        &[tenant.into()],
+        accounts,
+    )
+    .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                (r.try_get_by_index(0)?, r.try_get_by_index(1)?),
+                r.try_get_by_index(2)?,
+            ))
+        })
+        .collect()
+}
+
+/// When the actions of `accounts` that were not suppressed happened (µs),
+/// within `(from, to)`: (account, rule) → times.
+pub async fn acted<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    accounts: &[&str],
+    (from, to): (i64, i64),
+) -> Result<std::collections::HashMap<(String, String), Vec<i64>>, DbErr> {
+    let rows = select_in(
+        db,
+        |list| {
+            format!(
+                "SELECT account_id, rule, trigger_at FROM notification_actions \
+                 WHERE tenant_id = $1 AND trigger_at > $2 AND trigger_at < $3 \
+                 AND suppressed = 0 AND account_id IN ({list})"
+            )
+        },
+        &[tenant.into(), from.into(), to.into()],
+        accounts,
+    )
+    .await?;
+    let mut out: std::collections::HashMap<(String, String), Vec<i64>> = Default::default();
+    for r in &rows {
+        out.entry((r.try_get_by_index(0)?, r.try_get_by_index(1)?))
+            .or_default()
+            .push(r.try_get_by_index(2)?);
+    }
+    Ok(out)
+}
+
+/// Records actions; returns the ids actually inserted (an id recorded
+/// before — by a concurrent replica — is left alone and not returned).
+pub async fn insert_actions<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    actions: &[NewAction<'_>],
+) -> Result<std::collections::HashSet<String>, DbErr> {
+    let rows = insert_rows(
+        db,
+        "INSERT INTO notification_actions (tenant_id, notification_id, account_id, rule, kind, \
+         suppressed, trigger_at, created_at) VALUES ",
+        " ON CONFLICT (tenant_id, notification_id) DO NOTHING RETURNING notification_id",
+        actions,
+        |a| {
+            vec![
+                tenant.into(),
+                a.notification_id.into(),
+                a.account.into(),
+                a.rule.into(),
+                Value::SmallInt(Some(a.kind)),
+                Value::SmallInt(Some(a.suppressed)),
+                a.trigger_at.into(),
+                a.now.into(),
+            ]
+        },
+    )
+    .await?;
+    rows.iter().map(|r| r.try_get_by_index(0)).collect()
+}
+
+/// Creates open tasks.
+pub async fn insert_tasks<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    tasks: &[NewTask<'_>],
+) -> Result<(), DbErr> {
+    insert_rows(
+        db,
+        "INSERT INTO notification_tasks (tenant_id, task_id, account_id, rule, title, message, \
+         queue, priority, state, assignee, due_at, sla_breached, resolution, created_at, \
+         updated_at) VALUES ",
+        " ON CONFLICT (tenant_id, task_id) DO NOTHING",
+        tasks,
+        |t| {
+            vec![
+                tenant.into(),
+                t.task_id.into(),
+                t.account.into(),
+                t.rule.into(),
+                t.title.into(),
+                t.message.into(),
+                t.queue.into(),
+                Value::SmallInt(Some(t.priority)),
+                Value::SmallInt(Some(1)),
+                t.assignee.into(),
+                t.due_at.into(),
+                false.into(),
+                "".into(),
+                t.now.into(),
+                t.now.into(),
+            ]
+        },
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Stores email and in-app message records (nothing for a record that is
+/// there already).
+pub async fn insert_messages<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    messages: &[v1::Notification],
+    now: i64,
+) -> Result<(), DbErr> {
+    insert_rows(
+        db,
+        "INSERT INTO notification_messages (tenant_id, notification_id, channel, account_id, \
+         state, record, created_at) VALUES ",
+        " ON CONFLICT (tenant_id, notification_id, channel) DO NOTHING",
+        messages,
+        |n| {
+            vec![
+                tenant.into(),
+                n.notification_id.clone().into(),
+                Value::SmallInt(Some(i16::try_from(n.channel).unwrap_or(0))),
+                n.account_id.clone().into(),
+                Value::SmallInt(Some(i16::try_from(n.state).unwrap_or(0))),
+                n.encode_to_vec().into(),
+                now.into(),
+            ]
+        },
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Takes `n` consecutive round-robin positions of the queue and returns
+/// the first: how many unowned tasks it had assigned before these (the
+/// count is taken and bumped in one statement, so concurrent routers get
+/// different positions).
+pub async fn take_rotation<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    queue: &str,
+    n: u64,
+) -> Result<u64, DbErr> {
+    let n = i64::try_from(n).unwrap_or(i64::MAX);
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "INSERT INTO notification_queue_cursors (tenant_id, queue, assigned) VALUES ($1, $2, $3) \
+             ON CONFLICT (tenant_id, queue) DO UPDATE \
+             SET assigned = notification_queue_cursors.assigned + $3 RETURNING assigned",
+            [tenant.into(), queue.into(), n.into()],
+        ))
+        .await?
+        .ok_or_else(|| DbErr::Custom("no queue position returned".into()))?;
+    let assigned: i64 = row.try_get_by_index(0)?;
+    Ok(u64::try_from(assigned - n).unwrap_or(0))
 }

@@ -139,7 +139,8 @@ retain_testkit::storage_test!(async fn every_email_rule_reaches_a_real_smtp_serv
     };
     let messages = [("acme/acme-1".to_owned(), recorded)];
     SIGNALS_RECORDED.publish(&app.db.conn, &messages).await.unwrap();
-    HEALTH_BAND_CHANGED.publish(&app.db.conn, &[yellow("yellow-1", "lead@yellow.io")]).await.unwrap();
+    let band = [yellow("yellow-1", "lead@yellow.io")];
+    HEALTH_BAND_CHANGED.publish(&app.db.conn, &band).await.unwrap();
 
     let sent = all_in(&app, 4, D::Sent).await;
     assert!(sent.iter().all(|e| e.attempts == 1 && e.sent_at.is_some()), "{sent:?}");
@@ -167,7 +168,7 @@ retain_testkit::storage_test!(async fn every_email_rule_reaches_a_real_smtp_serv
 
     // Replayed, the triggers change nothing: no new email is due, none is sent.
     SIGNALS_RECORDED.publish(&app.db.conn, &messages).await.unwrap();
-    HEALTH_BAND_CHANGED.publish(&app.db.conn, &[yellow("yellow-1", "lead@yellow.io")]).await.unwrap();
+    HEALTH_BAND_CHANGED.publish(&app.db.conn, &band).await.unwrap();
     app.drained(SIGNALS_RECORDED.name(), "notification").await;
     app.drained(HEALTH_BAND_CHANGED.name(), "notification").await;
     assert_eq!(all_in(&app, 4, D::Sent).await.len(), 4);
