@@ -125,6 +125,10 @@ async fn main() {
     let outbox = tempfile::tempdir().unwrap();
     let own = retain_notification::NotificationSettings {
         email: retain_notification::EmailSettings::outbox(outbox.path().to_str().unwrap()),
+        consumer_batch: std::env::var("NOTIFICATION_BENCH_BATCH")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(retain_notification::NotificationSettings::default().consumer_batch),
         ..Default::default()
     };
     let services = Notification::build(&ctx, own).unwrap();

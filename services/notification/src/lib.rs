@@ -562,16 +562,8 @@ fn consume<H: Handler + Send + Sync + 'static>(
     handler: H,
 ) {
     let bus = ctx.bus.clone();
-    let own = own.clone();
+    let opts = consumer_options(own, topic);
     workers.add(format!("notification.{topic}"), move |stop| async move {
-        let mut opts = ConsumerOptions::new(format!(
-            "notification-{topic}-{}-{}",
-            std::process::id(),
-            retain_store::now_micros()
-        ));
-        opts.batch_size = own.consumer_batch;
-        opts.concurrency = own.consumer_concurrency;
-        opts.lease = Duration::from_secs(own.consumer_lease_seconds);
         match Consumer::new(bus, topic, groups::NOTIFICATION, opts).await {
             Ok(consumer) => consumer.run(&handler, stop).await,
             // Without its subscription the consumer cannot run: the worker
@@ -579,6 +571,44 @@ fn consume<H: Handler + Send + Sync + 'static>(
             Err(e) => tracing::error!(error = %e, topic, "notification consumer cannot start"),
         }
     });
+}
+
+/// Worker `n` routing `health.band_changed` a claimed batch per
+/// transaction (see [`route`]). Several claim batches of different
+/// accounts at once: one's claim overlaps another's routing; the bus never
+/// hands out a key's message while an earlier one is held, so each
+/// account's triggers stay in order.
+fn consume_batches(
+    workers: &mut Workers,
+    ctx: &Context,
+    own: &NotificationSettings,
+    n: usize,
+    router: Router,
+) {
+    let bus = ctx.bus.clone();
+    let opts = consumer_options(own, &format!("{}-{n}", HEALTH_BAND_CHANGED.name()));
+    workers.add(
+        format!("notification.health.band_changed.{n}"),
+        move |stop| async move {
+            match Consumer::new(bus, HEALTH_BAND_CHANGED.name(), groups::NOTIFICATION, opts).await {
+                Ok(consumer) => consumer.run_batched(&router, stop).await,
+                Err(e) => tracing::error!(error = %e, "notification consumer cannot start"),
+            }
+        },
+    );
+}
+
+/// The consumer options of `topic`'s worker, from the settings.
+fn consumer_options(own: &NotificationSettings, topic: &str) -> ConsumerOptions {
+    let mut opts = ConsumerOptions::new(format!(
+        "notification-{topic}-{}-{}",
+        std::process::id(),
+        retain_store::now_micros()
+    ));
+    opts.batch_size = own.consumer_batch;
+    opts.concurrency = own.consumer_concurrency;
+    opts.lease = Duration::from_secs(own.consumer_lease_seconds);
+    opts
 }
 
 /// The caller has one of `roles` (the error names the first).
@@ -636,13 +666,9 @@ impl Service for Notification {
             tenants: std::sync::Arc::new(ctx.settings.tenants.parse()?),
         };
         let mut workers = Workers::new();
-        consume(
-            &mut workers,
-            ctx,
-            &own,
-            HEALTH_BAND_CHANGED.name(),
-            router.clone(),
-        );
+        for n in 0..own.band_consumers {
+            consume_batches(&mut workers, ctx, &own, n, router.clone());
+        }
         consume(
             &mut workers,
             ctx,

@@ -7,10 +7,17 @@ use serde::Deserialize;
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotificationSettings {
-    /// Messages one consumer claims per round trip.
+    /// Messages one consumer claims per round trip; a batch of band
+    /// changes is routed in one transaction. With a backlog a claim costs
+    /// about 20 ms on PostgreSQL whatever its size (docs/BENCHMARKS.md),
+    /// hence 1,000.
     pub consumer_batch: usize,
-    /// Accounts one consumer routes at once (each commits on its own).
+    /// Accounts the `signals.recorded` and `account.metrics` consumers
+    /// handle at once (each commits on its own).
     pub consumer_concurrency: usize,
+    /// Consumers of band changes per replica, each routing its own claimed
+    /// batch in one transaction.
+    pub band_consumers: usize,
     /// How long a claimed message is held before another replica may take
     /// it over, in seconds.
     pub consumer_lease_seconds: u64,
@@ -209,8 +216,9 @@ impl EmailSettings {
 impl Default for NotificationSettings {
     fn default() -> Self {
         Self {
-            consumer_batch: 100,
+            consumer_batch: 1_000,
             consumer_concurrency: 4,
+            band_consumers: 2,
             consumer_lease_seconds: 30,
             sla_sweep_interval_ms: 10_000,
             email: EmailSettings::default(),
@@ -232,6 +240,12 @@ impl Section for NotificationSettings {
             return Err(ConfigError::invalid(
                 "notification.consumer_concurrency",
                 "must be 1 to 64",
+            ));
+        }
+        if !(1..=16).contains(&self.band_consumers) {
+            return Err(ConfigError::invalid(
+                "notification.band_consumers",
+                "must be 1 to 16",
             ));
         }
         if !(1..=3_600).contains(&self.consumer_lease_seconds) {
