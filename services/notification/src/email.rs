@@ -224,6 +224,17 @@ impl Mailer {
                 Transport::Smtp(builder.build())
             }
         };
+        match &transport {
+            Transport::Outbox(dir) => {
+                tracing::info!(outbox = %dir.display(), "emails are written to the outbox folder");
+            }
+            Transport::Smtp(_) => tracing::info!(
+                host = %settings.smtp_host,
+                port = settings.port(),
+                tls = ?settings.smtp_tls,
+                "emails are sent over SMTP"
+            ),
+        }
         Ok(Self {
             db,
             clock,
