@@ -275,7 +275,7 @@ impl Mailer {
         let n = claimed.len();
         let outcomes = futures::stream::iter(claimed)
             .map(|email| async move {
-                let result = self.send(&email.record).await;
+                let result = self.send(&email.tenant, &email.record).await;
                 self.record(email, result).await
             })
             .buffer_unordered(self.settings.concurrency);
@@ -284,10 +284,24 @@ impl Mailer {
         Ok(n)
     }
 
-    /// Renders and sends one email.
-    async fn send(&self, n: &v1::Notification) -> Result<(), Failure> {
-        let message = self.compose(n).map_err(Failure::Permanent)?;
-        match &self.transport {
+    /// Renders and sends one email. Recipients are the record's, or, when
+    /// routing knew none (an NPS answer consumed before the account's first
+    /// metrics snapshot), the account's contacts known now.
+    async fn send(&self, tenant: &str, n: &v1::Notification) -> Result<Vec<String>, Failure> {
+        let mut recipients = n.recipients.clone();
+        if recipients.is_empty() {
+            recipients = sql::account(&self.db, tenant, &n.account_id)
+                .await
+                .map_err(|e| Failure::Transient(format!("reading the account's contacts: {e}")))?
+                .contacts;
+        }
+        if recipients.is_empty() {
+            return Err(Failure::Transient(
+                "no contact email known for the account yet".into(),
+            ));
+        }
+        let message = self.compose(n, &recipients).map_err(Failure::Permanent)?;
+        let sent = match &self.transport {
             Transport::Outbox(dir) => {
                 let bytes = message.formatted();
                 let file = dir.join(format!("{}.eml", n.notification_id));
@@ -314,21 +328,19 @@ impl Mailer {
                     ))),
                 }
             }
-        }
+        };
+        sent.map(|()| recipients)
     }
 
     /// The message of one notification: its template rendered with its
-    /// variables, to its recipients, with a Message-ID from its id.
-    fn compose(&self, n: &v1::Notification) -> Result<Message, String> {
+    /// variables, to `recipients`, with a Message-ID from its id.
+    fn compose(&self, n: &v1::Notification, recipients: &[String]) -> Result<Message, String> {
         let variables: BTreeMap<String, String> = n
             .variables
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let (subject, body) = self.templates.render(&n.template, &variables)?;
-        if n.recipients.is_empty() {
-            return Err("no recipient: the account has no contact email".into());
-        }
         let domain = self.from.email.domain();
         let mut builder = Message::builder()
             .message_id(Some(format!("<{}@{domain}>", n.notification_id)))
@@ -339,7 +351,7 @@ impl Mailer {
             let secs = u64::try_from(at.micros() / 1_000_000).unwrap_or(0);
             builder = builder.date(std::time::UNIX_EPOCH + Duration::from_secs(secs));
         }
-        for to in &n.recipients {
+        for to in recipients {
             let mailbox: Mailbox = to
                 .parse()
                 .map_err(|e| format!("recipient {}: {e}", retain_domain::validation::quote(to)))?;
@@ -354,7 +366,7 @@ impl Mailer {
     async fn record(
         &self,
         email: sql::ClaimedEmail,
-        result: Result<(), Failure>,
+        result: Result<Vec<String>, Failure>,
     ) -> Result<(), sea_orm::DbErr> {
         let now = self.clock.now().micros();
         let sql::ClaimedEmail {
@@ -365,7 +377,8 @@ impl Mailer {
         record.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
         let id = record.notification_id.clone();
         let retry_at = match result {
-            Ok(()) => {
+            Ok(recipients) => {
+                record.recipients = recipients;
                 record.state = v1::DeliveryState::Sent as i32;
                 record.sent_at = Some(convert::from_micros(now));
                 record.last_error.clear();
