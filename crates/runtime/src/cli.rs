@@ -136,7 +136,7 @@ pub async fn run<S: Service>() -> anyhow::Result<()> {
 
 /// Writes `address` to `path` whole: to a temporary file first, renamed
 /// into place, so a reader never sees half an address.
-fn write_address(path: &Path, address: &str) -> std::io::Result<()> {
+pub fn write_address(path: &Path, address: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, address)?;
     std::fs::rename(&tmp, path)

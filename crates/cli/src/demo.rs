@@ -1,0 +1,212 @@
+//! `retain demo`: a seeded, realistic portfolio sent through the running
+//! platform's gRPC API exactly as a client would, the pipeline watched
+//! until it settles, and the report a CS leader reads.
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context as _;
+use indicatif::{ProgressBar, ProgressStyle};
+use retain_bus::topics::{ACCOUNT_METRICS, HEALTH_BAND_CHANGED, SIGNALS_RECORDED};
+use retain_bus::{Bus, groups};
+use retain_datagen::{Config, generate};
+use retain_proto::v1;
+use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
+use tonic::transport::Channel;
+
+use crate::platform::Platform;
+use crate::report;
+
+/// Every subscription the pipeline runs on, upstream first.
+const PIPELINE: [(&str, &str, &str); 5] = [
+    ("signals.recorded", groups::METRICS, "metrics"),
+    (
+        "signals.recorded",
+        groups::NOTIFICATION,
+        "notification (NPS, revenue)",
+    ),
+    ("account.metrics", groups::HEALTH, "health"),
+    (
+        "account.metrics",
+        groups::NOTIFICATION,
+        "notification (accounts)",
+    ),
+    (
+        "health.band_changed",
+        groups::NOTIFICATION,
+        "notification (bands)",
+    ),
+];
+
+/// Sends `accounts` accounts' history, waits for the pipeline, prints the
+/// report.
+pub async fn run(platform: &Platform, accounts: usize) -> anyhow::Result<()> {
+    debug_assert_eq!(PIPELINE[0].0, SIGNALS_RECORDED.name());
+    debug_assert_eq!(PIPELINE[2].0, ACCOUNT_METRICS.name());
+    debug_assert_eq!(PIPELINE[4].0, HEALTH_BAND_CHANGED.name());
+    let started = Instant::now();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let config = Config {
+        accounts,
+        history_days: 120,
+        now,
+        id_prefix: "demo-".into(),
+        currency: platform.currency.clone(),
+        ..Config::default()
+    };
+    let data = generate(&config);
+    let channel = Channel::from_shared(platform.endpoint())?
+        .connect()
+        .await
+        .with_context(|| format!("connecting to {}", platform.endpoint()))?;
+    let total = data.signals.len() as u64;
+    println!(
+        "Sending {total} signals of {accounts} accounts ({} days of product use, tickets, surveys, billing) through gRPC…",
+        config.history_days
+    );
+    ingest(channel.clone(), &platform.token, &data, total).await?;
+    settle(platform).await?;
+    println!(
+        "Pipeline settled {:.1} s after the start.\n",
+        started.elapsed().as_secs_f64()
+    );
+    report::print(channel, &platform.token, now, platform.outbox.as_deref()).await
+}
+
+/// Sends the history in batches, shuffled and late signals last as a real
+/// client would, with a progress bar.
+async fn ingest(
+    channel: Channel,
+    token: &str,
+    data: &retain_datagen::Dataset,
+    total: u64,
+) -> anyhow::Result<()> {
+    let mut client = IngestionServiceClient::new(channel).max_encoding_message_size(64 << 20);
+    let bar = ProgressBar::new(total).with_style(ProgressStyle::with_template(
+        "  {bar:40} {pos}/{len} signals  {per_sec}  {msg}",
+    )?);
+    let (mut accepted, mut duplicates, mut rejected) = (0, 0, 0);
+    let mut first_rejection: Option<String> = None;
+    for batch in data.in_delivery_order(7).batches(1_000) {
+        let request = batch.request();
+        let n = request.signals.len() as u64;
+        let mut request = tonic::Request::new(request);
+        request
+            .metadata_mut()
+            .insert("authorization", format!("Bearer {token}").parse()?);
+        let reply = client
+            .ingest_signals(request)
+            .await
+            .map_err(|s| anyhow::anyhow!("IngestSignals: {}", s.message()))?
+            .into_inner();
+        if let Some(bad) = reply.results.iter().find(|r| !r.violations.is_empty()) {
+            let why: Vec<String> = bad
+                .violations
+                .iter()
+                .map(|v| format!("{}: {}", v.field, v.description))
+                .collect();
+            first_rejection.get_or_insert_with(|| format!("{}: {}", bad.event_id, why.join("; ")));
+        }
+        accepted += reply.accepted;
+        duplicates += reply.duplicates;
+        rejected += reply.rejected;
+        bar.inc(n);
+    }
+    bar.finish_and_clear();
+    println!("  {accepted} accepted, {duplicates} already known, {rejected} rejected");
+    if rejected > 0 {
+        anyhow::bail!(
+            "{rejected} demo signals were rejected (first: {}): a bug in the demo data",
+            first_rejection.unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+/// Waits until every consumer group has worked off its backlog and every
+/// email is out, showing what is still waiting.
+async fn settle(platform: &Platform) -> anyhow::Result<()> {
+    let bus = Bus::new(platform.db.clone());
+    let spinner = ProgressBar::new_spinner();
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let mut quiet_rounds = 0;
+    let deadline = Instant::now() + Duration::from_secs(600);
+    while quiet_rounds < 3 {
+        let mut waiting = Vec::new();
+        for (topic, group, label) in PIPELINE {
+            let s = bus.stats(topic, group).await?;
+            let n = s.pending + s.leased;
+            if n > 0 {
+                waiting.push(format!("{label} {n}"));
+            }
+        }
+        let emails = pending_emails(&platform.db).await?;
+        if emails > 0 {
+            waiting.push(format!("emails {emails}"));
+        }
+        if waiting.is_empty() {
+            quiet_rounds += 1;
+            spinner.set_message("settling…");
+        } else {
+            quiet_rounds = 0;
+            spinner.set_message(format!("waiting for {}", waiting.join(", ")));
+        }
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the pipeline did not settle in 10 minutes: {}",
+            waiting.join(", ")
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    spinner.finish_and_clear();
+    Ok(())
+}
+
+async fn pending_emails(db: &sea_orm::DatabaseConnection) -> anyhow::Result<i64> {
+    use sea_orm::ConnectionTrait;
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(
+            db.get_database_backend(),
+            "SELECT COUNT(*) FROM notification_messages WHERE state = 1",
+        ))
+        .await?;
+    Ok(row.map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))?)
+}
+
+/// A request carrying the bearer token.
+pub fn authorized<T>(token: &str, message: T) -> anyhow::Result<tonic::Request<T>> {
+    let mut request = tonic::Request::new(message);
+    request
+        .metadata_mut()
+        .insert("authorization", format!("Bearer {token}").parse()?);
+    Ok(request)
+}
+
+/// The period of the last full calendar month before `now` (UTC).
+pub fn last_full_month(now: i64) -> v1::Period {
+    use retain_domain::{Period, Timestamp};
+    let (y, m, _) = Timestamp::from_micros(now.saturating_mul(1_000_000)).ymd();
+    let (y, m) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
+    let month = Period::month(y, m);
+    v1::Period {
+        start: Some(retain_proto::convert::from_micros(month.start.micros())),
+        end: Some(retain_proto::convert::from_micros(month.end.micros())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn the_last_full_month_is_the_calendar_month_before() {
+        // 2026-11-23T12:00:00Z → [2026-10-01, 2026-11-01).
+        let p = super::last_full_month(1_795_435_200);
+        assert_eq!(p.start.unwrap().seconds, 1_790_812_800);
+        assert_eq!(p.end.unwrap().seconds, 1_793_491_200);
+        // January → December of the year before.
+        let p = super::last_full_month(1_768_478_400); // 2026-01-15T12:00:00Z
+        assert_eq!(p.start.unwrap().seconds, 1_764_547_200); // 2025-12-01
+    }
+}

@@ -1,0 +1,172 @@
+//! `retain demo --exit` as a newcomer runs it: the real binary, a fresh
+//! data folder, a port the system picks; it must finish with the whole
+//! report and leave its data behind for `retain serve`.
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
+
+use std::process::Command;
+
+#[test]
+fn the_demo_runs_end_to_end_and_prints_the_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_retain"))
+        .args(["--data-dir"])
+        .arg(dir.path())
+        .args(["demo", "--accounts", "40", "--exit"])
+        .env("RETAIN__SERVER__LISTEN", "127.0.0.1:0")
+        .env("RETAIN__SERVER__SHUTDOWN_GRACE_MS", "1000")
+        .env_remove("RETAIN_CONFIG")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        out.status.success(),
+        "exit {:?}\n{stdout}\n{stderr}",
+        out.status
+    );
+    for section in [
+        "Portfolio, ",
+        "MRR bridge, ",
+        "Health bands",
+        "The ten accounts most at risk",
+        "CSM queue",
+        "Emails",
+        "Retain is serving ingestion, metrics, health and notification on 127.0.0.1:",
+    ] {
+        assert!(stdout.contains(section), "no {section:?} in:\n{stdout}");
+    }
+    // Every signal accepted, none rejected.
+    assert!(stdout.contains(" 0 rejected"), "{stdout}");
+    // The KPIs have values, the bands add up to the accounts scored.
+    assert!(stdout.contains("paying accounts"), "{stdout}");
+    let bands: usize = ["thriving", "green", "yellow", "red"]
+        .iter()
+        .map(|b| {
+            let line = stdout
+                .lines()
+                .find(|l| l.trim_start().starts_with(b))
+                .unwrap();
+            line.split_whitespace()
+                .last()
+                .unwrap()
+                .parse::<usize>()
+                .unwrap()
+        })
+        .sum();
+    assert!(bands >= 40, "every account scored: {bands}\n{stdout}");
+    // The data stays: the database, the dev token, the emails written.
+    let token = std::fs::read_to_string(dir.path().join("dev-token")).unwrap();
+    assert!(stdout.contains(token.trim()), "the token is printed");
+    assert!(dir.path().join("retain.db").is_file());
+    let emails = std::fs::read_dir(dir.path().join("outbox")).map_or(0, |d| d.count());
+    assert!(emails > 0, "emails in the outbox");
+    assert!(
+        stdout.contains(&format!(
+            "written to {}",
+            dir.path().join("outbox").display()
+        )),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn a_taken_port_is_named_with_what_to_do() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_retain"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .arg("serve")
+        .env("RETAIN__SERVER__LISTEN", addr.to_string())
+        .env_remove("RETAIN_CONFIG")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&addr.to_string()) && stderr.contains("RETAIN__SERVER__LISTEN"),
+        "{stderr}"
+    );
+}
+
+/// After the demo, `retain serve` on the same data answers as the README
+/// says: an NPS 3 sent for a demo account opens a "call within 24 h" task.
+#[tokio::test]
+async fn serve_after_the_demo_turns_a_detractor_into_a_task() {
+    use retain_proto::v1;
+    use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
+    use retain_proto::v1::notification_service_client::NotificationServiceClient;
+
+    let dir = tempfile::tempdir().unwrap();
+    let db = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("retain.db").display()
+    );
+    let status = Command::new(env!("CARGO_BIN_EXE_retain"))
+        .current_dir(dir.path())
+        .args(["demo", "--accounts", "20", "--exit"])
+        .env("RETAIN__SERVER__LISTEN", "127.0.0.1:0")
+        .env("RETAIN__DATABASE__URL", &db)
+        .env_remove("RETAIN_CONFIG")
+        .output()
+        .unwrap()
+        .status;
+    assert!(status.success());
+    let config = dir.path().join("empty.toml");
+    std::fs::write(&config, "").unwrap();
+    let running =
+        retain_testkit::binary::start_binary(env!("CARGO_BIN_EXE_retain"), &config, dir.path())
+            .await;
+    let token = std::fs::read_to_string(dir.path().join("retain-data/dev-token")).unwrap();
+    let token = token.trim();
+    let nps = v1::Signal {
+        event_id: "readme-nps".into(),
+        account_id: "demo-acct-00001".into(),
+        occurred_at: retain_testkit::ts(retain_testkit::now()),
+        body: Some(v1::signal::Body::Survey(v1::SurveyAnswer {
+            kind: v1::SurveyKind::Nps as i32,
+            score: 3,
+            user_id: "u-1".into(),
+            ..Default::default()
+        })),
+    };
+    let reply = IngestionServiceClient::new(running.channel.clone())
+        .ingest_signals(retain_testkit::with_token(
+            token,
+            retain_testkit::batch(vec![nps]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.accepted, 1);
+    let tasks = NotificationServiceClient::new(running.channel.clone());
+    let task = retain_testkit::eventually(
+        "the detractor's task",
+        std::time::Duration::from_secs(30),
+        || {
+            let request = retain_testkit::with_token(
+                token,
+                v1::ListTasksRequest {
+                    account_id: "demo-acct-00001".into(),
+                    ..Default::default()
+                },
+            );
+            let mut tasks = tasks.clone();
+            async move {
+                tasks
+                    .list_tasks(request)
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .tasks
+                    .into_iter()
+                    .find(|t| t.title == "Call within 24 h")
+            }
+        },
+    )
+    .await;
+    assert!(task.message.contains("answered NPS 3"), "{}", task.message);
+    assert!(running.stop().await.success());
+}
