@@ -172,6 +172,10 @@ enum Transport {
 enum Failure {
     /// Retrying may help (connection refused, timeout, 4xx).
     Transient(String),
+    /// Not sendable yet: the account has no contact email so far (its
+    /// first metrics snapshot may still be on its way). Retried like a
+    /// transient failure, without a warning.
+    Waiting(String),
     /// Retrying cannot help (5xx, no template, no recipient).
     Permanent(String),
 }
@@ -296,7 +300,7 @@ impl Mailer {
                 .contacts;
         }
         if recipients.is_empty() {
-            return Err(Failure::Transient(
+            return Err(Failure::Waiting(
                 "no contact email known for the account yet".into(),
             ));
         }
@@ -385,15 +389,27 @@ impl Mailer {
                 tracing::info!(tenant, notification = id, attempts, "email sent");
                 None
             }
-            Err(Failure::Transient(e)) if attempts < i64::from(self.settings.max_attempts) => {
+            Err(failure @ (Failure::Transient(_) | Failure::Waiting(_)))
+                if attempts < i64::from(self.settings.max_attempts) =>
+            {
                 let wait = self
                     .settings
                     .backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
-                tracing::warn!(tenant, notification = id, attempts, error = %e, retry_in_ms = wait.as_millis() as u64, "email not delivered; retrying");
+                let retry_in_ms = wait.as_millis() as u64;
+                let e = match failure {
+                    Failure::Waiting(e) => {
+                        tracing::debug!(tenant, notification = id, attempts, error = %e, retry_in_ms, "email waits; retrying");
+                        e
+                    }
+                    Failure::Transient(e) | Failure::Permanent(e) => {
+                        tracing::warn!(tenant, notification = id, attempts, error = %e, retry_in_ms, "email not delivered; retrying");
+                        e
+                    }
+                };
                 record.last_error = e;
                 Some(now + i64::try_from(wait.as_micros()).unwrap_or(i64::MAX))
             }
-            Err(Failure::Transient(e) | Failure::Permanent(e)) => {
+            Err(Failure::Transient(e) | Failure::Waiting(e) | Failure::Permanent(e)) => {
                 tracing::error!(tenant, notification = id, attempts, error = %e, "email dead-lettered");
                 record.state = v1::DeliveryState::Dead as i32;
                 record.last_error = e;
