@@ -2,6 +2,7 @@
 //! platform's gRPC API exactly as a client would, the pipeline watched
 //! until it settles, and the report a CS leader reads.
 
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
@@ -13,6 +14,7 @@ use retain_proto::v1;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
 use tonic::transport::Channel;
 
+use crate::client::Remote;
 use crate::platform::Platform;
 use crate::report;
 
@@ -61,17 +63,23 @@ pub async fn run(platform: &Platform, accounts: usize) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("connecting to {}", platform.endpoint()))?;
     let total = data.signals.len() as u64;
-    println!(
+    say!(
         "Sending {total} signals of {accounts} accounts ({} days of product use, tickets, surveys, billing) through gRPC…",
         config.history_days
     );
     ingest(channel.clone(), &platform.token, &data, total).await?;
     settle(platform).await?;
-    println!(
+    say!(
         "Pipeline settled {:.1} s after the start.\n",
         started.elapsed().as_secs_f64()
     );
-    report::print(channel, &platform.token, now, platform.outbox.as_deref()).await
+    let remote = Remote::connect(
+        &platform.endpoint(),
+        Some(platform.token.clone()),
+        Path::new(""),
+    )
+    .await?;
+    report::print(&remote, now, platform.outbox.as_deref()).await
 }
 
 /// Sends the history in batches, shuffled and late signals last as a real
@@ -114,7 +122,7 @@ async fn ingest(
         bar.inc(n);
     }
     bar.finish_and_clear();
-    println!("  {accepted} accepted, {duplicates} already known, {rejected} rejected");
+    say!("  {accepted} accepted, {duplicates} already known, {rejected} rejected");
     if rejected > 0 {
         anyhow::bail!(
             "{rejected} demo signals were rejected (first: {}): a bug in the demo data",
@@ -172,15 +180,6 @@ async fn pending_emails(db: &sea_orm::DatabaseConnection) -> anyhow::Result<i64>
         ))
         .await?;
     Ok(row.map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))?)
-}
-
-/// A request carrying the bearer token.
-pub fn authorized<T>(token: &str, message: T) -> anyhow::Result<tonic::Request<T>> {
-    let mut request = tonic::Request::new(message);
-    request
-        .metadata_mut()
-        .insert("authorization", format!("Bearer {token}").parse()?);
-    Ok(request)
 }
 
 /// The period of the last full calendar month before `now` (UTC).

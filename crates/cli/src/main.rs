@@ -4,12 +4,29 @@
 //! retain demo       serve, send a seeded portfolio through gRPC, print the report, keep serving
 //! retain serve      ingestion, metrics, health and notification on one port (127.0.0.1:50051)
 //! retain migrate    apply the database migrations and exit
+//!
+//! retain metrics [--month YYYY-MM]     the portfolio's KPIs and MRR bridge
+//! retain health [ACCOUNT]              the bands and the accounts most at risk, or one account explained
+//! retain tasks [--queue Q] …           the CSM queue; tasks claim|complete|dismiss ID
 //! ```
+//!
+//! The client commands talk to `--endpoint` (`RETAIN_ENDPOINT`, default
+//! `http://127.0.0.1:50051`) with `--token` (`RETAIN_TOKEN`, default the
+//! data folder's dev token).
 //!
 //! Data lives in `--data-dir` (`./retain-data`): the SQLite database
 //! (unless the configuration names another), the dev token, the email
 //! outbox.
 
+/// `println!` that ends the program quietly when standard output is
+/// closed (`retain health | head`) instead of panicking.
+macro_rules! say {
+    ($($arg:tt)*) => {
+        $crate::say(format_args!($($arg)*))
+    };
+}
+
+mod client;
 mod demo;
 mod platform;
 mod report;
@@ -43,6 +60,19 @@ struct Cli {
         value_name = "DIR"
     )]
     data_dir: PathBuf,
+    /// Where a client command finds Retain.
+    #[arg(
+        long,
+        global = true,
+        env = "RETAIN_ENDPOINT",
+        default_value = "http://127.0.0.1:50051",
+        value_name = "URL"
+    )]
+    endpoint: String,
+    /// The bearer token of a client command (default: the data folder's
+    /// dev token).
+    #[arg(long, global = true, env = "RETAIN_TOKEN", hide_env_values = true)]
+    token: Option<String>,
     /// What to do (default: serve).
     #[command(subcommand)]
     command: Option<Command>,
@@ -65,6 +95,67 @@ enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// The portfolio's KPIs (with warnings and insights) and MRR bridge for
+    /// a month.
+    Metrics {
+        /// The month, `YYYY-MM` (default: the last full month).
+        #[arg(long, value_name = "YYYY-MM")]
+        month: Option<String>,
+    },
+    /// The health bands and the accounts most at risk, or one account's
+    /// score explained dimension by dimension.
+    Health {
+        /// An account id.
+        account: Option<String>,
+        /// How many accounts at risk to list.
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=1_000))]
+        limit: i32,
+    },
+    /// The CSM queue, most urgent first; or act on one task.
+    Tasks {
+        #[command(subcommand)]
+        action: Option<TaskAction>,
+        /// Only this queue.
+        #[arg(long)]
+        queue: Option<String>,
+        /// Only tasks assigned to this CSM.
+        #[arg(long)]
+        assignee: Option<String>,
+        /// Only tasks past their SLA.
+        #[arg(long)]
+        overdue: bool,
+        /// How many tasks to list.
+        #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(1..=1_000))]
+        limit: i32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum TaskAction {
+    /// Claim an open task for a CSM.
+    Claim {
+        /// The task id (`retain tasks` shows it).
+        task_id: String,
+        /// The CSM's email address.
+        #[arg(long = "as", value_name = "EMAIL")]
+        assignee: String,
+    },
+    /// Complete a task, with what was done.
+    Complete {
+        /// The task id.
+        task_id: String,
+        /// What was done.
+        #[arg(long, default_value = "")]
+        note: String,
+    },
+    /// Dismiss a task, with why.
+    Dismiss {
+        /// The task id.
+        task_id: String,
+        /// Why (required).
+        #[arg(long)]
+        reason: String,
+    },
 }
 
 #[tokio::main]
@@ -80,6 +171,7 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
+    let (cli_endpoint, cli_token) = (cli.endpoint, cli.token);
     let opts = Options {
         data_dir: cli.data_dir,
         config: cli.config,
@@ -88,7 +180,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
     match command {
         Command::Migrate => {
             let database = platform::migrate(&opts).await?;
-            println!("migrations applied to {database}");
+            say!("migrations applied to {database}");
             Ok(())
         }
         Command::Serve => {
@@ -96,11 +188,50 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             banner(&platform);
             platform.wait().await
         }
+        Command::Metrics { month } => {
+            let remote = client::Remote::connect(&cli_endpoint, cli_token, &opts.data_dir).await?;
+            let period = match month {
+                Some(m) => month_period(&m)?,
+                None => demo::last_full_month(now()),
+            };
+            report::portfolio(&remote, period).await
+        }
+        Command::Health { account, limit } => {
+            let remote = client::Remote::connect(&cli_endpoint, cli_token, &opts.data_dir).await?;
+            match account {
+                Some(account) => report::account(&remote, &account).await,
+                None => {
+                    report::bands(&remote).await?;
+                    report::at_risk(&remote, limit).await
+                }
+            }
+        }
+        Command::Tasks {
+            action,
+            queue,
+            assignee,
+            overdue,
+            limit,
+        } => {
+            let remote = client::Remote::connect(&cli_endpoint, cli_token, &opts.data_dir).await?;
+            match action {
+                None => {
+                    let filter = retain_proto::v1::ListTasksRequest {
+                        queue: queue.unwrap_or_default(),
+                        assignee: assignee.unwrap_or_default(),
+                        overdue,
+                        ..Default::default()
+                    };
+                    report::queue(&remote, filter, limit).await
+                }
+                Some(action) => act(&remote, action).await,
+            }
+        }
         Command::Demo { accounts, exit } => {
             let shutdown = retain_runtime::shutdown_on_signals();
             let platform = Platform::start(&opts, shutdown.clone()).await?;
             demo::run(&platform, usize::from(accounts)).await?;
-            println!();
+            say!("");
             banner(&platform);
             if exit {
                 shutdown.cancel();
@@ -113,16 +244,98 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
 /// Where Retain listens and how to talk to it.
 fn banner(p: &Platform) {
     let addr = p.addr;
-    println!("Retain is serving ingestion, metrics, health and notification on {addr}");
-    println!("  database   {}", p.database);
+    say!("Retain is serving ingestion, metrics, health and notification on {addr}");
+    say!("  database   {}", p.database);
     if let Some(outbox) = &p.outbox {
-        println!("  emails     {}", outbox.display());
+        say!("  emails     {}", outbox.display());
     }
-    println!("  token      {} (tenant {DEV_TENANT}, every role)", p.token);
-    println!("Try it (server reflection is on):");
-    println!(
+    say!("  token      {} (tenant {DEV_TENANT}, every role)", p.token);
+    say!("Try it (server reflection is on):");
+    say!(
         "  grpcurl -plaintext -H 'authorization: Bearer {}' {addr} retain.v1.NotificationService/ListTasks",
         p.token
     );
-    println!("Stop with Ctrl-C.");
+    say!("Stop with Ctrl-C.");
+}
+
+/// Now, seconds since the epoch.
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+/// `YYYY-MM` as the period of that calendar month.
+fn month_period(month: &str) -> anyhow::Result<retain_proto::v1::Period> {
+    let parsed = month.split_once('-').and_then(|(y, m)| {
+        let (y, m) = (y.parse::<i32>().ok()?, m.parse::<u32>().ok()?);
+        ((1970..=9999).contains(&y) && (1..=12).contains(&m)).then_some((y, m))
+    });
+    let Some((y, m)) = parsed else {
+        anyhow::bail!("--month {month:?}: expected YYYY-MM, like 2026-10");
+    };
+    let p = retain_domain::Period::month(y, m);
+    Ok(retain_proto::v1::Period {
+        start: Some(retain_proto::convert::from_micros(p.start.micros())),
+        end: Some(retain_proto::convert::from_micros(p.end.micros())),
+    })
+}
+
+/// Claims, completes or dismisses one task, and shows it after.
+async fn act(remote: &client::Remote, action: TaskAction) -> anyhow::Result<()> {
+    use retain_proto::v1;
+    let mut tasks =
+        v1::notification_service_client::NotificationServiceClient::new(remote.channel.clone());
+    let (task, done) = match action {
+        TaskAction::Claim { task_id, assignee } => (
+            tasks
+                .claim_task(remote.request(v1::ClaimTaskRequest { task_id, assignee }))
+                .await
+                .map_err(|e| remote.failed("ClaimTask", e))?
+                .into_inner()
+                .task,
+            "claimed",
+        ),
+        TaskAction::Complete { task_id, note } => (
+            tasks
+                .complete_task(remote.request(v1::CompleteTaskRequest { task_id, note }))
+                .await
+                .map_err(|e| remote.failed("CompleteTask", e))?
+                .into_inner()
+                .task,
+            "completed",
+        ),
+        TaskAction::Dismiss { task_id, reason } => (
+            tasks
+                .dismiss_task(remote.request(v1::DismissTaskRequest { task_id, reason }))
+                .await
+                .map_err(|e| remote.failed("DismissTask", e))?
+                .into_inner()
+                .task,
+            "dismissed",
+        ),
+    };
+    if let Some(t) = task {
+        let who = if t.assignee.is_empty() {
+            "nobody"
+        } else {
+            &t.assignee
+        };
+        say!(
+            "{done}: {} — {} ({}), assigned to {who}",
+            t.task_id,
+            t.title,
+            t.account_id
+        );
+    }
+    Ok(())
+}
+
+/// Writes one line to standard output; exits quietly (status 0) when the
+/// reader has gone away.
+fn say(line: std::fmt::Arguments<'_>) {
+    use std::io::Write;
+    if writeln!(std::io::stdout().lock(), "{line}").is_err() {
+        std::process::exit(0);
+    }
 }

@@ -9,21 +9,23 @@ use retain_proto::v1;
 use retain_proto::v1::health_service_client::HealthServiceClient;
 use retain_proto::v1::metrics_service_client::MetricsServiceClient;
 use retain_proto::v1::notification_service_client::NotificationServiceClient;
-use tonic::transport::Channel;
 
-use crate::demo::{authorized, last_full_month};
+use crate::client::Remote;
+use crate::demo::last_full_month;
 
-/// Prints the report for the dev tenant as of `now`.
-pub async fn print(
-    channel: Channel,
-    token: &str,
-    now: i64,
-    outbox: Option<&Path>,
-) -> anyhow::Result<()> {
-    let call =
-        |what: &'static str| move |s: tonic::Status| anyhow::anyhow!("{what}: {}", s.message());
-    let period = last_full_month(now);
-    let month = period
+/// Prints the report as of `now`: last month's portfolio and MRR bridge,
+/// the bands, the ten accounts most at risk, the CSM queue, the emails.
+pub async fn print(remote: &Remote, now: i64, outbox: Option<&Path>) -> anyhow::Result<()> {
+    portfolio(remote, last_full_month(now)).await?;
+    bands(remote).await?;
+    at_risk(remote, 10).await?;
+    queue(remote, v1::ListTasksRequest::default(), 10).await?;
+    emails(remote, outbox).await
+}
+
+/// `YYYY-MM` of a period's start.
+fn month_of(period: &v1::Period) -> String {
+    period
         .start
         .as_ref()
         .and_then(retain_proto::convert::timestamp)
@@ -31,20 +33,21 @@ pub async fn print(
             let (y, m, _) = t.ymd();
             format!("{y}-{m:02}")
         })
-        .unwrap_or_default();
+        .unwrap_or_default()
+}
 
-    // Portfolio KPIs and the MRR bridge.
-    let mut metrics = MetricsServiceClient::new(channel.clone());
+/// The portfolio's KPIs with their warnings and insights, and the MRR
+/// bridge, for a month.
+pub async fn portfolio(remote: &Remote, period: v1::Period) -> anyhow::Result<()> {
+    let month = month_of(&period);
+    let mut metrics = MetricsServiceClient::new(remote.channel.clone());
     let portfolio = metrics
-        .get_portfolio_metrics(authorized(
-            token,
-            v1::GetPortfolioMetricsRequest {
-                period: Some(period),
-                filter: None,
-            },
-        )?)
+        .get_portfolio_metrics(remote.request(v1::GetPortfolioMetricsRequest {
+            period: Some(period),
+            filter: None,
+        }))
         .await
-        .map_err(call("GetPortfolioMetrics"))?
+        .map_err(|e| remote.failed("GetPortfolioMetrics", e))?
         .into_inner();
     heading(&format!("Portfolio, {month}"));
     for entry in &portfolio.kpis {
@@ -53,29 +56,26 @@ pub async fn print(
             .trim_start_matches("KPI_")
             .replace('_', " ")
             .to_lowercase();
-        println!("  {name:<34} {}", kpi(entry.value.as_ref()));
+        say!("  {name:<34} {}", kpi(entry.value.as_ref()));
     }
     if !portfolio.insights.is_empty() {
-        println!();
+        say!("");
         for insight in &portfolio.insights {
             let mark = match v1::InsightSeverity::try_from(insight.severity) {
                 Ok(v1::InsightSeverity::Warning) => "!",
                 Ok(v1::InsightSeverity::Positive) => "+",
                 _ => "·",
             };
-            println!("  {mark} {}", insight.message);
+            say!("  {mark} {}", insight.message);
         }
     }
     let bridge = metrics
-        .get_mrr_bridge(authorized(
-            token,
-            v1::GetMrrBridgeRequest {
-                period: Some(period),
-                filter: None,
-            },
-        )?)
+        .get_mrr_bridge(remote.request(v1::GetMrrBridgeRequest {
+            period: Some(period),
+            filter: None,
+        }))
         .await
-        .map_err(call("GetMrrBridge"))?
+        .map_err(|e| remote.failed("GetMrrBridge", e))?
         .into_inner();
     heading(&format!("MRR bridge, {month}"));
     for (label, amount, sign) in [
@@ -87,25 +87,25 @@ pub async fn print(
         ("churned", &bridge.churned_mrr, "−"),
         ("end", &bridge.end_mrr, "="),
     ] {
-        println!("  {sign:>1} {label:<14} {:>14}", money(amount.as_ref()));
+        say!("  {sign:>1} {label:<14} {:>14}", money(amount.as_ref()));
     }
+    Ok(())
+}
 
-    // Health: the bands, and the accounts most at risk.
-    let mut health = HealthServiceClient::new(channel.clone());
+/// How many accounts are in each band.
+pub async fn bands(remote: &Remote) -> anyhow::Result<()> {
+    let mut health = HealthServiceClient::new(remote.channel.clone());
     let mut bands = [0_usize; 5];
     let mut page_token = String::new();
     loop {
         let page = health
-            .list_health(authorized(
-                token,
-                v1::ListHealthRequest {
-                    page_size: 1_000,
-                    page_token,
-                    ..Default::default()
-                },
-            )?)
+            .list_health(remote.request(v1::ListHealthRequest {
+                page_size: 1_000,
+                page_token,
+                ..Default::default()
+            }))
             .await
-            .map_err(call("ListHealth"))?
+            .map_err(|e| remote.failed("ListHealth", e))?
             .into_inner();
         for s in &page.scores {
             if let Some(n) = usize::try_from(s.band).ok().and_then(|b| bands.get_mut(b)) {
@@ -124,27 +124,29 @@ pub async fn print(
         v1::HealthBand::Yellow,
         v1::HealthBand::Red,
     ] {
-        println!(
+        say!(
             "  {:<10} {:>5}",
             band_name(band as i32),
             bands[band as usize]
         );
     }
-    let at_risk = health
-        .list_health(authorized(
-            token,
-            v1::ListHealthRequest {
-                page_size: 10,
-                sort: v1::HealthSort::ScoreAscending as i32,
-                ..Default::default()
-            },
-        )?)
+    Ok(())
+}
+
+/// The `n` accounts with the lowest scores, with their explanations.
+pub async fn at_risk(remote: &Remote, n: i32) -> anyhow::Result<()> {
+    let at_risk = HealthServiceClient::new(remote.channel.clone())
+        .list_health(remote.request(v1::ListHealthRequest {
+            page_size: n,
+            sort: v1::HealthSort::ScoreAscending as i32,
+            ..Default::default()
+        }))
         .await
-        .map_err(call("ListHealth"))?
+        .map_err(|e| remote.failed("ListHealth", e))?
         .into_inner();
-    heading("The ten accounts most at risk");
+    heading(&format!("The {n} accounts most at risk"));
     for s in &at_risk.scores {
-        println!(
+        say!(
             "  {:<16} {:>5.1}  {:<8} {}",
             s.account_id,
             s.score,
@@ -153,22 +155,64 @@ pub async fn print(
         );
     }
 
-    // The CSM queue and the emails.
-    let mut notification = NotificationServiceClient::new(channel);
-    let tasks = notification
-        .list_tasks(authorized(
-            token,
-            v1::ListTasksRequest {
-                page_size: 10,
-                ..Default::default()
-            },
-        )?)
+    Ok(())
+}
+
+/// One account's score, explained dimension by dimension.
+pub async fn account(remote: &Remote, account: &str) -> anyhow::Result<()> {
+    let score = HealthServiceClient::new(remote.channel.clone())
+        .get_health(remote.request(v1::GetHealthRequest {
+            account_id: account.to_owned(),
+        }))
         .await
-        .map_err(call("ListTasks"))?
+        .map_err(|e| remote.failed("GetHealth", e))?
+        .into_inner()
+        .score
+        .ok_or_else(|| anyhow::anyhow!("GetHealth: no score for {account}"))?;
+    heading(&format!(
+        "{account}: {:.1}, {}",
+        score.score,
+        band_name(score.band)
+    ));
+    say!("  {}", score.explanation);
+    say!("");
+    say!(
+        "  {:<18} {:>9} {:>8} {:>12}  band",
+        "dimension",
+        "sub-score",
+        "weight",
+        "contribution"
+    );
+    for d in &score.dimensions {
+        if d.missing {
+            say!("  {:<18} {:>9} {:>8} {:>12}  no data", d.key, "—", "—", "—");
+            continue;
+        }
+        say!(
+            "  {:<18} {:>9.1} {:>7.0}% {:>12.1}  {}",
+            d.key,
+            d.sub_score,
+            d.effective_weight,
+            d.contribution,
+            band_name(d.band)
+        );
+    }
+    Ok(())
+}
+
+/// Tasks of the CSM queue, most urgent first.
+pub async fn queue(remote: &Remote, filter: v1::ListTasksRequest, n: i32) -> anyhow::Result<()> {
+    let tasks = NotificationServiceClient::new(remote.channel.clone())
+        .list_tasks(remote.request(v1::ListTasksRequest {
+            page_size: n,
+            ..filter
+        }))
+        .await
+        .map_err(|e| remote.failed("ListTasks", e))?
         .into_inner();
-    heading("CSM queue (open tasks, most urgent first)");
+    heading("CSM queue (most urgent first)");
     if tasks.tasks.is_empty() {
-        println!("  (none)");
+        say!("  (none)");
     }
     for t in &tasks.tasks {
         let priority = v1::TaskPriority::try_from(t.priority)
@@ -180,23 +224,31 @@ pub async fn print(
         } else {
             &t.assignee
         };
-        println!(
-            "  [{priority:<6}] {:<22} {:<16} {who}",
-            t.title, t.account_id
+        let state = v1::TaskState::try_from(t.state)
+            .map_or("?", |s| s.as_str_name())
+            .trim_start_matches("TASK_STATE_")
+            .to_lowercase();
+        let overdue = if t.sla_breached { ", overdue" } else { "" };
+        say!(
+            "  [{priority:<6}] {:<22} {:<16} {who} ({state}{overdue})",
+            t.title,
+            t.account_id
         );
-        println!("           {}", t.message);
+        say!("           {}  id {}", t.message, t.task_id);
     }
-    let emails = notification
-        .list_notifications(authorized(
-            token,
-            v1::ListNotificationsRequest {
-                channel: v1::NotificationChannel::Email as i32,
-                page_size: 5,
-                ..Default::default()
-            },
-        )?)
+    Ok(())
+}
+
+/// Emails by delivery state, and the latest few.
+pub async fn emails(remote: &Remote, outbox: Option<&Path>) -> anyhow::Result<()> {
+    let emails = NotificationServiceClient::new(remote.channel.clone())
+        .list_notifications(remote.request(v1::ListNotificationsRequest {
+            channel: v1::NotificationChannel::Email as i32,
+            page_size: 5,
+            ..Default::default()
+        }))
         .await
-        .map_err(call("ListNotifications"))?
+        .map_err(|e| remote.failed("ListNotifications", e))?
         .into_inner();
     heading("Emails");
     for c in &emails.counts {
@@ -204,10 +256,10 @@ pub async fn print(
             .map_or("?", |s| s.as_str_name())
             .trim_start_matches("DELIVERY_STATE_")
             .to_lowercase();
-        println!("  {state:<11} {:>5}", c.count);
+        say!("  {state:<11} {:>5}", c.count);
     }
     for n in &emails.notifications {
-        println!(
+        say!(
             "  {:<24} to {:<28} {}",
             n.template,
             n.recipients.join(", "),
@@ -215,13 +267,13 @@ pub async fn print(
         );
     }
     if let Some(dir) = outbox {
-        println!("  written to {}", dir.display());
+        say!("  written to {}", dir.display());
     }
     Ok(())
 }
 
 fn heading(title: &str) {
-    println!("\n{title}\n{}", "─".repeat(title.chars().count()));
+    say!("\n{title}\n{}", "─".repeat(title.chars().count()));
 }
 
 fn band_name(band: i32) -> String {

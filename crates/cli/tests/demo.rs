@@ -29,7 +29,7 @@ fn the_demo_runs_end_to_end_and_prints_the_report() {
         "Portfolio, ",
         "MRR bridge, ",
         "Health bands",
-        "The ten accounts most at risk",
+        "The 10 accounts most at risk",
         "CSM queue",
         "Emails",
         "Retain is serving ingestion, metrics, health and notification on 127.0.0.1:",
@@ -168,5 +168,55 @@ async fn serve_after_the_demo_turns_a_detractor_into_a_task() {
     )
     .await;
     assert!(task.message.contains("answered NPS 3"), "{}", task.message);
+
+    // The client commands, against the same server.
+    let endpoint = format!(
+        "http://{}",
+        std::fs::read_to_string(dir.path().join("addr")).unwrap()
+    );
+    let retain = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_retain"))
+            .current_dir(dir.path())
+            .args(["--endpoint", &endpoint])
+            .args(args)
+            .env_remove("RETAIN_TOKEN")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, out, err) = retain(&["tasks", "--limit", "1000"]);
+    assert!(
+        ok && out.contains(&task.task_id) && out.contains("Call within 24 h"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = retain(&[
+        "tasks",
+        "claim",
+        &task.task_id,
+        "--as",
+        "ana@vendor.example",
+    ]);
+    assert!(
+        ok && out.starts_with("claimed: ") && out.contains("ana@vendor.example"),
+        "{out}{err}"
+    );
+    let (ok, _, err) = retain(&["tasks", "dismiss", &task.task_id, "--reason", " "]);
+    assert!(
+        !ok && err.contains("reason"),
+        "a blank reason is refused, naming the field: {err}"
+    );
+    let (ok, out, err) = retain(&["health", "demo-acct-00001"]);
+    assert!(
+        ok && out.contains("dimension") && out.contains("product_usage"),
+        "{out}{err}"
+    );
+    let (ok, out, err) = retain(&["metrics"]);
+    assert!(ok && out.contains("MRR bridge"), "{out}{err}");
+    let (ok, _, err) = retain(&["--token", "wrong", "tasks"]);
+    assert!(!ok && err.contains("token was refused"), "{err}");
     assert!(running.stop().await.success());
 }
