@@ -191,10 +191,13 @@ impl Recompute {
             retain_bus::BusError::Db(db) => db,
             other => DbErr::Custom(other.to_string()),
         };
-        ACCOUNT_METRICS
-            .publish(&tx, &[(format!("{tenant}/{account}"), event)])
-            .await
-            .map_err(bus_err)?;
+        // Portfolio-wide costs are no account: nothing to score or route.
+        if account != retain_domain::signal::PORTFOLIO {
+            ACCOUNT_METRICS
+                .publish(&tx, &[(format!("{tenant}/{account}"), event)])
+                .await
+                .map_err(bus_err)?;
+        }
         if let Some(d) = delivery
             && !retain_bus::ack_in(&tx, d).await.map_err(bus_err)?
         {
