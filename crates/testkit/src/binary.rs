@@ -44,7 +44,15 @@ pub fn reference_config(dir: &Path, token: &str, roles: &[&str]) -> std::path::P
 /// Starts `bin serve` with `config` on a SQLite file in `dir`, listening
 /// on a port the system picks, and connects to it.
 pub async fn start_binary(bin: &str, config: &Path, dir: &Path) -> RunningBinary {
+    let url = format!("sqlite://{}?mode=rwc", dir.join("retain.db").display());
+    start_binary_on(bin, config, dir, &url).await
+}
+
+/// [`start_binary`] on the database at `url` (several binaries sharing one
+/// PostgreSQL database, as deployed).
+pub async fn start_binary_on(bin: &str, config: &Path, dir: &Path, url: &str) -> RunningBinary {
     let address_file = dir.join("addr");
+    let _ = std::fs::remove_file(&address_file);
     let child = Command::new(bin)
         .arg("--config")
         .arg(config)
@@ -52,10 +60,7 @@ pub async fn start_binary(bin: &str, config: &Path, dir: &Path) -> RunningBinary
         .current_dir(dir)
         .env("RETAIN__SERVER__LISTEN", "127.0.0.1:0")
         .env("RETAIN__SERVER__ADDRESS_FILE", &address_file)
-        .env(
-            "RETAIN__DATABASE__URL",
-            format!("sqlite://{}?mode=rwc", dir.join("retain.db").display()),
-        )
+        .env("RETAIN__DATABASE__URL", url)
         .env("RETAIN__TELEMETRY__LOG_FORMAT", "json")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -120,13 +120,16 @@ pub fn user_of(wire: &v1::Signal) -> Option<&str> {
 /// Whether notification acts on this signal directly (survey answers,
 /// subscription changes, billing status), so it travels in the event. An
 /// opening balance is not a change: nobody contracted or churned, so it
-/// never routes.
+/// never routes. Account upserts travel too: a task or email decided on
+/// the same message needs the account's CSM and contacts, which the
+/// metrics snapshot would bring only later.
 pub fn is_routable(p: &Prepared) -> bool {
     matches!(
         p.domain.body,
         SignalBody::Survey { .. }
             | SignalBody::Subscription { opening: false, .. }
             | SignalBody::Billing(_)
+            | SignalBody::Account(_)
     )
 }
 

@@ -28,7 +28,7 @@ retain_testkit::storage_test!(async fn every_kind_is_accepted_stored_and_announc
     assert_eq!(app.scalar("SELECT COUNT(DISTINCT kind) FROM signals").await, 12);
 
     // One message per touched account and group; notification gets the
-    // routable signals (survey, subscription, billing) in it.
+    // routable signals (account upsert, survey, subscription, billing) in it.
     for group in ["metrics", "notification"] {
         let msgs = app.recorded(group).await;
         let keys: Vec<&str> = msgs.iter().map(|(k, _)| k.as_str()).collect();
@@ -39,7 +39,7 @@ retain_testkit::storage_test!(async fn every_kind_is_accepted_stored_and_announc
     assert_eq!(event.signal_count, (n - 1) as i64);
     assert_eq!(event.mode, v1::IngestMode::Live as i32);
     let routable: Vec<&str> = event.routable.iter().map(|s| s.event_id.as_str()).collect();
-    assert_eq!(routable, vec!["e-4", "e-5", "e-6"]);
+    assert_eq!(routable, vec!["e-0", "e-4", "e-5", "e-6"]);
 });
 
 // An opening balance is history, not a change: metrics hears of it, but it

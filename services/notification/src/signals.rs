@@ -56,7 +56,23 @@ impl Signals {
                 .iter()
                 .all(|b| b.mode() == v1::IngestMode::Backfill);
         let tx = router.db.begin().await?;
-        let ctx = sql::account(&tx, tenant, account).await?;
+        let mut ctx = sql::account(&tx, tenant, account).await?;
+        // The account's own upserts first: a trigger of the same message
+        // goes to the CSM and contacts it names.
+        let upserts: Vec<&v1::AccountUpsert> = event
+            .routable
+            .iter()
+            .filter_map(|s| match &s.body {
+                Some(v1::signal::Body::Account(a)) => Some(a),
+                _ => None,
+            })
+            .collect();
+        if !upserts.is_empty() {
+            for a in upserts {
+                merge(&mut ctx, a);
+            }
+            sql::merge_account(&tx, &ctx).await?;
+        }
         let mut triggers = Vec::new();
         for signal in &event.routable {
             if let Some(trigger) = trigger(&tx, (tenant, account), signal, backfill).await? {
@@ -70,6 +86,23 @@ impl Signals {
         }
         tx.commit().await?;
         Ok(())
+    }
+}
+
+/// What an account upsert changes of what routing knows (an unset field
+/// keeps its value; an empty contact list means unchanged).
+fn merge(ctx: &mut retain_domain::routing::AccountContext, a: &v1::AccountUpsert) {
+    if let Some(name) = &a.name {
+        ctx.name.clone_from(name);
+    }
+    if let Some(segment) = &a.segment {
+        ctx.segment = Some(segment.clone()).filter(|s| !s.is_empty());
+    }
+    if let Some(owner) = &a.csm_owner_email {
+        ctx.csm_owner = Some(owner.clone()).filter(|o| !o.is_empty());
+    }
+    if !a.contact_emails.is_empty() {
+        ctx.contacts.clone_from(&a.contact_emails);
     }
 }
 

@@ -316,6 +316,32 @@ pub async fn upsert_account<C: ConnectionTrait>(
     .map(|_| ())
 }
 
+/// Keeps what routing knows of an account from its own upserts, leaving
+/// the snapshot time alone: the next metrics snapshot (which includes
+/// these upserts) replaces it as usual.
+pub async fn merge_account<C: ConnectionTrait>(
+    db: &C,
+    ctx: &retain_domain::routing::AccountContext,
+) -> Result<(), DbErr> {
+    retain_store::exec(
+        db,
+        "INSERT INTO notification_accounts (tenant_id, account_id, segment, csm_owner, name, \
+         contacts, as_of) VALUES ($1, $2, $3, $4, $5, $6, 0) \
+         ON CONFLICT (tenant_id, account_id) DO UPDATE SET segment = excluded.segment, \
+         csm_owner = excluded.csm_owner, name = excluded.name, contacts = excluded.contacts",
+        [
+            ctx.tenant.clone().into(),
+            ctx.account.clone().into(),
+            ctx.segment.clone().unwrap_or_default().into(),
+            ctx.csm_owner.clone().unwrap_or_default().into(),
+            ctx.name.clone().into(),
+            ctx.contacts.join("\n").into(),
+        ],
+    )
+    .await
+    .map(|_| ())
+}
+
 /// What routing knows of an account (nothing yet: only its ids).
 pub async fn account<C: ConnectionTrait>(
     db: &C,

@@ -1,0 +1,203 @@
+//! The four services as separate processes — the real binaries, as a
+//! Kubernetes deployment runs them — sharing one PostgreSQL database: a
+//! client's signals go in at ingestion and come out as a health score and
+//! a CSM task; a service stopped mid-stream loses nothing.
+//!
+//! The service binaries are found beside `retain` in the target folder
+//! (`cargo test --workspace` builds them all).
+
+#![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use retain_proto::v1;
+use retain_proto::v1::health_service_client::HealthServiceClient;
+use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
+use retain_proto::v1::notification_service_client::NotificationServiceClient;
+use retain_testkit::binary::{RunningBinary, reference_config, start_binary_on};
+use retain_testkit::{TestDatabase, batch, eventually, now, signal, ts, with_token};
+
+const TOKEN: &str = "e2e-token";
+
+/// The service binary `name`, or why it is missing.
+fn service_binary(name: &str) -> Result<PathBuf, String> {
+    let path = PathBuf::from(env!("CARGO_BIN_EXE_retain")).with_file_name(name);
+    if path.is_file() {
+        Ok(path)
+    } else {
+        Err(format!(
+            "{} is not built (run the workspace's tests: cargo test --workspace)",
+            path.display()
+        ))
+    }
+}
+
+struct Deployment {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    url: String,
+}
+
+impl Deployment {
+    async fn start(&self, name: &str) -> RunningBinary {
+        let bin = service_binary(name).unwrap();
+        let dir = self.dir.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        start_binary_on(bin.to_str().unwrap(), &self.config, &dir, &self.url).await
+    }
+}
+
+fn nps(id: &str, account: &str, score: i32) -> v1::Signal {
+    v1::Signal {
+        occurred_at: ts(now() - 60),
+        ..signal(
+            id,
+            account,
+            v1::signal::Body::Survey(v1::SurveyAnswer {
+                kind: v1::SurveyKind::Nps as i32,
+                score,
+                user_id: "u-1".into(),
+                ..Default::default()
+            }),
+        )
+    }
+}
+
+async fn call_task(notification: &RunningBinary, account: &str) -> v1::Task {
+    let client = NotificationServiceClient::new(notification.channel.clone());
+    eventually(
+        &format!("{account}'s call task"),
+        Duration::from_secs(60),
+        || {
+            let mut client = client.clone();
+            let request = with_token(
+                TOKEN,
+                v1::ListTasksRequest {
+                    account_id: account.into(),
+                    ..Default::default()
+                },
+            );
+            async move {
+                client
+                    .list_tasks(request)
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .tasks
+                    .into_iter()
+                    .find(|t| t.title == "Call within 24 h")
+            }
+        },
+    )
+    .await
+}
+
+#[tokio::test]
+async fn four_processes_on_one_postgresql_turn_signals_into_scores_and_tasks() {
+    let test = "four_processes_on_one_postgresql_turn_signals_into_scores_and_tasks";
+    let Some(db) = TestDatabase::postgres(test).await else {
+        return;
+    };
+    if let Err(why) = service_binary("retain-ingestion") {
+        assert!(
+            std::env::var("RETAIN_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+            "{why}"
+        );
+        eprintln!("SKIPPED {test}: {why}");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = reference_config(dir.path(), TOKEN, &["ingest", "read", "admin", "csm"]);
+    let deployment = Deployment {
+        dir,
+        config,
+        url: db.url.clone(),
+    };
+    let ingestion = deployment.start("retain-ingestion").await;
+    let metrics = deployment.start("retain-metrics").await;
+    let health = deployment.start("retain-health").await;
+    let notification = deployment.start("retain-notification").await;
+
+    // The account, its use, and a detractor's answer, in at ingestion.
+    let upsert = v1::Signal {
+        occurred_at: ts(now() - 3_600),
+        ..signal(
+            "a-1",
+            "acme-1",
+            v1::signal::Body::Account(v1::AccountUpsert {
+                name: Some("Acme Corp".into()),
+                csm_owner_email: Some("ana@vendor.example".into()),
+                contact_emails: vec!["ops@acme.example".into()],
+                ..Default::default()
+            }),
+        )
+    };
+    let mut intake = IngestionServiceClient::new(ingestion.channel.clone());
+    let reply = intake
+        .ingest_signals(with_token(
+            TOKEN,
+            batch(vec![
+                upsert,
+                retain_testkit::days_ago("s-1", "acme-1", 1, retain_testkit::session("u-1", 600)),
+                nps("n-1", "acme-1", 3),
+            ]),
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.accepted, 3, "{reply:?}");
+
+    // Out at notification: the detractor's task for the account's CSM.
+    let task = call_task(&notification, "acme-1").await;
+    assert_eq!(task.assignee, "ana@vendor.example");
+    assert!(
+        task.message.contains("Acme Corp: u-1 answered NPS 3"),
+        "{}",
+        task.message
+    );
+    // And at health: the account scored, explained.
+    let scores = HealthServiceClient::new(health.channel.clone());
+    let score = eventually("acme-1's score", Duration::from_secs(60), || {
+        let request = with_token(
+            TOKEN,
+            v1::GetHealthRequest {
+                account_id: "acme-1".into(),
+            },
+        );
+        let mut scores = scores.clone();
+        async move {
+            scores
+                .get_health(request)
+                .await
+                .ok()
+                .and_then(|r| r.into_inner().score)
+        }
+    })
+    .await;
+    assert!(score.explanation.contains("nps"), "{}", score.explanation);
+
+    // Notification stopped mid-stream: what arrives meanwhile waits on
+    // the bus, and is acted on once it is back.
+    assert!(notification.stop().await.success());
+    let reply = intake
+        .ingest_signals(with_token(TOKEN, batch(vec![nps("n-2", "acme-2", 2)])))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(reply.accepted, 1);
+    let notification = deployment.start("retain-notification").await;
+    let task = call_task(&notification, "acme-2").await;
+    assert!(task.message.contains("answered NPS 2"), "{}", task.message);
+    let all = NotificationServiceClient::new(notification.channel.clone())
+        .list_tasks(with_token(TOKEN, v1::ListTasksRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    assert_eq!(all.len(), 2, "one task per detractor, none twice: {all:?}");
+
+    for service in [ingestion, metrics, health, notification] {
+        assert!(service.stop().await.success());
+    }
+}
