@@ -8,6 +8,9 @@
 //! retain metrics [--month YYYY-MM]     the portfolio's KPIs and MRR bridge
 //! retain health [ACCOUNT]              the bands and the accounts most at risk, or one account explained
 //! retain tasks [--queue Q] …           the CSM queue; tasks claim|complete|dismiss ID
+//! retain ingest FILE [--backfill]      signals from a JSON Lines file
+//! retain model get|put|preview         the health scoring model (JSON)
+//! retain policy get|put                the routing policy (JSON)
 //! ```
 //!
 //! The client commands talk to `--endpoint` (`RETAIN_ENDPOINT`, default
@@ -28,6 +31,8 @@ macro_rules! say {
 
 mod client;
 mod demo;
+mod ingest;
+mod json;
 mod platform;
 mod report;
 
@@ -111,6 +116,28 @@ enum Command {
         #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(i32).range(1..=1_000))]
         limit: i32,
     },
+    /// Send signals from a JSON Lines file (one signal per line, protobuf
+    /// JSON); rejected lines go to FILE.rejected with their reasons.
+    Ingest {
+        /// The file.
+        file: PathBuf,
+        /// Historical data: recorded and counted, never notified.
+        #[arg(long)]
+        backfill: bool,
+        /// Signals per call.
+        #[arg(long, default_value_t = 1_000, value_parser = clap::value_parser!(u16).range(1..=10_000))]
+        batch: u16,
+    },
+    /// The health scoring model: get, put, preview.
+    Model {
+        #[command(subcommand)]
+        action: ModelAction,
+    },
+    /// The routing policy: get, put.
+    Policy {
+        #[command(subcommand)]
+        action: PolicyAction,
+    },
     /// The CSM queue, most urgent first; or act on one task.
     Tasks {
         #[command(subcommand)]
@@ -127,6 +154,46 @@ enum Command {
         /// How many tasks to list.
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(1..=1_000))]
         limit: i32,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum ModelAction {
+    /// Print the model in force (JSON, as `put` takes it).
+    Get {
+        /// The segment's model ('' = the tenant default).
+        #[arg(long, default_value = "")]
+        segment: String,
+    },
+    /// Store a model from a JSON file as the next version.
+    Put {
+        /// A `ScoringModel` in JSON.
+        file: PathBuf,
+        /// Rescore every account with it at once.
+        #[arg(long)]
+        rescore: bool,
+    },
+    /// Score accounts with a model from a JSON file without storing it.
+    Preview {
+        /// A `ScoringModel` in JSON.
+        file: PathBuf,
+        /// Only these accounts (default: a sample the server picks).
+        accounts: Vec<String>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum PolicyAction {
+    /// Print the routing policy in force (JSON, as `put` takes it).
+    Get {
+        /// The segment's policy ('' = the tenant default).
+        #[arg(long, default_value = "")]
+        segment: String,
+    },
+    /// Store a routing policy from a JSON file as the next version.
+    Put {
+        /// A `RoutingPolicy` in JSON.
+        file: PathBuf,
     },
 }
 
@@ -226,6 +293,27 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 }
                 Some(action) => act(&remote, action).await,
             }
+        }
+        Command::Ingest {
+            file,
+            backfill,
+            batch,
+        } => {
+            let remote = client::Remote::connect(&cli_endpoint, cli_token, &opts.data_dir).await?;
+            let mode = if backfill {
+                retain_proto::v1::IngestMode::Backfill
+            } else {
+                retain_proto::v1::IngestMode::Live
+            };
+            ingest::run(&remote, &file, mode, usize::from(batch)).await
+        }
+        Command::Model { action } => {
+            let remote = client::Remote::connect(&cli_endpoint, cli_token, &opts.data_dir).await?;
+            model(&remote, action).await
+        }
+        Command::Policy { action } => {
+            let remote = client::Remote::connect(&cli_endpoint, cli_token, &opts.data_dir).await?;
+            policy(&remote, action).await
         }
         Command::Demo { accounts, exit } => {
             let shutdown = retain_runtime::shutdown_on_signals();
@@ -338,4 +426,97 @@ fn say(line: std::fmt::Arguments<'_>) {
     if writeln!(std::io::stdout().lock(), "{line}").is_err() {
         std::process::exit(0);
     }
+}
+
+/// A JSON file as message `name`, naming the file when it does not read.
+fn read_json<M: prost::Message + Default>(name: &str, file: &std::path::Path) -> anyhow::Result<M> {
+    use anyhow::Context as _;
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    json::parse(name, &text).with_context(|| format!("{} is not a {name} in JSON", file.display()))
+}
+
+/// `retain model …`.
+async fn model(remote: &client::Remote, action: ModelAction) -> anyhow::Result<()> {
+    use retain_proto::v1;
+    let mut health = v1::health_service_client::HealthServiceClient::new(remote.channel.clone());
+    match action {
+        ModelAction::Get { segment } => {
+            let model = health
+                .get_scoring_model(remote.request(v1::GetScoringModelRequest {
+                    segment,
+                    version: 0,
+                }))
+                .await
+                .map_err(|e| remote.failed("GetScoringModel", e))?
+                .into_inner()
+                .model
+                .unwrap_or_default();
+            say!("{}", json::print("retain.v1.ScoringModel", &model)?);
+        }
+        ModelAction::Put { file, rescore } => {
+            let model: v1::ScoringModel = read_json("retain.v1.ScoringModel", &file)?;
+            let reply = health
+                .put_scoring_model(remote.request(v1::PutScoringModelRequest {
+                    model: Some(model),
+                    rescore,
+                }))
+                .await
+                .map_err(|e| remote.failed("PutScoringModel", e))?
+                .into_inner();
+            say!(
+                "{}",
+                json::print("retain.v1.PutScoringModelResponse", &reply)?
+            );
+        }
+        ModelAction::Preview { file, accounts } => {
+            let model: v1::ScoringModel = read_json("retain.v1.ScoringModel", &file)?;
+            let reply = health
+                .preview_scoring_model(remote.request(v1::PreviewScoringModelRequest {
+                    model: Some(model),
+                    account_ids: accounts,
+                }))
+                .await
+                .map_err(|e| remote.failed("PreviewScoringModel", e))?
+                .into_inner();
+            say!(
+                "{}",
+                json::print("retain.v1.PreviewScoringModelResponse", &reply)?
+            );
+        }
+    }
+    Ok(())
+}
+
+/// `retain policy …`.
+async fn policy(remote: &client::Remote, action: PolicyAction) -> anyhow::Result<()> {
+    use retain_proto::v1;
+    let mut notification =
+        v1::notification_service_client::NotificationServiceClient::new(remote.channel.clone());
+    match action {
+        PolicyAction::Get { segment } => {
+            let policy = notification
+                .get_routing_policy(remote.request(v1::GetRoutingPolicyRequest { segment }))
+                .await
+                .map_err(|e| remote.failed("GetRoutingPolicy", e))?
+                .into_inner()
+                .policy
+                .unwrap_or_default();
+            say!("{}", json::print("retain.v1.RoutingPolicy", &policy)?);
+        }
+        PolicyAction::Put { file } => {
+            let policy: v1::RoutingPolicy = read_json("retain.v1.RoutingPolicy", &file)?;
+            let stored = notification
+                .put_routing_policy(remote.request(v1::PutRoutingPolicyRequest {
+                    policy: Some(policy),
+                }))
+                .await
+                .map_err(|e| remote.failed("PutRoutingPolicy", e))?
+                .into_inner()
+                .policy
+                .unwrap_or_default();
+            say!("stored as version {}", stored.version);
+        }
+    }
+    Ok(())
 }

@@ -220,5 +220,64 @@ async fn serve_after_the_demo_turns_a_detractor_into_a_task() {
     assert!(ok && out.contains("MRR bridge"), "{out}{err}");
     let (ok, _, err) = retain(&["--token", "wrong", "tasks"]);
     assert!(!ok && err.contains("token was refused"), "{err}");
+
+    // A JSON Lines file: good lines in, bad ones out with their reasons.
+    let file = dir.path().join("signals.jsonl");
+    std::fs::write(
+        &file,
+        [
+            r#"{"event_id": "f-1", "account_id": "demo-acct-00002", "occurred_at": "2026-11-01T10:00:00Z", "survey": {"kind": "SURVEY_KIND_NPS", "score": 9, "user_id": "u-1"}}"#,
+            r#"{"event_id": "f-2", "account_id": "demo-acct-00002", "occurred_at": "2026-11-01T10:00:00Z", "survey": {"kind": "SURVEY_KIND_NPS", "score": 42, "user_id": "u-1"}}"#,
+            "not json",
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let (ok, out, err) = retain(&["ingest", file.to_str().unwrap()]);
+    assert!(
+        !ok && out.contains("1 accepted, 0 already known, 2 rejected"),
+        "{out}{err}"
+    );
+    let rejected = std::fs::read_to_string(dir.path().join("signals.jsonl.rejected")).unwrap();
+    let lines: Vec<&str> = rejected.lines().collect();
+    assert_eq!(lines.len(), 2, "{rejected}");
+    assert!(
+        lines[0].contains(r#""line":2"#) && lines[0].contains("survey.score"),
+        "{rejected}"
+    );
+    assert!(
+        lines[1].contains(r#""line":3"#) && lines[1].contains("not a signal"),
+        "{rejected}"
+    );
+    let (_, out, _) = retain(&["ingest", file.to_str().unwrap()]);
+    assert!(
+        out.contains("0 accepted, 1 already known"),
+        "a resend counts nothing twice: {out}"
+    );
+
+    // The routing policy and the scoring model, as JSON, round trip.
+    let (ok, policy, err) = retain(&["policy", "get"]);
+    assert!(
+        ok && policy.contains("ROUTING_TRIGGER_BAND_RED"),
+        "{policy}{err}"
+    );
+    let policy_file = dir.path().join("policy.json");
+    std::fs::write(&policy_file, &policy).unwrap();
+    let (ok, out, err) = retain(&["policy", "put", policy_file.to_str().unwrap()]);
+    assert!(ok && out.contains("stored as version 1"), "{out}{err}");
+    let (ok, model, err) = retain(&["model", "get"]);
+    assert!(ok && model.contains("product_usage"), "{model}{err}");
+    let model_file = dir.path().join("model.json");
+    std::fs::write(&model_file, &model).unwrap();
+    let (ok, out, err) = retain(&[
+        "model",
+        "preview",
+        model_file.to_str().unwrap(),
+        "demo-acct-00001",
+    ]);
+    assert!(
+        ok && out.contains("candidate") && out.contains("demo-acct-00001"),
+        "{out}{err}"
+    );
     assert!(running.stop().await.success());
 }
