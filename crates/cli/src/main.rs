@@ -78,6 +78,10 @@ struct Cli {
     /// dev token).
     #[arg(long, global = true, env = "RETAIN_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// Print the answers of `metrics`, `health` and `tasks` as JSON
+    /// (protobuf JSON, field names as in the proto files) for scripts.
+    #[arg(long, global = true)]
+    json: bool,
     /// What to do (default: serve).
     #[command(subcommand)]
     command: Option<Command>,
@@ -100,6 +104,12 @@ enum Command {
     Serve,
     /// Apply the database migrations and exit.
     Migrate,
+    /// Print a shell completion script (`retain completions bash >
+    /// /etc/bash_completion.d/retain`).
+    Completions {
+        /// bash, zsh, fish, elvish or powershell.
+        shell: clap_complete::Shell,
+    },
     /// The portfolio's KPIs (with warnings and insights) and MRR bridge for
     /// a month.
     Metrics {
@@ -238,13 +248,18 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
     let command = cli.command.unwrap_or(Command::Serve);
-    let (cli_endpoint, cli_token) = (cli.endpoint, cli.token);
+    let (cli_endpoint, cli_token, json) = (cli.endpoint, cli.token, cli.json);
     let opts = Options {
         data_dir: cli.data_dir,
         config: cli.config,
         quiet: matches!(command, Command::Demo { .. }),
     };
     match command {
+        Command::Completions { shell } => {
+            use clap::CommandFactory;
+            clap_complete::generate(shell, &mut Cli::command(), "retain", &mut std::io::stdout());
+            Ok(())
+        }
         Command::Migrate => {
             let database = platform::migrate(&opts).await?;
             say!("migrations applied to {database}");
@@ -261,15 +276,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 Some(m) => month_period(&m)?,
                 None => demo::last_full_month(now()),
             };
-            report::portfolio(&remote, period).await
+            report::portfolio(&remote, period, json).await
         }
         Command::Health { account, limit } => {
             let remote = client::Remote::connect(&cli_endpoint, cli_token, &opts.data_dir).await?;
             match account {
-                Some(account) => report::account(&remote, &account).await,
+                Some(account) => report::account(&remote, &account, json).await,
+                None if json => report::at_risk(&remote, limit, json).await,
                 None => {
                     report::bands(&remote).await?;
-                    report::at_risk(&remote, limit).await
+                    report::at_risk(&remote, limit, json).await
                 }
             }
         }
@@ -289,7 +305,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                         overdue,
                         ..Default::default()
                     };
-                    report::queue(&remote, filter, limit).await
+                    report::queue(&remote, filter, limit, json).await
                 }
                 Some(action) => act(&remote, action).await,
             }

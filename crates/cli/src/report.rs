@@ -12,14 +12,15 @@ use retain_proto::v1::notification_service_client::NotificationServiceClient;
 
 use crate::client::Remote;
 use crate::demo::last_full_month;
+use crate::json;
 
 /// Prints the report as of `now`: last month's portfolio and MRR bridge,
 /// the bands, the ten accounts most at risk, the CSM queue, the emails.
 pub async fn print(remote: &Remote, now: i64, outbox: Option<&Path>) -> anyhow::Result<()> {
-    portfolio(remote, last_full_month(now)).await?;
+    portfolio(remote, last_full_month(now), false).await?;
     bands(remote).await?;
-    at_risk(remote, 10).await?;
-    queue(remote, v1::ListTasksRequest::default(), 10).await?;
+    at_risk(remote, 10, false).await?;
+    queue(remote, v1::ListTasksRequest::default(), 10, false).await?;
     emails(remote, outbox).await
 }
 
@@ -38,7 +39,7 @@ fn month_of(period: &v1::Period) -> String {
 
 /// The portfolio's KPIs with their warnings and insights, and the MRR
 /// bridge, for a month.
-pub async fn portfolio(remote: &Remote, period: v1::Period) -> anyhow::Result<()> {
+pub async fn portfolio(remote: &Remote, period: v1::Period, json: bool) -> anyhow::Result<()> {
     let month = month_of(&period);
     let mut metrics = MetricsServiceClient::new(remote.channel.clone());
     let portfolio = metrics
@@ -49,6 +50,20 @@ pub async fn portfolio(remote: &Remote, period: v1::Period) -> anyhow::Result<()
         .await
         .map_err(|e| remote.failed("GetPortfolioMetrics", e))?
         .into_inner();
+    let bridge = metrics
+        .get_mrr_bridge(remote.request(v1::GetMrrBridgeRequest {
+            period: Some(period),
+            filter: None,
+        }))
+        .await
+        .map_err(|e| remote.failed("GetMrrBridge", e))?
+        .into_inner();
+    if json {
+        let portfolio = json::print("retain.v1.GetPortfolioMetricsResponse", &portfolio)?;
+        let bridge = json::print("retain.v1.GetMrrBridgeResponse", &bridge)?;
+        say!("{{\n\"portfolio\": {portfolio},\n\"mrr_bridge\": {bridge}\n}}");
+        return Ok(());
+    }
     heading(&format!("Portfolio, {month}"));
     for entry in &portfolio.kpis {
         let name = v1::Kpi::try_from(entry.kpi)
@@ -69,14 +84,6 @@ pub async fn portfolio(remote: &Remote, period: v1::Period) -> anyhow::Result<()
             say!("  {mark} {}", insight.message);
         }
     }
-    let bridge = metrics
-        .get_mrr_bridge(remote.request(v1::GetMrrBridgeRequest {
-            period: Some(period),
-            filter: None,
-        }))
-        .await
-        .map_err(|e| remote.failed("GetMrrBridge", e))?
-        .into_inner();
     heading(&format!("MRR bridge, {month}"));
     for (label, amount, sign) in [
         ("start", &bridge.start_mrr, ""),
@@ -134,7 +141,7 @@ pub async fn bands(remote: &Remote) -> anyhow::Result<()> {
 }
 
 /// The `n` accounts with the lowest scores, with their explanations.
-pub async fn at_risk(remote: &Remote, n: i32) -> anyhow::Result<()> {
+pub async fn at_risk(remote: &Remote, n: i32, json: bool) -> anyhow::Result<()> {
     let at_risk = HealthServiceClient::new(remote.channel.clone())
         .list_health(remote.request(v1::ListHealthRequest {
             page_size: n,
@@ -144,6 +151,10 @@ pub async fn at_risk(remote: &Remote, n: i32) -> anyhow::Result<()> {
         .await
         .map_err(|e| remote.failed("ListHealth", e))?
         .into_inner();
+    if json {
+        say!("{}", json::print("retain.v1.ListHealthResponse", &at_risk)?);
+        return Ok(());
+    }
     heading(&format!("The {n} accounts most at risk"));
     for s in &at_risk.scores {
         say!(
@@ -159,7 +170,7 @@ pub async fn at_risk(remote: &Remote, n: i32) -> anyhow::Result<()> {
 }
 
 /// One account's score, explained dimension by dimension.
-pub async fn account(remote: &Remote, account: &str) -> anyhow::Result<()> {
+pub async fn account(remote: &Remote, account: &str, json: bool) -> anyhow::Result<()> {
     let score = HealthServiceClient::new(remote.channel.clone())
         .get_health(remote.request(v1::GetHealthRequest {
             account_id: account.to_owned(),
@@ -169,6 +180,10 @@ pub async fn account(remote: &Remote, account: &str) -> anyhow::Result<()> {
         .into_inner()
         .score
         .ok_or_else(|| anyhow::anyhow!("GetHealth: no score for {account}"))?;
+    if json {
+        say!("{}", json::print("retain.v1.HealthScore", &score)?);
+        return Ok(());
+    }
     heading(&format!(
         "{account}: {:.1}, {}",
         score.score,
@@ -201,7 +216,12 @@ pub async fn account(remote: &Remote, account: &str) -> anyhow::Result<()> {
 }
 
 /// Tasks of the CSM queue, most urgent first.
-pub async fn queue(remote: &Remote, filter: v1::ListTasksRequest, n: i32) -> anyhow::Result<()> {
+pub async fn queue(
+    remote: &Remote,
+    filter: v1::ListTasksRequest,
+    n: i32,
+    json: bool,
+) -> anyhow::Result<()> {
     let tasks = NotificationServiceClient::new(remote.channel.clone())
         .list_tasks(remote.request(v1::ListTasksRequest {
             page_size: n,
@@ -210,6 +230,10 @@ pub async fn queue(remote: &Remote, filter: v1::ListTasksRequest, n: i32) -> any
         .await
         .map_err(|e| remote.failed("ListTasks", e))?
         .into_inner();
+    if json {
+        say!("{}", json::print("retain.v1.ListTasksResponse", &tasks)?);
+        return Ok(());
+    }
     heading("CSM queue (most urgent first)");
     if tasks.tasks.is_empty() {
         say!("  (none)");

@@ -255,6 +255,29 @@ async fn serve_after_the_demo_turns_a_detractor_into_a_task() {
         "a resend counts nothing twice: {out}"
     );
 
+    // --json for scripts: every answer parses.
+    let (ok, out, err) = retain(&["--json", "tasks", "--limit", "5"]);
+    assert!(ok, "{err}");
+    let tasks: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        tasks["tasks"].as_array().is_some_and(|t| !t.is_empty()),
+        "{out}"
+    );
+    let (ok, out, err) = retain(&["--json", "metrics"]);
+    assert!(ok, "{err}");
+    let metrics: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        metrics["portfolio"]["kpis"].is_array() && metrics["mrr_bridge"].is_object(),
+        "{out}"
+    );
+    let (ok, out, _) = retain(&["--json", "health", "demo-acct-00001"]);
+    assert!(
+        ok && serde_json::from_str::<serde_json::Value>(&out).unwrap()["account_id"]
+            == "demo-acct-00001"
+    );
+    let (ok, out, _) = retain(&["completions", "bash"]);
+    assert!(ok && out.contains("retain"), "a completion script");
+
     // The routing policy and the scoring model, as JSON, round trip.
     let (ok, policy, err) = retain(&["policy", "get"]);
     assert!(
