@@ -1,6 +1,8 @@
 //! `retain ingest FILE`: signals from a JSON Lines file — one signal per
-//! line in protobuf JSON, as `grpcurl` writes them — sent in batches with a
-//! progress bar. Every line that cannot be read, and every signal the
+//! line in protobuf JSON, as `grpcurl` writes them — or a CSV file (`.csv`)
+//! whose header names each column's field by its path in the signal
+//! (`event_id,account_id,occurred_at,survey.kind,survey.score`; an empty
+//! cell is an unset field), sent in batches with a progress bar. Every line that cannot be read, and every signal the
 //! server rejects, goes to `FILE.rejected` with its line number and the
 //! reason, so the file can be fixed and sent again (what was accepted is
 //! recognised as a duplicate then, never counted twice).
@@ -32,12 +34,19 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let text =
         std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
-    let lines: Vec<(usize, &str)> = text
-        .lines()
-        .enumerate()
-        .map(|(i, l)| (i + 1, l.trim()))
-        .filter(|(_, l)| !l.is_empty())
-        .collect();
+    let csv = file
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("csv"));
+    let owned: Vec<(usize, String)> = if csv {
+        csv_as_json_lines(&text)?
+    } else {
+        text.lines()
+            .enumerate()
+            .map(|(i, l)| (i + 1, l.trim().to_owned()))
+            .filter(|(_, l)| !l.is_empty())
+            .collect()
+    };
+    let lines: Vec<(usize, &str)> = owned.iter().map(|(n, l)| (*n, l.as_str())).collect();
     let bar = ProgressBar::new(lines.len() as u64).with_style(ProgressStyle::with_template(
         "  {bar:40} {pos}/{len} lines  {per_sec}",
     )?);
@@ -116,6 +125,55 @@ pub async fn run(
     )
 }
 
+/// Each CSV row as one JSON object, numbered by its line in the file: the
+/// header's dotted paths become nested fields; `true`/`false` become
+/// booleans, other cells stay strings (protobuf JSON reads numbers,
+/// timestamps and enum names from strings).
+fn csv_as_json_lines(text: &str) -> anyhow::Result<Vec<(usize, String)>> {
+    let mut reader = csv::ReaderBuilder::new()
+        .trim(csv::Trim::All)
+        .from_reader(text.as_bytes());
+    let header: Vec<String> = reader
+        .headers()
+        .context("reading the CSV header")?
+        .iter()
+        .map(str::to_owned)
+        .collect();
+    let mut out = Vec::new();
+    for record in reader.records() {
+        let record = record.context("reading a CSV row")?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let mut object = serde_json::Map::new();
+        for (path, cell) in header.iter().zip(record.iter()) {
+            if cell.is_empty() {
+                continue;
+            }
+            let value = match cell {
+                "true" => serde_json::Value::Bool(true),
+                "false" => serde_json::Value::Bool(false),
+                _ => serde_json::Value::String(cell.to_owned()),
+            };
+            let mut at = &mut object;
+            let mut parts = path.split('.').peekable();
+            while let Some(part) = parts.next() {
+                if parts.peek().is_none() {
+                    at.insert(part.to_owned(), value.clone());
+                } else {
+                    let next = at
+                        .entry(part.to_owned())
+                        .or_insert_with(|| serde_json::Value::Object(Default::default()));
+                    match next {
+                        serde_json::Value::Object(map) => at = map,
+                        _ => anyhow::bail!("CSV header: {path} nests under a plain field"),
+                    }
+                }
+            }
+        }
+        out.push((line, serde_json::Value::Object(object).to_string()));
+    }
+    Ok(out)
+}
+
 /// `FILE.rejected`.
 fn rejected_path(file: &Path) -> PathBuf {
     let mut name = file.as_os_str().to_owned();
@@ -125,4 +183,27 @@ fn rejected_path(file: &Path) -> PathBuf {
 
 fn rejection(line: usize, reason: &str, input: &str) -> serde_json::Value {
     serde_json::json!({ "line": line, "reason": reason, "input": input })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use retain_proto::v1;
+
+    #[test]
+    fn a_csv_row_becomes_a_signal() {
+        let rows = super::csv_as_json_lines(
+            "event_id,account_id,occurred_at,survey.kind,survey.score,survey.user_id,subscription.add_on\n\
+             e-1,acme,2026-11-01T10:00:00Z,SURVEY_KIND_NPS,9,u-1,\n",
+        )
+        .unwrap();
+        assert_eq!(rows.len(), 1);
+        assert_eq!(rows[0].0, 2, "numbered by the file's line");
+        let s: v1::Signal = crate::json::parse("retain.v1.Signal", &rows[0].1).unwrap();
+        let Some(v1::signal::Body::Survey(a)) = s.body else {
+            panic!("{}", rows[0].1)
+        };
+        assert_eq!((a.score, a.user_id.as_str()), (9, "u-1"));
+    }
 }
