@@ -31,8 +31,8 @@ mod topic;
 pub use consumer::{BatchHandler, Consumer, ConsumerOptions, Handler, HandlerError};
 pub use headers::Headers;
 pub use queue::{
-    Bus, BusError, BusStats, DEFAULT_CLAIM_TIMEOUT, Delivery, NackOutcome, OutgoingMessage,
-    RetryPolicy, Subscription, ack_all_in, ack_in, publish,
+    Backlog, Bus, BusError, BusStats, DEFAULT_CLAIM_TIMEOUT, Delivery, NackOutcome,
+    OutgoingMessage, RetryPolicy, Subscription, ack_all_in, ack_in, publish,
 };
 pub use topic::Topic;
 

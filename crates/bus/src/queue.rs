@@ -180,6 +180,19 @@ impl RetryPolicy {
     }
 }
 
+/// One consumer group's backlog on one topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backlog {
+    /// The topic.
+    pub topic: String,
+    /// The consumer group.
+    pub group: String,
+    /// Messages by state.
+    pub stats: BusStats,
+    /// Age of the oldest pending or leased message (zero when none).
+    pub oldest_age: Duration,
+}
+
 /// Message counts of one group's topic.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct BusStats {
@@ -602,7 +615,55 @@ impl Bus {
             .collect())
     }
 
-    /// Pending, leased and dead counts of `group`'s copy of `topic`.
+    /// Every consumer group's backlog: messages by state and the age of the
+    /// oldest waiting or leased one (one scan of the bus table, for
+    /// operators' metrics).
+    pub async fn backlog(&self) -> Result<Vec<Backlog>, BusError> {
+        let rows = self
+            .db
+            .query_all_raw(Statement::from_string(
+                self.db.get_database_backend(),
+                "SELECT topic, consumer_group, state, COUNT(*), MIN(created_at) FROM bus_messages \
+                 GROUP BY topic, consumer_group, state ORDER BY topic, consumer_group",
+            ))
+            .await?;
+        let now = now_micros();
+        let mut out: Vec<Backlog> = Vec::new();
+        for row in rows {
+            let (topic, group): (String, String) =
+                (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
+            let state: i16 = row.try_get_by_index(2)?;
+            let count = u64::try_from(row.try_get_by_index::<i64>(3)?).unwrap_or(0);
+            let oldest: i64 = row.try_get_by_index(4)?;
+            if out
+                .last()
+                .is_none_or(|b| b.topic != topic || b.group != group)
+            {
+                out.push(Backlog {
+                    topic,
+                    group,
+                    stats: BusStats::default(),
+                    oldest_age: Duration::ZERO,
+                });
+            }
+            let Some(b) = out.last_mut() else { continue };
+            match state {
+                PENDING | LEASED => {
+                    if state == PENDING {
+                        b.stats.pending = count;
+                    } else {
+                        b.stats.leased = count;
+                    }
+                    let age = Duration::from_micros(u64::try_from(now - oldest).unwrap_or(0));
+                    b.oldest_age = b.oldest_age.max(age);
+                }
+                _ => b.stats.dead = count,
+            }
+        }
+        Ok(out)
+    }
+
+    /// Messages of `group` on `topic` by state.
     pub async fn stats(&self, topic: &str, group: &str) -> Result<BusStats, BusError> {
         let backend = self.db.get_database_backend();
         let rows = self

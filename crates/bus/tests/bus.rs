@@ -412,3 +412,22 @@ retain_testkit::storage_test!(async fn a_batch_handler_takes_whole_batches_and_f
     assert_eq!((s.pending, s.leased, s.dead), (0, 0, 1));
     assert_eq!(bus.dead_letters(TOPIC, "g", 10).await.unwrap()[0].payload, b"poison");
 });
+
+retain_testkit::storage_test!(async fn the_backlog_counts_each_group_by_state_with_its_oldest_age(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "slow")).await.unwrap();
+    bus.subscribe(&Subscription::new(TOPIC, "fast")).await.unwrap();
+    publish_committed(&bus, &[message(None, "a"), message(None, "b"), message(None, "c")]).await;
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // fast: all three acknowledged; slow: one leased, one dead, one waiting.
+    let fast = bus.claim(TOPIC, "fast", "f", 10, LEASE).await.unwrap();
+    bus.ack("f", &fast.iter().map(|d| d.id).collect::<Vec<_>>()).await.unwrap();
+    let slow = bus.claim(TOPIC, "slow", "s", 2, LEASE).await.unwrap();
+    bus.nack("s", &slow[0], "poison", slow[0].attempt, &RetryPolicy::default()).await.unwrap();
+    let backlog = bus.backlog().await.unwrap();
+    assert_eq!(backlog.len(), 1, "a group with nothing left has no backlog: {backlog:?}");
+    let b = &backlog[0];
+    assert_eq!((b.topic.as_str(), b.group.as_str()), (TOPIC, "slow"));
+    assert_eq!((b.stats.pending, b.stats.leased, b.stats.dead), (1, 1, 1));
+    assert!(b.oldest_age >= Duration::from_millis(20), "{:?}", b.oldest_age);
+});

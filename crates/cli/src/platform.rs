@@ -115,6 +115,8 @@ impl Platform {
             auth: Arc::new(Authenticator::from_settings(&settings.auth)?),
             db: db.clone(),
             health_interval: Duration::from_secs(5),
+            bus_metrics: (!settings.telemetry.otlp_endpoint.is_empty())
+                .then_some(Duration::from_secs(15)),
         };
         let server = tokio::spawn(retain_runtime::serve(
             listener,

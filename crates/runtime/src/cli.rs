@@ -127,6 +127,8 @@ pub async fn run<S: Service>() -> anyhow::Result<()> {
         auth: Arc::new(Authenticator::from_settings(&settings.auth)?),
         db,
         health_interval: Duration::from_secs(5),
+        bus_metrics: (!settings.telemetry.otlp_endpoint.is_empty())
+            .then_some(Duration::from_secs(15)),
     };
     tracing::info!(addr = %bound, services = ?services.names(), workers = ?services.worker_names(), "{name} listening");
     serve(listener, opts, services, shutdown_on_signals()).await?;

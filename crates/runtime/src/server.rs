@@ -153,6 +153,9 @@ pub struct ServeOptions {
     pub db: DatabaseConnection,
     /// How often the database is pinged for the health status.
     pub health_interval: Duration,
+    /// How often the bus backlog is sampled for the operators' metrics
+    /// (`None`: never, as when no OTLP endpoint is configured).
+    pub bus_metrics: Option<Duration>,
 }
 
 /// Serves `services` on `listener` until `shutdown` is cancelled, then
@@ -201,6 +204,7 @@ pub async fn serve(
         builder = builder.tls_config(tls_config(tls)?)?;
     }
     let layers = tower::ServiceBuilder::new()
+        .layer(crate::metrics::CallMetricsLayer::default())
         .layer(DecodeErrorLayer)
         .layer(ShedLayer::new(settings.concurrency_limit))
         .layer(AuthLayer::new(opts.auth.clone()))
@@ -216,6 +220,13 @@ pub async fn serve(
     let router = builder.layer(layers).add_routes(routes.routes());
 
     // Health follows the database until shutdown begins.
+    let bus_task = opts.bus_metrics.map(|every| {
+        tokio::spawn(crate::metrics::sample_bus(
+            retain_bus::Bus::new(opts.db.clone()),
+            every,
+            shutdown.clone(),
+        ))
+    });
     let health_task = tokio::spawn(watch_database(
         reporter.clone(),
         names.clone(),
@@ -296,6 +307,9 @@ pub async fn serve(
         );
     }
     health_task.abort();
+    if let Some(t) = bus_task {
+        t.abort();
+    }
     match early_stop {
         Some(what) => Err(ServerError::WorkerStopped(what)),
         None => result,

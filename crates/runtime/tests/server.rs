@@ -131,6 +131,7 @@ async fn start_with(settings: ServerSettings, workers: Workers) -> Harness {
         auth: Arc::new(auth),
         db: db.conn.clone(),
         health_interval: Duration::from_millis(50),
+        bus_metrics: None,
     };
     let services = Services::new()
         .with(IngestionServiceServer::new(Probe {
@@ -535,6 +536,7 @@ async fn merged_services_serve_every_part_and_run_every_worker() {
         auth: Arc::new(auth),
         db: db.conn.clone(),
         health_interval: Duration::from_millis(50),
+        bus_metrics: None,
     };
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(retain_runtime::serve(

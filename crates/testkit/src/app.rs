@@ -123,6 +123,7 @@ pub async fn serve_in_process(
         auth: Arc::new(authenticator()),
         db: ctx.db.clone(),
         health_interval,
+        bus_metrics: None,
     };
     let server = tokio::spawn(retain_runtime::serve(
         listener,

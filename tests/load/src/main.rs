@@ -518,6 +518,7 @@ async fn serve(
         auth: Arc::new(auth),
         db: db.clone(),
         health_interval: Duration::from_secs(5),
+        bus_metrics: None,
     };
     tokio::spawn(retain_runtime::serve(listener, opts, services, shutdown));
     Ok(format!("http://{addr}"))
