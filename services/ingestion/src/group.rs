@@ -20,6 +20,7 @@ use retain_runtime::{Clock, Workers};
 use sea_orm::DatabaseConnection;
 use tokio::sync::{Mutex, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::commit::{self, Call, Verdict};
 use crate::intake::Prepared;
@@ -31,6 +32,9 @@ struct Job {
     tenant: String,
     signals: Vec<Prepared>,
     reply: oneshot::Sender<Result<Vec<Verdict>, Error>>,
+    /// The calling request's span: the transaction runs in the first
+    /// call's, so the messages it publishes carry that call's trace.
+    span: tracing::Span,
 }
 
 /// The handle calls submit their signals to.
@@ -76,6 +80,7 @@ impl GroupCommit {
                 tenant: tenant.to_owned(),
                 signals,
                 reply,
+                span: tracing::Span::current(),
             })
             .await
             .map_err(|_| stopped())?;
@@ -103,7 +108,10 @@ async fn writer(
                 None => return,
             },
         };
-        let results = commit_shared(&db, &recent, &jobs, clock.now_micros()).await;
+        let span = jobs[0].span.clone();
+        let results = commit_shared(&db, &recent, &jobs, clock.now_micros())
+            .instrument(span)
+            .await;
         for (job, result) in jobs.into_iter().zip(results) {
             let _ = job.reply.send(result);
         }
