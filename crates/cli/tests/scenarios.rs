@@ -3,7 +3,10 @@
 //! `retain serve` runs them; SQLite and PostgreSQL), and the four real
 //! binaries as separate processes sharing one PostgreSQL. Each scenario
 //! sends raw signals to ingestion and checks what the other services
-//! answer.
+//! answer. Scenarios: a detractor, a duplicate resend, an add-on
+//! cancelled, a scored account turning Red with its tickets' topic, a
+//! healthy account slipping to Yellow (an email aimed at the weakest
+//! dimension), a backfill that fires nothing.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
 
@@ -240,6 +243,68 @@ async fn scenarios(d: &Deployment) {
             .contains("All recent tickets are about integration"),
         "{}",
         review.message
+    );
+
+    // A healthy account whose payments go to collections: Yellow, and an
+    // email to its contacts aimed at the weakest dimension.
+    let mut signals = vec![
+        at("y-0", "slipping", 10 * 24 * HOUR, upsert("slipping")),
+        at("y-1", "slipping", 9 * 24 * HOUR, nps_from("u-1", 9)),
+        at(
+            "y-2",
+            "slipping",
+            9 * 24 * HOUR,
+            billing(v1::BillingStatus::Current),
+        ),
+    ];
+    signals.extend(
+        (1..=18).map(|day| days_ago(&format!("y-s{day}"), "slipping", day, session("u-1", 900))),
+    );
+    assert_eq!(d.send(live, signals).await.accepted, 21);
+    eventually(
+        "slipping's first score",
+        Duration::from_secs(60),
+        || async {
+            d.health("slipping")
+                .await
+                .filter(|s| s.band == v1::HealthBand::Green as i32)
+        },
+    )
+    .await;
+    assert_eq!(
+        d.send(
+            live,
+            vec![at(
+                "y-3",
+                "slipping",
+                HOUR,
+                billing(v1::BillingStatus::Collections)
+            )]
+        )
+        .await
+        .accepted,
+        1
+    );
+    let nudge = eventually(
+        "slipping's Yellow email",
+        Duration::from_secs(60),
+        || async {
+            d.notifications("slipping").await.into_iter().find(|n| {
+                n.template == "health_yellow_nudge"
+                    && n.channel == v1::NotificationChannel::Email as i32
+            })
+        },
+    )
+    .await;
+    assert_eq!(nudge.recipients, ["ops@slipping.example"]);
+    assert_eq!(
+        nudge.variables.get("weakest_dimension").map(String::as_str),
+        Some("billing_status"),
+        "{nudge:?}"
+    );
+    assert_eq!(
+        d.health("slipping").await.unwrap().band,
+        v1::HealthBand::Yellow as i32
     );
 
     // Old history sent as BACKFILL fires nothing: a detractor from 200
