@@ -6,7 +6,8 @@
 //! answer. Scenarios: a detractor, a duplicate resend, an add-on
 //! cancelled, a scored account turning Red with its tickets' topic, a
 //! healthy account slipping to Yellow (an email aimed at the weakest
-//! dimension), a backfill that fires nothing.
+//! dimension), a backfill that fires nothing, a model change whose rescore
+//! turns an account Thriving and notifies once.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
 
@@ -25,6 +26,8 @@ const HOUR: i64 = 3_600;
 
 /// Where each service answers, and the token to use.
 struct Deployment {
+    /// A token with the admin role (models).
+    admin: String,
     ingest: Channel,
     health: Channel,
     notification: Channel,
@@ -93,6 +96,26 @@ impl Deployment {
             .await
             .ok()
             .and_then(|r| r.into_inner().score)
+    }
+
+    /// Waits until rescore job `job_id` is done.
+    async fn rescored(&self, job_id: String) -> v1::RescoreJob {
+        let health =
+            retain_proto::v1::health_service_client::HealthServiceClient::new(self.health.clone());
+        eventually("the rescore job", Duration::from_secs(60), || {
+            let mut health = health.clone();
+            let request = with_token(
+                &self.admin,
+                v1::GetRescoreJobRequest {
+                    job_id: job_id.clone(),
+                },
+            );
+            async move {
+                let job = health.get_rescore_job(request).await.unwrap().into_inner();
+                (job.state == v1::RescoreJobState::Done as i32).then_some(job)
+            }
+        })
+        .await
     }
 
     async fn notifications(&self, account: &str) -> Vec<v1::Notification> {
@@ -337,6 +360,72 @@ async fn scenarios(d: &Deployment) {
         d.tasks("history").await.is_empty(),
         "a backfilled detractor opens no task"
     );
+
+    // The model changes (Thriving above 90) and every account is rescored:
+    // the healthy champion (95) turns Thriving, and one expansion task
+    // opens; rescoring again opens nothing more.
+    let mut signals = vec![
+        at("c-0", "champion", 10 * 24 * HOUR, upsert("champion")),
+        at("c-1", "champion", 9 * 24 * HOUR, nps_from("u-1", 9)),
+        at(
+            "c-2",
+            "champion",
+            9 * 24 * HOUR,
+            billing(v1::BillingStatus::Current),
+        ),
+    ];
+    signals.extend(
+        (1..=18).map(|day| days_ago(&format!("c-s{day}"), "champion", day, session("u-1", 900))),
+    );
+    assert_eq!(d.send(live, signals).await.accepted, 21);
+    eventually(
+        "champion's first score",
+        Duration::from_secs(60),
+        || async {
+            d.health("champion")
+                .await
+                .filter(|s| s.band == v1::HealthBand::Green as i32)
+        },
+    )
+    .await;
+    let mut health =
+        retain_proto::v1::health_service_client::HealthServiceClient::new(d.health.clone());
+    let mut model = health
+        .get_scoring_model(with_token(&d.admin, v1::GetScoringModelRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    model.green_max = 90.0;
+    let put = health
+        .put_scoring_model(with_token(
+            &d.admin,
+            v1::PutScoringModelRequest {
+                model: Some(model),
+                rescore: true,
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    let expansion = d.task("champion", "Expansion opportunity").await;
+    assert_eq!(expansion.queue, "expansion");
+    d.rescored(put.rescore_job_id).await;
+    let again = health
+        .rescore_all(with_token(&d.admin, v1::RescoreAllRequest::default()))
+        .await
+        .unwrap()
+        .into_inner();
+    let job = d.rescored(again.job_id).await;
+    assert_eq!(job.band_changes, 0, "nothing moves twice");
+    let expansions = d
+        .tasks("champion")
+        .await
+        .into_iter()
+        .filter(|t| t.title == "Expansion opportunity")
+        .count();
+    assert_eq!(expansions, 1, "notified once");
 }
 
 retain_testkit::storage_test!(async fn every_scenario_embedded_in_one_process(db) {
@@ -352,7 +441,7 @@ retain_testkit::storage_test!(async fn every_scenario_embedded_in_one_process(db
             .merge(retain_notification::Notification::build(ctx, own)?))
     })
     .await;
-    let d = Deployment { ingest: app.channel.clone(), health: app.channel.clone(), notification: app.channel.clone(), token: WRITER.into() };
+    let d = Deployment { admin: ADMIN.into(), ingest: app.channel.clone(), health: app.channel.clone(), notification: app.channel.clone(), token: WRITER.into() };
     scenarios(&d).await;
 });
 
@@ -399,6 +488,7 @@ async fn every_scenario_as_separate_processes_on_postgresql() {
         );
     }
     let d = Deployment {
+        admin: token.into(),
         ingest: running[0].channel.clone(),
         health: running[2].channel.clone(),
         notification: running[3].channel.clone(),
