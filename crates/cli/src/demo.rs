@@ -5,17 +5,14 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use anyhow::Context as _;
 use indicatif::{ProgressBar, ProgressStyle};
 use retain_bus::topics::{ACCOUNT_METRICS, HEALTH_BAND_CHANGED, SIGNALS_RECORDED};
 use retain_bus::{Bus, groups};
 use retain_datagen::{Config, generate};
 use retain_proto::v1;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
-use tonic::transport::Channel;
 
 use crate::client::Remote;
-use crate::platform::Platform;
 use crate::report;
 
 /// Every subscription the pipeline runs on, upstream first.
@@ -39,9 +36,45 @@ const PIPELINE: [(&str, &str, &str); 5] = [
     ),
 ];
 
+/// Where the demo sends its portfolio.
+pub struct Target<'a> {
+    /// The server, connected with a token.
+    pub remote: Remote,
+    /// The tenant's base currency (every money amount's).
+    pub currency: String,
+    /// Where emails are written, when known.
+    pub outbox: Option<&'a Path>,
+    /// The embedded platform's database, to watch the bus; for a server
+    /// elsewhere the pipeline is watched through its API instead.
+    pub db: Option<&'a sea_orm::DatabaseConnection>,
+}
+
+/// The instant the demo's history ends, in seconds: the one kept in
+/// `dir/demo-anchor` by the first run, so a second run sends the very
+/// same signals (all recognised as duplicates) instead of a portfolio
+/// whose event ids clash with the first; without a folder, today's
+/// midnight (UTC), the same all day.
+pub fn anchor(dir: Option<&Path>) -> anyhow::Result<i64> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+    let Some(dir) = dir else {
+        return Ok(now - now.rem_euclid(86_400));
+    };
+    let path = dir.join("demo-anchor");
+    if let Some(kept) = std::fs::read_to_string(&path)
+        .ok()
+        .and_then(|t| t.trim().parse::<i64>().ok())
+    {
+        return Ok(kept);
+    }
+    std::fs::write(&path, now.to_string())?;
+    Ok(now)
+}
+
 /// Sends `accounts` accounts' history, waits for the pipeline, prints the
 /// report.
-pub async fn run(platform: &Platform, accounts: usize) -> anyhow::Result<()> {
+pub async fn run(target: &Target<'_>, accounts: usize, anchor: i64) -> anyhow::Result<()> {
     debug_assert_eq!(PIPELINE[0].0, SIGNALS_RECORDED.name());
     debug_assert_eq!(PIPELINE[2].0, ACCOUNT_METRICS.name());
     debug_assert_eq!(PIPELINE[4].0, HEALTH_BAND_CHANGED.name());
@@ -52,62 +85,84 @@ pub async fn run(platform: &Platform, accounts: usize) -> anyhow::Result<()> {
     let config = Config {
         accounts,
         history_days: 120,
-        now,
+        now: anchor,
         id_prefix: "demo-".into(),
-        currency: platform.currency.clone(),
+        currency: target.currency.clone(),
         ..Config::default()
     };
     let data = generate(&config);
-    let channel = Channel::from_shared(platform.endpoint())?
-        .connect()
-        .await
-        .with_context(|| format!("connecting to {}", platform.endpoint()))?;
     let total = data.signals.len() as u64;
     say!(
         "Sending {total} signals of {accounts} accounts ({} days of product use, tickets, surveys, billing) through gRPC…",
         config.history_days
     );
-    ingest(channel.clone(), &platform.token, &data, total).await?;
-    settle(platform).await?;
+    ingest(&target.remote, &data, total).await?;
+    match target.db {
+        Some(db) => settle(db).await?,
+        None => settle_remote(&target.remote, accounts).await?,
+    }
     say!(
         "Pipeline settled {:.1} s after the start.\n",
         started.elapsed().as_secs_f64()
     );
-    let remote = Remote::connect(
-        &platform.endpoint(),
-        Some(platform.token.clone()),
-        Path::new(""),
-    )
-    .await?;
-    report::print(&remote, now, platform.outbox.as_deref()).await
+    report::print(&target.remote, now, target.outbox).await
+}
+
+/// The tenant's base currency as the server reports money (USD when it
+/// has none yet).
+pub async fn currency_of(remote: &Remote) -> anyhow::Result<String> {
+    let portfolio =
+        retain_proto::v1::metrics_service_client::MetricsServiceClient::new(remote.channel.clone())
+            .get_portfolio_metrics(
+                remote.request(v1::GetPortfolioMetricsRequest {
+                    period: Some(last_full_month(
+                        std::time::SystemTime::now()
+                            .duration_since(std::time::UNIX_EPOCH)?
+                            .as_secs() as i64,
+                    )),
+                    filter: None,
+                }),
+            )
+            .await
+            .map_err(|e| remote.failed("GetPortfolioMetrics", e))?
+            .into_inner();
+    Ok(portfolio
+        .kpis
+        .iter()
+        .find_map(|k| match k.value.as_ref()?.result.as_ref()? {
+            v1::kpi_value::Result::Money(m) if !m.currency.is_empty() => Some(m.currency.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "USD".into()))
 }
 
 /// Sends the history in batches, shuffled and late signals last as a real
 /// client would, with a progress bar.
-async fn ingest(
-    channel: Channel,
-    token: &str,
-    data: &retain_datagen::Dataset,
-    total: u64,
-) -> anyhow::Result<()> {
-    let mut client = IngestionServiceClient::new(channel).max_encoding_message_size(64 << 20);
+async fn ingest(remote: &Remote, data: &retain_datagen::Dataset, total: u64) -> anyhow::Result<()> {
+    let mut client =
+        IngestionServiceClient::new(remote.channel.clone()).max_encoding_message_size(64 << 20);
     let bar = ProgressBar::new(total).with_style(ProgressStyle::with_template(
         "  {bar:40} {pos}/{len} signals  {per_sec}  {msg}",
     )?);
     let (mut accepted, mut duplicates, mut rejected) = (0, 0, 0);
     let mut first_rejection: Option<String> = None;
+    let mut clashes = 0;
     for batch in data.in_delivery_order(7).batches(1_000) {
         let request = batch.request();
         let n = request.signals.len() as u64;
-        let mut request = tonic::Request::new(request);
-        request
-            .metadata_mut()
-            .insert("authorization", format!("Bearer {token}").parse()?);
         let reply = client
-            .ingest_signals(request)
+            .ingest_signals(remote.request(request))
             .await
-            .map_err(|s| anyhow::anyhow!("IngestSignals: {}", s.message()))?
+            .map_err(|e| remote.failed("IngestSignals", e))?
             .into_inner();
+        clashes += reply
+            .results
+            .iter()
+            .filter(|r| {
+                !r.violations.is_empty()
+                    && r.violations.iter().all(|v| v.field.ends_with(".event_id"))
+            })
+            .count();
         if let Some(bad) = reply.results.iter().find(|r| !r.violations.is_empty()) {
             let why: Vec<String> = bad
                 .violations
@@ -123,6 +178,12 @@ async fn ingest(
     }
     bar.finish_and_clear();
     say!("  {accepted} accepted, {duplicates} already known, {rejected} rejected");
+    if rejected > 0 && usize::try_from(rejected).is_ok_and(|r| r == clashes) {
+        say!(
+            "  (the rejected signals reuse event ids of a demo loaded on another day: that portfolio stays as it was)"
+        );
+        return Ok(());
+    }
     if rejected > 0 {
         anyhow::bail!(
             "{rejected} demo signals were rejected (first: {}): a bug in the demo data",
@@ -134,8 +195,8 @@ async fn ingest(
 
 /// Waits until every consumer group has worked off its backlog and every
 /// email is out, showing what is still waiting.
-async fn settle(platform: &Platform) -> anyhow::Result<()> {
-    let bus = Bus::new(platform.db.clone());
+async fn settle(db: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {
+    let bus = Bus::new(db.clone());
     let spinner = ProgressBar::new_spinner();
     spinner.enable_steady_tick(Duration::from_millis(120));
     let mut quiet_rounds = 0;
@@ -149,7 +210,7 @@ async fn settle(platform: &Platform) -> anyhow::Result<()> {
                 waiting.push(format!("{label} {n}"));
             }
         }
-        let emails = pending_emails(&platform.db).await?;
+        let emails = pending_emails(db).await?;
         if emails > 0 {
             waiting.push(format!("emails {emails}"));
         }
@@ -166,6 +227,37 @@ async fn settle(platform: &Platform) -> anyhow::Result<()> {
             waiting.join(", ")
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    spinner.finish_and_clear();
+    Ok(())
+}
+
+/// For a server elsewhere: waits until the number of scored accounts
+/// stops growing (at least `accounts`) and no email is pending, three
+/// looks in a row half a second apart.
+async fn settle_remote(remote: &Remote, accounts: usize) -> anyhow::Result<()> {
+    let spinner = ProgressBar::new_spinner();
+    spinner.enable_steady_tick(Duration::from_millis(120));
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let (mut last, mut quiet_rounds) = (None, 0);
+    while quiet_rounds < 3 {
+        let scored = report::scored(remote).await?;
+        let pending = report::pending_emails(remote).await?;
+        spinner.set_message(format!(
+            "waiting: {scored} of {accounts} accounts scored, {pending} emails pending"
+        ));
+        let now = (scored, pending);
+        if scored >= accounts && pending == 0 && last == Some(now) {
+            quiet_rounds += 1;
+        } else {
+            quiet_rounds = 0;
+        }
+        last = Some(now);
+        anyhow::ensure!(
+            Instant::now() < deadline,
+            "the pipeline did not settle in 10 minutes ({scored} of {accounts} accounts scored, {pending} emails pending)"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
     }
     spinner.finish_and_clear();
     Ok(())

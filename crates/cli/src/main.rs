@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! retain demo       serve, send a seeded portfolio through gRPC, print the report, keep serving
+//!                   (--remote: send it to the server at --endpoint instead)
 //! retain serve      ingestion, metrics, health and notification on one port (127.0.0.1:50051)
 //! retain migrate    apply the database migrations and exit
 //!
@@ -98,6 +99,10 @@ enum Command {
         /// Stop once the report is printed instead of serving on.
         #[arg(long)]
         exit: bool,
+        /// Send the demo to the server at --endpoint (with --token)
+        /// instead of starting one here.
+        #[arg(long)]
+        remote: bool,
     },
     /// Serve ingestion, metrics, health and notification on one port until
     /// SIGTERM or Ctrl-C (the default).
@@ -331,10 +336,37 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let remote = client::Remote::connect(&cli_endpoint, cli_token, &opts.data_dir).await?;
             policy(&remote, action).await
         }
-        Command::Demo { accounts, exit } => {
+        Command::Demo {
+            accounts,
+            remote: true,
+            ..
+        } => {
+            let remote = client::Remote::connect(&cli_endpoint, cli_token, &opts.data_dir).await?;
+            let target = demo::Target {
+                currency: demo::currency_of(&remote).await?,
+                remote,
+                outbox: None,
+                db: None,
+            };
+            demo::run(&target, usize::from(accounts), demo::anchor(None)?).await
+        }
+        Command::Demo { accounts, exit, .. } => {
             let shutdown = retain_runtime::shutdown_on_signals();
             let platform = Platform::start(&opts, shutdown.clone()).await?;
-            demo::run(&platform, usize::from(accounts)).await?;
+            let remote = client::Remote::connect(
+                &platform.endpoint(),
+                Some(platform.token.clone()),
+                &opts.data_dir,
+            )
+            .await?;
+            let target = demo::Target {
+                remote,
+                currency: platform.currency.clone(),
+                outbox: platform.outbox.as_deref(),
+                db: Some(&platform.db),
+            };
+            let anchor = demo::anchor(Some(&opts.data_dir))?;
+            demo::run(&target, usize::from(accounts), anchor).await?;
             say!("");
             banner(&platform);
             if exit {

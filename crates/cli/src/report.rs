@@ -99,6 +99,47 @@ pub async fn portfolio(remote: &Remote, period: v1::Period, json: bool) -> anyho
     Ok(())
 }
 
+/// How many accounts have a health score.
+pub async fn scored(remote: &Remote) -> anyhow::Result<usize> {
+    let mut health = HealthServiceClient::new(remote.channel.clone());
+    let (mut n, mut page_token) = (0, String::new());
+    loop {
+        let page = health
+            .list_health(remote.request(v1::ListHealthRequest {
+                page_size: 1_000,
+                page_token,
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| remote.failed("ListHealth", e))?
+            .into_inner();
+        n += page.scores.len();
+        if page.next_page_token.is_empty() {
+            return Ok(n);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
+/// How many emails wait to be sent.
+pub async fn pending_emails(remote: &Remote) -> anyhow::Result<i64> {
+    let counts = NotificationServiceClient::new(remote.channel.clone())
+        .list_notifications(remote.request(v1::ListNotificationsRequest {
+            channel: v1::NotificationChannel::Email as i32,
+            page_size: 1,
+            ..Default::default()
+        }))
+        .await
+        .map_err(|e| remote.failed("ListNotifications", e))?
+        .into_inner()
+        .counts;
+    Ok(counts
+        .iter()
+        .filter(|c| c.state == v1::DeliveryState::Pending as i32)
+        .map(|c| c.count)
+        .sum())
+}
+
 /// How many accounts are in each band.
 pub async fn bands(remote: &Remote) -> anyhow::Result<()> {
     let mut health = HealthServiceClient::new(remote.channel.clone());

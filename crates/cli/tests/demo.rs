@@ -61,6 +61,27 @@ fn the_demo_runs_end_to_end_and_prints_the_report() {
     let token = std::fs::read_to_string(dir.path().join("dev-token")).unwrap();
     assert!(stdout.contains(token.trim()), "the token is printed");
     assert!(dir.path().join("retain.db").is_file());
+    // A second run on the same data sends the very same portfolio: all
+    // duplicates, nothing counted twice, the same report.
+    let again = Command::new(env!("CARGO_BIN_EXE_retain"))
+        .args(["--data-dir"])
+        .arg(dir.path())
+        .args(["demo", "--accounts", "40", "--exit"])
+        .env("RETAIN__SERVER__LISTEN", "127.0.0.1:0")
+        .env("RETAIN__SERVER__SHUTDOWN_GRACE_MS", "1000")
+        .env_remove("RETAIN_CONFIG")
+        .output()
+        .unwrap();
+    let again_out = String::from_utf8_lossy(&again.stdout);
+    assert!(
+        again.status.success(),
+        "{again_out}{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    assert!(
+        again_out.contains(" 0 accepted, ") && again_out.contains(" 0 rejected"),
+        "{again_out}"
+    );
     let emails = std::fs::read_dir(dir.path().join("outbox")).map_or(0, |d| d.count());
     assert!(emails > 0, "emails in the outbox");
     assert!(
@@ -220,6 +241,14 @@ async fn serve_after_the_demo_turns_a_detractor_into_a_task() {
     assert!(ok && out.contains("MRR bridge"), "{out}{err}");
     let (ok, _, err) = retain(&["--token", "wrong", "tasks"]);
     assert!(!ok && err.contains("token was refused"), "{err}");
+
+    // The demo sent to this running server instead of starting one: the
+    // same tenant, the portfolio already there.
+    let (ok, out, err) = retain(&["demo", "--remote", "--accounts", "20"]);
+    assert!(
+        ok && out.contains("The 10 accounts most at risk"),
+        "{out}{err}"
+    );
 
     // A JSON Lines file: good lines in, bad ones out with their reasons.
     let file = dir.path().join("signals.jsonl");
