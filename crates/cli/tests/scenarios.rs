@@ -3,7 +3,8 @@
 //! `retain serve` runs them; SQLite and PostgreSQL), and the four real
 //! binaries as separate processes sharing one PostgreSQL. Each scenario
 //! sends raw signals to ingestion and checks what the other services
-//! answer. Scenarios: a detractor, a duplicate resend, an add-on
+//! answer. Scenarios: the seeds' B2B example (69.0, Yellow, an email
+//! aimed at its tickets), a detractor, a duplicate resend, an add-on
 //! cancelled, a scored account turning Red with its tickets' topic, a
 //! healthy account slipping to Yellow (an email aimed at the weakest
 //! dimension), a backfill that fires nothing, a model change whose rescore
@@ -266,6 +267,72 @@ async fn scenarios(d: &Deployment) {
             .contains("All recent tickets are about integration"),
         "{}",
         review.message
+    );
+
+    // The seeds' B2B example: actively used (16 of 20 target days: usage
+    // 80), NPS 7, three integration tickets this month, billing current —
+    // 0.4·80 + 0.1·70 + 0.2·0 + 0.3·100 = 69.0, Yellow. It gets there from
+    // Red (payments in collections: 39.0; a first score announces
+    // nothing), so the move is announced, and its contacts get the email
+    // aimed at the weakest dimension, the tickets.
+    let mut signals = vec![
+        at("s-0", "b2b", 20 * 24 * HOUR, upsert("b2b")),
+        at("s-1", "b2b", 9 * 24 * HOUR, nps_from("u-1", 7)),
+        at(
+            "s-2",
+            "b2b",
+            9 * 24 * HOUR,
+            billing(v1::BillingStatus::Collections),
+        ),
+        at("s-3", "b2b", 5 * 24 * HOUR, ticket("B-1", "integration")),
+        at("s-4", "b2b", 4 * 24 * HOUR, ticket("B-2", "integration")),
+        at("s-5", "b2b", 3 * 24 * HOUR, ticket("B-3", "integration")),
+    ];
+    signals.extend(
+        (1..=16).map(|day| days_ago(&format!("s-s{day}"), "b2b", day, session("u-1", 900))),
+    );
+    assert_eq!(d.send(live, signals).await.accepted, 22);
+    eventually(
+        "b2b's first score, Red",
+        Duration::from_secs(60),
+        || async {
+            d.health("b2b")
+                .await
+                .filter(|s| s.band == v1::HealthBand::Red as i32)
+        },
+    )
+    .await;
+    assert_eq!(
+        d.send(
+            live,
+            vec![at("s-6", "b2b", HOUR, billing(v1::BillingStatus::Current))]
+        )
+        .await
+        .accepted,
+        1
+    );
+    let nudge = eventually("b2b's Yellow email", Duration::from_secs(60), || async {
+        d.notifications("b2b").await.into_iter().find(|n| {
+            n.template == "health_yellow_nudge"
+                && n.channel == v1::NotificationChannel::Email as i32
+        })
+    })
+    .await;
+    assert_eq!(
+        nudge.variables.get("weakest_dimension").map(String::as_str),
+        Some("support_tickets"),
+        "{nudge:?}"
+    );
+    let score = d.health("b2b").await.unwrap();
+    assert_eq!(
+        (score.score, score.band),
+        (69.0, v1::HealthBand::Yellow as i32),
+        "{score:?}"
+    );
+    assert!(
+        score.explanation.contains("integration"),
+        "{}",
+        score.explanation
     );
 
     // A healthy account whose payments go to collections: Yellow, and an
