@@ -7,6 +7,7 @@
 //! retain migrate    apply the database migrations and exit
 //!
 //! retain metrics [--month YYYY-MM]     the portfolio's KPIs and MRR bridge
+//! retain scorecard --strategy S | --stage S   a strategy's or journey stage's KPIs
 //! retain health [ACCOUNT]              the bands and the accounts most at risk, or one account explained
 //! retain tasks [--queue Q] …           the CSM queue; tasks claim|complete|dismiss ID
 //! retain ingest FILE [--backfill]      signals from a JSON Lines file
@@ -122,6 +123,23 @@ enum Command {
         #[arg(long, value_name = "YYYY-MM")]
         month: Option<String>,
     },
+    /// A scorecard: the KPIs of one strategy or journey stage for a month.
+    Scorecard {
+        /// The strategy's lens.
+        #[arg(
+            long,
+            value_enum,
+            conflicts_with = "stage",
+            required_unless_present = "stage"
+        )]
+        strategy: Option<StrategyArg>,
+        /// The journey stage's lens.
+        #[arg(long, value_enum)]
+        stage: Option<StageArg>,
+        /// The month, `YYYY-MM` (default: the last full month).
+        #[arg(long, value_name = "YYYY-MM")]
+        month: Option<String>,
+    },
     /// The health bands and the accounts most at risk, or one account's
     /// score explained dimension by dimension.
     Health {
@@ -170,6 +188,28 @@ enum Command {
         #[arg(long, default_value_t = 20, value_parser = clap::value_parser!(i32).range(1..=1_000))]
         limit: i32,
     },
+}
+
+/// A scorecard's strategy.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StrategyArg {
+    /// Keep the customers there are.
+    Stability,
+    /// Prove the product fits.
+    ProductMarketFit,
+    /// Grow revenue per customer.
+    Profitability,
+}
+
+/// A scorecard's journey stage.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum StageArg {
+    /// New customers.
+    Onboarding,
+    /// Customers in their stride.
+    Retention,
+    /// Customers ready for more.
+    Expansion,
 }
 
 #[derive(Debug, Subcommand)]
@@ -282,6 +322,43 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 None => demo::last_full_month(now()),
             };
             report::portfolio(&remote, period, json).await
+        }
+        Command::Scorecard {
+            strategy,
+            stage,
+            month,
+        } => {
+            use retain_proto::v1::{JourneyStage, Strategy, get_scorecard_request::Lens};
+            let remote = client::Remote::connect(&cli_endpoint, cli_token, &opts.data_dir).await?;
+            let period = match month {
+                Some(m) => month_period(&m)?,
+                None => demo::last_full_month(now()),
+            };
+            let (lens, title) = match (strategy, stage) {
+                (Some(s), _) => {
+                    let s = match s {
+                        StrategyArg::Stability => Strategy::Stability,
+                        StrategyArg::ProductMarketFit => Strategy::ProductMarketFit,
+                        StrategyArg::Profitability => Strategy::Profitability,
+                    };
+                    (Lens::Strategy(s as i32), s.as_str_name())
+                }
+                (None, Some(s)) => {
+                    let s = match s {
+                        StageArg::Onboarding => JourneyStage::Onboarding,
+                        StageArg::Retention => JourneyStage::Retention,
+                        StageArg::Expansion => JourneyStage::Expansion,
+                    };
+                    (Lens::Stage(s as i32), s.as_str_name())
+                }
+                (None, None) => anyhow::bail!("pass --strategy or --stage"),
+            };
+            let title = title
+                .trim_start_matches("STRATEGY_")
+                .trim_start_matches("JOURNEY_STAGE_")
+                .replace('_', " ")
+                .to_lowercase();
+            report::scorecard(&remote, lens, &title, period, json).await
         }
         Command::Health { account, limit } => {
             let remote = client::Remote::connect(&cli_endpoint, cli_token, &opts.data_dir).await?;

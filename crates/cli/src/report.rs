@@ -65,25 +65,8 @@ pub async fn portfolio(remote: &Remote, period: v1::Period, json: bool) -> anyho
         return Ok(());
     }
     heading(&format!("Portfolio, {month}"));
-    for entry in &portfolio.kpis {
-        let name = v1::Kpi::try_from(entry.kpi)
-            .map_or("unknown", |k| k.as_str_name())
-            .trim_start_matches("KPI_")
-            .replace('_', " ")
-            .to_lowercase();
-        say!("  {name:<34} {}", kpi(entry.value.as_ref()));
-    }
-    if !portfolio.insights.is_empty() {
-        say!("");
-        for insight in &portfolio.insights {
-            let mark = match v1::InsightSeverity::try_from(insight.severity) {
-                Ok(v1::InsightSeverity::Warning) => "!",
-                Ok(v1::InsightSeverity::Positive) => "+",
-                _ => "·",
-            };
-            say!("  {mark} {}", insight.message);
-        }
-    }
+    kpis(&portfolio.kpis);
+    insights(&portfolio.insights);
     heading(&format!("MRR bridge, {month}"));
     for (label, amount, sign) in [
         ("start", &bridge.start_mrr, ""),
@@ -334,6 +317,75 @@ pub async fn emails(remote: &Remote, outbox: Option<&Path>) -> anyhow::Result<()
     if let Some(dir) = outbox {
         say!("  written to {}", dir.display());
     }
+    Ok(())
+}
+
+/// One line per KPI: its name and its value in words.
+fn kpis(entries: &[v1::KpiEntry]) {
+    for entry in entries {
+        let name = v1::Kpi::try_from(entry.kpi)
+            .map_or("unknown", |k| k.as_str_name())
+            .trim_start_matches("KPI_")
+            .replace('_', " ")
+            .to_lowercase();
+        say!("  {name:<34} {}", kpi(entry.value.as_ref()));
+    }
+}
+
+/// Warnings (!), good news (+) and the rest (·).
+fn insights(all: &[v1::Insight]) {
+    if all.is_empty() {
+        return;
+    }
+    say!("");
+    for insight in all {
+        let mark = match v1::InsightSeverity::try_from(insight.severity) {
+            Ok(v1::InsightSeverity::Warning) => "!",
+            Ok(v1::InsightSeverity::Positive) => "+",
+            _ => "·",
+        };
+        say!("  {mark} {}", insight.message);
+    }
+}
+
+/// The scorecard of a strategy or journey stage for a month: headline and
+/// supporting KPIs, the band distribution, the insights.
+pub async fn scorecard(
+    remote: &Remote,
+    lens: v1::get_scorecard_request::Lens,
+    title: &str,
+    period: v1::Period,
+    json: bool,
+) -> anyhow::Result<()> {
+    let month = month_of(&period);
+    let card = MetricsServiceClient::new(remote.channel.clone())
+        .get_scorecard(remote.request(v1::GetScorecardRequest {
+            lens: Some(lens),
+            period: Some(period),
+            filter: None,
+        }))
+        .await
+        .map_err(|e| remote.failed("GetScorecard", e))?
+        .into_inner();
+    if json {
+        say!("{}", json::print("retain.v1.GetScorecardResponse", &card)?);
+        return Ok(());
+    }
+    heading(&format!("Scorecard: {title}, {month}"));
+    kpis(&card.headline);
+    if !card.supporting.is_empty() {
+        say!("  supporting:");
+        kpis(&card.supporting);
+    }
+    if !card.health_distribution.is_empty() {
+        let bands: Vec<String> = card
+            .health_distribution
+            .iter()
+            .map(|b| format!("{} {}", band_name(b.band), b.accounts))
+            .collect();
+        say!("  health: {}", bands.join(", "));
+    }
+    insights(&card.insights);
     Ok(())
 }
 

@@ -239,6 +239,11 @@ async fn serve_after_the_demo_turns_a_detractor_into_a_task() {
     );
     let (ok, out, err) = retain(&["metrics"]);
     assert!(ok && out.contains("MRR bridge"), "{out}{err}");
+    let (ok, out, err) = retain(&["scorecard", "--stage", "onboarding"]);
+    assert!(
+        ok && out.contains("Scorecard: onboarding") && out.contains("trial to paid"),
+        "{out}{err}"
+    );
     let (ok, _, err) = retain(&["--token", "wrong", "tasks"]);
     assert!(!ok && err.contains("token was refused"), "{err}");
 
