@@ -13,8 +13,9 @@ use crate::eventually;
 
 /// A running binary and a channel to it.
 pub struct RunningBinary {
-    /// The process.
-    pub child: Child,
+    /// The process (killed if the test ends without [`RunningBinary::stop`],
+    /// so a failing test leaves no server behind).
+    child: Option<Child>,
     /// Connected to its gRPC port.
     pub channel: Channel,
 }
@@ -81,18 +82,21 @@ pub async fn start_binary_on(bin: &str, config: &Path, dir: &Path, url: &str) ->
         async move { endpoint.connect().await.ok() }
     })
     .await;
-    RunningBinary { child, channel }
+    RunningBinary {
+        child: Some(child),
+        channel,
+    }
 }
 
 impl RunningBinary {
     /// Sends SIGTERM and waits (at most 30 s) for the exit.
-    pub async fn stop(self) -> ExitStatus {
+    pub async fn stop(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
         let status = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
+            .args(["-TERM", &child.id().to_string()])
             .status()
             .unwrap();
         assert!(status.success());
-        let mut child = self.child;
         tokio::time::timeout(
             Duration::from_secs(30),
             tokio::task::spawn_blocking(move || child.wait()),
@@ -101,5 +105,14 @@ impl RunningBinary {
         .expect("no exit within 30 s of SIGTERM")
         .unwrap()
         .unwrap()
+    }
+}
+
+impl Drop for RunningBinary {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
