@@ -102,7 +102,7 @@ pub async fn run(target: &Target<'_>, accounts: usize, anchor: i64) -> anyhow::R
         None => settle_remote(&target.remote, accounts).await?,
     }
     say!(
-        "Pipeline settled {:.1} s after the start.\n",
+        "Pipeline settled {:.1} s after the start.",
         started.elapsed().as_secs_f64()
     );
     report::print(&target.remote, now, target.outbox).await
