@@ -50,7 +50,8 @@ pub trait Handler: Send + Sync {
 /// [`Handler::handle`] as the fallback.
 pub trait BatchHandler: Handler {
     /// Handles every message of `batch` (claim order: one key's messages
-    /// in order) and acknowledges them all, or keeps nothing and fails:
+    /// in order) and acknowledges them all in its own transaction
+    /// (`ack_all_in`; the consumer does not), or keeps nothing and fails:
     /// the consumer then handles each message on its own, so one bad
     /// message is retried or dead-lettered alone.
     fn handle_batch(
@@ -145,10 +146,9 @@ impl Consumer {
             messages = batch.len()
         );
         match handler.handle_batch(&batch).instrument(span).await {
-            Ok(()) => {
-                let ids: Vec<i64> = batch.iter().map(|d| d.id).collect();
-                self.bus.ack(&self.opts.owner, &ids).await?;
-            }
+            // The handler acknowledged the batch in its own transaction;
+            // acking here too would delete messages it did not handle.
+            Ok(()) => {}
             Err(e) => {
                 tracing::debug!(error = %e.message, messages = batch.len(), "batch failed; handling each message");
                 self.handle_each(handler, &batch).await?;

@@ -114,6 +114,13 @@ impl Router {
         let outcomes = self.route_in(&tx, items).await?;
         if !self.ack(&tx, deliveries).await? {
             tx.rollback().await?;
+            // One message's lease lost: the others are still ours and were
+            // not routed. Fail the batch so each is routed on its own.
+            if deliveries.len() > 1 {
+                return Err(Error::Unavailable(
+                    "a lease of the batch was lost; routing each message on its own".into(),
+                ));
+            }
             return Ok(vec![Outcome::Duplicate; items.len()]);
         }
         tx.commit().await?;
