@@ -195,18 +195,6 @@ async fn main() {
 
     // 2. Separate processes.
     let release = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/release");
-    let names = [
-        "retain-ingestion",
-        "retain-metrics",
-        "retain-health",
-        "retain-notification",
-    ];
-    if let Some(missing) = names.iter().find(|n| !release.join(n).is_file()) {
-        println!(
-            "separate processes: skipped, {missing} is not built (cargo build --release --bins)"
-        );
-        return;
-    }
     let url = pg.database("retain_freshness_processes").await.unwrap();
     let db = retain_store::connect(&url, &retain_store::PoolOptions::default())
         .await
@@ -219,20 +207,16 @@ async fn main() {
         token,
         &["ingest", "read", "admin", "csm"],
     );
-    let mut running = Vec::new();
-    for name in names {
-        let sub = dir.path().join(name);
-        std::fs::create_dir_all(&sub).unwrap();
-        running.push(
-            retain_testkit::binary::start_binary_on(
-                release.join(name).to_str().unwrap(),
-                &config,
-                &sub,
-                &url,
-            )
-            .await,
-        );
-    }
+    let Some(processes) = retain_testkit::binary::Processes::new(
+        "freshness as separate processes (cargo build --release --bins)",
+        &release,
+        dir.path(),
+        &config,
+        &url,
+    ) else {
+        return;
+    };
+    let running = processes.start_all().await;
     measure(
         "separate processes",
         running[0].channel.clone(),

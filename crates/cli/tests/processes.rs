@@ -8,45 +8,17 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
 
-use std::path::PathBuf;
+use std::path::Path;
 use std::time::Duration;
 
 use retain_proto::v1;
 use retain_proto::v1::health_service_client::HealthServiceClient;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
 use retain_proto::v1::notification_service_client::NotificationServiceClient;
-use retain_testkit::binary::{RunningBinary, reference_config, start_binary_on};
+use retain_testkit::binary::{Processes, RunningBinary, reference_config};
 use retain_testkit::{TestDatabase, batch, eventually, now, signal, ts, with_token};
 
 const TOKEN: &str = "e2e-token";
-
-/// The service binary `name`, or why it is missing.
-fn service_binary(name: &str) -> Result<PathBuf, String> {
-    let path = PathBuf::from(env!("CARGO_BIN_EXE_retain")).with_file_name(name);
-    if path.is_file() {
-        Ok(path)
-    } else {
-        Err(format!(
-            "{} is not built (run the workspace's tests: cargo test --workspace)",
-            path.display()
-        ))
-    }
-}
-
-struct Deployment {
-    dir: tempfile::TempDir,
-    config: PathBuf,
-    url: String,
-}
-
-impl Deployment {
-    async fn start(&self, name: &str) -> RunningBinary {
-        let bin = service_binary(name).unwrap();
-        let dir = self.dir.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        start_binary_on(bin.to_str().unwrap(), &self.config, &dir, &self.url).await
-    }
-}
 
 fn nps(id: &str, account: &str, score: i32) -> v1::Signal {
     v1::Signal {
@@ -99,20 +71,11 @@ async fn four_processes_on_one_postgresql_turn_signals_into_scores_and_tasks() {
     let Some(db) = TestDatabase::postgres(test).await else {
         return;
     };
-    if let Err(why) = service_binary("retain-ingestion") {
-        assert!(
-            std::env::var("RETAIN_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-            "{why}"
-        );
-        eprintln!("SKIPPED {test}: {why}");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let config = reference_config(dir.path(), TOKEN, &["ingest", "read", "admin", "csm"]);
-    let deployment = Deployment {
-        dir,
-        config,
-        url: db.url.clone(),
+    let bin_dir = Path::new(env!("CARGO_BIN_EXE_retain")).parent().unwrap();
+    let Some(deployment) = Processes::new(test, bin_dir, dir.path(), &config, &db.url) else {
+        return;
     };
     let ingestion = deployment.start("retain-ingestion").await;
     let metrics = deployment.start("retain-metrics").await;

@@ -12,7 +12,6 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use retain_proto::v1;
@@ -518,19 +517,6 @@ async fn every_scenario_as_separate_processes_on_postgresql() {
     let Some(db) = TestDatabase::postgres(test).await else {
         return;
     };
-    let bin = |name: &str| PathBuf::from(env!("CARGO_BIN_EXE_retain")).with_file_name(name);
-    if !bin("retain-notification").is_file() {
-        let why = format!(
-            "{} is not built (cargo test --workspace builds it)",
-            bin("retain-notification").display()
-        );
-        assert!(
-            std::env::var("RETAIN_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-            "{why}"
-        );
-        eprintln!("SKIPPED {test}: {why}");
-        return;
-    }
     let dir = tempfile::tempdir().unwrap();
     let token = "scenario-token";
     let config = binary::reference_config(dir.path(), token, &["ingest", "read", "admin", "csm"]);
@@ -541,19 +527,14 @@ async fn every_scenario_as_separate_processes_on_postgresql() {
         1,
     );
     std::fs::write(&config, text).unwrap();
-    let mut running = Vec::new();
-    for name in [
-        "retain-ingestion",
-        "retain-metrics",
-        "retain-health",
-        "retain-notification",
-    ] {
-        let sub = dir.path().join(name);
-        std::fs::create_dir_all(&sub).unwrap();
-        running.push(
-            binary::start_binary_on(bin(name).to_str().unwrap(), &config, &sub, &db.url).await,
-        );
-    }
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_retain"))
+        .parent()
+        .unwrap();
+    let Some(processes) = binary::Processes::new(test, bin_dir, dir.path(), &config, &db.url)
+    else {
+        return;
+    };
+    let running = processes.start_all().await;
     let d = Deployment {
         admin: token.into(),
         ingest: running[0].channel.clone(),

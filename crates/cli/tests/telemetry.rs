@@ -6,7 +6,6 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -82,19 +81,6 @@ async fn one_trace_runs_from_the_call_through_the_bus_to_the_score_and_the_task(
     let Some(db) = TestDatabase::postgres(test).await else {
         return;
     };
-    let bin = |name: &str| PathBuf::from(env!("CARGO_BIN_EXE_retain")).with_file_name(name);
-    if !bin("retain-notification").is_file() {
-        let why = format!(
-            "{} is not built (cargo test --workspace builds it)",
-            bin("retain-notification").display()
-        );
-        assert!(
-            std::env::var("RETAIN_REQUIRE_POSTGRES").as_deref() != Ok("1"),
-            "{why}"
-        );
-        eprintln!("SKIPPED {test}: {why}");
-        return;
-    }
     // The receiver.
     let collector = Collector::default();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -115,19 +101,14 @@ async fn one_trace_runs_from_the_call_through_the_bus_to_the_score_and_the_task(
         1,
     );
     std::fs::write(&config, text).unwrap();
-    let mut running = Vec::new();
-    for name in [
-        "retain-ingestion",
-        "retain-metrics",
-        "retain-health",
-        "retain-notification",
-    ] {
-        let sub = dir.path().join(name);
-        std::fs::create_dir_all(&sub).unwrap();
-        running.push(
-            binary::start_binary_on(bin(name).to_str().unwrap(), &config, &sub, &db.url).await,
-        );
-    }
+    let bin_dir = std::path::Path::new(env!("CARGO_BIN_EXE_retain"))
+        .parent()
+        .unwrap();
+    let Some(processes) = binary::Processes::new(test, bin_dir, dir.path(), &config, &db.url)
+    else {
+        return;
+    };
+    let running = processes.start_all().await;
 
     // The client's call, in its own trace.
     let trace_id = format!(

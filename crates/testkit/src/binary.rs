@@ -116,3 +116,65 @@ impl Drop for RunningBinary {
         }
     }
 }
+
+/// The four service binaries, upstream first.
+pub const SERVICES: [&str; 4] = [
+    "retain-ingestion",
+    "retain-metrics",
+    "retain-health",
+    "retain-notification",
+];
+
+/// The four service binaries of one build folder started as separate
+/// processes on one database, as a Kubernetes deployment runs them: each
+/// in its own folder under `dir`, with `config`.
+#[derive(Debug)]
+pub struct Processes {
+    bin_dir: std::path::PathBuf,
+    dir: std::path::PathBuf,
+    config: std::path::PathBuf,
+    url: String,
+}
+
+impl Processes {
+    /// `None` (after printing why `test` skips) when a binary is not built
+    /// in `bin_dir`; with `RETAIN_REQUIRE_POSTGRES=1` (CI) that fails
+    /// instead. `cargo test --workspace` builds them all.
+    pub fn new(test: &str, bin_dir: &Path, dir: &Path, config: &Path, url: &str) -> Option<Self> {
+        if let Some(missing) = SERVICES.iter().find(|n| !bin_dir.join(n).is_file()) {
+            let why = format!(
+                "{} is not built (cargo test --workspace builds it)",
+                bin_dir.join(missing).display()
+            );
+            assert!(
+                std::env::var("RETAIN_REQUIRE_POSTGRES").as_deref() != Ok("1"),
+                "{why}"
+            );
+            eprintln!("SKIPPED {test}: {why}");
+            return None;
+        }
+        Some(Self {
+            bin_dir: bin_dir.to_owned(),
+            dir: dir.to_owned(),
+            config: config.to_owned(),
+            url: url.to_owned(),
+        })
+    }
+
+    /// Starts service `name` (one of [`SERVICES`]).
+    pub async fn start(&self, name: &str) -> RunningBinary {
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = self.bin_dir.join(name);
+        start_binary_on(bin.to_str().unwrap(), &self.config, &dir, &self.url).await
+    }
+
+    /// Starts all four, in [`SERVICES`] order.
+    pub async fn start_all(&self) -> Vec<RunningBinary> {
+        let mut running = Vec::with_capacity(SERVICES.len());
+        for name in SERVICES {
+            running.push(self.start(name).await);
+        }
+        running
+    }
+}
