@@ -47,6 +47,62 @@ pub async fn exec<C: ConnectionTrait>(
 /// (PostgreSQL allows 65,535, SQLite 32,766); bulk writes chunk under it.
 pub const MAX_BIND_PARAMS: usize = 30_000;
 
+/// Inserts `rows` with `head` (`INSERT INTO t (cols) VALUES `) and `tail`
+/// (`ON CONFLICT …`, `RETURNING …`), as many rows per statement as the
+/// bind-parameter limit allows; returns the rows the statements returned.
+pub async fn insert_rows<C: ConnectionTrait, T>(
+    db: &C,
+    head: &str,
+    tail: &str,
+    rows: &[T],
+    values: impl Fn(&T) -> Vec<sea_orm::Value>,
+) -> Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let cols = values(first).len();
+    let mut out = Vec::new();
+    for chunk in rows.chunks((MAX_BIND_PARAMS / cols).max(1)) {
+        let sql = format!("{head}{}{tail}", values_placeholders(chunk.len(), cols, 1));
+        let params: Vec<sea_orm::Value> = chunk.iter().flat_map(&values).collect();
+        out.extend(
+            db.query_all_raw(sea_orm::Statement::from_sql_and_values(
+                db.get_database_backend(),
+                sql,
+                params,
+            ))
+            .await?,
+        );
+    }
+    Ok(out)
+}
+
+/// A query with an `IN (…)` list over `items`, chunked under the
+/// parameter limit: `sql(list)` is the statement around the list, whose
+/// placeholders follow `fixed`'s; the chunks' rows are gathered.
+pub async fn select_in<C: ConnectionTrait>(
+    db: &C,
+    sql: impl Fn(&str) -> String,
+    fixed: &[sea_orm::Value],
+    items: &[&str],
+) -> Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
+    let mut out = Vec::new();
+    for chunk in items.chunks(MAX_BIND_PARAMS - fixed.len()) {
+        let list = placeholder_list(chunk.len(), fixed.len() + 1);
+        let mut params = fixed.to_vec();
+        params.extend(chunk.iter().map(|i| sea_orm::Value::from(*i)));
+        out.extend(
+            db.query_all_raw(sea_orm::Statement::from_sql_and_values(
+                db.get_database_backend(),
+                sql(&list),
+                params,
+            ))
+            .await?,
+        );
+    }
+    Ok(out)
+}
+
 /// `$first,$first+1,…`: `n` placeholders for an `IN (…)` list.
 pub fn placeholder_list(n: usize, first: usize) -> String {
     values_placeholders(1, n, first)

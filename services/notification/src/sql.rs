@@ -507,7 +507,7 @@ pub async fn record_task_changes<C: ConnectionTrait>(
         .ok_or_else(|| DbErr::Custom("no watch number returned".into()))?;
     let last: i64 = row.try_get_by_index(0)?;
     let numbered: Vec<(i64, &(&str, &str, &str))> = (last - n + 1..).zip(changes).collect();
-    insert_rows(
+    retain_store::insert_rows(
         db,
         "INSERT INTO notification_task_changes (tenant_id, seq, task_id, queue, assignee, \
          created_at) VALUES ",
@@ -778,71 +778,13 @@ pub async fn breached_open<C: ConnectionTrait>(db: &C) -> Result<Vec<(String, i6
         .collect()
 }
 
-/// Inserts `rows` with `head` (`INSERT INTO t (cols) VALUES `) and `tail`
-/// (`ON CONFLICT …`, `RETURNING …`), as many rows per statement as the
-/// bind-parameter limit allows; returns the rows the statements returned.
-async fn insert_rows<C: ConnectionTrait, T>(
-    db: &C,
-    head: &str,
-    tail: &str,
-    rows: &[T],
-    values: impl Fn(&T) -> Vec<Value>,
-) -> Result<Vec<QueryResult>, DbErr> {
-    let Some(first) = rows.first() else {
-        return Ok(Vec::new());
-    };
-    let cols = values(first).len();
-    let mut out = Vec::new();
-    for chunk in rows.chunks((retain_store::MAX_BIND_PARAMS / cols).max(1)) {
-        let sql = format!(
-            "{head}{}{tail}",
-            retain_store::values_placeholders(chunk.len(), cols, 1)
-        );
-        let params: Vec<Value> = chunk.iter().flat_map(&values).collect();
-        out.extend(
-            db.query_all_raw(Statement::from_sql_and_values(
-                db.get_database_backend(),
-                sql,
-                params,
-            ))
-            .await?,
-        );
-    }
-    Ok(out)
-}
-
-/// `IN ($first, …)` over `items`, chunked under the parameter limit: runs
-/// `query(chunk placeholders, chunk values)` per chunk and gathers the rows.
-async fn select_in<C: ConnectionTrait>(
-    db: &C,
-    sql: impl Fn(&str) -> String,
-    fixed: &[Value],
-    items: &[&str],
-) -> Result<Vec<QueryResult>, DbErr> {
-    let mut out = Vec::new();
-    for chunk in items.chunks(retain_store::MAX_BIND_PARAMS - fixed.len()) {
-        let list = retain_store::placeholder_list(chunk.len(), fixed.len() + 1);
-        let mut params = fixed.to_vec();
-        params.extend(chunk.iter().map(|i| Value::from(*i)));
-        out.extend(
-            db.query_all_raw(Statement::from_sql_and_values(
-                db.get_database_backend(),
-                sql(&list),
-                params,
-            ))
-            .await?,
-        );
-    }
-    Ok(out)
-}
-
 /// Which of `ids` the tenant has recorded actions for.
 pub async fn recorded<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
     ids: &[&str],
 ) -> Result<std::collections::HashSet<String>, DbErr> {
-    let rows = select_in(
+    let rows = retain_store::select_in(
         db,
         |list| {
             format!(
@@ -863,7 +805,7 @@ pub async fn snoozes<C: ConnectionTrait>(
     tenant: &str,
     accounts: &[&str],
 ) -> Result<std::collections::HashMap<(String, String), i64>, DbErr> {
-    let rows = select_in(
+    let rows = retain_store::select_in(
         db,
         |list| {
             format!(
@@ -893,7 +835,7 @@ pub async fn acted<C: ConnectionTrait>(
     accounts: &[&str],
     (from, to): (i64, i64),
 ) -> Result<std::collections::HashMap<(String, String), Vec<i64>>, DbErr> {
-    let rows = select_in(
+    let rows = retain_store::select_in(
         db,
         |list| {
             format!(
@@ -922,7 +864,7 @@ pub async fn insert_actions<C: ConnectionTrait>(
     tenant: &str,
     actions: &[NewAction<'_>],
 ) -> Result<std::collections::HashSet<String>, DbErr> {
-    let rows = insert_rows(
+    let rows = retain_store::insert_rows(
         db,
         "INSERT INTO notification_actions (tenant_id, notification_id, account_id, rule, kind, \
          suppressed, trigger_at, created_at) VALUES ",
@@ -951,7 +893,7 @@ pub async fn insert_tasks<C: ConnectionTrait>(
     tenant: &str,
     tasks: &[NewTask<'_>],
 ) -> Result<(), DbErr> {
-    insert_rows(
+    retain_store::insert_rows(
         db,
         "INSERT INTO notification_tasks (tenant_id, task_id, account_id, rule, title, message, \
          queue, priority, state, assignee, due_at, sla_breached, resolution, created_at, \
@@ -990,7 +932,7 @@ pub async fn insert_messages<C: ConnectionTrait>(
     messages: &[v1::Notification],
     now: i64,
 ) -> Result<(), DbErr> {
-    insert_rows(
+    retain_store::insert_rows(
         db,
         "INSERT INTO notification_messages (tenant_id, notification_id, channel, account_id, \
          state, record, created_at) VALUES ",
