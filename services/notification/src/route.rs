@@ -341,8 +341,9 @@ impl Router {
     /// Each task's assignee: the account's CSM owner, else one of the
     /// queue's CSMs (tenant settings) by the policy's strategy — round-robin
     /// positions taken per queue in one statement, or the fewest open
-    /// tasks, counting those assigned before in the batch; '' when the
-    /// queue has none.
+    /// tasks; '' when the queue has none. Fewest-open counts are read once
+    /// per queue before the batch and count every task the batch gives a
+    /// member of that queue, owner-assigned ones included.
     async fn assign<C: ConnectionTrait>(
         &self,
         tx: &C,
@@ -350,78 +351,83 @@ impl Router {
         tasks: &[&Decided<'_>],
     ) -> Result<Vec<String>, Error> {
         let queues = &self.tenants.of(tenant).queues;
-        let unowned = |d| unowned(queues, d);
         let mut rotations: BTreeMap<&str, u64> = BTreeMap::new();
+        let mut open: HashMap<&str, Vec<u64>> = HashMap::new();
         for d in tasks {
-            if let (Some((queue, _)), routing::Assignment::RoundRobin) = (unowned(d), d.assignment)
-            {
-                *rotations.entry(queue).or_default() += 1;
+            let Some((queue, members)) = task_queue(queues, d) else {
+                continue;
+            };
+            match d.assignment {
+                routing::Assignment::RoundRobin if unowned(d) => {
+                    *rotations.entry(queue).or_default() += 1;
+                }
+                routing::Assignment::RoundRobin => {}
+                routing::Assignment::FewestOpen => {
+                    if !open.contains_key(queue) {
+                        open.insert(queue, sql::open_counts(tx, tenant, queue, members).await?);
+                    }
+                }
             }
         }
         for (queue, n) in &mut rotations {
             *n = sql::take_rotation(tx, tenant, queue, *n).await?;
         }
-        let mut open: HashMap<&str, Vec<u64>> = HashMap::new();
         let mut out = Vec::with_capacity(tasks.len());
         for d in tasks {
-            let who = match (unowned(d), &d.decision.action) {
-                (
-                    _,
-                    Planned::Task {
-                        assignee: Some(owner),
-                        ..
-                    },
-                ) => owner.clone(),
-                (None, _) => String::new(),
-                (Some((queue, members)), _) => {
-                    let who = match d.assignment {
-                        routing::Assignment::RoundRobin => {
-                            let position = rotations.get_mut(queue).map_or(0, |p| {
-                                *p += 1;
-                                *p - 1
-                            });
-                            routing::assign(d.assignment, members, &[], position)
-                        }
-                        routing::Assignment::FewestOpen => {
-                            if !open.contains_key(queue) {
-                                let counts = sql::open_counts(tx, tenant, queue, members).await?;
-                                open.insert(queue, counts);
-                            }
-                            routing::assign(d.assignment, members, &open[queue], 0)
-                        }
-                    }
-                    .unwrap_or_default()
-                    .to_owned();
-                    let k = members.iter().position(|m| *m == who);
-                    if let Some(c) = k.and_then(|k| open.get_mut(queue)?.get_mut(k)) {
-                        *c += 1;
-                    }
-                    who
-                }
+            let owner = match &d.decision.action {
+                Planned::Task {
+                    assignee: Some(owner),
+                    ..
+                } => Some(owner.clone()),
+                _ => None,
             };
+            let who = match (owner, task_queue(queues, d)) {
+                (Some(owner), _) => owner,
+                (None, None) => String::new(),
+                (None, Some((queue, members))) => match d.assignment {
+                    routing::Assignment::RoundRobin => {
+                        let position = rotations.get_mut(queue).map_or(0, |p| {
+                            *p += 1;
+                            *p - 1
+                        });
+                        routing::assign(d.assignment, members, &[], position)
+                    }
+                    routing::Assignment::FewestOpen => {
+                        routing::assign(d.assignment, members, &open[queue], 0)
+                    }
+                }
+                .unwrap_or_default()
+                .to_owned(),
+            };
+            if let Some((queue, members)) = task_queue(queues, d) {
+                let k = members.iter().position(|m| *m == who);
+                if let Some(c) = k.and_then(|k| open.get_mut(queue)?.get_mut(k)) {
+                    *c += 1;
+                }
+            }
             out.push(who);
         }
         Ok(out)
     }
 }
 
-/// The queue and its CSMs when `d` is a task for an account without a
-/// CSM owner in a queue with CSMs.
-fn unowned<'a>(
+/// The queue a planned task goes to and its CSMs, when it has any.
+fn task_queue<'a>(
     queues: &'a BTreeMap<String, Vec<String>>,
     d: &'a Decided<'_>,
 ) -> Option<(&'a str, &'a Vec<String>)> {
     match &d.decision.action {
-        Planned::Task {
-            queue,
-            assignee: None,
-            ..
-        } => queues
+        Planned::Task { queue, .. } => queues
             .get(queue)
             .filter(|m| !m.is_empty())
             .map(|m| (queue.as_str(), m)),
         _ => None,
     }
+}
+
+/// Whether a planned task has no owner to go to.
+fn unowned(d: &Decided<'_>) -> bool {
+    matches!(&d.decision.action, Planned::Task { assignee: None, .. })
 }
 
 /// A trigger a rule applies to, with its decision.

@@ -199,6 +199,24 @@ retain_testkit::storage_test!(async fn unowned_tasks_are_assigned_in_turn_or_to_
     );
 });
 
+// Fewest-open counts the tasks the same batch gave a queue's CSM as
+// their account's owner: ana's owned account's task comes first in the
+// batch, so the unowned one after it goes to bo.
+retain_testkit::storage_test!(async fn fewest_open_counts_owned_tasks_of_the_same_batch(db) {
+    let app = spawn_app_with::<Notification>(db, owned_queue_settings(), Default::default()).await;
+    let fewest = v1::RoutingPolicy { assignment: v1::AssignmentStrategy::FewestOpen as i32, ..Default::default() };
+    client(&app)
+        .put_routing_policy(with_token(ADMIN, v1::PutRoutingPolicyRequest { policy: Some(fewest) }))
+        .await
+        .unwrap();
+    let (key, mut owned) = red("owned-1", now() - 120);
+    let inputs = v1::AccountMetricsSnapshot { account_id: "owned-1".into(), csm_owner_email: "ana@vendor.io".into(), ..Default::default() };
+    owned.score.as_mut().unwrap().inputs = Some(inputs);
+    HEALTH_BAND_CHANGED.publish(&app.db.conn, &[(key, owned), red("unowned-1", now() - 60)]).await.unwrap();
+    app.drained(HEALTH_BAND_CHANGED.name(), "notification").await;
+    assert_eq!(assignees(&app).await, ["ana@vendor.io", "bo@vendor.io"]);
+});
+
 // The sweep marks an open task breached once its SLA passes (the clock is
 // moved, not waited for); ListTasks' `overdue` lists it.
 retain_testkit::storage_test!(async fn a_task_past_its_sla_is_marked_breached(db) {
