@@ -376,6 +376,7 @@ impl Mailer {
         let sql::ClaimedEmail {
             tenant,
             attempts,
+            lease_until,
             mut record,
         } = email;
         record.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
@@ -416,7 +417,15 @@ impl Mailer {
                 None
             }
         };
-        sql::record_delivery(&self.db, &tenant, &record, retry_at).await
+        if !sql::record_delivery(&self.db, &tenant, &record, retry_at, lease_until).await? {
+            tracing::warn!(
+                tenant,
+                notification = id,
+                attempts,
+                "email outcome not recorded: its lease passed and another worker holds it"
+            );
+        }
+        Ok(())
     }
 }
 

@@ -448,7 +448,10 @@ pub async fn open_counts<C: ConnectionTrait>(
 }
 
 /// Marks open and claimed tasks past their due time as breached (every
-/// tenant) and records each change; returns how many it marked.
+/// tenant) and records the changes, one tenant at a time in tenant order:
+/// each tenant's watch head stays locked until commit, so every writer
+/// taking several heads takes them in one order and none waits on
+/// another in a cycle. Returns how many it marked.
 pub async fn mark_breached<C: ConnectionTrait>(db: &C, now: i64) -> Result<u64, DbErr> {
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
@@ -459,14 +462,24 @@ pub async fn mark_breached<C: ConnectionTrait>(db: &C, now: i64) -> Result<u64, 
             [now.into()],
         ))
         .await?;
-    for r in &rows {
-        let (tenant, task, queue, assignee): (String, String, String, String) = (
-            r.try_get_by_index(0)?,
-            r.try_get_by_index(1)?,
-            r.try_get_by_index(2)?,
-            r.try_get_by_index(3)?,
-        );
-        record_task_change(db, &tenant, (&task, &queue, &assignee), now).await?;
+    let mut marked = rows
+        .iter()
+        .map(|r| {
+            Ok((
+                r.try_get_by_index::<String>(0)?,
+                r.try_get_by_index::<String>(1)?,
+                r.try_get_by_index::<String>(2)?,
+                r.try_get_by_index::<String>(3)?,
+            ))
+        })
+        .collect::<Result<Vec<_>, DbErr>>()?;
+    marked.sort();
+    for tenant_rows in marked.chunk_by(|a, b| a.0 == b.0) {
+        let changes: Vec<(&str, &str, &str)> = tenant_rows
+            .iter()
+            .map(|(_, task, queue, assignee)| (task.as_str(), queue.as_str(), assignee.as_str()))
+            .collect();
+        record_task_changes(db, &tenant_rows[0].0, &changes, now).await?;
     }
     Ok(rows.len() as u64)
 }
@@ -683,6 +696,9 @@ pub struct ClaimedEmail {
     pub tenant: String,
     /// Attempts, this one included.
     pub attempts: i64,
+    /// The lease this claim took (µs); the outcome is recorded only while
+    /// the row still carries it.
+    pub lease_until: i64,
     /// The record (template, variables, recipients).
     pub record: v1::Notification,
 }
@@ -728,6 +744,7 @@ pub async fn claim_emails<C: ConnectionTrait>(
             Ok(ClaimedEmail {
                 tenant: r.try_get_by_index(0)?,
                 attempts: r.try_get_by_index(1)?,
+                lease_until,
                 record: v1::Notification::decode(bytes.as_slice()).map_err(|e| {
                     DbErr::Custom(format!("a stored notification does not decode: {e}"))
                 })?,
@@ -738,18 +755,22 @@ pub async fn claim_emails<C: ConnectionTrait>(
 
 /// Records a delivery attempt's outcome on a pending email and releases
 /// it: `record` carries the new state, attempts and error; `retry_at`
-/// (µs) is when a still pending one is due again.
+/// (µs) is when a still pending one is due again. Only while the row
+/// still carries the claim's `lease_until`: a worker whose lease passed
+/// and was taken over records nothing (returns `false`), so it cannot
+/// overwrite the outcome of the worker that took the email over.
 pub async fn record_delivery<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
     record: &v1::Notification,
     retry_at: Option<i64>,
-) -> Result<(), DbErr> {
+    lease_until: i64,
+) -> Result<bool, DbErr> {
     retain_store::exec(
         db,
         "UPDATE notification_messages SET state = $1, record = $2, next_attempt_at = $3, \
          lease_until = 0 WHERE tenant_id = $4 AND notification_id = $5 AND channel = $6 \
-         AND state = 1",
+         AND state = 1 AND lease_until = $7",
         [
             Value::SmallInt(Some(i16::try_from(record.state).unwrap_or(0))),
             record.encode_to_vec().into(),
@@ -757,10 +778,11 @@ pub async fn record_delivery<C: ConnectionTrait>(
             tenant.into(),
             record.notification_id.clone().into(),
             Value::SmallInt(Some(i16::try_from(record.channel).unwrap_or(0))),
+            lease_until.into(),
         ],
     )
     .await
-    .map(|_| ())
+    .map(|rows| rows == 1)
 }
 
 /// Open and claimed tasks marked past their SLA, per tenant.
@@ -977,4 +999,43 @@ pub async fn take_rotation<C: ConnectionTrait>(
         .ok_or_else(|| DbErr::Custom("no queue position returned".into()))?;
     let assigned: i64 = row.try_get_by_index(0)?;
     Ok(u64::try_from(assigned - n).unwrap_or(0))
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn pending_email(id: &str) -> v1::Notification {
+        v1::Notification {
+            notification_id: id.into(),
+            account_id: "acme-1".into(),
+            channel: v1::NotificationChannel::Email as i32,
+            state: v1::DeliveryState::Pending as i32,
+            ..Default::default()
+        }
+    }
+
+    retain_testkit::storage_test!(
+        async fn an_outcome_is_recorded_only_under_the_lease_that_claimed_it(db) {
+            let db = &db.conn;
+            insert_messages(db, "t1", &[pending_email("n-1")], 0).await.unwrap();
+            let first = claim_emails(db, 10, 100, 8).await.unwrap();
+            assert_eq!(first.len(), 1);
+            assert_eq!(first[0].lease_until, 100);
+            // The first worker's lease passes; a second worker takes the email.
+            let second = claim_emails(db, 150, 250, 8).await.unwrap();
+            assert_eq!(second.len(), 1);
+            let mut sent = second[0].record.clone();
+            sent.state = v1::DeliveryState::Sent as i32;
+            let mut retry = first[0].record.clone();
+            retry.last_error = "late".into();
+            assert!(!record_delivery(db, "t1", &retry, Some(300), 100).await.unwrap());
+            assert!(record_delivery(db, "t1", &sent, None, 250).await.unwrap());
+            // The late worker cannot turn the sent email back into a pending one.
+            assert!(!record_delivery(db, "t1", &retry, Some(300), 100).await.unwrap());
+            assert!(claim_emails(db, 1_000, 1_100, 8).await.unwrap().is_empty());
+        }
+    );
 }
