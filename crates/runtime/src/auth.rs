@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
@@ -104,6 +105,56 @@ pub fn token_hash(token: &str) -> String {
 pub struct AuthSettings {
     /// One entry per token.
     pub tokens: Vec<TokenSettings>,
+    /// A TOML file of `[[tokens]]` entries (same shape) added to `tokens`
+    /// at start-up: the token list kept apart from the configuration, as
+    /// a mounted Kubernetes Secret.
+    pub tokens_file: Option<PathBuf>,
+    /// How many of `tokens`, at the end, came from `tokens_file`.
+    #[serde(skip)]
+    from_file: usize,
+}
+
+/// The shape of `auth.tokens_file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TokensFile {
+    #[serde(default)]
+    tokens: Vec<TokenSettings>,
+}
+
+impl AuthSettings {
+    /// Adds the tokens of `tokens_file`, if set (errors name the file).
+    pub fn read_tokens_file(&mut self) -> Result<(), ConfigError> {
+        let Some(path) = &self.tokens_file else {
+            return Ok(());
+        };
+        let bad = |e: String| {
+            ConfigError::invalid("auth.tokens_file", format!("{}: {e}", path.display()))
+        };
+        if !path.is_file() {
+            return Err(bad("does not exist".into()));
+        }
+        let file: TokensFile = config::Config::builder()
+            .add_source(config::File::from(path.as_path()).format(config::FileFormat::Toml))
+            .build()
+            .and_then(config::Config::try_deserialize)
+            .map_err(|e| bad(e.to_string()))?;
+        self.from_file = file.tokens.len();
+        self.tokens.extend(file.tokens);
+        Ok(())
+    }
+
+    /// How errors name token `i`: `auth.tokens[i]`, or its place in the
+    /// tokens file.
+    fn key(&self, i: usize) -> String {
+        let inline = self.tokens.len() - self.from_file;
+        match &self.tokens_file {
+            Some(path) if i >= inline => {
+                format!("auth.tokens_file {} tokens[{}]", path.display(), i - inline)
+            }
+            _ => format!("auth.tokens[{i}]"),
+        }
+    }
 }
 
 /// One bearer token, stored only as its SHA-256 hash.
@@ -126,7 +177,7 @@ impl Section for AuthSettings {
 
     fn validate(&self) -> Result<(), ConfigError> {
         for (i, token) in self.tokens.iter().enumerate() {
-            let key = |field: &str| format!("auth.tokens[{i}].{field}");
+            let key = |field: &str| format!("{}.{field}", self.key(i));
             if token.sha256.len() != 64 || !token.sha256.bytes().all(|b| b.is_ascii_hexdigit()) {
                 return Err(ConfigError::invalid(
                     key("sha256"),
@@ -141,7 +192,10 @@ impl Section for AuthSettings {
             {
                 return Err(ConfigError::invalid(
                     key("sha256"),
-                    format!("is the same token as auth.tokens[{j}]; each token may be listed once"),
+                    format!(
+                        "is the same token as {}; each token may be listed once",
+                        self.key(j)
+                    ),
                 ));
             }
             TenantId::parse(token.tenant.clone()).map_err(|e| {
@@ -156,7 +210,7 @@ impl Section for AuthSettings {
             for (j, role) in token.roles.iter().enumerate() {
                 Role::parse(role).ok_or_else(|| {
                     ConfigError::invalid(
-                        format!("auth.tokens[{i}].roles[{j}]"),
+                        format!("{}.roles[{j}]", self.key(i)),
                         format!("{role:?} is not a role; use ingest, read, admin or csm"),
                     )
                 })?;
@@ -311,6 +365,7 @@ mod tests {
         };
         let mut settings = AuthSettings {
             tokens: vec![entry("tenant-a"), entry("tenant-b")],
+            ..Default::default()
         };
         settings.tokens[0].sha256 = token_hash("shared");
         let err = settings.validate().expect_err("the same token twice");
@@ -327,6 +382,7 @@ mod tests {
                 roles: vec!["read".into()],
                 name: "dashboards".into(),
             }],
+            ..Default::default()
         };
         let auth = Authenticator::from_settings(&settings).expect("valid");
         let p = auth.authenticate(Some("Bearer s3cret")).expect("known");

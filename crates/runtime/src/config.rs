@@ -274,6 +274,12 @@ pub struct ServerSettings {
     pub readiness_delay_ms: u64,
     /// After SIGTERM: the longest wait for in-flight calls to finish.
     pub shutdown_grace_ms: u64,
+    /// How long a client connection may live before the server asks the
+    /// client to reconnect (HTTP/2 GOAWAY; calls in flight finish first),
+    /// in milliseconds; 0 = for ever. Behind a Kubernetes Service one
+    /// HTTP/2 connection pins a client to one pod: an age makes long-lived
+    /// clients spread over replicas added since they connected.
+    pub max_connection_age_ms: u64,
     /// TLS; absent means plaintext (inside a mesh or on loopback).
     pub tls: Option<TlsSettings>,
     /// A file the server writes its bound address to (`127.0.0.1:41234`)
@@ -291,6 +297,7 @@ impl Default for ServerSettings {
             request_timeout_ms: 30_000,
             readiness_delay_ms: 0,
             shutdown_grace_ms: 30_000,
+            max_connection_age_ms: 0,
             tls: None,
             address_file: None,
         }
@@ -433,7 +440,8 @@ impl Settings {
                 .try_parsing(true)
                 .source(Some(vars)),
         );
-        let settings: Settings = builder.build()?.try_deserialize()?;
+        let mut settings: Settings = builder.build()?.try_deserialize()?;
+        settings.auth.read_tokens_file()?;
         settings.validate()?;
         Ok(settings)
     }
@@ -582,6 +590,50 @@ mod tests {
         );
         let err = Settings::load_from(Some(&path), env(&[])).expect_err("bad hash");
         assert!(err.to_string().contains("auth.tokens[0].sha256"), "{err}");
+    }
+
+    // The token list can live in its own file (a mounted Secret), given
+    // by path in the configuration or the environment; its tokens add to
+    // the inline ones, and its mistakes are named by file and index.
+    #[test]
+    fn tokens_can_come_from_a_file_of_their_own() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let token = |hash: char, tenant: &str| {
+            format!(
+                "[[tokens]]\nsha256 = \"{}\"\ntenant = \"{tenant}\"\nroles = [\"read\"]\n",
+                hash.to_string().repeat(64)
+            )
+        };
+        let file = dir.path().join("tokens.toml");
+        std::fs::write(&file, token('b', "globex") + &token('c', "initech")).expect("write");
+        let config = write(
+            &dir,
+            &token('a', "acme").replace("[[tokens]]", "[[auth.tokens]]"),
+        );
+        let vars = env(&[("RETAIN__AUTH__TOKENS_FILE", file.to_str().expect("utf-8"))]);
+        let s = Settings::load_from(Some(&config), vars.clone()).expect("valid");
+        let tenants: Vec<&str> = s.auth.tokens.iter().map(|t| t.tenant.as_str()).collect();
+        assert_eq!(tenants, ["acme", "globex", "initech"]);
+
+        std::fs::write(&file, token('b', "globex") + &token('a', "acme")).expect("write");
+        let err = Settings::load_from(Some(&config), vars.clone()).expect_err("listed twice");
+        let text = err.to_string();
+        assert!(
+            text.contains("tokens.toml tokens[1].sha256") && text.contains("auth.tokens[0]"),
+            "{text}"
+        );
+
+        std::fs::write(&file, "[[tokens]]\nsha256 = 1\n").expect("write");
+        let err = Settings::load_from(Some(&config), vars).expect_err("not a token");
+        assert!(err.to_string().contains("auth.tokens_file"), "{err}");
+
+        let missing = env(&[("RETAIN__AUTH__TOKENS_FILE", "/nonexistent/tokens.toml")]);
+        let err = Settings::load_from(Some(&config), missing).expect_err("missing");
+        assert!(
+            err.to_string()
+                .contains("/nonexistent/tokens.toml: does not exist"),
+            "{err}"
+        );
     }
 
     #[test]

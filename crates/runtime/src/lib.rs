@@ -31,6 +31,6 @@ pub use clock::Clock;
 pub use config::Settings;
 pub use error::{Error, FieldViolation};
 pub use section::{ConfigError, Section};
-pub use server::{ServeOptions, Services, serve, shutdown_on_signals};
+pub use server::{LIVENESS, ServeOptions, Services, serve, shutdown_on_signals};
 pub use service::{Context, Service};
 pub use workers::Workers;

@@ -1,7 +1,9 @@
 //! The gRPC server every Retain service runs on.
 //!
 //! [`serve`] adds what each service would otherwise repeat: `grpc.health.v1`
-//! (the overall `""` status follows a database ping), server reflection,
+//! (the overall `""` status and each service's follow a database ping and
+//! turn NOT_SERVING at shutdown — readiness; [`LIVENESS`] stays SERVING
+//! while the process answers — liveness), server reflection,
 //! bearer-token auth, a global concurrency limit that sheds load with
 //! `RESOURCE_EXHAUSTED`, default deadlines, optional TLS/mTLS, a request
 //! span joined to the caller's trace, and the service's background
@@ -35,6 +37,10 @@ use crate::config::ServerSettings;
 use crate::error::Error;
 use crate::telemetry;
 use crate::workers::Workers;
+
+/// The `grpc.health.v1` service name for a liveness probe: SERVING for as
+/// long as the server answers calls, whatever the database does.
+pub const LIVENESS: &str = "liveness";
 
 /// Errors starting or running the server.
 #[derive(Debug, thiserror::Error)]
@@ -175,6 +181,12 @@ pub async fn serve(
     } = services;
     let (reporter, health_service) = tonic_health::server::health_reporter();
     set_all(&reporter, &names, ServingStatus::Serving).await;
+    // Liveness answers SERVING for as long as the process serves calls,
+    // through a database outage and the drain: restarting a replica fixes
+    // neither.
+    reporter
+        .set_service_status(LIVENESS, ServingStatus::Serving)
+        .await;
 
     // Reflection in both versions: many clients (grpcurl before 1.9,
     // Python's grpcio-reflection) still ask v1alpha.
@@ -200,6 +212,9 @@ pub async fn serve(
     let mut builder = tonic::transport::Server::builder()
         .timeout(settings.request_timeout())
         .trace_fn(telemetry::request_span);
+    if settings.max_connection_age_ms > 0 {
+        builder = builder.max_connection_age(Duration::from_millis(settings.max_connection_age_ms));
+    }
     if let Some(tls) = &settings.tls {
         builder = builder.tls_config(tls_config(tls)?)?;
     }

@@ -380,6 +380,11 @@ async fn shutdown_reports_not_serving_then_drains_in_flight_calls() {
 
     h.shutdown.cancel();
     wait_not_serving(&health, "NOT_SERVING after shutdown began").await;
+    assert_eq!(
+        liveness(&health).await,
+        ServingStatus::Serving,
+        "live while draining"
+    );
     assert!(
         !h.server.is_finished(),
         "the in-flight call keeps the server draining"
@@ -407,6 +412,61 @@ async fn overall_health_follows_the_database() {
     let db = h.db.conn.clone();
     db.close_by_ref().await.unwrap();
     wait_not_serving(&health, "NOT_SERVING once the database is closed").await;
+    assert_eq!(
+        liveness(&health).await,
+        ServingStatus::Serving,
+        "a database outage is no reason to restart the replica"
+    );
+}
+
+async fn liveness(health: &HealthClient<Channel>) -> ServingStatus {
+    let request = HealthCheckRequest {
+        service: retain_runtime::LIVENESS.into(),
+    };
+    health
+        .clone()
+        .check(request)
+        .await
+        .unwrap()
+        .get_ref()
+        .status()
+}
+
+// With `max_connection_age_ms`, the server asks a client connection to go
+// away (HTTP/2 GOAWAY; calls in flight finish) once it is that old, so a
+// long-lived client reconnects — and, behind a Kubernetes Service, may
+// land on another pod. Seen from a raw TCP socket speaking HTTP/2: without
+// the age no GOAWAY would ever come and the deadline would fail the test.
+#[tokio::test]
+async fn a_connection_older_than_the_max_age_is_asked_to_go_away() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let h = start(ServerSettings {
+        max_connection_age_ms: 200,
+        ..ServerSettings::default()
+    })
+    .await;
+    let mut socket = tokio::net::TcpStream::connect(h.addr).await.unwrap();
+    // The client preface and an empty SETTINGS frame.
+    socket
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let goaway = async {
+        loop {
+            let mut header = [0_u8; 9];
+            socket.read_exact(&mut header).await.unwrap();
+            let len =
+                usize::from(header[0]) << 16 | usize::from(header[1]) << 8 | usize::from(header[2]);
+            let mut payload = vec![0_u8; len];
+            socket.read_exact(&mut payload).await.unwrap();
+            if header[3] == 7 {
+                return;
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(30), goaway)
+        .await
+        .expect("a GOAWAY once the connection is older than the max age");
 }
 
 /// What a test worker saw, in order.
