@@ -52,15 +52,11 @@ pub struct Target<'a> {
 /// The instant the demo's history ends, in seconds: the one kept in
 /// `dir/demo-anchor` by the first run, so a second run sends the very
 /// same signals (all recognised as duplicates) instead of a portfolio
-/// whose event ids clash with the first; without a folder, today's
-/// midnight (UTC), the same all day.
-pub fn anchor(dir: Option<&Path>) -> anyhow::Result<i64> {
+/// whose event ids clash with the first.
+pub fn anchor(dir: &Path) -> anyhow::Result<i64> {
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
-    let Some(dir) = dir else {
-        return Ok(now - now.rem_euclid(86_400));
-    };
     let path = dir.join("demo-anchor");
     if let Some(kept) = std::fs::read_to_string(&path)
         .ok()

@@ -192,7 +192,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 outbox: None,
                 db: None,
             };
-            demo::run(&target, usize::from(accounts), demo::anchor(None)?).await
+            // The data folder keeps the anchor here too, so a second run
+            // from it — or one after a local demo there — sends the very
+            // same signals.
+            std::fs::create_dir_all(&opts.data_dir)?;
+            let anchor = demo::anchor(&opts.data_dir)?;
+            demo::run(&target, usize::from(accounts), anchor).await
         }
         Command::Demo { accounts, exit, .. } => {
             let shutdown = retain_runtime::shutdown_on_signals();
@@ -209,7 +214,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 outbox: platform.outbox.as_deref(),
                 db: Some(&platform.db),
             };
-            let anchor = demo::anchor(Some(&opts.data_dir))?;
+            let anchor = demo::anchor(&opts.data_dir)?;
             demo::run(&target, usize::from(accounts), anchor).await?;
             say!("");
             banner(&platform);

@@ -256,13 +256,21 @@ async fn serve_after_the_demo_turns_a_detractor_into_a_task() {
     );
 
     // A JSON Lines file: good lines in, bad ones out with their reasons.
+    // Yesterday: a LIVE signal may be at most 30 days old.
+    let when = retain_testkit::ts(retain_testkit::now() - 86_400)
+        .unwrap()
+        .to_string();
     let file = dir.path().join("signals.jsonl");
     std::fs::write(
         &file,
         [
-            r#"{"event_id": "f-1", "account_id": "demo-acct-00002", "occurred_at": "2026-11-01T10:00:00Z", "survey": {"kind": "SURVEY_KIND_NPS", "score": 9, "user_id": "u-1"}}"#,
-            r#"{"event_id": "f-2", "account_id": "demo-acct-00002", "occurred_at": "2026-11-01T10:00:00Z", "survey": {"kind": "SURVEY_KIND_NPS", "score": 42, "user_id": "u-1"}}"#,
-            "not json",
+            format!(
+                r#"{{"event_id": "f-1", "account_id": "demo-acct-00002", "occurred_at": "{when}", "survey": {{"kind": "SURVEY_KIND_NPS", "score": 9, "user_id": "u-1"}}}}"#
+            ),
+            format!(
+                r#"{{"event_id": "f-2", "account_id": "demo-acct-00002", "occurred_at": "{when}", "survey": {{"kind": "SURVEY_KIND_NPS", "score": 42, "user_id": "u-1"}}}}"#
+            ),
+            "not json".to_owned(),
         ]
         .join("\n"),
     )
