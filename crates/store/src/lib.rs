@@ -233,13 +233,42 @@ pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Fails with [`StoreError::NotMigrated`] when migrations are pending, so a
-/// replica never serves on a schema it does not know.
+/// Fails with [`StoreError::NotMigrated`] when migrations this binary
+/// knows are not applied, so a replica never serves on a schema older
+/// than its code. Migrations a newer release applied are fine: they only
+/// add, so the previous release's replicas keep starting during a rolling
+/// upgrade (sea-orm's own pending check refuses such a schema).
 pub async fn check_migrated(db: &DatabaseConnection) -> Result<(), StoreError> {
-    let pending: Vec<String> = migration::Migrator::get_pending_migrations(db)
-        .await?
+    let backend = db.get_database_backend();
+    let exists = match backend {
+        DatabaseBackend::Postgres => {
+            "SELECT COUNT(*) FROM pg_tables WHERE schemaname = current_schema() \
+             AND tablename = 'seaql_migrations'"
+        }
+        _ => {
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = 'seaql_migrations'"
+        }
+    };
+    let row = db
+        .query_one_raw(sea_orm::Statement::from_string(backend, exists))
+        .await?;
+    let table: i64 = row.map_or(Ok(0), |r| r.try_get_by_index(0))?;
+    let mut applied = std::collections::HashSet::new();
+    if table > 0 {
+        for r in db
+            .query_all_raw(sea_orm::Statement::from_string(
+                backend,
+                "SELECT version FROM seaql_migrations",
+            ))
+            .await?
+        {
+            applied.insert(r.try_get_by_index::<String>(0)?);
+        }
+    }
+    let pending: Vec<String> = <migration::Migrator as MigratorTrait>::migrations()
         .iter()
         .map(|m| m.name().to_owned())
+        .filter(|name| !applied.contains(name))
         .collect();
     if pending.is_empty() {
         Ok(())

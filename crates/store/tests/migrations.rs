@@ -84,3 +84,23 @@ async fn a_schema_with_pending_migrations_is_refused_by_name() {
         .await
         .expect("up to date once migrated");
 }
+
+// During a rolling upgrade the new release's migration Job runs while the
+// previous release's replicas still serve, and one of those may restart:
+// a schema with migrations this binary does not know (only additions) is
+// fine; one it knows missing is refused, naming it.
+retain_testkit::storage_test!(async fn a_newer_schema_is_accepted_and_a_missing_migration_named(db) {
+    use sea_orm::ConnectionTrait;
+    let conn = &db.conn;
+    conn.execute_unprepared(
+        "INSERT INTO seaql_migrations (version, applied_at) VALUES ('m9999_from_a_newer_release', 0)",
+    )
+    .await
+    .expect("record a newer release's migration");
+    retain_store::check_migrated(conn).await.expect("a newer schema serves");
+    conn.execute_unprepared("DELETE FROM seaql_migrations WHERE version LIKE 'm0010%'")
+        .await
+        .expect("forget one");
+    let err = retain_store::check_migrated(conn).await.expect_err("m0010 missing");
+    assert!(err.to_string().contains("m0010_email_delivery"), "{err}");
+});

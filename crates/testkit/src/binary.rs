@@ -52,9 +52,22 @@ pub async fn start_binary(bin: &str, config: &Path, dir: &Path) -> RunningBinary
 /// [`start_binary`] on the database at `url` (several binaries sharing one
 /// PostgreSQL database, as deployed).
 pub async fn start_binary_on(bin: &str, config: &Path, dir: &Path, url: &str) -> RunningBinary {
+    start_binary_with(bin, config, dir, url, &[]).await
+}
+
+/// [`start_binary_on`] with more environment variables (`RETAIN__…`
+/// overrides, as a Deployment sets them).
+pub async fn start_binary_with(
+    bin: &str,
+    config: &Path,
+    dir: &Path,
+    url: &str,
+    env: &[(String, String)],
+) -> RunningBinary {
     let address_file = dir.join("addr");
     let _ = std::fs::remove_file(&address_file);
     let child = Command::new(bin)
+        .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("--config")
         .arg(config)
         // Relative paths of the configuration (the email outbox) land in `dir`.
@@ -134,6 +147,7 @@ pub struct Processes {
     dir: std::path::PathBuf,
     config: std::path::PathBuf,
     url: String,
+    env: Vec<(String, String)>,
 }
 
 impl Processes {
@@ -158,7 +172,15 @@ impl Processes {
             dir: dir.to_owned(),
             config: config.to_owned(),
             url: url.to_owned(),
+            env: Vec::new(),
         })
+    }
+
+    /// Sets `key` in every binary's environment.
+    #[must_use]
+    pub fn with_env(mut self, key: &str, value: &str) -> Self {
+        self.env.push((key.to_owned(), value.to_owned()));
+        self
     }
 
     /// Starts service `name` (one of [`SERVICES`]).
@@ -166,7 +188,14 @@ impl Processes {
         let dir = self.dir.join(name);
         std::fs::create_dir_all(&dir).unwrap();
         let bin = self.bin_dir.join(name);
-        start_binary_on(bin.to_str().unwrap(), &self.config, &dir, &self.url).await
+        start_binary_with(
+            bin.to_str().unwrap(),
+            &self.config,
+            &dir,
+            &self.url,
+            &self.env,
+        )
+        .await
     }
 
     /// Starts all four, in [`SERVICES`] order.

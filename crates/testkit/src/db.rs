@@ -106,6 +106,23 @@ impl TestDatabase {
     /// # Panics
     /// As [`TestDatabase::postgres`].
     pub async fn postgres_with(test: &str, pool: &PoolOptions) -> Option<Self> {
+        let url = Self::postgres_unmigrated(test).await?;
+        let conn = connect(&url, pool).await.expect("connect to test database");
+        migrate(&conn).await.expect("migrate postgres");
+        Some(Self {
+            conn,
+            url,
+            _dir: None,
+        })
+    }
+
+    /// A new, empty database on the test PostgreSQL server — nothing
+    /// migrated, for tests of migrating — as its URL; `None` as
+    /// [`TestDatabase::postgres`].
+    ///
+    /// # Panics
+    /// As [`TestDatabase::postgres`].
+    pub async fn postgres_unmigrated(test: &str) -> Option<String> {
         let admin_url = match postgres_admin_url() {
             Ok(url) => url,
             Err(why) => {
@@ -118,16 +135,11 @@ impl TestDatabase {
                 return None;
             }
         };
-        let url = create_database(&admin_url, &unique_db_name())
-            .await
-            .expect("create the test database");
-        let conn = connect(&url, pool).await.expect("connect to test database");
-        migrate(&conn).await.expect("migrate postgres");
-        Some(Self {
-            conn,
-            url,
-            _dir: None,
-        })
+        Some(
+            create_database(&admin_url, &unique_db_name())
+                .await
+                .expect("create the test database"),
+        )
     }
 
     /// Which backend this is.
