@@ -69,7 +69,17 @@ pub(crate) enum Command {
     /// SIGTERM or Ctrl-C (the default).
     Serve,
     /// Apply the database migrations and exit.
-    Migrate,
+    Migrate {
+        /// Apply nothing: exit 0 when the schema is up to date, else name
+        /// the pending migrations and exit 1 (a Kubernetes init container
+        /// waiting for the migration Job).
+        #[arg(long)]
+        check: bool,
+        /// With --check: wait up to this many seconds for another process
+        /// (the migration Job) to apply them, checking every two seconds.
+        #[arg(long, value_name = "SECONDS", requires = "check", default_value_t = 0)]
+        wait: u64,
+    },
     /// Print a shell completion script (`retain completions bash >
     /// /etc/bash_completion.d/retain`).
     Completions {

@@ -40,6 +40,8 @@ mod json;
 mod platform;
 mod report;
 
+use std::time::Duration;
+
 use clap::Parser;
 
 use crate::args::{Cli, Command, StageArg, StrategyArg};
@@ -72,9 +74,14 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             clap_complete::generate(shell, &mut Cli::command(), "retain", &mut std::io::stdout());
             Ok(())
         }
-        Command::Migrate => {
+        Command::Migrate { check: false, .. } => {
             let database = platform::migrate(&opts).await?;
             say!("migrations applied to {database}");
+            Ok(())
+        }
+        Command::Migrate { check: true, wait } => {
+            let database = platform::wait_migrated(&opts, Duration::from_secs(wait)).await?;
+            say!("the schema of {database} is up to date");
             Ok(())
         }
         Command::Serve => {

@@ -55,6 +55,7 @@ impl Platform {
     /// dev token, the database (migrated), the four services, the server.
     pub async fn start(opts: &Options, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let mut settings = settings(opts)?;
+        create_data_dir(opts)?;
         let token = dev_token(&opts.data_dir)?;
         settings.auth.tokens.push(TokenSettings {
             sha256: hex::encode(sha2::Sha256::digest(token.as_bytes())),
@@ -151,10 +152,9 @@ impl Platform {
 /// The settings (defaults < file < environment), with the database in
 /// the data folder unless configured, and only warnings logged when quiet.
 fn settings(opts: &Options) -> anyhow::Result<Settings> {
-    std::fs::create_dir_all(&opts.data_dir)
-        .with_context(|| format!("creating the data folder {}", opts.data_dir.display()))?;
     let mut settings = Settings::load(opts.config.as_deref())?;
     if settings.database.url == DatabaseSettings::default().url {
+        create_data_dir(opts)?;
         settings.database.url = format!(
             "sqlite://{}?mode=rwc",
             opts.data_dir.join("retain.db").display()
@@ -169,14 +169,53 @@ fn settings(opts: &Options) -> anyhow::Result<Settings> {
 /// Applies the migrations to the configured database; returns it (password
 /// hidden).
 pub async fn migrate(opts: &Options) -> anyhow::Result<String> {
+    let (db, database, _telemetry) = connect(opts).await?;
+    retain_store::migrate(&db).await?;
+    Ok(database)
+}
+
+/// Waits up to `wait` for every migration to be applied by another
+/// process, applying none; returns the database (password hidden), or the
+/// error naming the pending migrations once `wait` has passed.
+pub async fn wait_migrated(opts: &Options, wait: Duration) -> anyhow::Result<String> {
+    let (db, database, _telemetry) = connect(opts).await?;
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        match retain_store::check_migrated(&db).await {
+            Ok(()) => return Ok(database),
+            Err(e @ retain_store::StoreError::NotMigrated(_))
+                if tokio::time::Instant::now() < deadline =>
+            {
+                tracing::info!(database, "waiting for the migrations: {e}");
+                tokio::time::sleep(Duration::from_secs(2)).await;
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// The configured database, connected; its name (password hidden); logs.
+async fn connect(
+    opts: &Options,
+) -> anyhow::Result<(
+    sea_orm::DatabaseConnection,
+    String,
+    retain_runtime::telemetry::TelemetryGuard,
+)> {
     let settings = settings(opts)?;
-    let _telemetry = retain_runtime::telemetry::init(&settings.telemetry, "retain")?;
+    let telemetry = retain_runtime::telemetry::init(&settings.telemetry, "retain")?;
     let database = retain_store::redact(&settings.database.url);
     let db = retain_store::connect(&settings.database.url, &settings.database.pool())
         .await
         .with_context(|| format!("connecting to {database}"))?;
-    retain_store::migrate(&db).await?;
-    Ok(database)
+    Ok((db, database, telemetry))
+}
+
+/// Creates the data folder (only a command that keeps something there
+/// does: `migrate` on PostgreSQL runs on a read-only file system).
+fn create_data_dir(opts: &Options) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&opts.data_dir)
+        .with_context(|| format!("creating the data folder {}", opts.data_dir.display()))
 }
 
 /// The data folder's dev token, created (random, 32 bytes hex, readable
