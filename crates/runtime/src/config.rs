@@ -39,6 +39,10 @@ pub struct Settings {
     pub sections: HashMap<String, config::Value>,
 }
 
+/// Environment variables ending so are taken as text, never parsed as a
+/// number or boolean (secrets and addresses).
+const TEXT_SUFFIXES: &[&str] = &["PASSWORD", "USERNAME", "_URL", "_HOST", "_FILE", "_FROM"];
+
 /// The sections Retain's services own. Any other top-level key is a typo
 /// and stops start-up.
 pub const SERVICE_SECTIONS: &[&str] = &["ingestion", "metrics", "health", "notification"];
@@ -429,17 +433,22 @@ impl Settings {
             }
             builder = builder.add_source(config::File::from(path).format(config::FileFormat::Toml));
         }
-        let vars: config::Map<String, String> = env
+        // Numbers and booleans are parsed from the environment (the flattened
+        // sections need typed values), except for keys that are always text
+        // — a password "007" or a user "1e3" must arrive as written.
+        let (text, typed): (config::Map<String, String>, config::Map<String, String>) = env
             .into_iter()
             .filter(|(k, _)| k.starts_with("RETAIN__"))
-            .collect();
-        builder = builder.add_source(
-            config::Environment::with_prefix("RETAIN")
-                .prefix_separator("__")
-                .separator("__")
-                .try_parsing(true)
-                .source(Some(vars)),
-        );
+            .partition(|(k, _)| TEXT_SUFFIXES.iter().any(|s| k.ends_with(s)));
+        for (vars, parse) in [(typed, true), (text, false)] {
+            builder = builder.add_source(
+                config::Environment::with_prefix("RETAIN")
+                    .prefix_separator("__")
+                    .separator("__")
+                    .try_parsing(parse)
+                    .source(Some(vars)),
+            );
+        }
         let mut settings: Settings = builder.build()?.try_deserialize()?;
         settings.auth.read_tokens_file()?;
         settings.validate()?;
@@ -633,6 +642,33 @@ mod tests {
             err.to_string()
                 .contains("/nonexistent/tokens.toml: does not exist"),
             "{err}"
+        );
+    }
+
+    // Secrets and addresses from the environment arrive as written (a
+    // password "007" is not the number 7); numbers still parse.
+    #[test]
+    fn text_from_the_environment_stays_text() {
+        let vars = env(&[
+            ("RETAIN__NOTIFICATION__EMAIL__SMTP_PASSWORD", "007"),
+            ("RETAIN__NOTIFICATION__EMAIL__SMTP_USERNAME", "1e3"),
+            ("RETAIN__SERVER__CONCURRENCY_LIMIT", "64"),
+        ]);
+        let s = Settings::load_from(None, vars).expect("valid");
+        assert_eq!(s.server.concurrency_limit, 64);
+        let email = &s.sections["notification"];
+        let email: HashMap<String, config::Value> =
+            email.clone().into_table().expect("a table")["email"]
+                .clone()
+                .into_table()
+                .expect("a table");
+        assert_eq!(
+            email["smtp_password"].clone().into_string().expect("text"),
+            "007"
+        );
+        assert_eq!(
+            email["smtp_username"].clone().into_string().expect("text"),
+            "1e3"
         );
     }
 
