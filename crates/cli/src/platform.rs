@@ -177,19 +177,28 @@ pub async fn migrate(opts: &Options) -> anyhow::Result<String> {
 /// Waits up to `wait` for every migration to be applied by another
 /// process, applying none; returns the database (password hidden), or the
 /// error naming the pending migrations once `wait` has passed.
+///
+/// An unreachable database is waited for the same way: in Kubernetes the
+/// init container may start before the database answers, and failing at
+/// once would crash-loop.
 pub async fn wait_migrated(opts: &Options, wait: Duration) -> anyhow::Result<String> {
-    let (db, database, _telemetry) = connect(opts).await?;
+    let settings = settings(opts)?;
+    let _telemetry = retain_runtime::telemetry::init(&settings.telemetry, "retain")?;
+    let database = retain_store::redact(&settings.database.url);
     let deadline = tokio::time::Instant::now() + wait;
     loop {
-        match retain_store::check_migrated(&db).await {
+        let checked =
+            match retain_store::connect(&settings.database.url, &settings.database.pool()).await {
+                Ok(db) => retain_store::check_migrated(&db).await,
+                Err(e) => Err(e),
+            };
+        match checked {
             Ok(()) => return Ok(database),
-            Err(e @ retain_store::StoreError::NotMigrated(_))
-                if tokio::time::Instant::now() < deadline =>
-            {
+            Err(e) if tokio::time::Instant::now() < deadline => {
                 tracing::info!(database, "waiting for the migrations: {e}");
                 tokio::time::sleep(Duration::from_secs(2)).await;
             }
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(anyhow::Error::from(e).context(format!("checking {database}"))),
         }
     }
 }

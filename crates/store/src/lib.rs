@@ -227,8 +227,14 @@ pub async fn connect(url: &str, pool: &PoolOptions) -> Result<DatabaseConnection
     Ok(db)
 }
 
-/// Applies every pending migration.
+/// Applies every pending migration. A schema that already holds every
+/// migration this binary knows is left as it is, even when a newer
+/// release added more (sea-orm's own `up` refuses such a schema): rolling
+/// back to the previous release reruns its migration Job harmlessly.
 pub async fn migrate(db: &DatabaseConnection) -> Result<(), StoreError> {
+    if check_migrated(db).await.is_ok() {
+        return Ok(());
+    }
     migration::Migrator::up(db, None).await?;
     Ok(())
 }
