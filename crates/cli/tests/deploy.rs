@@ -2,7 +2,8 @@
 //! the image copies and the configuration its ConfigMap carries
 //! (`deploy/kustomize/base/retain.toml`), on PostgreSQL, with the
 //! environment the manifests set: the init container's `retain migrate
-//! --check --wait` waits for the migration Job's `retain migrate`; the four
+//! --check --wait` waits for the migration Job's `retain migrate` (which
+//! reads only the database URL, as its manifest gives it); the four
 //! services start on the migrated schema, read their tokens from the
 //! tokens file (the mounted Secret), answer both health probes, turn a
 //! signal into a task, and stop cleanly on SIGTERM. (`docker build` cannot
@@ -102,7 +103,16 @@ async fn the_configmap_config_migrates_serves_and_stops_as_the_manifests_run_it(
     )
     .spawn()
     .unwrap();
-    let job = retain(&work, &url, &tokens, &["migrate"]).output().unwrap();
+    // The Job as its manifest runs it: the database URL and nothing else.
+    let job = Command::new(env!("CARGO_BIN_EXE_retain"))
+        .arg("migrate")
+        .current_dir(&work)
+        .env_remove("RETAIN_CONFIG")
+        .env_remove("RETAIN_DATA_DIR")
+        .env("RETAIN__DATABASE__URL", &url)
+        .env("RETAIN__DATABASE__MAX_CONNECTIONS", "1")
+        .output()
+        .unwrap();
     assert!(job.status.success(), "{}", text(&job));
     let waited = tokio::task::spawn_blocking(move || waiting.wait_with_output())
         .await
