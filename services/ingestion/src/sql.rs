@@ -207,16 +207,31 @@ pub async fn upsert_accounts(
     signals: &[&Prepared],
     now: i64,
 ) -> Result<(), DbErr> {
-    for chunk in create.chunks(MAX_BIND_PARAMS - 2) {
-        let mut values: Vec<Value> = vec![tenant.into(), now.into()];
-        values.extend(chunk.iter().map(|a| Value::from(*a)));
-        let sql = format!(
+    if tx.get_database_backend() == DatabaseBackend::Postgres && !create.is_empty() {
+        // Arrays: the statement's text is the same whatever the row count,
+        // so PostgreSQL plans it once per connection.
+        let ids: Vec<String> = create.iter().map(|a| (*a).to_owned()).collect();
+        exec(
+            tx,
             "INSERT INTO accounts (tenant_id, account_id, contact_emails, created_at, updated_at) \
-             SELECT $1, v.column1, '', $2, $2 FROM (VALUES {}) AS v WHERE true \
-             ON CONFLICT (tenant_id, account_id) DO NOTHING",
-            values_placeholders(chunk.len(), 1, 3)
-        );
-        exec(tx, sql, values).await?;
+             SELECT $1, a, '', $2, $2 FROM UNNEST($3::text[]) WITH ORDINALITY AS t(a, n) \
+             ORDER BY n ON CONFLICT (tenant_id, account_id) DO NOTHING"
+                .into(),
+            vec![tenant.into(), now.into(), ids.into()],
+        )
+        .await?;
+    } else if tx.get_database_backend() != DatabaseBackend::Postgres {
+        for chunk in create.chunks(MAX_BIND_PARAMS - 2) {
+            let mut values: Vec<Value> = vec![tenant.into(), now.into()];
+            values.extend(chunk.iter().map(|a| Value::from(*a)));
+            let sql = format!(
+                "INSERT INTO accounts (tenant_id, account_id, contact_emails, created_at, updated_at) \
+                 SELECT $1, v.column1, '', $2, $2 FROM (VALUES {}) AS v WHERE true \
+                 ON CONFLICT (tenant_id, account_id) DO NOTHING",
+                values_placeholders(chunk.len(), 1, 3)
+            );
+            exec(tx, sql, values).await?;
+        }
     }
 
     // Upserts, oldest first per account.
@@ -429,6 +444,38 @@ pub async fn upsert_users(
     tenant: &str,
     rows: &[UserSighting<'_>],
 ) -> Result<(), DbErr> {
+    const MERGE: &str = "ON CONFLICT (tenant_id, account_id, user_id) DO UPDATE SET \
+         first_seen_at = CASE WHEN excluded.first_seen_at < users.first_seen_at \
+           THEN excluded.first_seen_at ELSE users.first_seen_at END, \
+         last_seen_at = CASE WHEN excluded.last_seen_at > users.last_seen_at \
+           THEN excluded.last_seen_at ELSE users.last_seen_at END";
+    if rows.is_empty() {
+        return Ok(());
+    }
+    if tx.get_database_backend() == DatabaseBackend::Postgres {
+        // Arrays: one statement text whatever the row count (planned once
+        // per connection, where a growing VALUES list is planned anew).
+        let accounts: Vec<String> = rows.iter().map(|((a, _), _)| (*a).to_owned()).collect();
+        let users: Vec<String> = rows.iter().map(|((_, u), _)| (*u).to_owned()).collect();
+        let firsts: Vec<i64> = rows.iter().map(|(_, (f, _))| *f).collect();
+        let lasts: Vec<i64> = rows.iter().map(|(_, (_, l))| *l).collect();
+        return exec(
+            tx,
+            format!(
+                "INSERT INTO users (tenant_id, account_id, user_id, first_seen_at, last_seen_at) \
+                 SELECT $1, a, u, f, l FROM UNNEST($2::text[], $3::text[], $4::int8[], $5::int8[]) \
+                 WITH ORDINALITY AS t(a, u, f, l, n) ORDER BY n {MERGE}"
+            ),
+            vec![
+                tenant.into(),
+                accounts.into(),
+                users.into(),
+                firsts.into(),
+                lasts.into(),
+            ],
+        )
+        .await;
+    }
     const COLS: usize = 4;
     for chunk in rows.chunks((MAX_BIND_PARAMS - 1) / COLS) {
         let mut values: Vec<Value> = Vec::with_capacity(1 + chunk.len() * COLS);
@@ -444,11 +491,7 @@ pub async fn upsert_users(
         let sql = format!(
             "INSERT INTO users (tenant_id, account_id, user_id, first_seen_at, last_seen_at) \
              SELECT $1, v.column1, v.column2, v.column3, v.column4 FROM (VALUES {}) AS v WHERE true \
-             ON CONFLICT (tenant_id, account_id, user_id) DO UPDATE SET \
-             first_seen_at = CASE WHEN excluded.first_seen_at < users.first_seen_at \
-               THEN excluded.first_seen_at ELSE users.first_seen_at END, \
-             last_seen_at = CASE WHEN excluded.last_seen_at > users.last_seen_at \
-               THEN excluded.last_seen_at ELSE users.last_seen_at END",
+             {MERGE}",
             values_placeholders(chunk.len(), COLS, 2)
         );
         exec(tx, sql, values).await?;
