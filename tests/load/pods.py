@@ -12,7 +12,7 @@ environment the Deployments set. It first samples the idle services for
 10 s (the baseline), then drives ingestion with `retain-loadgen --target`
 (4 clients x 1,000-signal batches, then streams, then 64 clients x 1
 signal) and keeps sampling until every consumer is idle again (the bus
-drained). Every 0.5 s it reads each process's CPU time and memory
+drained), and each consumer group's bus backlog once a second. Every 0.5 s it reads each process's CPU time and memory
 (proportional set size) from /proc. It prints, per service and for
 PostgreSQL: CPU (cores) averaged over the load, the busiest second, and
 peak memory, beside the idle baseline; and the loadgen's own report.
@@ -47,7 +47,35 @@ def as_postgres(args: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
 
 
-def start_postgres(work: Path) -> tuple[str, Path, str]:
+class Backlog:
+    """Each consumer group's messages waiting on the bus, over time."""
+
+    def __init__(self, psql: list[str]):
+        self.psql = psql
+        self.samples = []  # (time, {group/topic: messages})
+
+    def sample(self):
+        out = subprocess.run(
+            [*self.psql, "-Atc", "SELECT consumer_group || '/' || topic, COUNT(*) FROM bus_messages "
+                                 "WHERE state <> 2 GROUP BY 1"],
+            capture_output=True, text=True).stdout
+        counts = dict(line.split("|") for line in out.splitlines() if "|" in line)
+        self.samples.append((time.monotonic(), {k: int(v) for k, v in counts.items()}))
+
+    def report(self, start):
+        groups = sorted({g for _, c in self.samples for g in c})
+        lines = []
+        for g in groups:
+            series = [(t - start, c.get(g, 0)) for t, c in self.samples]
+            peak_t, peak = max(series, key=lambda x: x[1])
+            nonzero = [t for t, n in series if n > 0]
+            empty = f"{nonzero[-1]:.0f} s" if nonzero else "-"
+            marks = " ".join(f"{n}" for t, n in series[:: max(1, len(series) // 12)])
+            lines.append(f"{g:<40}{peak:>9}{peak_t:>9.0f} s{empty:>10}   {marks}")
+        return lines
+
+
+def start_postgres(work: Path) -> tuple[str, Path, str, list[str]]:
     bins = sorted(glob.glob("/usr/lib/postgresql/*/bin"))
     pg = Path(bins[-1]) if bins else Path(shutil.which("initdb")).parent
     data = work / "pg"
@@ -61,7 +89,8 @@ def start_postgres(work: Path) -> tuple[str, Path, str]:
                                 "-w", "start"]), check=True, capture_output=True)
     subprocess.run(as_postgres([str(pg / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres",
                                 "-c", "CREATE DATABASE retain"]), check=True, capture_output=True)
-    return f"postgres://postgres@127.0.0.1:{port}/retain", data, str(pg / "pg_ctl")
+    psql = as_postgres([str(pg / "psql"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "-d", "retain"])
+    return f"postgres://postgres@127.0.0.1:{port}/retain", data, str(pg / "pg_ctl"), psql
 
 
 def postgres_pids(data: Path) -> list[int]:
@@ -131,7 +160,8 @@ def main() -> int:
         print(f"build first: cargo build --release --bins  (missing {', '.join(missing)})")
         return 1
     work = Path(tempfile.mkdtemp(prefix="retain-pods-"))
-    url, data, pg_ctl = start_postgres(work)
+    url, data, pg_ctl, psql = start_postgres(work)
+    backlog = Backlog(psql)
     procs = []
     try:
         tokens = work / "tokens.toml"
@@ -170,10 +200,12 @@ def main() -> int:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         while loadgen.poll() is None:
             tick(1)
+            backlog.sample()
         load_end = time.monotonic()
         # Drained: every consumer below 0.05 cores for 5 s.
         while any(samplers[n].recent_cores(5) > 0.05 for n in SERVICES[1:]) and time.monotonic() - load_end < 600:
             tick(1)
+            backlog.sample()
         tick(2)
         drained = time.monotonic()
         print(loadgen.stdout.read())
@@ -184,6 +216,10 @@ def main() -> int:
             avg, busiest, peak = s.window(idle_end, drained)
             print(f"{name:<22}{i_avg:>11.2f}{i_rss:>10.0f}{avg:>11.2f}{busiest:>9.2f}{peak:>10.0f}")
         print(f"machine: {os.cpu_count()} CPUs; memory is the proportional set size (PostgreSQL: summed over its processes)")
+        print(f"\nbus backlog from the start of the load (s), each consumer group and topic:")
+        print(f"{'group/topic':<40}{'peak':>9}{'at':>11}{'last >0':>10}   messages over time")
+        for line in backlog.report(idle_end):
+            print(line)
         return 0
     finally:
         for p in procs:
