@@ -120,7 +120,6 @@ fn a_taken_port_is_named_with_what_to_do() {
 async fn serve_after_the_demo_turns_a_detractor_into_a_task() {
     use retain_proto::v1;
     use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
-    use retain_proto::v1::notification_service_client::NotificationServiceClient;
 
     let dir = tempfile::tempdir().unwrap();
     let db = format!(
@@ -164,30 +163,11 @@ async fn serve_after_the_demo_turns_a_detractor_into_a_task() {
         .unwrap()
         .into_inner();
     assert_eq!(reply.accepted, 1);
-    let tasks = NotificationServiceClient::new(running.channel.clone());
-    let task = retain_testkit::eventually(
-        "the detractor's task",
-        std::time::Duration::from_secs(30),
-        || {
-            let request = retain_testkit::with_token(
-                token,
-                v1::ListTasksRequest {
-                    account_id: "demo-acct-00001".into(),
-                    ..Default::default()
-                },
-            );
-            let mut tasks = tasks.clone();
-            async move {
-                tasks
-                    .list_tasks(request)
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .tasks
-                    .into_iter()
-                    .find(|t| t.title == "Call within 24 h")
-            }
-        },
+    let task = retain_testkit::binary::task_titled(
+        &running.channel,
+        token,
+        "demo-acct-00001",
+        "Call within 24 h",
     )
     .await;
     assert!(task.message.contains("answered NPS 3"), "{}", task.message);

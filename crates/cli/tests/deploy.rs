@@ -13,13 +13,11 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::Duration;
 
 use retain_proto::v1;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
-use retain_proto::v1::notification_service_client::NotificationServiceClient;
-use retain_testkit::binary::{Processes, RunningBinary};
-use retain_testkit::{TestDatabase, batch, eventually, now, signal, ts, with_token};
+use retain_testkit::binary::{Processes, RunningBinary, task_titled};
+use retain_testkit::{TestDatabase, batch, now, signal, ts, with_token};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
@@ -166,28 +164,7 @@ async fn the_configmap_config_migrates_serves_and_stops_as_the_manifests_run_it(
         .unwrap()
         .into_inner();
     assert_eq!(reply.accepted, 1);
-    let queue = NotificationServiceClient::new(services[3].channel.clone());
-    let task = eventually("the detractor's task", Duration::from_secs(60), || {
-        let mut queue = queue.clone();
-        let request = with_token(
-            TOKEN,
-            v1::ListTasksRequest {
-                account_id: "acme-1".into(),
-                ..Default::default()
-            },
-        );
-        async move {
-            queue
-                .list_tasks(request)
-                .await
-                .unwrap()
-                .into_inner()
-                .tasks
-                .into_iter()
-                .next()
-        }
-    })
-    .await;
+    let task = task_titled(&services[3].channel, TOKEN, "acme-1", "Call within 24 h").await;
     assert_eq!(task.account_id, "acme-1");
 
     for service in services {

@@ -15,7 +15,7 @@ use retain_proto::v1;
 use retain_proto::v1::health_service_client::HealthServiceClient;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
 use retain_proto::v1::notification_service_client::NotificationServiceClient;
-use retain_testkit::binary::{Processes, RunningBinary, reference_config};
+use retain_testkit::binary::{Processes, RunningBinary, reference_config, task_titled};
 use retain_testkit::{TestDatabase, batch, eventually, now, signal, ts, with_token};
 
 const TOKEN: &str = "e2e-token";
@@ -37,32 +37,7 @@ fn nps(id: &str, account: &str, score: i32) -> v1::Signal {
 }
 
 async fn call_task(notification: &RunningBinary, account: &str) -> v1::Task {
-    let client = NotificationServiceClient::new(notification.channel.clone());
-    eventually(
-        &format!("{account}'s call task"),
-        Duration::from_secs(60),
-        || {
-            let mut client = client.clone();
-            let request = with_token(
-                TOKEN,
-                v1::ListTasksRequest {
-                    account_id: account.into(),
-                    ..Default::default()
-                },
-            );
-            async move {
-                client
-                    .list_tasks(request)
-                    .await
-                    .unwrap()
-                    .into_inner()
-                    .tasks
-                    .into_iter()
-                    .find(|t| t.title == "Call within 24 h")
-            }
-        },
-    )
-    .await
+    task_titled(&notification.channel, TOKEN, account, "Call within 24 h").await
 }
 
 #[tokio::test]

@@ -207,3 +207,40 @@ impl Processes {
         running
     }
 }
+
+/// Waits (at most 60 s) until the CSM queue behind `channel` holds a task
+/// titled `title` for `account`, as `token` sees it, and returns it.
+pub async fn task_titled(
+    channel: &Channel,
+    token: &str,
+    account: &str,
+    title: &str,
+) -> retain_proto::v1::Task {
+    use retain_proto::v1;
+    let client = v1::notification_service_client::NotificationServiceClient::new(channel.clone());
+    eventually(
+        &format!("{account}'s task {title:?}"),
+        Duration::from_secs(60),
+        || {
+            let mut client = client.clone();
+            let request = crate::with_token(
+                token,
+                v1::ListTasksRequest {
+                    account_id: account.into(),
+                    ..Default::default()
+                },
+            );
+            async move {
+                client
+                    .list_tasks(request)
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .tasks
+                    .into_iter()
+                    .find(|t| t.title == title)
+            }
+        },
+    )
+    .await
+}
