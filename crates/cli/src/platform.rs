@@ -182,9 +182,7 @@ pub async fn migrate(opts: &Options) -> anyhow::Result<String> {
 /// init container may start before the database answers, and failing at
 /// once would crash-loop.
 pub async fn wait_migrated(opts: &Options, wait: Duration) -> anyhow::Result<String> {
-    let settings = settings(opts)?;
-    let _telemetry = retain_runtime::telemetry::init(&settings.telemetry, "retain")?;
-    let database = retain_store::redact(&settings.database.url);
+    let (settings, database, _telemetry) = prepare(opts)?;
     let deadline = tokio::time::Instant::now() + wait;
     loop {
         let checked =
@@ -203,6 +201,17 @@ pub async fn wait_migrated(opts: &Options, wait: Duration) -> anyhow::Result<Str
     }
 }
 
+/// What a database command starts from: the settings, the database's
+/// name (password hidden), and logs.
+fn prepare(
+    opts: &Options,
+) -> anyhow::Result<(Settings, String, retain_runtime::telemetry::TelemetryGuard)> {
+    let settings = settings(opts)?;
+    let telemetry = retain_runtime::telemetry::init(&settings.telemetry, "retain")?;
+    let database = retain_store::redact(&settings.database.url);
+    Ok((settings, database, telemetry))
+}
+
 /// The configured database, connected; its name (password hidden); logs.
 async fn connect(
     opts: &Options,
@@ -211,9 +220,7 @@ async fn connect(
     String,
     retain_runtime::telemetry::TelemetryGuard,
 )> {
-    let settings = settings(opts)?;
-    let telemetry = retain_runtime::telemetry::init(&settings.telemetry, "retain")?;
-    let database = retain_store::redact(&settings.database.url);
+    let (settings, database, telemetry) = prepare(opts)?;
     let db = retain_store::connect(&settings.database.url, &settings.database.pool())
         .await
         .with_context(|| format!("connecting to {database}"))?;
