@@ -163,7 +163,7 @@ async fn serve_after_the_demo_turns_a_detractor_into_a_task() {
         .unwrap()
         .into_inner();
     assert_eq!(reply.accepted, 1);
-    let task = retain_testkit::binary::task_titled(
+    let task = retain_testkit::task_titled(
         &running.channel,
         token,
         "demo-acct-00001",

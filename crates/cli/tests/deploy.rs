@@ -16,11 +16,11 @@ use std::process::{Command, Output, Stdio};
 
 use retain_proto::v1;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
-use retain_testkit::binary::{Processes, RunningBinary, task_titled};
-use retain_testkit::{TestDatabase, batch, now, signal, ts, with_token};
-use tonic_health::pb::HealthCheckRequest;
+use retain_testkit::binary::Processes;
+use retain_testkit::{
+    TestDatabase, batch, health_status, now, signal, task_titled, ts, with_token,
+};
 use tonic_health::pb::health_check_response::ServingStatus;
-use tonic_health::pb::health_client::HealthClient;
 
 const TOKEN: &str = "deploy-test-token";
 
@@ -52,18 +52,6 @@ fn text(output: &Output) -> String {
         String::from_utf8_lossy(&output.stdout),
         String::from_utf8_lossy(&output.stderr)
     )
-}
-
-async fn health(binary: &RunningBinary, service: &str) -> ServingStatus {
-    let request = HealthCheckRequest {
-        service: service.into(),
-    };
-    HealthClient::new(binary.channel.clone())
-        .check(request)
-        .await
-        .unwrap()
-        .get_ref()
-        .status()
 }
 
 #[tokio::test]
@@ -136,9 +124,12 @@ async fn the_configmap_config_migrates_serves_and_stops_as_the_manifests_run_it(
         .with_env("RETAIN__NOTIFICATION__EMAIL__TRANSPORT", "outbox");
     let services = deployment.start_all().await;
     for service in &services {
-        assert_eq!(health(service, "").await, ServingStatus::Serving);
         assert_eq!(
-            health(service, retain_runtime::LIVENESS).await,
+            health_status(&service.channel, "").await,
+            ServingStatus::Serving
+        );
+        assert_eq!(
+            health_status(&service.channel, retain_runtime::LIVENESS).await,
             ServingStatus::Serving
         );
     }

@@ -15,8 +15,8 @@ use retain_proto::v1;
 use retain_proto::v1::health_service_client::HealthServiceClient;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
 use retain_proto::v1::notification_service_client::NotificationServiceClient;
-use retain_testkit::binary::{Processes, RunningBinary, reference_config, task_titled};
-use retain_testkit::{TestDatabase, batch, eventually, now, signal, ts, with_token};
+use retain_testkit::binary::{Processes, RunningBinary, reference_config};
+use retain_testkit::{TestDatabase, batch, eventually, now, signal, task_titled, ts, with_token};
 
 const TOKEN: &str = "e2e-token";
 

@@ -16,7 +16,7 @@ use retain_runtime::config::ServerSettings;
 use retain_runtime::{
     Authenticator, Error, FieldViolation, Principal, Role, ServeOptions, Services, Workers,
 };
-use retain_testkit::{eventually, with_token};
+use retain_testkit::{eventually, health_status, with_token};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -376,12 +376,12 @@ async fn shutdown_reports_not_serving_then_drains_in_flight_calls() {
     })
     .await;
     let (ch, held) = hold_a_call(&h).await;
-    let health = HealthClient::new(ch);
+    let health = HealthClient::new(ch.clone());
 
     h.shutdown.cancel();
     wait_not_serving(&health, "NOT_SERVING after shutdown began").await;
     assert_eq!(
-        liveness(&health).await,
+        health_status(&ch, retain_runtime::LIVENESS).await,
         ServingStatus::Serving,
         "live while draining"
     );
@@ -408,28 +408,16 @@ async fn shutdown_reports_not_serving_then_drains_in_flight_calls() {
 #[tokio::test]
 async fn overall_health_follows_the_database() {
     let h = start(ServerSettings::default()).await;
-    let health = HealthClient::new(channel(h.addr).await);
+    let ch = channel(h.addr).await;
+    let health = HealthClient::new(ch.clone());
     let db = h.db.conn.clone();
     db.close_by_ref().await.unwrap();
     wait_not_serving(&health, "NOT_SERVING once the database is closed").await;
     assert_eq!(
-        liveness(&health).await,
+        health_status(&ch, retain_runtime::LIVENESS).await,
         ServingStatus::Serving,
         "a database outage is no reason to restart the replica"
     );
-}
-
-async fn liveness(health: &HealthClient<Channel>) -> ServingStatus {
-    let request = HealthCheckRequest {
-        service: retain_runtime::LIVENESS.into(),
-    };
-    health
-        .clone()
-        .check(request)
-        .await
-        .unwrap()
-        .get_ref()
-        .status()
 }
 
 // With `max_connection_age_ms`, the server asks a client connection to go

@@ -1,5 +1,6 @@
 //! Fixtures: valid signals of every kind (tenants bill in EUR, see
-//! [`crate::settings`]), and readers of ingestion answers.
+//! [`crate::settings`]), readers of ingestion answers, and waits for what
+//! a running service shows over gRPC (a health status, a CSM task).
 
 use retain_proto::v1;
 
@@ -210,4 +211,57 @@ pub fn mrr_change(minor: i64, reason: v1::ChurnReason) -> v1::signal::Body {
         add_on: false,
         opening_balance: false,
     })
+}
+
+/// Waits (at most 60 s) until the CSM queue behind `channel` holds a task
+/// titled `title` for `account`, as `token` sees it, and returns it.
+pub async fn task_titled(
+    channel: &tonic::transport::Channel,
+    token: &str,
+    account: &str,
+    title: &str,
+) -> v1::Task {
+    let client = v1::notification_service_client::NotificationServiceClient::new(channel.clone());
+    crate::eventually(
+        &format!("{account}'s task {title:?}"),
+        std::time::Duration::from_secs(60),
+        || {
+            let mut client = client.clone();
+            let request = crate::with_token(
+                token,
+                v1::ListTasksRequest {
+                    account_id: account.into(),
+                    ..Default::default()
+                },
+            );
+            async move {
+                client
+                    .list_tasks(request)
+                    .await
+                    .unwrap()
+                    .into_inner()
+                    .tasks
+                    .into_iter()
+                    .find(|t| t.title == title)
+            }
+        },
+    )
+    .await
+}
+
+/// The `grpc.health.v1` status the server behind `channel` reports for
+/// `service` (`""`: overall; `retain_runtime::LIVENESS`).
+pub async fn health_status(
+    channel: &tonic::transport::Channel,
+    service: &str,
+) -> tonic_health::pb::health_check_response::ServingStatus {
+    let request = tonic_health::pb::HealthCheckRequest {
+        service: service.into(),
+    };
+    tonic_health::pb::health_client::HealthClient::new(channel.clone())
+        .check(request)
+        .await
+        .unwrap()
+        .into_inner()
+        .status()
 }
