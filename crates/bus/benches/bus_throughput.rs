@@ -73,6 +73,7 @@ async fn bench_bus(db: &DatabaseConnection, n: usize, batch: usize, consumers: u
                         key: Some(format!("tenant/acct-{}", k % 10_000)),
                         payload: payload.clone(),
                         headers: Headers::new(),
+                        label: None,
                     })
                     .collect();
                 let tx = db.begin().await.expect("begin");
@@ -138,6 +139,7 @@ async fn bench_phases(
                 key: Some(format!("tenant/acct-{}", k % 10_000)),
                 payload: vec![7u8; 64],
                 headers: Headers::new(),
+                label: None,
             })
             .collect();
         let tx = db.begin().await.expect("begin");

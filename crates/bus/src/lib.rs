@@ -10,6 +10,9 @@
 //!   the group handles each message.
 //! - [`Bus::claim`] leases a batch (`FOR UPDATE SKIP LOCKED` on PostgreSQL);
 //!   a crashed replica's lease expires and another replica claims the work.
+//! - A subscription may take only publications carrying a label the
+//!   topic puts on some of them ([`Topic::labelled`]); the rest are never
+//!   written for that group.
 //! - Messages with the same key are handled one at a time, in order.
 //! - A coalescing subscription folds publications for a key that is still
 //!   pending into one message whose payload is their concatenation, which
@@ -43,7 +46,13 @@ pub mod topics {
     use crate::Topic;
 
     /// Ingestion → metrics, notification: signals accepted for an account.
-    pub const SIGNALS_RECORDED: Topic<v1::SignalsRecorded> = Topic::coalescible("signals.recorded");
+    /// Publications that carry signals notification acts on are labelled
+    /// [`ROUTABLE`]; notification's subscription takes only those.
+    pub const SIGNALS_RECORDED: Topic<v1::SignalsRecorded> =
+        Topic::coalescible("signals.recorded").labelled(ROUTABLE, |m| !m.routable.is_empty());
+    /// The label of a `signals.recorded` publication with routable signals
+    /// (the migrations subscribe notification to it).
+    pub const ROUTABLE: &str = "routable";
     /// Metrics → health: an account's metric snapshot changed.
     pub const ACCOUNT_METRICS: Topic<v1::AccountMetricsUpdated> = Topic::new("account.metrics");
     /// Health → notification: an account changed health band.

@@ -69,6 +69,11 @@ pub struct Subscription {
     pub coalesce: bool,
     /// Delivery attempts before a message is dead-lettered.
     pub max_attempts: i32,
+    /// Deliver only publications carrying this label
+    /// ([`OutgoingMessage::label`]); `None` takes every publication. A
+    /// group that acts on few of a topic's messages says so here, and the
+    /// others are never written for it.
+    pub label: Option<String>,
 }
 
 impl Subscription {
@@ -79,6 +84,7 @@ impl Subscription {
             group: group.into(),
             coalesce: false,
             max_attempts: 10,
+            label: None,
         }
     }
 
@@ -95,6 +101,12 @@ impl Subscription {
         self.max_attempts = n.max(1);
         self
     }
+
+    /// Delivers only publications labelled `label` to this group.
+    pub fn only_labelled(mut self, label: impl Into<String>) -> Self {
+        self.label = Some(label.into());
+        self
+    }
 }
 
 /// A message to publish.
@@ -106,6 +118,10 @@ pub struct OutgoingMessage {
     pub payload: Vec<u8>,
     /// Headers; see [`Headers::from_current_span`].
     pub headers: Headers,
+    /// A label for subscriptions that take only labelled publications
+    /// ([`Subscription::only_labelled`]); groups without such a filter
+    /// receive the message either way.
+    pub label: Option<&'static str>,
 }
 
 impl OutgoingMessage {
@@ -115,7 +131,14 @@ impl OutgoingMessage {
             key: Some(key.into()),
             payload,
             headers: Headers::from_current_span(),
+            label: None,
         }
+    }
+
+    /// The same message, labelled for subscriptions that filter on `label`.
+    pub fn labelled(mut self, label: Option<&'static str>) -> Self {
+        self.label = label;
+        self
     }
 }
 
@@ -210,8 +233,10 @@ fn micros(d: Duration) -> i64 {
 
 /// Publishes messages to `topic` on `conn`, which should be the caller's
 /// transaction: the messages commit or roll back with the caller's data.
-/// Each subscribed group gets its own copy. Returns the rows written or
-/// folded (messages × groups); a topic nobody subscribes to stores nothing.
+/// Each subscribed group gets its own copy, except a group whose
+/// subscription takes only labelled publications and the message does not
+/// carry that label. Returns the rows written or folded; a topic nobody
+/// subscribes to stores nothing.
 ///
 /// For a coalescing group, a publication whose key already has a pending
 /// message is folded into it: the pending payload becomes the two payloads
@@ -352,14 +377,16 @@ impl Bus {
         self.db
             .execute_raw(Statement::from_sql_and_values(
                 backend,
-                "INSERT INTO bus_subscriptions (topic, consumer_group, coalesce, max_attempts) \
-                 VALUES ($1, $2, $3, $4) ON CONFLICT (topic, consumer_group) \
-                 DO UPDATE SET coalesce = excluded.coalesce, max_attempts = excluded.max_attempts",
+                "INSERT INTO bus_subscriptions (topic, consumer_group, coalesce, max_attempts, label) \
+                 VALUES ($1, $2, $3, $4, $5) ON CONFLICT (topic, consumer_group) \
+                 DO UPDATE SET coalesce = excluded.coalesce, max_attempts = excluded.max_attempts, \
+                 label = excluded.label",
                 [
                     sub.topic.clone().into(),
                     sub.group.clone().into(),
                     sub.coalesce.into(),
                     sub.max_attempts.into(),
+                    sub.label.clone().into(),
                 ],
             ))
             .await?;
@@ -378,6 +405,7 @@ impl Bus {
                 group: m.consumer_group,
                 coalesce: m.coalesce,
                 max_attempts: m.max_attempts,
+                label: m.label,
             })
             .ok_or_else(|| BusError::NotSubscribed {
                 topic: topic.to_owned(),
@@ -716,6 +744,7 @@ mod tests {
             key: Some(key.into()),
             payload: vec![],
             headers: Headers::new(),
+            label: None,
         }
     }
 

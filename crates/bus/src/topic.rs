@@ -14,8 +14,25 @@ use crate::queue::{BusError, Delivery, OutgoingMessage, Subscription, publish};
 pub struct Topic<M> {
     name: &'static str,
     coalescible: bool,
+    label: Option<Label<M>>,
     payload: PhantomData<fn() -> M>,
 }
+
+/// A label the topic puts on the publications that satisfy a predicate,
+/// for subscriptions that take only those ([`Subscription::only_labelled`]).
+#[derive(Debug)]
+struct Label<M> {
+    name: &'static str,
+    when: fn(&M) -> bool,
+}
+
+impl<M> Clone for Label<M> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<M> Copy for Label<M> {}
 
 impl<M> Clone for Topic<M> {
     fn clone(&self) -> Self {
@@ -31,6 +48,7 @@ impl<M> Topic<M> {
         Self {
             name,
             coalescible: false,
+            label: None,
             payload: PhantomData,
         }
     }
@@ -43,7 +61,25 @@ impl<M> Topic<M> {
         Self {
             name,
             coalescible: true,
+            label: None,
             payload: PhantomData,
+        }
+    }
+
+    /// Labels every publication for which `when` holds with `label`, so a
+    /// group that acts only on those can subscribe to just them
+    /// ([`Subscription::only_labelled`]); the others are then never
+    /// written for that group.
+    pub const fn labelled(mut self, label: &'static str, when: fn(&M) -> bool) -> Self {
+        self.label = Some(Label { name: label, when });
+        self
+    }
+
+    /// The label this topic may put on a publication, if any.
+    pub const fn label(&self) -> Option<&'static str> {
+        match self.label {
+            Some(l) => Some(l.name),
+            None => None,
         }
     }
 
@@ -76,8 +112,9 @@ impl<M> Topic<M> {
 
 impl<M: prost::Message + Default> Topic<M> {
     /// Publishes `messages` (key, payload) inside `conn`, the caller's
-    /// transaction, each carrying the current span's trace context. See
-    /// [`publish`] for fan-out and coalescing.
+    /// transaction, each carrying the current span's trace context and the
+    /// topic's label where its predicate holds. See [`publish`] for
+    /// fan-out, filtering and coalescing.
     pub async fn publish<C: ConnectionTrait>(
         &self,
         conn: &C,
@@ -85,7 +122,10 @@ impl<M: prost::Message + Default> Topic<M> {
     ) -> Result<u64, BusError> {
         let outgoing: Vec<OutgoingMessage> = messages
             .iter()
-            .map(|(key, m)| OutgoingMessage::keyed(key.clone(), m.encode_to_vec()))
+            .map(|(key, m)| {
+                let label = self.label.filter(|l| (l.when)(m)).map(|l| l.name);
+                OutgoingMessage::keyed(key.clone(), m.encode_to_vec()).labelled(label)
+            })
             .collect();
         publish(conn, self.name, &outgoing).await
     }

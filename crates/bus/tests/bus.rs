@@ -23,6 +23,7 @@ fn message(key: Option<&str>, payload: &str) -> OutgoingMessage {
         key: key.map(str::to_owned),
         payload: payload.as_bytes().to_vec(),
         headers: Headers::new(),
+        label: None,
     }
 }
 
@@ -50,6 +51,47 @@ retain_testkit::storage_test!(async fn every_group_gets_every_message(db) {
     let payloads: Vec<_> = notification.iter().map(|d| String::from_utf8(d.payload.clone()).unwrap()).collect();
     assert_eq!(payloads, ["p0", "p1", "p2", "p3", "p4"]);
     assert_eq!(bus.stats(TOPIC, "metrics").await.unwrap().pending, 0);
+});
+
+retain_testkit::storage_test!(async fn a_labelled_subscription_gets_only_labelled_messages(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "all")).await.unwrap();
+    bus.subscribe(&Subscription::new(TOPIC, "few").only_labelled("urgent")).await.unwrap();
+    assert_eq!(bus.subscription(TOPIC, "few").await.unwrap().label.as_deref(), Some("urgent"));
+    let msgs = [
+        message(Some("a"), "plain"),
+        message(Some("b"), "urgent").labelled(Some("urgent")),
+        message(Some("c"), "other label").labelled(Some("later")),
+        message(None, "unkeyed urgent").labelled(Some("urgent")),
+    ];
+    let tx = bus.db().begin().await.unwrap();
+    assert_eq!(publish(&tx, TOPIC, &msgs).await.unwrap(), 4 + 2, "rows written: all four, two of them twice");
+    tx.commit().await.unwrap();
+
+    let payloads = |ds: Vec<Delivery>| ds.into_iter().map(|d| String::from_utf8(d.payload).unwrap()).collect::<Vec<_>>();
+    assert_eq!(payloads(bus.claim(TOPIC, "few", "f", 10, LEASE).await.unwrap()), ["urgent", "unkeyed urgent"]);
+    assert_eq!(bus.claim(TOPIC, "all", "a", 10, LEASE).await.unwrap().len(), 4);
+});
+
+// The migrations subscribe notification to routable `signals.recorded`
+// publications only, and the topic labels exactly those: a batch of
+// sessions reaches metrics and writes nothing for notification.
+retain_testkit::storage_test!(async fn notification_receives_only_routable_signals_recorded(db) {
+    let bus = Bus::new(db.conn.clone());
+    let routable = recorded(1_000, 1_000, 1, v1::IngestMode::Live);
+    let sessions = v1::SignalsRecorded { routable: vec![], account_id: "quiet".into(), ..routable.clone() };
+    let tx = bus.db().begin().await.unwrap();
+    let written = SIGNALS_RECORDED
+        .publish(&tx, &[("t/acme".to_owned(), routable), ("t/quiet".to_owned(), sessions)])
+        .await
+        .unwrap();
+    tx.commit().await.unwrap();
+    assert_eq!(written, 3, "metrics gets both, notification the routable one");
+
+    let to_notification = bus.claim(SIGNALS_RECORDED.name(), "notification", "n", 10, LEASE).await.unwrap();
+    let accounts: Vec<_> = to_notification.iter().map(|d| SIGNALS_RECORDED.decode(d).unwrap().account_id).collect();
+    assert_eq!(accounts, ["acme"]);
+    assert_eq!(bus.claim(SIGNALS_RECORDED.name(), "metrics", "m", 10, LEASE).await.unwrap().len(), 2);
 });
 
 retain_testkit::storage_test!(async fn unsubscribed_topic_stores_nothing(db) {

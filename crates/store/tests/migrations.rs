@@ -14,15 +14,19 @@ retain_testkit::storage_test!(async fn migrations_create_usable_tables(db) {
     // The standing consumers of signals.recorded exist from migration on,
     // so nothing ingested before they first start is lost.
     let standing = bus_subscription::Entity::find().all(&db.conn).await.expect("select");
-    let mut groups: Vec<(String, bool)> = standing
+    let mut groups: Vec<(String, bool, Option<String>)> = standing
         .iter()
         .filter(|s| s.topic == "signals.recorded")
-        .map(|s| (s.consumer_group.clone(), s.coalesce))
+        .map(|s| (s.consumer_group.clone(), s.coalesce, s.label.clone()))
         .collect();
     groups.sort();
+    // Notification takes only the publications labelled routable.
     assert_eq!(
         groups,
-        vec![("metrics".to_owned(), true), ("notification".to_owned(), false)]
+        vec![
+            ("metrics".to_owned(), true, None),
+            ("notification".to_owned(), false, Some("routable".to_owned()))
+        ]
     );
 
     // Health is subscribed to account.metrics before metrics first
@@ -52,6 +56,7 @@ retain_testkit::storage_test!(async fn migrations_create_usable_tables(db) {
         consumer_group: Set("test".into()),
         coalesce: Set(false),
         max_attempts: Set(5),
+        label: Set(None),
     }
     .insert(&db.conn)
     .await

@@ -27,14 +27,13 @@ retain_testkit::storage_test!(async fn every_kind_is_accepted_stored_and_announc
     // Each kind is stored with its oneof number.
     assert_eq!(app.scalar("SELECT COUNT(DISTINCT kind) FROM signals").await, 12);
 
-    // One message per touched account and group; notification gets the
-    // routable signals (account upsert, survey, subscription, billing) in it.
-    for group in ["metrics", "notification"] {
-        let msgs = app.recorded(group).await;
-        let keys: Vec<&str> = msgs.iter().map(|(k, _)| k.as_str()).collect();
-        assert_eq!(keys, vec!["acme/*", "acme/acme-1"], "{group}");
-    }
-    let (_, event) = &app.recorded("notification").await[1];
+    // One message per touched account for metrics; notification gets only
+    // the accounts with routable signals (account upsert, survey,
+    // subscription, billing), and those signals in it.
+    let keys = |msgs: Vec<(String, v1::SignalsRecorded)>| msgs.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
+    assert_eq!(keys(app.recorded("metrics").await), ["acme/*", "acme/acme-1"]);
+    assert_eq!(keys(app.recorded("notification").await), ["acme/acme-1"]);
+    let (_, event) = &app.recorded("notification").await[0];
     assert_eq!(event.tenant_id, "acme");
     assert_eq!(event.signal_count, (n - 1) as i64);
     assert_eq!(event.mode, v1::IngestMode::Live as i32);
@@ -207,8 +206,9 @@ retain_testkit::storage_test!(async fn one_coalesced_message_per_touched_account
         .collect();
     assert_eq!(counts, vec![100, 100, 100]);
     // A second batch for the same accounts, while the first messages are
-    // still pending: metrics (coalescing) still holds one per account,
-    // notification (not coalescing) holds both.
+    // still pending: metrics (coalescing) still holds one per account;
+    // notification (not coalescing, routable publications only) holds the
+    // second batch's three NPS answers and none of the sessions.
     let more: Vec<_> = (0..3)
         .map(|i| signal(&format!("t-{i}"), &format!("acct-{i}"), nps(8)))
         .collect();
@@ -218,7 +218,9 @@ retain_testkit::storage_test!(async fn one_coalesced_message_per_touched_account
     // Each folded message carries both publications' facts.
     assert!(metrics.iter().all(|(_, e)| e.merged().signal_count == 101), "{metrics:?}");
     assert!(metrics.iter().all(|(_, e)| e.batches.len() == 2 && e.routable.len() == 1));
-    assert_eq!(app.recorded("notification").await.len(), 6);
+    let to_notification = app.recorded("notification").await;
+    assert!(to_notification.iter().all(|(_, e)| e.signal_count == 1 && e.routable.len() == 1), "{to_notification:?}");
+    assert_eq!(to_notification.len(), 3);
     assert_eq!(
         app.scalar("SELECT COALESCE(SUM(coalesced), 0) FROM bus_messages WHERE consumer_group = 'metrics'").await,
         6
@@ -366,10 +368,10 @@ async fn concurrent_retries(app: TestApp) {
     assert_eq!((accepted, duplicates), (200, 600));
     assert_eq!(app.count("signals").await, 200);
     let per_account: i64 = app
-        .recorded("notification")
+        .recorded("metrics")
         .await
         .iter()
-        .map(|(_, e)| e.signal_count)
+        .map(|(_, e)| e.merged().signal_count)
         .sum();
     assert_eq!(per_account, 200, "every signal announced exactly once");
 }

@@ -37,10 +37,11 @@ impl Handler for Signals {
         let event = SIGNALS_RECORDED.decode(delivery)?;
         if event.routable.is_empty() {
             // Sessions, actions, tickets…: nothing to route and no account
-            // change. No transaction: the consumer acknowledges the whole
-            // claimed batch's such messages in one statement. (Most
-            // messages under load are these; a transaction each was the
-            // notification backlog's cause, docs/BENCHMARKS.md.)
+            // change. Notification's subscription takes only publications
+            // labelled routable, so these come only from a publisher older
+            // than that label (a rolling upgrade) or from before it. No
+            // transaction: the consumer acknowledges the whole claimed
+            // batch's such messages in one statement.
             return Ok(());
         }
         self.record(&event, Some(delivery))

@@ -33,14 +33,20 @@ impl Driver for Postgres {
             .collect();
         let payloads: Vec<Vec<u8>> = round.iter().map(|m| m.payload.clone()).collect();
         let headers: Vec<String> = round.iter().map(|m| m.headers.encode()).collect();
+        let labels: Vec<String> = round
+            .iter()
+            .map(|m| m.label.unwrap_or_default().to_owned())
+            .collect();
         let sql = format!(
             "INSERT INTO bus_messages (topic, consumer_group, msg_key, coalesce_key, payload, \
              headers, state, attempts, available_at, coalesced, created_at) \
              SELECT s.topic, s.consumer_group, v.k, CASE WHEN s.coalesce THEN v.k ELSE NULL END, \
              v.p, v.h, 0, 0, $2, 1, $2 \
-             FROM (SELECT NULLIF(k, '') AS k, p, h, n \
-                   FROM UNNEST($3::text[], $4::bytea[], $5::text[]) WITH ORDINALITY AS u(k, p, h, n)) AS v \
-             CROSS JOIN bus_subscriptions s WHERE s.topic = $1 ORDER BY v.n, s.consumer_group {}",
+             FROM (SELECT NULLIF(k, '') AS k, p, h, l, n \
+                   FROM UNNEST($3::text[], $4::bytea[], $5::text[], $6::text[]) \
+                   WITH ORDINALITY AS u(k, p, h, l, n)) AS v \
+             CROSS JOIN bus_subscriptions s WHERE s.topic = $1 \
+             AND (s.label IS NULL OR s.label = v.l) ORDER BY v.n, s.consumer_group {}",
             fold_clause(&Self::concat("bus_messages.payload", "excluded.payload"))
         );
         let res = conn
@@ -53,6 +59,7 @@ impl Driver for Postgres {
                     keys.into(),
                     payloads.into(),
                     headers.into(),
+                    labels.into(),
                 ],
             ))
             .await?;

@@ -22,14 +22,15 @@ impl Driver for Sqlite {
         round: &[&OutgoingMessage],
     ) -> Result<u64, DbErr> {
         let mut written = 0;
-        for chunk in round.chunks(MAX_PARAMS / 3) {
-            let mut values: Vec<Value> = Vec::with_capacity(2 + chunk.len() * 3);
+        for chunk in round.chunks(MAX_PARAMS / 4) {
+            let mut values: Vec<Value> = Vec::with_capacity(2 + chunk.len() * 4);
             values.push(topic.into());
             values.push(now.into());
             for m in chunk {
                 values.push(m.key.clone().into());
                 values.push(m.payload.clone().into());
                 values.push(m.headers.encode().into());
+                values.push(m.label.map(str::to_owned).into());
             }
             let sql = format!(
                 "INSERT INTO bus_messages (topic, consumer_group, msg_key, coalesce_key, payload, \
@@ -37,8 +38,9 @@ impl Driver for Sqlite {
                  SELECT s.topic, s.consumer_group, v.column1, \
                  CASE WHEN s.coalesce THEN v.column1 ELSE NULL END, v.column2, v.column3, \
                  0, 0, $2, 1, $2 FROM (VALUES {}) AS v \
-                 CROSS JOIN bus_subscriptions s WHERE s.topic = $1 {}",
-                retain_store::values_placeholders(chunk.len(), 3, 3),
+                 CROSS JOIN bus_subscriptions s WHERE s.topic = $1 \
+                 AND (s.label IS NULL OR s.label = v.column4) {}",
+                retain_store::values_placeholders(chunk.len(), 4, 3),
                 fold_clause(&Self::concat("bus_messages.payload", "excluded.payload"))
             );
             written += conn

@@ -16,6 +16,9 @@ pub struct Model {
     pub coalesce: bool,
     /// Attempts before a message is dead-lettered.
     pub max_attempts: i32,
+    /// Only publications with this label are written for this group
+    /// (none: all of them).
+    pub label: Option<String>,
 }
 
 /// No relations.

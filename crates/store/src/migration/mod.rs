@@ -14,6 +14,7 @@ mod m0007_health;
 mod m0008_health_list;
 mod m0009_notification;
 mod m0010_email_delivery;
+mod m0011_bus_labels;
 
 /// Runs Retain's migrations (`retain migrate`, or a test helper).
 #[derive(Debug)]
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0008_health_list::Migration),
             Box::new(m0009_notification::Migration),
             Box::new(m0010_email_delivery::Migration),
+            Box::new(m0011_bus_labels::Migration),
         ]
     }
 }
