@@ -14,17 +14,25 @@
 //! 1. the baselines: the batches' `signals` rows written raw by
 //!    `--clients` writers, one statement per batch — on PostgreSQL with a
 //!    multi-row `INSERT`, `INSERT … UNNEST` and `COPY … FROM STDIN` (the
-//!    reference), on SQLite with a multi-row `INSERT` and with single-row
-//!    `INSERT`s in one transaction (the reference);
+//!    signals-only reference), on SQLite with a multi-row `INSERT` and with
+//!    single-row `INSERT`s in one transaction (the reference); then, on
+//!    PostgreSQL, the fairest limit: every row the service writes for a
+//!    batch, by binary `COPY`, one transaction per batch ([`copy`]);
 //! 2. `IngestSignals` with `--clients` concurrent clients and batches of
 //!    `--batch`;
 //! 3. `StreamSignals`, one stream per client, same batches;
 //! 4. `IngestSignals` carrying 1 signal per call from `--small-clients`
 //!    clients.
 //!
-//! The service runs in this process on 127.0.0.1 over real gRPC; with
-//! `--target URL --token T` the scenarios 2–4 run against a remote server
-//! instead (no baseline).
+//! The service is the release binary `retain-ingestion`, started as its
+//! own process on 127.0.0.1 (real gRPC, a tokens file, its own runtime and
+//! connection pool), as users deploy it ([`process`]); build it first with
+//! `cargo build --release --bins`. `--in-process` serves it inside this
+//! process instead. With `--target URL --token T` the scenarios 2–4 run
+//! against a remote server (no baseline).
+
+mod copy;
+mod process;
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
@@ -51,11 +59,16 @@ const USAGE: &str = "usage: retain-loadgen [options]
   --small-signals N                signals in the 1-signal-per-call scenario (20000)
   --small-clients N                clients in the 1-signal-per-call scenario (64)
   --group-commit on|off            shared transactions for concurrent calls (on)
+  --in-process                     serve ingestion inside this process instead
+                                   of running target/release/retain-ingestion
   --database-url URL               PostgreSQL admin URL to create databases in
                                    (default: RETAIN_BENCH_DATABASE_URL, else a
                                    throwaway local cluster)
-  --target URL --token T           run against a remote ingestion server
-                                   (scenarios 2-4 only)";
+  --target URL[,URL...] --token T  run against remote ingestion servers
+                                   (scenarios 2-4 only); with several URLs
+                                   the clients spread over them in turn, as
+                                   a client balancing over a headless
+                                   Service's replicas does";
 
 #[derive(Debug, Clone)]
 struct Args {
@@ -66,9 +79,10 @@ struct Args {
     small_signals: usize,
     small_clients: usize,
     database_url: Option<String>,
-    target: Option<String>,
+    target: Option<Vec<String>>,
     token: String,
     group_commit: bool,
+    in_process: bool,
 }
 
 fn parse_args() -> anyhow::Result<Args> {
@@ -83,12 +97,17 @@ fn parse_args() -> anyhow::Result<Args> {
         target: None,
         token: "loadgen-token".into(),
         group_commit: true,
+        in_process: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
         if flag == "-h" || flag == "--help" {
             println!("{USAGE}");
             std::process::exit(0);
+        }
+        if flag == "--in-process" {
+            a.in_process = true;
+            continue;
         }
         let value = it
             .next()
@@ -115,7 +134,9 @@ fn parse_args() -> anyhow::Result<Args> {
             "--small-signals" => a.small_signals = num()?,
             "--small-clients" => a.small_clients = num()?,
             "--database-url" => a.database_url = Some(value),
-            "--target" => a.target = Some(value),
+            "--target" => {
+                a.target = Some(value.split(',').map(str::to_owned).collect());
+            }
             "--token" => a.token = value,
             "--group-commit" => {
                 a.group_commit = match value.as_str() {
@@ -239,28 +260,33 @@ impl Line {
     }
 }
 
-fn print(lines: &[Line], baseline: Option<f64>) {
+/// Prints `lines`, each as a ratio to the signals-only reference and to
+/// the fairest limit where they were measured.
+fn print(lines: &[Line], reference: Option<f64>, fairest: Option<f64>) {
+    let ratio = |l: &Line, b: Option<f64>| {
+        b.map_or("-".into(), |b| format!("{:.0} %", 100.0 * l.rate() / b))
+    };
     for l in lines {
-        let vs = baseline.map_or("-".into(), |b| format!("{:.0} %", 100.0 * l.rate() / b));
         println!(
-            "{:<10} {:<44} {:>12.0} {:>8} {:>8} {:>8} {:>10}",
+            "{:<10} {:<58} {:>10.0} {:>8} {:>8} {:>8} {:>9} {:>9}",
             l.backend,
             l.scenario,
             l.rate(),
             l.pct(0.50),
             l.pct(0.95),
             l.pct(0.99),
-            vs
+            ratio(l, reference),
+            ratio(l, fairest)
         );
     }
 }
 
-/// A fresh, migrated database on `backend`.
+/// A fresh, migrated database on `backend`, and its URL.
 async fn database(
     backend: DatabaseBackend,
     args: &Args,
     keep: &mut Vec<Box<dyn std::any::Any>>,
-) -> anyhow::Result<DatabaseConnection> {
+) -> anyhow::Result<(DatabaseConnection, String)> {
     let pool = retain_store::PoolOptions {
         max_connections: 16,
         acquire_timeout: Duration::from_secs(30),
@@ -278,13 +304,14 @@ async fn database(
             keep.push(Box::new(pg));
             let db = retain_store::connect(&url, &pool).await?;
             retain_store::migrate(&db).await?;
-            Ok(db)
+            Ok((db, url))
         }
         _ => {
             let db = TestDatabase::sqlite().await;
             let conn = db.conn.clone();
+            let url = db.url.clone();
             keep.push(Box::new(db));
-            Ok(conn)
+            Ok((conn, url))
         }
     }
 }
@@ -480,7 +507,46 @@ async fn insert_batch(db: &DatabaseConnection, batch: &[Row]) -> anyhow::Result<
     Ok(())
 }
 
-/// Serves ingestion on 127.0.0.1 over `db`; returns its URL.
+/// The fairest limit: every row the service writes for each batch, by
+/// binary `COPY` from `clients` writers, one transaction per batch
+/// ([`copy`]). Returns the elapsed time and the rows written.
+async fn fairest(
+    db: &DatabaseConnection,
+    batches: Vec<Vec<v1::Signal>>,
+    clients: usize,
+) -> anyhow::Result<(Duration, usize)> {
+    let planned = copy::plan(batches);
+    let rows = planned.iter().map(copy::rows).sum();
+    let queue = Arc::new(Mutex::new(VecDeque::from(planned)));
+    let pool = db.get_postgres_connection_pool().clone();
+    let start = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let queue = queue.clone();
+        let pool = pool.clone();
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Some(batch) = queue
+                    .lock()
+                    .map_err(|_| anyhow::anyhow!("poisoned"))?
+                    .pop_front()
+                else {
+                    return anyhow::Ok(());
+                };
+                copy::write(&pool, &batch).await?;
+            }
+        }));
+    }
+    for t in tasks {
+        t.await??;
+    }
+    let elapsed = start.elapsed();
+    copy::clean(&pool).await?;
+    Ok((elapsed, rows))
+}
+
+/// Serves ingestion on 127.0.0.1 over `db` inside this process; returns
+/// its URL.
 async fn serve(
     db: &DatabaseConnection,
     token: &str,
@@ -547,18 +613,19 @@ fn authed<T>(token: &str, msg: T) -> anyhow::Result<tonic::Request<T>> {
     Ok(r)
 }
 
-/// `IngestSignals` from `clients` clients (each its own connection) until
-/// every batch is sent. Returns (elapsed, per-call latencies, accepted).
+/// `IngestSignals` from `clients` clients (up to 16 connections, spread
+/// over `urls` in turn) until every batch is sent. Returns (elapsed,
+/// per-call latencies, accepted).
 async fn unary(
-    url: &str,
+    urls: &[String],
     token: &str,
     batches: Vec<Vec<v1::Signal>>,
     clients: usize,
 ) -> anyhow::Result<(Duration, Vec<Duration>, usize)> {
     let queue = Arc::new(Mutex::new(VecDeque::from(batches)));
     let mut conns = Vec::new();
-    for _ in 0..clients.min(16) {
-        conns.push(client(url).await?);
+    for i in 0..clients.min(16).max(urls.len()) {
+        conns.push(client(&urls[i % urls.len()]).await?);
     }
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -596,9 +663,10 @@ async fn unary(
     join(start, tasks).await
 }
 
-/// `StreamSignals`: one stream per client over its share of the batches.
+/// `StreamSignals`: one stream per client over its share of the batches,
+/// the clients spread over `urls` in turn.
 async fn stream(
-    url: &str,
+    urls: &[String],
     token: &str,
     batches: Vec<Vec<v1::Signal>>,
     clients: usize,
@@ -608,8 +676,8 @@ async fn stream(
         shares[i % clients].push(b);
     }
     let mut conns = Vec::new();
-    for _ in 0..clients {
-        conns.push(client(url).await?);
+    for i in 0..clients {
+        conns.push(client(&urls[i % urls.len()]).await?);
     }
     let start = Instant::now();
     let mut tasks = Vec::new();
@@ -688,7 +756,7 @@ fn batches(tag: &str, n: usize, size: usize) -> Vec<Vec<v1::Signal>> {
 
 async fn scenarios(
     name: &'static str,
-    url: &str,
+    urls: &[String],
     args: &Args,
     tag: &str,
 ) -> anyhow::Result<Vec<Line>> {
@@ -722,9 +790,9 @@ async fn scenarios(
     for (streamed, suffix, n, size, clients, scenario) in plan {
         let work = batches(&format!("{tag}-{suffix}"), n, size);
         let (elapsed, latencies, accepted) = if streamed {
-            stream(url, &args.token, work, clients).await?
+            stream(urls, &args.token, work, clients).await?
         } else {
-            unary(url, &args.token, work, clients).await?
+            unary(urls, &args.token, work, clients).await?
         };
         if accepted != n {
             bail!("{scenario}: {accepted} of {n} signals accepted");
@@ -753,13 +821,23 @@ async fn main() -> anyhow::Result<()> {
         if args.group_commit { "on" } else { "off" }
     );
     println!(
-        "{:<10} {:<44} {:>12} {:>8} {:>8} {:>8} {:>10}",
-        "backend", "scenario", "signals/s", "p50 ms", "p95 ms", "p99 ms", "vs base"
+        "ingestion runs {}",
+        if args.target.is_some() {
+            "remotely (--target)"
+        } else if args.in_process {
+            "inside this process (--in-process)"
+        } else {
+            "as its own process (target/release/retain-ingestion)"
+        }
+    );
+    println!(
+        "{:<10} {:<58} {:>10} {:>8} {:>8} {:>8} {:>9} {:>9}",
+        "backend", "scenario", "signals/s", "p50 ms", "p95 ms", "p99 ms", "vs COPY", "vs fair"
     );
     let tag = format!("lg{}", now_micros());
-    if let Some(url) = &args.target {
-        let lines = scenarios("remote", url, &args, &tag).await?;
-        print(&lines, None);
+    if let Some(urls) = &args.target {
+        let lines = scenarios("remote", urls, &args, &tag).await?;
+        print(&lines, None, None);
         return Ok(());
     }
     for backend in args.backends.clone() {
@@ -769,7 +847,7 @@ async fn main() -> anyhow::Result<()> {
             "sqlite"
         };
         let mut keep = Vec::new();
-        let db = database(backend, &args, &mut keep).await?;
+        let (db, url) = database(backend, &args, &mut keep).await?;
         let methods: &[Method] = if backend == DatabaseBackend::Postgres {
             &[Method::Values, Method::Unnest, Method::Copy]
         } else {
@@ -809,13 +887,42 @@ async fn main() -> anyhow::Result<()> {
         // The reference is the last, fastest method: COPY on PostgreSQL,
         // single-row INSERTs in one transaction on SQLite.
         let base = bases.pop().context("no baseline ran")?;
+        let fair = if backend == DatabaseBackend::Postgres {
+            let (elapsed, rows) = fairest(
+                &db,
+                batches(&format!("{tag}-f"), args.signals, args.batch),
+                args.clients,
+            )
+            .await?;
+            Some(Line {
+                backend: name,
+                scenario: format!(
+                    "fairest limit: all {:.1} rows/signal, binary COPY, {} × {}",
+                    rows as f64 / args.signals as f64,
+                    args.clients,
+                    args.batch
+                ),
+                signals: args.signals,
+                elapsed,
+                latencies: Vec::new(),
+            })
+        } else {
+            None
+        };
         let shutdown = CancellationToken::new();
-        let url = serve(&db, &args.token, args.group_commit, shutdown.clone()).await?;
-        let lines = scenarios(name, &url, &args, &tag).await?;
-        let rate = base.rate();
-        print(&bases, Some(rate));
-        print(&[base], Some(rate));
-        print(&lines, Some(rate));
+        let (url, _service) = if args.in_process {
+            let url = serve(&db, &args.token, args.group_commit, shutdown.clone()).await?;
+            (url, None)
+        } else {
+            let service = process::start(&url, &args.token, args.group_commit).await?;
+            (service.url.clone(), Some(service))
+        };
+        let lines = scenarios(name, &[url], &args, &tag).await?;
+        let (rate, fair_rate) = (base.rate(), fair.as_ref().map(Line::rate));
+        print(&bases, Some(rate), fair_rate);
+        print(&[base], Some(rate), fair_rate);
+        print(fair.as_slice(), Some(rate), fair_rate);
+        print(&lines, Some(rate), fair_rate);
         shutdown.cancel();
     }
     Ok(())
