@@ -32,12 +32,26 @@ deploy-check:
 bench:
     cargo bench -p retain-bus --bench bus_throughput
     cargo bench -p retain-domain --bench domain
-    cargo run --release -p retain-loadgen
+    cargo build --release --bins
+    target/release/retain-loadgen
 
-# The ingestion load generator alone; pass options after `--`, e.g.
+# The ingestion load generator alone (it starts the release
+# retain-ingestion binary); pass options, e.g.
 # `just loadgen --backend postgres --clients 8`.
 loadgen *ARGS:
-    cargo run --release -p retain-loadgen -- {{ARGS}}
+    cargo build --release --bins
+    target/release/retain-loadgen {{ARGS}}
+
+# The four services as processes under load: CPU, memory and bus backlog
+# per process (the Kubernetes sizing).
+pods *ARGS:
+    cargo build --release --bins
+    python3 tests/load/pods.py {{ARGS}}
+
+# 1, 2 and 4 replicas of each service: throughput, fairness, outcome.
+scale *ARGS:
+    cargo build --release --bins
+    python3 tests/load/scale.py {{ARGS}}
 
 # The ingestion service on the reference configuration (SQLite file
 # retain.db in the current directory; tokens from the config file).
