@@ -78,6 +78,8 @@ retain_testkit::storage_test!(async fn a_labelled_subscription_gets_only_labelle
 // sessions reaches metrics and writes nothing for notification.
 retain_testkit::storage_test!(async fn notification_receives_only_routable_signals_recorded(db) {
     let bus = Bus::new(db.conn.clone());
+    let migrated = bus.subscription(SIGNALS_RECORDED.name(), "notification").await.unwrap();
+    assert_eq!(migrated.label.as_deref(), SIGNALS_RECORDED.label(), "the migration and the topic name one label");
     let routable = recorded(1_000, 1_000, 1, v1::IngestMode::Live);
     let sessions = v1::SignalsRecorded { routable: vec![], account_id: "quiet".into(), ..routable.clone() };
     let tx = bus.db().begin().await.unwrap();

@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use futures::Stream;
 use retain_bus::topics::{ACCOUNT_METRICS, HEALTH_BAND_CHANGED, SIGNALS_RECORDED};
-use retain_bus::{Consumer, ConsumerOptions, Handler, groups};
+use retain_bus::{BatchHandler, Consumer, ConsumerOptions, Handler, groups};
 use retain_proto::v1;
 use retain_proto::v1::notification_service_server::{
     NotificationService, NotificationServiceServer,
@@ -573,29 +573,34 @@ fn consume<H: Handler + Send + Sync + 'static>(
     });
 }
 
-/// Worker `n` routing `health.band_changed` a claimed batch per
-/// transaction (see [`route`]). Several claim batches of different
-/// accounts at once: one's claim overlaps another's routing; the bus never
-/// hands out a key's message while an earlier one is held, so each
-/// account's triggers stay in order.
-fn consume_batches(
+/// `count` workers consuming `topic` as the notification group, each
+/// routing a claimed batch per transaction with `handler` (see [`route`]).
+/// Several claim batches of different accounts at once: one's claim
+/// overlaps another's routing; the bus never hands out a key's message
+/// while an earlier one is held, so each account's triggers stay in order.
+fn consume_batches<H: BatchHandler + Clone + 'static>(
     workers: &mut Workers,
     ctx: &Context,
     own: &NotificationSettings,
-    n: usize,
-    router: Router,
+    topic: &'static str,
+    count: usize,
+    handler: H,
 ) {
-    let bus = ctx.bus.clone();
-    let opts = consumer_options(own, &format!("{}-{n}", HEALTH_BAND_CHANGED.name()));
-    workers.add(
-        format!("notification.health.band_changed.{n}"),
-        move |stop| async move {
-            match Consumer::new(bus, HEALTH_BAND_CHANGED.name(), groups::NOTIFICATION, opts).await {
-                Ok(consumer) => consumer.run_batched(&router, stop).await,
-                Err(e) => tracing::error!(error = %e, "notification consumer cannot start"),
-            }
-        },
-    );
+    for n in 0..count {
+        let (bus, handler) = (ctx.bus.clone(), handler.clone());
+        let opts = consumer_options(own, &format!("{topic}-{n}"));
+        workers.add(
+            format!("notification.{topic}.{n}"),
+            move |stop| async move {
+                match Consumer::new(bus, topic, groups::NOTIFICATION, opts).await {
+                    Ok(consumer) => consumer.run_batched(&handler, stop).await,
+                    Err(e) => {
+                        tracing::error!(error = %e, topic, "notification consumer cannot start")
+                    }
+                }
+            },
+        );
+    }
 }
 
 /// The consumer options of `topic`'s worker, from the settings.
@@ -666,14 +671,20 @@ impl Service for Notification {
             tenants: std::sync::Arc::new(ctx.settings.tenants.parse()?),
         };
         let mut workers = Workers::new();
-        for n in 0..own.band_consumers {
-            consume_batches(&mut workers, ctx, &own, n, router.clone());
-        }
-        consume(
+        consume_batches(
+            &mut workers,
+            ctx,
+            &own,
+            HEALTH_BAND_CHANGED.name(),
+            own.band_consumers,
+            router.clone(),
+        );
+        consume_batches(
             &mut workers,
             ctx,
             &own,
             SIGNALS_RECORDED.name(),
+            own.signal_consumers,
             Signals(router.clone()),
         );
         consume(

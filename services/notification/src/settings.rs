@@ -18,6 +18,9 @@ pub struct NotificationSettings {
     /// Consumers of band changes per replica, each routing its own claimed
     /// batch in one transaction.
     pub band_consumers: usize,
+    /// Consumers of routable `signals.recorded` per replica, each routing
+    /// its own claimed batch in one transaction.
+    pub signal_consumers: usize,
     /// How long a claimed message is held before another replica may take
     /// it over, in seconds.
     pub consumer_lease_seconds: u64,
@@ -219,6 +222,7 @@ impl Default for NotificationSettings {
             consumer_batch: 1_000,
             consumer_concurrency: 4,
             band_consumers: 2,
+            signal_consumers: 2,
             consumer_lease_seconds: 30,
             sla_sweep_interval_ms: 10_000,
             email: EmailSettings::default(),
@@ -245,6 +249,12 @@ impl Section for NotificationSettings {
         if !(1..=16).contains(&self.band_consumers) {
             return Err(ConfigError::invalid(
                 "notification.band_consumers",
+                "must be 1 to 16",
+            ));
+        }
+        if !(1..=16).contains(&self.signal_consumers) {
+            return Err(ConfigError::invalid(
+                "notification.signal_consumers",
                 "must be 1 to 16",
             ));
         }

@@ -4,8 +4,11 @@
 //! answer fires the detractor, passive or promoter rule; a subscription
 //! change fires the contraction or churn rule when the MRR before it (the
 //! account's earlier changes, kept in `notification_mrr`) says it was one.
-//! All of one message's triggers are routed in one transaction with its
-//! acknowledgement; a backfilled batch's are recorded, never acted on.
+//! A claimed batch of messages (distinct accounts: the bus hands out one
+//! message per key at a time) is routed in one transaction with its
+//! acknowledgement — one commit for the batch, not one per account — and
+//! falls back to one transaction per message when the batch fails; a
+//! backfilled batch's triggers are recorded, never acted on.
 //! A change that arrives late is judged by the changes known when it
 //! arrives; decisions already taken on later changes stand.
 //!
@@ -13,7 +16,7 @@
 //! CSM owner, name, contacts) for these triggers.
 
 use retain_bus::topics::{ACCOUNT_METRICS, SIGNALS_RECORDED};
-use retain_bus::{Delivery, Handler, HandlerError};
+use retain_bus::{BatchHandler, Delivery, Handler, HandlerError};
 use retain_domain::kpi::revenue::{self, MovementKind};
 use retain_domain::routing::Trigger;
 use retain_domain::signal::{BillingInterval, monthly_mrr};
@@ -44,7 +47,20 @@ impl Handler for Signals {
             // batch's such messages in one statement.
             return Ok(());
         }
-        self.record(&event, Some(delivery))
+        self.record_all(std::slice::from_ref(&event), &[delivery])
+            .await
+            .map_err(|e| HandlerError::transient(e.to_string()))
+    }
+}
+
+impl BatchHandler for Signals {
+    async fn handle_batch(&self, batch: &[Delivery]) -> Result<(), HandlerError> {
+        let mut events = Vec::with_capacity(batch.len());
+        for delivery in batch {
+            events.push(SIGNALS_RECORDED.decode(delivery)?);
+        }
+        let deliveries: Vec<&Delivery> = batch.iter().collect();
+        self.record_all(&events, &deliveries)
             .await
             .map_err(|e| HandlerError::transient(e.to_string()))
     }
@@ -57,45 +73,76 @@ impl Signals {
         event: &v1::SignalsRecorded,
         delivery: Option<&Delivery>,
     ) -> Result<(), Error> {
+        self.record_all(std::slice::from_ref(event), delivery.as_slice())
+            .await
+    }
+
+    /// Routes every trigger of `events` in one transaction with the
+    /// acknowledgement of `deliveries`, account by account in order. A lost
+    /// lease rolls everything back: alone, the message is someone else's
+    /// now (done); in a batch, it fails so each is routed on its own.
+    async fn record_all(
+        &self,
+        events: &[v1::SignalsRecorded],
+        deliveries: &[&Delivery],
+    ) -> Result<(), Error> {
         let router = &self.0;
-        let (tenant, account) = (event.tenant_id.as_str(), event.account_id.as_str());
-        let backfill = !event.batches.is_empty()
-            && event
-                .batches
-                .iter()
-                .all(|b| b.mode() == v1::IngestMode::Backfill);
         let tx = router.db.begin().await?;
-        let mut ctx = sql::account(&tx, tenant, account).await?;
-        // The account's own upserts first: a trigger of the same message
-        // goes to the CSM and contacts it names.
-        let upserts: Vec<&v1::AccountUpsert> = event
-            .routable
-            .iter()
-            .filter_map(|s| match &s.body {
-                Some(v1::signal::Body::Account(a)) => Some(a),
-                _ => None,
-            })
-            .collect();
-        if !upserts.is_empty() {
-            for a in upserts {
-                merge(&mut ctx, a);
-            }
-            sql::merge_account(&tx, &ctx).await?;
-        }
         let mut triggers = Vec::new();
-        for signal in &event.routable {
-            if let Some(trigger) = trigger(&tx, (tenant, account), signal, backfill).await? {
-                triggers.push((trigger, ctx.clone()));
-            }
+        for event in events {
+            account_triggers(&tx, event, &mut triggers).await?;
         }
         router.route_in(&tx, &triggers).await?;
-        if !router.ack(&tx, delivery.as_slice()).await? {
+        if !router.ack(&tx, deliveries).await? {
             tx.rollback().await?;
+            if deliveries.len() > 1 {
+                return Err(Error::Unavailable(
+                    "a lease of the batch was lost; routing each message on its own".into(),
+                ));
+            }
             return Ok(());
         }
         tx.commit().await?;
         Ok(())
     }
+}
+
+/// Applies one message's account upserts and collects its triggers, each
+/// with the account's context as routing must see it.
+async fn account_triggers<C: sea_orm::ConnectionTrait>(
+    tx: &C,
+    event: &v1::SignalsRecorded,
+    triggers: &mut Vec<(Trigger, retain_domain::routing::AccountContext)>,
+) -> Result<(), Error> {
+    let (tenant, account) = (event.tenant_id.as_str(), event.account_id.as_str());
+    let backfill = !event.batches.is_empty()
+        && event
+            .batches
+            .iter()
+            .all(|b| b.mode() == v1::IngestMode::Backfill);
+    let mut ctx = sql::account(tx, tenant, account).await?;
+    // The account's own upserts first: a trigger of the same message goes
+    // to the CSM and contacts it names.
+    let upserts: Vec<&v1::AccountUpsert> = event
+        .routable
+        .iter()
+        .filter_map(|s| match &s.body {
+            Some(v1::signal::Body::Account(a)) => Some(a),
+            _ => None,
+        })
+        .collect();
+    if !upserts.is_empty() {
+        for a in upserts {
+            merge(&mut ctx, a);
+        }
+        sql::merge_account(tx, &ctx).await?;
+    }
+    for signal in &event.routable {
+        if let Some(trigger) = trigger(tx, (tenant, account), signal, backfill).await? {
+            triggers.push((trigger, ctx.clone()));
+        }
+    }
+    Ok(())
 }
 
 /// What an account upsert changes of what routing knows (an unset field
