@@ -139,17 +139,43 @@ impl Consumer {
         if batch.is_empty() {
             return Ok(0);
         }
+        // Each message keeps its own trace: a `bus.handle` span in its
+        // publisher's trace lasts as long as the batch that handles it,
+        // and the batch's span links to every one of them.
+        let messages: Vec<tracing::Span> = batch
+            .iter()
+            .map(|delivery| {
+                let span = tracing::info_span!(
+                    "bus.handle",
+                    topic = %self.sub.topic,
+                    group = %self.sub.group,
+                    id = delivery.id,
+                    attempt = delivery.attempt,
+                    batch = batch.len(),
+                    batch_failed = tracing::field::Empty
+                );
+                delivery.headers.set_parent_of(&span);
+                span
+            })
+            .collect();
         let span = tracing::info_span!(
             "bus.handle_batch",
             topic = %self.sub.topic,
             group = %self.sub.group,
             messages = batch.len()
         );
+        for message in &messages {
+            span.follows_from(message);
+        }
         match handler.handle_batch(&batch).instrument(span).await {
             // The handler acknowledged the batch in its own transaction;
             // acking here too would delete messages it did not handle.
-            Ok(()) => {}
+            Ok(()) => drop(messages),
             Err(e) => {
+                for message in &messages {
+                    message.record("batch_failed", true);
+                }
+                drop(messages);
                 tracing::debug!(error = %e.message, messages = batch.len(), "batch failed; handling each message");
                 self.handle_each(handler, &batch).await?;
             }

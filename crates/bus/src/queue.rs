@@ -368,7 +368,7 @@ impl Bus {
     /// Creates or updates a subscription. Messages published before it
     /// existed are not delivered to the group.
     pub async fn subscribe(&self, sub: &Subscription) -> Result<(), BusError> {
-        for name in [&sub.topic, &sub.group] {
+        for name in [&sub.topic, &sub.group].into_iter().chain(&sub.label) {
             if name.is_empty() || name.chars().any(char::is_whitespace) {
                 return Err(BusError::InvalidName(name.clone()));
             }

@@ -83,6 +83,11 @@ impl<M> Topic<M> {
         }
     }
 
+    /// The label a publication of `message` carries, if any.
+    pub fn label_for(&self, message: &M) -> Option<&'static str> {
+        self.label.filter(|l| (l.when)(message)).map(|l| l.name)
+    }
+
     /// The topic's name (`signals.recorded`).
     pub const fn name(&self) -> &'static str {
         self.name
@@ -123,8 +128,7 @@ impl<M: prost::Message + Default> Topic<M> {
         let outgoing: Vec<OutgoingMessage> = messages
             .iter()
             .map(|(key, m)| {
-                let label = self.label.filter(|l| (l.when)(m)).map(|l| l.name);
-                OutgoingMessage::keyed(key.clone(), m.encode_to_vec()).labelled(label)
+                OutgoingMessage::keyed(key.clone(), m.encode_to_vec()).labelled(self.label_for(m))
             })
             .collect();
         publish(conn, self.name, &outgoing).await

@@ -58,6 +58,10 @@ retain_testkit::storage_test!(async fn a_labelled_subscription_gets_only_labelle
     bus.subscribe(&Subscription::new(TOPIC, "all")).await.unwrap();
     bus.subscribe(&Subscription::new(TOPIC, "few").only_labelled("urgent")).await.unwrap();
     assert_eq!(bus.subscription(TOPIC, "few").await.unwrap().label.as_deref(), Some("urgent"));
+    // An empty label would mean "unlabelled" on one database and "never"
+    // on the other: refused, like an empty name.
+    let err = bus.subscribe(&Subscription::new(TOPIC, "odd").only_labelled("")).await.unwrap_err();
+    assert!(matches!(err, retain_bus::BusError::InvalidName(_)), "{err}");
     let msgs = [
         message(Some("a"), "plain"),
         message(Some("b"), "urgent").labelled(Some("urgent")),

@@ -39,6 +39,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub use crate::commit::Verdict;
 use crate::intake::Prepared;
+/// The user a wire signal names (the load generator's fairest limit counts
+/// user rows the way the service writes them).
+pub use crate::intake::user_of;
 use crate::limit::TenantLimiter;
 pub use crate::settings::{IngestionSettings, MAX_BATCH_SIGNALS};
 

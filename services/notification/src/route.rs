@@ -38,7 +38,7 @@ use retain_proto::{convert, health as wire, v1};
 use retain_runtime::Clock;
 use retain_runtime::config::Tenants;
 use retain_runtime::error::Error;
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use std::sync::Arc;
 
 use crate::{policy, sql};
@@ -112,19 +112,32 @@ impl Router {
     ) -> Result<Vec<Outcome>, Error> {
         let tx = self.db.begin().await?;
         let outcomes = self.route_in(&tx, items).await?;
-        if !self.ack(&tx, deliveries).await? {
-            tx.rollback().await?;
-            // One message's lease lost: the others are still ours and were
-            // not routed. Fail the batch so each is routed on its own.
-            if deliveries.len() > 1 {
-                return Err(Error::Unavailable(
-                    "a lease of the batch was lost; routing each message on its own".into(),
-                ));
-            }
+        if !self.commit_acked(tx, deliveries).await? {
             return Ok(vec![Outcome::Duplicate; items.len()]);
         }
-        tx.commit().await?;
         Ok(outcomes)
+    }
+
+    /// Acknowledges `deliveries` in `tx` and commits. A lost lease rolls
+    /// everything back: alone, the message is another replica's now
+    /// (`false`: nothing done here); in a batch, the others are still ours
+    /// and were not kept, so the batch fails and each is routed on its own.
+    pub(crate) async fn commit_acked(
+        &self,
+        tx: DatabaseTransaction,
+        deliveries: &[&Delivery],
+    ) -> Result<bool, Error> {
+        if self.ack(&tx, deliveries).await? {
+            tx.commit().await?;
+            return Ok(true);
+        }
+        tx.rollback().await?;
+        if deliveries.len() > 1 {
+            return Err(Error::Unavailable(
+                "a lease of the batch was lost; routing each message on its own".into(),
+            ));
+        }
+        Ok(false)
     }
 
     /// Acknowledges `deliveries` inside the transaction; `false` when a

@@ -47,7 +47,7 @@ impl Handler for Signals {
             // batch's such messages in one statement.
             return Ok(());
         }
-        self.record_all(std::slice::from_ref(&event), &[delivery])
+        self.record(std::slice::from_ref(&event), &[delivery])
             .await
             .map_err(|e| HandlerError::transient(e.to_string()))
     }
@@ -60,28 +60,17 @@ impl BatchHandler for Signals {
             events.push(SIGNALS_RECORDED.decode(delivery)?);
         }
         let deliveries: Vec<&Delivery> = batch.iter().collect();
-        self.record_all(&events, &deliveries)
+        self.record(&events, &deliveries)
             .await
             .map_err(|e| HandlerError::transient(e.to_string()))
     }
 }
 
 impl Signals {
-    /// Routes every trigger of one `signals.recorded` message.
-    pub async fn record(
-        &self,
-        event: &v1::SignalsRecorded,
-        delivery: Option<&Delivery>,
-    ) -> Result<(), Error> {
-        self.record_all(std::slice::from_ref(event), delivery.as_slice())
-            .await
-    }
-
     /// Routes every trigger of `events` in one transaction with the
-    /// acknowledgement of `deliveries`, account by account in order. A lost
-    /// lease rolls everything back: alone, the message is someone else's
-    /// now (done); in a batch, it fails so each is routed on its own.
-    async fn record_all(
+    /// acknowledgement of `deliveries`, account by account in order (see
+    /// [`Router::commit_acked`] for a lost lease).
+    async fn record(
         &self,
         events: &[v1::SignalsRecorded],
         deliveries: &[&Delivery],
@@ -89,20 +78,13 @@ impl Signals {
         let router = &self.0;
         let tx = router.db.begin().await?;
         let mut triggers = Vec::new();
-        for event in events {
+        // Nothing routable (a publisher from before the label): no read,
+        // only the acknowledgement with the rest.
+        for event in events.iter().filter(|e| !e.routable.is_empty()) {
             account_triggers(&tx, event, &mut triggers).await?;
         }
         router.route_in(&tx, &triggers).await?;
-        if !router.ack(&tx, deliveries).await? {
-            tx.rollback().await?;
-            if deliveries.len() > 1 {
-                return Err(Error::Unavailable(
-                    "a lease of the batch was lost; routing each message on its own".into(),
-                ));
-            }
-            return Ok(());
-        }
-        tx.commit().await?;
+        router.commit_acked(tx, deliveries).await?;
         Ok(())
     }
 }

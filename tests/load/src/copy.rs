@@ -62,7 +62,7 @@ pub fn plan(batches: Vec<Vec<v1::Signal>>) -> Vec<Batch> {
                     .occurred_at
                     .as_ref()
                     .map_or(0, retain_proto::convert::micros);
-                if let Some(user) = user_of(s)
+                if let Some(user) = retain_ingestion::user_of(s)
                     && users.insert((s.account_id.clone(), user.to_owned()))
                 {
                     new_users.push((s.account_id.clone(), user.to_owned(), at));
@@ -100,7 +100,11 @@ pub fn plan(batches: Vec<Vec<v1::Signal>>) -> Vec<Batch> {
                 };
                 let key = format!("{TENANT}/{account}");
                 let payload = event.encode_to_vec();
-                if !event.routable.is_empty() {
+                // Notification's copy exactly when the topic labels it.
+                if retain_bus::topics::SIGNALS_RECORDED
+                    .label_for(&event)
+                    .is_some()
+                {
                     messages.push(BusRow {
                         group: retain_bus::groups::NOTIFICATION,
                         key: key.clone(),
@@ -338,20 +342,8 @@ pub async fn clean(db: &DatabaseConnection) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The user a signal names, as the service records sightings.
-fn user_of(s: &v1::Signal) -> Option<&str> {
-    use v1::signal::Body;
-    let user = match s.body.as_ref()? {
-        Body::Session(x) => &x.user_id,
-        Body::Action(x) => &x.user_id,
-        Body::Survey(x) => &x.user_id,
-        Body::Milestone(x) => &x.user_id,
-        _ => return None,
-    };
-    (!user.is_empty()).then_some(user.as_str())
-}
-
-/// The signals notification acts on, as the service labels them.
+/// The signals ingestion puts in an announcement's `routable` list (its
+/// `is_routable`, which works on validated signals, on the wire form).
 fn routable(s: &v1::Signal) -> bool {
     use v1::signal::Body;
     matches!(

@@ -368,17 +368,36 @@ async fn baseline(
     clients: usize,
     method: Method,
 ) -> anyhow::Result<Duration> {
-    let queue = Arc::new(Mutex::new(
-        batches
-            .into_iter()
-            .map(|b| rows(&b))
-            .collect::<VecDeque<_>>(),
-    ));
+    let batches: Vec<Vec<Row>> = batches.iter().map(|b| rows(b)).collect();
+    writers(batches, clients, db, move |db, batch| async move {
+        match method {
+            Method::Copy => copy_batch(&db, &batch).await,
+            Method::Unnest => unnest_batch(&db, &batch).await,
+            Method::Values => insert_batch(&db, &batch).await,
+            Method::Rows => insert_rows(&db, &batch).await,
+        }
+    })
+    .await
+}
+
+/// `clients` writers, each taking the next batch as it finishes one, until
+/// none is left; returns the elapsed time.
+async fn writers<T, F, Fut>(
+    batches: Vec<T>,
+    clients: usize,
+    db: &DatabaseConnection,
+    write: F,
+) -> anyhow::Result<Duration>
+where
+    T: Send + 'static,
+    F: Fn(DatabaseConnection, T) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let queue = Arc::new(Mutex::new(VecDeque::from(batches)));
     let start = Instant::now();
     let mut tasks = Vec::new();
     for _ in 0..clients {
-        let queue = queue.clone();
-        let db = db.clone();
+        let (queue, db, write) = (queue.clone(), db.clone(), write.clone());
         tasks.push(tokio::spawn(async move {
             loop {
                 let Some(batch) = queue
@@ -388,12 +407,7 @@ async fn baseline(
                 else {
                     return anyhow::Ok(());
                 };
-                match method {
-                    Method::Copy => copy_batch(&db, &batch).await?,
-                    Method::Unnest => unnest_batch(&db, &batch).await?,
-                    Method::Values => insert_batch(&db, &batch).await?,
-                    Method::Rows => insert_rows(&db, &batch).await?,
-                }
+                write(db.clone(), batch).await?;
             }
         }));
     }
@@ -520,33 +534,14 @@ async fn fairest(
 ) -> anyhow::Result<(Duration, usize)> {
     let planned = copy::plan(batches);
     let rows = planned.iter().map(copy::rows).sum();
-    let queue = Arc::new(Mutex::new(VecDeque::from(planned)));
-    let start = Instant::now();
-    let mut tasks = Vec::new();
-    for _ in 0..clients {
-        let queue = queue.clone();
-        let db = db.clone();
-        tasks.push(tokio::spawn(async move {
-            loop {
-                let Some(batch) = queue
-                    .lock()
-                    .map_err(|_| anyhow::anyhow!("poisoned"))?
-                    .pop_front()
-                else {
-                    return anyhow::Ok(());
-                };
-                if db.get_database_backend() == DatabaseBackend::Postgres {
-                    copy::write(db.get_postgres_connection_pool(), &batch).await?;
-                } else {
-                    copy::insert(&db, &batch).await?;
-                }
-            }
-        }));
-    }
-    for t in tasks {
-        t.await??;
-    }
-    let elapsed = start.elapsed();
+    let elapsed = writers(planned, clients, db, |db, batch| async move {
+        if db.get_database_backend() == DatabaseBackend::Postgres {
+            copy::write(db.get_postgres_connection_pool(), &batch).await
+        } else {
+            copy::insert(&db, &batch).await
+        }
+    })
+    .await?;
     copy::clean(db).await?;
     Ok((elapsed, rows))
 }

@@ -52,7 +52,15 @@ pub async fn start(database_url: &str, token: &str, group_commit: bool) -> anyho
         ),
     )?;
     let log = std::fs::File::create(dir.join("service.log"))?;
-    let child = Command::new(&exe)
+    let mut command = Command::new(&exe);
+    // The service's configuration is this function's alone: nothing of
+    // the caller's RETAIN_* environment leaks into it.
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("RETAIN") {
+            command.env_remove(key);
+        }
+    }
+    let child = command
         .arg("serve")
         .current_dir(&dir)
         .env("RETAIN__DATABASE__URL", database_url)

@@ -25,8 +25,8 @@ impl Driver for Postgres {
         round: &[&OutgoingMessage],
     ) -> Result<u64, DbErr> {
         // A text[] parameter cannot hold NULLs through sea-query, so "no
-        // key" travels as '' and becomes NULL again in SQL (an empty key is
-        // no key).
+        // key" and "no label" travel as '' and become NULL again in SQL (an
+        // empty key is no key; a subscription's label is never empty).
         let keys: Vec<String> = round
             .iter()
             .map(|m| m.key.clone().unwrap_or_default())
@@ -42,7 +42,7 @@ impl Driver for Postgres {
              headers, state, attempts, available_at, coalesced, created_at) \
              SELECT s.topic, s.consumer_group, v.k, CASE WHEN s.coalesce THEN v.k ELSE NULL END, \
              v.p, v.h, 0, 0, $2, 1, $2 \
-             FROM (SELECT NULLIF(k, '') AS k, p, h, l, n \
+             FROM (SELECT NULLIF(k, '') AS k, p, h, NULLIF(l, '') AS l, n \
                    FROM UNNEST($3::text[], $4::bytea[], $5::text[], $6::text[]) \
                    WITH ORDINALITY AS u(k, p, h, l, n)) AS v \
              CROSS JOIN bus_subscriptions s WHERE s.topic = $1 \

@@ -22,7 +22,8 @@ impl Driver for Sqlite {
         round: &[&OutgoingMessage],
     ) -> Result<u64, DbErr> {
         let mut written = 0;
-        for chunk in round.chunks(MAX_PARAMS / 4) {
+        // Four parameters per message beside the topic and the time.
+        for chunk in round.chunks((MAX_PARAMS - 2) / 4) {
             let mut values: Vec<Value> = Vec::with_capacity(2 + chunk.len() * 4);
             values.push(topic.into());
             values.push(now.into());
