@@ -109,9 +109,9 @@ class Round:
         return [p for p, _ in self.procs[service][-replicas:]]
 
     def load(self, signals, clients=8):
-        """retain-loadgen over every ingestion replica; its report."""
+        """retain-loadgen over every ingestion replica (it waits until each
+        reports SERVING); its report."""
         urls = ",".join(u for _, u in self.procs["ingestion"])
-        time.sleep(3)  # the replicas' readiness delay (ConfigMap: 2 s)
         out = subprocess.run(
             [RELEASE / "retain-loadgen", "--target", urls, "--token", pods.TOKEN, "--signals", str(signals),
              "--clients", str(clients), "--small-signals", "640"],

@@ -837,6 +837,10 @@ async fn main() -> anyhow::Result<()> {
     );
     let tag = format!("lg{}", now_micros());
     if let Some(urls) = &args.target {
+        // Servers started just before (a replica set) may not be ready yet.
+        for url in urls {
+            process::wait_serving(url, Duration::from_secs(60), || Ok(())).await?;
+        }
         let lines = scenarios("remote", urls, &args, &tag).await?;
         print(&lines, None, None);
         return Ok(());

@@ -8,7 +8,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use sha2::{Digest, Sha256};
+use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
 
 /// A running `retain-ingestion`; killed when dropped.
 pub struct Service {
@@ -82,20 +84,44 @@ pub async fn start(database_url: &str, token: &str, group_commit: bool) -> anyho
         dir,
         url: format!("http://127.0.0.1:{port}"),
     };
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(status) = service.child.try_wait()? {
-            let log = std::fs::read_to_string(service.dir.join("service.log")).unwrap_or_default();
+    let (child, log) = (&mut service.child, service.dir.join("service.log"));
+    wait_serving(&service.url, Duration::from_secs(60), || {
+        if let Some(status) = child.try_wait()? {
+            let log = std::fs::read_to_string(&log).unwrap_or_default();
             bail!("retain-ingestion exited ({status}) before serving:\n{log}");
         }
-        let endpoint = tonic::transport::Endpoint::from_shared(service.url.clone())?;
-        if let Ok(channel) = endpoint.connect().await
-            && retain_testkit::health_status(&channel, "").await == ServingStatus::Serving
-        {
-            return Ok(service);
+        Ok(())
+    })
+    .await?;
+    Ok(service)
+}
+
+/// Waits until the server at `url` reports SERVING on the gRPC health
+/// service (its readiness), polling every 100 ms for up to `timeout`;
+/// `alive` is asked each round whether waiting still makes sense.
+pub async fn wait_serving(
+    url: &str,
+    timeout: Duration,
+    mut alive: impl FnMut() -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let endpoint = tonic::transport::Endpoint::from_shared(url.to_owned())?;
+    let deadline = Instant::now() + timeout;
+    loop {
+        alive()?;
+        if let Ok(channel) = endpoint.connect().await {
+            let request = HealthCheckRequest {
+                service: String::new(),
+            };
+            let status = HealthClient::new(channel).check(request).await;
+            if status.is_ok_and(|r| r.get_ref().status() == ServingStatus::Serving) {
+                return Ok(());
+            }
         }
         if Instant::now() > deadline {
-            bail!("retain-ingestion did not report SERVING within 60 s");
+            bail!(
+                "{url} did not report SERVING within {} s",
+                timeout.as_secs()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
