@@ -124,13 +124,18 @@ pub fn user_of(wire: &v1::Signal) -> Option<&str> {
 /// the same message needs the account's CSM and contacts, which the
 /// metrics snapshot would bring only later.
 pub fn is_routable(p: &Prepared) -> bool {
-    matches!(
-        p.domain.body,
-        SignalBody::Survey { .. }
-            | SignalBody::Subscription { opening: false, .. }
-            | SignalBody::Billing(_)
-            | SignalBody::Account(_)
-    )
+    routes(&p.wire)
+}
+
+/// [`is_routable`] on the wire form (a validated signal's body is the
+/// wire body's kind).
+pub fn routes(wire: &v1::Signal) -> bool {
+    use v1::signal::Body;
+    match &wire.body {
+        Some(Body::Survey(_) | Body::Billing(_) | Body::Account(_)) => true,
+        Some(Body::Subscription(x)) => !x.opening_balance,
+        _ => false,
+    }
 }
 
 pub use retain_domain::signal::PORTFOLIO;

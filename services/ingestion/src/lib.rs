@@ -39,9 +39,9 @@ use tonic::{Request, Response, Status, Streaming};
 
 pub use crate::commit::Verdict;
 use crate::intake::Prepared;
-/// The user a wire signal names (the load generator's fairest limit counts
-/// user rows the way the service writes them).
-pub use crate::intake::user_of;
+/// The user a wire signal names, and whether notification acts on it: the
+/// load generator's fairest limit writes the rows the service would.
+pub use crate::intake::{routes, user_of};
 use crate::limit::TenantLimiter;
 pub use crate::settings::{IngestionSettings, MAX_BATCH_SIGNALS};
 

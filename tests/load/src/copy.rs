@@ -81,7 +81,7 @@ pub fn plan(batches: Vec<Vec<v1::Signal>>) -> Vec<Batch> {
                     mode: v1::IngestMode::Live as i32,
                     routable: list
                         .iter()
-                        .filter(|s| routable(s))
+                        .filter(|s| retain_ingestion::routes(s))
                         .map(|s| (*s).clone())
                         .collect(),
                     batches: vec![v1::RecordedBatch {
@@ -340,16 +340,6 @@ pub async fn clean(db: &DatabaseConnection) -> anyhow::Result<()> {
         db.execute_unprepared("VACUUM ANALYZE").await?;
     }
     Ok(())
-}
-
-/// The signals ingestion puts in an announcement's `routable` list (its
-/// `is_routable`, which works on validated signals, on the wire form).
-fn routable(s: &v1::Signal) -> bool {
-    use v1::signal::Body;
-    matches!(
-        s.body,
-        Some(Body::Survey(_) | Body::Billing(_) | Body::Account(_))
-    ) || matches!(&s.body, Some(Body::Subscription(x)) if !x.opening_balance)
 }
 
 /// PostgreSQL's binary `COPY` format: a signature and two empty header
