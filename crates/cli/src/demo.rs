@@ -87,16 +87,14 @@ pub async fn run(target: &Target<'_>, accounts: usize, anchor: i64) -> anyhow::R
         ..Config::default()
     };
     let data = generate(&config);
+    let batches = data.in_delivery_order(7).batches(1_000);
     let total = data.signals.len() as u64;
     say!(
         "Sending {total} signals of {accounts} accounts ({} days of product use, tickets, surveys, billing) through gRPC…",
         config.history_days
     );
-    ingest(&target.remote, &data, total).await?;
-    match target.db {
-        Some(db) => settle(db).await?,
-        None => settle_remote(&target.remote, accounts).await?,
-    }
+    ingest(&target.remote, batches, total).await?;
+    settled(target, accounts).await?;
     say!(
         "Pipeline settled {:.1} s after the start.",
         started.elapsed().as_secs_f64()
@@ -132,9 +130,22 @@ pub async fn currency_of(remote: &Remote) -> anyhow::Result<String> {
         .unwrap_or_else(|| "USD".into()))
 }
 
-/// Sends the history in batches, shuffled and late signals last as a real
-/// client would, with a progress bar.
-async fn ingest(remote: &Remote, data: &retain_datagen::Dataset, total: u64) -> anyhow::Result<()> {
+/// Waits for the pipeline to settle: on the bus when the database is at
+/// hand, through the API otherwise.
+async fn settled(target: &Target<'_>, accounts: usize) -> anyhow::Result<()> {
+    match target.db {
+        Some(db) => settle(db).await,
+        None => settle_remote(&target.remote, accounts).await,
+    }
+}
+
+/// Sends `batches` (shuffled, late signals last, as a real client would),
+/// with a progress bar.
+async fn ingest(
+    remote: &Remote,
+    batches: Vec<retain_datagen::Batch>,
+    total: u64,
+) -> anyhow::Result<()> {
     let mut client =
         IngestionServiceClient::new(remote.channel.clone()).max_encoding_message_size(64 << 20);
     let bar = ProgressBar::new(total).with_style(ProgressStyle::with_template(
@@ -143,7 +154,7 @@ async fn ingest(remote: &Remote, data: &retain_datagen::Dataset, total: u64) -> 
     let (mut accepted, mut duplicates, mut rejected) = (0, 0, 0);
     let mut first_rejection: Option<String> = None;
     let mut clashes = 0;
-    for batch in data.in_delivery_order(7).batches(1_000) {
+    for batch in batches {
         let request = batch.request();
         let n = request.signals.len() as u64;
         let reply = client
@@ -229,8 +240,8 @@ async fn settle(db: &sea_orm::DatabaseConnection) -> anyhow::Result<()> {
 }
 
 /// For a server elsewhere: waits until the number of scored accounts
-/// stops growing (at least `accounts`) and no email is pending, three
-/// looks in a row half a second apart.
+/// (at least `accounts`) and of open tasks stop changing and no email is
+/// pending, three looks in a row half a second apart.
 async fn settle_remote(remote: &Remote, accounts: usize) -> anyhow::Result<()> {
     let spinner = ProgressBar::new_spinner();
     spinner.enable_steady_tick(Duration::from_millis(120));
@@ -239,10 +250,11 @@ async fn settle_remote(remote: &Remote, accounts: usize) -> anyhow::Result<()> {
     while quiet_rounds < 3 {
         let scored = report::scored(remote).await?;
         let pending = report::pending_emails(remote).await?;
+        let tasks: usize = report::open_tasks(remote).await?.values().sum();
         spinner.set_message(format!(
-            "waiting: {scored} of {accounts} accounts scored, {pending} emails pending"
+            "waiting: {scored} of {accounts} accounts scored, {pending} emails pending, {tasks} tasks open"
         ));
-        let now = (scored, pending);
+        let now = (scored, pending, tasks);
         if scored >= accounts && pending == 0 && last == Some(now) {
             quiet_rounds += 1;
         } else {

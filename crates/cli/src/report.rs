@@ -104,6 +104,32 @@ pub async fn scored(remote: &Remote) -> anyhow::Result<usize> {
     }
 }
 
+/// Open and claimed tasks by title, every page.
+pub async fn open_tasks(
+    remote: &Remote,
+) -> anyhow::Result<std::collections::BTreeMap<String, usize>> {
+    let mut client = NotificationServiceClient::new(remote.channel.clone());
+    let (mut out, mut page_token) = (std::collections::BTreeMap::new(), String::new());
+    loop {
+        let page = client
+            .list_tasks(remote.request(v1::ListTasksRequest {
+                page_size: 1_000,
+                page_token,
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| remote.failed("ListTasks", e))?
+            .into_inner();
+        for t in page.tasks {
+            *out.entry(t.title).or_insert(0) += 1;
+        }
+        if page.next_page_token.is_empty() {
+            return Ok(out);
+        }
+        page_token = page.next_page_token;
+    }
+}
+
 /// How many emails wait to be sent.
 pub async fn pending_emails(remote: &Remote) -> anyhow::Result<i64> {
     let counts = NotificationServiceClient::new(remote.channel.clone())
@@ -246,6 +272,7 @@ pub async fn queue(
     n: i32,
     json: bool,
 ) -> anyhow::Result<()> {
+    let filter_is_default = filter == v1::ListTasksRequest::default();
     let tasks = NotificationServiceClient::new(remote.channel.clone())
         .list_tasks(remote.request(v1::ListTasksRequest {
             page_size: n,
@@ -261,6 +288,13 @@ pub async fn queue(
     heading("CSM queue (most urgent first)");
     if tasks.tasks.is_empty() {
         say!("  (none)");
+    } else if filter_is_default {
+        let by_title = open_tasks(remote).await?;
+        let summary: Vec<String> = by_title
+            .iter()
+            .map(|(title, n)| format!("{n} {}", title.to_lowercase()))
+            .collect();
+        say!("  open: {}", summary.join(" · "));
     }
     for t in &tasks.tasks {
         let priority = v1::TaskPriority::try_from(t.priority)

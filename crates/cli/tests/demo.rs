@@ -57,6 +57,14 @@ fn the_demo_runs_end_to_end_and_prints_the_report() {
     // Every account scored, and nothing else (the portfolio's costs are
     // no account).
     assert_eq!(bands, 40, "{stdout}");
+    // Every Red account scored from live signals has its review task: an
+    // account first seen Red acts like one that turns Red. (One known only
+    // from history acts at its first live score.)
+    let missing = red_without_review(&dir.path().join("retain.db"));
+    assert!(
+        missing.is_empty(),
+        "Red accounts with live signals but no review task: {missing:?}\n{stdout}"
+    );
     // The data stays: the database, the dev token, the emails written.
     let token = std::fs::read_to_string(dir.path().join("dev-token")).unwrap();
     assert!(stdout.contains(token.trim()), "the token is printed");
@@ -325,4 +333,32 @@ async fn serve_after_the_demo_turns_a_detractor_into_a_task() {
         "{out}{err}"
     );
     assert!(running.stop().await.success());
+}
+
+/// Red accounts with a LIVE signal and no "Account review" task.
+fn red_without_review(db: &std::path::Path) -> Vec<String> {
+    use sea_orm::{ConnectionTrait, Database, Statement};
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let conn = Database::connect(format!("sqlite://{}?mode=ro", db.display()))
+            .await
+            .unwrap();
+        let sql = format!(
+            "SELECT h.account_id FROM health_current h WHERE h.band = {red} \
+             AND EXISTS (SELECT 1 FROM signals s WHERE s.tenant_id = h.tenant_id \
+                         AND s.account_id = h.account_id AND s.mode = 1) \
+             AND NOT EXISTS (SELECT 1 FROM notification_tasks t WHERE t.tenant_id = h.tenant_id \
+                             AND t.account_id = h.account_id AND t.title = 'Account review')",
+            red = retain_proto::v1::HealthBand::Red as i32
+        );
+        conn.query_all_raw(Statement::from_string(conn.get_database_backend(), sql))
+            .await
+            .unwrap()
+            .iter()
+            .map(|r| r.try_get_by_index(0).unwrap())
+            .collect()
+    })
 }

@@ -213,8 +213,13 @@ pub enum RawBody {
     },
     /// Billing status (`None` = unspecified).
     Billing(Option<BillingStatus>),
-    /// Renewal (`None` = unspecified).
-    Renewal(Option<RenewalOutcome>),
+    /// Renewal of one contract.
+    Renewal {
+        /// Outcome (`None` = unspecified).
+        outcome: Option<RenewalOutcome>,
+        /// End of the contract the renewal is about (`None` = not given).
+        contract_end: Option<Timestamp>,
+    },
     /// Trial (`None` = unspecified).
     Trial(Option<TrialEvent>),
     /// Onboarding milestone.
@@ -248,7 +253,7 @@ impl RawBody {
             Self::Survey { .. } => "survey",
             Self::Subscription { .. } => "subscription",
             Self::Billing(_) => "billing",
-            Self::Renewal(_) => "renewal",
+            Self::Renewal { .. } => "renewal",
             Self::Trial(_) => "trial",
             Self::Milestone { .. } => "milestone",
             Self::Purchase(_) => "purchase",
@@ -281,6 +286,18 @@ pub struct Signal {
     pub occurred_at: Timestamp,
     /// What happened.
     pub body: SignalBody,
+}
+
+impl Signal {
+    /// The instant the signal counts at in period KPIs: a renewal counts
+    /// in the period its contract ends in (`docs/KPIS.md`, "Renewal
+    /// rate"), every other signal when it occurred.
+    pub fn counts_at(&self) -> Timestamp {
+        match &self.body {
+            SignalBody::Renewal { contract_end, .. } => *contract_end,
+            _ => self.occurred_at,
+        }
+    }
 }
 
 /// The account id of portfolio-wide signals (costs).
@@ -368,8 +385,15 @@ pub enum SignalBody {
     },
     /// Billing status.
     Billing(BillingStatus),
-    /// Renewal.
-    Renewal(RenewalOutcome),
+    /// A renewal event of one contract: the contract is the account and
+    /// its `contract_end`, whatever day the event was sent on
+    /// (`docs/KPIS.md`, "Renewal rate").
+    Renewal {
+        /// Outcome.
+        outcome: RenewalOutcome,
+        /// End of the contract.
+        contract_end: Timestamp,
+    },
     /// Trial.
     Trial(TrialEvent),
     /// Onboarding milestone from the tenant's checklist.
@@ -463,7 +487,7 @@ impl SignalBody {
             Self::Survey { .. } => SignalKind::Survey,
             Self::Subscription { .. } => SignalKind::Subscription,
             Self::Billing(_) => SignalKind::Billing,
-            Self::Renewal(_) => SignalKind::Renewal,
+            Self::Renewal { .. } => SignalKind::Renewal,
             Self::Trial(_) => SignalKind::Trial,
             Self::Milestone { .. } => SignalKind::Milestone,
             Self::Purchase(_) => SignalKind::Purchase,
@@ -811,9 +835,18 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
                 );
             }
         }
-        RawBody::Renewal(outcome) => {
+        RawBody::Renewal {
+            outcome,
+            contract_end,
+        } => {
             if outcome.is_none() {
                 v.push(f("outcome"), "is required: due, renewed or not_renewed");
+            }
+            if contract_end.is_none() {
+                v.push(
+                    f("contract_end"),
+                    "is required: the end of the contract this renewal is about",
+                );
             }
         }
         RawBody::Trial(event) => {
@@ -946,7 +979,13 @@ fn parse_body(body: &RawBody) -> Option<SignalBody> {
             opening,
         },
         RawBody::Billing(status) => SignalBody::Billing(status?),
-        RawBody::Renewal(outcome) => SignalBody::Renewal(outcome?),
+        RawBody::Renewal {
+            outcome,
+            contract_end,
+        } => SignalBody::Renewal {
+            outcome: outcome?,
+            contract_end: contract_end?,
+        },
         RawBody::Trial(event) => SignalBody::Trial(event?),
         RawBody::Milestone { key, achieved } => SignalBody::Milestone { key, achieved },
         RawBody::Purchase(amount) => SignalBody::Purchase(amount),

@@ -538,6 +538,10 @@ fn experience_row_from_one_account_days_signals() {
         topics: vec![],
         contacts_until_resolution: contacts,
     };
+    let renewal = |outcome, contract_end| SignalBody::Renewal {
+        outcome,
+        contract_end,
+    };
     let signals = [
         sig("e1", 9, survey(SurveyKind::Nps, Scale::ZeroToTen, 9)),
         sig("e2", 9, survey(SurveyKind::Nps, Scale::ZeroToTen, 3)),
@@ -545,8 +549,11 @@ fn experience_row_from_one_account_days_signals() {
         sig("e4", 10, survey(SurveyKind::Ces, Scale::OneToSeven, 2)),
         sig("e5", 11, ticket(TicketStatus::Opened, 0)),
         sig("e6", 12, ticket(TicketStatus::Resolved, 1)),
-        sig("e7", 13, SignalBody::Renewal(RenewalOutcome::Renewed)),
-        sig("e8", 8, SignalBody::Renewal(RenewalOutcome::Due)),
+        // One contract: "due" sent first, "renewed" later — one renewal,
+        // renewed. Another contract, only due: due, not renewed.
+        sig("e7", 13, renewal(RenewalOutcome::Renewed, at(23))),
+        sig("e8", 8, renewal(RenewalOutcome::Due, at(23))),
+        sig("e9", 9, renewal(RenewalOutcome::Due, at(22))),
     ];
     let row = ExperienceRollup::from_signals(&signals);
     let mut expected = ExperienceRollup::default();
@@ -556,7 +563,8 @@ fn experience_row_from_one_account_days_signals() {
     expected.add_ces(Scale::OneToSeven, 2);
     expected.add_resolution(1);
     expected.add_renewal(true);
+    expected.add_renewal(false);
     assert_eq!(row, expected);
-    assert_eq!(row.renewal_rate(), retain_domain::Measure::Value(100.0));
+    assert_eq!(row.renewal_rate(), retain_domain::Measure::Value(50.0));
     assert_eq!(row.nps(), retain_domain::Measure::Value(0.0));
 }

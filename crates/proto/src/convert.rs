@@ -214,6 +214,32 @@ pub fn signal_from_proto(s: &v1::Signal) -> Result<RawSignal, Violations> {
     v.into_result(signal)
 }
 
+/// A stored signal (the wire form ingestion accepted) as the domain reads
+/// it. It was valid when accepted, so it is checked again without the
+/// rules that depend on when it arrived (how far in the past or future it
+/// lies). A renewal stored before `contract_end` was required counts as a
+/// contract ending when it occurred — the rule it was accepted under.
+pub fn stored_signal(
+    wire: &v1::Signal,
+    base_currency: Currency,
+    checklist: &[String],
+) -> Result<retain_domain::signal::Signal, Violations> {
+    let rules = retain_domain::signal::Rules {
+        now: Timestamp::from_micros(i64::MAX / 4),
+        max_future_seconds: 0,
+        max_past_seconds: None,
+        base_currency,
+        checklist,
+    };
+    let mut raw = signal_from_proto(wire)?;
+    if let Some(RawBody::Renewal { contract_end, .. }) = &mut raw.body
+        && contract_end.is_none()
+    {
+        *contract_end = raw.occurred_at;
+    }
+    retain_domain::signal::validate(&raw, &rules)
+}
+
 /// Converts a wire signal as far as it converts: the raw signal (a body
 /// whose amount did not convert is left out) and the wire-level
 /// violations. Lets a caller report the domain's violations of the rest
@@ -228,9 +254,6 @@ pub fn raw_signal(s: &v1::Signal) -> (RawSignal, Violations) {
         Some(Body::Survey(x)) => wire_text(&mut v, "survey.comment", &x.comment, MAX_COMMENT_BYTES),
         Some(Body::Milestone(x)) => {
             wire_text(&mut v, "milestone.user_id", &x.user_id, MAX_USER_ID_BYTES);
-        }
-        Some(Body::Renewal(x)) => {
-            time(&mut v, "renewal.contract_end", x.contract_end.as_ref());
         }
         _ => {}
     }
@@ -356,7 +379,7 @@ pub fn raw_signal(s: &v1::Signal) -> (RawSignal, Violations) {
                 },
             )),
             Body::Renewal(x) => {
-                RawBody::Renewal(known(
+                let outcome = known(
                     &mut v,
                     "renewal.outcome",
                     x.outcome,
@@ -367,7 +390,17 @@ pub fn raw_signal(s: &v1::Signal) -> (RawSignal, Violations) {
                         v1::RenewalOutcome::NotRenewed => Some(RenewalOutcome::NotRenewed),
                         v1::RenewalOutcome::Unspecified => None,
                     },
-                ))
+                );
+                // A malformed end is reported here; a missing one by the
+                // domain, which requires it.
+                let contract_end = match x.contract_end.as_ref() {
+                    None => None,
+                    Some(t) => Some(time(&mut v, "renewal.contract_end", Some(t))?),
+                };
+                RawBody::Renewal {
+                    outcome,
+                    contract_end,
+                }
             }
             Body::Trial(x) => RawBody::Trial(known(
                 &mut v,

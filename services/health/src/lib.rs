@@ -49,11 +49,13 @@ impl HealthService for Health {
         let principal = Principal::of(&request)?;
         principal.require(Role::Read)?;
         let account = account_id(&request.get_ref().account_id)?;
-        let (_, score) = sql::current(&self.db, principal.tenant.as_str(), account)
+        let current = sql::current(&self.db, principal.tenant.as_str(), account)
             .await
             .map_err(Error::from)?
             .ok_or_else(|| Error::NotFound(format!("health of account {}", quote(account))))?;
-        Ok(Response::new(v1::GetHealthResponse { score: Some(score) }))
+        Ok(Response::new(v1::GetHealthResponse {
+            score: Some(current.score),
+        }))
     }
 
     async fn list_health(

@@ -90,9 +90,12 @@ pub async fn preview(
         }
     } else {
         for (i, account) in account_ids.iter().enumerate() {
-            let (_, current) = sql::current(db, tenant, account).await?.ok_or_else(|| {
-                Error::invalid(format!("account_ids[{i}]"), "has no health score yet")
-            })?;
+            let current = sql::current(db, tenant, account)
+                .await?
+                .map(|c| c.score)
+                .ok_or_else(|| {
+                    Error::invalid(format!("account_ids[{i}]"), "has no health score yet")
+                })?;
             if let Some(candidate) = tally(account, &current, &mut out) {
                 out.candidate.push(candidate);
                 out.current.push(current);

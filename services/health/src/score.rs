@@ -10,10 +10,14 @@
 //! key at a time), so two replicas never score one account at once.
 //!
 //! **What is announced.** A band change (past the model's hysteresis
-//! margin) from a LIVE snapshot. The first score of an account has no
-//! "from" band and announces nothing — an account nobody has looked at yet
-//! pages nobody; a change computed from BACKFILL history lies in the past
-//! and is recorded in the history, never announced.
+//! margin) from a LIVE snapshot, and the account's first score from a LIVE
+//! snapshot whatever its band: an account Retain first sees Red gets its
+//! review task like one that turns Red (docs/HEALTH.md, "Band changes").
+//! Scores computed from BACKFILL history lie in the past: they are
+//! recorded in the history, never announced — so an account imported as
+//! history is acted on when its first LIVE snapshot is scored. A first
+//! announcement whose band equals the band already recorded has no "from"
+//! band (`UNSPECIFIED`).
 
 use retain_bus::topics::{ACCOUNT_METRICS, HEALTH_BAND_CHANGED};
 use retain_bus::{Delivery, Handler, HandlerError};
@@ -63,11 +67,11 @@ impl Scorer {
         let tx = self.db.begin().await?;
         let current = sql::current(&tx, tenant, &snapshot.account_id).await?;
         let mut appended = None;
-        if current.as_ref().is_none_or(|(at, _)| *at < as_of) {
+        if current.as_ref().is_none_or(|c| c.as_of < as_of) {
             let model = models::effective(&tx, tenant, &snapshot.segment).await?;
-            let previous = current.as_ref().map(|(_, s)| s);
+            let item = Item::new(snapshot, &model, current.as_ref());
             appended = self
-                .apply(&tx, tenant, &[(snapshot, &model, previous)], mode)
+                .apply(&tx, tenant, &[item], mode, Announce::FirstLiveToo)
                 .await?
                 .pop()
                 .flatten()
@@ -111,17 +115,19 @@ impl Scorer {
             .zip(&currents)
             .filter(|(snap, current)| {
                 let as_of = snap.as_of.as_ref().map_or(0, convert::micros);
-                current.as_ref().is_none_or(|(at, _)| *at < as_of)
+                current.as_ref().is_none_or(|c| c.as_of < as_of)
             })
             .filter_map(|(snap, current)| {
-                Some((
+                Some(Item::new(
                     snap,
                     models.get(&snap.segment)?,
-                    current.as_ref().map(|(_, s)| s),
+                    current.as_ref(),
                 ))
             })
             .collect();
-        let appended = self.apply(&tx, tenant, &items, mode).await?;
+        let appended = self
+            .apply(&tx, tenant, &items, mode, Announce::FirstLiveToo)
+            .await?;
         tx.commit().await?;
         Ok(appended.iter().filter(|a| a.is_some()).count())
     }
@@ -149,20 +155,28 @@ impl Scorer {
                 models.insert(seg.to_owned(), models::effective(&tx, tenant, seg).await?);
             }
         }
-        let items: Vec<(
-            &v1::AccountMetricsSnapshot,
-            &v1::ScoringModel,
-            Option<&v1::HealthScore>,
-        )> = page
+        let items: Vec<Item<'_>> = page
             .iter()
             .filter_map(|(_, current)| {
                 let snapshot = current.inputs.as_ref()?;
                 let model = models.get(snapshot.segment.as_str())?;
-                (model.version != current.model_version).then_some((snapshot, model, Some(current)))
+                (model.version != current.model_version).then_some(Item {
+                    snapshot,
+                    model,
+                    previous: Some(current),
+                    live_scored: true,
+                })
             })
             .collect();
+        // A new model is no new signal: only band changes are announced.
         let changes = self
-            .apply(&tx, tenant, &items, v1::IngestMode::Live)
+            .apply(
+                &tx,
+                tenant,
+                &items,
+                v1::IngestMode::Live,
+                Announce::ChangesOnly,
+            )
             .await?
             .iter()
             .filter(|a| a.as_ref().is_some_and(|(_, changed)| *changed))
@@ -176,51 +190,54 @@ impl Scorer {
 
     /// Scores each snapshot with its model against its previous score,
     /// appends the scores (nothing for a snapshot that already has a score
-    /// of that model version) and announces each band change from a LIVE
-    /// snapshot: one `health.band_changed` message and one numbered row
-    /// for watchers. Returns, per item, the score appended and whether its
-    /// band changed.
+    /// of that model version) and announces, from a LIVE snapshot, each
+    /// band change — and with [`Announce::FirstLiveToo`] each account's
+    /// first LIVE score: one `health.band_changed` message and one
+    /// numbered row for watchers. Returns, per item, the score appended and
+    /// whether its band changed.
     async fn apply<C: sea_orm::ConnectionTrait>(
         &self,
         tx: &C,
         tenant: &str,
-        items: &[(
-            &v1::AccountMetricsSnapshot,
-            &v1::ScoringModel,
-            Option<&v1::HealthScore>,
-        )],
+        items: &[Item<'_>],
         mode: v1::IngestMode,
+        announce_what: Announce,
     ) -> Result<Vec<Option<(v1::HealthScore, bool)>>, Error> {
         let now = self.clock.now().micros();
+        let live = mode == v1::IngestMode::Live;
         // Score everything first (pure), then write in bulk.
         let mut scored = Vec::with_capacity(items.len());
-        for (snapshot, stored, previous) in items {
-            let model = models::domain(stored)?;
-            let previous = previous.map(previous_of);
-            let s = health::score(&model, &wire::health_snapshot(snapshot), previous.as_ref()).map(
-                |s| {
-                    let record = wire::score_to_proto(&model, &s, snapshot);
-                    let from = previous.as_ref().map(|p| p.band);
-                    // The first score, a new band or a new model version: a
-                    // point of the history whatever its day.
-                    let is_change = previous
-                        .as_ref()
-                        .is_none_or(|p| p.band != s.band || p.model_version != s.model_version);
-                    (record, from, is_change)
-                },
-            );
+        for item in items {
+            let model = models::domain(item.model)?;
+            let previous = item.previous.map(previous_of);
+            let s = health::score(
+                &model,
+                &wire::health_snapshot(item.snapshot),
+                previous.as_ref(),
+            )
+            .map(|s| {
+                let record = wire::score_to_proto(&model, &s, item.snapshot);
+                let from = previous.as_ref().map(|p| p.band);
+                // The first score, a new band or a new model version: a
+                // point of the history whatever its day.
+                let is_change = previous
+                    .as_ref()
+                    .is_none_or(|p| p.band != s.band || p.model_version != s.model_version);
+                (record, from, is_change)
+            });
             scored.push(s);
         }
         let rows: Vec<sql::NewScore<'_>> = items
             .iter()
             .zip(&scored)
-            .filter_map(|((snapshot, _, _), s)| {
+            .filter_map(|(item, s)| {
                 let (record, _, is_change) = s.as_ref()?;
                 Some(sql::NewScore {
-                    segment: &snapshot.segment,
-                    csm_owner: &snapshot.csm_owner_email,
-                    as_of: snapshot.as_of.as_ref().map_or(0, convert::micros),
+                    segment: &item.snapshot.segment,
+                    csm_owner: &item.snapshot.csm_owner_email,
+                    as_of: item.snapshot.as_of.as_ref().map_or(0, convert::micros),
                     is_change: *is_change,
+                    live,
                     record,
                     now,
                 })
@@ -229,7 +246,7 @@ impl Scorer {
         let mut fresh = sql::append(tx, tenant, &rows).await?.into_iter();
         let mut out = Vec::with_capacity(items.len());
         let mut announce = Vec::new();
-        for ((snapshot, _, _), s) in items.iter().zip(scored) {
+        for (item, s) in items.iter().zip(scored) {
             let Some((record, from, _)) = s else {
                 out.push(None);
                 continue;
@@ -239,18 +256,25 @@ impl Scorer {
                 continue;
             }
             let changed = from.is_some_and(|b| wire::band_to_proto(b) as i32 != record.band);
-            if changed && mode == v1::IngestMode::Live {
+            let first_live = announce_what == Announce::FirstLiveToo && !item.live_scored;
+            if live && (changed || first_live) {
+                // A first announcement in the band already recorded comes
+                // from no band: the trigger is "first seen in this band".
+                let from_band = from
+                    .map(wire::band_to_proto)
+                    .filter(|b| *b as i32 != record.band)
+                    .unwrap_or(v1::HealthBand::Unspecified);
                 let event = v1::HealthBandChanged {
                     tenant_id: tenant.to_owned(),
-                    account_id: snapshot.account_id.clone(),
-                    from_band: from.map_or(v1::HealthBand::Unspecified, wire::band_to_proto) as i32,
+                    account_id: item.snapshot.account_id.clone(),
+                    from_band: from_band as i32,
                     to_band: record.band,
                     score: Some(record.clone()),
                     mode: mode as i32,
                 };
                 announce.push((
-                    snapshot.segment.as_str(),
-                    format!("{tenant}/{}", snapshot.account_id),
+                    item.snapshot.segment.as_str(),
+                    format!("{tenant}/{}", item.snapshot.account_id),
                     event,
                 ));
             }
@@ -269,6 +293,41 @@ impl Scorer {
         }
         Ok(out)
     }
+}
+
+/// One snapshot to score, with what it is scored against.
+#[derive(Debug, Clone, Copy)]
+struct Item<'a> {
+    snapshot: &'a v1::AccountMetricsSnapshot,
+    model: &'a v1::ScoringModel,
+    /// The account's current score, if any.
+    previous: Option<&'a v1::HealthScore>,
+    /// Whether a LIVE snapshot of the account was scored before.
+    live_scored: bool,
+}
+
+impl<'a> Item<'a> {
+    fn new(
+        snapshot: &'a v1::AccountMetricsSnapshot,
+        model: &'a v1::ScoringModel,
+        current: Option<&'a sql::Current>,
+    ) -> Self {
+        Self {
+            snapshot,
+            model,
+            previous: current.map(|c| &c.score),
+            live_scored: current.is_some_and(|c| c.live_scored),
+        }
+    }
+}
+
+/// What [`Scorer::apply`] announces from a LIVE snapshot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Announce {
+    /// Band changes, and the account's first LIVE score (new signals).
+    FirstLiveToo,
+    /// Band changes only (a rescore under a new model).
+    ChangesOnly,
 }
 
 /// The previous score as the domain compares with it.

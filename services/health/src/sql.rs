@@ -84,21 +84,35 @@ pub async fn current<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
     account: &str,
-) -> Result<Option<(i64, v1::HealthScore)>, DbErr> {
+) -> Result<Option<Current>, DbErr> {
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "SELECT as_of, record FROM health_current WHERE tenant_id = $1 AND account_id = $2",
+            "SELECT as_of, record, live_scored FROM health_current \
+             WHERE tenant_id = $1 AND account_id = $2",
             [tenant.into(), account.into()],
         ))
         .await?;
     row.map(|r| {
-        Ok((
-            r.try_get_by_index(0)?,
-            decode(&r.try_get_by_index::<Vec<u8>>(1)?, "health score")?,
-        ))
+        Ok(Current {
+            as_of: r.try_get_by_index(0)?,
+            score: decode(&r.try_get_by_index::<Vec<u8>>(1)?, "health score")?,
+            live_scored: r.try_get_by_index(2)?,
+        })
     })
     .transpose()
+}
+
+/// An account's current score.
+#[derive(Debug, Clone)]
+pub struct Current {
+    /// The scored snapshot's `as_of`, µs.
+    pub as_of: i64,
+    /// The score.
+    pub score: v1::HealthScore,
+    /// Whether a LIVE snapshot of the account has been scored (and its
+    /// band acted on) — false while every score came from BACKFILL.
+    pub live_scored: bool,
 }
 
 /// A score to append.
@@ -112,13 +126,15 @@ pub struct NewScore<'a> {
     /// The first score, or the band or the model version differs from the
     /// previous score's.
     pub is_change: bool,
+    /// Scored from a LIVE snapshot (the account's band has been acted on).
+    pub live: bool,
     /// The score.
     pub record: &'a v1::HealthScore,
     /// When it was computed, µs.
     pub now: i64,
 }
 
-/// Rows one multi-row statement writes (10 parameters each: well inside
+/// Rows one multi-row statement writes (11 parameters at most: well inside
 /// SQLite's and PostgreSQL's limits).
 const ROWS_PER_STATEMENT: usize = 500;
 
@@ -213,7 +229,7 @@ async fn append_chunk<C: ConnectionTrait>(
     for (s, bytes) in &appended {
         let at = values.len();
         rows.push(format!(
-            "($1, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
+            "($1, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${}, ${})",
             at + 1,
             at + 2,
             at + 3,
@@ -222,7 +238,8 @@ async fn append_chunk<C: ConnectionTrait>(
             at + 6,
             at + 7,
             at + 8,
-            at + 9
+            at + 9,
+            at + 10
         ));
         values.extend([
             s.record.account_id.clone().into(),
@@ -234,17 +251,19 @@ async fn append_chunk<C: ConnectionTrait>(
             s.record.delta.unwrap_or(0.0).into(),
             band(s),
             (*bytes).clone().into(),
+            s.live.into(),
         ]);
     }
     db.execute_raw(Statement::from_sql_and_values(
         backend,
         format!(
             "INSERT INTO health_current (tenant_id, account_id, segment, csm_owner, as_of, \
-             model_version, score, score_change, band, record) VALUES {} \
+             model_version, score, score_change, band, record, live_scored) VALUES {} \
              ON CONFLICT (tenant_id, account_id) DO UPDATE SET segment = excluded.segment, \
              csm_owner = excluded.csm_owner, as_of = excluded.as_of, \
              model_version = excluded.model_version, score = excluded.score, \
-             score_change = excluded.score_change, band = excluded.band, record = excluded.record \
+             score_change = excluded.score_change, band = excluded.band, record = excluded.record, \
+             live_scored = health_current.live_scored OR excluded.live_scored \
              WHERE health_current.as_of < excluded.as_of OR (health_current.as_of = excluded.as_of \
              AND health_current.model_version < excluded.model_version)",
             rows.join(", ")

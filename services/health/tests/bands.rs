@@ -78,9 +78,10 @@ retain_testkit::storage_test!(async fn each_boundary_holds_its_margin_both_ways(
         scorer.score("acme", &snap, v1::IngestMode::Live, None).await.unwrap();
         assert_eq!(band_of(&app, account).await, (score, band), "step {i}");
     }
-    // Two changes per boundary, each announced once.
+    // Each account's first (live) score, then two changes per boundary,
+    // each announced once.
     let announced = app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await;
-    assert_eq!(announced.len(), 6, "{announced:?}");
+    assert_eq!(announced.len(), 9, "{announced:?}");
 });
 
 retain_testkit::storage_test!(async fn each_missing_data_policy_scores_as_documented(db) {
@@ -189,4 +190,45 @@ retain_testkit::storage_test!(async fn history_keeps_each_days_last_score_and_ev
     assert_eq!(history(None).await, expected);
     let day1 = v1::Period { start: ts(day0 + day), end: ts(day0 + 2 * day) };
     assert_eq!(history(Some(day1)).await, [day0 + day + 4 * 3_600, day0 + day + 2 * 3_600]);
+});
+
+// The first LIVE score of an account acts on its band like a change into
+// it: it is announced whatever the band (notification decides what the
+// band asks for). A first score from BACKFILL history is silent; the
+// account's first LIVE score after it is announced, from no band when the
+// band stayed; later LIVE scores only when the band changes.
+retain_testkit::storage_test!(async fn the_first_live_score_is_announced_once(db) {
+    use retain_bus::topics::HEALTH_BAND_CHANGED;
+    use v1::HealthBand::{Green, Red, Unspecified};
+    let app = spawn_app::<Health>(db).await;
+    let scorer = Scorer { db: app.db.conn.clone(), clock: retain_runtime::Clock::system() };
+    let announced = || async {
+        app.published(HEALTH_BAND_CHANGED, "notification")
+            .await
+            .into_iter()
+            .map(|(_, e)| (e.account_id, v1::HealthBand::try_from(e.from_band).unwrap(), v1::HealthBand::try_from(e.to_band).unwrap()))
+            .collect::<Vec<_>>()
+    };
+    // live-red: first seen LIVE, Red (score 10): announced from no band.
+    scorer.score("acme", &snapshot("live-red", 0, false, 5, 0.0), v1::IngestMode::Live, None).await.unwrap();
+    assert_eq!(announced().await, [("live-red".into(), Unspecified, Red)]);
+    // Scored again LIVE, still Red: nothing more.
+    scorer.score("acme", &snapshot("live-red", 1, false, 6, 0.0), v1::IngestMode::Live, None).await.unwrap();
+    assert_eq!(announced().await.len(), 1);
+
+    // hist: first scored from history (Red), silent; its first LIVE score,
+    // still Red, is announced from no band; the next LIVE one is not.
+    scorer.score("acme", &snapshot("hist", 0, false, 5, 0.0), v1::IngestMode::Backfill, None).await.unwrap();
+    scorer.score("acme", &snapshot("hist", 1, false, 6, 0.0), v1::IngestMode::Backfill, None).await.unwrap();
+    assert_eq!(announced().await.len(), 1, "history is silent");
+    scorer.score("acme", &snapshot("hist", 2, false, 7, 0.0), v1::IngestMode::Live, None).await.unwrap();
+    assert_eq!(announced().await[1], ("hist".into(), Unspecified, Red));
+    scorer.score("acme", &snapshot("hist", 3, false, 8, 0.0), v1::IngestMode::Live, None).await.unwrap();
+    assert_eq!(announced().await.len(), 2);
+
+    // moved: history Red, first LIVE score Green: a change from Red.
+    scorer.score("acme", &snapshot("moved", 0, false, 5, 0.0), v1::IngestMode::Backfill, None).await.unwrap();
+    scorer.score("acme", &snapshot("moved", 1, true, 20, 5.0), v1::IngestMode::Live, None).await.unwrap();
+    assert_eq!(announced().await[2], ("moved".into(), Red, Green));
+    assert_eq!(band_of(&app, "moved").await.1, Green);
 });

@@ -75,13 +75,16 @@ retain_testkit::storage_test!(async fn the_b2b_example_scores_yellow_69_with_its
     assert!(bad.message().contains("account_id"), "{}", bad.message());
 });
 
-// A live band change is announced once; the first score and a backfilled
-// history announce nothing; a redelivered snapshot appends nothing.
+// A live band change is announced once, as is the first live score; a
+// backfilled history announces nothing; a redelivered snapshot appends
+// nothing.
 retain_testkit::storage_test!(async fn band_changes_are_announced_once_and_only_live(db) {
     let app = spawn(db).await;
     assert_eq!(app.send(b2b("acme-1")).await.accepted, 21);
     settled_health(&app, "acme-1", |s| s.band == v1::HealthBand::Yellow as i32 && s.score == 69.0).await;
-    assert!(app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await.is_empty(), "a first score pages nobody");
+    let first = app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await;
+    assert_eq!(first.len(), 1, "the first live score acts on its band: {first:?}");
+    assert_eq!((first[0].1.from_band, first[0].1.to_band), (v1::HealthBand::Unspecified as i32, v1::HealthBand::Yellow as i32));
 
     // Collections: billing 100 → 0, 69 − 30 = 39.0: below 40 but within
     // the 2-point margin, so still Yellow, and nothing is announced.
@@ -91,7 +94,7 @@ retain_testkit::storage_test!(async fn band_changes_are_announced_once_and_only_
     assert_eq!(s.band, v1::HealthBand::Yellow as i32, "39.0 is within the 2-point margin below 40");
     assert_eq!(s.delta, Some(-30.0));
     assert_eq!(s.top_mover, "billing_status");
-    assert!(app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await.is_empty());
+    assert_eq!(app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await.len(), 1);
 
     // NPS 0 from a second user: the mean falls to 3.5 → NPS sub-score 35,
     // 39.0 − 7 + 3.5 = 35.5 < 38: Red, announced once.
@@ -108,10 +111,10 @@ retain_testkit::storage_test!(async fn band_changes_are_announced_once_and_only_
     let red = settled_health(&app, "acme-1", |s| s.band == v1::HealthBand::Red as i32).await;
     assert_eq!(red.score, 35.5);
     let announced = app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await;
-    assert_eq!(announced.len(), 1, "{announced:?}");
-    assert_eq!(announced[0].1.from_band, v1::HealthBand::Yellow as i32);
-    assert_eq!(announced[0].1.to_band, v1::HealthBand::Red as i32);
-    assert_eq!(announced[0].1.mode, v1::IngestMode::Live as i32);
+    assert_eq!(announced.len(), 2, "{announced:?}");
+    assert_eq!(announced[1].1.from_band, v1::HealthBand::Yellow as i32);
+    assert_eq!(announced[1].1.to_band, v1::HealthBand::Red as i32);
+    assert_eq!(announced[1].1.mode, v1::IngestMode::Live as i32);
 
     // The same snapshot again (a redelivery) appends nothing.
     let scores = app.count("health_scores").await;
@@ -119,7 +122,7 @@ retain_testkit::storage_test!(async fn band_changes_are_announced_once_and_only_
     let scorer = retain_health::Scorer { db: app.db.conn.clone(), clock: retain_runtime::Clock::system() };
     assert!(scorer.score("acme", &snapshot, v1::IngestMode::Live, None).await.unwrap().is_none());
     assert_eq!(app.count("health_scores").await, scores);
-    assert_eq!(app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await.len(), 1);
+    assert_eq!(app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await.len(), 2);
 
     // A backfilled history that changes the band is recorded, not announced.
     let req = v1::IngestSignalsRequest { signals: b2b("acme-2"), mode: v1::IngestMode::Backfill as i32, ..Default::default() };
@@ -138,7 +141,7 @@ retain_testkit::storage_test!(async fn band_changes_are_announced_once_and_only_
     };
     assert_eq!(app.ingest(WRITER, angry2).await.unwrap().accepted, 2);
     settled_health(&app, "acme-2", |s| s.band == v1::HealthBand::Red as i32).await;
-    assert_eq!(app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await.len(), 1, "backfill announces nothing");
+    assert_eq!(app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await.len(), 2, "backfill announces nothing");
 });
 
 // Models: versions are new rows, bad models name their fields, a segment's

@@ -301,6 +301,14 @@ rule!(
     "renewal.outcome"
 );
 rule!(
+    renewal_contract_end_is_required,
+    body(Body::Renewal(v1::Renewal {
+        outcome: v1::RenewalOutcome::Renewed as i32,
+        contract_end: None
+    })),
+    "renewal.contract_end"
+);
+rule!(
     trial_event_is_required,
     body(Body::Trial(v1::Trial { event: 0 })),
     "trial.event"

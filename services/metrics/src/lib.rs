@@ -34,7 +34,7 @@ use retain_runtime::{Clock, Context, Service, Services, Workers};
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
-pub use crate::recompute::Recompute;
+pub use crate::recompute::{Computed, Recompute};
 pub use crate::settings::MetricsSettings;
 
 #[tonic::async_trait]

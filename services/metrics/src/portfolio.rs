@@ -13,7 +13,7 @@ use retain_domain::kpi::revenue::MrrBridge;
 use retain_domain::kpi::rollup::Rollup;
 use retain_domain::kpi::rollup::cost::CostFact;
 use retain_domain::kpi::rollup::portfolio::{Basis, account_contribution};
-use retain_domain::signal::{self, Rules, SignalBody, SignalKind};
+use retain_domain::signal::{self, SignalBody, SignalKind};
 use retain_domain::{Currency, Granularity, Money, Period, Timestamp, Violations};
 use retain_proto::{convert, v1};
 use retain_runtime::config::Tenant;
@@ -153,20 +153,11 @@ pub async fn signals(
     // Decoding is CPU work: off the async workers, so health probes and
     // other calls are not starved by a large selection.
     tokio::task::spawn_blocking(move || {
-        // Stored signals were valid when accepted; they are parsed again
-        // without the rules that depend on when they arrived.
-        let rules = Rules {
-            now: Timestamp::from_micros(i64::MAX / 4),
-            max_future_seconds: 0,
-            max_past_seconds: None,
-            base_currency: currency,
-            checklist: &checklist,
-        };
         let mut out = Vec::with_capacity(raw.len());
         for (_, payload) in raw {
             let wire = v1::Signal::decode(payload.as_slice())
                 .map_err(|e| Error::Internal(format!("a stored signal does not decode: {e}")))?;
-            match convert::signal_from_proto(&wire).and_then(|raw| signal::validate(&raw, &rules)) {
+            match convert::stored_signal(&wire, currency, &checklist) {
                 Ok(valid) => out.push(valid),
                 Err(v) => tracing::warn!(%tenant, event_id = %wire.event_id, violations = %v, "stored signal skipped"),
             }

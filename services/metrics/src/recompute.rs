@@ -11,7 +11,7 @@
 use retain_bus::topics::{ACCOUNT_METRICS, SIGNALS_RECORDED};
 use retain_bus::{Delivery, Handler, HandlerError};
 use retain_domain::Timestamp;
-use retain_domain::signal::{self, Rules};
+use retain_domain::signal;
 use retain_domain::snapshot::account_snapshot;
 use retain_domain::time::DAY;
 use retain_proto::{convert, v1};
@@ -114,23 +114,30 @@ impl Recompute {
         changed_from: Option<retain_domain::Timestamp>,
         delivery: Option<&Delivery>,
     ) -> Result<(), DbErr> {
+        let computed = self.compute(tenant, account, mode, changed_from).await?;
+        self.store(&computed, delivery).await.map(|_| ())
+    }
+
+    /// Step 1: reads the account's stored signals and computes its
+    /// snapshot and monthly rows, writing nothing.
+    pub async fn compute(
+        &self,
+        tenant: &str,
+        account: &str,
+        mode: v1::IngestMode,
+        changed_from: Option<retain_domain::Timestamp>,
+    ) -> Result<Computed, DbErr> {
         let settings = self.tenants.of(tenant);
         let now = self.clock.now();
         let stored = sql::account_signals(&self.db, tenant, account).await?;
-        // Stored signals were valid when accepted; they are parsed again
-        // without the rules that depend on when they arrived.
-        let rules = Rules {
-            now,
-            max_future_seconds: i64::MAX / 4,
-            max_past_seconds: None,
-            base_currency: settings.base_currency,
-            checklist: &settings.onboarding_checklist,
-        };
         let signals: Vec<signal::Signal> = stored
             .iter()
             .filter_map(|wire| {
-                let parsed = convert::signal_from_proto(wire)
-                    .and_then(|raw| signal::validate(&raw, &rules));
+                let parsed = convert::stored_signal(
+                    wire,
+                    settings.base_currency,
+                    &settings.onboarding_checklist,
+                );
                 if let Err(v) = &parsed {
                     tracing::warn!(%tenant, %account, event_id = %wire.event_id, violations = %v, "stored signal skipped");
                 }
@@ -142,9 +149,48 @@ impl Recompute {
         // max_future_seconds), so an accepted signal is never left out.
         let latest = signals.iter().map(|s| s.occurred_at).max();
         let as_of = latest.map_or(now, |l| if l >= now { l.plus_micros(1) } else { now });
-        let snap = account_snapshot(&signals, as_of, &settings.onboarding_checklist);
-        let rollups = crate::rollups::account_rollups(&signals, settings, snap.as_of, changed_from)
-            .map_err(|e| DbErr::Custom(format!("monthly contributions of {account}: {e}")))?;
+        let snapshot = account_snapshot(&signals, as_of, &settings.onboarding_checklist);
+        let rollups =
+            crate::rollups::account_rollups(&signals, settings, snapshot.as_of, changed_from)
+                .map_err(|e| DbErr::Custom(format!("monthly contributions of {account}: {e}")))?;
+        Ok(Computed {
+            tenant: tenant.to_owned(),
+            account: account.to_owned(),
+            mode,
+            signals_read: i64::try_from(stored.len()).unwrap_or(i64::MAX),
+            snapshot,
+            rollups,
+            now,
+        })
+    }
+
+    /// Step 2: stores what [`Recompute::compute`] computed — the snapshot,
+    /// the month rows that changed and the `account.metrics` announcement —
+    /// and acknowledges `delivery`, in one transaction. Unless a snapshot
+    /// computed from more of the account's signals (or the same signals,
+    /// later) is already stored: the daily refresh recomputes outside the
+    /// bus's per-account order, so a consumer may have stored a newer
+    /// snapshot since this one was read; then nothing is written but the
+    /// acknowledgement. Returns whether it was stored.
+    ///
+    /// Lock order: the account's `account_metrics` row (taken by the
+    /// conditional upsert), then its month rows.
+    pub async fn store(
+        &self,
+        computed: &Computed,
+        delivery: Option<&Delivery>,
+    ) -> Result<bool, DbErr> {
+        let Computed {
+            tenant,
+            account,
+            mode,
+            signals_read,
+            snapshot: snap,
+            rollups,
+            now,
+        } = computed;
+        let (tenant, account, now) = (tenant.as_str(), account.as_str(), *now);
+        let settings = self.tenants.of(tenant);
         let tx = self.db.begin().await?;
         let row = sql::account_row(&tx, tenant, account).await?;
         let record = retain_domain::Account {
@@ -167,36 +213,38 @@ impl Recompute {
             created_at: now,
             updated_at: now,
         };
-        let cell = (
-            record.segment.as_deref().unwrap_or(""),
-            record.plan.as_deref().unwrap_or(""),
-        );
-        crate::rollups::save(&tx, tenant, account, cell, &rollups).await?;
-        let wire = convert::snapshot_to_proto(&snap, &record, settings.base_currency);
-        sql::save_snapshot(
+        let wire = convert::snapshot_to_proto(snap, &record, settings.base_currency);
+        let stored = sql::save_snapshot(
             &tx,
             tenant,
             account,
             &wire,
-            snap.as_of.micros(),
+            (snap.as_of.micros(), *signals_read),
             now.micros(),
         )
         .await?;
-        let event = v1::AccountMetricsUpdated {
-            tenant_id: tenant.to_owned(),
-            snapshot: Some(wire),
-            mode: mode as i32,
-        };
         let bus_err = |e: retain_bus::BusError| match e {
             retain_bus::BusError::Db(db) => db,
             other => DbErr::Custom(other.to_string()),
         };
-        // Portfolio-wide costs are no account: nothing to score or route.
-        if account != retain_domain::signal::PORTFOLIO {
-            ACCOUNT_METRICS
-                .publish(&tx, &[(format!("{tenant}/{account}"), event)])
-                .await
-                .map_err(bus_err)?;
+        if stored {
+            let cell = (
+                record.segment.as_deref().unwrap_or(""),
+                record.plan.as_deref().unwrap_or(""),
+            );
+            crate::rollups::save(&tx, tenant, account, cell, rollups).await?;
+            let event = v1::AccountMetricsUpdated {
+                tenant_id: tenant.to_owned(),
+                snapshot: Some(wire),
+                mode: *mode as i32,
+            };
+            // Portfolio-wide costs are no account: nothing to score or route.
+            if account != retain_domain::signal::PORTFOLIO {
+                ACCOUNT_METRICS
+                    .publish(&tx, &[(format!("{tenant}/{account}"), event)])
+                    .await
+                    .map_err(bus_err)?;
+            }
         }
         if let Some(d) = delivery
             && !retain_bus::ack_in(&tx, d).await.map_err(bus_err)?
@@ -204,8 +252,23 @@ impl Recompute {
             // The lease was lost (it expired and another replica has the
             // message): that replica's recompute counts, not this one.
             tx.rollback().await?;
-            return Ok(());
+            return Ok(false);
         }
-        tx.commit().await
+        tx.commit().await?;
+        Ok(stored)
     }
+}
+
+/// One account's recompute, computed by [`Recompute::compute`] and not yet
+/// stored.
+#[derive(Debug)]
+pub struct Computed {
+    tenant: String,
+    account: String,
+    mode: v1::IngestMode,
+    /// How many stored signals it was computed from.
+    signals_read: i64,
+    snapshot: retain_domain::snapshot::AccountSnapshot,
+    rollups: crate::rollups::AccountRollups,
+    now: Timestamp,
 }

@@ -45,7 +45,7 @@ use retain_domain::kpi::rollup::cost::CostFact;
 use retain_domain::kpi::rollup::portfolio::{
     Contribution, ContributionError, account_contribution,
 };
-use retain_domain::signal::{self, Rules, Signal, SignalBody};
+use retain_domain::signal::{Signal, SignalBody};
 use retain_domain::{Granularity, Period, Timestamp};
 use retain_proto::{convert, v1};
 use retain_runtime::config::Tenant;
@@ -88,18 +88,35 @@ pub struct AccountRollups {
 /// (the earliest `occurred_at` of the signals that just arrived), months
 /// those signals cannot change are left out: a signal only counts in
 /// periods ending after it, except a trial conversion, which counts for a
-/// trial started up to the trial window before it — and an opening
-/// balance, which reaches back before the account's history (every month
-/// is then recomputed). Unchanged rows are left as stored.
+/// trial started up to the trial window before it, a renewal, which counts
+/// in the month its contract ends (before or after it was sent), and an
+/// opening balance, which reaches back before the account's history (every
+/// month is then recomputed). Unchanged rows are left as stored.
 pub fn account_rollups(
     signals: &[Signal],
     settings: &Tenant,
     as_of: Timestamp,
     changed_from: Option<Timestamp>,
 ) -> Result<AccountRollups, ContributionError> {
-    let Some(first) = signals.iter().map(|s| s.occurred_at).min() else {
+    let Some(first) = signals
+        .iter()
+        .map(|s| s.occurred_at.min(s.counts_at()))
+        .min()
+    else {
         return Ok(AccountRollups::default());
     };
+    // The months of the contracts that renewal signals sent since
+    // `changed_from` are about (every new signal is among those).
+    let renewal_months: HashSet<i64> = signals
+        .iter()
+        .filter(|s| matches!(s.body, SignalBody::Renewal { .. }))
+        .filter(|s| changed_from.is_none_or(|t| s.occurred_at >= t))
+        .map(|s| {
+            Period::containing(s.counts_at(), Granularity::Month)
+                .start
+                .micros()
+        })
+        .collect();
     let of = |month: Period| {
         let basis = kpis::basis(month, month.end, settings);
         account_contribution(signals, &basis)
@@ -108,8 +125,11 @@ pub fn account_rollups(
         .iter()
         .any(|s| matches!(s.body, SignalBody::Subscription { opening: true, .. }));
     let reach = retain_domain::kpi::adoption::DEFAULT_TRIAL_WINDOW_DAYS * retain_domain::time::DAY;
-    let affected =
-        |month: &Period| opens || changed_from.is_none_or(|t| month.end > t.plus(-reach));
+    let affected = |month: &Period| {
+        opens
+            || changed_from.is_none_or(|t| month.end > t.plus(-reach))
+            || renewal_months.contains(&month.start.micros())
+    };
     let months = finished_months(first, as_of)
         .into_iter()
         .filter(affected)
@@ -298,17 +318,13 @@ async fn costs(
     tenant: &str,
     settings: &Tenant,
 ) -> Result<Vec<CostFact>, Error> {
-    let rules = Rules {
-        now: Timestamp::from_micros(i64::MAX / 4),
-        max_future_seconds: 0,
-        max_past_seconds: None,
-        base_currency: settings.base_currency,
-        checklist: &settings.onboarding_checklist,
-    };
     let mut out = Vec::new();
     for wire in sql::portfolio_signals(db, tenant).await? {
-        let parsed =
-            convert::signal_from_proto(&wire).and_then(|raw| signal::validate(&raw, &rules));
+        let parsed = convert::stored_signal(
+            &wire,
+            settings.base_currency,
+            &settings.onboarding_checklist,
+        );
         if let Ok(Signal {
             body:
                 SignalBody::Cost {

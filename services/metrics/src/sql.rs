@@ -44,30 +44,38 @@ pub async fn account_row<C: ConnectionTrait>(
         .await
 }
 
-/// Replaces the account's stored snapshot.
+/// Replaces the account's stored snapshot, unless the stored one was
+/// computed from more signals, or from as many as of a later instant
+/// (`version` is (`as_of` µs, signals read)). Returns whether it wrote.
 pub async fn save_snapshot<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
     account: &str,
     snapshot: &v1::AccountMetricsSnapshot,
-    as_of: i64,
+    (as_of, signals_read): (i64, i64),
     now: i64,
-) -> Result<(), DbErr> {
-    retain_store::exec(
+) -> Result<bool, DbErr> {
+    let written = retain_store::exec(
         db,
-        "INSERT INTO account_metrics (tenant_id, account_id, snapshot, as_of, computed_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, account_id) DO UPDATE SET \
-         snapshot = excluded.snapshot, as_of = excluded.as_of, computed_at = excluded.computed_at",
+        "INSERT INTO account_metrics (tenant_id, account_id, snapshot, as_of, computed_at, \
+         signal_count) VALUES ($1, $2, $3, $4, $5, $6) \
+         ON CONFLICT (tenant_id, account_id) DO UPDATE SET snapshot = excluded.snapshot, \
+         as_of = excluded.as_of, computed_at = excluded.computed_at, \
+         signal_count = excluded.signal_count \
+         WHERE account_metrics.signal_count < excluded.signal_count \
+         OR (account_metrics.signal_count = excluded.signal_count \
+         AND account_metrics.as_of <= excluded.as_of)",
         [
             tenant.into(),
             account.into(),
             snapshot.encode_to_vec().into(),
             as_of.into(),
             now.into(),
+            signals_read.into(),
         ],
     )
-    .await
-    .map(|_| ())
+    .await?;
+    Ok(written == 1)
 }
 
 /// The account's stored snapshot, if metrics has computed one.

@@ -79,8 +79,8 @@ retain_testkit::storage_test!(async fn portfolio_kpis_match_the_signals_sent(db)
         days_ago("e-3", "acme-4", 7, survey(Ces, OneToSeven, 6)),
         days_ago("t-1", "acme-1", 6, resolved("T-1", 1)),
         days_ago("t-2", "acme-2", 6, resolved("T-2", 2)),
-        days_ago("r-1", "acme-1", 4, Body::Renewal(v1::Renewal { outcome: v1::RenewalOutcome::Renewed as i32, contract_end: None })),
-        days_ago("r-2", "acme-2", 4, Body::Renewal(v1::Renewal { outcome: v1::RenewalOutcome::NotRenewed as i32, contract_end: None })),
+        days_ago("r-1", "acme-1", 4, Body::Renewal(v1::Renewal { outcome: v1::RenewalOutcome::Renewed as i32, contract_end: ts(now() - 4 * DAY) })),
+        days_ago("r-2", "acme-2", 4, Body::Renewal(v1::Renewal { outcome: v1::RenewalOutcome::NotRenewed as i32, contract_end: ts(now() - 4 * DAY) })),
         // Sessions, counted as of the period's end.
         at_s("s-1", "acme-1", DAY + 2 * 3_600, session("u1", 600)),
         at_s("s-2", "acme-1", 4 * DAY, session("u2", 300)),

@@ -244,3 +244,38 @@ retain_testkit::storage_test!(async fn a_signal_slightly_in_the_future_is_in_the
     assert_eq!((snap.active_days_30d, snap.sessions_30d), (None, None));
     assert!(!snap.onboarding_stuck);
 });
+
+// The daily refresh recomputes accounts outside the bus's per-account
+// order. When the consumer stores a newer snapshot between the refresh's
+// read and its write, the refresh writes nothing: neither the snapshot,
+// nor the month rows, nor an announcement (docs/METRICS.md, "Snapshots").
+retain_testkit::storage_test!(async fn the_refresh_never_stores_an_older_snapshot_over_a_newer_one(db) {
+    let app = spawn(db).await;
+    app.send(vec![days_ago("s-1", 40, session("u1", 600)), days_ago("s-2", 2, session("u1", 600))]).await;
+    app.settled("metrics").await;
+    let refresh = retain_metrics::Recompute {
+        db: app.db.conn.clone(),
+        tenants: std::sync::Arc::new(settings().tenants.parse().unwrap()),
+        clock: Clock::system(),
+    };
+    // The refresh reads the account's signals…
+    let stale = refresh.compute("acme", "acme-1", v1::IngestMode::Live, None).await.unwrap();
+    // …then a session of another user arrives and the consumer stores it.
+    app.send(vec![days_ago("s-3", 1, session("u2", 600))]).await;
+    app.settled("metrics").await;
+    let newer = metrics_of(&app, "acme-1").await.unwrap();
+    assert_eq!(newer.sessions_30d, Some(2));
+    let rows = app.monthly_rows().await;
+    let announced = app.count("bus_messages").await;
+
+    // The refresh commits last: nothing of it is stored.
+    assert!(!refresh.store(&stale, None).await.unwrap(), "an older snapshot was stored");
+    assert_eq!(metrics_of(&app, "acme-1").await.unwrap(), newer);
+    assert_eq!(app.monthly_rows().await, rows);
+    assert_eq!(app.count("bus_messages").await, announced, "an older snapshot was announced");
+
+    // A refresh that reads everything stores (a later `as_of`, same signals).
+    let fresh = refresh.compute("acme", "acme-1", v1::IngestMode::Live, None).await.unwrap();
+    assert!(refresh.store(&fresh, None).await.unwrap());
+    assert_eq!(metrics_of(&app, "acme-1").await.unwrap().sessions_30d, Some(2));
+});

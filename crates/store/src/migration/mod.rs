@@ -15,6 +15,7 @@ mod m0008_health_list;
 mod m0009_notification;
 mod m0010_email_delivery;
 mod m0011_bus_labels;
+mod m0012_scoring_order;
 
 /// Runs Retain's migrations (`retain migrate`, or a test helper).
 #[derive(Debug)]
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0009_notification::Migration),
             Box::new(m0010_email_delivery::Migration),
             Box::new(m0011_bus_labels::Migration),
+            Box::new(m0012_scoring_order::Migration),
         ]
     }
 }

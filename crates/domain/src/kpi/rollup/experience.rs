@@ -104,14 +104,17 @@ impl ExperienceRollup {
     }
 
     /// The row of one account-day's signals (any order; other kinds are
-    /// ignored). Every survey answer and every `resolved` ticket change
-    /// counts once. A renewal signal's `occurred_at` is the contract end:
-    /// the account-day has at most one renewal due, whose outcome is the
-    /// latest renewal signal of the day (by time, then event id) — renewed
-    /// when that is `renewed`.
+    /// ignored): the signals that count on that day ([`Signal::counts_at`]).
+    /// Every survey answer and every `resolved` ticket change counts once.
+    /// Renewals count by contract: the account's signals with the same
+    /// `contract_end` are one renewal due, renewed when the latest of them
+    /// (by `occurred_at`, then event id) is `renewed` — so a "due" and a
+    /// "renewed" sent on different days for one contract are one renewal,
+    /// renewed.
     pub fn from_signals(signals: &[Signal]) -> Self {
         let mut row = Self::default();
-        let mut renewal: Option<(Timestamp, &str, RenewalOutcome)> = None;
+        // Contract end → the latest outcome seen (at, event id, outcome).
+        let mut contracts: BTreeMap<Timestamp, (Timestamp, &str, RenewalOutcome)> = BTreeMap::new();
         for s in signals {
             match &s.body {
                 SignalBody::Survey {
@@ -132,16 +135,22 @@ impl ExperienceRollup {
                     ..
                 } => row
                     .add_resolution(u32::try_from(*contacts_until_resolution).unwrap_or(u32::MAX)),
-                SignalBody::Renewal(outcome) => {
+                SignalBody::Renewal {
+                    outcome,
+                    contract_end,
+                } => {
                     let key = (s.occurred_at, s.event_id.as_str());
-                    if renewal.is_none_or(|(at, id, _)| key > (at, id)) {
-                        renewal = Some((key.0, key.1, *outcome));
+                    let latest = contracts
+                        .entry(*contract_end)
+                        .or_insert((key.0, key.1, *outcome));
+                    if key > (latest.0, latest.1) {
+                        *latest = (key.0, key.1, *outcome);
                     }
                 }
                 _ => {}
             }
         }
-        if let Some((_, _, outcome)) = renewal {
+        for (_, _, outcome) in contracts.into_values() {
             row.add_renewal(outcome == RenewalOutcome::Renewed);
         }
         row

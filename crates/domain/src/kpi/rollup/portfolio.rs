@@ -178,11 +178,13 @@ pub fn account_contribution(
                 at: s.occurred_at,
                 seconds: *duration_seconds,
             }),
-            SignalBody::Survey { .. } | SignalBody::Ticket { .. } | SignalBody::Renewal(_)
-                if in_period =>
+            // Experience counts by the day a signal counts at (a
+            // renewal: its contract's end, whenever it was sent).
+            SignalBody::Survey { .. } | SignalBody::Ticket { .. } | SignalBody::Renewal { .. }
+                if period.contains(s.counts_at()) =>
             {
                 by_day
-                    .entry(s.occurred_at.day_number())
+                    .entry(s.counts_at().day_number())
                     .or_default()
                     .push(s.clone());
             }
@@ -230,7 +232,7 @@ pub fn account_contribution(
     // inside it.
     c.revenue = revenue_rollup(&changes, &openings, period, basis.currency)?;
 
-    // Experience: one row per day (a day has at most one renewal due).
+    // Experience: one row per day (a renewal is one per contract end).
     for day in by_day.values() {
         c.experience.merge(&ExperienceRollup::from_signals(day));
     }
