@@ -763,3 +763,37 @@ fn validation_returns_the_valid_signal_with_nothing_left_optional() {
     assert_eq!(SignalKind::Cost.code(), 21);
     assert_eq!(SignalKind::from_code(22), None);
 }
+
+/// LTV needs a monthly churn rate: one whole calendar month, measured to
+/// its end — the month so far only once it has ended.
+#[test]
+fn only_a_whole_calendar_month_gives_a_monthly_churn_rate() {
+    use retain_domain::kpi::revenue::gives_monthly_churn;
+    use retain_domain::{Period, Timestamp};
+    let may = Period::month(2026, 5);
+    let mid_may = Timestamp::from_ymd_hms(2026, 5, 20, 12, 0, 0);
+    assert!(gives_monthly_churn(may, may.end));
+    assert!(gives_monthly_churn(
+        may,
+        Timestamp::from_ymd_hms(2026, 7, 1, 0, 0, 0)
+    ));
+    assert!(!gives_monthly_churn(may, mid_may), "the month so far");
+    assert!(!gives_monthly_churn(
+        Period::new(may.start, mid_may).unwrap(),
+        mid_may
+    ));
+    let week = Period::new(may.start, may.start.plus(7 * 86_400)).unwrap();
+    assert!(!gives_monthly_churn(week, may.end));
+    let q2 = Period::new(
+        Timestamp::from_ymd_hms(2026, 4, 1, 0, 0, 0),
+        Timestamp::from_ymd_hms(2026, 7, 1, 0, 0, 0),
+    )
+    .unwrap();
+    assert!(!gives_monthly_churn(q2, q2.end));
+    let forty_one = Period::new(
+        Timestamp::from_ymd_hms(2026, 10, 11, 0, 0, 0),
+        Timestamp::from_ymd_hms(2026, 11, 21, 0, 0, 0),
+    )
+    .unwrap();
+    assert!(!gives_monthly_churn(forty_one, forty_one.end));
+}

@@ -66,6 +66,7 @@ pub fn portfolio(
     let logo_churn = rev.logo_churn_rate();
     let ltv = revenue::ltv(rev.arpa, Ratio::ONE, logo_churn);
     let (crc, cac, ltv_to_cac, ltv_to_crc) = if filtered {
+        // Replaced below by NOT_APPLICABLE: costs are portfolio-wide.
         let none = MoneyMeasure {
             currency,
             minor: Exact::Absent(Absence::NoData),
@@ -119,7 +120,19 @@ pub fn portfolio(
     let active = c.active_users();
     let elapsed = basis.elapsed();
 
-    let kpis: Vec<(v1::Kpi, v1::KpiValue)> = vec![
+    // LTV and CLV need a monthly churn rate: only a whole calendar month
+    // gives one (docs/KPIS.md, "LTV"); the ratios and their warnings
+    // follow them.
+    let monthly = revenue::gives_monthly_churn(period, basis.as_of);
+    let (ltv_to_cac, ltv_to_crc) = if monthly {
+        (ltv_to_cac, ltv_to_crc)
+    } else {
+        (
+            Exact::Absent(Absence::NoData),
+            Exact::Absent(Absence::NoData),
+        )
+    };
+    let mut kpis: Vec<(v1::Kpi, v1::KpiValue)> = vec![
         (v1::Kpi::Mrr, money(rev.mrr.into())),
         (v1::Kpi::Arpa, money(rev.arpa)),
         (v1::Kpi::GrossMrrChurn, percent(rev.gross_mrr_churn)),
@@ -166,6 +179,21 @@ pub fn portfolio(
         (v1::Kpi::LowEffortShare, low_effort),
         (v1::Kpi::PayingAccounts, count(rev.paying_accounts)),
     ];
+    for (kpi, value) in &mut kpis {
+        let why = match kpi {
+            v1::Kpi::Ltv | v1::Kpi::Clv | v1::Kpi::LtvToCac | v1::Kpi::LtvToCrc if !monthly => {
+                NEEDS_A_MONTH
+            }
+            v1::Kpi::Crc | v1::Kpi::Cac | v1::Kpi::LtvToCac | v1::Kpi::LtvToCrc if filtered => {
+                PORTFOLIO_COSTS
+            }
+            _ => continue,
+        };
+        *value = v1::KpiValue {
+            unit: value.unit,
+            ..not_applicable(why)
+        };
+    }
     let insights = scorecard::insights(&InsightInputs {
         ltv_to_cac,
         ltv_to_crc,
@@ -259,6 +287,15 @@ pub fn period_to_proto(p: Period) -> v1::Period {
         end: Some(convert::from_micros(p.end.micros())),
     }
 }
+
+/// Why LTV, CLV and their ratios are absent for a period that is not one
+/// whole calendar month.
+pub const NEEDS_A_MONTH: &str = "needs a one-calendar-month period";
+
+/// Why CRC, CAC and the LTV ratios are absent under a segment or plan
+/// filter.
+pub const PORTFOLIO_COSTS: &str =
+    "costs are the whole portfolio's: not applicable under a segment or plan filter";
 
 fn absent(reason: Absence, detail: &str) -> v1::KpiValue {
     let reason = match reason {

@@ -489,6 +489,16 @@ impl RevenueKpis {
     }
 }
 
+/// Whether a period gives the monthly logo churn rate LTV and CLV need:
+/// exactly one calendar month, measured to its end (`as_of` at or after
+/// it). A week, a quarter, a custom range or the month so far does not;
+/// a rate of another length is never scaled to a month (docs/KPIS.md,
+/// "LTV").
+pub fn gives_monthly_churn(period: Period, as_of: Timestamp) -> bool {
+    Period::containing(period.start, crate::time::Granularity::Month) == period
+        && as_of >= period.end
+}
+
 /// LTV = ARPA × gross margin / monthly logo churn rate, exact. `gross_margin`
 /// and `monthly_logo_churn` are fractions (1 = 100 %; see
 /// [`RevenueKpis::logo_churn_rate`]). Absent when there is no churn (the
