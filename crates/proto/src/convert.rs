@@ -113,6 +113,48 @@ fn money(v: &mut Violations, field: &str, m: Option<&v1::Money>) -> Option<Money
     }
 }
 
+/// A timestamp field of any request, checked the one way every RPC checks
+/// them: `None` when unset (the caller decides whether it was required),
+/// or when malformed — nanoseconds outside 0–999,999,999 or an instant
+/// outside 1970–2199 — which is recorded as a violation of `field`.
+pub fn timestamp_field(
+    v: &mut Violations,
+    field: &str,
+    t: Option<&prost_types::Timestamp>,
+) -> Option<Timestamp> {
+    time(v, field, t)
+}
+
+/// A `Period` field of any request, checked the one way every RPC checks
+/// them: both bounds are required and well-formed, and the end is after
+/// the start. Every violation is recorded under `field`
+/// (`period.start`); `None` when there is any.
+pub fn period_field(v: &mut Violations, field: &str, p: &v1::Period) -> Option<Period> {
+    let before = v.0.len();
+    let mut bound = |name: &str, t: Option<&prost_types::Timestamp>| {
+        let path = format!("{field}.{name}");
+        if t.is_none() {
+            v.push(path.as_str(), "is required: a period has both bounds");
+        }
+        time(v, &path, t)
+    };
+    let start = bound("start", p.start.as_ref());
+    let end = bound("end", p.end.as_ref());
+    if v.0.len() > before {
+        return None;
+    }
+    match Period::new(start?, end?) {
+        Ok(period) => Some(period),
+        Err(_) => {
+            v.push(
+                format!("{field}.end"),
+                format!("must be after {field}.start"),
+            );
+            None
+        }
+    }
+}
+
 fn time(v: &mut Violations, field: &str, t: Option<&prost_types::Timestamp>) -> Option<Timestamp> {
     let t = t?;
     let out = timestamp(t);

@@ -121,25 +121,11 @@ impl HealthService for Health {
                     (i64::MAX, i64::MAX)
                 }),
         };
-        let (mut from, mut to) = (i64::MIN, i64::MAX);
-        if let Some(range) = &req.range {
-            for (field, t, slot) in [
-                ("range.start", range.start.as_ref(), &mut from),
-                ("range.end", range.end.as_ref(), &mut to),
-            ] {
-                match t.map(retain_proto::convert::timestamp) {
-                    None => {}
-                    Some(Some(t)) => *slot = t.micros(),
-                    Some(None) => v.push(
-                        field,
-                        "is outside 1970-01-01T00:00:00Z to 2199-12-31T23:59:59Z or has nanos outside 0–999,999,999",
-                    ),
-                }
-            }
-            if from >= to && v.is_empty() {
-                v.push("range.end", "must be after range.start");
-            }
-        }
+        let (from, to) = match &req.range {
+            None => (i64::MIN, i64::MAX),
+            Some(range) => retain_proto::convert::period_field(&mut v, "range", range)
+                .map_or((i64::MIN, i64::MAX), |p| (p.start.micros(), p.end.micros())),
+        };
         v.into_result(()).map_err(Error::from)?;
         let mut points = sql::history(
             &self.db,
@@ -151,6 +137,19 @@ impl HealthService for Health {
         )
         .await
         .map_err(Error::from)?;
+        // An account never scored is unknown, as GetHealth says; one whose
+        // scores all lie outside the range has an empty history.
+        if points.is_empty()
+            && req.page_token.is_empty()
+            && sql::current(&self.db, principal.tenant.as_str(), &req.account_id)
+                .await
+                .map_err(Error::from)?
+                .is_none()
+        {
+            return Err(
+                Error::NotFound(format!("health of account {}", quote(&req.account_id))).into(),
+            );
+        }
         let next_page_token = next_token(&mut points, size, |((as_of, version), _)| {
             format!("{as_of}:{version}")
         });

@@ -190,6 +190,28 @@ retain_testkit::storage_test!(async fn history_keeps_each_days_last_score_and_ev
     assert_eq!(history(None).await, expected);
     let day1 = v1::Period { start: ts(day0 + day), end: ts(day0 + 2 * day) };
     assert_eq!(history(Some(day1)).await, [day0 + day + 4 * 3_600, day0 + day + 2 * 3_600]);
+    // A range that misses every score is an empty history; an account
+    // never scored is unknown, as GetHealth says.
+    assert!(history(Some(v1::Period { start: ts(day0 - 10 * day), end: ts(day0 - 9 * day) })).await.is_empty());
+    let ask = |account: &str, range: Option<v1::Period>| {
+        let mut client = HealthServiceClient::new(app.channel.clone());
+        let account = account.to_owned();
+        async move {
+            client
+                .get_health_history(with_token(READER, v1::GetHealthHistoryRequest { account_id: account, range, ..Default::default() }))
+                .await
+        }
+    };
+    let unknown = ask("nobody", None).await.unwrap_err();
+    assert_eq!(unknown.code(), tonic::Code::NotFound, "{unknown:?}");
+    // A Period has both bounds, every RPC: one unset is refused, named.
+    let half = ask("hist", Some(v1::Period { start: ts(day0), end: None })).await.unwrap_err();
+    assert_eq!(half.code(), tonic::Code::InvalidArgument);
+    assert!(half.message().contains("range.end"), "{}", half.message());
+    // Nanoseconds are checked as ingestion checks them.
+    let bad = prost_types::Timestamp { seconds: day0, nanos: 1_000_000_000 };
+    let nanos = ask("hist", Some(v1::Period { start: Some(bad), end: ts(day0 + day) })).await.unwrap_err();
+    assert!(nanos.message().contains("range.start"), "{}", nanos.message());
 });
 
 // The first LIVE score of an account acts on its band like a change into

@@ -141,17 +141,7 @@ impl MetricsService for Metrics {
         let req = request.get_ref();
         let kpi = scorecard::kpi(req.kpi);
         let granularity = scorecard::granularity(req.granularity);
-        let range = portfolio::period(req.range.as_ref(), self.clock.now()).map_err(|e| match e {
-            Error::InvalidArgument(v) => Error::InvalidArgument(
-                v.into_iter()
-                    .map(|mut x| {
-                        x.field = x.field.replacen("period", "range", 1);
-                        x
-                    })
-                    .collect(),
-            ),
-            other => other,
-        });
+        let range = portfolio::period("range", req.range.as_ref(), self.clock.now());
         let filter = portfolio::check_filter(req.filter.as_ref());
         let ((kpi, granularity), (range, ())) = both(both(kpi, granularity), both(range, filter))?;
         let buckets = portfolio::buckets(range, granularity, MAX_SERIES_POINTS)?;
@@ -224,7 +214,7 @@ impl Metrics {
         period: Option<&v1::Period>,
         filter: Option<&v1::AccountFilter>,
     ) -> Result<retain_domain::Period, Error> {
-        let period = portfolio::period(period, self.clock.now());
+        let period = portfolio::period("period", period, self.clock.now());
         let (period, ()) = both(period, portfolio::check_filter(filter))?;
         Ok(period)
     }

@@ -22,34 +22,17 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 use crate::kpis::{self, Tally};
 
-/// The period a query asks for: the request's, checked, or the calendar
-/// month containing `now`.
-pub fn period(p: Option<&v1::Period>, now: Timestamp) -> Result<Period, Error> {
+/// The period a query asks for in `field`: the request's, checked as every
+/// RPC checks a `Period` (both bounds, end after start), or the calendar
+/// month containing `now` when unset.
+pub fn period(field: &str, p: Option<&v1::Period>, now: Timestamp) -> Result<Period, Error> {
     let Some(p) = p else {
         return Ok(Period::containing(now, Granularity::Month));
     };
     let mut v = Violations::new();
-    let bound = |v: &mut Violations, field: &str, t: Option<&prost_types::Timestamp>| match t {
-        None => {
-            v.push(field, "is required");
-            None
-        }
-        Some(t) => {
-            let out = convert::timestamp(t);
-            if out.is_none() {
-                v.push(
-                    field,
-                    "is outside 1970-01-01T00:00:00Z to 2199-12-31T23:59:59Z or has nanos outside 0–999,999,999",
-                );
-            }
-            out
-        }
-    };
-    let start = bound(&mut v, "period.start", p.start.as_ref());
-    let end = bound(&mut v, "period.end", p.end.as_ref());
-    match (start, end) {
-        (Some(start), Some(end)) if v.is_empty() => Period::new(start, end).map_err(Error::from),
-        _ => Err(Error::from(v)),
+    match convert::period_field(&mut v, field, p) {
+        Some(period) => Ok(period),
+        None => Err(Error::from(v)),
     }
 }
 

@@ -254,9 +254,11 @@ impl NotificationService for Notification {
             );
         }
         let year = 365 * 86_400 * 1_000_000_i64;
-        let until = req.until.as_ref().map(retain_proto::convert::micros);
+        let until = retain_proto::convert::timestamp_field(&mut v, "until", req.until.as_ref())
+            .map(|t| t.micros());
         match until {
             Some(u) if u > now && u <= now + year => {}
+            None if req.until.is_some() => {} // malformed: recorded above
             _ => v.push("until", "must be in the future, at most 365 days ahead"),
         }
         v.into_result(()).map_err(Error::from)?;

@@ -105,16 +105,23 @@ async fn account_triggers<C: sea_orm::ConnectionTrait>(
     let mut ctx = sql::account(tx, tenant, account).await?;
     // The account's own upserts first: a trigger of the same message goes
     // to the CSM and contacts it names.
-    let upserts: Vec<&v1::AccountUpsert> = event
+    // In the order they happened (as ingestion merges them), not the
+    // order they were listed in.
+    let mut upserts: Vec<(Option<i64>, &str, &v1::AccountUpsert)> = event
         .routable
         .iter()
         .filter_map(|s| match &s.body {
-            Some(v1::signal::Body::Account(a)) => Some(a),
+            Some(v1::signal::Body::Account(a)) => Some((
+                s.occurred_at.as_ref().map(convert::micros),
+                s.event_id.as_str(),
+                a,
+            )),
             _ => None,
         })
         .collect();
+    upserts.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
     if !upserts.is_empty() {
-        for a in upserts {
+        for (_, _, a) in upserts {
             merge(&mut ctx, a);
         }
         sql::merge_account(tx, &ctx).await?;

@@ -196,6 +196,15 @@ retain_testkit::storage_test!(async fn cooldown_holds_both_ways_in_time_and_snoo
         .unwrap_err();
     assert_eq!(err.code(), Code::InvalidArgument);
     assert!(err.message().contains("trigger") && err.message().contains("until"), "{}", err.message());
+    // A timestamp with nanoseconds outside 0–999,999,999 is refused, as
+    // ingestion refuses it.
+    let bad = prost_types::Timestamp { seconds: until, nanos: -1 };
+    let err = client(&app)
+        .snooze_rule(with_token(CSM, v1::SnoozeRuleRequest { account_id: "acct-s".into(), trigger: 1, until: Some(bad) }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert!(err.message().contains("until: nanos -1"), "{}", err.message());
     let err = client(&app)
         .snooze_rule(with_token(READER, v1::SnoozeRuleRequest { account_id: "acct-s".into(), trigger: 1, until: ts(until) }))
         .await

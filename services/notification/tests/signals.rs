@@ -120,3 +120,31 @@ retain_testkit::storage_test!(async fn nps_contraction_and_churn_route_from_sign
     assert_eq!(app.scalar("SELECT COUNT(*) FROM notification_actions WHERE rule = 'nps_detractor' AND kind = 3").await, 1);
     assert_eq!(app.count("notification_tasks").await, 2);
 });
+
+// An empty `csm_owner_email` clears the owner (the proto's rule) in every
+// place that keeps it: the account record, the metrics snapshot, and
+// routing — the next task is not assigned to the old owner.
+retain_testkit::storage_test!(async fn an_empty_owner_clears_it_everywhere(db) {
+    let app = spawn_composed(db, settings(), retain_runtime::Clock::system(), |ctx| {
+        let ingestion = Ingestion::build(ctx, Default::default())?;
+        let metrics = Metrics::build(ctx, Default::default())?;
+        let notification = Notification::build(ctx, Default::default())?;
+        Ok(ingestion.merge(metrics).merge(notification))
+    })
+    .await;
+    let owner = |email: &str| Body::Account(v1::AccountUpsert { csm_owner_email: Some(email.into()), ..Default::default() });
+    assert_eq!(app.send(vec![at("own", 10 * HOUR, owner("ana@vendor.io"))]).await.accepted, 1);
+    app.settled("notification").await;
+    assert_eq!(app.send(vec![at("unown", 9 * HOUR, owner(""))]).await.accepted, 1);
+    app.settled("notification").await;
+    let account = app.client.clone()
+        .get_account(with_token(READER, v1::GetAccountRequest { account_id: "acme-1".into() }))
+        .await.unwrap().into_inner().account.unwrap();
+    assert_eq!(account.csm_owner_email, "");
+    assert_eq!(app.send(vec![at("n1", HOUR, nps_from("u1", 2))]).await.accepted, 1);
+    app.settled("notification").await;
+    let tasks = tasks(&app).await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_ne!(tasks[0].assignee, "ana@vendor.io", "the cleared owner got the task");
+    assert_eq!(app.scalar("SELECT COUNT(*) FROM notification_accounts WHERE csm_owner = 'ana@vendor.io'").await, 0);
+});
