@@ -434,25 +434,16 @@ fn band_name(band: i32) -> String {
         .to_lowercase()
 }
 
-/// `1,234.56 EUR`.
+/// `1,234.56 EUR` (`12,000 JPY`): the domain's money, in the currency's
+/// own minor unit.
 fn money(m: Option<&v1::Money>) -> String {
     let Some(m) = m else {
         return "—".into();
     };
-    let (sign, minor) = if m.amount_minor < 0 {
-        ("-", m.amount_minor.unsigned_abs())
-    } else {
-        ("", m.amount_minor.unsigned_abs())
-    };
-    let units = (minor / 100).to_string();
-    let mut grouped = String::new();
-    for (i, c) in units.chars().enumerate() {
-        if i > 0 && (units.len() - i) % 3 == 0 {
-            grouped.push(',');
-        }
-        grouped.push(c);
+    match retain_domain::Currency::parse(&m.currency) {
+        Ok(currency) => retain_domain::Money::new(m.amount_minor, currency).to_string(),
+        Err(_) => format!("{} (minor units) {}", m.amount_minor, m.currency),
     }
-    format!("{sign}{grouped}.{:02} {}", minor % 100, m.currency)
 }
 
 /// A KPI value in words: a number with its unit, or why there is none.

@@ -207,7 +207,7 @@ async fn scenarios(d: &Deployment) {
     assert!(
         contact
             .message
-            .contains("addon Ltd cancelled an add-on: MRR down by 2000"),
+            .contains("addon Ltd cancelled an add-on: MRR down by 20.00 EUR."),
         "{}",
         contact.message
     );

@@ -36,6 +36,18 @@ impl Currency {
     pub fn as_str(&self) -> &str {
         std::str::from_utf8(&self.0).unwrap_or("???")
     }
+
+    /// Digits after the decimal point of the currency's minor unit
+    /// (ISO 4217): 0 for JPY and KRW, 3 for KWD and BHD, 2 for most.
+    pub fn minor_digits(self) -> u32 {
+        match self.as_str() {
+            "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF"
+            | "UGX" | "UYI" | "VND" | "VUV" | "XAF" | "XOF" | "XPF" => 0,
+            "BHD" | "IQD" | "JOD" | "KWD" | "LYD" | "OMR" | "TND" => 3,
+            "CLF" | "UYW" => 4,
+            _ => 2,
+        }
+    }
 }
 
 impl fmt::Display for Currency {
@@ -109,11 +121,29 @@ impl Money {
     }
 }
 
+/// `1,841.00 USD`, `-0.50 EUR`, `12,000 JPY`, `1.250 KWD`: the major
+/// units grouped by thousands, the minor units as the currency has them.
 impl fmt::Display for Money {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let sign = if self.minor < 0 { "-" } else { "" };
         let abs = self.minor.unsigned_abs();
-        write!(f, "{sign}{}.{:02} {}", abs / 100, abs % 100, self.currency)
+        let digits = self.currency.minor_digits();
+        let unit = 10_u64.pow(digits);
+        let major = (abs / unit).to_string();
+        let mut grouped = String::with_capacity(major.len() + major.len() / 3);
+        for (i, c) in major.chars().enumerate() {
+            if i > 0 && (major.len() - i) % 3 == 0 {
+                grouped.push(',');
+            }
+            grouped.push(c);
+        }
+        if digits == 0 {
+            write!(f, "{sign}{grouped} {}", self.currency)
+        } else {
+            let minor = abs % unit;
+            let width = digits as usize;
+            write!(f, "{sign}{grouped}.{minor:0width$} {}", self.currency)
+        }
     }
 }
 
@@ -145,6 +175,17 @@ mod tests {
             eur(150).checked_sub(eur(200)).unwrap().to_string(),
             "-0.50 EUR"
         );
+    }
+
+    #[test]
+    fn money_reads_like_money_in_its_own_minor_unit() {
+        let m = |minor, code| Money::new(minor, Currency::parse(code).unwrap()).to_string();
+        assert_eq!(m(184_100, "USD"), "1,841.00 USD");
+        assert_eq!(m(123_456_789, "EUR"), "1,234,567.89 EUR");
+        assert_eq!(m(-5, "EUR"), "-0.05 EUR");
+        assert_eq!(m(12_000, "JPY"), "12,000 JPY");
+        assert_eq!(m(1_250, "KWD"), "1.250 KWD");
+        assert_eq!(m(i64::MIN, "EUR"), "-92,233,720,368,547,758.08 EUR");
     }
 
     #[test]

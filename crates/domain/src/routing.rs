@@ -257,8 +257,8 @@ pub enum Trigger {
         event_id: String,
         /// Add-on cancelled.
         add_on: bool,
-        /// MRR lost (minor units).
-        amount_minor: i64,
+        /// MRR lost, in the account's currency.
+        lost: crate::money::Money,
         /// When.
         at: Timestamp,
         /// A history import.
@@ -493,17 +493,13 @@ fn task_message(trigger: &Trigger, ctx: &AccountContext) -> String {
             }
             m
         }
-        Trigger::Contraction {
-            add_on,
-            amount_minor,
-            ..
-        } => {
+        Trigger::Contraction { add_on, lost, .. } => {
             let what = if *add_on {
                 "cancelled an add-on"
             } else {
                 "reduced the subscription"
             };
-            format!("{name} {what}: MRR down by {amount_minor} (minor units).")
+            format!("{name} {what}: MRR down by {lost}.")
         }
         Trigger::Churn { reason, .. } => format!("{name} churned (reason: {}).", reason.key()),
     }

@@ -642,7 +642,7 @@ fn routing_follows_the_default_policy() {
     let contraction = Trigger::Contraction {
         event_id: "s1".into(),
         add_on: true,
-        amount_minor: 500,
+        lost: retain_domain::Money::new(500, retain_domain::Currency::parse("EUR").unwrap()),
         at,
         backfill: false,
     };

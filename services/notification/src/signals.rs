@@ -77,11 +77,12 @@ impl Signals {
     ) -> Result<(), Error> {
         let router = &self.0;
         let tx = router.db.begin().await?;
+        let now = router.clock.now().micros();
         let mut triggers = Vec::new();
         // Nothing routable (a publisher from before the label): no read,
         // only the acknowledgement with the rest.
         for event in events.iter().filter(|e| !e.routable.is_empty()) {
-            account_triggers(&tx, event, &mut triggers).await?;
+            account_triggers(&tx, event, now, &mut triggers).await?;
         }
         router.route_in(&tx, &triggers).await?;
         router.commit_acked(tx, deliveries).await?;
@@ -94,6 +95,7 @@ impl Signals {
 async fn account_triggers<C: sea_orm::ConnectionTrait>(
     tx: &C,
     event: &v1::SignalsRecorded,
+    now: i64,
     triggers: &mut Vec<(Trigger, retain_domain::routing::AccountContext)>,
 ) -> Result<(), Error> {
     let (tenant, account) = (event.tenant_id.as_str(), event.account_id.as_str());
@@ -124,7 +126,7 @@ async fn account_triggers<C: sea_orm::ConnectionTrait>(
         for (_, _, a) in upserts {
             merge(&mut ctx, a);
         }
-        sql::merge_account(tx, &ctx).await?;
+        sql::merge_account(tx, &ctx, now).await?;
     }
     for signal in &event.routable {
         if let Some(trigger) = trigger(tx, (tenant, account), signal, backfill).await? {
@@ -182,13 +184,18 @@ async fn trigger<C: sea_orm::ConnectionTrait>(
                 _ => BillingInterval::Monthly,
             };
             let mrr = monthly_mrr(s.amount.as_ref().map_or(0, |m| m.amount_minor), interval);
+            // The tenant's currency: intake refuses any other.
+            let currency = s
+                .amount
+                .as_ref()
+                .and_then(|m| retain_domain::Currency::parse(&m.currency).ok());
             let (before, paid) =
                 sql::mrr_change(tx, (tenant, account), (at.micros(), &event_id), mrr).await?;
             match revenue::classify(before, mrr, paid) {
-                Some(MovementKind::Contraction) => Some(Trigger::Contraction {
+                Some(MovementKind::Contraction) => currency.map(|c| Trigger::Contraction {
                     event_id,
                     add_on: s.add_on,
-                    amount_minor: before - mrr,
+                    lost: retain_domain::Money::new(before - mrr, c),
                     at,
                     backfill,
                 }),

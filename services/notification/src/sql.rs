@@ -316,19 +316,24 @@ pub async fn upsert_account<C: ConnectionTrait>(
     .map(|_| ())
 }
 
-/// Keeps what routing knows of an account from its own upserts, leaving
-/// the snapshot time alone: the next metrics snapshot (which includes
-/// these upserts) replaces it as usual.
+/// Keeps what routing knows of an account from its own upserts, as of
+/// `now` (µs): a metrics snapshot computed before now may not include
+/// these upserts, so it no longer replaces them; the next one computed
+/// after does (it read them — they were committed before their message
+/// reached notification).
 pub async fn merge_account<C: ConnectionTrait>(
     db: &C,
     ctx: &retain_domain::routing::AccountContext,
+    now: i64,
 ) -> Result<(), DbErr> {
     retain_store::exec(
         db,
         "INSERT INTO notification_accounts (tenant_id, account_id, segment, csm_owner, name, \
-         contacts, as_of) VALUES ($1, $2, $3, $4, $5, $6, 0) \
+         contacts, as_of) VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (tenant_id, account_id) DO UPDATE SET segment = excluded.segment, \
-         csm_owner = excluded.csm_owner, name = excluded.name, contacts = excluded.contacts",
+         csm_owner = excluded.csm_owner, name = excluded.name, contacts = excluded.contacts, \
+         as_of = CASE WHEN notification_accounts.as_of > excluded.as_of \
+         THEN notification_accounts.as_of ELSE excluded.as_of END",
         [
             ctx.tenant.clone().into(),
             ctx.account.clone().into(),
@@ -336,6 +341,7 @@ pub async fn merge_account<C: ConnectionTrait>(
             ctx.csm_owner.clone().unwrap_or_default().into(),
             ctx.name.clone().into(),
             ctx.contacts.join("\n").into(),
+            now.into(),
         ],
     )
     .await
