@@ -5,7 +5,7 @@
 //! allocates: dimension results live in a fixed array of at most
 //! [`MAX_DIMENSIONS`].
 
-use crate::validation::Violations;
+use crate::validation::{MAX_KEY_LEN, MAX_LABEL_LEN, Text, Violations, check_text};
 
 /// Fewest dimensions a model may have.
 pub const MIN_DIMENSIONS: usize = 4;
@@ -329,6 +329,34 @@ impl Default for ScoringModel {
     }
 }
 
+/// Most rows, categories or actions one dimension may list.
+pub const MAX_ENTRIES: usize = 100;
+
+/// The keys of a categorical map or an action-impact table: at most
+/// [`MAX_ENTRIES`], each one line of at most [`MAX_KEY_LEN`] bytes.
+fn check_keys<'a>(
+    v: &mut Violations,
+    field: &str,
+    keys: impl ExactSizeIterator<Item = &'a String>,
+) {
+    if keys.len() > MAX_ENTRIES {
+        v.push(
+            field,
+            format!("holds {} entries, the limit is {MAX_ENTRIES}", keys.len()),
+        );
+        return;
+    }
+    for key in keys {
+        check_text(
+            v,
+            &format!("{field}[{}]", crate::validation::quote(key)),
+            key,
+            Text::Line(MAX_KEY_LEN),
+            true,
+        );
+    }
+}
+
 impl ScoringModel {
     /// Checks the model; every problem names its field
     /// (`dimensions[2].weight: weights sum to 95, must be 100`).
@@ -341,11 +369,14 @@ impl ScoringModel {
                 format!("has {n} dimensions, must have {MIN_DIMENSIONS} to {MAX_DIMENSIONS}"),
             );
         }
+        if let Some(segment) = &self.segment {
+            check_text(&mut v, "segment", segment, Text::Line(MAX_LABEL_LEN), false);
+        }
         let mut sum = 0.0;
-        for (i, d) in self.dimensions.iter().enumerate() {
+        for (i, d) in self.dimensions.iter().enumerate().take(MAX_DIMENSIONS + 1) {
             let f = |name: &str| format!("dimensions[{i}].{name}");
-            if d.key.trim().is_empty() {
-                v.push(f("key"), "must not be empty");
+            if !check_text(&mut v, &f("key"), &d.key, Text::Line(MAX_KEY_LEN), true) {
+                // Reported; not compared with the others.
             } else if self.dimensions[..i].iter().any(|o| o.key == d.key) {
                 v.push(
                     f("key"),
@@ -363,6 +394,11 @@ impl ScoringModel {
                 Normaliser::Thresholds { rows, otherwise } => {
                     if rows.is_empty() {
                         v.push(f("thresholds.rows"), "needs at least one row");
+                    } else if rows.len() > MAX_ENTRIES {
+                        v.push(
+                            f("thresholds.rows"),
+                            format!("holds {} rows, the limit is {MAX_ENTRIES}", rows.len()),
+                        );
                     }
                     for (j, w) in rows.windows(2).enumerate() {
                         if w[1].0 <= w[0].0 {
@@ -396,6 +432,11 @@ impl ScoringModel {
                     if scores.is_empty() {
                         v.push(f("categorical.scores"), "needs at least one category");
                     }
+                    check_keys(
+                        &mut v,
+                        &f("categorical.scores"),
+                        scores.iter().map(|s| &s.0),
+                    );
                     if scores.iter().any(|s| !s.1.is_finite() || s.1 < 0.0)
                         || !otherwise.is_finite()
                         || *otherwise < 0.0
@@ -410,6 +451,11 @@ impl ScoringModel {
                     if impacts.is_empty() {
                         v.push(f("action_impact.impacts"), "needs at least one action");
                     }
+                    check_keys(
+                        &mut v,
+                        &f("action_impact.impacts"),
+                        impacts.iter().map(|s| &s.0),
+                    );
                     if impacts.iter().any(|s| !s.1.is_finite()) || !(cap.is_finite() && *cap > 0.0)
                     {
                         v.push(

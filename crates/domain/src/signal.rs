@@ -124,7 +124,7 @@ impl Lifecycle {
 }
 
 /// Longest accepted name, segment or plan, in bytes.
-pub const MAX_LABEL_LEN: usize = 200;
+pub const MAX_LABEL_LEN: usize = crate::validation::MAX_LABEL_LEN;
 
 /// Spend kinds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -581,17 +581,16 @@ pub fn storable(value: &str) -> bool {
     !value.contains('\0')
 }
 
+/// One line of text, by the rule every stored string follows
+/// ([`crate::validation::check_text`]).
 fn check_text(v: &mut Violations, field: &str, value: &str, max: usize, required: bool) {
-    if !storable(value) {
-        v.push(field, "contains U+0000 (NUL), which text may not hold");
-    } else if required && value.trim().is_empty() {
-        v.push(field, "must not be empty");
-    } else if value.len() > max {
-        v.push(
-            field,
-            format!("is {} bytes long, the limit is {max}", value.len()),
-        );
-    }
+    crate::validation::check_text(
+        v,
+        field,
+        value,
+        crate::validation::Text::Line(max),
+        required,
+    );
 }
 
 fn check_money(v: &mut Violations, field: &str, m: &Money, rules: &Rules<'_>, min: i64) {
@@ -673,7 +672,7 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
             }
             if let Some(e) = csm_owner_email
                 .as_deref()
-                .filter(|e| !e.is_empty() && !looks_like_email(e))
+                .filter(|e| !e.is_empty() && !crate::validation::is_email(e))
             {
                 v.push(
                     f("csm_owner_email"),
@@ -690,7 +689,7 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
                 );
             }
             for (i, e) in contact_emails.iter().enumerate().take(MAX_LIST_LEN) {
-                if !looks_like_email(e) {
+                if !crate::validation::is_email(e) {
                     v.push(
                         format!("account.contact_emails[{i}]"),
                         format!("{} is not an email address", quote(e)),
@@ -1027,19 +1026,4 @@ pub fn monthly_mrr(amount_minor: i64, interval: BillingInterval) -> i64 {
             if r.abs() * 2 >= 12 { q + r.signum() } else { q }
         }
     }
-}
-
-fn looks_like_email(e: &str) -> bool {
-    let Some((local, domain)) = e.split_once('@') else {
-        return false;
-    };
-    if e.chars().any(char::is_control) {
-        return false;
-    }
-    !local.is_empty()
-        && domain.contains('.')
-        && !domain.starts_with('.')
-        && !domain.ends_with('.')
-        && !e.contains(char::is_whitespace)
-        && e.len() <= 254
 }

@@ -16,6 +16,101 @@ pub fn quote(value: &str) -> String {
     format!("{:?}… ({} bytes)", head, value.len())
 }
 
+/// What a stored text may hold. Every string a client can store — in a
+/// signal, a scoring model, a routing policy, a task's note — is checked
+/// by [`check_text`] against one of these, so no service stores a byte
+/// another would refuse (docs/ARCHITECTURE.md, "Text a client stores").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Text {
+    /// One line — an id, key, name, label, title or email address — of at
+    /// most this many bytes: no control character at all.
+    Line(usize),
+    /// Free text a person writes — a comment, a note, a reason — of at
+    /// most this many bytes: line breaks and tabs, no other control
+    /// character.
+    Prose(usize),
+}
+
+/// Longest key (a dimension or action key, a queue, a template), bytes.
+pub const MAX_KEY_LEN: usize = 64;
+/// Longest label (a name, segment, plan or task title), bytes.
+pub const MAX_LABEL_LEN: usize = 200;
+/// Longest email address, bytes (RFC 5321's path limit).
+pub const MAX_EMAIL_LEN: usize = 254;
+/// Longest free text (a survey comment, a task note or reason), bytes.
+pub const MAX_PROSE_LEN: usize = 4_096;
+
+/// Checks one stored text: records a violation of `field` and returns
+/// false when `value` holds U+0000 (PostgreSQL cannot store it), a control
+/// character `text` does not allow, is blank while `required`, or is
+/// longer than `text`'s bound.
+pub fn check_text(
+    v: &mut Violations,
+    field: &str,
+    value: &str,
+    text: Text,
+    required: bool,
+) -> bool {
+    let (max, prose) = match text {
+        Text::Line(max) => (max, false),
+        Text::Prose(max) => (max, true),
+    };
+    let control = value
+        .char_indices()
+        .find(|(_, c)| c.is_control() && !(prose && matches!(c, '\n' | '\r' | '\t')));
+    let why = if value.contains('\0') {
+        "contains U+0000 (NUL), which text may not hold".to_owned()
+    } else if let Some((at, c)) = control {
+        format!(
+            "contains the control character U+{:04X} at byte {at}; {}",
+            u32::from(c),
+            if prose {
+                "only line breaks and tabs are allowed"
+            } else {
+                "it must be one line of printable text"
+            }
+        )
+    } else if required && value.trim().is_empty() {
+        "must not be empty".to_owned()
+    } else if value.len() > max {
+        format!("is {} bytes long, the limit is {max}", value.len())
+    } else {
+        return true;
+    };
+    v.push(field, why);
+    false
+}
+
+/// A plausible email address — `local@domain.tld`, one line of at most
+/// [`MAX_EMAIL_LEN`] bytes without whitespace or control characters — the
+/// one rule for every address Retain stores or sends to.
+pub fn is_email(e: &str) -> bool {
+    let Some((local, domain)) = e.split_once('@') else {
+        return false;
+    };
+    !local.is_empty()
+        && domain.contains('.')
+        && !domain.starts_with('.')
+        && !domain.ends_with('.')
+        && !e.chars().any(|c| c.is_whitespace() || c.is_control())
+        && e.len() <= MAX_EMAIL_LEN
+}
+
+/// Most entries a repeated request field that names enum values (bands,
+/// states) may hold; duplicates are allowed up to it and read once.
+pub const MAX_ENUM_LIST: usize = 16;
+
+/// Checks how many entries a repeated request field holds: records a
+/// violation of `field` and returns false over `max`, so the caller reads
+/// none of them (a list of a million entries costs one line of error).
+pub fn check_len(v: &mut Violations, field: &str, len: usize, max: usize) -> bool {
+    if len > max {
+        v.push(field, format!("holds {len} entries, the limit is {max}"));
+        return false;
+    }
+    true
+}
+
 /// One invalid field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {
@@ -103,6 +198,48 @@ impl std::error::Error for Violations {}
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn text_is_one_rule_for_every_stored_string() {
+        let check = |value: &str, text| {
+            let mut v = Violations::new();
+            check_text(&mut v, "f", value, text, true);
+            v.0.first().map(|x| x.description.clone())
+        };
+        assert_eq!(check("Acme GmbH", Text::Line(200)), None);
+        assert!(check("a\0b", Text::Line(200)).unwrap().contains("U+0000"));
+        assert!(
+            check("a\u{1b}[31m", Text::Line(200))
+                .unwrap()
+                .contains("U+001B at byte 1")
+        );
+        assert!(
+            check("two\nlines", Text::Line(200))
+                .unwrap()
+                .contains("U+000A")
+        );
+        assert_eq!(check("two\nlines\tok", Text::Prose(200)), None);
+        assert!(
+            check("bell\u{7}", Text::Prose(200))
+                .unwrap()
+                .contains("U+0007")
+        );
+        assert!(
+            check("c1\u{85}", Text::Line(200))
+                .unwrap()
+                .contains("U+0085")
+        );
+        assert_eq!(
+            check("  ", Text::Line(200)).as_deref(),
+            Some("must not be empty")
+        );
+        assert!(
+            check(&"k".repeat(65), Text::Line(MAX_KEY_LEN))
+                .unwrap()
+                .contains("65 bytes")
+        );
+        assert_eq!(check("ünïcode ✓", Text::Line(200)), None);
+    }
 
     #[test]
     fn quotes_are_bounded_whatever_the_value() {

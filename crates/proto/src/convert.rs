@@ -15,6 +15,7 @@ use retain_domain::signal::{
     BillingInterval, CostKind, Lifecycle, Mode, RawBody, RawSignal, RenewalOutcome, SignalKind,
     SurveyKind, TicketStatus, TrialEvent,
 };
+use retain_domain::validation::{Text, check_text};
 use retain_domain::{Currency, Money, Period, Timestamp, Violations};
 
 use crate::v1;
@@ -35,21 +36,14 @@ pub fn timestamp(t: &prost_types::Timestamp) -> Option<Timestamp> {
 }
 
 /// Longest survey comment accepted, in bytes.
-pub const MAX_COMMENT_BYTES: usize = 4_096;
+pub const MAX_COMMENT_BYTES: usize = retain_domain::validation::MAX_PROSE_LEN;
 /// Longest user id accepted, in bytes.
 pub const MAX_USER_ID_BYTES: usize = 128;
 
 /// Text only the wire carries (the domain has no use for it, but it is
-/// stored): bounded, and storable on every database.
-fn wire_text(v: &mut Violations, field: &str, value: &str, max: usize) {
-    if !retain_domain::signal::storable(value) {
-        v.push(field, "contains U+0000 (NUL), which text may not hold");
-    } else if value.len() > max {
-        v.push(
-            field,
-            format!("is {} bytes long, the limit is {max}", value.len()),
-        );
-    }
+/// stored): bounded, and held to the rule of every stored text.
+fn wire_text(v: &mut Violations, field: &str, value: &str, text: Text) {
+    check_text(v, field, value, text, false);
 }
 
 /// A wire timestamp as microseconds since the epoch (storage precision).
@@ -293,10 +287,18 @@ pub fn raw_signal(s: &v1::Signal) -> (RawSignal, Violations) {
     // Fields only the wire carries are still stored (in the payload, the
     // user registry): they get the same bounds as the domain's fields.
     match &s.body {
-        Some(Body::Survey(x)) => wire_text(&mut v, "survey.comment", &x.comment, MAX_COMMENT_BYTES),
-        Some(Body::Milestone(x)) => {
-            wire_text(&mut v, "milestone.user_id", &x.user_id, MAX_USER_ID_BYTES);
-        }
+        Some(Body::Survey(x)) => wire_text(
+            &mut v,
+            "survey.comment",
+            &x.comment,
+            Text::Prose(MAX_COMMENT_BYTES),
+        ),
+        Some(Body::Milestone(x)) => wire_text(
+            &mut v,
+            "milestone.user_id",
+            &x.user_id,
+            Text::Line(MAX_USER_ID_BYTES),
+        ),
         _ => {}
     }
     // `None` from the closure: an amount did not convert (its violation is

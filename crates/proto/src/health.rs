@@ -18,6 +18,19 @@ use crate::v1;
 /// `model.` (`model.dimensions[2].metric`).
 pub fn model_from_proto(m: &v1::ScoringModel) -> Result<ScoringModel, Violations> {
     let mut v = Violations::new();
+    if m.dimensions.len() > retain_domain::health::MAX_DIMENSIONS {
+        // Nothing more is read of a model that cannot be valid.
+        v.push(
+            "model.dimensions",
+            format!(
+                "has {} dimensions, must have {} to {}",
+                m.dimensions.len(),
+                retain_domain::health::MIN_DIMENSIONS,
+                retain_domain::health::MAX_DIMENSIONS
+            ),
+        );
+        return Err(v);
+    }
     let mut dimensions = Vec::with_capacity(m.dimensions.len());
     for (i, d) in m.dimensions.iter().enumerate() {
         let f = |name: &str| format!("model.dimensions[{i}].{name}");

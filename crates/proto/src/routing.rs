@@ -6,6 +6,7 @@ use std::collections::BTreeMap;
 
 use retain_domain::Violations;
 use retain_domain::routing::{ActionSpec, Assignment, Priority, Rule, RuleSpec};
+use retain_domain::validation::{MAX_LABEL_LEN, Text, check_text};
 
 use crate::v1;
 
@@ -83,6 +84,10 @@ fn is_key(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-')
 }
 
+/// Most rules a policy may list: one per trigger, with room to spare for
+/// triggers to come.
+pub const MAX_RULES: usize = 32;
+
 /// A policy's rules from the wire, checked: at most one rule per trigger,
 /// an action on each, task titles 1–200 bytes, queue and template keys,
 /// a priority, SLA 1 s – 365 days, cooldown 0 – 365 days. Triggers
@@ -90,8 +95,20 @@ fn is_key(s: &str) -> bool {
 pub fn rules_from_proto(p: &v1::RoutingPolicy) -> Result<BTreeMap<Rule, RuleSpec>, Violations> {
     let mut v = Violations::new();
     let mut rules = BTreeMap::new();
-    if p.segment.len() > 200 || p.segment.contains('\0') {
-        v.push("policy.segment", "must be at most 200 bytes without U+0000");
+    check_text(
+        &mut v,
+        "policy.segment",
+        &p.segment,
+        Text::Line(MAX_LABEL_LEN),
+        false,
+    );
+    if p.rules.len() > MAX_RULES {
+        // One rule per trigger: more cannot be valid; none is read.
+        v.push(
+            "policy.rules",
+            format!("holds {} rules, the limit is {MAX_RULES}", p.rules.len()),
+        );
+        return Err(v);
     }
     if assignment_from_proto(p.assignment).is_none() {
         v.push(
@@ -134,12 +151,13 @@ pub fn rules_from_proto(p: &v1::RoutingPolicy) -> Result<BTreeMap<Rule, RuleSpec
                 }
             }
             Some(v1::routing_rule::Action::Task(t)) => {
-                if t.title.trim().is_empty() || t.title.len() > 200 || t.title.contains('\0') {
-                    v.push(
-                        f("task.title"),
-                        "must be 1-200 bytes, not blank, without U+0000",
-                    );
-                }
+                check_text(
+                    &mut v,
+                    &f("task.title"),
+                    &t.title,
+                    Text::Line(MAX_LABEL_LEN),
+                    true,
+                );
                 if !is_key(&t.queue) {
                     v.push(f("task.queue"), "must be 1-64 of a-z, 0-9, _ and -");
                 }

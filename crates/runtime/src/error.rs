@@ -90,11 +90,27 @@ impl From<Error> for Status {
         let message = err.to_string();
         match &err {
             Error::InvalidArgument(violations) => {
+                // What a status carries travels in HTTP/2 headers, which
+                // clients cap at 8–16 KiB: the first violations that fit
+                // a budget, and a last one counting the rest.
                 let mut details = ErrorDetails::new();
-                for v in violations {
-                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
+                let mut used = 0;
+                for (i, v) in violations.iter().enumerate() {
+                    let (field, description) = (
+                        cut(v.field.clone(), MAX_PART_BYTES),
+                        cut(v.description.clone(), MAX_PART_BYTES),
+                    );
+                    used += field.len() + description.len() + 8;
+                    if i == MAX_DETAILED_VIOLATIONS || used > MAX_DETAILS_BYTES {
+                        details.add_bad_request_violation(
+                            "",
+                            format!("and {} more violations not listed", violations.len() - i),
+                        );
+                        break;
+                    }
+                    details.add_bad_request_violation(field, description);
                 }
-                Status::with_error_details(Code::InvalidArgument, message, details)
+                Status::with_error_details(Code::InvalidArgument, bounded(message), details)
             }
             Error::ResourceExhausted { retry_after, .. } => Status::with_error_details(
                 Code::ResourceExhausted,
@@ -113,9 +129,39 @@ impl From<Error> for Status {
                     ),
                 )
             }
-            other => Status::new(other.code(), message),
+            other => Status::new(other.code(), bounded(message)),
         }
     }
+}
+
+/// Most violations one `INVALID_ARGUMENT` lists in its details.
+pub const MAX_DETAILED_VIOLATIONS: usize = 50;
+/// Most bytes of field paths and descriptions those details carry: with
+/// base64 and the message, a status stays well under the 8 KiB of headers
+/// the strictest gRPC clients accept.
+const MAX_DETAILS_BYTES: usize = 3_072;
+/// Longest field path or description in the details, bytes.
+const MAX_PART_BYTES: usize = 256;
+/// Longest status message, bytes (percent-encoding may triple it).
+const MAX_MESSAGE_BYTES: usize = 512;
+
+/// `message` cut to [`MAX_MESSAGE_BYTES`].
+fn bounded(message: String) -> String {
+    cut(message, MAX_MESSAGE_BYTES)
+}
+
+/// `text` cut to at most `max` bytes at a character boundary, with `…`
+/// where it was cut.
+fn cut(mut text: String, max: usize) -> String {
+    if text.len() > max {
+        let mut end = max - '…'.len_utf8();
+        while !text.is_char_boundary(end) {
+            end -= 1;
+        }
+        text.truncate(end);
+        text.push('…');
+    }
+    text
 }
 
 impl From<retain_domain::Violations> for Error {
@@ -161,6 +207,54 @@ mod tests {
         let bad = details.bad_request().expect("bad request details");
         assert_eq!(bad.field_violations.len(), 2);
         assert_eq!(bad.field_violations[0].field, "signals[3].survey.score");
+    }
+
+    /// Every header a status becomes, in bytes (names and values).
+    fn header_bytes(status: &Status) -> usize {
+        let mut headers = http::HeaderMap::new();
+        status.add_header(&mut headers).expect("headers");
+        headers
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum()
+    }
+
+    #[test]
+    fn any_number_of_violations_fits_the_headers_a_client_accepts() {
+        for (n, description) in [
+            (1_000, "x".repeat(40)),
+            (100_000, "é".repeat(500)),
+            (3, "y".repeat(100_000)),
+        ] {
+            let violations: Vec<FieldViolation> = (0..n)
+                .map(|i| {
+                    FieldViolation::new(
+                        format!("policy.rules[{i}].task.title"),
+                        description.clone(),
+                    )
+                })
+                .collect();
+            let status: Status = Error::InvalidArgument(violations).into();
+            assert_eq!(status.code(), Code::InvalidArgument);
+            assert!(
+                header_bytes(&status) < 8 * 1024,
+                "{n}: {} bytes",
+                header_bytes(&status)
+            );
+            let bad = status
+                .get_error_details()
+                .bad_request()
+                .cloned()
+                .expect("details");
+            assert!(bad.field_violations[0].field.starts_with("policy.rules[0]"));
+            if n > MAX_DETAILED_VIOLATIONS {
+                let last = bad.field_violations.last().expect("a count");
+                assert!(
+                    last.description.contains("more violations not listed"),
+                    "{last:?}"
+                );
+            }
+        }
     }
 
     #[test]

@@ -67,14 +67,14 @@ impl HealthService for Health {
         let req = request.get_ref();
         let mut v = retain_domain::Violations::new();
         let size = page_size(&mut v, "page_size", req.page_size);
-        check_bands(&mut v, "bands", &req.bands);
+        let bands = check_bands(&mut v, "bands", &req.bands);
         check_label(&mut v, "segment", &req.segment);
         check_label(&mut v, "csm_owner_email", &req.csm_owner_email);
         let sort = list_sort(&mut v, req.sort);
         let after = list_position(&mut v, sort, &req.page_token);
         v.into_result(()).map_err(Error::from)?;
         let filter = sql::ListFilter {
-            bands: &req.bands,
+            bands: &bands,
             segment: Some(req.segment.as_str()).filter(|s| !s.is_empty()),
             csm_owner: Some(req.csm_owner_email.as_str()).filter(|s| !s.is_empty()),
         };
@@ -166,6 +166,9 @@ impl HealthService for Health {
         let principal = Principal::of(&request)?;
         principal.require(Role::Read)?;
         let req = request.get_ref();
+        let mut v = retain_domain::Violations::new();
+        check_label(&mut v, "segment", &req.segment);
+        v.into_result(()).map_err(Error::from)?;
         let model = models::get(
             &self.db,
             principal.tenant.as_str(),
@@ -268,7 +271,7 @@ impl HealthService for Health {
         principal.require(Role::Read)?;
         let req = request.get_ref();
         let mut v = retain_domain::Violations::new();
-        check_bands(&mut v, "to_bands", &req.to_bands);
+        let to_bands = check_bands(&mut v, "to_bands", &req.to_bands);
         check_label(&mut v, "segment", &req.segment);
         let after = match req.cursor.as_str() {
             "" => None,
@@ -292,7 +295,7 @@ impl HealthService for Health {
             self.db.clone(),
             watch::Watch {
                 tenant,
-                to_bands: req.to_bands.clone(),
+                to_bands,
                 segment: Some(req.segment.clone()).filter(|s| !s.is_empty()),
                 after,
             },
@@ -303,24 +306,33 @@ impl HealthService for Health {
 }
 
 /// Every band of `bands` is a health band.
-fn check_bands(v: &mut retain_domain::Violations, field: &str, bands: &[i32]) {
+/// The bands a filter names: at most [`MAX_ENUM_LIST`] entries, each a
+/// band; each read once.
+///
+/// [`MAX_ENUM_LIST`]: retain_domain::validation::MAX_ENUM_LIST
+fn check_bands(v: &mut retain_domain::Violations, field: &str, bands: &[i32]) -> Vec<i32> {
+    use retain_domain::validation::{MAX_ENUM_LIST, check_len};
+    if !check_len(v, field, bands.len(), MAX_ENUM_LIST) {
+        return Vec::new();
+    }
+    let mut out = Vec::with_capacity(bands.len());
     for (i, b) in bands.iter().enumerate() {
         if retain_proto::health::band_from_proto(*b).is_none() {
             v.push(
                 format!("{field}[{i}]"),
                 format!("{b} is not a health band (RED, YELLOW, GREEN, THRIVING)"),
             );
+        } else if !out.contains(b) {
+            out.push(*b);
         }
     }
+    out
 }
 
-/// A segment or owner filter is stored text.
-fn check_label(v: &mut retain_domain::Violations, field: &str, segment: &str) {
-    if segment.len() > retain_domain::signal::MAX_LABEL_LEN
-        || !retain_domain::signal::storable(segment)
-    {
-        v.push(field, "must be at most 200 bytes without U+0000");
-    }
+/// A segment or owner filter, by the rule of every stored text.
+fn check_label(v: &mut retain_domain::Violations, field: &str, label: &str) {
+    use retain_domain::validation::{MAX_EMAIL_LEN, Text, check_text};
+    check_text(v, field, label, Text::Line(MAX_EMAIL_LEN), false);
 }
 
 /// A checked account id.

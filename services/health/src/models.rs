@@ -77,15 +77,6 @@ pub async fn put(
     let Some(model) = model else {
         return Err(Error::invalid("model", "is required"));
     };
-    let segment = &model.segment;
-    if segment.len() > retain_domain::signal::MAX_LABEL_LEN
-        || !retain_domain::signal::storable(segment)
-    {
-        return Err(Error::invalid(
-            "model.segment",
-            "must be at most 200 bytes without U+0000",
-        ));
-    }
     wire::model_from_proto(model).map_err(Error::from)?;
     // Versions are taken in order; two concurrent puts retry on a clash.
     for _ in 0..5 {

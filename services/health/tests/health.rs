@@ -175,6 +175,36 @@ retain_testkit::storage_test!(async fn models_are_versioned_checked_and_applied(
         .await
         .unwrap_err();
     assert!(err.message().contains("model.dimensions"), "{}", err.message());
+    // Keys are stored text: NUL, a control character and 1 MiB are refused
+    // with their paths, by PutScoringModel and PreviewScoringModel alike.
+    let mut keys = builtin.clone();
+    keys.dimensions[0].key = "usage\0".into();
+    keys.dimensions[1].key = "nps\u{1b}[2J".into();
+    keys.dimensions[2].key = "k".repeat(1 << 20);
+    let err = client(&app)
+        .put_scoring_model(with_token(ADMIN, v1::PutScoringModelRequest { model: Some(keys.clone()), rescore: false }))
+        .await
+        .unwrap_err();
+    for i in 0..3 {
+        assert!(retain_testkit::hostile::names(&err, &format!("model.dimensions[{i}].key")), "{i}: {err:?}");
+    }
+    let err = client(&app)
+        .preview_scoring_model(with_token(ADMIN, v1::PreviewScoringModelRequest { model: Some(keys), account_ids: vec![] }))
+        .await
+        .unwrap_err();
+    assert!(retain_testkit::hostile::names(&err, "model.dimensions[0].key"), "{err:?}");
+    // The worst case: six dimensions of a hundred bad category keys each.
+    let mut many = builtin.clone();
+    let billing = many.dimensions.iter().position(|d| d.metric == "billing_status").unwrap();
+    if let Some(v1::dimension::Normaliser::Categorical(c)) = &mut many.dimensions[billing].normaliser {
+        c.scores = (0..100).map(|i| (format!("bad\0{i}"), 1.0)).collect();
+    }
+    let err = client(&app)
+        .put_scoring_model(with_token(ADMIN, v1::PutScoringModelRequest { model: Some(many), rescore: false }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert_eq!(app.count("health_models").await, 0, "nothing stored");
     // Only admins change models.
     let err = client(&app)
         .put_scoring_model(with_token(READER, v1::PutScoringModelRequest { model: Some(builtin.clone()), rescore: false }))

@@ -124,25 +124,25 @@ pub async fn list(
         ));
     }
     // Filters are compared with stored text: they obey the same rules.
-    for (field, value, max) in [
-        (
+    {
+        use retain_domain::validation::{MAX_EMAIL_LEN, MAX_LABEL_LEN, Text, check_text};
+        let mut v = retain_domain::Violations::new();
+        check_text(
+            &mut v,
             "segment",
             &req.segment,
-            retain_domain::signal::MAX_LABEL_LEN,
-        ),
-        ("csm_owner_email", &req.csm_owner_email, 254),
-    ] {
-        if !retain_domain::signal::storable(value) {
-            violations.push(retain_runtime::error::FieldViolation::new(
-                field,
-                "contains U+0000 (NUL), which text may not hold",
-            ));
-        } else if value.len() > max {
-            violations.push(retain_runtime::error::FieldViolation::new(
-                field,
-                format!("is {} bytes long, the limit is {max}", value.len()),
-            ));
-        }
+            Text::Line(MAX_LABEL_LEN),
+            false,
+        );
+        let owner = &req.csm_owner_email;
+        check_text(
+            &mut v,
+            "csm_owner_email",
+            owner,
+            Text::Line(MAX_EMAIL_LEN),
+            false,
+        );
+        violations.extend(v.0);
     }
     let lifecycle = if req.lifecycle == 0 {
         None

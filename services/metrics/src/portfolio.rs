@@ -36,22 +36,21 @@ pub fn period(field: &str, p: Option<&v1::Period>, now: Timestamp) -> Result<Per
     }
 }
 
-/// The segments and plans a filter names, checked like stored text.
+/// The segments and plans a filter names: at most 100 of each, each
+/// checked by the rule of every stored text.
 pub fn check_filter(f: Option<&v1::AccountFilter>) -> Result<(), Error> {
+    use retain_domain::validation::{MAX_LABEL_LEN, Text, check_len, check_text};
     let mut v = Violations::new();
     if let Some(f) = f {
         for (name, list) in [("filter.segments", &f.segments), ("filter.plans", &f.plans)] {
-            if list.len() > 100 {
-                v.push(
-                    name,
-                    format!("holds {} entries, the limit is 100", list.len()),
-                );
-            }
-            for (i, s) in list.iter().enumerate().take(100) {
-                if !signal::storable(s) || s.len() > signal::MAX_LABEL_LEN {
-                    v.push(
-                        format!("{name}[{i}]"),
-                        "must be at most 200 bytes without U+0000",
+            if check_len(&mut v, name, list.len(), MAX_FILTER_VALUES) {
+                for (i, s) in list.iter().enumerate() {
+                    check_text(
+                        &mut v,
+                        &format!("{name}[{i}]"),
+                        s,
+                        Text::Line(MAX_LABEL_LEN),
+                        false,
                     );
                 }
             }
@@ -59,6 +58,9 @@ pub fn check_filter(f: Option<&v1::AccountFilter>) -> Result<(), Error> {
     }
     v.into_result(()).map_err(Error::from)
 }
+
+/// Most segments, or plans, one filter may name.
+pub const MAX_FILTER_VALUES: usize = 100;
 
 /// Whether a filter selects some accounts rather than all.
 pub fn is_filtered(f: Option<&v1::AccountFilter>) -> bool {

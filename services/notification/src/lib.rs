@@ -26,6 +26,9 @@ use std::time::Duration;
 use futures::Stream;
 use retain_bus::topics::{ACCOUNT_METRICS, HEALTH_BAND_CHANGED, SIGNALS_RECORDED};
 use retain_bus::{BatchHandler, Consumer, ConsumerOptions, Handler, groups};
+use retain_domain::validation::{
+    MAX_EMAIL_LEN, MAX_ENUM_LIST, MAX_LABEL_LEN, Text, check_len, check_text, is_email,
+};
 use retain_proto::v1;
 use retain_proto::v1::notification_service_server::{
     NotificationService, NotificationServiceServer,
@@ -83,22 +86,22 @@ impl NotificationService for Notification {
             }
         };
         let mut states = Vec::new();
-        for (i, s) in req.states.iter().enumerate() {
+        let listed = check_len(&mut v, "states", req.states.len(), MAX_ENUM_LIST);
+        for (i, s) in req.states.iter().enumerate().take_while(|_| listed) {
             match v1::TaskState::try_from(*s) {
                 Ok(v1::TaskState::Unspecified) | Err(_) => v.push(
                     format!("states[{i}]"),
                     format!("{s} is not a task state (OPEN, CLAIMED, DONE, DISMISSED)"),
                 ),
-                Ok(state) => states.push(state as i16),
+                Ok(state) if !states.contains(&(state as i16)) => states.push(state as i16),
+                Ok(_) => {}
             }
         }
         if states.is_empty() {
             states = vec![OPEN, CLAIMED];
         }
         for (field, value) in [("queue", &req.queue), ("assignee", &req.assignee)] {
-            if value.len() > 254 || value.contains('\0') {
-                v.push(field, "must be at most 254 bytes without U+0000");
-            }
+            check_text(&mut v, field, value, Text::Line(MAX_EMAIL_LEN), false);
         }
         if !req.account_id.is_empty()
             && let Err(e) = retain_domain::AccountId::parse(req.account_id.clone())
@@ -187,9 +190,7 @@ impl NotificationService for Notification {
         if task_id(&req.task_id).is_err() {
             v.push("task_id", "must be a task id (1–128 bytes)");
         }
-        if req.note.len() > MAX_NOTE || req.note.contains('\0') {
-            v.push("note", "must be at most 2000 bytes without U+0000");
-        }
+        check_text(&mut v, "note", &req.note, Text::Prose(MAX_NOTE), false);
         v.into_result(()).map_err(Error::from)?;
         let task = self
             .transition(
@@ -214,13 +215,7 @@ impl NotificationService for Notification {
         if task_id(&req.task_id).is_err() {
             v.push("task_id", "must be a task id (1–128 bytes)");
         }
-        if req.reason.trim().is_empty() || req.reason.len() > MAX_NOTE || req.reason.contains('\0')
-        {
-            v.push(
-                "reason",
-                "is required: 1–2000 bytes, not blank, without U+0000",
-            );
-        }
+        check_text(&mut v, "reason", &req.reason, Text::Prose(MAX_NOTE), true);
         v.into_result(()).map_err(Error::from)?;
         let task = self
             .transition(
@@ -290,9 +285,7 @@ impl NotificationService for Notification {
         let req = request.get_ref();
         let mut v = retain_domain::Violations::new();
         for (field, value) in [("queue", &req.queue), ("assignee", &req.assignee)] {
-            if value.len() > 254 || value.contains('\0') {
-                v.push(field, "must be at most 254 bytes without U+0000");
-            }
+            check_text(&mut v, field, value, Text::Line(MAX_EMAIL_LEN), false);
         }
         let after = match req.cursor.as_str() {
             "" => None,
@@ -370,13 +363,15 @@ impl NotificationService for Notification {
             }
         };
         let mut states = Vec::new();
-        for (i, s) in req.states.iter().enumerate() {
+        let listed = check_len(&mut v, "states", req.states.len(), MAX_ENUM_LIST);
+        for (i, s) in req.states.iter().enumerate().take_while(|_| listed) {
             match v1::DeliveryState::try_from(*s) {
                 Ok(v1::DeliveryState::Unspecified) | Err(_) => v.push(
                     format!("states[{i}]"),
                     format!("{s} is not a delivery state (PENDING, SENT, DEAD, SUPPRESSED)"),
                 ),
-                Ok(state) => states.push(state as i16),
+                Ok(state) if !states.contains(&(state as i16)) => states.push(state as i16),
+                Ok(_) => {}
             }
         }
         v.into_result(()).map_err(Error::from)?;
@@ -419,11 +414,9 @@ impl NotificationService for Notification {
         let principal = Principal::of(&request)?;
         require_any(principal, &[Role::Read, Role::Admin])?;
         let segment = &request.get_ref().segment;
-        if segment.len() > 200 || segment.contains('\0') {
-            return Err(
-                Error::invalid("segment", "must be at most 200 bytes without U+0000").into(),
-            );
-        }
+        let mut v = retain_domain::Violations::new();
+        check_text(&mut v, "segment", segment, Text::Line(MAX_LABEL_LEN), false);
+        v.into_result(()).map_err(Error::from)?;
         let policy = policy::get(&self.db, principal.tenant.as_str(), segment).await?;
         Ok(Response::new(v1::GetRoutingPolicyResponse {
             policy: Some(policy),
@@ -638,16 +631,6 @@ fn task_id(id: &str) -> Result<&str, Error> {
         return Err(Error::invalid("task_id", "must be a task id (1–128 bytes)"));
     }
     Ok(id)
-}
-
-/// A plausible email address: `local@domain`, at most 254 bytes.
-fn is_email(s: &str) -> bool {
-    s.len() <= 254
-        && s.split_once('@').is_some_and(|(local, domain)| {
-            !local.is_empty()
-                && domain.contains('.')
-                && !s.chars().any(|c| c.is_whitespace() || c == '\0')
-        })
 }
 
 /// The notification service: the gRPC service and its consumer.

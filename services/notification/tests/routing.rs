@@ -286,6 +286,39 @@ retain_testkit::storage_test!(async fn a_segment_override_and_policy_validation(
         assert!(retain_testkit::hostile::names(&err, &format!("policy.rules[0].{field}")), "{field}: {err:?}");
     }
     assert_eq!(app.count("notification_policies").await, 2);
+    // The worst a client can send: a thousand bad rules with NUL and
+    // control characters in every text. A default tonic client gets
+    // INVALID_ARGUMENT (not "metadata size exceeds hard limit").
+    let rule = v1::RoutingRule {
+        trigger: v1::RoutingTrigger::BandRed as i32,
+        action: Some(v1::routing_rule::Action::Task(v1::TaskAction { title: "a\0\u{1b}".repeat(60), queue: "q\0".into(), priority: 0, sla_seconds: 0 })),
+        cooldown_seconds: -5,
+    };
+    let worst = v1::RoutingPolicy { segment: "\u{7}".repeat(300), rules: vec![rule; 1_000], ..Default::default() };
+    let err = client(&app)
+        .put_routing_policy(with_token(ADMIN, v1::PutRoutingPolicyRequest { policy: Some(worst) }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
+    assert!(retain_testkit::hostile::names(&err, "policy.rules"), "{err:?}");
+    // Within the limit, every text is held to the rule of stored text.
+    let texts = v1::RoutingPolicy {
+        segment: "Enter\u{1b}prise".into(),
+        rules: vec![v1::RoutingRule {
+            trigger: v1::RoutingTrigger::BandRed as i32,
+            action: Some(v1::routing_rule::Action::Task(v1::TaskAction { title: "Call\nnow".into(), queue: "csm".into(), priority: 1, sla_seconds: 60 })),
+            cooldown_seconds: 0,
+        }],
+        ..Default::default()
+    };
+    let err = client(&app)
+        .put_routing_policy(with_token(ADMIN, v1::PutRoutingPolicyRequest { policy: Some(texts) }))
+        .await
+        .unwrap_err();
+    for field in ["policy.segment", "policy.rules[0].task.title"] {
+        assert!(retain_testkit::hostile::names(&err, field), "{field}: {err:?}");
+    }
+    assert_eq!(app.count("notification_policies").await, 2);
     let err = client(&app)
         .put_routing_policy(with_token(READER, v1::PutRoutingPolicyRequest { policy: None }))
         .await
