@@ -3,7 +3,7 @@
 //! `retain serve` runs them; SQLite and PostgreSQL), and the four real
 //! binaries as separate processes sharing one PostgreSQL. Each scenario
 //! sends raw signals to ingestion and checks what the other services
-//! answer. Scenarios: the seeds' B2B example (69.0, Yellow, an email
+//! answer. Scenarios: the worked B2B example (docs/KPIS.md) (69.0, Yellow, an email
 //! aimed at its tickets), a detractor, a duplicate resend, an add-on
 //! cancelled, a scored account turning Red with its tickets' topic, a
 //! healthy account slipping to Yellow (an email aimed at the weakest
@@ -268,7 +268,7 @@ async fn scenarios(d: &Deployment) {
         review.message
     );
 
-    // The seeds' B2B example: actively used (16 of 20 target days: usage
+    // The worked B2B example (docs/KPIS.md): actively used (16 of 20 target days: usage
     // 80), NPS 7, three integration tickets this month, billing current —
     // 0.4·80 + 0.1·70 + 0.2·0 + 0.3·100 = 69.0, Yellow. It gets there from
     // Red (payments in collections: 39.0; a first score announces

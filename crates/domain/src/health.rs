@@ -1,4 +1,4 @@
-//! The customer health score (SPEC §4): scoring models, normalisers, the
+//! The customer health score (docs/HEALTH.md, docs/KPIS.md "Health score"): scoring models, normalisers, the
 //! missing-data policy, bands with hysteresis, and explanations.
 //!
 //! [`score`] does a few dozen arithmetic operations per account and never
@@ -274,7 +274,8 @@ pub struct ScoringModel {
 }
 
 impl Default for ScoringModel {
-    /// SPEC §4's default model: usage 40, NPS 10, support 20, billing 30.
+    /// The built-in model (docs/HEALTH.md): usage 40, NPS 10, support 20,
+    /// billing 30.
     fn default() -> Self {
         Self {
             version: 1,

@@ -132,7 +132,7 @@ impl fmt::Display for Money {
         let major = (abs / unit).to_string();
         let mut grouped = String::with_capacity(major.len() + major.len() / 3);
         for (i, c) in major.chars().enumerate() {
-            if i > 0 && (major.len() - i) % 3 == 0 {
+            if i > 0 && (major.len() - i).is_multiple_of(3) {
                 grouped.push(',');
             }
             grouped.push(c);

@@ -1,4 +1,4 @@
-//! Routing (SPEC §5): who must act on a change, as data and pure
+//! Routing (docs/NOTIFICATION.md): who must act on a change, as data and pure
 //! functions. The notification service persists and delivers what
 //! [`route`] decides; cooldown, snooze and assignment decisions are pure
 //! functions of the history they are given.
@@ -152,7 +152,8 @@ fn email(template: &str, in_app: bool, cooldown_hours: i64) -> RuleSpec {
 }
 
 impl Default for RoutingPolicy {
-    /// SPEC §5's table. SLAs and cooldowns are Retain's defaults.
+    /// The default routing table (docs/NOTIFICATION.md, "Routing"), with
+    /// Retain's default SLAs and cooldowns.
     fn default() -> Self {
         let rules = BTreeMap::from([
             (

@@ -1,4 +1,4 @@
-//! Signals (SPEC §2): as received ([`RawSignal`], every field as the wire
+//! Signals (docs/INGESTION.md): as received ([`RawSignal`], every field as the wire
 //! gave it, unknown enum values already refused by the wire conversion) and
 //! as validated ([`Signal`], nothing optional that a valid signal must
 //! have). [`validate`] is the only way from one to the other: it returns
@@ -808,7 +808,7 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
             if interval.is_none() {
                 v.push(f("interval"), "is required: monthly or annual");
             }
-            // SPEC §3: a positive annual amount whose monthly value rounds
+            // docs/INGESTION.md: a positive annual amount whose monthly value rounds
             // to 0 would read as MRR 0, a churn nobody made.
             if *interval == Some(BillingInterval::Annual)
                 && amount.minor > 0
@@ -1010,7 +1010,7 @@ pub fn default_scale(kind: SurveyKind) -> Scale {
 }
 
 /// The smallest positive annual amount (minor units) accepted: 6 / 12
-/// rounds to 1; anything smaller would be MRR 0 (SPEC §3).
+/// rounds to 1; anything smaller would be MRR 0 (docs/INGESTION.md).
 pub const MIN_ANNUAL_AMOUNT_MINOR: i64 = 6;
 
 /// An amount per interval as MRR: annual amounts are divided by 12 and

@@ -1,5 +1,5 @@
-//! SPEC §6's worked examples and the seeds' B2B health example, each a
-//! named test.
+//! The worked examples of docs/KPIS.md ("Worked examples"), the B2B health
+//! example among them, each a named test.
 #![allow(clippy::unwrap_used)]
 
 mod common;
@@ -258,4 +258,36 @@ fn b2b_yellow_routes_an_email_by_default_and_a_task_naming_integration_for_enter
     );
     assert_eq!(assignee.as_deref(), Some("dana@acme.io"));
     assert_eq!(queue, "enterprise");
+}
+
+#[test]
+fn a_due_on_2_may_and_a_renewed_on_10_may_are_one_renewal_renewed() {
+    use retain_domain::kpi::rollup::portfolio::{Basis, account_contribution};
+    use retain_domain::signal::{RenewalOutcome, Signal, SignalBody};
+    let renewal = |id: &str, day: u32, outcome| Signal {
+        event_id: id.into(),
+        account_id: "acme".into(),
+        occurred_at: Timestamp::from_ymd(2024, 5, day),
+        body: SignalBody::Renewal {
+            outcome,
+            contract_end: Timestamp::from_ymd(2024, 5, 20),
+        },
+    };
+    let signals = [
+        renewal("r-due", 2, RenewalOutcome::Due),
+        renewal("r-ok", 10, RenewalOutcome::Renewed),
+    ];
+    let basis = Basis {
+        period: may(),
+        as_of: may().end,
+        currency: eur(),
+        checklist: &[],
+        usage_days_per_week: 3.0,
+        trial_window_days: 14,
+        stuck_after_days: 14,
+        payment_failed_churn_days: None,
+    };
+    let c = account_contribution(&signals, &basis).unwrap();
+    assert_eq!((c.experience.renewals_due, c.experience.renewed), (1, 1));
+    assert_eq!(c.experience.renewal_rate(), Measure::Value(100.0));
 }

@@ -1,6 +1,6 @@
 //! Scoring models: versions per tenant, never edited in place.
 //!
-//! A tenant starts with the built-in model (SPEC's default: usage 40, NPS
+//! A tenant starts with the built-in model (docs/HEALTH.md's default: usage 40, NPS
 //! 10, support 20, billing 30), which has version 0 and is never stored.
 //! `PutScoringModel` stores version 1, 2, … (one sequence per tenant,
 //! whatever the segment). An account is scored with its segment's latest

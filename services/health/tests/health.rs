@@ -42,7 +42,7 @@ async fn settled_health(
     .await
 }
 
-// SPEC's worked example end to end: Yellow 69.0, explained in numbers and
+// The worked health example of docs/KPIS.md end to end: Yellow 69.0, explained in numbers and
 // words, the ticket topics named.
 retain_testkit::storage_test!(async fn the_b2b_example_scores_yellow_69_with_its_reasons(db) {
     let app = spawn(db).await;

@@ -131,7 +131,8 @@ pub struct TrialConversion {
     pub by_segment: BTreeMap<String, Measure>,
 }
 
-/// The trial window when the tenant configures none (SPEC §3): 14 days.
+/// The trial window when the tenant configures none (docs/KPIS.md): 14
+/// days.
 pub const DEFAULT_TRIAL_WINDOW_DAYS: i64 = 14;
 
 /// Trial-to-paid % = trials started in the period that converted within

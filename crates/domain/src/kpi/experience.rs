@@ -55,7 +55,7 @@ impl Scale {
     }
 }
 
-/// What counts as a positive CSAT answer, per scale (SPEC: ≥ 4 on 1–5,
+/// What counts as a positive CSAT answer, per scale (docs/KPIS.md: ≥ 4 on 1–5,
 /// ≥ 6 on 1–10; configurable).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct CsatThresholds {

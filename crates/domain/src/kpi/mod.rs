@@ -1,4 +1,5 @@
-//! Customer-success KPIs (SPEC §3) as pure functions over plain inputs.
+//! Customer-success KPIs (docs/KPIS.md) as pure functions over plain
+//! inputs.
 //!
 //! Every function takes the facts it needs (subscription changes, answers,
 //! sessions…) in any order and returns [`Measure`](crate::Measure)s: a

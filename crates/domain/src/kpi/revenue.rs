@@ -558,7 +558,7 @@ pub fn purchase_rates(
 }
 
 /// The spend of `period` from cost signals that each cover a span: each
-/// amount is prorated by the share of its span inside `period` (SPEC §3),
+/// amount is prorated by the share of its span inside `period` (docs/KPIS.md, CRC),
 /// exactly. Every amount must be in `currency`.
 pub fn prorated_spend(
     costs: &[(Money, Period)],

@@ -60,7 +60,7 @@ pub enum JourneyStage {
     Expansion,
 }
 
-/// The headline KPIs of a strategy, in order (SPEC §3).
+/// The headline KPIs of a strategy, in order (docs/KPIS.md, "Scorecards").
 pub fn strategy_kpis(s: Strategy) -> &'static [KpiId] {
     match s {
         Strategy::Stability => &[KpiId::LogoChurn, KpiId::SessionsPerDay],
@@ -69,7 +69,8 @@ pub fn strategy_kpis(s: Strategy) -> &'static [KpiId] {
     }
 }
 
-/// The headline KPIs of a journey stage, in order (SPEC §3).
+/// The headline KPIs of a journey stage, in order (docs/KPIS.md,
+/// "Scorecards").
 pub fn stage_kpis(s: JourneyStage) -> &'static [KpiId] {
     match s {
         JourneyStage::Onboarding => &[KpiId::TrialToPaid, KpiId::OnboardingEngagement],

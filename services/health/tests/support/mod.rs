@@ -1,5 +1,5 @@
 //! What the health tests share: ingestion, metrics and health in one
-//! server on the test database, a client, and the seeds' B2B account.
+//! server on the test database, a client, and the worked example's B2B account.
 
 #![allow(dead_code)] // Each test file uses a part of it.
 
@@ -55,7 +55,7 @@ pub fn billing(status: v1::BillingStatus) -> Body {
 }
 
 /// 16 active days of a 20-day target, NPS 7, billing current and
-/// `tickets` integration tickets this month: with three, the seeds' B2B
+/// `tickets` integration tickets this month: with three, the worked example's B2B
 /// account (69.0, Yellow, 21 signals); with none, 89.0 Green (18 signals).
 pub fn account(id: &str, tickets: i64) -> Vec<v1::Signal> {
     let mut s: Vec<v1::Signal> = (0..16)
@@ -75,7 +75,7 @@ pub fn account(id: &str, tickets: i64) -> Vec<v1::Signal> {
     s
 }
 
-/// The seeds' B2B account.
+/// The worked example's B2B account.
 pub fn b2b(id: &str) -> Vec<v1::Signal> {
     account(id, 3)
 }

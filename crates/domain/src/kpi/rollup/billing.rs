@@ -1,5 +1,5 @@
 //! "An account `payment_failed` for more than N days may count as churned"
-//! (SPEC §2, configurable per tenant).
+//! (docs/KPIS.md, configurable per tenant).
 //!
 //! [`payment_failed_churns`] reads an account's billing status history and
 //! returns each stretch of `payment_failed` that lasted more than N days

@@ -1,7 +1,7 @@
 //! Cost rollups for CRC and CAC: spend spread over the time it covers.
 //!
 //! A cost signal covers a span (a month of CS salaries, a quarter of ad
-//! spend); SPEC §3 prorates it over its overlap with the KPI period.
+//! spend); docs/KPIS.md prorates it over its overlap with the KPI period.
 //! [`prorated_spend`] already does that exactly; a [`CostRollup`] is its
 //! result per kind for one span of time. Proration is linear in the
 //! overlap, so the rollups of adjacent spans add up to the rollup of their
