@@ -79,6 +79,12 @@ pub fn invariants(wire: &v1::Signal, valid: &signal::Signal) {
     // the window with its nanoseconds in range, every amount bounded.
     for text in texts(wire) {
         assert!(!text.contains('\0'), "a valid signal holds NUL: {text:?}");
+        // One rule for stored text: only a comment's line breaks and tabs.
+        let comment = matches!(&wire.body, Some(v1::signal::Body::Survey(x)) if x.comment == text);
+        assert!(
+            !text.chars().any(|c| c.is_control() && !(comment && matches!(c, '\n' | '\r' | '\t'))),
+            "a valid signal holds a control character: {text:?}"
+        );
     }
     for t in times(wire) {
         assert!((0..1_000_000_000).contains(&t.nanos), "nanos {t:?}");
