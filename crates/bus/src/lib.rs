@@ -16,8 +16,10 @@
 //! - Messages with the same key are handled one at a time, in order.
 //! - A coalescing subscription folds publications for a key that is still
 //!   pending into one message whose payload is their concatenation, which
-//!   protobuf decodes as their merge; [`Topic`] declares which topics may
-//!   be coalesced, and with which payload type.
+//!   protobuf decodes as their merge; [`Topic`] declares a topic's payload
+//!   type, its key and whether it may be coalesced. Each service declares
+//!   the topics it publishes (`retain_ingestion::topics`, …): the bus
+//!   knows no message type.
 //! - [`Bus::nack`] retries with exponential backoff and dead-letters after
 //!   the subscription's `max_attempts`; dead letters stay visible and counted.
 //! - Messages carry W3C trace context in their headers ([`Headers`]).
@@ -39,24 +41,12 @@ pub use queue::{
 };
 pub use topic::Topic;
 
-/// The topics Retain services exchange, with their payload types.
-pub mod topics {
-    use retain_proto::v1;
-
-    use crate::Topic;
-
-    /// Ingestion → metrics, notification: signals accepted for an account.
-    /// Publications that carry signals notification acts on are labelled
-    /// [`ROUTABLE`]; notification's subscription takes only those.
-    pub const SIGNALS_RECORDED: Topic<v1::SignalsRecorded> =
-        Topic::coalescible("signals.recorded").labelled(ROUTABLE, |m| !m.routable.is_empty());
-    /// The label of a `signals.recorded` publication with routable signals
-    /// (the migrations subscribe notification to it).
-    pub const ROUTABLE: &str = "routable";
-    /// Metrics → health: an account's metric snapshot changed.
-    pub const ACCOUNT_METRICS: Topic<v1::AccountMetricsUpdated> = Topic::new("account.metrics");
-    /// Health → notification: an account changed health band.
-    pub const HEALTH_BAND_CHANGED: Topic<v1::HealthBandChanged> = Topic::new("health.band_changed");
+/// The key of a message about one tenant's account, `tenant/account`: the
+/// order in which one account's messages are handled, and what a
+/// coalescing group folds by. Topics build their keys with it
+/// ([`Topic::key_of`]).
+pub fn account_key(tenant: &str, account: &str) -> String {
+    format!("{tenant}/{account}")
 }
 
 /// Consumer groups. The migrations subscribe the standing consumers of

@@ -1,6 +1,8 @@
-//! Typed topics: a topic's name, its payload type and whether consumer
-//! groups may coalesce it, declared once ([`crate::topics`]), so a
-//! publisher and a consumer cannot disagree on the bytes.
+//! Typed topics: a topic's name, its payload type, the key a message is
+//! ordered (and coalesced) by, and whether consumer groups may coalesce
+//! it — declared once, by the service that publishes it
+//! (`retain_ingestion::topics`, …), so a publisher and a consumer cannot
+//! disagree on the bytes or the key.
 
 use std::marker::PhantomData;
 
@@ -13,6 +15,7 @@ use crate::queue::{BusError, Delivery, OutgoingMessage, Subscription, publish};
 #[derive(Debug)]
 pub struct Topic<M> {
     name: &'static str,
+    key: fn(&M) -> String,
     coalescible: bool,
     label: Option<Label<M>>,
     payload: PhantomData<fn() -> M>,
@@ -43,27 +46,36 @@ impl<M> Clone for Topic<M> {
 impl<M> Copy for Topic<M> {}
 
 impl<M> Topic<M> {
-    /// A topic whose messages are each delivered on their own.
-    pub const fn new(name: &'static str) -> Self {
+    /// A topic whose messages are each delivered on their own; messages
+    /// with the same `key` are delivered one at a time, in order.
+    pub const fn new(name: &'static str, key: fn(&M) -> String) -> Self {
         Self {
             name,
+            key,
             coalescible: false,
             label: None,
             payload: PhantomData,
         }
     }
 
-    /// A topic whose consumer groups may coalesce it: `M` keeps every
-    /// per-publication fact in repeated fields and its singular fields are
-    /// the same for every publication of a key, so the bus's fold
-    /// (concatenated encodings, decoded as a merge) loses nothing.
-    pub const fn coalescible(name: &'static str) -> Self {
+    /// A topic whose consumer groups may coalesce it by `key`: `M` keeps
+    /// every per-publication fact in repeated fields and its singular
+    /// fields are the same for every publication of a key, so the bus's
+    /// fold (concatenated encodings, decoded as a merge) loses nothing.
+    pub const fn coalescible(name: &'static str, key: fn(&M) -> String) -> Self {
         Self {
             name,
+            key,
             coalescible: true,
             label: None,
             payload: PhantomData,
         }
+    }
+
+    /// The key `message` is published under: its ordering (and coalescing)
+    /// key, built by the topic, never by hand.
+    pub fn key_of(&self, message: &M) -> String {
+        (self.key)(message)
     }
 
     /// Labels every publication for which `when` holds with `label`, so a
@@ -93,11 +105,6 @@ impl<M> Topic<M> {
         self.name
     }
 
-    /// Whether consumer groups may coalesce it.
-    pub const fn is_coalescible(&self) -> bool {
-        self.coalescible
-    }
-
     /// `group`'s subscription, one delivery per publication.
     pub fn subscription(&self, group: &str) -> Subscription {
         Subscription::new(self.name, group)
@@ -116,22 +123,23 @@ impl<M> Topic<M> {
 }
 
 impl<M: prost::Message + Default> Topic<M> {
-    /// Publishes `messages` (key, payload) inside `conn`, the caller's
-    /// transaction, each carrying the current span's trace context and the
-    /// topic's label where its predicate holds. See [`publish`] for
-    /// fan-out, filtering and coalescing.
+    /// Publishes `messages` inside `conn`, the caller's transaction, each
+    /// under the topic's key for it, carrying the current span's trace
+    /// context and the topic's label where its predicate holds. See
+    /// [`publish`] for fan-out, filtering and coalescing.
     pub async fn publish<C: ConnectionTrait>(
         &self,
         conn: &C,
-        messages: &[(String, M)],
+        messages: &[M],
     ) -> Result<u64, BusError> {
-        let outgoing: Vec<OutgoingMessage> = messages
-            .iter()
-            .map(|(key, m)| {
-                OutgoingMessage::keyed(key.clone(), m.encode_to_vec()).labelled(self.label_for(m))
-            })
-            .collect();
+        let outgoing: Vec<OutgoingMessage> = messages.iter().map(|m| self.outgoing(m)).collect();
         publish(conn, self.name, &outgoing).await
+    }
+
+    /// `message` as the bus writes it: keyed, encoded, labelled.
+    pub fn outgoing(&self, message: &M) -> OutgoingMessage {
+        OutgoingMessage::keyed(self.key_of(message), message.encode_to_vec())
+            .labelled(self.label_for(message))
     }
 
     /// Decodes a delivery of this topic. A payload that does not decode is

@@ -7,12 +7,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use retain_bus::topics::SIGNALS_RECORDED;
 use retain_bus::{
     Bus, Consumer, ConsumerOptions, Delivery, Handler, HandlerError, Headers, NackOutcome,
-    OutgoingMessage, RetryPolicy, Subscription, publish,
+    OutgoingMessage, RetryPolicy, Subscription, Topic, publish,
 };
-use retain_proto::v1;
 use sea_orm::TransactionTrait;
 use tokio_util::sync::CancellationToken;
 
@@ -75,29 +73,6 @@ retain_testkit::storage_test!(async fn a_labelled_subscription_gets_only_labelle
     let payloads = |ds: Vec<Delivery>| ds.into_iter().map(|d| String::from_utf8(d.payload).unwrap()).collect::<Vec<_>>();
     assert_eq!(payloads(bus.claim(TOPIC, "few", "f", 10, LEASE).await.unwrap()), ["urgent", "unkeyed urgent"]);
     assert_eq!(bus.claim(TOPIC, "all", "a", 10, LEASE).await.unwrap().len(), 4);
-});
-
-// The migrations subscribe notification to routable `signals.recorded`
-// publications only, and the topic labels exactly those: a batch of
-// sessions reaches metrics and writes nothing for notification.
-retain_testkit::storage_test!(async fn notification_receives_only_routable_signals_recorded(db) {
-    let bus = Bus::new(db.conn.clone());
-    let migrated = bus.subscription(SIGNALS_RECORDED.name(), "notification").await.unwrap();
-    assert_eq!(migrated.label.as_deref(), SIGNALS_RECORDED.label(), "the migration and the topic name one label");
-    let routable = recorded(1_000, 1_000, 1, v1::IngestMode::Live);
-    let sessions = v1::SignalsRecorded { routable: vec![], account_id: "quiet".into(), ..routable.clone() };
-    let tx = bus.db().begin().await.unwrap();
-    let written = SIGNALS_RECORDED
-        .publish(&tx, &[("t/acme".to_owned(), routable), ("t/quiet".to_owned(), sessions)])
-        .await
-        .unwrap();
-    tx.commit().await.unwrap();
-    assert_eq!(written, 3, "metrics gets both, notification the routable one");
-
-    let to_notification = bus.claim(SIGNALS_RECORDED.name(), "notification", "n", 10, LEASE).await.unwrap();
-    let accounts: Vec<_> = to_notification.iter().map(|d| SIGNALS_RECORDED.decode(d).unwrap().account_id).collect();
-    assert_eq!(accounts, ["acme"]);
-    assert_eq!(bus.claim(SIGNALS_RECORDED.name(), "metrics", "m", 10, LEASE).await.unwrap().len(), 2);
 });
 
 retain_testkit::storage_test!(async fn unsubscribed_topic_stores_nothing(db) {
@@ -310,75 +285,29 @@ retain_testkit::storage_test!(async fn four_consumers_process_ten_thousand_exact
     assert_eq!(bus.stats(TOPIC, "metrics").await.unwrap(), Default::default());
 });
 
-fn recorded(earliest: i64, latest: i64, n: i64, mode: v1::IngestMode) -> v1::SignalsRecorded {
-    let ts = |seconds| Some(prost_types::Timestamp { seconds, nanos: 0 });
-    let batch = v1::RecordedBatch {
-        earliest_occurred_at: ts(earliest),
-        latest_occurred_at: ts(latest),
-        signal_count: n,
-        mode: mode as i32,
-    };
-    v1::SignalsRecorded {
-        tenant_id: "t".into(),
-        account_id: "acme".into(),
-        earliest_occurred_at: batch.earliest_occurred_at,
-        latest_occurred_at: batch.latest_occurred_at,
-        signal_count: n,
-        mode: mode as i32,
-        routable: vec![v1::Signal {
-            event_id: format!("routable-{earliest}"),
-            ..Default::default()
-        }],
-        batches: vec![batch],
-    }
-}
-
-// A backfill batch for an old month, then a live batch, both published
-// before the coalescing consumer claims: the folded message must still say
-// "recompute from the backfill's start", "LIVE", and carry both batches'
-// counts and routable signals. (Replacing the payload lost the backfill's
-// start; the reverse order said BACKFILL, so a live change never notified.)
-retain_testkit::storage_test!(async fn coalesced_signals_recorded_keeps_every_batch_fact(db) {
-    let bus = Bus::new(db.conn.clone());
-    bus.subscribe(&SIGNALS_RECORDED.coalescing_subscription("metrics").unwrap()).await.unwrap();
-    for order in [[0, 1], [1, 0]] {
-        let batches = [
-            recorded(1_000, 2_000, 40, v1::IngestMode::Backfill),
-            recorded(9_000, 9_001, 2, v1::IngestMode::Live),
-        ];
-        for i in order {
-            let tx = bus.db().begin().await.unwrap();
-            SIGNALS_RECORDED.publish(&tx, &[("t/acme".to_owned(), batches[i].clone())]).await.unwrap();
-            tx.commit().await.unwrap();
-        }
-        let mut claimed = bus.claim(SIGNALS_RECORDED.name(), "metrics", "m", 10, LEASE).await.unwrap();
-        assert_eq!(claimed.len(), 1, "folded into one message");
-        let d = claimed.remove(0);
-        let event = SIGNALS_RECORDED.decode(&d).unwrap();
-        let merged = event.merged();
-        assert_eq!(merged.earliest_occurred_at.unwrap().seconds, 1_000, "order {order:?}");
-        assert_eq!(merged.latest_occurred_at.unwrap().seconds, 9_001);
-        assert_eq!(merged.signal_count, 42);
-        assert_eq!(merged.mode(), v1::IngestMode::Live, "order {order:?}");
-        assert_eq!(event.routable.len(), 2, "both batches' routable signals");
-        assert_eq!(event.batches.len(), 2);
-        bus.ack("m", &[d.id]).await.unwrap();
-    }
-});
+/// A typed topic of the test suite: timestamps keyed by their seconds.
+const TYPED: Topic<prost_types::Timestamp> =
+    Topic::new("test.typed", |t: &prost_types::Timestamp| {
+        t.seconds.to_string()
+    });
 
 retain_testkit::storage_test!(async fn a_topic_that_cannot_fold_refuses_a_coalescing_subscription(db) {
     let bus = Bus::new(db.conn.clone());
-    let err = retain_bus::topics::ACCOUNT_METRICS.coalescing_subscription("health").unwrap_err();
+    let err = TYPED.coalescing_subscription("health").unwrap_err();
     assert!(err.to_string().contains("not coalescible"), "{err}");
     let err = bus.subscribe(&Subscription::new("a topic", "g")).await.unwrap_err();
     assert!(err.to_string().contains("whitespace"), "{err}");
     // A payload that does not decode is a permanent failure.
-    bus.subscribe(&SIGNALS_RECORDED.subscription("n")).await.unwrap();
+    bus.subscribe(&TYPED.subscription("n")).await.unwrap();
     let tx = bus.db().begin().await.unwrap();
-    publish(&tx, SIGNALS_RECORDED.name(), &[message(Some("k"), "\u{ff}garbage")]).await.unwrap();
+    publish(&tx, TYPED.name(), &[message(Some("k"), "\u{ff}garbage")]).await.unwrap();
     tx.commit().await.unwrap();
-    let d = bus.claim(SIGNALS_RECORDED.name(), "n", "o", 1, LEASE).await.unwrap().remove(0);
-    assert!(SIGNALS_RECORDED.decode(&d).unwrap_err().permanent);
+    let d = bus.claim(TYPED.name(), "n", "o", 1, LEASE).await.unwrap().remove(0);
+    assert!(TYPED.decode(&d).unwrap_err().permanent);
+    // A typed publication is keyed by the topic, never by hand.
+    let t = prost_types::Timestamp { seconds: 42, nanos: 0 };
+    assert_eq!(TYPED.outgoing(&t).key.as_deref(), Some("42"));
+    assert_eq!(TYPED.key_of(&t), "42");
 });
 
 // A handler can acknowledge inside its own transaction: the message is

@@ -6,9 +6,11 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use indicatif::{ProgressBar, ProgressStyle};
-use retain_bus::topics::{ACCOUNT_METRICS, HEALTH_BAND_CHANGED, SIGNALS_RECORDED};
 use retain_bus::{Bus, groups};
 use retain_datagen::{Config, generate};
+use retain_health::topics::HEALTH_BAND_CHANGED;
+use retain_ingestion::topics::SIGNALS_RECORDED;
+use retain_metrics::topics::ACCOUNT_METRICS;
 use retain_proto::v1;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
 

@@ -138,7 +138,8 @@ async fn four_processes_on_one_postgresql_turn_signals_into_scores_and_tasks() {
         .filter(|t| t.trigger == v1::RoutingTrigger::NpsDetractor as i32)
         .count();
     assert_eq!(calls, 2, "one task per detractor, none twice: {all:?}");
-    // acme-1 was first scored Red (live): its review task, once.
+    // Whatever band each account's first live score had, it acted at most
+    // once: never a second review task for one account.
     let reviews = all
         .iter()
         .filter(|t| t.trigger == v1::RoutingTrigger::BandRed as i32)

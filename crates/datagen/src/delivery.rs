@@ -67,34 +67,6 @@ impl Delivery {
     }
 }
 
-impl Delivery {
-    /// The delivery as a team adopting Retain sends it: first the history
-    /// — every signal that occurred before `live_from` (seconds), late
-    /// ones last — as an import (`BACKFILL`, whatever its age), then the
-    /// rest `LIVE`; each part in batches of at most `max`. Scores computed
-    /// from the import are recorded, not acted on; the first live signal
-    /// of an account makes its band act (a Red account gets its review
-    /// task).
-    pub fn import_then_live(&self, live_from: i64, max: usize) -> (Vec<Batch>, Vec<Batch>) {
-        let max = max.clamp(1, MAX_BATCH_SIGNALS);
-        let (history, live): (Vec<&v1::Signal>, Vec<&v1::Signal>) =
-            self.signals.iter().partition(|s| seconds(s) < live_from);
-        let part = |signals: Vec<&v1::Signal>, mode: v1::IngestMode| -> Vec<Batch> {
-            signals
-                .chunks(max)
-                .map(|chunk| Batch {
-                    mode,
-                    signals: chunk.iter().map(|s| (*s).clone()).collect(),
-                })
-                .collect()
-        };
-        (
-            part(history, v1::IngestMode::Backfill),
-            part(live, v1::IngestMode::Live),
-        )
-    }
-}
-
 /// One `IngestSignals` call's worth of signals, all of one mode.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Batch {

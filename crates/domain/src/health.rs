@@ -5,7 +5,7 @@
 //! allocates: dimension results live in a fixed array of at most
 //! [`MAX_DIMENSIONS`].
 
-use crate::validation::{MAX_KEY_LEN, MAX_LABEL_LEN, Text, Violations, check_text};
+use crate::validation::{MAX_KEY_LEN, MAX_LABEL_LEN, Text, Violations, check_len, check_text};
 
 /// Fewest dimensions a model may have.
 pub const MIN_DIMENSIONS: usize = 4;
@@ -334,17 +334,14 @@ impl Default for ScoringModel {
 pub const MAX_ENTRIES: usize = 100;
 
 /// The keys of a categorical map or an action-impact table: at most
-/// [`MAX_ENTRIES`], each one line of at most [`MAX_KEY_LEN`] bytes.
+/// [`MAX_ENTRIES`] (none read beyond), each one line of at most
+/// [`MAX_KEY_LEN`] bytes.
 fn check_keys<'a>(
     v: &mut Violations,
     field: &str,
     keys: impl ExactSizeIterator<Item = &'a String>,
 ) {
-    if keys.len() > MAX_ENTRIES {
-        v.push(
-            field,
-            format!("holds {} entries, the limit is {MAX_ENTRIES}", keys.len()),
-        );
+    if !check_len(v, field, keys.len(), MAX_ENTRIES) {
         return;
     }
     for key in keys {
@@ -355,6 +352,44 @@ fn check_keys<'a>(
             Text::Line(MAX_KEY_LEN),
             true,
         );
+    }
+}
+
+impl ScoringModel {
+    /// Checks what a client may newly store in a model — its texts and the
+    /// size of its lists (docs/ARCHITECTURE.md, "Text a client stores") —
+    /// beside [`ScoringModel::validate`]'s structure. Models stored before
+    /// these rules are read back with `validate` alone.
+    pub fn check_texts(&self) -> Result<(), Violations> {
+        let mut v = Violations::new();
+        if let Some(segment) = &self.segment {
+            check_text(&mut v, "segment", segment, Text::Line(MAX_LABEL_LEN), false);
+        }
+        for (i, d) in self.dimensions.iter().enumerate().take(MAX_DIMENSIONS) {
+            let f = |name: &str| format!("dimensions[{i}].{name}");
+            check_text(&mut v, &f("key"), &d.key, Text::Line(MAX_KEY_LEN), true);
+            match &d.normaliser {
+                Normaliser::Thresholds { rows, .. } => {
+                    check_len(&mut v, &f("thresholds.rows"), rows.len(), MAX_ENTRIES);
+                }
+                Normaliser::Categorical { scores, .. } => {
+                    check_keys(
+                        &mut v,
+                        &f("categorical.scores"),
+                        scores.iter().map(|s| &s.0),
+                    );
+                }
+                Normaliser::ActionImpact { impacts, .. } => {
+                    check_keys(
+                        &mut v,
+                        &f("action_impact.impacts"),
+                        impacts.iter().map(|s| &s.0),
+                    );
+                }
+                Normaliser::LinearToTarget { .. } => {}
+            }
+        }
+        v.into_result(())
     }
 }
 
@@ -370,14 +405,11 @@ impl ScoringModel {
                 format!("has {n} dimensions, must have {MIN_DIMENSIONS} to {MAX_DIMENSIONS}"),
             );
         }
-        if let Some(segment) = &self.segment {
-            check_text(&mut v, "segment", segment, Text::Line(MAX_LABEL_LEN), false);
-        }
         let mut sum = 0.0;
         for (i, d) in self.dimensions.iter().enumerate().take(MAX_DIMENSIONS + 1) {
             let f = |name: &str| format!("dimensions[{i}].{name}");
-            if !check_text(&mut v, &f("key"), &d.key, Text::Line(MAX_KEY_LEN), true) {
-                // Reported; not compared with the others.
+            if d.key.trim().is_empty() {
+                v.push(f("key"), "must not be empty");
             } else if self.dimensions[..i].iter().any(|o| o.key == d.key) {
                 v.push(
                     f("key"),
@@ -395,19 +427,13 @@ impl ScoringModel {
                 Normaliser::Thresholds { rows, otherwise } => {
                     if rows.is_empty() {
                         v.push(f("thresholds.rows"), "needs at least one row");
-                    } else if rows.len() > MAX_ENTRIES {
-                        v.push(
-                            f("thresholds.rows"),
-                            format!("holds {} rows, the limit is {MAX_ENTRIES}", rows.len()),
-                        );
                     }
-                    for (j, w) in rows.windows(2).enumerate() {
-                        if w[1].0 <= w[0].0 {
-                            v.push(
-                                format!("dimensions[{i}].thresholds.rows[{}].at_most", j + 1),
-                                "must be greater than the row before",
-                            );
-                        }
+                    // The first row out of order is enough to name.
+                    if let Some(j) = rows.windows(2).position(|w| w[1].0 <= w[0].0) {
+                        v.push(
+                            format!("dimensions[{i}].thresholds.rows[{}].at_most", j + 1),
+                            "must be greater than the row before",
+                        );
                     }
                     if rows
                         .iter()

@@ -582,15 +582,22 @@ pub fn storable(value: &str) -> bool {
 }
 
 /// One line of text, by the rule every stored string follows
-/// ([`crate::validation::check_text`]).
-fn check_text(v: &mut Violations, field: &str, value: &str, max: usize, required: bool) {
-    crate::validation::check_text(
-        v,
-        field,
-        value,
-        crate::validation::Text::Line(max),
-        required,
-    );
+/// ([`crate::validation::check_text`]) — or, re-reading a signal stored
+/// earlier, only the rules that held when it was accepted (no U+0000, the
+/// length), so tightening the intake rules never drops stored history.
+fn check_text(
+    v: &mut Violations,
+    field: &str,
+    value: &str,
+    (max, required): (usize, bool),
+    stored: bool,
+) {
+    use crate::validation::Text;
+    if !stored {
+        crate::validation::check_text(v, field, value, Text::Line(max), required);
+    } else if !storable(value) || value.len() > max || (required && value.trim().is_empty()) {
+        crate::validation::check_text(v, field, value, Text::Prose(max), required);
+    }
 }
 
 fn check_money(v: &mut Violations, field: &str, m: &Money, rules: &Rules<'_>, min: i64) {
@@ -619,8 +626,26 @@ fn check_money(v: &mut Violations, field: &str, m: &Money, rules: &Rules<'_>, mi
 /// Validates one signal: the valid [`Signal`], or every violation, with
 /// field paths relative to the signal (`survey.score`).
 pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> {
+    validate_with(s, rules, false)
+}
+
+/// Parses a signal that was stored after passing [`validate`]: the same
+/// rules but the text rules added since (a control character in a name
+/// accepted before them still reads back), so a stricter intake never
+/// changes what history counts.
+pub fn validate_stored(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> {
+    validate_with(s, rules, true)
+}
+
+fn validate_with(s: &RawSignal, rules: &Rules<'_>, stored: bool) -> Result<Signal, Violations> {
     let mut v = Violations::new();
-    check_text(&mut v, "event_id", &s.event_id, MAX_EVENT_ID_LEN, true);
+    check_text(
+        &mut v,
+        "event_id",
+        &s.event_id,
+        (MAX_EVENT_ID_LEN, true),
+        stored,
+    );
     let is_cost = matches!(s.body, Some(RawBody::Cost { .. }));
     if !(is_cost && s.account_id == PORTFOLIO)
         && let Err(e) = AccountId::parse(s.account_id.clone())
@@ -664,7 +689,7 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
         } => {
             for (field, value) in [("name", name), ("segment", segment), ("plan", plan)] {
                 if let Some(value) = value {
-                    check_text(&mut v, &f(field), value, MAX_LABEL_LEN, false);
+                    check_text(&mut v, &f(field), value, (MAX_LABEL_LEN, false), stored);
                 }
             }
             if seats.is_some_and(|n| n < 0) {
@@ -704,7 +729,13 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
             user_id,
             duration_seconds,
         } => {
-            check_text(&mut v, &f("user_id"), user_id, MAX_ACCOUNT_ID_LEN, true);
+            check_text(
+                &mut v,
+                &f("user_id"),
+                user_id,
+                (MAX_ACCOUNT_ID_LEN, true),
+                stored,
+            );
             if !(0..=MAX_SESSION_SECONDS).contains(duration_seconds) {
                 v.push(
                     f("duration_seconds"),
@@ -717,8 +748,14 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
             action_key,
             count,
         } => {
-            check_text(&mut v, &f("user_id"), user_id, MAX_ACCOUNT_ID_LEN, true);
-            check_text(&mut v, &f("action_key"), action_key, 64, true);
+            check_text(
+                &mut v,
+                &f("user_id"),
+                user_id,
+                (MAX_ACCOUNT_ID_LEN, true),
+                stored,
+            );
+            check_text(&mut v, &f("action_key"), action_key, (64, true), stored);
             if !(1..=MAX_ACTION_COUNT).contains(count) {
                 v.push(
                     f("count"),
@@ -732,7 +769,7 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
             topics,
             contacts_until_resolution,
         } => {
-            check_text(&mut v, &f("ticket_id"), ticket_id, 128, true);
+            check_text(&mut v, &f("ticket_id"), ticket_id, (128, true), stored);
             if status.is_none() {
                 v.push(f("status"), "is required: opened, resolved or reopened");
             }
@@ -746,7 +783,13 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
                 );
             }
             for (i, t) in topics.iter().enumerate().take(MAX_LIST_LEN) {
-                check_text(&mut v, &format!("ticket.topics[{i}]"), t, 64, true);
+                check_text(
+                    &mut v,
+                    &format!("ticket.topics[{i}]"),
+                    t,
+                    (64, true),
+                    stored,
+                );
             }
             if *contacts_until_resolution < 0 {
                 v.push(f("contacts_until_resolution"), "must not be negative");
@@ -763,7 +806,13 @@ pub fn validate(s: &RawSignal, rules: &Rules<'_>) -> Result<Signal, Violations> 
             score,
             user_id,
         } => {
-            check_text(&mut v, &f("user_id"), user_id, MAX_ACCOUNT_ID_LEN, false);
+            check_text(
+                &mut v,
+                &f("user_id"),
+                user_id,
+                (MAX_ACCOUNT_ID_LEN, false),
+                stored,
+            );
             match kind {
                 None => v.push(f("kind"), "is required: nps, csat or ces"),
                 Some(kind) => {

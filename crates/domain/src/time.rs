@@ -235,6 +235,11 @@ impl Period {
         self.end.0.saturating_sub(self.start.0)
     }
 
+    /// Whether the period is exactly one calendar month (UTC).
+    pub fn is_calendar_month(self) -> bool {
+        Self::containing(self.start, Granularity::Month) == self
+    }
+
     /// Length in calendar months, exact: each calendar month the period
     /// overlaps counts as overlap / that month's length, so a calendar
     /// month is 1 whatever its days, a quarter 3, a year 12, and a week

@@ -111,6 +111,31 @@ pub fn check_len(v: &mut Violations, field: &str, len: usize, max: usize) -> boo
     true
 }
 
+/// A repeated request field of enum numbers (bands, states): at most
+/// [`MAX_ENUM_LIST`] entries (none read beyond), each one `parse` knows —
+/// else a violation of `field[i]` saying what `expected` — each kept once,
+/// in order.
+pub fn enum_list<T: PartialEq>(
+    v: &mut Violations,
+    field: &str,
+    values: &[i32],
+    parse: impl Fn(i32) -> Option<T>,
+    expected: &str,
+) -> Vec<T> {
+    let mut out = Vec::new();
+    if !check_len(v, field, values.len(), MAX_ENUM_LIST) {
+        return out;
+    }
+    for (i, n) in values.iter().enumerate() {
+        match parse(*n) {
+            None => v.push(format!("{field}[{i}]"), format!("{n} is not {expected}")),
+            Some(x) if !out.contains(&x) => out.push(x),
+            Some(_) => {}
+        }
+    }
+    out
+}
+
 /// One invalid field.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Violation {

@@ -41,9 +41,16 @@ pub const MAX_COMMENT_BYTES: usize = retain_domain::validation::MAX_PROSE_LEN;
 pub const MAX_USER_ID_BYTES: usize = 128;
 
 /// Text only the wire carries (the domain has no use for it, but it is
-/// stored): bounded, and held to the rule of every stored text.
-fn wire_text(v: &mut Violations, field: &str, value: &str, text: Text) {
-    check_text(v, field, value, text, false);
+/// stored): bounded, and held to the rule of every stored text — or, for a
+/// signal read back from storage, to the rules that held when it was
+/// accepted (no U+0000, the length).
+fn wire_text(v: &mut Violations, field: &str, value: &str, text: Text, stored: bool) {
+    let max = match text {
+        Text::Line(max) | Text::Prose(max) => max,
+    };
+    if !stored || !retain_domain::signal::storable(value) || value.len() > max {
+        check_text(v, field, value, text, false);
+    }
 }
 
 /// A wire timestamp as microseconds since the epoch (storage precision).
@@ -253,7 +260,7 @@ pub fn signal_from_proto(s: &v1::Signal) -> Result<RawSignal, Violations> {
 /// A stored signal (the wire form ingestion accepted) as the domain reads
 /// it. It was valid when accepted, so it is checked again without the
 /// rules that depend on when it arrived (how far in the past or future it
-/// lies). A renewal stored before `contract_end` was required counts as a
+/// lies) and without text rules added since it was accepted. A renewal stored before `contract_end` was required counts as a
 /// contract ending when it occurred — the rule it was accepted under.
 pub fn stored_signal(
     wire: &v1::Signal,
@@ -267,13 +274,16 @@ pub fn stored_signal(
         base_currency,
         checklist,
     };
-    let mut raw = signal_from_proto(wire)?;
+    let (mut raw, v) = raw_signal_with(wire, true);
+    if !v.is_empty() {
+        return Err(v);
+    }
     if let Some(RawBody::Renewal { contract_end, .. }) = &mut raw.body
         && contract_end.is_none()
     {
         *contract_end = raw.occurred_at;
     }
-    retain_domain::signal::validate(&raw, &rules)
+    retain_domain::signal::validate_stored(&raw, &rules)
 }
 
 /// Converts a wire signal as far as it converts: the raw signal (a body
@@ -281,6 +291,10 @@ pub fn stored_signal(
 /// violations. Lets a caller report the domain's violations of the rest
 /// in the same answer.
 pub fn raw_signal(s: &v1::Signal) -> (RawSignal, Violations) {
+    raw_signal_with(s, false)
+}
+
+fn raw_signal_with(s: &v1::Signal, stored: bool) -> (RawSignal, Violations) {
     use v1::signal::Body;
     let mut v = Violations::new();
     let occurred_at = time(&mut v, "occurred_at", s.occurred_at.as_ref());
@@ -292,12 +306,14 @@ pub fn raw_signal(s: &v1::Signal) -> (RawSignal, Violations) {
             "survey.comment",
             &x.comment,
             Text::Prose(MAX_COMMENT_BYTES),
+            stored,
         ),
         Some(Body::Milestone(x)) => wire_text(
             &mut v,
             "milestone.user_id",
             &x.user_id,
             Text::Line(MAX_USER_ID_BYTES),
+            stored,
         ),
         _ => {}
     }
@@ -435,12 +451,10 @@ pub fn raw_signal(s: &v1::Signal) -> (RawSignal, Violations) {
                         v1::RenewalOutcome::Unspecified => None,
                     },
                 );
-                // A malformed end is reported here; a missing one by the
-                // domain, which requires it.
-                let contract_end = match x.contract_end.as_ref() {
-                    None => None,
-                    Some(t) => Some(time(&mut v, "renewal.contract_end", Some(t))?),
-                };
+                // A malformed end is reported here (the domain's "is
+                // required" then repeats it and is dropped); a missing one
+                // by the domain, which requires it.
+                let contract_end = time(&mut v, "renewal.contract_end", x.contract_end.as_ref());
                 RawBody::Renewal {
                     outcome,
                     contract_end,
@@ -468,11 +482,10 @@ pub fn raw_signal(s: &v1::Signal) -> (RawSignal, Violations) {
             }
             Body::Cost(x) => {
                 let amount = money(&mut v, "cost.amount", x.amount.as_ref());
-                let period = x.period.as_ref().and_then(|p| {
-                    let start = time(&mut v, "cost.period.start", p.start.as_ref());
-                    let end = time(&mut v, "cost.period.end", p.end.as_ref());
-                    Period::new(start?, end?).ok()
-                });
+                let period = x
+                    .period
+                    .as_ref()
+                    .and_then(|p| period_field(&mut v, "cost.period", p));
                 RawBody::Cost {
                     kind: known(
                         &mut v,

@@ -14,8 +14,19 @@ use retain_domain::health::{
 
 use crate::v1;
 
+/// A model a client sends (`PutScoringModel`, `PreviewScoringModel`):
+/// [`model_from_proto`]'s checks and the rules of every text a client
+/// stores, every problem under `model.`.
+pub fn model_from_request(m: &v1::ScoringModel) -> Result<ScoringModel, Violations> {
+    let model = model_from_proto(m)?;
+    model.check_texts().map_err(|v| v.prefixed("model."))?;
+    Ok(model)
+}
+
 /// A model from the wire, checked: every problem names its field under
-/// `model.` (`model.dimensions[2].metric`).
+/// `model.` (`model.dimensions[2].metric`). A stored model is read back
+/// with this (not [`model_from_request`]), so rules added for new models
+/// never stop an old one from scoring.
 pub fn model_from_proto(m: &v1::ScoringModel) -> Result<ScoringModel, Violations> {
     let mut v = Violations::new();
     if m.dimensions.len() > retain_domain::health::MAX_DIMENSIONS {

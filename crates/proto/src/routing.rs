@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 
 use retain_domain::Violations;
 use retain_domain::routing::{ActionSpec, Assignment, Priority, Rule, RuleSpec};
-use retain_domain::validation::{MAX_LABEL_LEN, Text, check_text};
+use retain_domain::validation::{MAX_LABEL_LEN, Text, check_len, check_text};
 
 use crate::v1;
 
@@ -88,13 +88,14 @@ fn is_key(s: &str) -> bool {
 /// triggers to come.
 pub const MAX_RULES: usize = 32;
 
-/// A policy's rules from the wire, checked: at most one rule per trigger,
-/// an action on each, task titles 1–200 bytes, queue and template keys,
-/// a priority, SLA 1 s – 365 days, cooldown 0 – 365 days. Triggers
-/// without a rule are absent from the map (the caller falls back).
-pub fn rules_from_proto(p: &v1::RoutingPolicy) -> Result<BTreeMap<Rule, RuleSpec>, Violations> {
+/// A policy a client sends (`PutRoutingPolicy`): at most [`MAX_RULES`]
+/// rules (none read beyond), every text by the rule of every text a client
+/// stores, then [`rules_from_proto`]'s checks.
+pub fn rules_from_request(p: &v1::RoutingPolicy) -> Result<BTreeMap<Rule, RuleSpec>, Violations> {
     let mut v = Violations::new();
-    let mut rules = BTreeMap::new();
+    if !check_len(&mut v, "policy.rules", p.rules.len(), MAX_RULES) {
+        return Err(v);
+    }
     check_text(
         &mut v,
         "policy.segment",
@@ -102,13 +103,37 @@ pub fn rules_from_proto(p: &v1::RoutingPolicy) -> Result<BTreeMap<Rule, RuleSpec
         Text::Line(MAX_LABEL_LEN),
         false,
     );
-    if p.rules.len() > MAX_RULES {
-        // One rule per trigger: more cannot be valid; none is read.
-        v.push(
-            "policy.rules",
-            format!("holds {} rules, the limit is {MAX_RULES}", p.rules.len()),
-        );
-        return Err(v);
+    for (i, r) in p.rules.iter().enumerate() {
+        if let Some(v1::routing_rule::Action::Task(t)) = &r.action {
+            let field = format!("policy.rules[{i}].task.title");
+            check_text(&mut v, &field, &t.title, Text::Line(MAX_LABEL_LEN), true);
+        }
+    }
+    match rules_from_proto(p) {
+        Ok(rules) if v.is_empty() => Ok(rules),
+        Ok(_) => Err(v),
+        Err(more) => {
+            // One violation per field: the text rule's, said first.
+            for m in more.0 {
+                if !v.0.iter().any(|x| x.field == m.field) {
+                    v.0.push(m);
+                }
+            }
+            Err(v)
+        }
+    }
+}
+
+/// A policy's rules from the wire (a stored policy read back, or a request
+/// after [`rules_from_request`]), checked: at most one rule per trigger,
+/// an action on each, task titles 1–200 bytes, queue and template keys,
+/// a priority, SLA 1 s – 365 days, cooldown 0 – 365 days. Triggers
+/// without a rule are absent from the map (the caller falls back).
+pub fn rules_from_proto(p: &v1::RoutingPolicy) -> Result<BTreeMap<Rule, RuleSpec>, Violations> {
+    let mut v = Violations::new();
+    let mut rules = BTreeMap::new();
+    if p.segment.len() > MAX_LABEL_LEN || p.segment.contains('\0') {
+        v.push("policy.segment", "must be at most 200 bytes without U+0000");
     }
     if assignment_from_proto(p.assignment).is_none() {
         v.push(
@@ -151,13 +176,15 @@ pub fn rules_from_proto(p: &v1::RoutingPolicy) -> Result<BTreeMap<Rule, RuleSpec
                 }
             }
             Some(v1::routing_rule::Action::Task(t)) => {
-                check_text(
-                    &mut v,
-                    &f("task.title"),
-                    &t.title,
-                    Text::Line(MAX_LABEL_LEN),
-                    true,
-                );
+                if t.title.trim().is_empty()
+                    || t.title.len() > MAX_LABEL_LEN
+                    || t.title.contains('\0')
+                {
+                    v.push(
+                        f("task.title"),
+                        "must be 1-200 bytes, not blank, without U+0000",
+                    );
+                }
                 if !is_key(&t.queue) {
                     v.push(f("task.queue"), "must be 1-64 of a-z, 0-9, _ and -");
                 }

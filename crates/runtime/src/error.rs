@@ -183,6 +183,18 @@ impl From<sea_orm::DbErr> for Error {
     }
 }
 
+/// A bus failure keeps its meaning: a lost database connection is
+/// `UNAVAILABLE` (retry) wherever it happens, like any database error;
+/// anything else is ours (`INTERNAL`).
+impl From<retain_bus::BusError> for Error {
+    fn from(err: retain_bus::BusError) -> Self {
+        match err {
+            retain_bus::BusError::Db(db) => Self::from(db),
+            other => Self::Internal(format!("bus: {other}")),
+        }
+    }
+}
+
 /// A short random id that ties a caller's error to the log line with its
 /// details.
 fn correlation_id() -> String {
@@ -290,6 +302,16 @@ mod tests {
             "{}",
             status.message()
         );
+    }
+
+    #[test]
+    fn a_lost_connection_in_the_bus_is_unavailable() {
+        use sea_orm::{DbErr, RuntimeErr};
+        let lost = retain_bus::BusError::Db(DbErr::Conn(RuntimeErr::Internal("reset".into())));
+        let e = Error::from(lost);
+        assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
+        let other = Error::from(retain_bus::BusError::InvalidName("a b".into()));
+        assert!(matches!(other, Error::Internal(_)), "{other:?}");
     }
 
     #[test]

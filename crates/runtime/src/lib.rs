@@ -1,7 +1,7 @@
 //! What every Retain service shares at run time.
 //!
 //! - [`cli`]: the command line every service binary shares, and [`cli::run`],
-//!   which runs a service from it.//!
+//!   which runs a service from it.
 //! - [`config`]: typed settings from defaults, a TOML file and `RETAIN__*`
 //!   environment variables.
 //! - [`telemetry`]: logs, OTLP traces/metrics, trace-context propagation.
@@ -30,7 +30,7 @@ pub use auth::{Authenticator, Principal, Role};
 pub use clock::Clock;
 pub use config::Settings;
 pub use error::{Error, FieldViolation};
-pub use section::{ConfigError, Section};
+pub use section::{ConfigError, ConsumerSettings, Section};
 pub use server::{LIVENESS, ServeOptions, Services, serve, shutdown_on_signals};
 pub use service::{Context, Service};
 pub use workers::Workers;

@@ -252,7 +252,7 @@ impl TestApp {
 
     /// `signals.recorded` messages waiting for `group`.
     pub async fn recorded(&self, group: &str) -> Vec<(String, v1::SignalsRecorded)> {
-        self.published(retain_bus::topics::SIGNALS_RECORDED, group)
+        self.published(retain_ingestion::topics::SIGNALS_RECORDED, group)
             .await
     }
 
@@ -260,7 +260,7 @@ impl TestApp {
     /// (none pending or leased; dead letters do not count): what a
     /// consumer-maintained read model has caught up with.
     pub async fn settled(&self, group: &str) {
-        self.drained(retain_bus::topics::SIGNALS_RECORDED.name(), group)
+        self.drained(retain_ingestion::topics::SIGNALS_RECORDED.name(), group)
             .await;
     }
 

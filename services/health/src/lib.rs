@@ -16,14 +16,14 @@ mod preview;
 mod score;
 mod settings;
 mod sql;
+pub mod topics;
 mod watch;
 
 use std::pin::Pin;
-use std::time::Duration;
 
 use futures::Stream;
-use retain_bus::topics::ACCOUNT_METRICS;
-use retain_bus::{Consumer, ConsumerOptions, groups};
+use retain_bus::{Consumer, groups};
+use retain_metrics::topics::ACCOUNT_METRICS;
 use retain_proto::v1;
 use retain_proto::v1::health_service_server::{HealthService, HealthServiceServer};
 use retain_runtime::auth::{Principal, Role};
@@ -68,8 +68,8 @@ impl HealthService for Health {
         let mut v = retain_domain::Violations::new();
         let size = page_size(&mut v, "page_size", req.page_size);
         let bands = check_bands(&mut v, "bands", &req.bands);
-        check_label(&mut v, "segment", &req.segment);
-        check_label(&mut v, "csm_owner_email", &req.csm_owner_email);
+        check_segment(&mut v, "segment", &req.segment);
+        check_owner(&mut v, "csm_owner_email", &req.csm_owner_email);
         let sort = list_sort(&mut v, req.sort);
         let after = list_position(&mut v, sort, &req.page_token);
         v.into_result(()).map_err(Error::from)?;
@@ -140,7 +140,6 @@ impl HealthService for Health {
         // An account never scored is unknown, as GetHealth says; one whose
         // scores all lie outside the range has an empty history.
         if points.is_empty()
-            && req.page_token.is_empty()
             && sql::current(&self.db, principal.tenant.as_str(), &req.account_id)
                 .await
                 .map_err(Error::from)?
@@ -167,7 +166,7 @@ impl HealthService for Health {
         principal.require(Role::Read)?;
         let req = request.get_ref();
         let mut v = retain_domain::Violations::new();
-        check_label(&mut v, "segment", &req.segment);
+        check_segment(&mut v, "segment", &req.segment);
         v.into_result(()).map_err(Error::from)?;
         let model = models::get(
             &self.db,
@@ -234,7 +233,7 @@ impl HealthService for Health {
         principal.require(Role::Admin)?;
         let segment = &request.get_ref().segment;
         let mut v = retain_domain::Violations::new();
-        check_label(&mut v, "segment", segment);
+        check_segment(&mut v, "segment", segment);
         v.into_result(()).map_err(Error::from)?;
         let (job_id, accounts_queued) =
             jobs::queue(&self.db, principal.tenant.as_str(), segment, &self.clock).await?;
@@ -272,7 +271,7 @@ impl HealthService for Health {
         let req = request.get_ref();
         let mut v = retain_domain::Violations::new();
         let to_bands = check_bands(&mut v, "to_bands", &req.to_bands);
-        check_label(&mut v, "segment", &req.segment);
+        check_segment(&mut v, "segment", &req.segment);
         let after = match req.cursor.as_str() {
             "" => None,
             c => {
@@ -305,34 +304,27 @@ impl HealthService for Health {
     }
 }
 
-/// Every band of `bands` is a health band.
-/// The bands a filter names: at most [`MAX_ENUM_LIST`] entries, each a
-/// band; each read once.
-///
-/// [`MAX_ENUM_LIST`]: retain_domain::validation::MAX_ENUM_LIST
+/// The bands a filter names: at most 16, each a band, each read once.
 fn check_bands(v: &mut retain_domain::Violations, field: &str, bands: &[i32]) -> Vec<i32> {
-    use retain_domain::validation::{MAX_ENUM_LIST, check_len};
-    if !check_len(v, field, bands.len(), MAX_ENUM_LIST) {
-        return Vec::new();
-    }
-    let mut out = Vec::with_capacity(bands.len());
-    for (i, b) in bands.iter().enumerate() {
-        if retain_proto::health::band_from_proto(*b).is_none() {
-            v.push(
-                format!("{field}[{i}]"),
-                format!("{b} is not a health band (RED, YELLOW, GREEN, THRIVING)"),
-            );
-        } else if !out.contains(b) {
-            out.push(*b);
-        }
-    }
-    out
+    retain_domain::validation::enum_list(
+        v,
+        field,
+        bands,
+        |b| retain_proto::health::band_from_proto(b).map(|_| b),
+        "a health band (RED, YELLOW, GREEN, THRIVING)",
+    )
 }
 
-/// A segment or owner filter, by the rule of every stored text.
-fn check_label(v: &mut retain_domain::Violations, field: &str, label: &str) {
+/// A segment a request names, by the rule of every stored text.
+fn check_segment(v: &mut retain_domain::Violations, field: &str, segment: &str) {
+    use retain_domain::validation::{MAX_LABEL_LEN, Text, check_text};
+    check_text(v, field, segment, Text::Line(MAX_LABEL_LEN), false);
+}
+
+/// An owner's email a filter names, by the rule of every stored text.
+fn check_owner(v: &mut retain_domain::Violations, field: &str, email: &str) {
     use retain_domain::validation::{MAX_EMAIL_LEN, Text, check_text};
-    check_text(v, field, label, Text::Line(MAX_EMAIL_LEN), false);
+    check_text(v, field, email, Text::Line(MAX_EMAIL_LEN), false);
 }
 
 /// A checked account id.
@@ -430,14 +422,11 @@ impl Service for Health {
         let mut workers = Workers::new();
         let bus = ctx.bus.clone();
         workers.add("health.account-metrics", move |stop| async move {
-            let mut opts = ConsumerOptions::new(format!(
+            let opts = own.consumer.options(format!(
                 "health-{}-{}",
                 std::process::id(),
                 retain_store::now_micros()
             ));
-            opts.batch_size = own.consumer_batch;
-            opts.concurrency = own.consumer_concurrency;
-            opts.lease = Duration::from_secs(own.consumer_lease_seconds);
             match Consumer::new(bus, ACCOUNT_METRICS.name(), groups::HEALTH, opts).await {
                 Ok(consumer) => consumer.run(&scorer, stop).await,
                 // Without its subscription the consumer cannot run: the

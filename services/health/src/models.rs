@@ -77,7 +77,7 @@ pub async fn put(
     let Some(model) = model else {
         return Err(Error::invalid("model", "is required"));
     };
-    wire::model_from_proto(model).map_err(Error::from)?;
+    wire::model_from_request(model).map_err(Error::from)?;
     // Versions are taken in order; two concurrent puts retry on a clash.
     for _ in 0..5 {
         let tx = db.begin().await?;

@@ -33,24 +33,21 @@ pub async fn preview(
     let Some(draft) = draft else {
         return Err(Error::invalid("model", "is required"));
     };
-    let mut violations = wire::model_from_proto(draft).err().unwrap_or_default();
-    if account_ids.len() > MAX_NAMED {
-        violations.push(
-            "account_ids",
-            format!(
-                "holds {} accounts, the limit is {MAX_NAMED}",
-                account_ids.len()
-            ),
-        );
-    }
-    for (i, id) in account_ids.iter().enumerate().take(MAX_NAMED) {
+    let mut violations = wire::model_from_request(draft).err().unwrap_or_default();
+    let listed = retain_domain::validation::check_len(
+        &mut violations,
+        "account_ids",
+        account_ids.len(),
+        MAX_NAMED,
+    );
+    for (i, id) in account_ids.iter().enumerate().take_while(|_| listed) {
         if let Err(e) = retain_domain::AccountId::parse(id.clone()) {
             violations.push(format!("account_ids[{i}]"), e.to_string());
         }
     }
     let mut model = violations
         .into_result(())
-        .and_then(|()| wire::model_from_proto(draft))?;
+        .and_then(|()| wire::model_from_request(draft))?;
     // A draft has no version yet: its scores say so with -1.
     model.version = -1;
 

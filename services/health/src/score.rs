@@ -19,9 +19,10 @@
 //! announcement whose band equals the band already recorded has no "from"
 //! band (`UNSPECIFIED`).
 
-use retain_bus::topics::{ACCOUNT_METRICS, HEALTH_BAND_CHANGED};
+use crate::topics::HEALTH_BAND_CHANGED;
 use retain_bus::{Delivery, Handler, HandlerError};
 use retain_domain::health::{self, PreviousScore};
+use retain_metrics::topics::ACCOUNT_METRICS;
 use retain_proto::{convert, health as wire, v1};
 use retain_runtime::Clock;
 use retain_runtime::error::Error;
@@ -78,7 +79,7 @@ impl Scorer {
                 .map(|(s, _)| s);
         }
         if let Some(d) = delivery
-            && !retain_bus::ack_in(&tx, d).await.map_err(bus_error)?
+            && !retain_bus::ack_in(&tx, d).await.map_err(Error::from)?
         {
             // The lease was lost: the replica that has the message scores it.
             tx.rollback().await?;
@@ -205,6 +206,9 @@ impl Scorer {
     ) -> Result<Vec<Option<(v1::HealthScore, bool)>>, Error> {
         let now = self.clock.now().micros();
         let live = mode == v1::IngestMode::Live;
+        // Only scoring a LIVE snapshot of new signals acts on an account's
+        // band; a rescore under a new model leaves the flag as it was.
+        let acts = live && announce_what == Announce::FirstLiveToo;
         // Score everything first (pure), then write in bulk.
         let mut scored = Vec::with_capacity(items.len());
         for item in items {
@@ -237,7 +241,7 @@ impl Scorer {
                     csm_owner: &item.snapshot.csm_owner_email,
                     as_of: item.snapshot.as_of.as_ref().map_or(0, convert::micros),
                     is_change: *is_change,
-                    live,
+                    live: acts,
                     record,
                     now,
                 })
@@ -272,24 +276,20 @@ impl Scorer {
                     score: Some(record.clone()),
                     mode: mode as i32,
                 };
-                announce.push((
-                    item.snapshot.segment.as_str(),
-                    format!("{tenant}/{}", item.snapshot.account_id),
-                    event,
-                ));
+                announce.push((item.snapshot.segment.as_str(), event));
             }
             out.push(Some((record, changed)));
         }
         if !announce.is_empty() {
             let rows: Vec<(&str, &v1::HealthBandChanged)> =
-                announce.iter().map(|(seg, _, e)| (*seg, e)).collect();
+                announce.iter().map(|(seg, e)| (*seg, e)).collect();
             sql::record_changes(tx, tenant, &rows, now).await?;
-            let messages: Vec<(String, v1::HealthBandChanged)> =
-                announce.into_iter().map(|(_, key, e)| (key, e)).collect();
+            let messages: Vec<v1::HealthBandChanged> =
+                announce.into_iter().map(|(_, e)| e).collect();
             HEALTH_BAND_CHANGED
                 .publish(tx, &messages)
                 .await
-                .map_err(bus_error)?;
+                .map_err(Error::from)?;
         }
         Ok(out)
     }
@@ -342,8 +342,4 @@ pub(crate) fn previous_of(s: &v1::HealthScore) -> PreviousScore {
             .map(|d| (d.key.clone(), d.contribution))
             .collect(),
     }
-}
-
-fn bus_error(e: retain_bus::BusError) -> Error {
-    Error::Internal(format!("bus: {e}"))
 }

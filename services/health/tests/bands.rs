@@ -80,7 +80,7 @@ retain_testkit::storage_test!(async fn each_boundary_holds_its_margin_both_ways(
     }
     // Each account's first (live) score, then two changes per boundary,
     // each announced once.
-    let announced = app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await;
+    let announced = app.published(retain_health::topics::HEALTH_BAND_CHANGED, "notification").await;
     assert_eq!(announced.len(), 9, "{announced:?}");
 });
 
@@ -220,7 +220,7 @@ retain_testkit::storage_test!(async fn history_keeps_each_days_last_score_and_ev
 // account's first LIVE score after it is announced, from no band when the
 // band stayed; later LIVE scores only when the band changes.
 retain_testkit::storage_test!(async fn the_first_live_score_is_announced_once(db) {
-    use retain_bus::topics::HEALTH_BAND_CHANGED;
+    use retain_health::topics::HEALTH_BAND_CHANGED;
     use v1::HealthBand::{Green, Red, Unspecified};
     let app = spawn_app::<Health>(db).await;
     let scorer = Scorer { db: app.db.conn.clone(), clock: retain_runtime::Clock::system() };
@@ -253,4 +253,22 @@ retain_testkit::storage_test!(async fn the_first_live_score_is_announced_once(db
     scorer.score("acme", &snapshot("moved", 1, true, 20, 5.0), v1::IngestMode::Live, None).await.unwrap();
     assert_eq!(announced().await[2], ("moved".into(), Red, Green));
     assert_eq!(band_of(&app, "moved").await.1, Green);
+
+    // tuned: history Red, then a new model rescores it (no new signal:
+    // nothing acted on), then its first LIVE score is still announced.
+    scorer.score("acme", &snapshot("tuned", 0, false, 5, 0.0), v1::IngestMode::Backfill, None).await.unwrap();
+    let mut client = HealthServiceClient::new(app.channel.clone());
+    let mut model = client
+        .get_scoring_model(with_token(READER, v1::GetScoringModelRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    model.hysteresis = 3.0;
+    client.put_scoring_model(with_token(ADMIN, v1::PutScoringModelRequest { model: Some(model), rescore: false })).await.unwrap();
+    scorer.rescore_page("acme", "", ("", "zzzz")).await.unwrap();
+    assert_eq!(announced().await.len(), 3, "a rescore of history acts on nothing");
+    scorer.score("acme", &snapshot("tuned", 1, false, 6, 0.0), v1::IngestMode::Live, None).await.unwrap();
+    assert_eq!(announced().await[3], ("tuned".into(), Unspecified, Red));
 });

@@ -38,12 +38,12 @@ fn a_bad_config_stops_start_up_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
         .current_dir(dir.path())
-        .env("RETAIN__HEALTH__CONSUMER_CONCURRENCY", "0")
+        .env("RETAIN__HEALTH__CONSUMER__CONCURRENCY", "0")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("health.consumer_concurrency"), "{stderr}");
+    assert!(stderr.contains("health.consumer.concurrency"), "{stderr}");
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("retain-health "));
 }

@@ -82,7 +82,7 @@ retain_testkit::storage_test!(async fn band_changes_are_announced_once_and_only_
     let app = spawn(db).await;
     assert_eq!(app.send(b2b("acme-1")).await.accepted, 21);
     settled_health(&app, "acme-1", |s| s.band == v1::HealthBand::Yellow as i32 && s.score == 69.0).await;
-    let first = app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await;
+    let first = app.published(retain_health::topics::HEALTH_BAND_CHANGED, "notification").await;
     assert_eq!(first.len(), 1, "the first live score acts on its band: {first:?}");
     assert_eq!((first[0].1.from_band, first[0].1.to_band), (v1::HealthBand::Unspecified as i32, v1::HealthBand::Yellow as i32));
 
@@ -94,7 +94,7 @@ retain_testkit::storage_test!(async fn band_changes_are_announced_once_and_only_
     assert_eq!(s.band, v1::HealthBand::Yellow as i32, "39.0 is within the 2-point margin below 40");
     assert_eq!(s.delta, Some(-30.0));
     assert_eq!(s.top_mover, "billing_status");
-    assert_eq!(app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await.len(), 1);
+    assert_eq!(app.published(retain_health::topics::HEALTH_BAND_CHANGED, "notification").await.len(), 1);
 
     // NPS 0 from a second user: the mean falls to 3.5 → NPS sub-score 35,
     // 39.0 − 7 + 3.5 = 35.5 < 38: Red, announced once.
@@ -110,7 +110,7 @@ retain_testkit::storage_test!(async fn band_changes_are_announced_once_and_only_
     assert_eq!(app.send(vec![angry]).await.accepted, 1);
     let red = settled_health(&app, "acme-1", |s| s.band == v1::HealthBand::Red as i32).await;
     assert_eq!(red.score, 35.5);
-    let announced = app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await;
+    let announced = app.published(retain_health::topics::HEALTH_BAND_CHANGED, "notification").await;
     assert_eq!(announced.len(), 2, "{announced:?}");
     assert_eq!(announced[1].1.from_band, v1::HealthBand::Yellow as i32);
     assert_eq!(announced[1].1.to_band, v1::HealthBand::Red as i32);
@@ -122,7 +122,7 @@ retain_testkit::storage_test!(async fn band_changes_are_announced_once_and_only_
     let scorer = retain_health::Scorer { db: app.db.conn.clone(), clock: retain_runtime::Clock::system() };
     assert!(scorer.score("acme", &snapshot, v1::IngestMode::Live, None).await.unwrap().is_none());
     assert_eq!(app.count("health_scores").await, scores);
-    assert_eq!(app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await.len(), 2);
+    assert_eq!(app.published(retain_health::topics::HEALTH_BAND_CHANGED, "notification").await.len(), 2);
 
     // A backfilled history that changes the band is recorded, not announced.
     let req = v1::IngestSignalsRequest { signals: b2b("acme-2"), mode: v1::IngestMode::Backfill as i32, ..Default::default() };
@@ -141,7 +141,7 @@ retain_testkit::storage_test!(async fn band_changes_are_announced_once_and_only_
     };
     assert_eq!(app.ingest(WRITER, angry2).await.unwrap().accepted, 2);
     settled_health(&app, "acme-2", |s| s.band == v1::HealthBand::Red as i32).await;
-    assert_eq!(app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await.len(), 2, "backfill announces nothing");
+    assert_eq!(app.published(retain_health::topics::HEALTH_BAND_CHANGED, "notification").await.len(), 2, "backfill announces nothing");
 });
 
 // Models: versions are new rows, bad models name their fields, a segment's
@@ -427,7 +427,8 @@ retain_testkit::storage_test!(async fn lists_filter_and_page(db) {
 // with the score of its latest snapshot, its history has one score per
 // snapshot, and nothing is left unconsumed.
 retain_testkit::storage_test!(async fn two_consumers_score_what_one_does(db) {
-    use retain_bus::{Bus, Consumer, ConsumerOptions, groups, topics};
+    use retain_bus::{Bus, Consumer, ConsumerOptions, groups};
+    use retain_metrics::topics;
     let app = spawn_composed(db, settings(), retain_runtime::Clock::system(), |ctx| {
         let ingestion = Ingestion::build(ctx, Default::default())?;
         let metrics = Metrics::build(ctx, Default::default())?;

@@ -132,7 +132,7 @@ retain_testkit::storage_test!(async fn a_model_change_previews_rescores_and_stre
     assert_eq!(current(&app, "acme-green").await.unwrap().score, 93.0);
     // Besides each account's first (live) score, from no band.
     let changes = || async {
-        app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification")
+        app.published(retain_health::topics::HEALTH_BAND_CHANGED, "notification")
             .await
             .into_iter()
             .filter(|(_, e)| e.from_band != v1::HealthBand::Unspecified as i32)
@@ -295,7 +295,7 @@ retain_testkit::storage_test!(async fn a_rescoring_over_many_pages_rescores_each
     assert_eq!((job.total, job.done, job.band_changes), (2_300, 2_300, expected_changes));
     assert_eq!(app.scalar("SELECT COUNT(*) FROM health_scores WHERE model_version = 1").await, 2_300);
     assert_eq!(app.scalar("SELECT COUNT(*) FROM health_current WHERE model_version = 1").await, 2_300);
-    let announced = app.published(retain_bus::topics::HEALTH_BAND_CHANGED, "notification").await;
+    let announced = app.published(retain_health::topics::HEALTH_BAND_CHANGED, "notification").await;
     let mut accounts: Vec<String> = announced.iter().map(|(_, e)| e.account_id.clone()).collect();
     accounts.sort();
     accounts.dedup();

@@ -89,10 +89,10 @@ pub async fn commit(
         // replica's transaction holds is waited for as late as possible.
         sql::upsert_users(&tx, tenant, &users).await?;
         sql::upsert_accounts(&tx, tenant, &create, &accepted, now).await?;
-        retain_bus::topics::SIGNALS_RECORDED
+        crate::topics::SIGNALS_RECORDED
             .publish(&tx, &sql::signals_recorded(tenant, &accepted))
             .await
-            .map_err(bus_error)?;
+            .map_err(Error::from)?;
         after_commit.push((tenant, create, users));
     }
     tx.commit().await?;
@@ -172,30 +172,4 @@ fn first_occurrences<'a>(
         }
     }
     (unique, occurrences)
-}
-
-/// A bus failure keeps its meaning: a lost database connection is
-/// `UNAVAILABLE` (retry), like any other database error.
-fn bus_error(e: retain_bus::BusError) -> Error {
-    match e {
-        retain_bus::BusError::Db(db) => Error::from(db),
-        other => Error::Internal(format!("bus: {other}")),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use sea_orm::{DbErr, RuntimeErr};
-
-    use super::*;
-
-    #[test]
-    fn a_lost_connection_in_the_bus_is_unavailable_for_every_call() {
-        let lost =
-            retain_bus::BusError::Db(DbErr::Conn(RuntimeErr::Internal("connection reset".into())));
-        let e = bus_error(lost);
-        assert!(matches!(e, Error::Unavailable(_)), "{e:?}");
-        // Each call of a shared transaction gets the same code.
-        assert!(matches!(e.clone(), Error::Unavailable(_)));
-    }
 }

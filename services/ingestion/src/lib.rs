@@ -19,6 +19,7 @@ mod limit;
 mod recent;
 mod settings;
 mod sql;
+pub mod topics;
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -91,15 +92,12 @@ impl IngestionService for Ingestion {
                     }
                 };
                 let batch_id = next.batch_id;
-                if batch_id.len() > MAX_BATCH_ID_BYTES {
-                    let err = Error::invalid(
-                        "batch_id",
-                        format!(
-                            "is {} bytes long, the limit is {MAX_BATCH_ID_BYTES} (it is echoed in the answer)",
-                            batch_id.len()
-                        ),
-                    );
-                    let _ = tx.send(Err(err.into())).await;
+                // Echoed in the answer: one line, bounded, like any text.
+                let mut v = retain_domain::Violations::new();
+                let line = retain_domain::validation::Text::Line(MAX_BATCH_ID_BYTES);
+                retain_domain::validation::check_text(&mut v, "batch_id", &batch_id, line, false);
+                if !v.is_empty() {
+                    let _ = tx.send(Err(Error::from(v).into())).await;
                     break;
                 }
                 last_batch = Some(batch_id.clone());

@@ -499,18 +499,12 @@ pub async fn upsert_users(
     Ok(())
 }
 
-/// The bus key of an account: `tenant/account`.
-pub fn account_key(tenant: &str, account: &str) -> String {
-    format!("{tenant}/{account}")
-}
-
-/// One `SignalsRecorded` per touched account, in account order, keyed by
-/// [`account_key`], with one `RecordedBatch` per mode among its signals
+/// One `SignalsRecorded` per touched account, in account order, with one `RecordedBatch` per mode among its signals
 /// (a shared transaction can hold a LIVE and a BACKFILL call), so a
 /// coalescing consumer that receives several publications folded together
 /// reads all of them (`SignalsRecorded::merged`). The singular fields say
 /// what the batches say together.
-pub fn signals_recorded(tenant: &str, signals: &[&Prepared]) -> Vec<(String, v1::SignalsRecorded)> {
+pub fn signals_recorded(tenant: &str, signals: &[&Prepared]) -> Vec<v1::SignalsRecorded> {
     let mut by_account: BTreeMap<&str, Vec<&Prepared>> = BTreeMap::new();
     for s in signals {
         by_account
@@ -551,7 +545,7 @@ pub fn signals_recorded(tenant: &str, signals: &[&Prepared]) -> Vec<(String, v1:
             event.latest_occurred_at = merged.latest_occurred_at;
             event.signal_count = merged.signal_count;
             event.mode = merged.mode;
-            (account_key(tenant, account), event)
+            event
         })
         .collect()
 }

@@ -14,8 +14,9 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use retain_bus::{Bus, groups, topics};
+use retain_bus::{Bus, groups};
 use retain_datagen::{Config, generate};
+use retain_ingestion::topics;
 use retain_ingestion::{Ingestion, IngestionSettings};
 use retain_metrics::{Metrics, MetricsSettings};
 use retain_proto::v1;

@@ -19,12 +19,13 @@ mod rollups;
 mod scorecard;
 mod settings;
 mod sql;
+pub mod topics;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use retain_bus::topics::SIGNALS_RECORDED;
-use retain_bus::{Consumer, ConsumerOptions, groups};
+use retain_bus::{Consumer, groups};
+use retain_ingestion::topics::SIGNALS_RECORDED;
 use retain_proto::v1;
 use retain_proto::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
 use retain_runtime::auth::{Principal, Role};
@@ -332,14 +333,11 @@ impl Service for Metrics {
         let bus = ctx.bus.clone();
         let consumer_recompute = recompute.clone();
         workers.add("metrics.signals-recorded", move |stop| async move {
-            let mut opts = ConsumerOptions::new(format!(
+            let opts = own.consumer.options(format!(
                 "metrics-{}-{}",
                 std::process::id(),
                 retain_store::now_micros()
             ));
-            opts.batch_size = own.consumer_batch;
-            opts.concurrency = own.consumer_concurrency;
-            opts.lease = Duration::from_secs(own.consumer_lease_seconds);
             match Consumer::new(bus, SIGNALS_RECORDED.name(), groups::METRICS, opts).await {
                 Ok(consumer) => consumer.run(&consumer_recompute, stop).await,
                 // Without its subscription the consumer cannot run: the

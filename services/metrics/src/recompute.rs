@@ -8,16 +8,18 @@
 //! once. The snapshot, its `account.metrics` message and the account's
 //! monthly rollup rows (`rollups`) commit together.
 
-use retain_bus::topics::{ACCOUNT_METRICS, SIGNALS_RECORDED};
+use crate::topics::ACCOUNT_METRICS;
 use retain_bus::{Delivery, Handler, HandlerError};
 use retain_domain::Timestamp;
 use retain_domain::signal;
 use retain_domain::snapshot::account_snapshot;
 use retain_domain::time::DAY;
+use retain_ingestion::topics::SIGNALS_RECORDED;
 use retain_proto::{convert, v1};
 use retain_runtime::Clock;
 use retain_runtime::config::Tenants;
-use sea_orm::{DatabaseConnection, DbErr, TransactionTrait};
+use retain_runtime::error::Error;
+use sea_orm::{DatabaseConnection, TransactionTrait};
 
 use crate::sql;
 
@@ -56,19 +58,25 @@ impl Recompute {
     /// Recomputes, a page at a time, every snapshot computed before the
     /// start of the current UTC day: the "last 30 days" windows move with
     /// the clock even when no signal arrives. Cheap when nothing is stale
-    /// (one indexed query). Returns how many were refreshed.
-    pub async fn refresh_stale(&self, page: u64) -> Result<usize, DbErr> {
+    /// (one indexed query). Returns how many were refreshed. A page none
+    /// of whose snapshots could be stored (each already newer than what
+    /// could be read) ends the round instead of being read again.
+    pub async fn refresh_stale(&self, page: u64) -> Result<usize, Error> {
         let today = Timestamp::from_seconds(self.clock.now().day_number() * DAY);
         let mut refreshed = 0;
         loop {
             let stale = sql::stale_snapshots(&self.db, today.micros(), page).await?;
-            if stale.is_empty() {
+            let mut stored = 0;
+            for (tenant, account) in &stale {
+                let computed = self
+                    .compute(tenant, account, v1::IngestMode::Live, None)
+                    .await?;
+                stored += usize::from(self.store(&computed, None).await?);
+            }
+            refreshed += stored;
+            if stored == 0 {
                 return Ok(refreshed);
             }
-            for (tenant, account) in &stale {
-                self.account(tenant, account, v1::IngestMode::Live).await?;
-            }
-            refreshed += stale.len();
         }
     }
 
@@ -97,7 +105,7 @@ impl Recompute {
         tenant: &str,
         account: &str,
         mode: v1::IngestMode,
-    ) -> Result<(), DbErr> {
+    ) -> Result<(), Error> {
         self.account_acking(tenant, account, mode, None, None).await
     }
 
@@ -113,7 +121,7 @@ impl Recompute {
         mode: v1::IngestMode,
         changed_from: Option<retain_domain::Timestamp>,
         delivery: Option<&Delivery>,
-    ) -> Result<(), DbErr> {
+    ) -> Result<(), Error> {
         let computed = self.compute(tenant, account, mode, changed_from).await?;
         self.store(&computed, delivery).await.map(|_| ())
     }
@@ -126,7 +134,7 @@ impl Recompute {
         account: &str,
         mode: v1::IngestMode,
         changed_from: Option<retain_domain::Timestamp>,
-    ) -> Result<Computed, DbErr> {
+    ) -> Result<Computed, Error> {
         let settings = self.tenants.of(tenant);
         let now = self.clock.now();
         let stored = sql::account_signals(&self.db, tenant, account).await?;
@@ -152,7 +160,7 @@ impl Recompute {
         let snapshot = account_snapshot(&signals, as_of, &settings.onboarding_checklist);
         let rollups =
             crate::rollups::account_rollups(&signals, settings, snapshot.as_of, changed_from)
-                .map_err(|e| DbErr::Custom(format!("monthly contributions of {account}: {e}")))?;
+                .map_err(|e| Error::Internal(format!("monthly contributions of {account}: {e}")))?;
         Ok(Computed {
             tenant: tenant.to_owned(),
             account: account.to_owned(),
@@ -179,7 +187,7 @@ impl Recompute {
         &self,
         computed: &Computed,
         delivery: Option<&Delivery>,
-    ) -> Result<bool, DbErr> {
+    ) -> Result<bool, Error> {
         let Computed {
             tenant,
             account,
@@ -223,10 +231,6 @@ impl Recompute {
             now.micros(),
         )
         .await?;
-        let bus_err = |e: retain_bus::BusError| match e {
-            retain_bus::BusError::Db(db) => db,
-            other => DbErr::Custom(other.to_string()),
-        };
         if stored {
             let cell = (
                 record.segment.as_deref().unwrap_or(""),
@@ -241,13 +245,13 @@ impl Recompute {
             // Portfolio-wide costs are no account: nothing to score or route.
             if account != retain_domain::signal::PORTFOLIO {
                 ACCOUNT_METRICS
-                    .publish(&tx, &[(format!("{tenant}/{account}"), event)])
+                    .publish(&tx, &[event])
                     .await
-                    .map_err(bus_err)?;
+                    .map_err(Error::from)?;
             }
         }
         if let Some(d) = delivery
-            && !retain_bus::ack_in(&tx, d).await.map_err(bus_err)?
+            && !retain_bus::ack_in(&tx, d).await.map_err(Error::from)?
         {
             // The lease was lost (it expired and another replica has the
             // message): that replica's recompute counts, not this one.

@@ -55,11 +55,6 @@ use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 use crate::kpis::{self, Tally};
 use crate::sql;
 
-/// The month `period` is, when it is exactly one calendar month.
-pub fn month_of(period: Period) -> Option<Period> {
-    (Period::containing(period.start, Granularity::Month) == period).then_some(period)
-}
-
 /// The calendar months from the one holding `first` to the last that ends
 /// at or before `as_of`.
 pub fn finished_months(first: Timestamp, as_of: Timestamp) -> Vec<Period> {
@@ -268,7 +263,7 @@ pub async fn tally(
     filter: Option<&v1::AccountFilter>,
     now: Timestamp,
 ) -> Result<Option<Tally>, Error> {
-    let Some(month) = month_of(period).filter(|m| m.end <= now) else {
+    let Some(month) = Some(period).filter(|p| p.is_calendar_month() && p.end <= now) else {
         return Ok(None);
     };
     let start = month.start.micros();

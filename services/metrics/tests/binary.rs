@@ -23,12 +23,12 @@ fn the_binary_explains_itself_and_refuses_a_bad_section_value() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
         .current_dir(dir.path())
-        .env("RETAIN__METRICS__CONSUMER_BATCH", "0")
+        .env("RETAIN__METRICS__CONSUMER__BATCH", "0")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("metrics.consumer_batch"), "{stderr}");
+    assert!(stderr.contains("metrics.consumer.batch"), "{stderr}");
     assert!(
         !stderr.contains("stack backtrace"),
         "one line, no backtrace: {stderr}"

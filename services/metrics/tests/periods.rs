@@ -37,7 +37,9 @@ fn at(id: &str, account: &str, t: Timestamp, body: v1::signal::Body) -> v1::Sign
 }
 
 /// Four accounts paying 100.00 EUR a month from 100 days ago; acct-3
-/// churns in the month before last, acct-4 last month.
+/// churns in the month before last, acct-4 last month, when acct-5 starts
+/// paying 100.00 EUR (a new customer, acquired for 300.00 EUR spent over
+/// last month) and acct-1 buys once for 50.00 EUR.
 async fn portfolio(app: &TestApp, last: Period, before_last: Period) {
     let since = Timestamp::from_seconds(now() - 100 * DAY);
     let mut signals: Vec<v1::Signal> = (1..=4)
@@ -61,6 +63,29 @@ async fn portfolio(app: &TestApp, last: Period, before_last: Period) {
         "acct-4",
         last.start.plus(9 * DAY),
         subscription(0),
+    ));
+    signals.push(at(
+        "pay-5",
+        "acct-5",
+        last.start.plus(4 * DAY),
+        subscription(10_000),
+    ));
+    signals.push(at(
+        "buy-1",
+        "acct-1",
+        last.start.plus(6 * DAY),
+        v1::signal::Body::Purchase(v1::Purchase { amount: eur(5_000) }),
+    ));
+    let cost = v1::Cost {
+        kind: v1::CostKind::Acquisition as i32,
+        amount: eur(30_000),
+        period: wire(last),
+    };
+    signals.push(at(
+        "cac",
+        "*",
+        last.start.plus(DAY),
+        v1::signal::Body::Cost(cost),
     ));
     let n = signals.len();
     let req = v1::IngestSignalsRequest {
@@ -113,13 +138,18 @@ retain_testkit::storage_test!(async fn ltv_and_clv_answer_only_for_a_whole_calen
     portfolio(&app, last, before_last).await;
 
     // Last month: 3 paying at its start, 1 churned (1/3); ARPA 100.00 at
-    // its end → LTV 300.00.
+    // its end → LTV 300.00. CAC 300.00 for its one new customer → LTV:CAC
+    // 1:1, below 3: warned. CLV: 50.00 × 1 purchase a month × a lifetime of
+    // 3 months → 150.00.
+    // Last month: 3 paying at its start, 1 churned (1/3); ARPA 100.00 at
+    // its end → LTV 300.00. CAC 300.00 for its one new customer → LTV:CAC
+    // 1:1, below 3: warned. CLV: 50.00 × 1 purchase a month × a lifetime
+    // of 3 months → 150.00.
     let month = metrics(&app, wire(last)).await;
     assert_eq!(kpi_money(&month, v1::Kpi::Ltv), 30_000);
-    for kpi in [v1::Kpi::Clv, v1::Kpi::LtvToCac, v1::Kpi::LtvToCrc] {
-        let why = absent(&kpi_value(&month, kpi));
-        assert!(why.as_ref().is_none_or(|(r, _)| *r != v1::AbsenceReason::NotApplicable), "{kpi:?}: {why:?}");
-    }
+    assert_eq!(kpi_money(&month, v1::Kpi::Clv), 15_000);
+    assert!((kpi_number(&month, v1::Kpi::LtvToCac) - 1.0).abs() < 1e-9);
+    assert!(month.insights.iter().any(|i| i.key == "ltv_to_cac_below_3"), "{:?}", month.insights);
 
     // A 41-day range across a month boundary, a week, a quarter and the
     // month so far (no period): the reason, for each of the four.
@@ -162,6 +192,20 @@ retain_testkit::storage_test!(async fn ltv_and_clv_answer_only_for_a_whole_calen
     let weekly = series(v1::Granularity::Week, Period::new(last.start, last.start.plus(21 * DAY)).unwrap()).await;
     assert!(weekly.len() >= 3);
     for p in &weekly {
+        assert_eq!(absent(&p.value.clone().unwrap().result.unwrap()), needs_a_month());
+    }
+    let quarter = Period::containing(before_last.start, Granularity::Quarter);
+    let two_quarters = Period::new(quarter.start, Period::containing(quarter.end, Granularity::Quarter).end).unwrap();
+    let quarterly = series(v1::Granularity::Quarter, two_quarters).await;
+    assert_eq!(quarterly.len(), 2);
+    for p in &quarterly {
+        assert_eq!(absent(&p.value.clone().unwrap().result.unwrap()), needs_a_month());
+    }
+    let quarter = Period::containing(before_last.start, Granularity::Quarter);
+    let two_quarters = Period::new(quarter.start, Period::containing(quarter.end, Granularity::Quarter).end).unwrap();
+    let quarterly = series(v1::Granularity::Quarter, two_quarters).await;
+    assert_eq!(quarterly.len(), 2);
+    for p in &quarterly {
         assert_eq!(absent(&p.value.clone().unwrap().result.unwrap()), needs_a_month());
     }
 

@@ -108,6 +108,8 @@ retain_testkit::storage_test!(async fn a_renewal_is_one_contract_whenever_its_si
             renewal("f-due", "acct-f", day(last, 1), Due, day(last, 12)),
             renewal("f-ok", "acct-f", day(last, 12), Renewed, day(last, 12)),
             renewal("d-due", "acct-d", day(last, 20), Due, day(this_month, 20)),
+            // G's contract ended the month before last; only due so far.
+            renewal("g-due", "acct-g", day(before_last, 1), Due, day(before_last, 25)),
         ],
     )
     .await;
@@ -118,10 +120,15 @@ retain_testkit::storage_test!(async fn a_renewal_is_one_contract_whenever_its_si
     let not_a_month = Period::new(last.start, last.end.plus(DAY)).unwrap();
     assert_eq!(renewal_rate(&app, last).await, 60.0, "the finished month, from the rollups");
     assert_eq!(renewal_rate(&app, not_a_month).await, 60.0, "a range, from the signals");
+    assert_eq!(renewal_rate(&app, before_last).await, 0.0);
 
     // E's renewal is reported this month, after last month closed: last
     // month's rows are rewritten and both paths count it.
     backfill(&app, vec![renewal("e-ok", "acct-e", now.plus(-3_600), Renewed, day(last, 25))]).await;
     assert_eq!(renewal_rate(&app, last).await, 80.0, "the finished month, from the rollups");
     assert_eq!(renewal_rate(&app, not_a_month).await, 80.0, "a range, from the signals");
+    // G's renewal reported today, for a month that ended weeks ago (past
+    // any window a new signal reaches back over): rewritten too.
+    backfill(&app, vec![renewal("g-ok", "acct-g", now.plus(-3_600), Renewed, day(before_last, 25))]).await;
+    assert_eq!(renewal_rate(&app, before_last).await, 100.0, "the month before last, from the rollups");
 });

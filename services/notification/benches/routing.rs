@@ -17,15 +17,15 @@
 
 use std::time::{Duration, Instant};
 
-use retain_bus::topics::HEALTH_BAND_CHANGED;
 use retain_bus::{Bus, groups};
+use retain_health::topics::HEALTH_BAND_CHANGED;
 use retain_notification::Notification;
 use retain_proto::v1;
 use retain_runtime::{Clock, Context, Service, Settings};
 use retain_testkit::{BenchPostgres, Served, serve_in_process};
 use sea_orm::{ConnectionTrait, TransactionTrait};
 
-fn change(i: usize, at: i64) -> (String, v1::HealthBandChanged) {
+fn change(i: usize, at: i64) -> v1::HealthBandChanged {
     use v1::HealthBand::{Green, Red, Thriving, Yellow};
     let (from, to) = [
         (Yellow, Red),
@@ -34,8 +34,7 @@ fn change(i: usize, at: i64) -> (String, v1::HealthBandChanged) {
         (Green, Thriving),
     ][i % 4];
     let account = format!("acct-{i:06}");
-    (
-        format!("acme/{account}"),
+    {
         v1::HealthBandChanged {
             tenant_id: "acme".into(),
             account_id: account.clone(),
@@ -60,8 +59,8 @@ fn change(i: usize, at: i64) -> (String, v1::HealthBandChanged) {
                 ..Default::default()
             }),
             mode: v1::IngestMode::Live as i32,
-        },
-    )
+        }
+    }
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -123,14 +122,16 @@ async fn main() {
     let started = Instant::now();
     // Yellow's emails go to a throwaway outbox, delivered while routing runs.
     let outbox = tempfile::tempdir().unwrap();
-    let own = retain_notification::NotificationSettings {
+    let mut own = retain_notification::NotificationSettings {
         email: retain_notification::EmailSettings::outbox(outbox.path().to_str().unwrap()),
-        consumer_batch: std::env::var("NOTIFICATION_BENCH_BATCH")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(retain_notification::NotificationSettings::default().consumer_batch),
         ..Default::default()
     };
+    if let Some(batch) = std::env::var("NOTIFICATION_BENCH_BATCH")
+        .ok()
+        .and_then(|v| v.parse().ok())
+    {
+        own.consumer.batch = batch;
+    }
     let services = Notification::build(&ctx, own).unwrap();
     let Served {
         shutdown, server, ..

@@ -24,11 +24,13 @@ use std::pin::Pin;
 use std::time::Duration;
 
 use futures::Stream;
-use retain_bus::topics::{ACCOUNT_METRICS, HEALTH_BAND_CHANGED, SIGNALS_RECORDED};
 use retain_bus::{BatchHandler, Consumer, ConsumerOptions, Handler, groups};
 use retain_domain::validation::{
-    MAX_EMAIL_LEN, MAX_ENUM_LIST, MAX_LABEL_LEN, Text, check_len, check_text, is_email,
+    MAX_EMAIL_LEN, MAX_LABEL_LEN, Text, check_text, enum_list, is_email,
 };
+use retain_health::topics::HEALTH_BAND_CHANGED;
+use retain_ingestion::topics::SIGNALS_RECORDED;
+use retain_metrics::topics::ACCOUNT_METRICS;
 use retain_proto::v1;
 use retain_proto::v1::notification_service_server::{
     NotificationService, NotificationServiceServer,
@@ -85,18 +87,16 @@ impl NotificationService for Notification {
                 })
             }
         };
-        let mut states = Vec::new();
-        let listed = check_len(&mut v, "states", req.states.len(), MAX_ENUM_LIST);
-        for (i, s) in req.states.iter().enumerate().take_while(|_| listed) {
-            match v1::TaskState::try_from(*s) {
-                Ok(v1::TaskState::Unspecified) | Err(_) => v.push(
-                    format!("states[{i}]"),
-                    format!("{s} is not a task state (OPEN, CLAIMED, DONE, DISMISSED)"),
-                ),
-                Ok(state) if !states.contains(&(state as i16)) => states.push(state as i16),
-                Ok(_) => {}
-            }
-        }
+        let mut states = enum_list(
+            &mut v,
+            "states",
+            &req.states,
+            |s| match v1::TaskState::try_from(s) {
+                Ok(v1::TaskState::Unspecified) | Err(_) => None,
+                Ok(state) => Some(state as i16),
+            },
+            "a task state (OPEN, CLAIMED, DONE, DISMISSED)",
+        );
         if states.is_empty() {
             states = vec![OPEN, CLAIMED];
         }
@@ -362,18 +362,16 @@ impl NotificationService for Notification {
                 None
             }
         };
-        let mut states = Vec::new();
-        let listed = check_len(&mut v, "states", req.states.len(), MAX_ENUM_LIST);
-        for (i, s) in req.states.iter().enumerate().take_while(|_| listed) {
-            match v1::DeliveryState::try_from(*s) {
-                Ok(v1::DeliveryState::Unspecified) | Err(_) => v.push(
-                    format!("states[{i}]"),
-                    format!("{s} is not a delivery state (PENDING, SENT, DEAD, SUPPRESSED)"),
-                ),
-                Ok(state) if !states.contains(&(state as i16)) => states.push(state as i16),
-                Ok(_) => {}
-            }
-        }
+        let states = enum_list(
+            &mut v,
+            "states",
+            &req.states,
+            |s| match v1::DeliveryState::try_from(s) {
+                Ok(v1::DeliveryState::Unspecified) | Err(_) => None,
+                Ok(state) => Some(state as i16),
+            },
+            "a delivery state (PENDING, SENT, DEAD, SUPPRESSED)",
+        );
         v.into_result(()).map_err(Error::from)?;
         let filter = sql::MessageFilter {
             account: Some(req.account_id.as_str()).filter(|a| !a.is_empty()),
@@ -600,15 +598,11 @@ fn consume_batches<H: BatchHandler + Clone + 'static>(
 
 /// The consumer options of `topic`'s worker, from the settings.
 fn consumer_options(own: &NotificationSettings, topic: &str) -> ConsumerOptions {
-    let mut opts = ConsumerOptions::new(format!(
+    own.consumer.options(format!(
         "notification-{topic}-{}-{}",
         std::process::id(),
         retain_store::now_micros()
-    ));
-    opts.batch_size = own.consumer_batch;
-    opts.concurrency = own.consumer_concurrency;
-    opts.lease = Duration::from_secs(own.consumer_lease_seconds);
-    opts
+    ))
 }
 
 /// The caller has one of `roles` (the error names the first).

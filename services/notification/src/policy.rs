@@ -79,7 +79,7 @@ pub async fn put<C: ConnectionTrait>(
     let Some(policy) = policy else {
         return Err(Error::invalid("policy", "is required"));
     };
-    wire::rules_from_proto(policy)?;
+    wire::rules_from_request(policy)?;
     for (i, rule) in policy.rules.iter().enumerate() {
         if let Some(v1::routing_rule::Action::Email(e)) = &rule.action
             && !templates.has(&e.template)

@@ -30,10 +30,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use retain_bus::topics::HEALTH_BAND_CHANGED;
 use retain_bus::{BatchHandler, Delivery, Handler, HandlerError};
 use retain_domain::routing::{self, AccountContext, Planned, Trigger};
 use retain_domain::time::Timestamp;
+use retain_health::topics::HEALTH_BAND_CHANGED;
 use retain_proto::{convert, health as wire, v1};
 use retain_runtime::Clock;
 use retain_runtime::config::Tenants;
@@ -150,7 +150,7 @@ impl Router {
     ) -> Result<bool, Error> {
         retain_bus::ack_all_in(tx, deliveries)
             .await
-            .map_err(|e| Error::Internal(format!("bus: {e}")))
+            .map_err(Error::from)
     }
 
     /// Routes triggers in order inside the caller's transaction: decides

@@ -1,32 +1,26 @@
 //! The `[notification]` section of the configuration, owned by this service.
 
-use retain_runtime::{ConfigError, Section};
+use retain_runtime::{ConfigError, ConsumerSettings, Section};
 use serde::Deserialize;
 
 /// Notification service settings.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotificationSettings {
-    /// Messages one consumer claims per round trip; a batch of band
-    /// changes or of recorded signals is routed in one transaction (keep
-    /// it well inside `consumer_lease_seconds`: ~6,000 routed a second
-    /// were measured on 2 cores). With a backlog a claim costs
-    /// about 20 ms on PostgreSQL whatever its size (docs/BENCHMARKS.md),
-    /// hence 1,000.
-    pub consumer_batch: usize,
-    /// Accounts the `account.metrics` consumer handles at once (each
-    /// commits on its own), and batch workers when a failed batch is
-    /// retried message by message.
-    pub consumer_concurrency: usize,
+    /// The consumers (`[notification.consumer]`): 1,000 messages a claim —
+    /// a batch of band changes or of recorded signals is routed in one
+    /// transaction, kept well inside the lease (~6,000 routed a second
+    /// were measured on 2 cores; with a backlog a claim costs about 20 ms
+    /// on PostgreSQL whatever its size, docs/BENCHMARKS.md); 4 accounts of
+    /// `account.metrics` at once (each commits on its own, as does each
+    /// message of a failed batch retried alone); 30 s leases.
+    pub consumer: ConsumerSettings,
     /// Consumers of band changes per replica, each routing its own claimed
     /// batch in one transaction.
     pub band_consumers: usize,
     /// Consumers of routable `signals.recorded` per replica, each routing
     /// its own claimed batch in one transaction.
     pub signal_consumers: usize,
-    /// How long a claimed message is held before another replica may take
-    /// it over, in seconds.
-    pub consumer_lease_seconds: u64,
     /// How often open tasks past their SLA are marked breached, in
     /// milliseconds.
     pub sla_sweep_interval_ms: u64,
@@ -222,11 +216,9 @@ impl EmailSettings {
 impl Default for NotificationSettings {
     fn default() -> Self {
         Self {
-            consumer_batch: 1_000,
-            consumer_concurrency: 4,
+            consumer: ConsumerSettings::new(1_000, 4, 30),
             band_consumers: 2,
             signal_consumers: 2,
-            consumer_lease_seconds: 30,
             sla_sweep_interval_ms: 10_000,
             email: EmailSettings::default(),
         }
@@ -237,18 +229,7 @@ impl Section for NotificationSettings {
     const KEY: &'static str = "notification";
 
     fn validate(&self) -> Result<(), ConfigError> {
-        if !(1..=10_000).contains(&self.consumer_batch) {
-            return Err(ConfigError::invalid(
-                "notification.consumer_batch",
-                "must be 1 to 10000",
-            ));
-        }
-        if !(1..=64).contains(&self.consumer_concurrency) {
-            return Err(ConfigError::invalid(
-                "notification.consumer_concurrency",
-                "must be 1 to 64",
-            ));
-        }
+        self.consumer.validate(Self::KEY)?;
         if !(1..=16).contains(&self.band_consumers) {
             return Err(ConfigError::invalid(
                 "notification.band_consumers",
@@ -259,12 +240,6 @@ impl Section for NotificationSettings {
             return Err(ConfigError::invalid(
                 "notification.signal_consumers",
                 "must be 1 to 16",
-            ));
-        }
-        if !(1..=3_600).contains(&self.consumer_lease_seconds) {
-            return Err(ConfigError::invalid(
-                "notification.consumer_lease_seconds",
-                "must be 1 to 3600",
             ));
         }
         if !(10..=3_600_000).contains(&self.sla_sweep_interval_ms) {

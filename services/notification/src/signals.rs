@@ -15,11 +15,12 @@
 //! `account.metrics` keeps what routing needs of each account (segment,
 //! CSM owner, name, contacts) for these triggers.
 
-use retain_bus::topics::{ACCOUNT_METRICS, SIGNALS_RECORDED};
 use retain_bus::{BatchHandler, Delivery, Handler, HandlerError};
 use retain_domain::kpi::revenue::{self, MovementKind};
 use retain_domain::routing::Trigger;
 use retain_domain::signal::{BillingInterval, monthly_mrr};
+use retain_ingestion::topics::SIGNALS_RECORDED;
+use retain_metrics::topics::ACCOUNT_METRICS;
 use retain_proto::{convert, v1};
 use retain_runtime::error::Error;
 use sea_orm::TransactionTrait;
@@ -105,27 +106,16 @@ async fn account_triggers<C: sea_orm::ConnectionTrait>(
             .iter()
             .all(|b| b.mode() == v1::IngestMode::Backfill);
     let mut ctx = sql::account(tx, tenant, account).await?;
-    // The account's own upserts first: a trigger of the same message goes
-    // to the CSM and contacts it names.
-    // In the order they happened (as ingestion merges them), not the
-    // order they were listed in.
-    let mut upserts: Vec<(Option<i64>, &str, &v1::AccountUpsert)> = event
+    // The message carries account upserts: a trigger of the same message
+    // goes to the CSM and contacts they name. Not replayed here (a late
+    // upsert would undo a newer one): the account as ingestion merged
+    // them, field by field by occurrence, committed before this message.
+    let upserts = event
         .routable
         .iter()
-        .filter_map(|s| match &s.body {
-            Some(v1::signal::Body::Account(a)) => Some((
-                s.occurred_at.as_ref().map(convert::micros),
-                s.event_id.as_str(),
-                a,
-            )),
-            _ => None,
-        })
-        .collect();
-    upserts.sort_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    if !upserts.is_empty() {
-        for (_, _, a) in upserts {
-            merge(&mut ctx, a);
-        }
+        .any(|s| matches!(s.body, Some(v1::signal::Body::Account(_))));
+    if upserts && let Some(merged) = sql::account_record(tx, tenant, account).await? {
+        ctx = merged;
         sql::merge_account(tx, &ctx, now).await?;
     }
     for signal in &event.routable {
@@ -134,23 +124,6 @@ async fn account_triggers<C: sea_orm::ConnectionTrait>(
         }
     }
     Ok(())
-}
-
-/// What an account upsert changes of what routing knows (an unset field
-/// keeps its value; an empty contact list means unchanged).
-fn merge(ctx: &mut retain_domain::routing::AccountContext, a: &v1::AccountUpsert) {
-    if let Some(name) = &a.name {
-        ctx.name.clone_from(name);
-    }
-    if let Some(segment) = &a.segment {
-        ctx.segment = Some(segment.clone()).filter(|s| !s.is_empty());
-    }
-    if let Some(owner) = &a.csm_owner_email {
-        ctx.csm_owner = Some(owner.clone()).filter(|o| !o.is_empty());
-    }
-    if !a.contact_emails.is_empty() {
-        ctx.contacts.clone_from(&a.contact_emails);
-    }
 }
 
 /// The trigger one routable signal fires, if any.

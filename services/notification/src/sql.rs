@@ -295,13 +295,55 @@ pub async fn upsert_account<C: ConnectionTrait>(
     ctx: &retain_domain::routing::AccountContext,
     as_of: i64,
 ) -> Result<(), DbErr> {
+    keep_account(db, ctx, as_of, Keep::IfNewer).await
+}
+
+/// Keeps what routing knows of an account from ingestion's record, read
+/// at `now` (µs): a metrics snapshot computed before now may not include
+/// the upserts just routed, so it no longer replaces them; the next one
+/// computed after does (it read them — they were committed before their
+/// message reached notification).
+pub async fn merge_account<C: ConnectionTrait>(
+    db: &C,
+    ctx: &retain_domain::routing::AccountContext,
+    now: i64,
+) -> Result<(), DbErr> {
+    keep_account(db, ctx, now, Keep::Always).await
+}
+
+/// When [`keep_account`] replaces a kept context.
+enum Keep {
+    /// Only with a newer `as_of` (a snapshot).
+    IfNewer,
+    /// Always, `as_of` moving forward only (ingestion's record).
+    Always,
+}
+
+/// The one statement behind [`upsert_account`] and [`merge_account`].
+async fn keep_account<C: ConnectionTrait>(
+    db: &C,
+    ctx: &retain_domain::routing::AccountContext,
+    as_of: i64,
+    keep: Keep,
+) -> Result<(), DbErr> {
+    let tail = match keep {
+        Keep::IfNewer => {
+            ", as_of = excluded.as_of WHERE notification_accounts.as_of < excluded.as_of"
+        }
+        Keep::Always => {
+            ", as_of = CASE WHEN notification_accounts.as_of > excluded.as_of \
+             THEN notification_accounts.as_of ELSE excluded.as_of END"
+        }
+    };
     retain_store::exec(
         db,
-        "INSERT INTO notification_accounts (tenant_id, account_id, segment, csm_owner, name, \
-         contacts, as_of) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (tenant_id, account_id) DO UPDATE SET segment = excluded.segment, \
-         csm_owner = excluded.csm_owner, name = excluded.name, contacts = excluded.contacts, \
-         as_of = excluded.as_of WHERE notification_accounts.as_of < excluded.as_of",
+        format!(
+            "INSERT INTO notification_accounts (tenant_id, account_id, segment, csm_owner, name, \
+             contacts, as_of) VALUES ($1, $2, $3, $4, $5, $6, $7) \
+             ON CONFLICT (tenant_id, account_id) DO UPDATE SET segment = excluded.segment, \
+             csm_owner = excluded.csm_owner, name = excluded.name, contacts = excluded.contacts\
+             {tail}"
+        ),
         [
             ctx.tenant.clone().into(),
             ctx.account.clone().into(),
@@ -316,36 +358,39 @@ pub async fn upsert_account<C: ConnectionTrait>(
     .map(|_| ())
 }
 
-/// Keeps what routing knows of an account from its own upserts, as of
-/// `now` (µs): a metrics snapshot computed before now may not include
-/// these upserts, so it no longer replaces them; the next one computed
-/// after does (it read them — they were committed before their message
-/// reached notification).
-pub async fn merge_account<C: ConnectionTrait>(
+/// The account as ingestion keeps it (`accounts`, the shared record every
+/// upsert is merged into field by field): what routing needs of it, or
+/// `None` before its first signal is committed.
+pub async fn account_record<C: ConnectionTrait>(
     db: &C,
-    ctx: &retain_domain::routing::AccountContext,
-    now: i64,
-) -> Result<(), DbErr> {
-    retain_store::exec(
-        db,
-        "INSERT INTO notification_accounts (tenant_id, account_id, segment, csm_owner, name, \
-         contacts, as_of) VALUES ($1, $2, $3, $4, $5, $6, $7) \
-         ON CONFLICT (tenant_id, account_id) DO UPDATE SET segment = excluded.segment, \
-         csm_owner = excluded.csm_owner, name = excluded.name, contacts = excluded.contacts, \
-         as_of = CASE WHEN notification_accounts.as_of > excluded.as_of \
-         THEN notification_accounts.as_of ELSE excluded.as_of END",
-        [
-            ctx.tenant.clone().into(),
-            ctx.account.clone().into(),
-            ctx.segment.clone().unwrap_or_default().into(),
-            ctx.csm_owner.clone().unwrap_or_default().into(),
-            ctx.name.clone().into(),
-            ctx.contacts.join("\n").into(),
-            now.into(),
-        ],
-    )
-    .await
-    .map(|_| ())
+    tenant: &str,
+    account: &str,
+) -> Result<Option<retain_domain::routing::AccountContext>, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT segment, csm_owner_email, name, contact_emails FROM accounts \
+             WHERE tenant_id = $1 AND account_id = $2",
+            [tenant.into(), account.into()],
+        ))
+        .await?;
+    let Some(r) = row else { return Ok(None) };
+    let segment: Option<String> = r.try_get_by_index(0)?;
+    let owner: Option<String> = r.try_get_by_index(1)?;
+    let name: Option<String> = r.try_get_by_index(2)?;
+    let contacts: String = r.try_get_by_index(3)?;
+    Ok(Some(retain_domain::routing::AccountContext {
+        tenant: tenant.to_owned(),
+        account: account.to_owned(),
+        name: name.unwrap_or_default(),
+        segment: segment.filter(|s| !s.is_empty()),
+        csm_owner: owner.filter(|o| !o.is_empty()),
+        contacts: contacts
+            .split('\n')
+            .filter(|c| !c.is_empty())
+            .map(str::to_owned)
+            .collect(),
+    }))
 }
 
 /// What routing knows of an account (nothing yet: only its ids).

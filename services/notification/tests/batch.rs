@@ -9,8 +9,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use retain_bus::topics::SIGNALS_RECORDED;
 use retain_bus::{BatchHandler, Bus, groups};
+use retain_ingestion::topics::SIGNALS_RECORDED;
 use retain_notification::{Router, Signals};
 use retain_proto::v1;
 use retain_testkit::*;
@@ -19,23 +19,22 @@ use sea_orm::TransactionTrait;
 const LEASE: Duration = Duration::from_secs(30);
 
 /// A detractor's NPS answer for `account`, as ingestion announces it.
-fn detractor(account: &str) -> (String, v1::SignalsRecorded) {
+fn detractor(account: &str) -> v1::SignalsRecorded {
     let answer = v1::Signal {
         occurred_at: ts(now() - 60),
         ..signal(&format!("{account}-nps"), account, nps(2))
     };
-    let event = v1::SignalsRecorded {
+    v1::SignalsRecorded {
         tenant_id: "acme".into(),
         account_id: account.into(),
         signal_count: 1,
         mode: v1::IngestMode::Live as i32,
         routable: vec![answer],
         ..Default::default()
-    };
-    (format!("acme/{account}"), event)
+    }
 }
 
-async fn publish(db: &TestDatabase, events: &[(String, v1::SignalsRecorded)]) {
+async fn publish(db: &TestDatabase, events: &[v1::SignalsRecorded]) {
     let tx = db.conn.begin().await.unwrap();
     SIGNALS_RECORDED.publish(&tx, events).await.unwrap();
     tx.commit().await.unwrap();

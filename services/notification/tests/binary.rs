@@ -37,12 +37,12 @@ fn a_bad_config_stops_start_up_naming_the_key() {
     let dir = tempfile::tempdir().unwrap();
     let out = Command::new(BIN)
         .current_dir(dir.path())
-        .env("RETAIN__NOTIFICATION__CONSUMER_BATCH", "0")
+        .env("RETAIN__NOTIFICATION__CONSUMER__BATCH", "0")
         .output()
         .unwrap();
     assert!(!out.status.success());
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("notification.consumer_batch"), "{stderr}");
+    assert!(stderr.contains("notification.consumer.batch"), "{stderr}");
     let out = Command::new(BIN).arg("--version").output().unwrap();
     assert!(String::from_utf8_lossy(&out.stdout).starts_with("retain-notification "));
 }

@@ -9,7 +9,9 @@
 use std::collections::BTreeSet;
 use std::time::Duration;
 
-use retain_bus::topics::{ACCOUNT_METRICS, HEALTH_BAND_CHANGED, SIGNALS_RECORDED};
+use retain_health::topics::HEALTH_BAND_CHANGED;
+use retain_ingestion::topics::SIGNALS_RECORDED;
+use retain_metrics::topics::ACCOUNT_METRICS;
 use retain_notification::{
     EmailSettings, EmailTransport, Notification, NotificationSettings, SmtpTls,
 };
@@ -42,8 +44,8 @@ fn smtp(port: u16, max_attempts: u32) -> NotificationSettings {
 }
 
 /// `account` turning Yellow, with `contact` as its only contact.
-fn yellow(account: &str, contact: &str) -> (String, v1::HealthBandChanged) {
-    let change = v1::HealthBandChanged {
+fn yellow(account: &str, contact: &str) -> v1::HealthBandChanged {
+    v1::HealthBandChanged {
         tenant_id: "acme".into(),
         account_id: account.into(),
         from_band: v1::HealthBand::Green as i32,
@@ -74,8 +76,7 @@ fn yellow(account: &str, contact: &str) -> (String, v1::HealthBandChanged) {
             ..Default::default()
         }),
         mode: v1::IngestMode::Live as i32,
-    };
-    (format!("acme/{account}"), change)
+    }
 }
 
 async fn emails(app: &TestApp) -> Vec<v1::Notification> {
@@ -121,7 +122,7 @@ retain_testkit::storage_test!(async fn every_email_rule_reaches_a_real_smtp_serv
         }),
         mode: v1::IngestMode::Live as i32,
     };
-    ACCOUNT_METRICS.publish(&app.db.conn, &[("acme/acme-1".to_owned(), snapshot)]).await.unwrap();
+    ACCOUNT_METRICS.publish(&app.db.conn, &[snapshot]).await.unwrap();
     app.drained(ACCOUNT_METRICS.name(), "notification").await;
     // A passive and a promoter answer, then a churn (a paid subscription
     // ended, for price), as ingestion records them; and a band change.
@@ -137,7 +138,7 @@ retain_testkit::storage_test!(async fn every_email_rule_reaches_a_real_smtp_serv
         ],
         ..Default::default()
     };
-    let messages = [("acme/acme-1".to_owned(), recorded)];
+    let messages = [recorded];
     SIGNALS_RECORDED.publish(&app.db.conn, &messages).await.unwrap();
     let band = [yellow("yellow-1", "lead@yellow.io")];
     HEALTH_BAND_CHANGED.publish(&app.db.conn, &band).await.unwrap();

@@ -6,7 +6,7 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
 
-use retain_bus::topics::HEALTH_BAND_CHANGED;
+use retain_health::topics::HEALTH_BAND_CHANGED;
 use retain_notification::Notification;
 use retain_proto::v1;
 use retain_proto::v1::notification_service_client::NotificationServiceClient;
@@ -73,10 +73,7 @@ fn change(
 /// Publishes the changes (each its own message) and waits until
 /// notification has consumed them.
 async fn announce(app: &TestApp, changes: Vec<v1::HealthBandChanged>) {
-    let messages: Vec<(String, v1::HealthBandChanged)> = changes
-        .into_iter()
-        .map(|c| (format!("acme/{}", c.account_id), c))
-        .collect();
+    let messages: Vec<v1::HealthBandChanged> = changes.into_iter().collect();
     HEALTH_BAND_CHANGED
         .publish(&app.db.conn, &messages)
         .await

@@ -148,7 +148,7 @@ retain_testkit::storage_test!(async fn an_empty_owner_clears_it_everywhere(db) {
         }),
         mode: v1::IngestMode::Live as i32,
     };
-    retain_bus::topics::ACCOUNT_METRICS.publish(&app.db.conn, &[("acme/acme-1".to_owned(), stale)]).await.unwrap();
+    retain_metrics::topics::ACCOUNT_METRICS.publish(&app.db.conn, &[stale]).await.unwrap();
     app.drained("account.metrics", "notification").await;
 
     let account = app.client.clone()
@@ -161,4 +161,20 @@ retain_testkit::storage_test!(async fn an_empty_owner_clears_it_everywhere(db) {
     let tasks = tasks(&app).await;
     assert_eq!(tasks.len(), 1, "{tasks:?}");
     assert_ne!(tasks[0].assignee, "ana@vendor.io", "the cleared owner got the task");
+});
+
+// A late upsert (sent after a newer one, for an earlier moment) changes
+// nothing that the newer one set: routing follows the account as
+// ingestion merged it, field by field by occurrence, not the order the
+// upserts arrived in.
+retain_testkit::storage_test!(async fn a_late_upsert_never_undoes_a_newer_one(db) {
+    let app = spawn_two::<Ingestion, Notification>(db).await;
+    let owner = |email: &str| Body::Account(v1::AccountUpsert { csm_owner_email: Some(email.into()), ..Default::default() });
+    assert_eq!(app.send(vec![at("new", 5 * HOUR, owner("ana@vendor.io"))]).await.accepted, 1);
+    app.settled("notification").await;
+    assert_eq!(app.send(vec![at("late", 8 * HOUR, owner("bob@vendor.io")), at("n1", HOUR, nps_from("u1", 2))]).await.accepted, 2);
+    app.settled("notification").await;
+    let tasks = tasks(&app).await;
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    assert_eq!(tasks[0].assignee, "ana@vendor.io");
 });

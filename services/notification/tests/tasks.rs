@@ -4,7 +4,7 @@
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
 
-use retain_bus::topics::HEALTH_BAND_CHANGED;
+use retain_health::topics::HEALTH_BAND_CHANGED;
 use retain_notification::Notification;
 use retain_proto::v1;
 use retain_proto::v1::notification_service_client::NotificationServiceClient;
@@ -15,10 +15,9 @@ fn client(app: &TestApp) -> NotificationServiceClient<tonic::transport::Channel>
     NotificationServiceClient::new(app.channel.clone())
 }
 
-fn red(account: &str, at: i64) -> (String, v1::HealthBandChanged) {
+fn red(account: &str, at: i64) -> v1::HealthBandChanged {
     let to = v1::HealthBand::Red;
-    (
-        format!("acme/{account}"),
+    {
         v1::HealthBandChanged {
             tenant_id: "acme".into(),
             account_id: account.into(),
@@ -32,8 +31,8 @@ fn red(account: &str, at: i64) -> (String, v1::HealthBandChanged) {
                 ..Default::default()
             }),
             mode: v1::IngestMode::Live as i32,
-        },
-    )
+        }
+    }
 }
 
 retain_testkit::storage_test!(async fn tasks_are_listed_claimed_completed_and_dismissed(db) {
@@ -209,10 +208,10 @@ retain_testkit::storage_test!(async fn fewest_open_counts_owned_tasks_of_the_sam
         .put_routing_policy(with_token(ADMIN, v1::PutRoutingPolicyRequest { policy: Some(fewest) }))
         .await
         .unwrap();
-    let (key, mut owned) = red("owned-1", now() - 120);
+    let mut owned = red("owned-1", now() - 120);
     let inputs = v1::AccountMetricsSnapshot { account_id: "owned-1".into(), csm_owner_email: "ana@vendor.io".into(), ..Default::default() };
     owned.score.as_mut().unwrap().inputs = Some(inputs);
-    HEALTH_BAND_CHANGED.publish(&app.db.conn, &[(key, owned), red("unowned-1", now() - 60)]).await.unwrap();
+    HEALTH_BAND_CHANGED.publish(&app.db.conn, &[owned, red("unowned-1", now() - 60)]).await.unwrap();
     app.drained(HEALTH_BAND_CHANGED.name(), "notification").await;
     assert_eq!(assignees(&app).await, ["ana@vendor.io", "bo@vendor.io"]);
 });

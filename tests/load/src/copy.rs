@@ -101,7 +101,7 @@ pub fn plan(batches: Vec<Vec<v1::Signal>>) -> Vec<Batch> {
                 let key = format!("{TENANT}/{account}");
                 let payload = event.encode_to_vec();
                 // Notification's copy exactly when the topic labels it.
-                if retain_bus::topics::SIGNALS_RECORDED
+                if retain_ingestion::topics::SIGNALS_RECORDED
                     .label_for(&event)
                     .is_some()
                 {
@@ -194,7 +194,7 @@ pub async fn write(pool: &PgPool, batch: &Batch) -> anyhow::Result<()> {
         // batch (the index entry is still written).
         let coalesce_key = m.coalesce.then(|| format!("{}#{}", m.key, batch.number));
         bus.row(11)
-            .text(retain_bus::topics::SIGNALS_RECORDED.name())
+            .text(retain_ingestion::topics::SIGNALS_RECORDED.name())
             .text(m.group)
             .text(&m.key)
             .opt_text(coalesce_key.as_deref())
@@ -304,7 +304,7 @@ pub async fn insert(db: &DatabaseConnection, batch: &Batch) -> anyhow::Result<()
              state, attempts, available_at, coalesced, created_at) \
              VALUES ($1, $2, $3, $4, $5, '', 0, 0, $6, 1, $6)",
             vec![
-                retain_bus::topics::SIGNALS_RECORDED.name().into(),
+                retain_ingestion::topics::SIGNALS_RECORDED.name().into(),
                 m.group.into(),
                 m.key.clone().into(),
                 coalesce_key.into(),

@@ -495,8 +495,7 @@ impl RevenueKpis {
 /// a rate of another length is never scaled to a month (docs/KPIS.md,
 /// "LTV").
 pub fn gives_monthly_churn(period: Period, as_of: Timestamp) -> bool {
-    Period::containing(period.start, crate::time::Granularity::Month) == period
-        && as_of >= period.end
+    period.is_calendar_month() && as_of >= period.end
 }
 
 /// LTV = ARPA × gross margin / monthly logo churn rate, exact. `gross_margin`

@@ -21,8 +21,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use prost::Message;
-use retain_bus::topics::SIGNALS_RECORDED;
 use retain_datagen::{Config, generate_account, generate_costs, mode_for};
+use retain_ingestion::topics::SIGNALS_RECORDED;
 use retain_metrics::{Metrics, MetricsSettings};
 use retain_proto::v1;
 use retain_proto::v1::metrics_service_client::MetricsServiceClient;
@@ -223,7 +223,7 @@ async fn main() -> anyhow::Result<()> {
     // Announce every account as ingestion would have: one signals.recorded
     // message each, for the metrics consumer to build its rollups from.
     for chunk in announced.chunks(1_000) {
-        let messages: Vec<(String, v1::SignalsRecorded)> = chunk
+        let messages: Vec<v1::SignalsRecorded> = chunk
             .iter()
             .map(|(account, n)| {
                 let batch = v1::RecordedBatch {
@@ -232,15 +232,14 @@ async fn main() -> anyhow::Result<()> {
                     signal_count: *n as i64,
                     mode: v1::IngestMode::Backfill as i32,
                 };
-                let event = v1::SignalsRecorded {
+                v1::SignalsRecorded {
                     tenant_id: TENANT.into(),
                     account_id: account.clone(),
                     signal_count: *n as i64,
                     mode: v1::IngestMode::Backfill as i32,
                     batches: vec![batch],
                     ..Default::default()
-                };
-                (format!("{TENANT}/{account}"), event)
+                }
             })
             .collect();
         SIGNALS_RECORDED.publish(&db, &messages).await?;
