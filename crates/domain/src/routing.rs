@@ -10,6 +10,8 @@ use sha2::{Digest, Sha256};
 use crate::health::Band;
 use crate::kpi::experience::{NpsCategory, nps_category};
 use crate::kpi::revenue::ChurnReason;
+use crate::money::Money;
+use crate::signal::{Signal, SignalBody, SurveyKind, monthly_mrr};
 use crate::time::Timestamp;
 
 /// A routing rule's key: what it reacts to.
@@ -210,6 +212,69 @@ impl RoutingPolicy {
             .and_then(|s| self.segments.get(s))
             .and_then(|r| r.get(&rule))
             .or_else(|| self.rules.get(&rule))
+    }
+}
+
+/// What one accepted signal asks of routing: the one decision of which
+/// signals the notification service acts on (docs/NOTIFICATION.md,
+/// "Triggers"). Ingestion labels a publication `routable` when one of its
+/// signals answers `Some` here, so the bus carries nothing else to
+/// notification; notification turns each into its trigger.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Routable<'a> {
+    /// An NPS answer: the detractor, passive or promoter rule.
+    NpsAnswer {
+        /// Score 0–10.
+        score: u8,
+        /// Answering user.
+        user: &'a str,
+        /// The answer's comment.
+        comment: &'a str,
+    },
+    /// A subscription change (not an opening balance): a contraction or a
+    /// churn, judged against the account's earlier MRR.
+    MrrChange {
+        /// The account's MRR after it.
+        mrr: Money,
+        /// An add-on changed.
+        add_on: bool,
+        /// The churn reason it gives, if any.
+        churn_reason: Option<ChurnReason>,
+    },
+    /// An account upsert: who the account's triggers go to (its CSM and
+    /// contacts) changes.
+    AccountUpsert,
+}
+
+/// What `signal` asks of routing, if anything. Billing statuses, CSAT and
+/// CES answers, sessions and the rest route nothing: health weighs them
+/// into the score, whose band changes route.
+pub fn routable(signal: &Signal) -> Option<Routable<'_>> {
+    match &signal.body {
+        SignalBody::Survey {
+            kind: SurveyKind::Nps,
+            score,
+            user_id,
+            comment,
+            ..
+        } => u8::try_from(*score).ok().map(|score| Routable::NpsAnswer {
+            score,
+            user: user_id,
+            comment,
+        }),
+        SignalBody::Subscription {
+            amount,
+            interval,
+            churn_reason,
+            add_on,
+            opening: false,
+        } => Some(Routable::MrrChange {
+            mrr: Money::new(monthly_mrr(amount.minor, *interval), amount.currency),
+            add_on: *add_on,
+            churn_reason: *churn_reason,
+        }),
+        SignalBody::Account(_) => Some(Routable::AccountUpsert),
+        _ => None,
     }
 }
 

@@ -196,6 +196,8 @@ pub enum RawBody {
         score: i64,
         /// User.
         user_id: String,
+        /// The answer's free-text comment.
+        comment: String,
     },
     /// A subscription change.
     Subscription {
@@ -368,6 +370,8 @@ pub enum SignalBody {
         score: i64,
         /// User, possibly empty.
         user_id: String,
+        /// The answer's comment, possibly empty (line breaks allowed).
+        comment: String,
     },
     /// A subscription change.
     Subscription {
@@ -600,6 +604,18 @@ fn check_text(
     }
 }
 
+/// Free text (a survey comment) by the rule of every stored text — or,
+/// re-reading a stored signal, the rules that held when it was accepted.
+fn check_prose(v: &mut Violations, field: &str, value: &str, max: usize, stored: bool) {
+    use crate::validation::Text;
+    if !stored || !storable(value) || value.len() > max {
+        crate::validation::check_text(v, field, value, Text::Prose(max), false);
+    }
+}
+
+/// Longest survey comment accepted, in bytes.
+pub const MAX_COMMENT_LEN: usize = crate::validation::MAX_PROSE_LEN;
+
 fn check_money(v: &mut Violations, field: &str, m: &Money, rules: &Rules<'_>, min: i64) {
     if m.currency != rules.base_currency {
         v.push(
@@ -805,6 +821,7 @@ fn validate_with(s: &RawSignal, rules: &Rules<'_>, stored: bool) -> Result<Signa
             scale,
             score,
             user_id,
+            comment,
         } => {
             check_text(
                 &mut v,
@@ -813,6 +830,7 @@ fn validate_with(s: &RawSignal, rules: &Rules<'_>, stored: bool) -> Result<Signa
                 (MAX_ACCOUNT_ID_LEN, false),
                 stored,
             );
+            check_prose(&mut v, &f("comment"), comment, MAX_COMMENT_LEN, stored);
             match kind {
                 None => v.push(f("kind"), "is required: nps, csat or ces"),
                 Some(kind) => {
@@ -1004,6 +1022,7 @@ fn parse_body(body: &RawBody) -> Option<SignalBody> {
             scale,
             score,
             user_id,
+            comment,
         } => {
             let kind = kind?;
             SignalBody::Survey {
@@ -1011,6 +1030,7 @@ fn parse_body(body: &RawBody) -> Option<SignalBody> {
                 scale: scale.unwrap_or(default_scale(kind)),
                 score,
                 user_id,
+                comment,
             }
         }
         RawBody::Subscription {

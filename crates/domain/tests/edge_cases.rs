@@ -430,6 +430,7 @@ fn signal_validation_reports_every_violation_with_its_path() {
             scale,
             score,
             user_id: "u".into(),
+            comment: String::new(),
         })
     };
     let err = signal::validate(&survey(Some(SurveyKind::Nps), None, 11), &r).unwrap_err();
@@ -741,6 +742,7 @@ fn validation_returns_the_valid_signal_with_nothing_left_optional() {
         scale: None,
         score: 4,
         user_id: "u".into(),
+        comment: String::new(),
     });
     let valid = signal::validate(&raw, &r).expect("valid");
     assert_eq!(valid.occurred_at, Timestamp::from_ymd(2024, 5, 31));
@@ -752,6 +754,7 @@ fn validation_returns_the_valid_signal_with_nothing_left_optional() {
             scale: Scale::OneToFive,
             score: 4,
             user_id: "u".into(),
+            comment: String::new(),
         }
     );
     assert_eq!(valid.body.kind(), SignalKind::Survey);

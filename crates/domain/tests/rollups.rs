@@ -531,6 +531,7 @@ fn experience_row_from_one_account_days_signals() {
         scale,
         score,
         user_id: "u".into(),
+        comment: String::new(),
     };
     let ticket = |status, contacts| SignalBody::Ticket {
         ticket_id: "t".into(),

@@ -27,6 +27,7 @@ fn nps(user: &str, score: i64) -> SignalBody {
         scale: Scale::ZeroToTen,
         score,
         user_id: user.into(),
+        comment: String::new(),
     }
 }
 

@@ -35,8 +35,6 @@ pub fn timestamp(t: &prost_types::Timestamp) -> Option<Timestamp> {
         .then(|| Timestamp::from_micros(micros(t)))
 }
 
-/// Longest survey comment accepted, in bytes.
-pub const MAX_COMMENT_BYTES: usize = retain_domain::validation::MAX_PROSE_LEN;
 /// Longest user id accepted, in bytes.
 pub const MAX_USER_ID_BYTES: usize = 128;
 
@@ -298,24 +296,11 @@ fn raw_signal_with(s: &v1::Signal, stored: bool) -> (RawSignal, Violations) {
     use v1::signal::Body;
     let mut v = Violations::new();
     let occurred_at = time(&mut v, "occurred_at", s.occurred_at.as_ref());
-    // Fields only the wire carries are still stored (in the payload, the
-    // user registry): they get the same bounds as the domain's fields.
-    match &s.body {
-        Some(Body::Survey(x)) => wire_text(
-            &mut v,
-            "survey.comment",
-            &x.comment,
-            Text::Prose(MAX_COMMENT_BYTES),
-            stored,
-        ),
-        Some(Body::Milestone(x)) => wire_text(
-            &mut v,
-            "milestone.user_id",
-            &x.user_id,
-            Text::Line(MAX_USER_ID_BYTES),
-            stored,
-        ),
-        _ => {}
+    // A field only the wire carries is still stored (in the payload, the
+    // user registry): it gets the same bounds as the domain's fields.
+    if let Some(Body::Milestone(x)) = &s.body {
+        let line = Text::Line(MAX_USER_ID_BYTES);
+        wire_text(&mut v, "milestone.user_id", &x.user_id, line, stored);
     }
     // `None` from the closure: an amount did not convert (its violation is
     // recorded), so there is no body to hand to the domain.
@@ -398,6 +383,7 @@ fn raw_signal_with(s: &v1::Signal, stored: bool) -> (RawSignal, Violations) {
                 ),
                 score: i64::from(x.score),
                 user_id: x.user_id.clone(),
+                comment: x.comment.clone(),
             },
             Body::Subscription(x) => {
                 let amount = money(&mut v, "subscription.amount", x.amount.as_ref());

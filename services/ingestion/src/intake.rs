@@ -117,25 +117,12 @@ pub fn user_of(wire: &v1::Signal) -> Option<&str> {
     (!user.is_empty()).then_some(user.as_str())
 }
 
-/// Whether notification acts on this signal directly (survey answers,
-/// subscription changes, billing status), so it travels in the event. An
-/// opening balance is not a change: nobody contracted or churned, so it
-/// never routes. Account upserts travel too: a task or email decided on
-/// the same message needs the account's CSM and contacts, which the
-/// metrics snapshot would bring only later.
+/// Whether notification acts on this signal, so it travels in the event
+/// and labels it `routable`: the domain's one routing contract
+/// (`retain_domain::routing::routable` — NPS answers, subscription changes
+/// but opening balances, account upserts).
 pub fn is_routable(p: &Prepared) -> bool {
-    routes(&p.wire)
-}
-
-/// [`is_routable`] on the wire form (a validated signal's body is the
-/// wire body's kind).
-pub fn routes(wire: &v1::Signal) -> bool {
-    use v1::signal::Body;
-    match &wire.body {
-        Some(Body::Survey(_) | Body::Billing(_) | Body::Account(_)) => true,
-        Some(Body::Subscription(x)) => !x.opening_balance,
-        _ => false,
-    }
+    retain_domain::routing::routable(&p.domain).is_some()
 }
 
 pub use retain_domain::signal::PORTFOLIO;

@@ -42,7 +42,7 @@ pub use crate::commit::Verdict;
 use crate::intake::Prepared;
 /// The user a wire signal names, and whether notification acts on it: the
 /// load generator's fairest limit writes the rows the service would.
-pub use crate::intake::{routes, user_of};
+pub use crate::intake::user_of;
 use crate::limit::TenantLimiter;
 pub use crate::settings::{IngestionSettings, MAX_BATCH_SIGNALS};
 

@@ -28,8 +28,9 @@ retain_testkit::storage_test!(async fn every_kind_is_accepted_stored_and_announc
     assert_eq!(app.scalar("SELECT COUNT(DISTINCT kind) FROM signals").await, 12);
 
     // One message per touched account for metrics; notification gets only
-    // the accounts with routable signals (account upsert, survey,
-    // subscription, billing), and those signals in it.
+    // the accounts with routable signals (the domain's contract: account
+    // upsert, NPS answer, subscription change — not the billing status,
+    // which routes through the health score), and those signals in it.
     let keys = |msgs: Vec<(String, v1::SignalsRecorded)>| msgs.into_iter().map(|(k, _)| k).collect::<Vec<_>>();
     assert_eq!(keys(app.recorded("metrics").await), ["acme/*", "acme/acme-1"]);
     assert_eq!(keys(app.recorded("notification").await), ["acme/acme-1"]);
@@ -38,7 +39,7 @@ retain_testkit::storage_test!(async fn every_kind_is_accepted_stored_and_announc
     assert_eq!(event.signal_count, (n - 1) as i64);
     assert_eq!(event.mode, v1::IngestMode::Live as i32);
     let routable: Vec<&str> = event.routable.iter().map(|s| s.event_id.as_str()).collect();
-    assert_eq!(routable, vec!["e-0", "e-4", "e-5", "e-6"]);
+    assert_eq!(routable, vec!["e-0", "e-4", "e-5"]);
 });
 
 // An opening balance is history, not a change: metrics hears of it, but it

@@ -1,9 +1,12 @@
 //! The consumers of `signals.recorded` and `account.metrics`.
 //!
-//! `signals.recorded` carries the signals routing acts on directly: an NPS
-//! answer fires the detractor, passive or promoter rule; a subscription
-//! change fires the contraction or churn rule when the MRR before it (the
-//! account's earlier changes, kept in `notification_mrr`) says it was one.
+//! `signals.recorded` carries the signals routing acts on directly — those
+//! `retain_domain::routing::routable` names, the one contract ingestion
+//! labels publications by: an NPS answer fires the detractor, passive or
+//! promoter rule; a subscription change fires the contraction or churn
+//! rule when the MRR before it (the account's earlier changes, kept in
+//! `notification_mrr`) says it was one; an account upsert changes who the
+//! account's triggers go to.
 //! A claimed batch of messages (distinct accounts: the bus hands out one
 //! message per key at a time) is routed in one transaction with its
 //! acknowledgement — one commit for the batch, not one per account — and
@@ -17,8 +20,7 @@
 
 use retain_bus::{BatchHandler, Delivery, Handler, HandlerError};
 use retain_domain::kpi::revenue::{self, MovementKind};
-use retain_domain::routing::Trigger;
-use retain_domain::signal::{BillingInterval, monthly_mrr};
+use retain_domain::routing::{self, Routable, Trigger};
 use retain_ingestion::topics::SIGNALS_RECORDED;
 use retain_metrics::topics::ACCOUNT_METRICS;
 use retain_proto::{convert, v1};
@@ -83,7 +85,7 @@ impl Signals {
         // Nothing routable (a publisher from before the label): no read,
         // only the acknowledgement with the rest.
         for event in events.iter().filter(|e| !e.routable.is_empty()) {
-            account_triggers(&tx, event, now, &mut triggers).await?;
+            account_triggers(&tx, &router.tenants, event, now, &mut triggers).await?;
         }
         router.route_in(&tx, &triggers).await?;
         router.commit_acked(tx, deliveries).await?;
@@ -95,6 +97,7 @@ impl Signals {
 /// with the account's context as routing must see it.
 async fn account_triggers<C: sea_orm::ConnectionTrait>(
     tx: &C,
+    tenants: &retain_runtime::config::Tenants,
     event: &v1::SignalsRecorded,
     now: i64,
     triggers: &mut Vec<(Trigger, retain_domain::routing::AccountContext)>,
@@ -105,20 +108,32 @@ async fn account_triggers<C: sea_orm::ConnectionTrait>(
             .batches
             .iter()
             .all(|b| b.mode() == v1::IngestMode::Backfill);
+    let settings = tenants.of(tenant);
+    // The wire signals, read back as the domain's (they were valid when
+    // accepted), and what each asks of routing: the one contract
+    // ingestion labelled them by.
+    let signals: Vec<retain_domain::signal::Signal> = event
+        .routable
+        .iter()
+        .filter_map(|wire| {
+            convert::stored_signal(wire, settings.base_currency, &settings.onboarding_checklist)
+                .map_err(|v| tracing::warn!(%tenant, %account, event_id = %wire.event_id, violations = %v, "routable signal skipped"))
+                .ok()
+        })
+        .collect();
     let mut ctx = sql::account(tx, tenant, account).await?;
     // The message carries account upserts: a trigger of the same message
     // goes to the CSM and contacts they name. Not replayed here (a late
     // upsert would undo a newer one): the account as ingestion merged
     // them, field by field by occurrence, committed before this message.
-    let upserts = event
-        .routable
+    let upserts = signals
         .iter()
-        .any(|s| matches!(s.body, Some(v1::signal::Body::Account(_))));
+        .any(|s| routing::routable(s) == Some(Routable::AccountUpsert));
     if upserts && let Some(merged) = sql::account_record(tx, tenant, account).await? {
         ctx = merged;
         sql::merge_account(tx, &ctx, now).await?;
     }
-    for signal in &event.routable {
+    for signal in &signals {
         if let Some(trigger) = trigger(tx, (tenant, account), signal, backfill).await? {
             triggers.push((trigger, ctx.clone()));
         }
@@ -126,64 +141,54 @@ async fn account_triggers<C: sea_orm::ConnectionTrait>(
     Ok(())
 }
 
-/// The trigger one routable signal fires, if any.
+/// The trigger one routable signal fires, if any: an NPS answer its rule,
+/// a subscription change a contraction or churn when the MRR before it
+/// (the account's earlier changes, `notification_mrr`) says it was one.
 async fn trigger<C: sea_orm::ConnectionTrait>(
     tx: &C,
     (tenant, account): (&str, &str),
-    signal: &v1::Signal,
+    signal: &retain_domain::signal::Signal,
     backfill: bool,
 ) -> Result<Option<Trigger>, Error> {
-    let Some(at) = signal.occurred_at.as_ref().and_then(convert::timestamp) else {
-        return Ok(None);
-    };
-    let event_id = signal.event_id.clone();
-    Ok(match &signal.body {
-        Some(v1::signal::Body::Survey(s)) if s.kind() == v1::SurveyKind::Nps => {
-            let Ok(score) = u8::try_from(s.score) else {
-                return Ok(None);
-            };
-            Some(Trigger::NpsAnswer {
-                event_id,
-                score,
-                user: s.user_id.clone(),
-                at,
-                comment: s.comment.clone(),
-                backfill,
-            })
-        }
-        Some(v1::signal::Body::Subscription(s)) if !s.opening_balance => {
-            let interval = match s.interval() {
-                v1::BillingInterval::Annual => BillingInterval::Annual,
-                _ => BillingInterval::Monthly,
-            };
-            let mrr = monthly_mrr(s.amount.as_ref().map_or(0, |m| m.amount_minor), interval);
-            // The tenant's currency: intake refuses any other.
-            let currency = s
-                .amount
-                .as_ref()
-                .and_then(|m| retain_domain::Currency::parse(&m.currency).ok());
+    let (at, event_id) = (signal.occurred_at, signal.event_id.clone());
+    Ok(match routing::routable(signal) {
+        Some(Routable::NpsAnswer {
+            score,
+            user,
+            comment,
+        }) => Some(Trigger::NpsAnswer {
+            event_id,
+            score,
+            user: user.to_owned(),
+            at,
+            comment: comment.to_owned(),
+            backfill,
+        }),
+        Some(Routable::MrrChange {
+            mrr,
+            add_on,
+            churn_reason,
+        }) => {
             let (before, paid) =
-                sql::mrr_change(tx, (tenant, account), (at.micros(), &event_id), mrr).await?;
-            match revenue::classify(before, mrr, paid) {
-                Some(MovementKind::Contraction) => currency.map(|c| Trigger::Contraction {
+                sql::mrr_change(tx, (tenant, account), (at.micros(), &event_id), mrr.minor).await?;
+            match revenue::classify(before, mrr.minor, paid) {
+                Some(MovementKind::Contraction) => Some(Trigger::Contraction {
                     event_id,
-                    add_on: s.add_on,
-                    lost: retain_domain::Money::new(before - mrr, c),
+                    add_on,
+                    lost: retain_domain::Money::new(before - mrr.minor, mrr.currency),
                     at,
                     backfill,
                 }),
-                Some(MovementKind::Churn) => {
-                    convert::churn_reason(s.churn_reason).map(|reason| Trigger::Churn {
-                        event_id,
-                        reason,
-                        at,
-                        backfill,
-                    })
-                }
+                Some(MovementKind::Churn) => churn_reason.map(|reason| Trigger::Churn {
+                    event_id,
+                    reason,
+                    at,
+                    backfill,
+                }),
                 _ => None,
             }
         }
-        _ => None,
+        Some(Routable::AccountUpsert) | None => None,
     })
 }
 

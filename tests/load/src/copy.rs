@@ -45,6 +45,15 @@ struct BusRow {
     payload: Vec<u8>,
 }
 
+/// Whether ingestion puts `s` in its publication for notification: the
+/// domain's routing contract over the signal as the service reads it (the
+/// load generator's signals are in USD, the tenant's currency).
+fn routable(s: &v1::Signal) -> bool {
+    let usd = retain_domain::Currency::parse("USD").expect("USD");
+    retain_proto::convert::stored_signal(s, usd, &[])
+        .is_ok_and(|d| retain_domain::routing::routable(&d).is_some())
+}
+
 /// Decides, batch by batch in the order the service would see them, which
 /// rows each batch writes (first sightings of users and accounts).
 pub fn plan(batches: Vec<Vec<v1::Signal>>) -> Vec<Batch> {
@@ -81,7 +90,7 @@ pub fn plan(batches: Vec<Vec<v1::Signal>>) -> Vec<Batch> {
                     mode: v1::IngestMode::Live as i32,
                     routable: list
                         .iter()
-                        .filter(|s| retain_ingestion::routes(s))
+                        .filter(|s| routable(s))
                         .map(|s| (*s).clone())
                         .collect(),
                     batches: vec![v1::RecordedBatch {
