@@ -479,6 +479,29 @@ impl Bus {
         Ok(done)
     }
 
+    /// Extends `delivery`'s lease to `lease` from now, for a handler whose
+    /// work outlasts one lease (a rescoring job renews it after each round).
+    /// `false` when the lease was lost (it expired and another replica
+    /// holds the message): the handler should stop, its work being the
+    /// other replica's now.
+    pub async fn renew(&self, delivery: &Delivery, lease: Duration) -> Result<bool, BusError> {
+        let until = now_micros().saturating_add(micros(lease));
+        let renewed = self
+            .exec(
+                &format!(
+                    "UPDATE bus_messages SET lease_until = $1 \
+                     WHERE id = $2 AND lease_owner = $3 AND state = {LEASED}"
+                ),
+                vec![
+                    until.into(),
+                    delivery.id.into(),
+                    delivery.owner.clone().into(),
+                ],
+            )
+            .await?;
+        Ok(renewed == 1)
+    }
+
     /// Reports a failed delivery: retried after the policy's delay, or
     /// dead-lettered once `max_attempts` is reached.
     pub async fn nack(

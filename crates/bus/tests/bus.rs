@@ -119,6 +119,33 @@ retain_testkit::storage_test!(async fn expired_lease_is_taken_over(db) {
     assert_eq!(bus.stats(TOPIC, "metrics").await.unwrap(), Default::default());
 });
 
+// A handler whose work outlasts a lease renews it: nobody else claims the
+// message meanwhile; once the lease is lost, renewing says so.
+retain_testkit::storage_test!(async fn a_renewed_lease_holds_and_a_lost_one_says_so(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "jobs")).await.unwrap();
+    publish_committed(&bus, &[message(Some("job"), "1")]).await;
+    let short = Duration::from_millis(300);
+    let held = bus.claim(TOPIC, "jobs", "A", 1, short).await.unwrap().remove(0);
+    // Renewed past the first lease's end: B finds nothing to claim.
+    assert!(bus.renew(&held, LEASE).await.unwrap());
+    tokio::time::sleep(short * 2).await;
+    assert!(bus.claim(TOPIC, "jobs", "B", 1, LEASE).await.unwrap().is_empty());
+    // Let it lapse: B takes it over, and A's renewal is refused.
+    assert!(bus.renew(&held, Duration::ZERO).await.unwrap());
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let taken = loop {
+        let got = bus.claim(TOPIC, "jobs", "B", 1, LEASE).await.unwrap();
+        if !got.is_empty() || tokio::time::Instant::now() > deadline {
+            break got;
+        }
+        tokio::task::yield_now().await;
+    };
+    assert_eq!(taken.len(), 1);
+    assert!(!bus.renew(&held, LEASE).await.unwrap(), "the lost lease was renewed");
+    assert!(bus.renew(&taken[0], LEASE).await.unwrap());
+});
+
 retain_testkit::storage_test!(async fn released_leases_are_claimable_at_once(db) {
     let bus = Bus::new(db.conn.clone());
     bus.subscribe(&Subscription::new(TOPIC, "metrics")).await.unwrap();

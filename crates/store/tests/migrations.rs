@@ -50,6 +50,12 @@ retain_testkit::storage_test!(async fn migrations_create_usable_tables(db) {
         "{standing:?}"
     );
 
+    // Rescoring jobs are work on the bus, for health (m0013).
+    assert!(
+        standing.iter().any(|s| s.topic == "health.rescore" && s.consumer_group == "health" && !s.coalesce),
+        "{standing:?}"
+    );
+
     // The table takes new rows.
     bus_subscription::ActiveModel {
         topic: Set("test.topic".into()),
@@ -62,7 +68,7 @@ retain_testkit::storage_test!(async fn migrations_create_usable_tables(db) {
     .await
     .expect("insert");
     let all = bus_subscription::Entity::find().all(&db.conn).await.expect("select");
-    assert_eq!(all.len(), 6);
+    assert_eq!(all.len(), standing.len() + 1);
     assert!(all.iter().any(|s| s.topic == "test.topic" && s.consumer_group == "test"));
 });
 

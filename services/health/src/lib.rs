@@ -10,7 +10,7 @@
 //! model versions (`GetScoringModel`, `PutScoringModel`). docs/HEALTH.md
 //! describes the service for its users.
 
-mod jobs;
+pub mod jobs;
 mod models;
 mod preview;
 mod score;
@@ -24,6 +24,8 @@ use std::pin::Pin;
 use futures::Stream;
 use retain_bus::{Consumer, groups};
 use retain_metrics::topics::ACCOUNT_METRICS;
+
+use crate::topics::RESCORE_REQUESTED;
 use retain_proto::v1;
 use retain_proto::v1::health_service_server::{HealthService, HealthServiceServer};
 use retain_runtime::auth::{Principal, Role};
@@ -419,6 +421,7 @@ impl Service for Health {
             clock: ctx.clock.clone(),
         };
         let scorer_for_jobs = scorer.clone();
+        let jobs_consumer = own.consumer.clone();
         let mut workers = Workers::new();
         let bus = ctx.bus.clone();
         workers.add("health.account-metrics", move |stop| async move {
@@ -434,16 +437,28 @@ impl Service for Health {
                 Err(e) => tracing::error!(error = %e, "health consumer cannot start"),
             }
         });
-        let (jobs_scorer, jobs_owner) = (
-            scorer_for_jobs,
-            format!(
+        // Rescoring jobs: the bus's `health.rescore` messages, one job at a
+        // time per replica (a job renews its lease as it goes).
+        let rescorer = jobs::Rescorer {
+            scorer: scorer_for_jobs,
+            bus: ctx.bus.clone(),
+            lease: std::time::Duration::from_secs(jobs_consumer.lease_seconds),
+        };
+        let (bus, db) = (ctx.bus.clone(), ctx.db.clone());
+        workers.add("health.rescore-jobs", move |stop| async move {
+            let mut opts = jobs_consumer.options(format!(
                 "health-jobs-{}-{}",
                 std::process::id(),
                 retain_store::now_micros()
-            ),
-        );
-        workers.add("health.rescore-jobs", move |stop| async move {
-            jobs::run(jobs_scorer, jobs_owner, stop).await;
+            ));
+            (opts.batch_size, opts.concurrency) = (1, 1);
+            if let Err(e) = jobs::adopt(&db).await {
+                tracing::warn!(error = %e, "queuing the jobs of an earlier release failed; retried at the next start");
+            }
+            match Consumer::new(bus, RESCORE_REQUESTED.name(), groups::HEALTH, opts).await {
+                Ok(consumer) => consumer.run(&rescorer, stop).await,
+                Err(e) => tracing::error!(error = %e, "rescoring consumer cannot start"),
+            }
         });
         let mut services = Services::new();
         let health = Health {

@@ -590,7 +590,8 @@ pub async fn count_scored<C: ConnectionTrait>(
     row.map_or(Ok(0), |r| r.try_get_by_index(0))
 }
 
-/// Queues a rescoring job.
+/// Queues a rescoring job; `false` (nothing written) when the tenant has
+/// one of `segment` pending or running already.
 pub async fn create_job<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
@@ -598,12 +599,13 @@ pub async fn create_job<C: ConnectionTrait>(
     segment: &str,
     total: i64,
     now: i64,
-) -> Result<(), DbErr> {
-    retain_store::exec(
+) -> Result<bool, DbErr> {
+    Ok(retain_store::exec(
         db,
         "INSERT INTO health_jobs (tenant_id, job_id, segment, state, total, done, band_changes, \
-         cursor, lease_owner, lease_until, created_at, updated_at) \
-         VALUES ($1, $2, $3, 1, $4, 0, 0, '', NULL, 0, $5, $5)",
+         cursor, lease_owner, lease_until, created_at, updated_at, queued) \
+         VALUES ($1, $2, $3, 1, $4, 0, 0, '', NULL, 0, $5, $5, TRUE) \
+         ON CONFLICT (tenant_id, segment) WHERE state < 3 DO NOTHING",
         [
             tenant.into(),
             job_id.into(),
@@ -612,8 +614,60 @@ pub async fn create_job<C: ConnectionTrait>(
             now.into(),
         ],
     )
+    .await?
+        == 1)
+}
+
+/// The tenant's pending or running job of `segment`: (id, accounts it
+/// rescores).
+pub async fn pending_job<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    segment: &str,
+) -> Result<Option<(String, i64)>, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT job_id, total FROM health_jobs WHERE tenant_id = $1 AND segment = $2 \
+             AND state < 3",
+            [tenant.into(), segment.into()],
+        ))
+        .await?;
+    row.map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+        .transpose()
+}
+
+/// Unfinished jobs without a bus message (queued before jobs were work on
+/// the bus): (tenant, job id, segment).
+pub async fn unqueued_jobs<C: ConnectionTrait>(
+    db: &C,
+) -> Result<Vec<(String, String, String)>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_string(
+            db.get_database_backend(),
+            "SELECT tenant_id, job_id, segment FROM health_jobs WHERE state < 3 AND NOT queued \
+             ORDER BY created_at",
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok((
+                r.try_get_by_index(0)?,
+                r.try_get_by_index(1)?,
+                r.try_get_by_index(2)?,
+            ))
+        })
+        .collect()
+}
+
+/// Marks every unfinished job as having its bus message.
+pub async fn mark_queued<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
+    retain_store::exec(
+        db,
+        "UPDATE health_jobs SET queued = TRUE WHERE state < 3 AND NOT queued",
+        [],
+    )
     .await
-    .map(|_| ())
 }
 
 /// One job of the tenant.
@@ -644,87 +698,60 @@ pub async fn job<C: ConnectionTrait>(
     .transpose()
 }
 
-/// Takes the oldest unfinished job whose lease has expired (or that never
-/// had one) for `owner` until `until`: (tenant, job id, segment, cursor).
-pub async fn claim_job<C: ConnectionTrait>(
+/// Where an unfinished job got to (the last account it rescored, '' at
+/// first); `None` when it is done or unknown.
+pub async fn job_cursor<C: ConnectionTrait>(
     db: &C,
-    owner: &str,
-    now: i64,
-    until: i64,
-) -> Result<Option<(String, String, String, String)>, DbErr> {
-    let backend = db.get_database_backend();
-    let Some(row) = db
-        .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            "SELECT tenant_id, job_id FROM health_jobs WHERE state < 3 AND lease_until < $1 \
-             ORDER BY created_at LIMIT 1",
-            [now.into()],
-        ))
-        .await?
-    else {
-        return Ok(None);
-    };
-    let (tenant, job_id): (String, String) = (row.try_get_by_index(0)?, row.try_get_by_index(1)?);
-    // The lease condition is checked again on the row itself: of two
-    // replicas that saw the job free, one takes it.
+    tenant: &str,
+    job_id: &str,
+) -> Result<Option<String>, DbErr> {
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
-            backend,
-            "UPDATE health_jobs SET state = 2, lease_owner = $1, lease_until = $2, updated_at = $3 \
-             WHERE tenant_id = $4 AND job_id = $5 AND state < 3 AND lease_until < $3 \
-             RETURNING segment, cursor",
-            [
-                owner.into(),
-                until.into(),
-                now.into(),
-                tenant.clone().into(),
-                job_id.clone().into(),
-            ],
+            db.get_database_backend(),
+            "SELECT cursor FROM health_jobs WHERE tenant_id = $1 AND job_id = $2 AND state < 3",
+            [tenant.into(), job_id.into()],
         ))
         .await?;
-    row.map(|r| {
-        Ok((
-            tenant,
-            job_id,
-            r.try_get_by_index(0)?,
-            r.try_get_by_index(1)?,
-        ))
-    })
-    .transpose()
+    row.map(|r| r.try_get_by_index(0)).transpose()
 }
 
-/// Records a page of progress (and the end, with `finished`) of a job this
-/// owner holds; `false` when it no longer holds it.
-#[allow(clippy::too_many_arguments)]
+/// One round of a job's progress.
+#[derive(Debug)]
+pub struct Progress<'a> {
+    /// Accounts the round read.
+    pub done: i64,
+    /// Of those, how many changed band.
+    pub band_changes: i64,
+    /// The last account of the round.
+    pub cursor: &'a str,
+    /// No account is left.
+    pub finished: bool,
+}
+
+/// Records a round of a job's progress (and its end): the job is running,
+/// or done when `finished`.
 pub async fn job_progress<C: ConnectionTrait>(
     db: &C,
-    (tenant, job_id, owner): (&str, &str, &str),
-    done: i64,
-    band_changes: i64,
-    cursor: &str,
-    finished: bool,
+    (tenant, job_id): (&str, &str),
+    p: &Progress<'_>,
     now: i64,
-    until: i64,
-) -> Result<bool, DbErr> {
-    Ok(retain_store::exec(
+) -> Result<(), DbErr> {
+    retain_store::exec(
         db,
         "UPDATE health_jobs SET done = done + $1, band_changes = band_changes + $2, cursor = $3, \
-         state = $4, lease_until = $5, updated_at = $6 \
-         WHERE tenant_id = $7 AND job_id = $8 AND lease_owner = $9",
+         state = $4, updated_at = $5 WHERE tenant_id = $6 AND job_id = $7 AND state < 3",
         [
-            done.into(),
-            band_changes.into(),
-            cursor.into(),
-            Value::SmallInt(Some(if finished { 3 } else { 2 })),
-            until.into(),
+            p.done.into(),
+            p.band_changes.into(),
+            p.cursor.into(),
+            Value::SmallInt(Some(if p.finished { 3 } else { 2 })),
             now.into(),
             tenant.into(),
             job_id.into(),
-            owner.into(),
         ],
     )
-    .await?
-        == 1)
+    .await
+    .map(|_| ())
 }
 
 /// The ends of the next `pages` pages of `page` scored accounts after

@@ -10,3 +10,11 @@ pub const HEALTH_BAND_CHANGED: Topic<v1::HealthBandChanged> =
     Topic::new("health.band_changed", |m: &v1::HealthBandChanged| {
         account_key(&m.tenant_id, &m.account_id)
     });
+
+/// Rescore a tenant's accounts (of one segment, or all) under the model
+/// now in force, keyed by tenant and segment: one job of a tenant and
+/// segment runs at a time ([`crate::jobs`]).
+pub const RESCORE_REQUESTED: Topic<v1::RescoreRequested> =
+    Topic::new("health.rescore", |m: &v1::RescoreRequested| {
+        account_key(&m.tenant_id, &m.segment)
+    });

@@ -301,3 +301,30 @@ retain_testkit::storage_test!(async fn a_rescoring_over_many_pages_rescores_each
     accounts.dedup();
     assert_eq!((announced.len() as i64, accounts.len() as i64), (expected_changes, expected_changes));
 });
+
+// One rescoring job per tenant and segment waits at a time: a repeat
+// returns the pending job's id and queues nothing, instead of an unbounded
+// line of duplicates; another segment or tenant gets its own.
+retain_testkit::storage_test!(async fn a_repeated_rescore_returns_the_pending_job(db) {
+    let clock = retain_runtime::Clock::system();
+    let queue = |tenant: &'static str, segment: &'static str| {
+        let (conn, clock) = (db.conn.clone(), clock.clone());
+        async move { retain_health::jobs::queue(&conn, tenant, segment, &clock).await.unwrap().0 }
+    };
+    let first = queue("acme", "").await;
+    assert_eq!(queue("acme", "").await, first, "a repeat while pending");
+    let enterprise = queue("acme", "Enterprise").await;
+    let globex = queue("globex", "").await;
+    assert!(enterprise != first && globex != first && globex != enterprise);
+    let messages = |sql: &str| {
+        let conn = db.conn.clone();
+        let sql = sql.to_owned();
+        async move {
+            use sea_orm::ConnectionTrait;
+            let row = conn.query_one_raw(sea_orm::Statement::from_string(conn.get_database_backend(), sql)).await.unwrap().unwrap();
+            row.try_get_by_index::<i64>(0).unwrap()
+        }
+    };
+    assert_eq!(messages("SELECT COUNT(*) FROM bus_messages WHERE topic = 'health.rescore'").await, 3);
+    assert_eq!(messages("SELECT COUNT(*) FROM health_jobs WHERE state < 3").await, 3);
+});

@@ -16,6 +16,7 @@ mod m0009_notification;
 mod m0010_email_delivery;
 mod m0011_bus_labels;
 mod m0012_scoring_order;
+mod m0013_rescore_on_the_bus;
 
 /// Runs Retain's migrations (`retain migrate`, or a test helper).
 #[derive(Debug)]
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0010_email_delivery::Migration),
             Box::new(m0011_bus_labels::Migration),
             Box::new(m0012_scoring_order::Migration),
+            Box::new(m0013_rescore_on_the_bus::Migration),
         ]
     }
 }
