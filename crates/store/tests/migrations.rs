@@ -50,6 +50,12 @@ retain_testkit::storage_test!(async fn migrations_create_usable_tables(db) {
         "{standing:?}"
     );
 
+    // Email deliveries are work on the bus, for notification (m0014).
+    assert!(
+        standing.iter().any(|s| s.topic == "notification.email" && s.consumer_group == "notification" && !s.coalesce),
+        "{standing:?}"
+    );
+
     // Rescoring jobs are work on the bus, for health (m0013).
     assert!(
         standing.iter().any(|s| s.topic == "health.rescore" && s.consumer_group == "health" && !s.coalesce),

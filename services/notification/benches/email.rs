@@ -149,8 +149,30 @@ async fn main() {
         .await;
     let mailer = Mailer::new(db.clone(), Clock::system(), templates, &settings).unwrap();
     let started = Instant::now();
-    while mailer.round().await.unwrap() > 0 {}
+    // The delivery worker as a service runs it, until the bus has no
+    // email left for it.
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker = tokio::spawn({
+        let stop = stop.clone();
+        async move { mailer.run(stop).await }
+    });
+    let bus = retain_bus::Bus::new(db.clone());
+    loop {
+        let s = bus
+            .stats(
+                retain_notification::topics::EMAIL_REQUESTED.name(),
+                retain_bus::groups::NOTIFICATION,
+            )
+            .await
+            .unwrap();
+        if s.pending + s.leased == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     let delivered = started.elapsed();
+    stop.cancel();
+    worker.await.unwrap();
     assert_eq!(sink.received().len(), 2 * n, "every email received once");
 
     let rate = |d: std::time::Duration| n as f64 / d.as_secs_f64();

@@ -1,13 +1,16 @@
 //! Email delivery: the worker that sends the emails routing recorded as
 //! pending, rendered from their rule's template.
 //!
-//! **Claim, send, record.** Each round claims up to `concurrency` due
-//! emails — a lease (`lease_until`) taken in one statement, `SKIP LOCKED`
-//! on PostgreSQL, so two replicas never hold one email — sends them at
-//! once, and records each outcome: sent; retried later (`retry_initial_ms`
-//! doubled per attempt, at most `retry_max_ms`); or dead-lettered, at
-//! once on a permanent SMTP refusal (5xx) or a template that cannot
-//! render, and after `max_attempts` for transient failures.
+//! **Work on the bus.** Routing records each email (`notification_messages`:
+//! its template, variables, recipients, state, attempts — what
+//! `ListNotifications` reads) and publishes `notification.email`, keyed by
+//! the notification, in the same transaction. A delivery worker is a bus
+//! consumer ([`Mailer`] is its handler): the bus leases each email to one
+//! replica, retries a failed one with back-off (`retry_initial_ms` doubled
+//! per attempt, at most `retry_max_ms`, ±20 %), and the handler records
+//! each outcome on the email: sent; pending with the error, retried; or
+//! dead — at once on a permanent SMTP refusal (5xx) or a template that
+//! cannot render, after `max_attempts` for transient failures.
 //!
 //! **Delivery guarantee.** At least once to the SMTP server, and the
 //! `Message-ID` is `<notification id@from domain>`, the same on every
@@ -18,9 +21,10 @@
 //! passed; or the server accepts a message after the worker gave up
 //! waiting (`smtp_timeout_ms`). Each send ends within `smtp_timeout_ms`,
 //! and the lease is more than twice that, so a replica never takes over an
-//! email another is still sending. The outbox writes `<notification
-//! id>.eml` by rename: a resend replaces the file, so there it is exactly
-//! once.
+//! email another is still sending; an outcome is recorded only on an email
+//! still pending, so a late worker cannot undo another's "sent". The
+//! outbox writes `<notification id>.eml` by rename: a resend replaces the
+//! file, so there it is exactly once.
 //!
 //! **Templates** are minijinja, chosen over askama because a routing
 //! policy names its template at run time (a tenant may add its own in
@@ -34,19 +38,21 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use lettre::message::{Mailbox, header::ContentType};
 use lettre::transport::smtp::PoolConfig;
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
 use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use retain_bus::{Bus, Consumer, Delivery, Handler, HandlerError, RetryPolicy, groups};
 use retain_proto::{convert, v1};
 use retain_runtime::Clock;
-use sea_orm::DatabaseConnection;
+use retain_runtime::error::Error;
+use sea_orm::{DatabaseConnection, TransactionTrait};
 use tokio_util::sync::CancellationToken;
 
 use crate::settings::{EmailSettings, EmailTransport, SmtpTls};
 use crate::sql;
+use crate::topics::EMAIL_REQUESTED;
 
 /// The built-in templates, by the key a policy names.
 const BUILT_IN: [(&str, &str); 4] = [
@@ -192,6 +198,23 @@ pub struct Mailer {
     settings: EmailSettings,
 }
 
+impl Handler for Mailer {
+    /// Sends one `notification.email` message's email, if it is still
+    /// pending (a redelivery of one already sent or dead only acknowledges).
+    async fn handle(&self, delivery: &Delivery) -> Result<(), HandlerError> {
+        let request = EMAIL_REQUESTED.decode(delivery)?;
+        let tenant = request.tenant_id.as_str();
+        let pending = sql::pending_email(&self.db, tenant, &request.notification_id)
+            .await
+            .map_err(|e| HandlerError::transient(e.to_string()))?;
+        let Some(record) = pending else {
+            return Ok(());
+        };
+        let result = self.send(tenant, &record).await;
+        self.record(tenant, record, result, delivery).await
+    }
+}
+
 impl Mailer {
     /// A mailer for `settings` (already validated), sending the templates'
     /// emails. The outbox folder is created at the first email.
@@ -249,43 +272,53 @@ impl Mailer {
         })
     }
 
-    /// Delivers due emails until `stop`; an idle round waits
-    /// `poll_interval_ms`.
+    /// Delivers emails until `stop`: first publishes the bus message of
+    /// every pending email routed before deliveries were work on the bus,
+    /// then consumes `notification.email` — `concurrency` emails at once,
+    /// leases of `lease_seconds`, the retry back-off of the settings, an
+    /// idle poll of at most `poll_interval_ms`.
     pub async fn run(&self, stop: CancellationToken) {
-        let idle = Duration::from_millis(self.settings.poll_interval_ms);
-        loop {
-            let wait = match self.round().await {
-                Ok(0) => idle,
-                Ok(_) => Duration::ZERO,
-                Err(e) => {
-                    tracing::warn!(error = %e, "email delivery round failed; retrying");
-                    idle
-                }
-            };
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(wait) => {}
-            }
+        if let Err(e) = self.adopt().await {
+            tracing::warn!(error = %e, "queuing the emails of an earlier release failed; retried at the next start");
+        }
+        let s = &self.settings;
+        let mut opts = retain_bus::ConsumerOptions::new(format!(
+            "notification-email-{}-{}",
+            std::process::id(),
+            retain_store::now_micros()
+        ));
+        opts.batch_size = s.concurrency;
+        opts.concurrency = s.concurrency;
+        opts.lease = Duration::from_secs(s.lease_seconds);
+        opts.idle_max = Duration::from_millis(s.poll_interval_ms).max(opts.idle_min);
+        opts.retry = RetryPolicy {
+            base: Duration::from_millis(s.retry_initial_ms),
+            max: Duration::from_millis(s.retry_max_ms),
+        };
+        let bus = Bus::new(self.db.clone());
+        match Consumer::new(bus, EMAIL_REQUESTED.name(), groups::NOTIFICATION, opts).await {
+            Ok(consumer) => consumer.run(self, stop).await,
+            // Without its subscription the worker cannot run: it ends,
+            // which stops the server (run `migrate`).
+            Err(e) => tracing::error!(error = %e, "email delivery cannot start"),
         }
     }
 
-    /// Claims the due emails (at most `concurrency`), sends them at once,
-    /// and records each outcome; returns how many it claimed.
-    pub async fn round(&self) -> Result<usize, sea_orm::DbErr> {
-        let now = self.clock.now().micros();
-        let lease_us = i64::try_from(self.settings.lease_seconds * 1_000_000).unwrap_or(i64::MAX);
-        let claimed =
-            sql::claim_emails(&self.db, now, now + lease_us, self.settings.concurrency).await?;
-        let n = claimed.len();
-        let outcomes = futures::stream::iter(claimed)
-            .map(|email| async move {
-                let result = self.send(&email.tenant, &email.record).await;
-                self.record(email, result).await
+    /// Publishes the bus message of every pending email that has none.
+    async fn adopt(&self) -> Result<usize, Error> {
+        let tx = self.db.begin().await?;
+        let orphans: Vec<v1::EmailRequested> = sql::unqueued_emails(&tx)
+            .await?
+            .into_iter()
+            .map(|(tenant_id, notification_id)| v1::EmailRequested {
+                tenant_id,
+                notification_id,
             })
-            .buffer_unordered(self.settings.concurrency);
-        let results: Vec<Result<(), sea_orm::DbErr>> = outcomes.collect().await;
-        results.into_iter().collect::<Result<(), _>>()?;
-        Ok(n)
+            .collect();
+        EMAIL_REQUESTED.publish(&tx, &orphans).await?;
+        sql::mark_emails_queued(&tx).await?;
+        tx.commit().await?;
+        Ok(orphans.len())
     }
 
     /// Renders and sends one email. Recipients are the record's, or, when
@@ -366,22 +399,22 @@ impl Mailer {
             .map_err(|e| format!("the message cannot be built: {e}"))
     }
 
-    /// Records one send's outcome.
+    /// Records one send's outcome on the email: sent (acknowledged with
+    /// it, in one transaction), dead (acknowledged), or still pending with
+    /// the error — then the handler fails, and the bus retries after its
+    /// back-off.
     async fn record(
         &self,
-        email: sql::ClaimedEmail,
+        tenant: &str,
+        mut record: v1::Notification,
         result: Result<Vec<String>, Failure>,
-    ) -> Result<(), sea_orm::DbErr> {
+        delivery: &Delivery,
+    ) -> Result<(), HandlerError> {
         let now = self.clock.now().micros();
-        let sql::ClaimedEmail {
-            tenant,
-            attempts,
-            lease_until,
-            mut record,
-        } = email;
-        record.attempts = i32::try_from(attempts).unwrap_or(i32::MAX);
+        let attempts = delivery.attempt;
+        record.attempts = attempts;
         let id = record.notification_id.clone();
-        let retry_at = match result {
+        let retry = match result {
             Ok(recipients) => {
                 record.recipients = recipients;
                 record.state = v1::DeliveryState::Sent as i32;
@@ -391,24 +424,20 @@ impl Mailer {
                 None
             }
             Err(failure @ (Failure::Transient(_) | Failure::Waiting(_)))
-                if attempts < i64::from(self.settings.max_attempts) =>
+                if attempts < i32::try_from(self.settings.max_attempts).unwrap_or(i32::MAX) =>
             {
-                let wait = self
-                    .settings
-                    .backoff(u32::try_from(attempts).unwrap_or(u32::MAX));
-                let retry_in_ms = wait.as_millis() as u64;
                 let e = match failure {
                     Failure::Waiting(e) => {
-                        tracing::debug!(tenant, notification = id, attempts, error = %e, retry_in_ms, "email waits; retrying");
+                        tracing::debug!(tenant, notification = id, attempts, error = %e, "email waits; retrying");
                         e
                     }
                     Failure::Transient(e) | Failure::Permanent(e) => {
-                        tracing::warn!(tenant, notification = id, attempts, error = %e, retry_in_ms, "email not delivered; retrying");
+                        tracing::warn!(tenant, notification = id, attempts, error = %e, "email not delivered; retrying");
                         e
                     }
                 };
-                record.last_error = e;
-                Some(now + i64::try_from(wait.as_micros()).unwrap_or(i64::MAX))
+                record.last_error.clone_from(&e);
+                Some(e)
             }
             Err(Failure::Transient(e) | Failure::Waiting(e) | Failure::Permanent(e)) => {
                 tracing::error!(tenant, notification = id, attempts, error = %e, "email dead-lettered");
@@ -417,15 +446,28 @@ impl Mailer {
                 None
             }
         };
-        if !sql::record_delivery(&self.db, &tenant, &record, retry_at, lease_until).await? {
-            tracing::warn!(
-                tenant,
-                notification = id,
-                attempts,
-                "email outcome not recorded: its lease passed and another worker holds it"
-            );
+        let store = async {
+            let tx = self.db.begin().await?;
+            if !sql::record_email(&tx, tenant, &record).await? {
+                tracing::warn!(
+                    tenant,
+                    notification = id,
+                    "email outcome not recorded: another worker recorded one first"
+                );
+            }
+            if retry.is_none() {
+                retain_bus::ack_in(&tx, delivery).await?;
+            }
+            tx.commit().await?;
+            Ok::<(), Error>(())
+        };
+        store
+            .await
+            .map_err(|e| HandlerError::transient(e.to_string()))?;
+        match retry {
+            Some(e) => Err(HandlerError::transient(e)),
+            None => Ok(()),
         }
-        Ok(())
     }
 }
 
@@ -515,18 +557,6 @@ mod tests {
             err.contains("broken.txt") && err.contains("Subject"),
             "{err}"
         );
-    }
-
-    #[test]
-    fn retries_back_off_doubling_up_to_the_cap() {
-        let s = EmailSettings {
-            retry_initial_ms: 1_000,
-            retry_max_ms: 5_000,
-            ..EmailSettings::default()
-        };
-        let waits: Vec<u128> = (1..=5).map(|a| s.backoff(a).as_millis()).collect();
-        assert_eq!(waits, [1_000, 2_000, 4_000, 5_000, 5_000]);
-        assert_eq!(s.backoff(u32::MAX).as_millis(), 5_000);
     }
 
     #[test]

@@ -18,6 +18,7 @@ mod route;
 mod settings;
 mod signals;
 mod sql;
+pub mod topics;
 mod watch;
 
 use std::pin::Pin;

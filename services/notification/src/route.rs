@@ -41,6 +41,7 @@ use retain_runtime::error::Error;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use std::sync::Arc;
 
+use crate::topics::EMAIL_REQUESTED;
 use crate::{policy, sql};
 
 /// Routes triggers. Cheap to clone.
@@ -310,6 +311,19 @@ impl Router {
             }
         }
         sql::insert_messages(tx, tenant, &messages, now).await?;
+        // Each pending email is work for a delivery worker, on the bus.
+        let deliveries: Vec<v1::EmailRequested> = messages
+            .iter()
+            .filter(|m| {
+                m.channel == v1::NotificationChannel::Email as i32
+                    && m.state == v1::DeliveryState::Pending as i32
+            })
+            .map(|m| v1::EmailRequested {
+                tenant_id: tenant.to_owned(),
+                notification_id: m.notification_id.clone(),
+            })
+            .collect();
+        EMAIL_REQUESTED.publish(tx, &deliveries).await?;
 
         // Tasks: unowned ones assigned within their queue, then created and
         // numbered for watchers.

@@ -75,7 +75,8 @@ pub struct EmailSettings {
     pub smtp_password: String,
     /// A send that takes longer is abandoned and retried, in milliseconds.
     pub smtp_timeout_ms: u64,
-    /// Emails in flight at once per replica (also how many one claim takes).
+    /// Emails in flight at once per replica (also how many one claim of the
+    /// bus takes).
     pub concurrency: usize,
     /// How long a claimed email is held before another replica may take it
     /// over, in seconds; more than twice `smtp_timeout_ms`.
@@ -84,11 +85,13 @@ pub struct EmailSettings {
     /// dead-letters at once).
     pub max_attempts: u32,
     /// Wait before the second attempt, in milliseconds; doubled for each
-    /// further attempt, up to `retry_max_ms`.
+    /// further attempt (±20 %), up to `retry_max_ms` — the back-off of the
+    /// bus consumer that delivers emails.
     pub retry_initial_ms: u64,
     /// Longest wait between attempts, in milliseconds.
     pub retry_max_ms: u64,
-    /// How often an idle worker looks for due emails, in milliseconds.
+    /// The longest an idle worker waits before looking for due emails
+    /// again, in milliseconds (it polls the bus from 20 ms up to this).
     pub poll_interval_ms: u64,
     /// A folder of `<template>.txt` files that replace or add to the
     /// built-in templates ('' = built-ins only).
@@ -135,17 +138,6 @@ impl EmailSettings {
             (0, SmtpTls::Tls) => 465,
             (p, _) => p,
         }
-    }
-
-    /// The wait after `attempts` failed attempts: `retry_initial_ms`
-    /// doubled per further attempt, at most `retry_max_ms`.
-    pub fn backoff(&self, attempts: u32) -> std::time::Duration {
-        let doublings = attempts.saturating_sub(1).min(32);
-        let ms = self
-            .retry_initial_ms
-            .saturating_mul(1_u64 << doublings)
-            .min(self.retry_max_ms);
-        std::time::Duration::from_millis(ms)
     }
 
     fn validate(&self) -> Result<(), ConfigError> {

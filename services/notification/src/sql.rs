@@ -740,100 +740,86 @@ pub async fn message_counts<C: ConnectionTrait>(
         .collect()
 }
 
-/// A pending email a delivery worker holds.
-#[derive(Debug)]
-pub struct ClaimedEmail {
-    /// Its tenant.
-    pub tenant: String,
-    /// Attempts, this one included.
-    pub attempts: i64,
-    /// The lease this claim took (µs); the outcome is recorded only while
-    /// the row still carries it.
-    pub lease_until: i64,
-    /// The record (template, variables, recipients).
-    pub record: v1::Notification,
-}
-
-/// Leases up to `limit` pending emails due at `now` and not held by
-/// another worker until `lease_until`, oldest due first, counting an
-/// attempt for each. One statement: on PostgreSQL `SKIP LOCKED` lets
-/// concurrent claims pass each other, and a row another claim took is
-/// re-read with its new lease, so no email is held twice.
-pub async fn claim_emails<C: ConnectionTrait>(
+/// The record of a pending email, if it is still pending (not sent, dead
+/// or unknown).
+pub async fn pending_email<C: ConnectionTrait>(
     db: &C,
-    now: i64,
-    lease_until: i64,
-    limit: usize,
-) -> Result<Vec<ClaimedEmail>, DbErr> {
-    let backend = db.get_database_backend();
-    let lock = if backend == sea_orm::DatabaseBackend::Postgres {
-        " FOR UPDATE SKIP LOCKED"
-    } else {
-        ""
-    };
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            format!(
-                "UPDATE notification_messages SET lease_until = $1, attempts = attempts + 1 \
-                 WHERE (tenant_id, notification_id, channel) IN (\
-                   SELECT tenant_id, notification_id, channel FROM notification_messages \
-                   WHERE state = 1 AND next_attempt_at <= $2 AND lease_until <= $2 \
-                   ORDER BY next_attempt_at LIMIT $3{lock}) \
-                 RETURNING tenant_id, attempts, record"
-            ),
+    tenant: &str,
+    notification_id: &str,
+) -> Result<Option<v1::Notification>, DbErr> {
+    let row = db
+        .query_one_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT record FROM notification_messages WHERE tenant_id = $1 \
+             AND notification_id = $2 AND channel = $3 AND state = $4",
             [
-                lease_until.into(),
-                now.into(),
-                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+                tenant.into(),
+                notification_id.into(),
+                Value::SmallInt(Some(v1::NotificationChannel::Email as i16)),
+                Value::SmallInt(Some(v1::DeliveryState::Pending as i16)),
             ],
         ))
         .await?;
-    rows.iter()
-        .map(|r| {
-            let bytes: Vec<u8> = r.try_get_by_index(2)?;
-            Ok(ClaimedEmail {
-                tenant: r.try_get_by_index(0)?,
-                attempts: r.try_get_by_index(1)?,
-                lease_until,
-                record: v1::Notification::decode(bytes.as_slice()).map_err(|e| {
-                    DbErr::Custom(format!("a stored notification does not decode: {e}"))
-                })?,
-            })
-        })
-        .collect()
+    row.map(|r| {
+        let bytes: Vec<u8> = r.try_get_by_index(0)?;
+        v1::Notification::decode(bytes.as_slice())
+            .map_err(|e| DbErr::Custom(format!("a stored notification does not decode: {e}")))
+    })
+    .transpose()
 }
 
-/// Records a delivery attempt's outcome on a pending email and releases
-/// it: `record` carries the new state, attempts and error; `retry_at`
-/// (µs) is when a still pending one is due again. Only while the row
-/// still carries the claim's `lease_until`: a worker whose lease passed
-/// and was taken over records nothing (returns `false`), so it cannot
-/// overwrite the outcome of the worker that took the email over.
-pub async fn record_delivery<C: ConnectionTrait>(
+/// Records a delivery attempt's outcome on a still pending email (`record`
+/// carries the new state, attempts and error); `false` when it was no
+/// longer pending (another replica recorded an outcome first).
+pub async fn record_email<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
     record: &v1::Notification,
-    retry_at: Option<i64>,
-    lease_until: i64,
 ) -> Result<bool, DbErr> {
     retain_store::exec(
         db,
-        "UPDATE notification_messages SET state = $1, record = $2, next_attempt_at = $3, \
-         lease_until = 0 WHERE tenant_id = $4 AND notification_id = $5 AND channel = $6 \
-         AND state = 1 AND lease_until = $7",
+        "UPDATE notification_messages SET state = $1, record = $2 \
+         WHERE tenant_id = $3 AND notification_id = $4 AND channel = $5 AND state = $6",
         [
             Value::SmallInt(Some(i16::try_from(record.state).unwrap_or(0))),
             record.encode_to_vec().into(),
-            retry_at.unwrap_or(0).into(),
             tenant.into(),
             record.notification_id.clone().into(),
-            Value::SmallInt(Some(i16::try_from(record.channel).unwrap_or(0))),
-            lease_until.into(),
+            Value::SmallInt(Some(v1::NotificationChannel::Email as i16)),
+            Value::SmallInt(Some(v1::DeliveryState::Pending as i16)),
         ],
     )
     .await
     .map(|rows| rows == 1)
+}
+
+/// Pending emails without a bus message (routed before deliveries were
+/// work on the bus): (tenant, notification id).
+pub async fn unqueued_emails<C: ConnectionTrait>(db: &C) -> Result<Vec<(String, String)>, DbErr> {
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            "SELECT tenant_id, notification_id FROM notification_messages \
+             WHERE channel = $1 AND state = $2 AND NOT queued ORDER BY created_at",
+            [
+                Value::SmallInt(Some(v1::NotificationChannel::Email as i16)),
+                Value::SmallInt(Some(v1::DeliveryState::Pending as i16)),
+            ],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+        .collect()
+}
+
+/// Marks every pending email as having its bus message.
+pub async fn mark_emails_queued<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
+    retain_store::exec(
+        db,
+        "UPDATE notification_messages SET queued = TRUE WHERE state = $1 AND NOT queued",
+        [Value::SmallInt(Some(v1::DeliveryState::Pending as i16))],
+    )
+    .await
 }
 
 /// Open and claimed tasks marked past their SLA, per tenant.
@@ -1008,7 +994,7 @@ pub async fn insert_messages<C: ConnectionTrait>(
     retain_store::insert_rows(
         db,
         "INSERT INTO notification_messages (tenant_id, notification_id, channel, account_id, \
-         state, record, created_at) VALUES ",
+         state, record, created_at, queued) VALUES ",
         " ON CONFLICT (tenant_id, notification_id, channel) DO NOTHING",
         messages,
         |n| {
@@ -1020,6 +1006,7 @@ pub async fn insert_messages<C: ConnectionTrait>(
                 Value::SmallInt(Some(i16::try_from(n.state).unwrap_or(0))),
                 n.encode_to_vec().into(),
                 now.into(),
+                true.into(),
             ]
         },
     )
@@ -1058,7 +1045,7 @@ mod tests {
 
     use super::*;
 
-    fn pending_email(id: &str) -> v1::Notification {
+    fn a_pending_email(id: &str) -> v1::Notification {
         v1::Notification {
             notification_id: id.into(),
             account_id: "acme-1".into(),
@@ -1069,24 +1056,23 @@ mod tests {
     }
 
     retain_testkit::storage_test!(
-        async fn an_outcome_is_recorded_only_under_the_lease_that_claimed_it(db) {
+        async fn an_outcome_is_recorded_once_on_a_pending_email(db) {
             let db = &db.conn;
-            insert_messages(db, "t1", &[pending_email("n-1")], 0).await.unwrap();
-            let first = claim_emails(db, 10, 100, 8).await.unwrap();
-            assert_eq!(first.len(), 1);
-            assert_eq!(first[0].lease_until, 100);
-            // The first worker's lease passes; a second worker takes the email.
-            let second = claim_emails(db, 150, 250, 8).await.unwrap();
-            assert_eq!(second.len(), 1);
-            let mut sent = second[0].record.clone();
+            insert_messages(db, "t1", &[a_pending_email("n-1")], 0).await.unwrap();
+            let mut sent = pending_email_record(db, "n-1").await;
             sent.state = v1::DeliveryState::Sent as i32;
-            let mut retry = first[0].record.clone();
+            assert!(record_email(db, "t1", &sent).await.unwrap());
+            assert!(super::pending_email(db, "t1", "n-1").await.unwrap().is_none());
+            // A late worker cannot turn the sent email back into a retry.
+            let mut retry = sent.clone();
+            retry.state = v1::DeliveryState::Pending as i32;
             retry.last_error = "late".into();
-            assert!(!record_delivery(db, "t1", &retry, Some(300), 100).await.unwrap());
-            assert!(record_delivery(db, "t1", &sent, None, 250).await.unwrap());
-            // The late worker cannot turn the sent email back into a pending one.
-            assert!(!record_delivery(db, "t1", &retry, Some(300), 100).await.unwrap());
-            assert!(claim_emails(db, 1_000, 1_100, 8).await.unwrap().is_empty());
+            assert!(!record_email(db, "t1", &retry).await.unwrap());
+            assert!(super::pending_email(db, "t1", "n-1").await.unwrap().is_none());
         }
     );
+
+    async fn pending_email_record(db: &sea_orm::DatabaseConnection, id: &str) -> v1::Notification {
+        super::pending_email(db, "t1", id).await.unwrap().unwrap()
+    }
 }
