@@ -30,6 +30,7 @@
 mod consumer;
 mod driver;
 mod headers;
+mod message;
 mod queue;
 mod topic;
 

@@ -20,17 +20,11 @@ use tokio::sync::Notify;
 
 use crate::Headers;
 use crate::driver::{Claim, Driver, Postgres, Sqlite};
-
-pub(crate) const PENDING: i16 = 0;
-pub(crate) const LEASED: i16 = 1;
-pub(crate) const DEAD: i16 = 2;
+pub use crate::message::OutgoingMessage;
+use crate::message::{DEAD, LEASED, MAX_PARAMS, PENDING};
 
 /// How long one claim may run on PostgreSQL before it is cancelled.
 pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Bind parameters per statement: under SQLite's 32,766 and PostgreSQL's
-/// 65,535 limits.
-pub(crate) const MAX_PARAMS: usize = retain_store::MAX_BIND_PARAMS;
 
 /// Errors from the bus.
 #[derive(Debug, thiserror::Error)]
@@ -105,39 +99,6 @@ impl Subscription {
     /// Delivers only publications labelled `label` to this group.
     pub fn only_labelled(mut self, label: impl Into<String>) -> Self {
         self.label = Some(label.into());
-        self
-    }
-}
-
-/// A message to publish.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OutgoingMessage {
-    /// Ordering and coalescing key (`tenant/account`), if any.
-    pub key: Option<String>,
-    /// Encoded protobuf payload.
-    pub payload: Vec<u8>,
-    /// Headers; see [`Headers::from_current_span`].
-    pub headers: Headers,
-    /// A label for subscriptions that take only labelled publications
-    /// ([`Subscription::only_labelled`]); groups without such a filter
-    /// receive the message either way.
-    pub label: Option<&'static str>,
-}
-
-impl OutgoingMessage {
-    /// A keyed message carrying the current span's trace context.
-    pub fn keyed(key: impl Into<String>, payload: Vec<u8>) -> Self {
-        Self {
-            key: Some(key.into()),
-            payload,
-            headers: Headers::from_current_span(),
-            label: None,
-        }
-    }
-
-    /// The same message, labelled for subscriptions that filter on `label`.
-    pub fn labelled(mut self, label: Option<&'static str>) -> Self {
-        self.label = label;
         self
     }
 }

@@ -111,7 +111,7 @@ pub async fn currency_of(remote: &Remote) -> anyhow::Result<String> {
         retain_proto::v1::metrics_service_client::MetricsServiceClient::new(remote.channel.clone())
             .get_portfolio_metrics(
                 remote.request(v1::GetPortfolioMetricsRequest {
-                    period: Some(last_full_month(
+                    period: Some(report::last_full_month(
                         std::time::SystemTime::now()
                             .duration_since(std::time::UNIX_EPOCH)?
                             .as_secs() as i64,
@@ -282,32 +282,4 @@ async fn pending_emails(db: &sea_orm::DatabaseConnection) -> anyhow::Result<i64>
         ))
         .await?;
     Ok(row.map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))?)
-}
-
-/// The period of the last full calendar month before `now` (UTC).
-pub fn last_full_month(now: i64) -> v1::Period {
-    use retain_domain::{Period, Timestamp};
-    let (y, m, _) = Timestamp::from_micros(now.saturating_mul(1_000_000)).ymd();
-    let (y, m) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
-    let month = Period::month(y, m);
-    v1::Period {
-        start: Some(retain_proto::convert::from_micros(month.start.micros())),
-        end: Some(retain_proto::convert::from_micros(month.end.micros())),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    #[test]
-    fn the_last_full_month_is_the_calendar_month_before() {
-        // 2026-11-23T12:00:00Z → [2026-10-01, 2026-11-01).
-        let p = super::last_full_month(1_795_435_200);
-        assert_eq!(p.start.unwrap().seconds, 1_790_812_800);
-        assert_eq!(p.end.unwrap().seconds, 1_793_491_200);
-        // January → December of the year before.
-        let p = super::last_full_month(1_768_478_400); // 2026-01-15T12:00:00Z
-        assert_eq!(p.start.unwrap().seconds, 1_764_547_200); // 2025-12-01
-    }
 }

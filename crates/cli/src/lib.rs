@@ -93,7 +93,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let remote = client::Remote::connect(&cli_endpoint, cli_token, &opts.data_dir).await?;
             let period = match month {
                 Some(m) => month_period(&m)?,
-                None => demo::last_full_month(now()),
+                None => report::last_full_month(now()),
             };
             report::portfolio(&remote, period, json).await
         }
@@ -106,7 +106,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             let remote = client::Remote::connect(&cli_endpoint, cli_token, &opts.data_dir).await?;
             let period = match month {
                 Some(m) => month_period(&m)?,
-                None => demo::last_full_month(now()),
+                None => report::last_full_month(now()),
             };
             let (lens, title) = match (strategy, stage) {
                 (Some(s), _) => {

@@ -11,7 +11,6 @@ use retain_proto::v1::metrics_service_client::MetricsServiceClient;
 use retain_proto::v1::notification_service_client::NotificationServiceClient;
 
 use crate::client::Remote;
-use crate::demo::last_full_month;
 use crate::json;
 
 /// Prints the report as of `now`: last month's portfolio and MRR bridge,
@@ -466,6 +465,18 @@ fn kpi(v: Option<&v1::KpiValue>) -> String {
     }
 }
 
+/// The period of the last full calendar month before `now` (UTC).
+pub fn last_full_month(now: i64) -> v1::Period {
+    use retain_domain::{Period, Timestamp};
+    let (y, m, _) = Timestamp::from_micros(now.saturating_mul(1_000_000)).ymd();
+    let (y, m) = if m == 1 { (y - 1, 12) } else { (y, m - 1) };
+    let month = Period::month(y, m);
+    v1::Period {
+        start: Some(retain_proto::convert::from_micros(month.start.micros())),
+        end: Some(retain_proto::convert::from_micros(month.end.micros())),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use retain_proto::v1;
@@ -479,5 +490,16 @@ mod tests {
         assert_eq!(super::money(Some(&m(123_456_789))), "1,234,567.89 EUR");
         assert_eq!(super::money(Some(&m(-5))), "-0.05 EUR");
         assert_eq!(super::money(Some(&m(100_000))), "1,000.00 EUR");
+    }
+
+    #[test]
+    fn the_last_full_month_is_the_calendar_month_before() {
+        // 2026-11-23T12:00:00Z → [2026-10-01, 2026-11-01).
+        let p = super::last_full_month(1_795_435_200);
+        assert_eq!(p.start.unwrap().seconds, 1_790_812_800);
+        assert_eq!(p.end.unwrap().seconds, 1_793_491_200);
+        // January → December of the year before.
+        let p = super::last_full_month(1_768_478_400); // 2026-01-15T12:00:00Z
+        assert_eq!(p.start.unwrap().seconds, 1_764_547_200); // 2025-12-01
     }
 }

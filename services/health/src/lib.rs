@@ -30,7 +30,7 @@ use retain_proto::v1;
 use retain_proto::v1::health_service_server::{HealthService, HealthServiceServer};
 use retain_runtime::auth::{Principal, Role};
 use retain_runtime::error::Error;
-use retain_runtime::paging::{next_token, page_size, page_token};
+use retain_runtime::paging::{Filters, page_size};
 use retain_runtime::{Clock, Context, Service, Services, Workers};
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
@@ -73,7 +73,12 @@ impl HealthService for Health {
         check_segment(&mut v, "segment", &req.segment);
         check_owner(&mut v, "csm_owner_email", &req.csm_owner_email);
         let sort = list_sort(&mut v, req.sort);
-        let after = list_position(&mut v, sort, &req.page_token);
+        let filters = Filters::of([
+            format!("{:?}", req.bands),
+            req.segment.clone(),
+            req.csm_owner_email.clone(),
+        ]);
+        let after = list_position(&mut v, sort, &filters, &req.page_token);
         v.into_result(()).map_err(Error::from)?;
         let filter = sql::ListFilter {
             bands: &bands,
@@ -90,7 +95,7 @@ impl HealthService for Health {
         )
         .await
         .map_err(Error::from)?;
-        let next_page_token = next_token(&mut page, size, |(key, s)| match order {
+        let next_page_token = filters.next_token(&mut page, size, |(key, s)| match order {
             sql::Order::Account => s.account_id.clone(),
             sql::Order::By { .. } => sorted_position(code, *key, &s.account_id),
         });
@@ -113,7 +118,8 @@ impl HealthService for Health {
         }
         let size = page_size(&mut v, "page_size", req.page_size);
         // The position is the last score's (as_of, model version).
-        let before = match page_token(&mut v, "page_token", &req.page_token) {
+        let filters = Filters::of([req.account_id.clone(), format!("{:?}", req.range)]);
+        let before = match filters.position(&mut v, "page_token", &req.page_token) {
             t if t.is_empty() => (i64::MAX, i64::MAX),
             t => t
                 .split_once(':')
@@ -151,7 +157,7 @@ impl HealthService for Health {
                 Error::NotFound(format!("health of account {}", quote(&req.account_id))).into(),
             );
         }
-        let next_page_token = next_token(&mut points, size, |((as_of, version), _)| {
+        let next_page_token = filters.next_token(&mut points, size, |((as_of, version), _)| {
             format!("{as_of}:{version}")
         });
         Ok(Response::new(v1::GetHealthHistoryResponse {
@@ -374,9 +380,10 @@ fn sorted_position(sort: i32, key: f64, account: &str) -> String {
 fn list_position(
     v: &mut retain_domain::Violations,
     (order, sort): (sql::Order, i32),
+    filters: &Filters,
     token: &str,
 ) -> sql::After {
-    let position = page_token(v, "page_token", token);
+    let position = filters.position(v, "page_token", token);
     if position.is_empty() {
         return sql::After::Start;
     }

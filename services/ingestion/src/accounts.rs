@@ -4,11 +4,11 @@ use retain_domain::signal::Lifecycle;
 use retain_domain::{Account, Currency, Money, Timestamp};
 use retain_proto::{convert, v1};
 use retain_runtime::error::Error;
+use retain_runtime::paging::Filters;
 use retain_store::entity::account;
 use sea_orm::{
     ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder, QuerySelect,
 };
-use sha2::{Digest, Sha256};
 
 /// Default and largest page sizes of `ListAccounts`.
 pub const DEFAULT_PAGE_SIZE: usize = 100;
@@ -61,46 +61,27 @@ pub async fn get(
         .ok_or_else(|| Error::NotFound(format!("account {:?}", req.account_id)))
 }
 
-/// A fingerprint of the filters, so a page token cannot be replayed with
-/// other filters (which would skip or repeat accounts silently).
-fn filter_fingerprint(req: &v1::ListAccountsRequest) -> String {
-    let mut h = Sha256::new();
-    for part in [
-        req.segment.as_str(),
-        req.csm_owner_email.as_str(),
-        &req.lifecycle.to_string(),
-    ] {
-        h.update(part.as_bytes());
-        h.update([0]);
-    }
-    hex::encode(&h.finalize()[..6])
+/// The filters a page token is bound to ([`Filters`]): replayed with
+/// others it would skip or repeat accounts silently.
+fn filters(req: &v1::ListAccountsRequest) -> Filters {
+    Filters::of([
+        req.segment.clone(),
+        req.csm_owner_email.clone(),
+        req.lifecycle.to_string(),
+    ])
 }
 
-fn page_token(req: &v1::ListAccountsRequest, last: &str) -> String {
-    format!("{}.{}", filter_fingerprint(req), hex::encode(last))
-}
-
+/// The account a page starts after, from its token.
 fn after_of(req: &v1::ListAccountsRequest) -> Result<Option<String>, Error> {
-    if req.page_token.is_empty() {
+    let mut v = retain_domain::Violations::new();
+    let cursor = filters(req).position(&mut v, "page_token", &req.page_token);
+    v.into_result(()).map_err(Error::from)?;
+    if cursor.is_empty() {
         return Ok(None);
     }
-    let bad = || {
-        Error::invalid(
-            "page_token",
-            "is not a page token from an earlier ListAccounts answer",
-        )
-    };
-    let (fp, last) = req.page_token.split_once('.').ok_or_else(bad)?;
-    if fp != filter_fingerprint(req) {
-        return Err(Error::invalid(
-            "page_token",
-            "was issued for different filters; repeat the first request's filters or start over",
-        ));
-    }
-    let bytes = hex::decode(last).map_err(|_| bad())?;
     // The cursor is compared with stored account ids: it must be one.
-    let cursor = String::from_utf8(bytes).map_err(|_| bad())?;
-    retain_domain::AccountId::parse(cursor.clone()).map_err(|_| bad())?;
+    retain_domain::AccountId::parse(cursor.clone())
+        .map_err(|_| Error::invalid("page_token", "is not a token this service issued"))?;
     Ok(Some(cursor))
 }
 
@@ -193,7 +174,7 @@ pub async fn list(
     let more = rows.len() > size;
     rows.truncate(size);
     let next_page_token = match (more, rows.last()) {
-        (true, Some(last)) => page_token(req, &last.account_id),
+        (true, Some(last)) => filters(req).token(&last.account_id),
         _ => String::new(),
     };
     Ok(v1::ListAccountsResponse {

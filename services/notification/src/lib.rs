@@ -38,7 +38,7 @@ use retain_proto::v1::notification_service_server::{
 };
 use retain_runtime::auth::{Principal, Role};
 use retain_runtime::error::Error;
-use retain_runtime::paging::{next_token, page_size, page_token};
+use retain_runtime::paging::{Filters, page_size};
 use retain_runtime::{Clock, Context, Service, Services, Workers};
 use sea_orm::{DatabaseConnection, TransactionTrait};
 use tonic::{Request, Response, Status};
@@ -70,7 +70,17 @@ impl NotificationService for Notification {
         let req = request.get_ref();
         let mut v = retain_domain::Violations::new();
         let size = page_size(&mut v, "page_size", req.page_size);
-        let after = match page_token(&mut v, "page_token", &req.page_token).as_str() {
+        let filters = Filters::of([
+            req.queue.clone(),
+            req.assignee.clone(),
+            req.account_id.clone(),
+            format!("{:?}", req.states),
+            req.overdue.to_string(),
+        ]);
+        let after = match filters
+            .position(&mut v, "page_token", &req.page_token)
+            .as_str()
+        {
             "" => None,
             position => {
                 let parsed = position.splitn(3, ':').collect::<Vec<_>>();
@@ -132,7 +142,7 @@ impl NotificationService for Notification {
         )
         .await
         .map_err(Error::from)?;
-        let next_page_token = next_token(&mut tasks, size, |t| {
+        let next_page_token = filters.next_token(&mut tasks, size, |t| {
             let due = t.due_at.as_ref().map_or(0, retain_proto::convert::micros);
             format!("{}:{due}:{}", t.priority, t.task_id)
         });
@@ -329,7 +339,15 @@ impl NotificationService for Notification {
         let req = request.get_ref();
         let mut v = retain_domain::Violations::new();
         let size = page_size(&mut v, "page_size", req.page_size);
-        let after = match page_token(&mut v, "page_token", &req.page_token).as_str() {
+        let filters = Filters::of([
+            req.account_id.clone(),
+            req.channel.to_string(),
+            format!("{:?}", req.states),
+        ]);
+        let after = match filters
+            .position(&mut v, "page_token", &req.page_token)
+            .as_str()
+        {
             "" => None,
             position => {
                 let parsed = position.splitn(3, ':').collect::<Vec<_>>();
@@ -387,7 +405,7 @@ impl NotificationService for Notification {
         let mut page = sql::messages(&tx, tenant, &filter, after, size + 1)
             .await
             .map_err(Error::from)?;
-        let next_page_token = next_token(&mut page, size, |(created, n)| {
+        let next_page_token = filters.next_token(&mut page, size, |(created, n)| {
             format!("{created}:{}:{}", n.channel, n.notification_id)
         });
         let counts = sql::message_counts(&tx, tenant, &filter)

@@ -57,6 +57,19 @@ retain_testkit::storage_test!(async fn tasks_are_listed_claimed_completed_and_di
         }
         token = page.next_page_token;
     }
+    // A page token is bound to its filters: reused with others it would
+    // skip or repeat tasks, so it is refused, naming the field.
+    let first = client(&app)
+        .list_tasks(with_token(READER, v1::ListTasksRequest { page_size: 2, ..Default::default() }))
+        .await
+        .unwrap()
+        .into_inner();
+    let err = client(&app)
+        .list_tasks(with_token(READER, v1::ListTasksRequest { page_size: 2, page_token: first.next_page_token, queue: "expansion".into(), ..Default::default() }))
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), tonic::Code::InvalidArgument);
+    assert!(err.message().contains("page_token") && err.message().contains("other filters"), "{}", err.message());
     let accounts: Vec<&str> = all.iter().map(|t| t.account_id.as_str()).collect();
     assert_eq!(accounts, ["acct-0", "acct-1", "acct-2", "acct-3", "acct-4"]);
     assert!(all.iter().all(|t| t.assignee.is_empty()));

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr, QueryResult};
 
-use crate::queue::OutgoingMessage;
+use crate::message::OutgoingMessage;
 
 mod postgres;
 mod sqlite;
@@ -70,7 +70,7 @@ pub(crate) trait Driver {
 /// candidate (the plan that collapsed the claim under a deep backlog;
 /// migration m0003 says more).
 fn claim_sql(open: &str, close: &str, lock: &str) -> String {
-    use crate::queue::{DEAD, LEASED, PENDING};
+    use crate::message::{DEAD, LEASED, PENDING};
     const HEAD_D: &str = "(d.consumer_group || ' ' || d.topic || ' ' || d.msg_key)";
     const HEAD_H: &str = "(h.consumer_group || ' ' || h.topic || ' ' || h.msg_key)";
     format!(

@@ -9,7 +9,7 @@ use sea_orm::{
 };
 
 use super::{Claim, Driver, claim_sql, claim_values, fold_clause};
-use crate::queue::OutgoingMessage;
+use crate::message::OutgoingMessage;
 
 /// The PostgreSQL driver.
 #[derive(Debug)]

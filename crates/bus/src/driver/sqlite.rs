@@ -8,7 +8,7 @@ use sea_orm::{
 };
 
 use super::{Claim, Driver, claim_sql, claim_values, fold_clause};
-use crate::queue::{MAX_PARAMS, OutgoingMessage};
+use crate::message::{MAX_PARAMS, OutgoingMessage};
 
 /// The SQLite driver.
 #[derive(Debug)]
