@@ -366,31 +366,13 @@ pub async fn account_record<C: ConnectionTrait>(
     tenant: &str,
     account: &str,
 ) -> Result<Option<retain_domain::routing::AccountContext>, DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "SELECT segment, csm_owner_email, name, contact_emails FROM accounts \
-             WHERE tenant_id = $1 AND account_id = $2",
-            [tenant.into(), account.into()],
-        ))
-        .await?;
-    let Some(r) = row else { return Ok(None) };
-    let segment: Option<String> = r.try_get_by_index(0)?;
-    let owner: Option<String> = r.try_get_by_index(1)?;
-    let name: Option<String> = r.try_get_by_index(2)?;
-    let contacts: String = r.try_get_by_index(3)?;
-    Ok(Some(retain_domain::routing::AccountContext {
-        tenant: tenant.to_owned(),
-        account: account.to_owned(),
-        name: name.unwrap_or_default(),
-        segment: segment.filter(|s| !s.is_empty()),
-        csm_owner: owner.filter(|o| !o.is_empty()),
-        contacts: contacts
-            .split('\n')
-            .filter(|c| !c.is_empty())
-            .map(str::to_owned)
-            .collect(),
-    }))
+    context(
+        db,
+        (tenant, account),
+        "SELECT segment, csm_owner_email, name, contact_emails FROM accounts \
+         WHERE tenant_id = $1 AND account_id = $2",
+    )
+    .await
 }
 
 /// What routing knows of an account (nothing yet: only its ids).
@@ -399,32 +381,53 @@ pub async fn account<C: ConnectionTrait>(
     tenant: &str,
     account: &str,
 ) -> Result<retain_domain::routing::AccountContext, DbErr> {
+    let kept = context(
+        db,
+        (tenant, account),
+        "SELECT segment, csm_owner, name, contacts FROM notification_accounts \
+         WHERE tenant_id = $1 AND account_id = $2",
+    )
+    .await?;
+    Ok(
+        kept.unwrap_or_else(|| retain_domain::routing::AccountContext {
+            tenant: tenant.to_owned(),
+            account: account.to_owned(),
+            ..Default::default()
+        }),
+    )
+}
+
+/// The account context `sql` selects — segment, owner, name and the
+/// newline-joined contacts, '' or NULL for none — if it has a row.
+async fn context<C: ConnectionTrait>(
+    db: &C,
+    (tenant, account): (&str, &str),
+    sql: &str,
+) -> Result<Option<retain_domain::routing::AccountContext>, DbErr> {
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "SELECT segment, csm_owner, name, contacts FROM notification_accounts \
-             WHERE tenant_id = $1 AND account_id = $2",
+            sql,
             [tenant.into(), account.into()],
         ))
         .await?;
+    let Some(r) = row else { return Ok(None) };
+    let text = |i: usize| -> Result<String, DbErr> {
+        Ok(r.try_get_by_index::<Option<String>>(i)?.unwrap_or_default())
+    };
     let some = |s: String| Some(s).filter(|s| !s.is_empty());
-    let mut ctx = retain_domain::routing::AccountContext {
+    Ok(Some(retain_domain::routing::AccountContext {
         tenant: tenant.to_owned(),
         account: account.to_owned(),
-        ..Default::default()
-    };
-    if let Some(r) = row {
-        ctx.segment = some(r.try_get_by_index(0)?);
-        ctx.csm_owner = some(r.try_get_by_index(1)?);
-        ctx.name = r.try_get_by_index(2)?;
-        let contacts: String = r.try_get_by_index(3)?;
-        ctx.contacts = contacts
+        segment: some(text(0)?),
+        csm_owner: some(text(1)?),
+        name: text(2)?,
+        contacts: text(3)?
             .split('\n')
             .filter(|c| !c.is_empty())
             .map(str::to_owned)
-            .collect();
-    }
-    Ok(ctx)
+            .collect(),
+    }))
 }
 
 /// Records a subscription change (MRR after it) and returns the MRR
