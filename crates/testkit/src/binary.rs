@@ -164,7 +164,7 @@ impl Processes {
                 std::env::var("RETAIN_REQUIRE_POSTGRES").as_deref() != Ok("1"),
                 "{why}"
             );
-            eprintln!("SKIPPED {test}: {why}");
+            crate::skip(test, &why);
             return None;
         }
         Some(Self {

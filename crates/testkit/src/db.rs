@@ -131,7 +131,7 @@ impl TestDatabase {
                         "PostgreSQL required (RETAIN_REQUIRE_POSTGRES=1) but unavailable: {why}"
                     );
                 }
-                eprintln!("SKIPPED {test} on PostgreSQL: {why}");
+                crate::skip(&format!("{test} on PostgreSQL"), &why);
                 return None;
             }
         };

@@ -40,3 +40,14 @@ pub use db::{BenchPostgres, PgCluster, TestDatabase, eventually};
 pub use fixtures::*;
 pub use smtp::{Received, SmtpSink};
 pub use tokens::{ADMIN, CSM, GLOBEX, INGEST_ONLY, READER, WRITER, authenticator, with_token};
+
+/// Says that `test` skipped, and why, where a reader sees it: `cargo test`
+/// captures what a passing test prints with `eprintln!`, so a skipped
+/// test would look like any other `ok`. This writes to the process's
+/// standard error directly, past the capture, on every run.
+pub fn skip(test: &str, why: &str) {
+    use std::io::Write;
+    let line = format!("SKIPPED {test}: {why}\n");
+    // Nothing to do if stderr itself is gone.
+    let _ = std::io::stderr().lock().write_all(line.as_bytes());
+}

@@ -109,7 +109,7 @@ impl SmtpSink {
             if std::env::var("RETAIN_REQUIRE_SMTP").as_deref() == Ok("1") {
                 panic!("{test}: RETAIN_REQUIRE_SMTP=1 but {why}");
             }
-            eprintln!("SKIPPED {test} (needs an SMTP server): {why}");
+            crate::skip(&format!("{test} (needs an SMTP server)"), &why);
             return None;
         }
         let dir = tempfile::tempdir().unwrap();

@@ -157,19 +157,21 @@ async fn main() {
         async move { mailer.run(stop).await }
     });
     let bus = retain_bus::Bus::new(db.clone());
-    loop {
-        let s = bus
-            .stats(
-                retain_notification::topics::EMAIL_REQUESTED.name(),
-                retain_bus::groups::NOTIFICATION,
-            )
-            .await
-            .unwrap();
-        if s.pending + s.leased == 0 {
-            break;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+    retain_testkit::eventually(
+        "the bus to hold no email left to deliver",
+        std::time::Duration::from_secs(600),
+        || async {
+            let s = bus
+                .stats(
+                    retain_notification::topics::EMAIL_REQUESTED.name(),
+                    retain_bus::groups::NOTIFICATION,
+                )
+                .await
+                .unwrap();
+            (s.pending + s.leased == 0).then_some(())
+        },
+    )
+    .await;
     let delivered = started.elapsed();
     stop.cancel();
     worker.await.unwrap();
