@@ -37,21 +37,12 @@ impl MigrationTrait for Migration {
             "ALTER TABLE health_jobs ADD COLUMN queued BOOLEAN NOT NULL DEFAULT FALSE",
         )
         .await?;
-        db.execute_unprepared(
-            "INSERT INTO bus_subscriptions (topic, consumer_group, coalesce, max_attempts) VALUES \
-             ('health.rescore', 'health', FALSE, 10) \
-             ON CONFLICT (topic, consumer_group) DO NOTHING",
-        )
-        .await?;
-        Ok(())
+        super::subscribe(db, "health.rescore", "health", 10).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        db.execute_unprepared(
-            "DELETE FROM bus_subscriptions WHERE topic = 'health.rescore' AND consumer_group = 'health'",
-        )
-        .await?;
+        super::unsubscribe(db, "health.rescore", "health").await?;
         db.execute_unprepared("ALTER TABLE health_jobs DROP COLUMN queued")
             .await?;
         db.execute_unprepared("DROP INDEX health_jobs_one_pending")

@@ -24,22 +24,12 @@ impl MigrationTrait for Migration {
         // The delivery worker dead-letters an email itself after its
         // configured attempts (at most 100); the bus's own limit is only a
         // backstop for a worker that keeps failing on its database.
-        db.execute_unprepared(
-            "INSERT INTO bus_subscriptions (topic, consumer_group, coalesce, max_attempts) VALUES \
-             ('notification.email', 'notification', FALSE, 1000) \
-             ON CONFLICT (topic, consumer_group) DO NOTHING",
-        )
-        .await?;
-        Ok(())
+        super::subscribe(db, "notification.email", "notification", 1000).await
     }
 
     async fn down(&self, manager: &SchemaManager) -> Result<(), DbErr> {
         let db = manager.get_connection();
-        db.execute_unprepared(
-            "DELETE FROM bus_subscriptions WHERE topic = 'notification.email' \
-             AND consumer_group = 'notification'",
-        )
-        .await?;
+        super::unsubscribe(db, "notification.email", "notification").await?;
         db.execute_unprepared("ALTER TABLE notification_messages DROP COLUMN queued")
             .await?;
         Ok(())

@@ -44,3 +44,38 @@ impl MigratorTrait for Migrator {
         ]
     }
 }
+
+/// Subscribes consumer `group` to `topic` (each publication delivered on
+/// its own, dead-lettered after `max_attempts`), unless it is already:
+/// done by a migration, so nothing published before the consumer first
+/// starts is lost.
+async fn subscribe(
+    db: &SchemaManagerConnection<'_>,
+    topic: &str,
+    group: &str,
+    max_attempts: i32,
+) -> Result<(), DbErr> {
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "INSERT INTO bus_subscriptions (topic, consumer_group, coalesce, max_attempts) \
+         VALUES ($1, $2, FALSE, $3) ON CONFLICT (topic, consumer_group) DO NOTHING",
+        [topic.into(), group.into(), max_attempts.into()],
+    ))
+    .await
+    .map(|_| ())
+}
+
+/// Undoes [`subscribe`].
+async fn unsubscribe(
+    db: &SchemaManagerConnection<'_>,
+    topic: &str,
+    group: &str,
+) -> Result<(), DbErr> {
+    db.execute_raw(sea_orm::Statement::from_sql_and_values(
+        db.get_database_backend(),
+        "DELETE FROM bus_subscriptions WHERE topic = $1 AND consumer_group = $2",
+        [topic.into(), group.into()],
+    ))
+    .await
+    .map(|_| ())
+}
