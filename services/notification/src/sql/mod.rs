@@ -1,0 +1,16 @@
+//! Every statement the notification service runs, by aggregate: the
+//! routing policy, routing's decisions, the CSM queue's tasks, account
+//! contexts, and email and in-app records. Each file owns its tables
+//! (see the migrations m0009, m0010, m0014); callers use `sql::…`.
+
+mod accounts;
+mod actions;
+mod messages;
+mod policies;
+mod tasks;
+
+pub use accounts::*;
+pub use actions::*;
+pub use messages::*;
+pub use policies::*;
+pub use tasks::*;
