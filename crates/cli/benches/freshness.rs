@@ -171,7 +171,7 @@ async fn main() {
     retain_store::migrate(&db).await.unwrap();
     let mut settings = Settings::default();
     settings.telemetry.log_filter = "warn".into();
-    let ctx = Context::new(db.clone(), settings, Clock::system());
+    let ctx = Context::new(db.clone(), settings, Clock::system()).expect("valid tenants");
     let outbox = tempfile::tempdir().unwrap();
     let notification = retain_notification::NotificationSettings {
         email: retain_notification::EmailSettings::outbox(outbox.path().to_str().unwrap()),

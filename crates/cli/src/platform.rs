@@ -1,21 +1,18 @@
 //! The embedded platform: ingestion, metrics, health and notification
-//! composed into one server on one port — through the same
-//! `Service::build` and `retain_runtime::serve` each service's own binary
-//! uses — on SQLite in the data folder unless the configuration names a
-//! database.
+//! composed into one server on one port by the runtime's composition root
+//! (`retain_runtime::launch`, the call each service's own binary makes for
+//! its one service), on SQLite in the data folder unless the configuration
+//! names a database.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use retain_runtime::auth::{Authenticator, TokenSettings};
-use retain_runtime::config::DatabaseSettings;
-use retain_runtime::server::{ServeOptions, ServerError};
-use retain_runtime::{Clock, Context, Service, Settings};
+use retain_runtime::auth::TokenSettings;
+use retain_runtime::config::Value;
+use retain_runtime::{Component, Known, Launch, Settings};
 use sha2::Digest;
-use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
 /// The tenant the dev token acts for.
@@ -46,13 +43,24 @@ pub struct Platform {
     pub database: String,
     /// The dev tenant's base currency.
     pub currency: String,
-    server: JoinHandle<Result<(), ServerError>>,
-    _telemetry: retain_runtime::telemetry::TelemetryGuard,
+    launched: retain_runtime::Launched,
+}
+
+/// Every service there is: what `retain serve` runs and what `retain
+/// migrate --check` checks the configuration against.
+fn components() -> Vec<Component> {
+    vec![
+        Component::of::<retain_ingestion::Ingestion>(),
+        Component::of::<retain_metrics::Metrics>(),
+        Component::of::<retain_health::Health>(),
+        Component::of::<retain_notification::Notification>(),
+    ]
 }
 
 impl Platform {
-    /// Starts the platform: settings (defaults < file < environment), the
-    /// dev token, the database (migrated), the four services, the server.
+    /// Starts the platform: settings (the embedded defaults < file <
+    /// environment), the dev token, then the four services through the
+    /// runtime's composition root, migrating the database first.
     pub async fn start(opts: &Options, shutdown: CancellationToken) -> anyhow::Result<Self> {
         let mut settings = settings(opts)?;
         create_data_dir(opts)?;
@@ -65,75 +73,31 @@ impl Platform {
                 .to_vec(),
             name: "retain dev token".into(),
         });
-        let mut notification: retain_notification::NotificationSettings = settings.section()?;
-        let default_outbox = retain_notification::EmailSettings::default().outbox_dir;
-        if notification.email.outbox_dir == default_outbox {
-            notification.email.outbox_dir = opts.data_dir.join("outbox").display().to_string();
-        }
-        // A fresh embedded install retries an email after a second, not
-        // half a minute (an NPS email may wait for the account's contacts).
-        if notification.email.retry_initial_ms
-            == retain_notification::EmailSettings::default().retry_initial_ms
-        {
-            notification.email.retry_initial_ms = 1_000;
-        }
-        let currency = settings
+        let notification: retain_notification::NotificationSettings = settings.section()?;
+        let outbox = (notification.email.transport == retain_notification::EmailTransport::Outbox)
+            .then(|| PathBuf::from(&notification.email.outbox_dir));
+        let database = retain_store::redact(&settings.database.url);
+        let launch = Launch {
+            name: "retain",
+            components: components(),
+            known: Known::All,
+            migrate: true,
+        };
+        let launched = retain_runtime::launch(launch, settings, shutdown).await?;
+        let currency = launched
             .tenants
-            .parse()?
             .of(DEV_TENANT)
             .base_currency
             .as_str()
             .to_owned();
-        let outbox = (notification.email.transport == retain_notification::EmailTransport::Outbox)
-            .then(|| PathBuf::from(&notification.email.outbox_dir));
-
-        let telemetry = retain_runtime::telemetry::init(&settings.telemetry, "retain")?;
-        let database = retain_store::redact(&settings.database.url);
-        let db = retain_store::connect(&settings.database.url, &settings.database.pool())
-            .await
-            .with_context(|| format!("connecting to {database}"))?;
-        retain_store::migrate(&db).await?;
-
-        let ctx = Context::new(db.clone(), settings.clone(), Clock::system());
-        let services = retain_ingestion::Ingestion::build(&ctx, settings.section()?)?
-            .merge(retain_metrics::Metrics::build(&ctx, settings.section()?)?)
-            .merge(retain_health::Health::build(&ctx, settings.section()?)?)
-            .merge(retain_notification::Notification::build(
-                &ctx,
-                notification,
-            )?);
-        let addr = settings.server.listen_addr()?;
-        let listener = tokio::net::TcpListener::bind(addr).await.with_context(|| {
-            format!("binding {addr} (is Retain already running? set RETAIN__SERVER__LISTEN to use another address)")
-        })?;
-        let addr = listener.local_addr()?;
-        if let Some(path) = &settings.server.address_file {
-            retain_runtime::cli::write_address(path, &addr.to_string())
-                .with_context(|| format!("writing server.address_file {}", path.display()))?;
-        }
-        let serve_opts = ServeOptions {
-            settings: settings.server.clone(),
-            auth: Arc::new(Authenticator::from_settings(&settings.auth)?),
-            db: db.clone(),
-            health_interval: Duration::from_secs(5),
-            bus_metrics: (!settings.telemetry.otlp_endpoint.is_empty())
-                .then_some(Duration::from_secs(15)),
-        };
-        let server = tokio::spawn(retain_runtime::serve(
-            listener,
-            serve_opts,
-            services,
-            shutdown.clone(),
-        ));
         Ok(Self {
-            addr,
+            addr: launched.addr,
             token,
-            db,
+            db: launched.db.clone(),
             outbox,
             database,
             currency,
-            server,
-            _telemetry: telemetry,
+            launched,
         })
     }
 
@@ -142,26 +106,39 @@ impl Platform {
         format!("http://{}", self.addr)
     }
 
-    /// Waits until the server stops (a signal, or [`Platform::shutdown`]).
+    /// Waits until the server stops (a signal, or the shutdown token).
     pub async fn wait(self) -> anyhow::Result<()> {
-        self.server.await??;
-        Ok(())
+        self.launched.wait().await
     }
 }
 
-/// The settings (defaults < file < environment), with the database in
-/// the data folder unless configured, and only warnings logged when quiet.
+/// The settings: the embedded defaults (the database, the email outbox in
+/// the data folder; only warnings logged when quiet) under the file and the
+/// environment, checked against every service.
 fn settings(opts: &Options) -> anyhow::Result<Settings> {
-    let mut settings = Settings::load(opts.config.as_deref())?;
-    if settings.database.url == DatabaseSettings::default().url {
-        create_data_dir(opts)?;
-        settings.database.url = format!(
-            "sqlite://{}?mode=rwc",
-            opts.data_dir.join("retain.db").display()
-        );
+    let in_data_dir = |name: &str| opts.data_dir.join(name).display().to_string();
+    let mut defaults: Vec<(&str, Value)> = vec![
+        (
+            "database.url",
+            format!("sqlite://{}?mode=rwc", in_data_dir("retain.db")).into(),
+        ),
+        (
+            "notification.email.outbox_dir",
+            in_data_dir("outbox").into(),
+        ),
+        // A fresh embedded install retries an email after a second, not
+        // half a minute (an NPS email may wait for the account's contacts).
+        ("notification.email.retry_initial_ms", 1_000_i64.into()),
+    ];
+    if opts.quiet {
+        defaults.push(("telemetry.log_filter", "warn".into()));
     }
-    if opts.quiet && settings.telemetry.log_filter == "info" {
-        settings.telemetry.log_filter = "warn".into();
+    let env_file = std::env::var_os("RETAIN_CONFIG").map(PathBuf::from);
+    let file = opts.config.clone().or(env_file);
+    let settings = Settings::load_layered(&defaults, file.as_deref(), std::env::vars())?;
+    retain_runtime::launch::check(&settings, &components(), Known::All)?;
+    if retain_store::backend_of(&settings.database.url)? == retain_store::DatabaseBackend::Sqlite {
+        create_data_dir(opts)?;
     }
     Ok(settings)
 }
@@ -257,6 +234,77 @@ fn dev_token(dir: &Path) -> anyhow::Result<String> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]
+
+    use super::Options;
+
+    fn options(dir: &std::path::Path, config: &str) -> Options {
+        let path = dir.join("retain.toml");
+        std::fs::write(&path, config).unwrap();
+        Options {
+            data_dir: dir.join("data"),
+            config: Some(path),
+            quiet: false,
+        }
+    }
+
+    #[test]
+    fn the_embedded_defaults_sit_under_what_an_operator_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = super::settings(&options(dir.path(), "")).unwrap();
+        assert!(
+            s.database.url.contains("data/retain.db"),
+            "{}",
+            s.database.url
+        );
+        let n: retain_notification::NotificationSettings = s.section().unwrap();
+        assert!(
+            n.email.outbox_dir.ends_with("data/outbox"),
+            "{}",
+            n.email.outbox_dir
+        );
+        assert_eq!(n.email.retry_initial_ms, 1_000);
+
+        // The built-in defaults written out are kept as written, not taken
+        // for "unset".
+        let builtin = retain_notification::EmailSettings::default();
+        let written = format!(
+            "[notification.email]\nretry_initial_ms = {}\noutbox_dir = {:?}\n",
+            builtin.retry_initial_ms, builtin.outbox_dir
+        );
+        let s = super::settings(&options(dir.path(), &written)).unwrap();
+        let n: retain_notification::NotificationSettings = s.section().unwrap();
+        assert_eq!(n.email.retry_initial_ms, builtin.retry_initial_ms);
+        assert_eq!(n.email.outbox_dir, builtin.outbox_dir);
+    }
+
+    #[test]
+    fn every_section_and_tenant_key_of_every_service_is_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        for (config, key) in [
+            ("[notifcation]\nx = 1\n", "notifcation"),
+            ("[tenants.default]\nqueus = {}\n", "tenants.default.queus"),
+            (
+                "[metrics]\nrefresh_interval_seconds = 0\n",
+                "metrics.refresh_interval_seconds",
+            ),
+            (
+                "[[tenants.overrides]]\nid = \"acme\"\npayment_failed_churn_days = 999\n",
+                "tenants.overrides[0].payment_failed_churn_days",
+            ),
+            (
+                "[tenants.default.queues]\ncsm = [\"ana\"]\n",
+                "tenants.default.queues.csm[0]",
+            ),
+        ] {
+            let err = super::settings(&options(dir.path(), config)).unwrap_err();
+            assert!(format!("{err:#}").contains(key), "{config}: {err:#}");
+        }
+        super::settings(&options(
+            dir.path(),
+            "[tenants.default]\npayment_failed_churn_days = 30\nqueues = { csm = [\"a@b.io\"] }\n",
+        ))
+        .unwrap();
+    }
 
     #[test]
     fn the_dev_token_is_made_once_and_kept() {

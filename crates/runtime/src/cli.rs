@@ -10,17 +10,14 @@
 //! A service binary's `main` is one call: `run::<TheService>()`.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use crate::auth::Authenticator;
-use crate::clock::Clock;
 use crate::config::Settings;
-use crate::server::{ServeOptions, serve, shutdown_on_signals};
-use crate::service::{Context, Service};
+use crate::launch::{Component, Known, Launch, check};
+use crate::server::shutdown_on_signals;
+use crate::service::Service;
 
 /// The shared command line.
 #[derive(Debug, Parser)]
@@ -76,11 +73,10 @@ pub async fn main<S: Service>() -> std::process::ExitCode {
     }
 }
 
-/// Runs the binary of service `S`: parses the command line, loads and
-/// validates the settings (its own section included, before anything is
-/// opened), starts telemetry, connects the database, then either applies
-/// the migrations and exits (`migrate`) or builds the service and serves it
-/// until SIGTERM/Ctrl-C (`serve`).
+/// Runs the binary of service `S`: parses the command line, loads the
+/// settings, then either checks them, applies the migrations and exits
+/// (`migrate`), or runs the service through [`crate::launch`] until
+/// SIGTERM/Ctrl-C (`serve`).
 ///
 /// On SQLite, `serve` applies the migrations first: one process owns the
 /// file and nobody else would. On PostgreSQL, `migrate` does (a replica
@@ -90,48 +86,30 @@ pub async fn run<S: Service>() -> anyhow::Result<()> {
     let name = S::NAME;
     let cli = Cli::parse_for(name, S::ABOUT);
     let settings = Settings::load(cli.config.as_deref())?;
-    let own = settings.section::<S::Settings>()?;
-    let _telemetry = crate::telemetry::init(&settings.telemetry, name)?;
-    let db = retain_store::connect(&settings.database.url, &settings.database.pool())
-        .await
-        .with_context(|| {
-            format!(
-                "connecting to {}",
-                retain_store::redact(&settings.database.url)
-            )
-        })?;
-    let command = cli.command.unwrap_or(Command::Serve);
-    if command == Command::Migrate {
+    let components = vec![Component::of::<S>()];
+    if cli.command.unwrap_or(Command::Serve) == Command::Migrate {
+        let _telemetry = crate::telemetry::init(&settings.telemetry, name)?;
+        check(&settings, &components, Known::Some)?;
+        let database = retain_store::redact(&settings.database.url);
+        let db = retain_store::connect(&settings.database.url, &settings.database.pool())
+            .await
+            .with_context(|| format!("connecting to {database}"))?;
         retain_store::migrate(&db).await?;
         tracing::info!("migrations applied");
         return Ok(());
     }
-    if retain_store::backend_of(&settings.database.url)? == retain_store::DatabaseBackend::Sqlite {
-        retain_store::migrate(&db).await?;
-    } else {
-        retain_store::check_migrated(&db).await?;
-    }
-    let ctx = Context::new(db.clone(), settings.clone(), Clock::system());
-    let services = S::build(&ctx, own)?;
-    let addr = settings.server.listen_addr()?;
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("binding server.listen = {addr}"))?;
-    let bound = listener.local_addr()?;
-    if let Some(path) = &settings.server.address_file {
-        write_address(path, &bound.to_string())
-            .with_context(|| format!("writing server.address_file {}", path.display()))?;
-    }
-    let opts = ServeOptions {
-        settings: settings.server.clone(),
-        auth: Arc::new(Authenticator::from_settings(&settings.auth)?),
-        db,
-        health_interval: Duration::from_secs(5),
-        bus_metrics: (!settings.telemetry.otlp_endpoint.is_empty())
-            .then_some(Duration::from_secs(15)),
+    let migrate =
+        retain_store::backend_of(&settings.database.url)? == retain_store::DatabaseBackend::Sqlite;
+    let launch = Launch {
+        name,
+        components,
+        known: Known::Some,
+        migrate,
     };
-    tracing::info!(addr = %bound, services = ?services.names(), workers = ?services.worker_names(), "{name} listening");
-    serve(listener, opts, services, shutdown_on_signals()).await?;
+    crate::launch(launch, settings, shutdown_on_signals())
+        .await?
+        .wait()
+        .await?;
     tracing::info!("{name} stopped");
     Ok(())
 }

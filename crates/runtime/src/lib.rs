@@ -2,6 +2,8 @@
 //!
 //! - [`cli`]: the command line every service binary shares, and [`cli::run`],
 //!   which runs a service from it.
+//! - [`launch`]: the composition root — any set of services in one process,
+//!   the same way for a service binary and for `retain serve`.
 //! - [`config`]: typed settings from defaults, a TOML file and `RETAIN__*`
 //!   environment variables.
 //! - [`telemetry`]: logs, OTLP traces/metrics, trace-context propagation.
@@ -17,6 +19,7 @@ pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod error;
+pub mod launch;
 pub mod metrics;
 pub mod paging;
 pub mod section;
@@ -28,9 +31,10 @@ pub mod workers;
 
 pub use auth::{Authenticator, Principal, Role};
 pub use clock::Clock;
-pub use config::Settings;
+pub use config::{PerTenant, Settings, TenantKeys, Tenants};
 pub use error::{Error, FieldViolation};
+pub use launch::{Component, Known, Launch, Launched, launch};
 pub use section::{ConfigError, ConsumerSettings, Section};
 pub use server::{LIVENESS, ServeOptions, Services, serve, shutdown_on_signals};
-pub use service::{Context, Service};
+pub use service::{Context, NoTenantKeys, Service};
 pub use workers::Workers;

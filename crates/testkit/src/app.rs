@@ -153,7 +153,8 @@ pub async fn spawn_composed(
     clock: Clock,
     build: impl FnOnce(&Context) -> anyhow::Result<Services>,
 ) -> TestApp {
-    let ctx = Context::new(db.conn.clone(), settings.clone(), clock);
+    let ctx =
+        Context::new(db.conn.clone(), settings.clone(), clock).expect("valid tenant settings");
     let services = build(&ctx).expect("build the services");
     let Served {
         addr,

@@ -106,7 +106,7 @@ async fn main() {
         seeding.elapsed().as_secs_f64()
     );
 
-    let ctx = Context::new(db.clone(), settings.clone(), Clock::system());
+    let ctx = Context::new(db.clone(), settings.clone(), Clock::system()).expect("valid tenants");
     let services = Ingestion::build(
         &ctx,
         IngestionSettings {

@@ -421,6 +421,7 @@ impl Service for Health {
     const NAME: &'static str = "retain-health";
     const ABOUT: &'static str = "Retain's health service: explainable, versioned customer health scores from metric snapshots.";
     type Settings = HealthSettings;
+    type TenantKeys = retain_runtime::NoTenantKeys;
 
     fn build(ctx: &Context, own: HealthSettings) -> anyhow::Result<Services> {
         let scorer = Scorer {

@@ -204,7 +204,7 @@ pub struct Ingestion {
 struct Inner {
     db: DatabaseConnection,
     settings: IngestionSettings,
-    tenants: Tenants,
+    tenants: Arc<Tenants>,
     limiter: TenantLimiter,
     recent: Arc<recent::Recent>,
     group: Option<group::GroupCommit>,
@@ -218,6 +218,7 @@ impl Service for Ingestion {
     const ABOUT: &'static str =
         "Retain's ingestion service: validated, idempotent, durable signal intake over gRPC.";
     type Settings = IngestionSettings;
+    type TenantKeys = retain_runtime::NoTenantKeys;
 
     fn build(ctx: &Context, own: IngestionSettings) -> anyhow::Result<Services> {
         let (ingestion, workers) = Ingestion::new(ctx, own)?;
@@ -235,7 +236,7 @@ impl Ingestion {
     /// and stops them after the last call.
     pub fn new(ctx: &Context, s: IngestionSettings) -> Result<(Self, Workers), ConfigError> {
         let db = ctx.db.clone();
-        let tenants = ctx.settings.tenants.parse()?;
+        let tenants = ctx.tenants.clone();
         let recent = Arc::new(recent::Recent::default());
         let mut workers = Workers::new();
         let group = s.group_commit.then(|| {

@@ -77,7 +77,7 @@ async fn main() {
     let _telemetry = retain_runtime::telemetry::init(&settings.telemetry, "metrics-bench").unwrap();
     settings.tenants.default.base_currency = "EUR".into();
     settings.server.max_message_bytes = 16 << 20;
-    let ctx = Context::new(db.clone(), settings.clone(), Clock::system());
+    let ctx = Context::new(db.clone(), settings.clone(), Clock::system()).expect("valid tenants");
     let own = IngestionSettings {
         tenant_signals_per_second: 0,
         ..Default::default()
@@ -228,7 +228,7 @@ async fn main() {
     // Where the time goes: one recompute alone, called directly.
     let recompute = retain_metrics::Recompute {
         db: db.clone(),
-        tenants: Arc::new(settings.tenants.parse().unwrap()),
+        tenants: Arc::new(retain_metrics::tenants(&settings.tenants.parse().unwrap()).unwrap()),
         clock: Clock::system(),
     };
     let mut alone = Vec::new();

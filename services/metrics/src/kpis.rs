@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::settings::Tenant;
 use retain_domain::kpi::experience::CsatThresholds;
 use retain_domain::kpi::revenue::{self, RevenueKpis};
 use retain_domain::kpi::rollup::cost::{CostFact, CostRollup};
@@ -13,7 +14,6 @@ use retain_domain::kpi::rollup::portfolio::{Basis, Contribution};
 use retain_domain::kpi::scorecard::{self, InsightInputs, KpiId, Severity};
 use retain_domain::{Absence, Exact, Measure, Money, MoneyMeasure, Period, Ratio};
 use retain_proto::{convert, v1};
-use retain_runtime::config::Tenant;
 use retain_runtime::error::Error;
 
 /// Days a week a paying account must be active on, on average, to count

@@ -29,14 +29,13 @@ use retain_ingestion::topics::SIGNALS_RECORDED;
 use retain_proto::v1;
 use retain_proto::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
 use retain_runtime::auth::{Principal, Role};
-use retain_runtime::config::Tenants;
 use retain_runtime::error::Error;
 use retain_runtime::{Clock, Context, Service, Services, Workers};
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
 pub use crate::recompute::{Computed, Recompute};
-pub use crate::settings::MetricsSettings;
+pub use crate::settings::{MetricsSettings, MetricsTenantKeys, Tenant, Tenants, tenants};
 
 #[tonic::async_trait]
 impl MetricsService for Metrics {
@@ -281,7 +280,7 @@ pub const HEAVY_QUERIES: usize = 2;
 /// measures the rollups against.
 pub async fn portfolio_from_signals(
     db: &DatabaseConnection,
-    settings: &retain_runtime::config::Tenant,
+    settings: &crate::settings::Tenant,
     tenant: &str,
     period: retain_domain::Period,
     now: retain_domain::Timestamp,
@@ -321,9 +320,10 @@ impl Service for Metrics {
     const NAME: &'static str = "retain-metrics";
     const ABOUT: &'static str = "Retain's metrics service: account metric snapshots from ingested signals, for health and dashboards.";
     type Settings = MetricsSettings;
+    type TenantKeys = settings::MetricsTenantKeys;
 
     fn build(ctx: &Context, own: MetricsSettings) -> anyhow::Result<Services> {
-        let tenants = Arc::new(ctx.settings.tenants.parse()?);
+        let tenants = Arc::new(settings::tenants(&ctx.tenants)?);
         let recompute = Recompute {
             db: ctx.db.clone(),
             tenants: tenants.clone(),

@@ -8,6 +8,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
+use crate::settings::Tenant;
 use prost::Message;
 use retain_domain::kpi::revenue::MrrBridge;
 use retain_domain::kpi::rollup::Rollup;
@@ -16,7 +17,6 @@ use retain_domain::kpi::rollup::portfolio::{Basis, account_contribution};
 use retain_domain::signal::{self, SignalBody, SignalKind};
 use retain_domain::{Currency, Granularity, Money, Period, Timestamp, Violations};
 use retain_proto::{convert, v1};
-use retain_runtime::config::Tenant;
 use retain_runtime::error::Error;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 

@@ -8,6 +8,7 @@
 //! once. The snapshot, its `account.metrics` message and the account's
 //! monthly rollup rows (`rollups`) commit together.
 
+use crate::settings::Tenants;
 use crate::topics::ACCOUNT_METRICS;
 use retain_bus::{Delivery, Handler, HandlerError};
 use retain_domain::Timestamp;
@@ -17,7 +18,6 @@ use retain_domain::time::DAY;
 use retain_ingestion::topics::SIGNALS_RECORDED;
 use retain_proto::{convert, v1};
 use retain_runtime::Clock;
-use retain_runtime::config::Tenants;
 use retain_runtime::error::Error;
 use sea_orm::{DatabaseConnection, TransactionTrait};
 

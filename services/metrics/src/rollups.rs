@@ -39,6 +39,7 @@
 
 use std::collections::{BTreeMap, HashSet};
 
+use crate::settings::Tenant;
 use prost::encoding::{decode_varint, encode_varint};
 use retain_domain::kpi::rollup::Rollup;
 use retain_domain::kpi::rollup::cost::CostFact;
@@ -48,7 +49,6 @@ use retain_domain::kpi::rollup::portfolio::{
 use retain_domain::signal::{Signal, SignalBody};
 use retain_domain::{Granularity, Period, Timestamp};
 use retain_proto::{convert, v1};
-use retain_runtime::config::Tenant;
 use retain_runtime::error::Error;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 

@@ -1,6 +1,6 @@
 //! The `[metrics]` section of the configuration, owned by this service.
 
-use retain_runtime::{ConfigError, ConsumerSettings, Section};
+use retain_runtime::{ConfigError, ConsumerSettings, PerTenant, Section, TenantKeys};
 use serde::Deserialize;
 
 /// Metrics service settings.
@@ -48,5 +48,105 @@ impl Section for MetricsSettings {
             ));
         }
         Ok(())
+    }
+}
+
+/// The per-tenant key metrics owns (`[tenants.default]`, overridable per
+/// tenant like every tenant key).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsTenantKeys {
+    /// An account whose payment has failed for more than this many days
+    /// counts as churned in the revenue KPIs (0, the default: never; at
+    /// most 365).
+    pub payment_failed_churn_days: u32,
+}
+
+impl TenantKeys for MetricsTenantKeys {
+    const KEYS: &'static [&'static str] = &["payment_failed_churn_days"];
+
+    fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        if self.payment_failed_churn_days > 365 {
+            return Err(ConfigError::invalid(
+                format!("{prefix}.payment_failed_churn_days"),
+                "must be 0 (never) to 365",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A tenant's settings as metrics reads them: the shared ones (through
+/// `Deref`) and the one metrics owns.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// The shared settings (currency, onboarding checklist).
+    pub shared: retain_runtime::config::Tenant,
+    /// Days of failed payment after which an account counts as churned;
+    /// `None`: never.
+    pub payment_failed_churn_days: Option<u32>,
+}
+
+impl std::ops::Deref for Tenant {
+    type Target = retain_runtime::config::Tenant;
+    fn deref(&self) -> &Self::Target {
+        &self.shared
+    }
+}
+
+/// Every tenant's settings as metrics reads them.
+pub type Tenants = PerTenant<Tenant>;
+
+/// Every tenant's settings as metrics reads them, from the parsed
+/// `[tenants]`; errors name the key.
+pub fn tenants(all: &retain_runtime::Tenants) -> Result<Tenants, ConfigError> {
+    all.with_keys(|shared, own: MetricsTenantKeys| Tenant {
+        shared: shared.clone(),
+        payment_failed_churn_days: Some(own.payment_failed_churn_days).filter(|d| *d > 0),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn payment_failed_churn_days_is_off_by_default_overridable_and_bounded() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.toml");
+        std::fs::write(
+            &path,
+            "[tenants.default]\npayment_failed_churn_days = 30\n[[tenants.overrides]]\nid = \"acme\"\npayment_failed_churn_days = 0\n",
+        )
+        .unwrap();
+        let s = retain_runtime::Settings::load_from(Some(&path), Vec::new()).unwrap();
+        let tenants = super::tenants(&s.tenants.parse().unwrap()).unwrap();
+        assert_eq!(tenants.of("other").payment_failed_churn_days, Some(30));
+        assert_eq!(
+            tenants.of("acme").payment_failed_churn_days,
+            None,
+            "0 turns it off"
+        );
+        let default = retain_runtime::Settings::default().tenants.parse().unwrap();
+        assert_eq!(
+            super::tenants(&default)
+                .unwrap()
+                .of("any")
+                .payment_failed_churn_days,
+            None
+        );
+
+        std::fs::write(
+            &path,
+            "[tenants.default]\npayment_failed_churn_days = 366\n",
+        )
+        .unwrap();
+        let s = retain_runtime::Settings::load_from(Some(&path), Vec::new()).unwrap();
+        let err = super::tenants(&s.tenants.parse().unwrap()).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("tenants.default.payment_failed_churn_days"),
+            "{err}"
+        );
     }
 }

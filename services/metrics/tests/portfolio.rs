@@ -200,7 +200,11 @@ retain_testkit::storage_test!(async fn clv_is_absent_without_a_start_cohort(db) 
 // Without the setting nothing changes.
 retain_testkit::storage_test!(async fn a_long_failed_payment_counts_as_churn_when_configured(db) {
     let mut with_rule = settings();
-    with_rule.tenants.default.payment_failed_churn_days = 30;
+    with_rule
+        .tenants
+        .default
+        .keys
+        .insert("payment_failed_churn_days".into(), 30_i64.into());
     let app = spawn_composed(db, with_rule, retain_runtime::Clock::system(), |ctx| {
         use retain_runtime::Service;
         let ingestion = Ingestion::build(ctx, Default::default())?;

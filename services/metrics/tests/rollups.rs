@@ -122,7 +122,7 @@ retain_testkit::storage_test!(async fn recomputing_writes_nothing_new(db) {
     assert!(!rows.is_empty());
     let recompute = retain_metrics::Recompute {
         db: app.db.conn.clone(),
-        tenants: std::sync::Arc::new(settings().tenants.parse().unwrap()),
+        tenants: std::sync::Arc::new(retain_metrics::tenants(&settings().tenants.parse().unwrap()).unwrap()),
         clock: retain_runtime::Clock::system(),
     };
     let accounts: std::collections::BTreeSet<String> = rows.iter().map(|r| r.0.clone()).collect();

@@ -173,7 +173,7 @@ retain_testkit::storage_test!(async fn two_consumers_compute_what_one_does(db) {
         // A second replica's consumer of the same group.
         let second = retain_metrics::Recompute {
             db: ctx.db.clone(),
-            tenants: std::sync::Arc::new(ctx.settings.tenants.parse()?),
+            tenants: std::sync::Arc::new(retain_metrics::tenants(&ctx.tenants)?),
             clock: ctx.clock.clone(),
         };
         let db = ctx.db.clone();
@@ -213,7 +213,7 @@ retain_testkit::storage_test!(async fn two_consumers_compute_what_one_does(db) {
     // What one consumer computes from the same stored signals.
     let one = retain_metrics::Recompute {
         db: app.db.conn.clone(),
-        tenants: std::sync::Arc::new(settings().tenants.parse().unwrap()),
+        tenants: std::sync::Arc::new(retain_metrics::tenants(&settings().tenants.parse().unwrap()).unwrap()),
         clock: clock.clone(),
     };
     let rows_of_two = app.monthly_rows().await;
@@ -256,7 +256,7 @@ retain_testkit::storage_test!(async fn the_refresh_never_stores_an_older_snapsho
     app.settled("metrics").await;
     let refresh = retain_metrics::Recompute {
         db: app.db.conn.clone(),
-        tenants: std::sync::Arc::new(settings().tenants.parse().unwrap()),
+        tenants: std::sync::Arc::new(retain_metrics::tenants(&settings().tenants.parse().unwrap()).unwrap()),
         clock: Clock::system(),
     };
     // The refresh reads the account's signals…

@@ -134,7 +134,12 @@ async fn main() {
     let router = Router {
         db: db.clone(),
         clock: Clock::system(),
-        tenants: Arc::new(retain_runtime::Settings::default().tenants.parse().unwrap()),
+        tenants: Arc::new(
+            retain_notification::tenants(
+                &retain_runtime::Settings::default().tenants.parse().unwrap(),
+            )
+            .unwrap(),
+        ),
     };
     futures::stream::iter(0..n)
         .map(|i| {

@@ -118,7 +118,7 @@ async fn main() {
     }
     let mut settings = Settings::default();
     settings.telemetry.log_filter = "warn".into();
-    let ctx = Context::new(db.clone(), settings, Clock::system());
+    let ctx = Context::new(db.clone(), settings, Clock::system()).expect("valid tenants");
     let started = Instant::now();
     // Yellow's emails go to a throwaway outbox, delivered while routing runs.
     let outbox = tempfile::tempdir().unwrap();

@@ -45,7 +45,10 @@ use tonic::{Request, Response, Status};
 
 pub use crate::email::{Mailer, Templates};
 pub use crate::route::{Outcome, Router, band_trigger};
-pub use crate::settings::{EmailSettings, EmailTransport, NotificationSettings, SmtpTls};
+pub use crate::settings::{
+    EmailSettings, EmailTransport, NotificationSettings, NotificationTenantKeys, SmtpTls, Tenant,
+    Tenants, tenants,
+};
 pub use crate::signals::{Signals, Snapshots};
 
 type TaskChanges = Pin<Box<dyn Stream<Item = Result<v1::WatchTasksResponse, Status>> + Send>>;
@@ -661,12 +664,13 @@ impl Service for Notification {
     const NAME: &'static str = "retain-notification";
     const ABOUT: &'static str = "Retain's notification service: CSM task queues and routed actions for every health change.";
     type Settings = NotificationSettings;
+    type TenantKeys = NotificationTenantKeys;
 
     fn build(ctx: &Context, own: NotificationSettings) -> anyhow::Result<Services> {
         let router = Router {
             db: ctx.db.clone(),
             clock: ctx.clock.clone(),
-            tenants: std::sync::Arc::new(ctx.settings.tenants.parse()?),
+            tenants: std::sync::Arc::new(tenants(&ctx.tenants)?),
         };
         let mut workers = Workers::new();
         consume_batches(

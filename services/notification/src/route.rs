@@ -30,13 +30,13 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use crate::settings::Tenants;
 use retain_bus::{BatchHandler, Delivery, Handler, HandlerError};
 use retain_domain::routing::{self, AccountContext, Planned, Trigger};
 use retain_domain::time::Timestamp;
 use retain_health::topics::HEALTH_BAND_CHANGED;
 use retain_proto::{convert, health as wire, v1};
 use retain_runtime::Clock;
-use retain_runtime::config::Tenants;
 use retain_runtime::error::Error;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DatabaseTransaction, TransactionTrait};
 use std::sync::Arc;

@@ -1,6 +1,8 @@
 //! The `[notification]` section of the configuration, owned by this service.
 
-use retain_runtime::{ConfigError, ConsumerSettings, Section};
+use std::collections::BTreeMap;
+
+use retain_runtime::{ConfigError, ConsumerSettings, PerTenant, Section, TenantKeys};
 use serde::Deserialize;
 
 /// Notification service settings.
@@ -241,5 +243,111 @@ impl Section for NotificationSettings {
             ));
         }
         self.email.validate()
+    }
+}
+
+/// The per-tenant key notification owns (`[tenants.default.queues]`,
+/// overridable per tenant like every tenant key).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NotificationTenantKeys {
+    /// Task queue → the CSMs (emails) its unowned tasks are assigned to
+    /// (none: such tasks stay unassigned). An override replaces the whole
+    /// map.
+    pub queues: BTreeMap<String, Vec<String>>,
+}
+
+impl TenantKeys for NotificationTenantKeys {
+    const KEYS: &'static [&'static str] = &["queues"];
+
+    fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        for (queue, members) in &self.queues {
+            let name_ok = (1..=64).contains(&queue.len())
+                && queue.bytes().all(|b| {
+                    b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_' || b == b'-'
+                });
+            if !name_ok {
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.queues.{queue}"),
+                    "a queue name is 1-64 of a-z, 0-9, _ and -",
+                ));
+            }
+            for (j, m) in members.iter().enumerate() {
+                if !retain_domain::validation::is_email(m) {
+                    return Err(ConfigError::invalid(
+                        format!("{prefix}.queues.{queue}[{j}]"),
+                        format!("{m:?} is not an email address"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A tenant's settings as notification reads them: the shared ones
+/// (through `Deref`) and the task queues.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Tenant {
+    /// The shared settings (currency, onboarding checklist).
+    pub shared: retain_runtime::config::Tenant,
+    /// Task queue → the CSMs its unowned tasks are assigned to.
+    pub queues: BTreeMap<String, Vec<String>>,
+}
+
+impl std::ops::Deref for Tenant {
+    type Target = retain_runtime::config::Tenant;
+    fn deref(&self) -> &Self::Target {
+        &self.shared
+    }
+}
+
+/// Every tenant's settings as notification reads them.
+pub type Tenants = PerTenant<Tenant>;
+
+/// Every tenant's settings as notification reads them, from the parsed
+/// `[tenants]`; errors name the key.
+pub fn tenants(all: &retain_runtime::Tenants) -> Result<Tenants, ConfigError> {
+    all.with_keys(|shared, own: NotificationTenantKeys| Tenant {
+        shared: shared.clone(),
+        queues: own.queues,
+    })
+}
+
+#[cfg(test)]
+mod tenant_tests {
+    #![allow(clippy::unwrap_used)]
+
+    fn load(text: &str) -> Result<super::Tenants, retain_runtime::ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.toml");
+        std::fs::write(&path, text).unwrap();
+        let s = retain_runtime::Settings::load_from(Some(&path), Vec::new()).unwrap();
+        super::tenants(&s.tenants.parse().unwrap())
+    }
+
+    #[test]
+    fn task_queues_name_their_csms_and_bad_ones_are_refused_naming_the_key() {
+        let tenants = load(
+            "[tenants.default.queues]\ncsm = [\"ana@vendor.io\", \"bo@vendor.io\"]\n[[tenants.overrides]]\nid = \"acme\"\nqueues = { expansion = [\"cy@vendor.io\"] }\n",
+        )
+        .unwrap();
+        assert_eq!(tenants.of("other").queues["csm"].len(), 2);
+        assert!(
+            !tenants.of("acme").queues.contains_key("csm"),
+            "an override replaces the queues"
+        );
+        assert_eq!(tenants.of("acme").queues["expansion"], ["cy@vendor.io"]);
+
+        let err = load("[tenants.default.queues]\ncsm = [\"ana\"]\n").unwrap_err();
+        assert!(
+            err.to_string().contains("tenants.default.queues.csm[0]"),
+            "{err}"
+        );
+        let err = load("[tenants.default.queues]\n\"Big Queue\" = []\n").unwrap_err();
+        assert!(
+            err.to_string().contains("tenants.default.queues.Big Queue"),
+            "{err}"
+        );
     }
 }

@@ -97,7 +97,7 @@ impl Signals {
 /// with the account's context as routing must see it.
 async fn account_triggers<C: sea_orm::ConnectionTrait>(
     tx: &C,
-    tenants: &retain_runtime::config::Tenants,
+    tenants: &crate::settings::Tenants,
     event: &v1::SignalsRecorded,
     now: i64,
     triggers: &mut Vec<(Trigger, retain_domain::routing::AccountContext)>,

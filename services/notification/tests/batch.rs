@@ -44,7 +44,12 @@ fn signals(db: &TestDatabase) -> Signals {
     Signals(Router {
         db: db.conn.clone(),
         clock: retain_runtime::Clock::system(),
-        tenants: Arc::new(retain_runtime::Settings::default().tenants.parse().unwrap()),
+        tenants: Arc::new(
+            retain_notification::tenants(
+                &retain_runtime::Settings::default().tenants.parse().unwrap(),
+            )
+            .unwrap(),
+        ),
     })
 }
 

@@ -333,7 +333,7 @@ retain_testkit::storage_test!(async fn two_consumers_never_act_twice(db) {
         let second = retain_notification::Router {
             db: ctx.db.clone(),
             clock: ctx.clock.clone(),
-            tenants: std::sync::Arc::new(ctx.settings.tenants.parse()?),
+            tenants: std::sync::Arc::new(retain_notification::tenants(&ctx.tenants)?),
         };
         let db = ctx.db.clone();
         let mut workers = retain_runtime::Workers::new();

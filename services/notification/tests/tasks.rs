@@ -167,10 +167,12 @@ retain_testkit::storage_test!(async fn tasks_are_listed_claimed_completed_and_di
 
 fn owned_queue_settings() -> retain_runtime::config::Settings {
     let mut s = settings();
-    s.tenants.default.queues.insert(
-        "csm".into(),
-        vec!["ana@vendor.io".into(), "bo@vendor.io".into()],
-    );
+    let queues: retain_runtime::config::Value = std::collections::HashMap::from([(
+        "csm".to_owned(),
+        vec!["ana@vendor.io", "bo@vendor.io"],
+    )])
+    .into();
+    s.tenants.default.keys.insert("queues".into(), queues);
     s
 }
 

@@ -576,7 +576,7 @@ async fn serve(
         db.clone(),
         settings.clone(),
         retain_runtime::Clock::system(),
-    );
+    )?;
     let services = <retain_ingestion::Ingestion as retain_runtime::Service>::build(&ctx, own)?;
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

@@ -254,7 +254,7 @@ async fn main() -> anyhow::Result<()> {
     settings.tenants.default.base_currency = cfg.currency.clone();
     settings.server.request_timeout_ms = 3_600_000;
     settings.server.max_message_bytes = 64 << 20;
-    let ctx = Context::new(db.clone(), settings.clone(), Clock::system());
+    let ctx = Context::new(db.clone(), settings.clone(), Clock::system())?;
     let services = Metrics::build(&ctx, MetricsSettings::default())?;
     let Served {
         channel,
@@ -349,7 +349,7 @@ async fn main() -> anyhow::Result<()> {
     }
     times.sort();
     // The baseline: the same KPIs from the raw signals at query time.
-    let tenant_settings = settings.tenants.parse()?.of(TENANT).clone();
+    let tenant_settings = retain_metrics::tenants(&ctx.tenants)?.of(TENANT).clone();
     let mut baseline = Vec::new();
     let mut computed = None;
     for _ in 0..args.queries.clamp(1, 3) {
