@@ -110,9 +110,9 @@ pub async fn progress(
         ))
     })?;
     let state = match job.state {
-        1 => v1::RescoreJobState::Queued,
-        2 => v1::RescoreJobState::Running,
-        _ => v1::RescoreJobState::Done,
+        sql::JobState::Queued => v1::RescoreJobState::Queued,
+        sql::JobState::Running => v1::RescoreJobState::Running,
+        sql::JobState::Done => v1::RescoreJobState::Done,
     };
     Ok(v1::RescoreJob {
         job_id: job_id.to_owned(),

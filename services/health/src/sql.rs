@@ -5,6 +5,59 @@ use prost::Message;
 use retain_proto::v1;
 use sea_orm::{ConnectionTrait, DbErr, Statement, Value};
 
+/// A band as stored in `health_scores.band`, `health_current.band` and
+/// `health_band_changes.to_band` (Red 1 … Thriving 4; 0 for none), from
+/// its wire number.
+fn band_code(wire: i32) -> Value {
+    use retain_domain::health::Band;
+    let code: i16 = match retain_proto::health::band_from_proto(wire) {
+        None => 0,
+        Some(Band::Red) => 1,
+        Some(Band::Yellow) => 2,
+        Some(Band::Green) => 3,
+        Some(Band::Thriving) => 4,
+    };
+    Value::SmallInt(Some(code))
+}
+
+/// A rescoring job's state, as stored in `health_jobs.state`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobState {
+    /// Waiting for a consumer.
+    Queued,
+    /// Rescoring.
+    Running,
+    /// Every account rescored.
+    Done,
+}
+
+impl JobState {
+    /// The stored number.
+    pub const fn code(self) -> i16 {
+        match self {
+            Self::Queued => 1,
+            Self::Running => 2,
+            Self::Done => 3,
+        }
+    }
+
+    /// The state stored as `code` (an unknown number reads as done: it
+    /// is not pending, and a client is not told a made-up state).
+    pub fn from_code(code: i16) -> Self {
+        match code {
+            1 => Self::Queued,
+            2 => Self::Running,
+            _ => Self::Done,
+        }
+    }
+}
+
+/// "Queued or running": the predicate of the partial unique index
+/// `health_jobs (tenant_id, segment) WHERE state < 3` (migration m0013),
+/// which keeps one pending job per tenant and segment; `ON CONFLICT` must
+/// name it as written there.
+const UNFINISHED: &str = "state < 3";
+
 fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, DbErr> {
     M::decode(bytes).map_err(|e| DbErr::Custom(format!("a stored {what} does not decode: {e}")))
 }
@@ -160,7 +213,7 @@ async fn append_chunk<C: ConnectionTrait>(
     scores: &[NewScore<'_>],
 ) -> Result<Vec<bool>, DbErr> {
     let backend = db.get_database_backend();
-    let band = |s: &NewScore<'_>| Value::SmallInt(Some(i16::try_from(s.record.band).unwrap_or(0)));
+    let band = |s: &NewScore<'_>| band_code(s.record.band);
     let encoded: Vec<Vec<u8>> = scores.iter().map(|s| s.record.encode_to_vec()).collect();
 
     // 1. The history rows; RETURNING names the ones that were new.
@@ -317,7 +370,7 @@ pub async fn record_changes<C: ConnectionTrait>(
                 seq.into(),
                 event.account_id.clone().into(),
                 (*segment).into(),
-                Value::SmallInt(Some(i16::try_from(event.to_band).unwrap_or(0))),
+                band_code(event.to_band),
                 event.encode_to_vec().into(),
             ]);
         }
@@ -443,7 +496,7 @@ pub async fn list<C: ConnectionTrait>(
     if !filter.bands.is_empty() {
         let mut list = Vec::new();
         for b in filter.bands {
-            values.push(Value::SmallInt(Some(i16::try_from(*b).unwrap_or(0))));
+            values.push(band_code(*b));
             list.push(format!("${}", values.len()));
         }
         sql.push_str(&format!(" AND band IN ({})", list.join(", ")));
@@ -550,8 +603,8 @@ pub async fn history<C: ConnectionTrait>(
 pub struct JobRow {
     /// Segment ('' = all).
     pub segment: String,
-    /// 1 queued, 2 running, 3 done.
-    pub state: i16,
+    /// Queued, running or done.
+    pub state: JobState,
     /// Accounts to rescore.
     pub total: i64,
     /// Accounts done.
@@ -602,16 +655,19 @@ pub async fn create_job<C: ConnectionTrait>(
 ) -> Result<bool, DbErr> {
     Ok(retain_store::exec(
         db,
-        "INSERT INTO health_jobs (tenant_id, job_id, segment, state, total, done, band_changes, \
-         cursor, lease_owner, lease_until, created_at, updated_at, queued) \
-         VALUES ($1, $2, $3, 1, $4, 0, 0, '', NULL, 0, $5, $5, TRUE) \
-         ON CONFLICT (tenant_id, segment) WHERE state < 3 DO NOTHING",
+        format!(
+            "INSERT INTO health_jobs (tenant_id, job_id, segment, state, total, done, \
+             band_changes, cursor, lease_owner, lease_until, created_at, updated_at, queued) \
+             VALUES ($1, $2, $3, $6, $4, 0, 0, '', NULL, 0, $5, $5, TRUE) \
+             ON CONFLICT (tenant_id, segment) WHERE {UNFINISHED} DO NOTHING"
+        ),
         [
             tenant.into(),
             job_id.into(),
             segment.into(),
             total.into(),
             now.into(),
+            Value::SmallInt(Some(JobState::Queued.code())),
         ],
     )
     .await?
@@ -628,8 +684,10 @@ pub async fn pending_job<C: ConnectionTrait>(
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "SELECT job_id, total FROM health_jobs WHERE tenant_id = $1 AND segment = $2 \
-             AND state < 3",
+            format!(
+                "SELECT job_id, total FROM health_jobs WHERE tenant_id = $1 AND segment = $2 \
+                 AND {UNFINISHED}"
+            ),
             [tenant.into(), segment.into()],
         ))
         .await?;
@@ -645,8 +703,10 @@ pub async fn unqueued_jobs<C: ConnectionTrait>(
     let rows = db
         .query_all_raw(Statement::from_string(
             db.get_database_backend(),
-            "SELECT tenant_id, job_id, segment FROM health_jobs WHERE state < 3 AND NOT queued \
-             ORDER BY created_at",
+            format!(
+                "SELECT tenant_id, job_id, segment FROM health_jobs WHERE {UNFINISHED} \
+                 AND NOT queued ORDER BY created_at"
+            ),
         ))
         .await?;
     rows.iter()
@@ -664,7 +724,7 @@ pub async fn unqueued_jobs<C: ConnectionTrait>(
 pub async fn mark_queued<C: ConnectionTrait>(db: &C) -> Result<u64, DbErr> {
     retain_store::exec(
         db,
-        "UPDATE health_jobs SET queued = TRUE WHERE state < 3 AND NOT queued",
+        format!("UPDATE health_jobs SET queued = TRUE WHERE {UNFINISHED} AND NOT queued"),
         [],
     )
     .await
@@ -687,7 +747,7 @@ pub async fn job<C: ConnectionTrait>(
     row.map(|r| {
         Ok(JobRow {
             segment: r.try_get_by_index(0)?,
-            state: r.try_get_by_index(1)?,
+            state: JobState::from_code(r.try_get_by_index(1)?),
             total: r.try_get_by_index(2)?,
             done: r.try_get_by_index(3)?,
             band_changes: r.try_get_by_index(4)?,
@@ -708,7 +768,10 @@ pub async fn job_cursor<C: ConnectionTrait>(
     let row = db
         .query_one_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "SELECT cursor FROM health_jobs WHERE tenant_id = $1 AND job_id = $2 AND state < 3",
+            format!(
+                "SELECT cursor FROM health_jobs WHERE tenant_id = $1 AND job_id = $2 \
+                 AND {UNFINISHED}"
+            ),
             [tenant.into(), job_id.into()],
         ))
         .await?;
@@ -738,13 +801,20 @@ pub async fn job_progress<C: ConnectionTrait>(
 ) -> Result<(), DbErr> {
     retain_store::exec(
         db,
-        "UPDATE health_jobs SET done = done + $1, band_changes = band_changes + $2, cursor = $3, \
-         state = $4, updated_at = $5 WHERE tenant_id = $6 AND job_id = $7 AND state < 3",
+        format!(
+            "UPDATE health_jobs SET done = done + $1, band_changes = band_changes + $2, \
+             cursor = $3, state = $4, updated_at = $5 WHERE tenant_id = $6 AND job_id = $7 \
+             AND {UNFINISHED}"
+        ),
         [
             p.done.into(),
             p.band_changes.into(),
             p.cursor.into(),
-            Value::SmallInt(Some(if p.finished { 3 } else { 2 })),
+            Value::SmallInt(Some(if p.finished {
+                JobState::Done.code()
+            } else {
+                JobState::Running.code()
+            })),
             now.into(),
             tenant.into(),
             job_id.into(),
@@ -834,4 +904,30 @@ pub async fn current_page<C: ConnectionTrait>(
             ))
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_unfinished_predicate_is_queued_or_running() {
+        assert_eq!(UNFINISHED, format!("state < {}", JobState::Done.code()));
+        for s in [JobState::Queued, JobState::Running, JobState::Done] {
+            assert_eq!(JobState::from_code(s.code()), s);
+            assert_eq!(s.code() < JobState::Done.code(), s != JobState::Done);
+        }
+    }
+
+    #[test]
+    fn bands_are_stored_by_their_own_numbers() {
+        let code = |b: v1::HealthBand| match band_code(b as i32) {
+            Value::SmallInt(Some(c)) => c,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(code(v1::HealthBand::Unspecified), 0);
+        assert_eq!(code(v1::HealthBand::Red), 1);
+        assert_eq!(code(v1::HealthBand::Thriving), 4);
+        assert_eq!(band_code(99), Value::SmallInt(Some(0)));
+    }
 }

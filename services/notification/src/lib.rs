@@ -18,6 +18,7 @@ mod route;
 mod settings;
 mod signals;
 mod sql;
+mod tasks;
 pub mod topics;
 mod watch;
 
@@ -40,8 +41,10 @@ use retain_runtime::auth::{Principal, Role};
 use retain_runtime::error::Error;
 use retain_runtime::paging::{Filters, page_size};
 use retain_runtime::{Clock, Context, Service, Services, Workers};
-use sea_orm::{DatabaseConnection, TransactionTrait};
+use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
+
+use crate::tasks::{Move, TaskState};
 
 pub use crate::email::{Mailer, Templates};
 pub use crate::route::{Outcome, Router, band_trigger};
@@ -52,12 +55,6 @@ pub use crate::settings::{
 pub use crate::signals::{Signals, Snapshots};
 
 type TaskChanges = Pin<Box<dyn Stream<Item = Result<v1::WatchTasksResponse, Status>> + Send>>;
-
-/// Task states, as stored (the `TaskState` numbers).
-const OPEN: i16 = 1;
-const CLAIMED: i16 = 2;
-const DONE: i16 = 3;
-const DISMISSED: i16 = 4;
 
 /// Longest free text a CSM writes (a note, a reason).
 const MAX_NOTE: usize = 2_000;
@@ -105,14 +102,11 @@ impl NotificationService for Notification {
             &mut v,
             "states",
             &req.states,
-            |s| match v1::TaskState::try_from(s) {
-                Ok(v1::TaskState::Unspecified) | Err(_) => None,
-                Ok(state) => Some(state as i16),
-            },
+            TaskState::from_wire,
             "a task state (OPEN, CLAIMED, DONE, DISMISSED)",
         );
         if states.is_empty() {
-            states = vec![OPEN, CLAIMED];
+            states = TaskState::LIVE.to_vec();
         }
         for (field, value) in [("queue", &req.queue), ("assignee", &req.assignee)] {
             check_text(&mut v, field, value, Text::Line(MAX_EMAIL_LEN), false);
@@ -182,10 +176,10 @@ impl NotificationService for Notification {
         }
         v.into_result(()).map_err(Error::from)?;
         let task = self
-            .transition(
+            .apply(
                 principal.tenant.as_str(),
                 &req.task_id,
-                (&[OPEN], CLAIMED),
+                Move::Claim,
                 Some(&req.assignee),
                 "",
             )
@@ -207,10 +201,10 @@ impl NotificationService for Notification {
         check_text(&mut v, "note", &req.note, Text::Prose(MAX_NOTE), false);
         v.into_result(()).map_err(Error::from)?;
         let task = self
-            .transition(
+            .apply(
                 principal.tenant.as_str(),
                 &req.task_id,
-                (&[OPEN, CLAIMED], DONE),
+                Move::Complete,
                 None,
                 &req.note,
             )
@@ -232,10 +226,10 @@ impl NotificationService for Notification {
         check_text(&mut v, "reason", &req.reason, Text::Prose(MAX_NOTE), true);
         v.into_result(()).map_err(Error::from)?;
         let task = self
-            .transition(
+            .apply(
                 principal.tenant.as_str(),
                 &req.task_id,
-                (&[OPEN, CLAIMED], DISMISSED),
+                Move::Dismiss,
                 None,
                 &req.reason,
             )
@@ -463,111 +457,6 @@ impl NotificationService for Notification {
     }
 }
 
-impl Notification {
-    async fn task(&self, tenant: &str, id: &str) -> Result<v1::Task, Error> {
-        sql::task(&self.db, tenant, id).await?.ok_or_else(|| {
-            Error::NotFound(format!("task {}", retain_domain::validation::quote(id)))
-        })
-    }
-
-    /// Moves a task from one of `from` to `to` in one statement (of two
-    /// concurrent CSMs exactly one wins) and returns it; the loser learns
-    /// the state it found.
-    async fn transition(
-        &self,
-        tenant: &str,
-        id: &str,
-        (from, to): (&[i16], i16),
-        assignee: Option<&str>,
-        resolution: &str,
-    ) -> Result<v1::Task, Error> {
-        let now = self.clock.now().micros();
-        let tx = self.db.begin().await?;
-        let moved = sql::transition(&tx, tenant, id, (from, to), assignee, resolution, now).await?;
-        if moved {
-            let task = sql::task(&tx, tenant, id)
-                .await?
-                .ok_or_else(|| Error::Internal(format!("task {id} vanished in its transaction")))?;
-            sql::record_task_change(&tx, tenant, (id, &task.queue, &task.assignee), now).await?;
-            tx.commit().await?;
-            return Ok(task);
-        }
-        tx.rollback().await?;
-        let task = self.task(tenant, id).await?;
-        let state = v1::TaskState::try_from(task.state)
-            .map_or("unknown", |s| s.as_str_name())
-            .trim_start_matches("TASK_STATE_")
-            .to_lowercase();
-        let by = if task.assignee.is_empty() {
-            String::new()
-        } else {
-            format!(" (assignee {})", task.assignee)
-        };
-        let allowed = if from == [OPEN] {
-            "an open task"
-        } else {
-            "an open or claimed task"
-        };
-        Err(Error::FailedPrecondition(format!(
-            "task {} is {state}{by}; only {allowed} can be {}",
-            retain_domain::validation::quote(id),
-            match to {
-                CLAIMED => "claimed",
-                DONE => "completed",
-                _ => "dismissed",
-            }
-        )))
-    }
-}
-
-/// Marks open and claimed tasks past their SLA due time as breached,
-/// every `every`, until `stop`. A task is marked once; ListTasks filters
-/// them with `overdue`.
-///
-/// Exported as metrics: `retain.notification.tasks_breached` counts the
-/// tasks marked; `retain.notification.tasks_overdue` is each tenant's
-/// open and claimed tasks past their SLA after the sweep.
-async fn sla_sweep(
-    db: DatabaseConnection,
-    clock: Clock,
-    every: Duration,
-    stop: tokio_util::sync::CancellationToken,
-) {
-    let meter = opentelemetry::global::meter("retain-notification");
-    let breached = meter
-        .u64_counter("retain.notification.tasks_breached")
-        .with_description("Tasks marked past their SLA due time")
-        .build();
-    let overdue = meter
-        .i64_gauge("retain.notification.tasks_overdue")
-        .with_description("Open and claimed tasks past their SLA due time, per tenant")
-        .build();
-    loop {
-        let marked = async {
-            let tx = db.begin().await?;
-            let n = sql::mark_breached(&tx, clock.now().micros()).await?;
-            tx.commit().await?;
-            Ok::<(u64, Vec<(String, i64)>), sea_orm::DbErr>((n, sql::breached_open(&db).await?))
-        };
-        match marked.await {
-            Ok((n, per_tenant)) => {
-                if n > 0 {
-                    tracing::info!(tasks = n, "tasks past their SLA marked breached");
-                }
-                breached.add(n, &[]);
-                for (tenant, open) in per_tenant {
-                    overdue.record(open, &[opentelemetry::KeyValue::new("tenant", tenant)]);
-                }
-            }
-            Err(e) => tracing::warn!(error = %e, "SLA sweep failed; retrying at the next"),
-        }
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
-        }
-    }
-}
-
 /// A worker consuming `topic` as the notification group with `handler`.
 fn consume<H: Handler + Send + Sync + 'static>(
     workers: &mut Workers,
@@ -699,7 +588,7 @@ impl Service for Notification {
         let (db, clock) = (ctx.db.clone(), ctx.clock.clone());
         let every = Duration::from_millis(own.sla_sweep_interval_ms);
         workers.add("notification.sla-sweep", move |stop| async move {
-            sla_sweep(db, clock, every, stop).await;
+            tasks::sla_sweep(db, clock, every, stop).await;
         });
         let templates = std::sync::Arc::new(Templates::load(&own.email.templates_dir)?);
         let mailer = Mailer::new(

@@ -6,6 +6,8 @@
 use retain_proto::v1;
 use sea_orm::{ConnectionTrait, DbErr, QueryResult, Statement, Value};
 
+use crate::tasks::TaskState;
+
 /// The columns of a task, in the order [`task_from_row`] reads them.
 const TASK_COLUMNS: &str = "task_id, account_id, rule, title, message, queue, priority, state, \
      assignee, due_at, sla_breached, resolution, created_at, updated_at";
@@ -56,7 +58,8 @@ fn task_from_row(r: &QueryResult) -> Result<v1::Task, DbErr> {
         message: r.try_get_by_index(4)?,
         queue: r.try_get_by_index(5)?,
         priority: i32::from(r.try_get_by_index::<i16>(6)?),
-        state: i32::from(r.try_get_by_index::<i16>(7)?),
+        state: TaskState::from_code(r.try_get_by_index(7)?)
+            .map_or(v1::TaskState::Unspecified, TaskState::to_wire) as i32,
         assignee: r.try_get_by_index(8)?,
         due_at: at(9)?,
         sla_breached: r.try_get_by_index(10)?,
@@ -90,13 +93,13 @@ pub async fn transition<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
     task_id: &str,
-    (from, to): (&[i16], i16),
+    (from, to): (&[TaskState], TaskState),
     assignee: Option<&str>,
     resolution: &str,
     now: i64,
 ) -> Result<bool, DbErr> {
     let mut values: Vec<Value> = vec![
-        Value::SmallInt(Some(to)),
+        Value::SmallInt(Some(to.code())),
         resolution.into(),
         now.into(),
         tenant.into(),
@@ -112,7 +115,7 @@ pub async fn transition<C: ConnectionTrait>(
     let list: Vec<String> = from
         .iter()
         .map(|s| {
-            values.push(Value::SmallInt(Some(*s)));
+            values.push(Value::SmallInt(Some(s.code())));
             format!("${}", values.len())
         })
         .collect();
@@ -126,8 +129,8 @@ pub async fn transition<C: ConnectionTrait>(
 pub struct TaskFilter<'a> {
     /// Only this queue.
     pub queue: Option<&'a str>,
-    /// Only these states (numbers).
-    pub states: Vec<i16>,
+    /// Only these states.
+    pub states: Vec<TaskState>,
     /// Only this assignee.
     pub assignee: Option<&'a str>,
     /// Only this account.
@@ -162,7 +165,7 @@ pub async fn tasks<C: ConnectionTrait>(
         .states
         .iter()
         .map(|s| {
-            values.push(Value::SmallInt(Some(*s)));
+            values.push(Value::SmallInt(Some(s.code())));
             format!("${}", values.len())
         })
         .collect();
@@ -204,8 +207,11 @@ pub async fn open_counts<C: ConnectionTrait>(
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "SELECT assignee, COUNT(*) FROM notification_tasks WHERE tenant_id = $1 \
-             AND queue = $2 AND state IN (1, 2) GROUP BY assignee",
+            format!(
+                "SELECT assignee, COUNT(*) FROM notification_tasks WHERE tenant_id = $1 \
+                 AND queue = $2 AND state IN ({}) GROUP BY assignee",
+                TaskState::sql_list(&TaskState::LIVE)
+            ),
             [tenant.into(), queue.into()],
         ))
         .await?;
@@ -229,9 +235,12 @@ pub async fn mark_breached<C: ConnectionTrait>(db: &C, now: i64) -> Result<u64, 
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "UPDATE notification_tasks SET sla_breached = TRUE, updated_at = $1 \
-             WHERE state IN (1, 2) AND due_at <= $1 AND NOT sla_breached \
-             RETURNING tenant_id, task_id, queue, assignee",
+            format!(
+                "UPDATE notification_tasks SET sla_breached = TRUE, updated_at = $1 \
+                 WHERE state IN ({}) AND due_at <= $1 AND NOT sla_breached \
+                 RETURNING tenant_id, task_id, queue, assignee",
+                TaskState::sql_list(&TaskState::LIVE)
+            ),
             [now.into()],
         ))
         .await?;
@@ -363,8 +372,11 @@ pub async fn breached_open<C: ConnectionTrait>(db: &C) -> Result<Vec<(String, i6
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
             db.get_database_backend(),
-            "SELECT tenant_id, COUNT(*) FROM notification_tasks \
-             WHERE state IN (1, 2) AND sla_breached GROUP BY tenant_id ORDER BY tenant_id",
+            format!(
+                "SELECT tenant_id, COUNT(*) FROM notification_tasks \
+                 WHERE state IN ({}) AND sla_breached GROUP BY tenant_id ORDER BY tenant_id",
+                TaskState::sql_list(&TaskState::LIVE)
+            ),
             [],
         ))
         .await?;
@@ -396,7 +408,7 @@ pub async fn insert_tasks<C: ConnectionTrait>(
                 t.message.into(),
                 t.queue.into(),
                 Value::SmallInt(Some(t.priority)),
-                Value::SmallInt(Some(1)),
+                Value::SmallInt(Some(TaskState::Open.code())),
                 t.assignee.into(),
                 t.due_at.into(),
                 false.into(),
