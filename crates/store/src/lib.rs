@@ -6,12 +6,17 @@
 //!   theirs to it in the same pattern. Migrations run as their own step
 //!   (`retain migrate`), never implicitly in a replica's start-up.
 //! - [`entity`] holds the sea-orm entities.
+//! - [`Documents`]: a tenant's versioned documents (scoring models, routing
+//!   policies), one put = the next version.
 //!
 //! Test databases (a temporary SQLite file, a database on a throwaway
 //! PostgreSQL cluster) live in the `retain-testkit` crate.
 
+pub mod documents;
 pub mod entity;
 pub mod migration;
+
+pub use documents::Documents;
 
 use std::time::Duration;
 

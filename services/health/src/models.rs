@@ -11,7 +11,7 @@
 use retain_domain::health::ScoringModel;
 use retain_proto::{health as wire, v1};
 use retain_runtime::error::Error;
-use sea_orm::{ConnectionTrait, DatabaseConnection, TransactionTrait};
+use sea_orm::{ConnectionTrait, DatabaseConnection};
 
 use crate::sql;
 
@@ -78,19 +78,9 @@ pub async fn put(
         return Err(Error::invalid("model", "is required"));
     };
     wire::model_from_request(model).map_err(Error::from)?;
-    // Versions are taken in order; two concurrent puts retry on a clash.
-    for _ in 0..5 {
-        let tx = db.begin().await?;
-        let mut stored = model.clone();
-        stored.version = sql::max_version(&tx, tenant).await? + 1;
-        stored.created_at = Some(retain_proto::convert::from_micros(now));
-        if sql::insert_model(&tx, tenant, &stored, now).await? {
-            tx.commit().await?;
-            return Ok(stored);
-        }
-        tx.rollback().await?;
-    }
-    Err(Error::Unavailable(
-        "scoring models are being changed concurrently; retry".into(),
-    ))
+    sql::put_model(db, tenant, model, now)
+        .await?
+        .ok_or_else(|| {
+            Error::Unavailable("scoring models are being changed concurrently; retry".into())
+        })
 }

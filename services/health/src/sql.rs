@@ -62,22 +62,17 @@ fn decode<M: Message + Default>(bytes: &[u8], what: &str) -> Result<M, DbErr> {
     M::decode(bytes).map_err(|e| DbErr::Custom(format!("a stored {what} does not decode: {e}")))
 }
 
+/// The scoring models, versioned per tenant (`health_models`).
+const MODELS: retain_store::Documents = retain_store::Documents::new("health_models", "model");
+
 /// The latest stored model of `segment` ('' = the tenant default).
 pub async fn latest_model<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
     segment: &str,
 ) -> Result<Option<v1::ScoringModel>, DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "SELECT model FROM health_models WHERE tenant_id = $1 AND segment = $2 \
-             ORDER BY version DESC LIMIT 1",
-            [tenant.into(), segment.into()],
-        ))
-        .await?;
-    row.map(|r| decode(&r.try_get_by_index::<Vec<u8>>(0)?, "scoring model"))
-        .transpose()
+    let bytes = MODELS.latest(db, tenant, segment).await?;
+    bytes.map(|b| decode(&b, "scoring model")).transpose()
 }
 
 /// One stored model version of the tenant.
@@ -86,50 +81,32 @@ pub async fn model_version<C: ConnectionTrait>(
     tenant: &str,
     version: i64,
 ) -> Result<Option<v1::ScoringModel>, DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "SELECT model FROM health_models WHERE tenant_id = $1 AND version = $2",
-            [tenant.into(), version.into()],
-        ))
-        .await?;
-    row.map(|r| decode(&r.try_get_by_index::<Vec<u8>>(0)?, "scoring model"))
-        .transpose()
+    let bytes = MODELS.version(db, tenant, version).await?;
+    bytes.map(|b| decode(&b, "scoring model")).transpose()
 }
 
-/// The tenant's highest model version (0 before the first).
-pub async fn max_version<C: ConnectionTrait>(db: &C, tenant: &str) -> Result<i64, DbErr> {
-    let row = db
-        .query_one_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            "SELECT COALESCE(MAX(version), 0) FROM health_models WHERE tenant_id = $1",
-            [tenant.into()],
-        ))
-        .await?;
-    row.map_or(Ok(0), |r| r.try_get_by_index(0))
-}
-
-/// Stores a model version; `false` when the version was taken meanwhile.
-pub async fn insert_model<C: ConnectionTrait>(
+/// Stores `model` as the tenant's next version, stamped with it and
+/// `now`; `None` when concurrent puts kept taking the version first.
+pub async fn put_model<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
     model: &v1::ScoringModel,
     now: i64,
-) -> Result<bool, DbErr> {
-    Ok(retain_store::exec(
-        db,
-        "INSERT INTO health_models (tenant_id, version, segment, model, created_at) \
-         VALUES ($1, $2, $3, $4, $5) ON CONFLICT (tenant_id, version) DO NOTHING",
-        [
-            tenant.into(),
-            model.version.into(),
-            model.segment.clone().into(),
-            model.encode_to_vec().into(),
-            now.into(),
-        ],
-    )
-    .await?
-        == 1)
+) -> Result<Option<v1::ScoringModel>, DbErr> {
+    let stamped = |version| v1::ScoringModel {
+        version,
+        created_at: Some(retain_proto::convert::from_micros(now)),
+        ..model.clone()
+    };
+    let put = MODELS
+        .put(
+            db,
+            (tenant, &model.segment),
+            |v| stamped(v).encode_to_vec(),
+            now,
+        )
+        .await?;
+    Ok(put.map(stamped))
 }
 
 /// The account's current score and the `as_of` of the snapshot it scored.

@@ -475,3 +475,40 @@ retain_testkit::storage_test!(async fn two_consumers_score_what_one_does(db) {
         assert_eq!(scored, distinct, "one score per snapshot: {account}");
     }
 });
+
+retain_testkit::storage_test!(async fn concurrent_model_puts_take_consecutive_versions(db) {
+    let app = spawn(db).await;
+    let builtin = client(&app)
+        .get_scoring_model(with_token(READER, v1::GetScoringModelRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    // Eight admins at once, two segments: each put is the tenant's next
+    // version, none lost and none twice.
+    let puts = (0..8).map(|i| {
+        let (app, mut model) = (&app, builtin.clone());
+        model.segment = if i % 2 == 0 { "smb".into() } else { String::new() };
+        async move {
+            client(app)
+                .put_scoring_model(with_token(ADMIN, v1::PutScoringModelRequest { model: Some(model), rescore: false }))
+                .await
+                .map(|r| r.into_inner().model.unwrap().version)
+        }
+    });
+    let mut versions: Vec<i64> = futures::future::join_all(puts).await.into_iter().map(Result::unwrap).collect();
+    versions.sort_unstable();
+    assert_eq!(versions, (1..=8).collect::<Vec<_>>());
+    let smb = client(&app)
+        .get_scoring_model(with_token(READER, v1::GetScoringModelRequest { segment: "smb".into(), version: 0 }))
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap();
+    assert_eq!(smb.segment, "smb");
+    assert!(smb.version >= 1 && smb.version <= 8);
+    assert!(smb.created_at.is_some());
+    assert_eq!(app.count("health_models").await, 8);
+});

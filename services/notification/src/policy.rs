@@ -94,16 +94,7 @@ pub async fn put<C: ConnectionTrait>(
             ));
         }
     }
-    let mut stored = policy.clone();
-    // Versions are per tenant; two concurrent puts: the second retries
-    // with the next number.
-    for _ in 0..10 {
-        stored.version = sql::max_policy_version(db, tenant).await? + 1;
-        if sql::insert_policy(db, tenant, &stored, now).await? {
-            return Ok(stored);
-        }
-    }
-    Err(Error::Unavailable(
-        "routing policy versions are contended; retry".into(),
-    ))
+    sql::put_policy(db, tenant, policy, now)
+        .await?
+        .ok_or_else(|| Error::Unavailable("routing policy versions are contended; retry".into()))
 }

@@ -3,7 +3,7 @@
 //! `retain_runtime::watch`). Every creation and change is numbered per
 //! tenant inside the transaction that makes it
 //! (`sql::record_task_change`); each item carries the task as it is when
-//! streamed.
+//! streamed (a page of changes reads its tasks in one statement).
 
 use std::time::Duration;
 
@@ -53,17 +53,24 @@ pub fn stream(
         let (db, tenant) = (db.clone(), w.tenant.clone());
         let (queue, assignee) = (w.queue.clone(), w.assignee.clone());
         async move {
-            let mut out = Vec::new();
-            for (seq, task_id, q, a) in sql::task_changes_after(&db, &tenant, after, PAGE).await? {
-                let wanted = queue.as_ref().is_none_or(|x| *x == q)
-                    && assignee.as_ref().is_none_or(|x| *x == a);
-                let task = if wanted {
-                    sql::task(&db, &tenant, &task_id).await?
-                } else {
-                    None
-                };
-                out.push((seq, task));
-            }
+            let changes = sql::task_changes_after(&db, &tenant, after, PAGE).await?;
+            let wanted = |q: &str, a: &str| {
+                queue.as_deref().is_none_or(|x| x == q)
+                    && assignee.as_deref().is_none_or(|x| x == a)
+            };
+            // The wanted tasks of the page, read in one statement.
+            let ids: Vec<&str> = changes
+                .iter()
+                .filter(|(_, _, q, a)| wanted(q, a))
+                .map(|(_, id, _, _)| id.as_str())
+                .collect();
+            let tasks = sql::tasks_by_id(&db, &tenant, &ids).await?;
+            let out: Vec<(i64, Option<v1::Task>)> = changes
+                .iter()
+                .map(|(seq, id, q, a)| {
+                    (*seq, wanted(q, a).then(|| tasks.get(id).cloned()).flatten())
+                })
+                .collect();
             Ok::<_, Error>(out)
         }
     };

@@ -85,6 +85,40 @@ pub async fn task<C: ConnectionTrait>(
     row.as_ref().map(task_from_row).transpose()
 }
 
+/// The tasks of the tenant among `ids` (at most a watch page), in one
+/// statement, by id.
+pub async fn tasks_by_id<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    ids: &[&str],
+) -> Result<std::collections::HashMap<String, v1::Task>, DbErr> {
+    if ids.is_empty() {
+        return Ok(std::collections::HashMap::new());
+    }
+    let mut values: Vec<Value> = vec![tenant.into()];
+    let list: Vec<String> = ids
+        .iter()
+        .map(|id| {
+            values.push((*id).into());
+            format!("${}", values.len())
+        })
+        .collect();
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            db.get_database_backend(),
+            format!(
+                "SELECT {TASK_COLUMNS} FROM notification_tasks WHERE tenant_id = $1 \
+                 AND task_id IN ({})",
+                list.join(", ")
+            ),
+            values,
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| task_from_row(r).map(|t| (t.task_id.clone(), t)))
+        .collect()
+}
+
 /// Moves a task from one of `from` (states) to `to`, setting `assignee`
 /// when given and the resolution; `false` when the task is not in one of
 /// `from` (or does not exist). The state check and the change are one
