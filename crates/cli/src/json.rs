@@ -40,6 +40,11 @@ pub fn print<M: prost::Message>(name: &str, message: &M) -> anyhow::Result<Strin
     Ok(String::from_utf8(out)?)
 }
 
+/// `message` (of type `name`) as a JSON value, as [`print`] writes it.
+pub fn value<M: prost::Message>(name: &str, message: &M) -> anyhow::Result<serde_json::Value> {
+    Ok(serde_json::from_str(&print(name, message)?)?)
+}
+
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used)]

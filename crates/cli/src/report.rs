@@ -5,6 +5,7 @@
 
 use std::path::Path;
 
+use comfy_table::CellAlignment::{self, Left, Right};
 use retain_proto::v1;
 use retain_proto::v1::health_service_client::HealthServiceClient;
 use retain_proto::v1::metrics_service_client::MetricsServiceClient;
@@ -58,16 +59,18 @@ pub async fn portfolio(remote: &Remote, period: v1::Period, json: bool) -> anyho
         .map_err(|e| remote.failed("GetMrrBridge", e))?
         .into_inner();
     if json {
-        let portfolio = json::print("retain.v1.GetPortfolioMetricsResponse", &portfolio)?;
-        let bridge = json::print("retain.v1.GetMrrBridgeResponse", &bridge)?;
-        say!("{{\n\"portfolio\": {portfolio},\n\"mrr_bridge\": {bridge}\n}}");
+        let both = serde_json::json!({
+            "portfolio": json::value("retain.v1.GetPortfolioMetricsResponse", &portfolio)?,
+            "mrr_bridge": json::value("retain.v1.GetMrrBridgeResponse", &bridge)?,
+        });
+        say!("{}", serde_json::to_string_pretty(&both)?);
         return Ok(());
     }
     heading(&format!("Portfolio, {month}"));
     kpis(&portfolio.kpis);
     insights(&portfolio.insights);
     heading(&format!("MRR bridge, {month}"));
-    for (label, amount, sign) in [
+    let rows = [
         ("start", &bridge.start_mrr, ""),
         ("new", &bridge.new_mrr, "+"),
         ("reactivation", &bridge.reactivation_mrr, "+"),
@@ -75,9 +78,9 @@ pub async fn portfolio(remote: &Remote, period: v1::Period, json: bool) -> anyho
         ("contraction", &bridge.contraction_mrr, "−"),
         ("churned", &bridge.churned_mrr, "−"),
         ("end", &bridge.end_mrr, "="),
-    ] {
-        say!("  {sign:>1} {label:<14} {:>14}", money(amount.as_ref()));
-    }
+    ]
+    .map(|(label, amount, sign)| vec![sign.to_owned(), label.to_owned(), money(amount.as_ref())]);
+    table(&[], &[Left, Left, Right], None, rows);
     Ok(())
 }
 
@@ -174,18 +177,14 @@ pub async fn bands(remote: &Remote) -> anyhow::Result<()> {
         page_token = page.next_page_token;
     }
     heading("Health bands");
-    for band in [
+    let rows = [
         v1::HealthBand::Thriving,
         v1::HealthBand::Green,
         v1::HealthBand::Yellow,
         v1::HealthBand::Red,
-    ] {
-        say!(
-            "  {:<10} {:>5}",
-            band_name(band as i32),
-            bands[band as usize]
-        );
-    }
+    ]
+    .map(|band| vec![band_name(band as i32), bands[band as usize].to_string()]);
+    table(&[], &[Left, Right], None, rows);
     Ok(())
 }
 
@@ -205,15 +204,15 @@ pub async fn at_risk(remote: &Remote, n: i32, json: bool) -> anyhow::Result<()> 
         return Ok(());
     }
     heading(&format!("The {n} accounts most at risk"));
-    for s in &at_risk.scores {
-        say!(
-            "  {:<16} {:>5.1}  {:<8} {}",
-            s.account_id,
-            s.score,
+    let rows = at_risk.scores.iter().map(|s| {
+        vec![
+            s.account_id.clone(),
+            format!("{:.1}", s.score),
             band_name(s.band),
-            s.explanation
-        );
-    }
+            s.explanation.clone(),
+        ]
+    });
+    table(&[], &[Left, Right, Left, Left], Some(3), rows);
 
     Ok(())
 }
@@ -240,27 +239,30 @@ pub async fn account(remote: &Remote, account: &str, json: bool) -> anyhow::Resu
     ));
     say!("  {}", score.explanation);
     say!("");
-    say!(
-        "  {:<18} {:>9} {:>8} {:>12}  band",
-        "dimension",
-        "sub-score",
-        "weight",
-        "contribution"
-    );
-    for d in &score.dimensions {
+    let rows = score.dimensions.iter().map(|d| {
         if d.missing {
-            say!("  {:<18} {:>9} {:>8} {:>12}  no data", d.key, "—", "—", "—");
-            continue;
+            return vec![
+                d.key.clone(),
+                "—".into(),
+                "—".into(),
+                "—".into(),
+                "no data".into(),
+            ];
         }
-        say!(
-            "  {:<18} {:>9.1} {:>7.0}% {:>12.1}  {}",
-            d.key,
-            d.sub_score,
-            d.effective_weight,
-            d.contribution,
-            band_name(d.band)
-        );
-    }
+        vec![
+            d.key.clone(),
+            format!("{:.1}", d.sub_score),
+            format!("{:.0}%", d.effective_weight),
+            format!("{:.1}", d.contribution),
+            band_name(d.band),
+        ]
+    });
+    table(
+        &["dimension", "sub-score", "weight", "contribution", "band"],
+        &[Left, Right, Right, Right, Left],
+        None,
+        rows,
+    );
     Ok(())
 }
 
@@ -295,7 +297,7 @@ pub async fn queue(
             .collect();
         say!("  open: {}", summary.join(" · "));
     }
-    for t in &tasks.tasks {
+    let rows = tasks.tasks.iter().map(|t| {
         let priority = v1::TaskPriority::try_from(t.priority)
             .map_or("?", |p| p.as_str_name())
             .trim_start_matches("TASK_PRIORITY_")
@@ -310,12 +312,21 @@ pub async fn queue(
             .trim_start_matches("TASK_STATE_")
             .to_lowercase();
         let overdue = if t.sla_breached { ", overdue" } else { "" };
-        say!(
-            "  [{priority:<6}] {:<22} {:<16} {who} ({state}{overdue})",
-            t.title,
-            t.account_id
+        vec![
+            priority,
+            format!("{}\n{}\nid {}", t.title, t.message, t.task_id),
+            t.account_id.clone(),
+            who.to_owned(),
+            format!("{state}{overdue}"),
+        ]
+    });
+    if !tasks.tasks.is_empty() {
+        table(
+            &["priority", "task", "account", "assignee", "state"],
+            &[Left; 5],
+            Some(1),
+            rows,
         );
-        say!("           {}  id {}", t.message, t.task_id);
     }
     Ok(())
 }
@@ -332,21 +343,22 @@ pub async fn emails(remote: &Remote, outbox: Option<&Path>) -> anyhow::Result<()
         .map_err(|e| remote.failed("ListNotifications", e))?
         .into_inner();
     heading("Emails");
-    for c in &emails.counts {
+    let counts = emails.counts.iter().map(|c| {
         let state = v1::DeliveryState::try_from(c.state)
             .map_or("?", |s| s.as_str_name())
             .trim_start_matches("DELIVERY_STATE_")
             .to_lowercase();
-        say!("  {state:<11} {:>5}", c.count);
-    }
-    for n in &emails.notifications {
-        say!(
-            "  {:<24} to {:<28} {}",
-            n.template,
-            n.recipients.join(", "),
-            n.account_id
-        );
-    }
+        vec![state, c.count.to_string()]
+    });
+    table(&[], &[Left, Right], None, counts);
+    let latest = emails.notifications.iter().map(|n| {
+        vec![
+            n.template.clone(),
+            format!("to {}", n.recipients.join(", ")),
+            n.account_id.clone(),
+        ]
+    });
+    table(&[], &[Left; 3], Some(1), latest);
     if let Some(dir) = outbox {
         say!("  written to {}", dir.display());
     }
@@ -355,13 +367,52 @@ pub async fn emails(remote: &Remote, outbox: Option<&Path>) -> anyhow::Result<()
 
 /// One line per KPI: its name and its value in words.
 fn kpis(entries: &[v1::KpiEntry]) {
-    for entry in entries {
+    let rows = entries.iter().map(|entry| {
         let name = v1::Kpi::try_from(entry.kpi)
             .map_or("unknown", |k| k.as_str_name())
             .trim_start_matches("KPI_")
             .replace('_', " ")
             .to_lowercase();
-        say!("  {name:<34} {}", kpi(entry.value.as_ref()));
+        vec![name, kpi(entry.value.as_ref())]
+    });
+    table(&[], &[Left, Left], Some(1), rows);
+}
+
+/// Prints `rows` as a table without borders, indented under a heading,
+/// each column aligned as `align` says; `header` when not empty. Only the
+/// column `wrap` (free text) wraps, to keep the table within `COLUMNS`
+/// (120 when unset); ids and numbers are never broken.
+fn table(
+    header: &[&str],
+    align: &[CellAlignment],
+    wrap: Option<usize>,
+    rows: impl IntoIterator<Item = Vec<String>>,
+) {
+    let mut t = comfy_table::Table::new();
+    t.load_preset(comfy_table::presets::NOTHING);
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(120_u16);
+    t.set_content_arrangement(comfy_table::ContentArrangement::Dynamic)
+        .set_width(width.saturating_sub(1));
+    if !header.is_empty() {
+        t.set_header(header.to_vec());
+    }
+    for row in rows {
+        t.add_row(row);
+    }
+    if t.row_count() == 0 {
+        return;
+    }
+    for (i, (column, a)) in t.column_iter_mut().zip(align).enumerate() {
+        column.set_cell_alignment(*a);
+        if wrap != Some(i) {
+            column.set_constraint(comfy_table::ColumnConstraint::ContentWidth);
+        }
+    }
+    for line in t.lines() {
+        say!(" {}", line.trim_end());
     }
 }
 
