@@ -7,7 +7,8 @@
 //! retain-ingestion --help | --version
 //! ```
 //!
-//! A service binary's `main` is one call: `run::<TheService>()`.
+//! A service binary's `main` is one call, `main::<TheService>()`: it runs
+//! [`run`], which launches the one service through [`crate::launch`].
 
 use std::path::{Path, PathBuf};
 

@@ -1,10 +1,10 @@
 //! Portfolio queries: checked arguments, the accounts a filter selects,
 //! and the KPIs over their signals — every formula in `retain-domain`.
 //!
-//! This first version reads the selected accounts' subscription changes
-//! from ingestion's `signals` table at query time; the per-(account, day)
-//! rollups (`retain_domain::kpi::rollup`) are what will make it fast over a
-//! large portfolio, with the same domain formulas and the same answers.
+//! A finished calendar month is answered from the monthly cells
+//! (`rollups.rs`); every other period is answered here, at query time, from
+//! the selected accounts' signals in ingestion's `signals` table, through
+//! the same domain formulas.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
