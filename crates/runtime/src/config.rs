@@ -155,6 +155,24 @@ impl<T> PerTenant<T> {
     }
 }
 
+/// A tenant's settings as one service reads them: the shared ones
+/// (through `Deref`: `tenant.base_currency`) and the keys `T` it owns
+/// (`tenant.own`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TenantView<T> {
+    /// The settings every service reads.
+    pub shared: Tenant,
+    /// The keys the service owns.
+    pub own: T,
+}
+
+impl<T> std::ops::Deref for TenantView<T> {
+    type Target = Tenant;
+    fn deref(&self) -> &Tenant {
+        &self.shared
+    }
+}
+
 /// Every tenant's settings, parsed: the shared keys in domain types, and
 /// the service-owned keys as written, for [`Tenants::keys`].
 #[derive(Debug, Clone)]
@@ -176,9 +194,18 @@ impl Tenants {
         self.with_keys(|_, keys: T| keys)
     }
 
+    /// Every tenant's settings as a service owning the keys `T` reads
+    /// them: [`Tenants::keys`] beside the shared settings.
+    pub fn views<T: TenantKeys>(&self) -> Result<PerTenant<TenantView<T>>, ConfigError> {
+        self.with_keys(|shared, own: T| TenantView {
+            shared: shared.clone(),
+            own,
+        })
+    }
+
     /// [`Tenants::keys`], each tenant's value combined with its shared
-    /// settings by `combine` (a service's whole view of a tenant).
-    pub fn with_keys<T: TenantKeys, U>(
+    /// settings by `combine`.
+    fn with_keys<T: TenantKeys, U>(
         &self,
         combine: impl Fn(&Tenant, T) -> U,
     ) -> Result<PerTenant<U>, ConfigError> {

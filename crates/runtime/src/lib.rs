@@ -31,7 +31,7 @@ pub mod workers;
 
 pub use auth::{Authenticator, Principal, Role};
 pub use clock::Clock;
-pub use config::{PerTenant, Settings, TenantKeys, Tenants};
+pub use config::{PerTenant, Settings, TenantKeys, TenantView, Tenants};
 pub use error::{Error, FieldViolation};
 pub use launch::{Component, Known, Launch, Launched, launch};
 pub use section::{ConfigError, ConsumerSettings, Section};

@@ -4,9 +4,10 @@
 //! whatever the segment); the latest of a segment is in force.
 //!
 //! A table of documents has the columns `(tenant_id, version, segment,
-//! <document>, created_at)` with `(tenant_id, version)` unique; the
-//! document is stored as the bytes its owner encodes.
+//! <document>, created_at)` with `(tenant_id, version)` unique; a document
+//! is a protobuf message that carries its own version, stored encoded.
 
+use prost::Message;
 use sea_orm::{ConnectionTrait, DbErr, Statement};
 
 /// Puts that lose the race for a version this many times in a row give up
@@ -27,12 +28,12 @@ impl Documents {
     }
 
     /// The latest document of `segment` ('' = the tenant default).
-    pub async fn latest<C: ConnectionTrait>(
+    pub async fn latest<M: Message + Default, C: ConnectionTrait>(
         &self,
         db: &C,
         tenant: &str,
         segment: &str,
-    ) -> Result<Option<Vec<u8>>, DbErr> {
+    ) -> Result<Option<M>, DbErr> {
         let sql = format!(
             "SELECT {} FROM {} WHERE tenant_id = $1 AND segment = $2 \
              ORDER BY version DESC LIMIT 1",
@@ -42,12 +43,12 @@ impl Documents {
     }
 
     /// Version `version` of the tenant's documents.
-    pub async fn version<C: ConnectionTrait>(
+    pub async fn version<M: Message + Default, C: ConnectionTrait>(
         &self,
         db: &C,
         tenant: &str,
         version: i64,
-    ) -> Result<Option<Vec<u8>>, DbErr> {
+    ) -> Result<Option<M>, DbErr> {
         let sql = format!(
             "SELECT {} FROM {} WHERE tenant_id = $1 AND version = $2",
             self.column, self.table
@@ -55,18 +56,18 @@ impl Documents {
         self.one(db, sql, [tenant.into(), version.into()]).await
     }
 
-    /// Stores the document `encode(version)` makes as the tenant's next
-    /// version and returns that version; `None` when [`PUT_TRIES`]
-    /// concurrent puts in a row took the version first. Each try is one
-    /// read and one insert that either wins the version or writes nothing,
-    /// so no transaction is held.
-    pub async fn put<C: ConnectionTrait>(
+    /// Stores the document `stamp(version)` makes (the document carrying
+    /// that version) as the tenant's next version of `segment` and returns
+    /// it; `None` when [`PUT_TRIES`] concurrent puts in a row took the
+    /// version first. Each try is one read and one insert that either wins
+    /// the version or writes nothing, so no transaction is held.
+    pub async fn put<M: Message, C: ConnectionTrait>(
         &self,
         db: &C,
         (tenant, segment): (&str, &str),
-        encode: impl Fn(i64) -> Vec<u8>,
+        stamp: impl Fn(i64) -> M,
         now: i64,
-    ) -> Result<Option<i64>, DbErr> {
+    ) -> Result<Option<M>, DbErr> {
         let max = format!(
             "SELECT COALESCE(MAX(version), 0) FROM {} WHERE tenant_id = $1",
             self.table
@@ -85,26 +86,27 @@ impl Documents {
                 ))
                 .await?;
             let version = row.map_or(Ok(0), |r| r.try_get_by_index::<i64>(0))? + 1;
+            let document = stamp(version);
             let values = [
                 tenant.into(),
                 version.into(),
                 segment.into(),
-                encode(version).into(),
+                document.encode_to_vec().into(),
                 now.into(),
             ];
             if crate::exec(db, insert.as_str(), values).await? == 1 {
-                return Ok(Some(version));
+                return Ok(Some(document));
             }
         }
         Ok(None)
     }
 
-    async fn one<C: ConnectionTrait>(
+    async fn one<M: Message + Default, C: ConnectionTrait>(
         &self,
         db: &C,
         sql: String,
         values: [sea_orm::Value; 2],
-    ) -> Result<Option<Vec<u8>>, DbErr> {
+    ) -> Result<Option<M>, DbErr> {
         let row = db
             .query_one_raw(Statement::from_sql_and_values(
                 db.get_database_backend(),
@@ -112,6 +114,13 @@ impl Documents {
                 values,
             ))
             .await?;
-        row.map(|r| r.try_get_by_index(0)).transpose()
+        let Some(row) = row else { return Ok(None) };
+        let bytes: Vec<u8> = row.try_get_by_index(0)?;
+        M::decode(bytes.as_slice()).map(Some).map_err(|e| {
+            DbErr::Custom(format!(
+                "a stored document of {} does not decode: {e}",
+                self.table
+            ))
+        })
     }
 }

@@ -71,8 +71,7 @@ pub async fn latest_model<C: ConnectionTrait>(
     tenant: &str,
     segment: &str,
 ) -> Result<Option<v1::ScoringModel>, DbErr> {
-    let bytes = MODELS.latest(db, tenant, segment).await?;
-    bytes.map(|b| decode(&b, "scoring model")).transpose()
+    MODELS.latest(db, tenant, segment).await
 }
 
 /// One stored model version of the tenant.
@@ -81,8 +80,7 @@ pub async fn model_version<C: ConnectionTrait>(
     tenant: &str,
     version: i64,
 ) -> Result<Option<v1::ScoringModel>, DbErr> {
-    let bytes = MODELS.version(db, tenant, version).await?;
-    bytes.map(|b| decode(&b, "scoring model")).transpose()
+    MODELS.version(db, tenant, version).await
 }
 
 /// Stores `model` as the tenant's next version, stamped with it and
@@ -98,15 +96,7 @@ pub async fn put_model<C: ConnectionTrait>(
         created_at: Some(retain_proto::convert::from_micros(now)),
         ..model.clone()
     };
-    let put = MODELS
-        .put(
-            db,
-            (tenant, &model.segment),
-            |v| stamped(v).encode_to_vec(),
-            now,
-        )
-        .await?;
-    Ok(put.map(stamped))
+    MODELS.put(db, (tenant, &model.segment), stamped, now).await
 }
 
 /// The account's current score and the `as_of` of the snapshot it scored.

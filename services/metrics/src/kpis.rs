@@ -41,7 +41,7 @@ pub fn basis(period: Period, now: retain_domain::Timestamp, tenant: &Tenant) -> 
         as_of: period.end.min(now).max(period.start),
         currency: tenant.base_currency,
         checklist: &tenant.onboarding_checklist,
-        payment_failed_churn_days: tenant.payment_failed_churn_days,
+        payment_failed_churn_days: tenant.own.payment_failed_churn_days(),
         usage_days_per_week: USAGE_TARGET_DAYS_PER_WEEK,
         trial_window_days: retain_domain::kpi::adoption::DEFAULT_TRIAL_WINDOW_DAYS,
         stuck_after_days: retain_domain::snapshot::STUCK_AFTER_DAYS,

@@ -1,6 +1,6 @@
 //! The `[metrics]` section of the configuration, owned by this service.
 
-use retain_runtime::{ConfigError, ConsumerSettings, PerTenant, Section, TenantKeys};
+use retain_runtime::{ConfigError, ConsumerSettings, PerTenant, Section, TenantKeys, TenantView};
 use serde::Deserialize;
 
 /// Metrics service settings.
@@ -76,23 +76,17 @@ impl TenantKeys for MetricsTenantKeys {
     }
 }
 
-/// A tenant's settings as metrics reads them: the shared ones (through
-/// `Deref`) and the one metrics owns.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tenant {
-    /// The shared settings (currency, onboarding checklist).
-    pub shared: retain_runtime::config::Tenant,
+impl MetricsTenantKeys {
     /// Days of failed payment after which an account counts as churned;
     /// `None`: never.
-    pub payment_failed_churn_days: Option<u32>,
-}
-
-impl std::ops::Deref for Tenant {
-    type Target = retain_runtime::config::Tenant;
-    fn deref(&self) -> &Self::Target {
-        &self.shared
+    pub fn payment_failed_churn_days(&self) -> Option<u32> {
+        Some(self.payment_failed_churn_days).filter(|d| *d > 0)
     }
 }
+
+/// A tenant's settings as metrics reads them: the shared ones and its own
+/// keys (`tenant.own`).
+pub type Tenant = TenantView<MetricsTenantKeys>;
 
 /// Every tenant's settings as metrics reads them.
 pub type Tenants = PerTenant<Tenant>;
@@ -100,10 +94,7 @@ pub type Tenants = PerTenant<Tenant>;
 /// Every tenant's settings as metrics reads them, from the parsed
 /// `[tenants]`; errors name the key.
 pub fn tenants(all: &retain_runtime::Tenants) -> Result<Tenants, ConfigError> {
-    all.with_keys(|shared, own: MetricsTenantKeys| Tenant {
-        shared: shared.clone(),
-        payment_failed_churn_days: Some(own.payment_failed_churn_days).filter(|d| *d > 0),
-    })
+    all.views()
 }
 
 #[cfg(test)]
@@ -121,9 +112,12 @@ mod tests {
         .unwrap();
         let s = retain_runtime::Settings::load_from(Some(&path), Vec::new()).unwrap();
         let tenants = super::tenants(&s.tenants.parse().unwrap()).unwrap();
-        assert_eq!(tenants.of("other").payment_failed_churn_days, Some(30));
         assert_eq!(
-            tenants.of("acme").payment_failed_churn_days,
+            tenants.of("other").own.payment_failed_churn_days(),
+            Some(30)
+        );
+        assert_eq!(
+            tenants.of("acme").own.payment_failed_churn_days(),
             None,
             "0 turns it off"
         );
@@ -132,7 +126,8 @@ mod tests {
             super::tenants(&default)
                 .unwrap()
                 .of("any")
-                .payment_failed_churn_days,
+                .own
+                .payment_failed_churn_days(),
             None
         );
 

@@ -377,7 +377,7 @@ impl Router {
         tenant: &str,
         tasks: &[&Decided<'_>],
     ) -> Result<Vec<String>, Error> {
-        let queues = &self.tenants.of(tenant).queues;
+        let queues = &self.tenants.of(tenant).own.queues;
         let mut rotations: BTreeMap<&str, u64> = BTreeMap::new();
         let mut open: HashMap<&str, Vec<u64>> = HashMap::new();
         for d in tasks {

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use retain_runtime::{ConfigError, ConsumerSettings, PerTenant, Section, TenantKeys};
+use retain_runtime::{ConfigError, ConsumerSettings, PerTenant, Section, TenantKeys, TenantView};
 use serde::Deserialize;
 
 /// Notification service settings.
@@ -285,22 +285,9 @@ impl TenantKeys for NotificationTenantKeys {
     }
 }
 
-/// A tenant's settings as notification reads them: the shared ones
-/// (through `Deref`) and the task queues.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Tenant {
-    /// The shared settings (currency, onboarding checklist).
-    pub shared: retain_runtime::config::Tenant,
-    /// Task queue → the CSMs its unowned tasks are assigned to.
-    pub queues: BTreeMap<String, Vec<String>>,
-}
-
-impl std::ops::Deref for Tenant {
-    type Target = retain_runtime::config::Tenant;
-    fn deref(&self) -> &Self::Target {
-        &self.shared
-    }
-}
+/// A tenant's settings as notification reads them: the shared ones and
+/// the task queues (`tenant.own.queues`).
+pub type Tenant = TenantView<NotificationTenantKeys>;
 
 /// Every tenant's settings as notification reads them.
 pub type Tenants = PerTenant<Tenant>;
@@ -308,10 +295,7 @@ pub type Tenants = PerTenant<Tenant>;
 /// Every tenant's settings as notification reads them, from the parsed
 /// `[tenants]`; errors name the key.
 pub fn tenants(all: &retain_runtime::Tenants) -> Result<Tenants, ConfigError> {
-    all.with_keys(|shared, own: NotificationTenantKeys| Tenant {
-        shared: shared.clone(),
-        queues: own.queues,
-    })
+    all.views()
 }
 
 #[cfg(test)]
@@ -332,12 +316,12 @@ mod tenant_tests {
             "[tenants.default.queues]\ncsm = [\"ana@vendor.io\", \"bo@vendor.io\"]\n[[tenants.overrides]]\nid = \"acme\"\nqueues = { expansion = [\"cy@vendor.io\"] }\n",
         )
         .unwrap();
-        assert_eq!(tenants.of("other").queues["csm"].len(), 2);
+        assert_eq!(tenants.of("other").own.queues["csm"].len(), 2);
         assert!(
-            !tenants.of("acme").queues.contains_key("csm"),
+            !tenants.of("acme").own.queues.contains_key("csm"),
             "an override replaces the queues"
         );
-        assert_eq!(tenants.of("acme").queues["expansion"], ["cy@vendor.io"]);
+        assert_eq!(tenants.of("acme").own.queues["expansion"], ["cy@vendor.io"]);
 
         let err = load("[tenants.default.queues]\ncsm = [\"ana\"]\n").unwrap_err();
         assert!(

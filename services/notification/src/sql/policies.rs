@@ -1,7 +1,6 @@
 //! The routing policy's statements: versioned policies per tenant and
 //! segment (`notification_policies`), kept as `retain_store::Documents`.
 
-use prost::Message;
 use retain_proto::v1;
 use sea_orm::{ConnectionTrait, DbErr};
 
@@ -15,13 +14,7 @@ pub async fn latest_policy<C: ConnectionTrait>(
     tenant: &str,
     segment: &str,
 ) -> Result<Option<v1::RoutingPolicy>, DbErr> {
-    let bytes = POLICIES.latest(db, tenant, segment).await?;
-    bytes
-        .map(|b| {
-            v1::RoutingPolicy::decode(b.as_slice())
-                .map_err(|e| DbErr::Custom(format!("a stored routing policy does not decode: {e}")))
-        })
-        .transpose()
+    POLICIES.latest(db, tenant, segment).await
 }
 
 /// Stores `policy` as the tenant's next version, stamped with it; `None`
@@ -36,13 +29,7 @@ pub async fn put_policy<C: ConnectionTrait>(
         version,
         ..policy.clone()
     };
-    let put = POLICIES
-        .put(
-            db,
-            (tenant, &policy.segment),
-            |v| stamped(v).encode_to_vec(),
-            now,
-        )
-        .await?;
-    Ok(put.map(stamped))
+    POLICIES
+        .put(db, (tenant, &policy.segment), stamped, now)
+        .await
 }
