@@ -33,6 +33,20 @@ pub struct Tally {
     pub costs: Vec<CostFact>,
 }
 
+impl Tally {
+    /// Adds another set of accounts' tally (its costs are the portfolio's,
+    /// set once by the caller, and not added).
+    pub fn merge(&mut self, other: Tally) {
+        use retain_domain::kpi::rollup::Rollup;
+        self.total.merge(&other.total);
+        for (segment, (started, converted)) in other.trials_by_segment {
+            let e = self.trials_by_segment.entry(segment).or_default();
+            e.0 += started;
+            e.1 += converted;
+        }
+    }
+}
+
 /// The basis of a period's contributions: as of its end, or `now` while
 /// it has not ended.
 pub fn basis(period: Period, now: retain_domain::Timestamp, tenant: &Tenant) -> Basis<'_> {

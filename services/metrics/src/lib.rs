@@ -10,7 +10,10 @@
 //! period over the accounts a filter selects, `GetPortfolioMetrics` every
 //! KPI of it (`portfolio`, `kpis`), `GetScorecard` the KPIs a strategy or
 //! journey stage puts first (`scorecard`), and `GetKpiSeries` one KPI per
-//! day, week, month, quarter or year of a range.
+//! day, week, month, quarter or year of a range. A KPI query the monthly
+//! cells cannot answer reads the signals a page of accounts at a time
+//! (`portfolio::tallies`): its memory is bounded by a page, and at most
+//! [`HEAVY_QUERIES`] run at once per replica, counted before they read.
 
 mod kpis;
 mod portfolio;
@@ -101,12 +104,23 @@ impl MetricsService for Metrics {
                         .bridge
                 }
                 None => {
-                    let inputs =
-                        portfolio::Inputs::load(&self.db, tenant, settings, req.filter.as_ref())
-                            .await?;
-                    let settings = settings.clone();
-                    self.compute(move |_| inputs.bridge(&settings, period, now))
-                        .await?
+                    let _permit = self.heavy().await?;
+                    let tally = portfolio::tallies(
+                        &self.db,
+                        tenant,
+                        settings,
+                        req.filter.as_ref(),
+                        (&[period], now),
+                        self.page_accounts,
+                    )
+                    .await?
+                    .remove(0);
+                    tally
+                        .total
+                        .revenue
+                        .kpis(period, settings.base_currency)
+                        .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))?
+                        .bridge
                 }
             };
         Ok(Response::new(portfolio::bridge_to_proto(
@@ -181,23 +195,22 @@ impl MetricsService for Metrics {
             }
         }
         if !rest.is_empty() {
-            let inputs =
-                portfolio::Inputs::load(&self.db, tenant, settings, req.filter.as_ref()).await?;
-            let settings = settings.clone();
-            let computed = self
-                .compute(move |cancelled| {
-                    let mut out = Vec::with_capacity(rest.len());
-                    for (i, bucket) in rest {
-                        if cancelled.load(std::sync::atomic::Ordering::Relaxed) {
-                            return Err(Error::Unavailable("the call was cancelled".into()));
-                        }
-                        out.push((i, point(bucket, inputs.metrics(&settings, bucket, now)?)));
-                    }
-                    Ok(out)
-                })
-                .await?;
-            for (i, p) in computed {
-                points[i] = Some(p);
+            let _permit = self.heavy().await?;
+            let periods: Vec<retain_domain::Period> = rest.iter().map(|(_, b)| *b).collect();
+            let filter = req.filter.as_ref();
+            let tallies = portfolio::tallies(
+                &self.db,
+                tenant,
+                settings,
+                filter,
+                (&periods, now),
+                self.page_accounts,
+            )
+            .await?;
+            for ((i, bucket), tally) in rest.into_iter().zip(tallies) {
+                let basis = kpis::basis(bucket, now, settings);
+                let metrics = kpis::portfolio(&tally, &basis, portfolio::is_filtered(filter))?;
+                points[i] = Some(point(bucket, metrics));
             }
         }
         let points = points.into_iter().flatten().collect();
@@ -219,8 +232,9 @@ impl Metrics {
         Ok(period)
     }
 
-    /// Every portfolio KPI of `period` over the accounts `filter` selects,
-    /// computed off the async workers.
+    /// Every portfolio KPI of `period` over the accounts `filter` selects:
+    /// from the monthly cells for a finished month, else from the signals
+    /// a page of accounts at a time, inside the heavy-query limit.
     async fn portfolio(
         &self,
         tenant: &str,
@@ -235,39 +249,23 @@ impl Metrics {
             let basis = kpis::basis(period, now, settings);
             return kpis::portfolio(&tally, &basis, portfolio::is_filtered(filter));
         }
-        let inputs = portfolio::Inputs::load(&self.db, tenant, settings, filter).await?;
-        let settings = settings.clone();
-        self.compute(move |_| inputs.metrics(&settings, period, now))
-            .await
+        let _permit = self.heavy().await?;
+        let page = self.page_accounts;
+        let tally = portfolio::tallies(&self.db, tenant, settings, filter, (&[period], now), page)
+            .await?
+            .remove(0);
+        let basis = kpis::basis(period, now, settings);
+        kpis::portfolio(&tally, &basis, portfolio::is_filtered(filter))
     }
 
-    /// Runs a KPI computation off the async workers (it is CPU work: health
-    /// probes and other calls must not wait behind it), at most
-    /// [`HEAVY_QUERIES`] at a time per replica. `work` is told when the
-    /// caller has gone away, so a long series stops early.
-    async fn compute<T: Send + 'static>(
-        &self,
-        work: impl FnOnce(&std::sync::atomic::AtomicBool) -> Result<T, Error> + Send + 'static,
-    ) -> Result<T, Error> {
-        let _permit = self
-            .heavy
+    /// A place among the [`HEAVY_QUERIES`] KPI computations from signals a
+    /// replica runs at once, taken before any of the work starts (reading
+    /// included) and held until the answer is built; further calls wait.
+    async fn heavy(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Error> {
+        self.heavy
             .acquire()
             .await
-            .map_err(|_| Error::Unavailable("the server is shutting down".into()))?;
-        let cancelled = Arc::new(std::sync::atomic::AtomicBool::new(false));
-        /// Marks the computation cancelled when the call's future is dropped.
-        struct OnDrop(Arc<std::sync::atomic::AtomicBool>);
-        impl Drop for OnDrop {
-            fn drop(&mut self) {
-                self.0.store(true, std::sync::atomic::Ordering::Relaxed);
-            }
-        }
-        let guard = OnDrop(cancelled.clone());
-        let result = tokio::task::spawn_blocking(move || work(&cancelled))
-            .await
-            .map_err(|e| Error::Internal(format!("KPI computation: {e}")))?;
-        std::mem::forget(guard);
-        result
+            .map_err(|_| Error::Unavailable("the server is shutting down".into()))
     }
 }
 
@@ -277,19 +275,19 @@ pub const HEAVY_QUERIES: usize = 2;
 /// `GetPortfolioMetrics` of `period` computed from the tenant's signals at
 /// query time, never from the monthly rollups: what the service does for a
 /// period the rollups do not cover, and the baseline `retain-dataload`
-/// measures the rollups against.
+/// measures the rollups against; `page_accounts` accounts' signals read at
+/// once (`metrics.query_page_accounts`).
 pub async fn portfolio_from_signals(
     db: &DatabaseConnection,
     settings: &crate::settings::Tenant,
     tenant: &str,
-    period: retain_domain::Period,
-    now: retain_domain::Timestamp,
+    (period, now): (retain_domain::Period, retain_domain::Timestamp),
+    page_accounts: u64,
 ) -> Result<v1::GetPortfolioMetricsResponse, Error> {
-    let inputs = portfolio::Inputs::load(db, tenant, settings, None).await?;
-    let settings = settings.clone();
-    tokio::task::spawn_blocking(move || inputs.metrics(&settings, period, now))
-        .await
-        .map_err(|e| Error::Internal(format!("KPI computation: {e}")))?
+    let tally = portfolio::tallies(db, tenant, settings, None, (&[period], now), page_accounts)
+        .await?
+        .remove(0);
+    kpis::portfolio(&tally, &kpis::basis(period, now, settings), false)
 }
 
 /// Most points one `GetKpiSeries` answer holds.
@@ -314,6 +312,7 @@ pub struct Metrics {
     tenants: Arc<Tenants>,
     clock: Clock,
     heavy: Arc<tokio::sync::Semaphore>,
+    page_accounts: u64,
 }
 
 impl Service for Metrics {
@@ -363,6 +362,7 @@ impl Service for Metrics {
             tenants,
             clock: ctx.clock.clone(),
             heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_QUERIES)),
+            page_accounts: own.query_page_accounts,
         };
         Ok(Services::new()
             .with(MetricsServiceServer::new(metrics))

@@ -4,23 +4,25 @@
 //! A finished calendar month is answered from the monthly cells
 //! (`rollups.rs`); every other period is answered here, at query time, from
 //! the selected accounts' signals in ingestion's `signals` table, through
-//! the same domain formulas.
+//! the same domain formulas — read and folded a page of accounts at a time
+//! ([`tallies`]), so a call's memory does not grow with the history.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Arc;
 
 use crate::settings::Tenant;
 use prost::Message;
 use retain_domain::kpi::revenue::MrrBridge;
 use retain_domain::kpi::rollup::Rollup;
-use retain_domain::kpi::rollup::cost::CostFact;
 use retain_domain::kpi::rollup::portfolio::{Basis, account_contribution};
-use retain_domain::signal::{self, SignalBody, SignalKind};
+use retain_domain::signal;
 use retain_domain::{Currency, Granularity, Money, Period, Timestamp, Violations};
 use retain_proto::{convert, v1};
 use retain_runtime::error::Error;
 use sea_orm::{ConnectionTrait, DatabaseConnection, Statement};
 
 use crate::kpis::{self, Tally};
+use crate::sql;
 
 /// The period a query asks for in `field`: the request's, checked as every
 /// RPC checks a `Period` (both bounds, end after start), or the calendar
@@ -98,61 +100,6 @@ pub async fn selected(
     Ok(Some(out))
 }
 
-/// The valid stored signals of the selected accounts (all of `tenant`'s
-/// with no selection; portfolio-wide costs always), of one kind or all.
-pub async fn signals(
-    db: &DatabaseConnection,
-    tenant: &str,
-    settings: &Tenant,
-    accounts: Option<&BTreeSet<String>>,
-    kind: Option<SignalKind>,
-) -> Result<Vec<signal::Signal>, Error> {
-    let backend = db.get_database_backend();
-    let stmt = match kind {
-        Some(k) => Statement::from_sql_and_values(
-            backend,
-            "SELECT account_id, payload FROM signals WHERE tenant_id = $1 AND kind = $2",
-            [tenant.into(), k.code().into()],
-        ),
-        None => Statement::from_sql_and_values(
-            backend,
-            "SELECT account_id, payload FROM signals WHERE tenant_id = $1",
-            [tenant.into()],
-        ),
-    };
-    let rows = db.query_all_raw(stmt).await?;
-    let mut raw: Vec<(String, Vec<u8>)> = Vec::with_capacity(rows.len());
-    for row in rows {
-        let account: String = row.try_get_by_index(0)?;
-        let portfolio_wide = account == signal::PORTFOLIO;
-        if !portfolio_wide && accounts.is_some_and(|a| !a.contains(&account)) {
-            continue;
-        }
-        raw.push((account, row.try_get_by_index(1)?));
-    }
-    let (currency, checklist) = (
-        settings.base_currency,
-        settings.onboarding_checklist.clone(),
-    );
-    let tenant = tenant.to_owned();
-    // Decoding is CPU work: off the async workers, so health probes and
-    // other calls are not starved by a large selection.
-    tokio::task::spawn_blocking(move || {
-        let mut out = Vec::with_capacity(raw.len());
-        for (_, payload) in raw {
-            let wire = v1::Signal::decode(payload.as_slice())
-                .map_err(|e| Error::Internal(format!("a stored signal does not decode: {e}")))?;
-            match convert::stored_signal(&wire, currency, &checklist) {
-                Ok(valid) => out.push(valid),
-                Err(v) => tracing::warn!(%tenant, event_id = %wire.event_id, violations = %v, "stored signal skipped"),
-            }
-        }
-        Ok(out)
-    })
-    .await
-    .map_err(|e| Error::Internal(format!("decoding signals: {e}")))?
-}
-
 /// The segment of each account of `tenant` that has one.
 pub async fn segments(
     db: &DatabaseConnection,
@@ -173,97 +120,108 @@ pub async fn segments(
     Ok(out)
 }
 
-/// The inputs of portfolio KPIs over the accounts a filter selects, read
-/// once for any number of periods: their signals, by account.
-pub struct Inputs {
-    accounts: BTreeMap<String, Vec<signal::Signal>>,
-    costs: Vec<CostFact>,
-    segments: HashMap<String, String>,
-    filtered: bool,
+/// The tally of each of `periods` (as of `now` where it has not ended)
+/// over the accounts `filter` selects, summed at query time from their
+/// stored signals with the same function the monthly rollups use.
+///
+/// The signals are read `page_accounts` accounts at a time (the setting
+/// `metrics.query_page_accounts`): a call holds one page of accounts'
+/// signals in memory (at least the largest account's), never the tenant's
+/// whole history;
+/// each page is decoded and folded into every period's tally off the async
+/// workers, then dropped. The caller holds the heavy-query permit for the
+/// whole fold; when it goes away (its future is dropped), the fold stops
+/// after the page in hand.
+pub async fn tallies(
+    db: &DatabaseConnection,
+    tenant: &str,
+    settings: &Tenant,
+    filter: Option<&v1::AccountFilter>,
+    (periods, now): (&[Period], Timestamp),
+    page_accounts: u64,
+) -> Result<Vec<Tally>, Error> {
+    let selection = Arc::new(selected(db, tenant, filter).await?);
+    let segments = Arc::new(segments(db, tenant).await?);
+    let costs = crate::rollups::costs(db, tenant, settings).await?;
+    let mut tallies: Vec<Tally> = periods.iter().map(|_| Tally::default()).collect();
+    let mut after = String::new();
+    loop {
+        let page = sql::signal_page(db, tenant, &after, page_accounts).await?;
+        let Some((last, _)) = page.last() else { break };
+        after = last.clone();
+        let (selection, segments) = (selection.clone(), segments.clone());
+        let (settings, periods, tenant) = (settings.clone(), periods.to_vec(), tenant.to_owned());
+        let folded = tokio::task::spawn_blocking(move || {
+            fold_page(
+                &page,
+                &tenant,
+                &settings,
+                &periods,
+                now,
+                (&selection, &segments),
+            )
+        })
+        .await
+        .map_err(|e| Error::Internal(format!("KPI computation: {e}")))??;
+        for (tally, page) in tallies.iter_mut().zip(folded) {
+            tally.merge(page);
+        }
+    }
+    for tally in &mut tallies {
+        tally.costs = costs.clone();
+    }
+    Ok(tallies)
 }
 
-impl Inputs {
-    /// Reads `tenant`'s signals of the accounts `filter` selects.
-    pub async fn load(
-        db: &DatabaseConnection,
-        tenant: &str,
-        settings: &Tenant,
-        filter: Option<&v1::AccountFilter>,
-    ) -> Result<Self, Error> {
-        let selection = selected(db, tenant, filter).await?;
-        let mut accounts: BTreeMap<String, Vec<signal::Signal>> = BTreeMap::new();
-        let mut costs = Vec::new();
-        for s in signals(db, tenant, settings, selection.as_ref(), None).await? {
-            match s.body {
-                SignalBody::Cost {
-                    kind,
-                    amount,
-                    period: covers,
-                } => costs.push(CostFact {
-                    kind,
-                    amount,
-                    covers,
-                }),
-                _ if s.account_id == signal::PORTFOLIO => {}
-                _ => accounts.entry(s.account_id.clone()).or_default().push(s),
+/// One page of [`tallies`]: the page's rows (in account order) decoded,
+/// each selected account's signals folded into every period's tally.
+fn fold_page(
+    rows: &[(String, Vec<u8>)],
+    tenant: &str,
+    settings: &Tenant,
+    periods: &[Period],
+    now: Timestamp,
+    (selection, segments): (&Option<BTreeSet<String>>, &HashMap<String, String>),
+) -> Result<Vec<Tally>, Error> {
+    let bases: Vec<Basis<'_>> = periods
+        .iter()
+        .map(|p| kpis::basis(*p, now, settings))
+        .collect();
+    let mut tallies: Vec<Tally> = periods.iter().map(|_| Tally::default()).collect();
+    for account_rows in rows.chunk_by(|a, b| a.0 == b.0) {
+        let account = account_rows[0].0.as_str();
+        if account == signal::PORTFOLIO || selection.as_ref().is_some_and(|s| !s.contains(account))
+        {
+            continue;
+        }
+        let mut signals = Vec::with_capacity(account_rows.len());
+        for (_, payload) in account_rows {
+            let wire = v1::Signal::decode(payload.as_slice())
+                .map_err(|e| Error::Internal(format!("a stored signal does not decode: {e}")))?;
+            match convert::stored_signal(
+                &wire,
+                settings.base_currency,
+                &settings.onboarding_checklist,
+            ) {
+                Ok(valid) => signals.push(valid),
+                Err(v) => {
+                    tracing::warn!(%tenant, event_id = %wire.event_id, violations = %v, "stored signal skipped")
+                }
             }
         }
-        Ok(Self {
-            filtered: selection.is_some(),
-            accounts,
-            costs,
-            segments: segments(db, tenant).await?,
-        })
-    }
-
-    /// The tally of `period`: every account's contribution, as of `now`
-    /// where the period has not ended.
-    pub fn tally(&self, basis: &Basis<'_>) -> Result<Tally, Error> {
-        let mut tally = Tally {
-            costs: self.costs.clone(),
-            ..Tally::default()
-        };
-        for (account, signals) in &self.accounts {
-            let c = account_contribution(signals, basis)
+        for (tally, basis) in tallies.iter_mut().zip(&bases) {
+            let c = account_contribution(&signals, basis)
                 .map_err(|e| Error::Internal(format!("account {account}: {e}")))?;
             if c.trials_started > 0 {
-                let segment = self.segments.get(account).cloned().unwrap_or_default();
+                let segment = segments.get(account).cloned().unwrap_or_default();
                 let e = tally.trials_by_segment.entry(segment).or_default();
                 e.0 += c.trials_started;
                 e.1 += c.trials_converted;
             }
             tally.total.merge(&c);
         }
-        Ok(tally)
     }
-
-    /// The MRR bridge of `period`.
-    pub fn bridge(
-        &self,
-        settings: &Tenant,
-        period: Period,
-        now: Timestamp,
-    ) -> Result<MrrBridge, Error> {
-        let basis = kpis::basis(period, now, settings);
-        self.tally(&basis)?
-            .total
-            .revenue
-            .kpis(period, settings.base_currency)
-            .map(|k| k.bridge)
-            .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))
-    }
-
-    /// Every portfolio KPI of `period`, as of `now` where it has not
-    /// ended.
-    pub fn metrics(
-        &self,
-        settings: &Tenant,
-        period: Period,
-        now: Timestamp,
-    ) -> Result<v1::GetPortfolioMetricsResponse, Error> {
-        let basis = kpis::basis(period, now, settings);
-        kpis::portfolio(&self.tally(&basis)?, &basis, self.filtered)
-    }
+    Ok(tallies)
 }
 
 /// The buckets of `granularity` that split `range`, the first and last

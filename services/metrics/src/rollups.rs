@@ -308,7 +308,7 @@ pub async fn tally(
 }
 
 /// The portfolio's cost signals.
-async fn costs(
+pub(crate) async fn costs(
     db: &DatabaseConnection,
     tenant: &str,
     settings: &Tenant,

@@ -18,6 +18,10 @@ pub struct MetricsSettings {
     /// milliseconds (a query for a month rebuilds its cells itself when
     /// they changed since).
     pub cells_rebuild_interval_ms: u64,
+    /// Accounts whose signals a KPI query the monthly cells cannot answer
+    /// reads and folds at once (1–100,000): what bounds one heavy query's
+    /// memory, with the largest account's history.
+    pub query_page_accounts: u64,
 }
 
 impl Default for MetricsSettings {
@@ -26,6 +30,7 @@ impl Default for MetricsSettings {
             consumer: ConsumerSettings::new(100, 4, 30),
             refresh_interval_seconds: 300,
             cells_rebuild_interval_ms: 1_000,
+            query_page_accounts: 500,
         }
     }
 }
@@ -45,6 +50,12 @@ impl Section for MetricsSettings {
             return Err(ConfigError::invalid(
                 "metrics.cells_rebuild_interval_ms",
                 "must be 10 to 3600000",
+            ));
+        }
+        if !(1..=100_000).contains(&self.query_page_accounts) {
+            return Err(ConfigError::invalid(
+                "metrics.query_page_accounts",
+                "must be 1 to 100000",
             ));
         }
         Ok(())

@@ -376,6 +376,49 @@ pub async fn portfolio_signals(
     account_signals(db, tenant, retain_domain::signal::PORTFOLIO).await
 }
 
+/// The next `limit` accounts of `tenant` that have signals, after `after`
+/// in account order, with every signal of each: (account, payload), in
+/// account order. Empty past the last account. Both statements walk the
+/// primary key (`tenant_id, account_id, …`).
+pub async fn signal_page(
+    db: &DatabaseConnection,
+    tenant: &str,
+    after: &str,
+    limit: u64,
+) -> Result<Vec<(String, Vec<u8>)>, DbErr> {
+    let backend = db.get_database_backend();
+    let last = db
+        .query_one_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT MAX(account_id) FROM (SELECT DISTINCT account_id FROM signals \
+             WHERE tenant_id = $1 AND account_id > $2 ORDER BY account_id LIMIT $3) page",
+            [
+                tenant.into(),
+                after.into(),
+                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+            ],
+        ))
+        .await?;
+    let Some(last) = last
+        .map(|r| r.try_get_by_index::<Option<String>>(0))
+        .transpose()?
+        .flatten()
+    else {
+        return Ok(Vec::new());
+    };
+    let rows = db
+        .query_all_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT account_id, payload FROM signals WHERE tenant_id = $1 \
+             AND account_id > $2 AND account_id <= $3 ORDER BY account_id",
+            [tenant.into(), after.into(), last.into()],
+        ))
+        .await?;
+    rows.iter()
+        .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
+        .collect()
+}
+
 /// Stores (or replaces) an account's contribution to the months before its
 /// first signal's.
 pub async fn save_opening<C: ConnectionTrait>(

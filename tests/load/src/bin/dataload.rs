@@ -358,8 +358,8 @@ async fn main() -> anyhow::Result<()> {
             &db,
             &tenant_settings,
             TENANT,
-            month,
-            retain_domain::Timestamp::from_seconds(now_s),
+            (month, retain_domain::Timestamp::from_seconds(now_s)),
+            MetricsSettings::default().query_page_accounts,
         )
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
