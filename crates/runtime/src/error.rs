@@ -170,16 +170,48 @@ impl From<retain_domain::Violations> for Error {
     }
 }
 
+/// A database that cannot be reached, or a connection lost under a
+/// statement, is `UNAVAILABLE` (the client retries with backoff); any other
+/// database error is ours (`INTERNAL`).
 impl From<sea_orm::DbErr> for Error {
     fn from(err: sea_orm::DbErr) -> Self {
-        use sea_orm::DbErr;
-        match err {
-            DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => {
-                tracing::warn!(error = %err, "database unavailable");
-                Self::Unavailable("the database is unavailable; retry with backoff".into())
-            }
-            other => Self::Internal(format!("database: {other}")),
+        if connection_lost(&err) {
+            tracing::warn!(error = %err, "database unavailable");
+            return Self::Unavailable("the database is unavailable; retry with backoff".into());
         }
+        Self::Internal(format!("database: {err}"))
+    }
+}
+
+/// Whether `err` says the database could not be reached or the connection
+/// went away: no connection to be had (refused, pool timed out or closed),
+/// the socket failing under a statement (reset, EOF, TLS), a broken
+/// protocol exchange, PostgreSQL's connection-exception class (`08…`) and
+/// shutdown codes (`57P01`–`57P03`), or SQLite busy or locked past its
+/// timeout.
+fn connection_lost(err: &sea_orm::DbErr) -> bool {
+    use sea_orm::sqlx::Error as Sqlx;
+    use sea_orm::{DbErr, RuntimeErr};
+    let runtime = match err {
+        DbErr::ConnectionAcquire(_) | DbErr::Conn(_) => return true,
+        DbErr::Exec(r) | DbErr::Query(r) => r,
+        _ => return false,
+    };
+    let RuntimeErr::SqlxError(e) = runtime else {
+        return false;
+    };
+    match e.as_ref() {
+        Sqlx::Io(_)
+        | Sqlx::Tls(_)
+        | Sqlx::Protocol(_)
+        | Sqlx::PoolTimedOut
+        | Sqlx::PoolClosed
+        | Sqlx::WorkerCrashed => true,
+        Sqlx::Database(d) => d.code().is_some_and(|code| {
+            code.starts_with("08")
+                || matches!(code.as_ref(), "57P01" | "57P02" | "57P03" | "5" | "6")
+        }),
+        _ => false,
     }
 }
 
@@ -302,6 +334,37 @@ mod tests {
             "{}",
             status.message()
         );
+    }
+
+    #[test]
+    fn a_connection_lost_under_a_statement_is_unavailable_and_other_errors_internal() {
+        use sea_orm::sqlx::Error as Sqlx;
+        use sea_orm::{DbErr, RuntimeErr};
+        use std::sync::Arc;
+        let under = |e: Sqlx| DbErr::Query(RuntimeErr::SqlxError(Arc::new(e)));
+        let eof = std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "expected to read 5 bytes, got 0 bytes at EOF",
+        );
+        let reset = std::io::Error::from(std::io::ErrorKind::ConnectionReset);
+        for lost in [
+            under(Sqlx::Io(eof)),
+            DbErr::Exec(RuntimeErr::SqlxError(Arc::new(Sqlx::Io(reset)))),
+            under(Sqlx::PoolTimedOut),
+            under(Sqlx::PoolClosed),
+            under(Sqlx::Protocol("unexpected message".into())),
+        ] {
+            let status: Status = Error::from(lost).into();
+            assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        }
+        for ours in [
+            under(Sqlx::RowNotFound),
+            under(Sqlx::ColumnNotFound("x".into())),
+            DbErr::Custom("syntax".into()),
+        ] {
+            let status: Status = Error::from(ours).into();
+            assert_eq!(status.code(), Code::Internal, "{status:?}");
+        }
     }
 
     #[test]

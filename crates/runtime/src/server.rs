@@ -209,9 +209,7 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
 
-    let mut builder = tonic::transport::Server::builder()
-        .timeout(settings.request_timeout())
-        .trace_fn(telemetry::request_span);
+    let mut builder = tonic::transport::Server::builder().trace_fn(telemetry::request_span);
     if settings.max_connection_age_ms > 0 {
         builder = builder.max_connection_age(Duration::from_millis(settings.max_connection_age_ms));
     }
@@ -220,6 +218,7 @@ pub async fn serve(
     }
     let layers = tower::ServiceBuilder::new()
         .layer(crate::metrics::CallMetricsLayer::default())
+        .layer(DeadlineLayer::new(settings.request_timeout()))
         .layer(DecodeErrorLayer)
         .layer(ShedLayer::new(settings.concurrency_limit))
         .layer(AuthLayer::new(opts.auth.clone()))
@@ -417,6 +416,72 @@ pub fn shutdown_on_signals() -> CancellationToken {
         t.cancel();
     });
     token
+}
+
+/// Ends a call that has not answered within `server.request_timeout_ms`
+/// with `DEADLINE_EXCEEDED`, as clients and the docs expect (tonic's own
+/// server timeout answers `CANCELLED`). A client's own, shorter
+/// `grpc-timeout` is still enforced by tonic, and the client reports its
+/// deadline itself. A server stream's deadline covers its first answer,
+/// not the stream's life.
+#[derive(Debug, Clone)]
+pub struct DeadlineLayer {
+    limit: Duration,
+}
+
+impl DeadlineLayer {
+    /// Calls answer within `limit`.
+    pub fn new(limit: Duration) -> Self {
+        Self { limit }
+    }
+}
+
+impl<S> tower::Layer<S> for DeadlineLayer {
+    type Service = Deadline<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Deadline {
+            inner,
+            limit: self.limit,
+        }
+    }
+}
+
+/// The service [`DeadlineLayer`] builds.
+#[derive(Debug, Clone)]
+pub struct Deadline<S> {
+    inner: S,
+    limit: Duration,
+}
+
+impl<S, B> tower::Service<http::Request<B>> for Deadline<S>
+where
+    S: tower::Service<http::Request<B>, Response = http::Response<tonic::body::Body>>,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = BoxFuture<Result<Self::Response, Self::Error>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        let limit = self.limit;
+        let fut = self.inner.call(req);
+        Box::pin(async move {
+            match tokio::time::timeout(limit, fut).await {
+                Ok(answer) => answer,
+                Err(_) => Ok(tonic::Status::deadline_exceeded(format!(
+                    "no answer within the server's deadline of {} ms (server.request_timeout_ms)",
+                    limit.as_millis()
+                ))
+                .into_http()),
+            }
+        })
+    }
 }
 
 /// Sheds calls beyond a global in-flight limit with `RESOURCE_EXHAUSTED`

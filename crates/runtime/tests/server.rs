@@ -369,6 +369,29 @@ async fn calls_beyond_the_concurrency_limit_are_shed_with_retry_info() {
 }
 
 #[tokio::test]
+async fn a_call_past_the_servers_deadline_is_deadline_exceeded() {
+    let h = start(ServerSettings {
+        request_timeout_ms: 300,
+        ..ServerSettings::default()
+    })
+    .await;
+    let (ch, held) = hold_a_call(&h).await;
+    let err = held.await.unwrap().unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(
+        err.message().contains("server.request_timeout_ms"),
+        "{}",
+        err.message()
+    );
+    // A call that answers in time is untouched.
+    h.gate.add_permits(1);
+    IngestionServiceClient::new(ch)
+        .get_account(with_token("reader-token", get("x")))
+        .await
+        .expect("a quick call");
+}
+
+#[tokio::test]
 async fn shutdown_reports_not_serving_then_drains_in_flight_calls() {
     let h = start(ServerSettings {
         readiness_delay_ms: 300,
