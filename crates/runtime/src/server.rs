@@ -337,6 +337,11 @@ async fn set_all(reporter: &HealthReporter, names: &[&'static str], status: Serv
     }
 }
 
+/// Pings the database every `every` (each ping given `every` to answer,
+/// half a second at least) and reports NOT_SERVING after two failures in
+/// a row — an outage shows within about two periods plus a ping's wait,
+/// while one slow ping on a busy pool does not flap readiness — and
+/// SERVING again at the first answer.
 async fn watch_database(
     reporter: HealthReporter,
     names: Vec<&'static str>,
@@ -345,17 +350,26 @@ async fn watch_database(
     shutdown: CancellationToken,
 ) {
     let mut healthy = true;
+    let mut failures = 0_u32;
+    let mut ticks = tokio::time::interval(every);
+    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ticks.tick().await;
     loop {
         tokio::select! {
             () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+            _ = ticks.tick() => {}
         }
-        let ok = tokio::time::timeout(every.max(Duration::from_secs(1)), retain_store::ping(&db))
-            .await
-            .is_ok_and(|r| r.is_ok());
+        let answered = tokio::time::timeout(
+            every.max(Duration::from_millis(500)),
+            retain_store::ping(&db),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
         if shutdown.is_cancelled() {
             return;
         }
+        failures = if answered { 0 } else { failures + 1 };
+        let ok = failures < 2;
         if ok != healthy {
             healthy = ok;
             if ok {
