@@ -2,14 +2,18 @@
 //! (only when `telemetry.otlp_endpoint` is set; otherwise the instruments
 //! are no-ops):
 //!
-//! - `retain.rpc.calls` — calls by method (`rpc.method`) and gRPC status
-//!   code (`rpc.grpc.status_code`), counted by [`CallMetricsLayer`] from
-//!   the response headers; a stream counts by how it starts;
+//! - `retain.rpc.calls` — calls by method (`rpc.method`: a method of the
+//!   API, health or reflection; any other path is `unknown`, so random
+//!   paths cannot multiply the series) and gRPC status code
+//!   (`rpc.grpc.status_code`), counted by [`CallMetricsLayer`] from the
+//!   response headers; a stream counts by how it starts;
 //! - `retain.bus.messages` — each consumer group's messages by state
 //!   (`pending`, `leased`, `dead`: the dead letters), and
 //!   `retain.bus.oldest_age_seconds` — the age of its oldest waiting
 //!   message, sampled by [`sample_bus`].
 
+use std::collections::HashSet;
+use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -68,7 +72,7 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let method = req.uri().path().to_owned();
+        let method = method_label(req.uri().path());
         let calls = self.calls.clone();
         let fut = self.inner.call(req);
         Box::pin(async move {
@@ -90,6 +94,46 @@ where
             );
             Ok(res)
         })
+    }
+}
+
+/// The label of a call to `path`: the path itself when it names a method
+/// of Retain's API, of `grpc.health.v1` or of server reflection; `unknown`
+/// otherwise (the label set stays the size of the API whatever callers
+/// send, and it is counted before authentication).
+pub fn method_label(path: &str) -> String {
+    static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
+    let known = KNOWN.get_or_init(|| {
+        use prost::Message;
+        let mut paths = HashSet::new();
+        for set in [
+            retain_proto::FILE_DESCRIPTOR_SET,
+            tonic_health::pb::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
+            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
+        ] {
+            let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
+                continue;
+            };
+            for file in &set.file {
+                for service in &file.service {
+                    for method in &service.method {
+                        paths.insert(format!(
+                            "/{}.{}/{}",
+                            file.package(),
+                            service.name(),
+                            method.name()
+                        ));
+                    }
+                }
+            }
+        }
+        paths
+    });
+    if known.contains(path) {
+        path.to_owned()
+    } else {
+        "unknown".to_owned()
     }
 }
 
@@ -132,6 +176,31 @@ pub async fn sample_bus(bus: retain_bus::Bus, every: Duration, stop: Cancellatio
         tokio::select! {
             () = stop.cancelled() => return,
             () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::method_label;
+
+    #[test]
+    fn only_methods_of_the_api_health_and_reflection_are_labels() {
+        for known in [
+            "/retain.v1.IngestionService/IngestSignals",
+            "/retain.v1.NotificationService/WatchTasks",
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert_eq!(method_label(known), known);
+        }
+        for other in [
+            "/retain.v1.IngestionService/Nope",
+            "/x/y",
+            "/",
+            "/retain.v1.IngestionService/IngestSignals/extra",
+        ] {
+            assert_eq!(method_label(other), "unknown", "{other}");
         }
     }
 }
