@@ -186,23 +186,46 @@ pub fn backend_of(url: &str) -> Result<DatabaseBackend, StoreError> {
     }
 }
 
-/// The URL with any password replaced by `***`, safe to log.
+/// The URL with any password replaced by `***`, safe to log: the one in
+/// its user information (`postgres://user:***@host/db`) and the values of
+/// `password` and `sslpassword` in its query string.
 pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let mut out = match (base.find("://"), base.rfind('@')) {
         (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let creds = &url[scheme_end + 3..at];
+            let creds = &base[scheme_end + 3..at];
             match creds.find(':') {
                 Some(colon) => format!(
                     "{}{}:***{}",
-                    &url[..scheme_end + 3],
+                    &base[..scheme_end + 3],
                     &creds[..colon],
-                    &url[at..]
+                    &base[at..]
                 ),
-                None => url.to_owned(),
+                None => base.to_owned(),
             }
         }
-        _ => url.to_owned(),
+        _ => base.to_owned(),
+    };
+    if let Some(query) = query {
+        let pairs: Vec<String> = query
+            .split('&')
+            .map(|pair| match pair.split_once('=') {
+                Some((key, _))
+                    if key.eq_ignore_ascii_case("password")
+                        || key.eq_ignore_ascii_case("sslpassword") =>
+                {
+                    format!("{key}=***")
+                }
+                _ => pair.to_owned(),
+            })
+            .collect();
+        out.push('?');
+        out.push_str(&pairs.join("&"));
     }
+    out
 }
 
 /// Opens a connection pool for `url` and applies Retain's per-backend
@@ -347,6 +370,15 @@ mod tests {
             "postgres://retain:***@db:5432/retain"
         );
         assert_eq!(redact("postgres://db/retain"), "postgres://db/retain");
+        assert_eq!(
+            redact("postgres://db/retain?user=retain&password=s3cret&sslmode=require"),
+            "postgres://db/retain?user=retain&password=***&sslmode=require"
+        );
+        assert_eq!(
+            redact("postgres://u:p@db/retain?SSLPASSWORD=k&application_name=x@y"),
+            "postgres://u:***@db/retain?SSLPASSWORD=***&application_name=x@y"
+        );
+        assert_eq!(redact("sqlite://x.db?mode=rwc"), "sqlite://x.db?mode=rwc");
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
     }
 }
