@@ -26,6 +26,12 @@ impl Remote {
     ) -> anyhow::Result<Self> {
         let token = match token.filter(|t| !t.is_empty()) {
             Some(t) => t,
+            // The data folder's dev token acts for every role: it goes only
+            // to a server on this machine.
+            None if !is_loopback(endpoint) => anyhow::bail!(
+                "no token for {endpoint}: the data folder's dev token is only sent to a server \
+                 on this machine; pass --token or set RETAIN_TOKEN"
+            ),
             None => std::fs::read_to_string(data_dir.join("dev-token"))
                 .map(|t| t.trim().to_owned())
                 .map_err(|_| {
@@ -73,5 +79,58 @@ impl Remote {
             _ => String::new(),
         };
         anyhow::anyhow!("{call}: {}{hint}", status.message())
+    }
+}
+
+/// Whether `endpoint` (`http://host:port`) names this machine: `localhost`
+/// or a loopback address.
+fn is_loopback(endpoint: &str) -> bool {
+    let Ok(uri) = endpoint.parse::<tonic::transport::Uri>() else {
+        return false;
+    };
+    match uri.host() {
+        Some("localhost") => true,
+        Some(host) => host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback()),
+        None => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    #[test]
+    fn only_this_machine_is_loopback() {
+        for yes in [
+            "http://127.0.0.1:50051",
+            "http://localhost:1",
+            "http://[::1]:50051",
+            "http://127.0.0.2:9",
+        ] {
+            assert!(super::is_loopback(yes), "{yes}");
+        }
+        for no in [
+            "http://retain.example.com:50051",
+            "http://10.0.0.7:50051",
+            "not a url",
+            "http://[::2]:1",
+        ] {
+            assert!(!super::is_loopback(no), "{no}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_dev_token_is_not_sent_elsewhere() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("dev-token"), "a".repeat(64)).unwrap();
+        let err = super::Remote::connect("http://retain.example.com:50051", None, dir.path())
+            .await
+            .err()
+            .expect("refused before connecting");
+        assert!(err.to_string().contains("--token"), "{err}");
     }
 }

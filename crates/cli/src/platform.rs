@@ -207,27 +207,57 @@ async fn connect(
 /// Creates the data folder (only a command that keeps something there
 /// does: `migrate` on PostgreSQL runs on a read-only file system).
 fn create_data_dir(opts: &Options) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&opts.data_dir)
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        // The folder holds the database, the dev token and the emails:
+        // its owner's only.
+        builder.mode(0o700);
+    }
+    builder
+        .create(&opts.data_dir)
         .with_context(|| format!("creating the data folder {}", opts.data_dir.display()))
 }
 
-/// The data folder's dev token, created (random, 32 bytes hex, readable
-/// by its owner only) on first use.
+/// The data folder's dev token, created (random, 32 bytes hex) on first
+/// use with its final mode — readable by its owner only, from the moment
+/// it exists. An existing token file anyone else may read is refused: the
+/// token acts for every role.
 fn dev_token(dir: &Path) -> anyhow::Result<String> {
     let path = dir.join("dev-token");
     if let Ok(token) = std::fs::read_to_string(&path) {
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path)?.permissions().mode() & 0o777;
+            anyhow::ensure!(
+                mode & 0o077 == 0,
+                "{} is readable by others (mode {mode:o}): the dev token acts for every role; \
+                 run `chmod 600 {}` or delete it for a new one",
+                path.display(),
+                path.display()
+            );
+        }
         let token = token.trim().to_owned();
         if token.len() >= 32 {
             return Ok(token);
         }
     }
     let token = hex::encode(rand::random::<[u8; 32]>());
-    std::fs::write(&path, &token).with_context(|| format!("writing {}", path.display()))?;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
     #[cfg(unix)]
     {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))?;
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
     }
+    let write = |options: &std::fs::OpenOptions| -> std::io::Result<()> {
+        use std::io::Write;
+        options.open(&path)?.write_all(token.as_bytes())
+    };
+    write(&options).with_context(|| format!("writing {}", path.display()))?;
     Ok(token)
 }
 
@@ -312,5 +342,27 @@ mod tests {
         let first = super::dev_token(dir.path()).unwrap();
         assert_eq!(first.len(), 64);
         assert_eq!(super::dev_token(dir.path()).unwrap(), first);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn the_dev_token_is_its_owners_only_and_a_wider_one_is_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("data");
+        super::create_data_dir(&Options {
+            data_dir: data.clone(),
+            config: None,
+            quiet: true,
+        })
+        .unwrap();
+        let mode = |p: &std::path::Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&data), 0o700);
+        super::dev_token(&data).unwrap();
+        let token = data.join("dev-token");
+        assert_eq!(mode(&token), 0o600);
+        std::fs::set_permissions(&token, std::fs::Permissions::from_mode(0o644)).unwrap();
+        let err = super::dev_token(&data).unwrap_err();
+        assert!(err.to_string().contains("chmod 600"), "{err}");
     }
 }
