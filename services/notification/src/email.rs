@@ -582,6 +582,26 @@ mod tests {
             ..EmailSettings::default()
         };
         assert_eq!(key(half_credentials), "notification.email.smtp_password");
+        let plaintext = || EmailSettings {
+            smtp_username: "u".into(),
+            smtp_password: "p".into(),
+            smtp_tls: crate::SmtpTls::None,
+            ..EmailSettings::default()
+        };
+        assert_eq!(key(plaintext()), "notification.email.smtp_tls");
+        let opted_in = EmailSettings {
+            smtp_insecure_plaintext_auth: true,
+            ..plaintext()
+        };
+        assert!(
+            crate::NotificationSettings {
+                email: opted_in,
+                ..Default::default()
+            }
+            .validate()
+            .is_ok(),
+            "the named opt-in allows it"
+        );
         let no_from = EmailSettings {
             from: "not an address".into(),
             ..EmailSettings::default()

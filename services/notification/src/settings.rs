@@ -75,6 +75,11 @@ pub struct EmailSettings {
     pub smtp_username: String,
     /// SMTP password (better from `RETAIN__NOTIFICATION__EMAIL__SMTP_PASSWORD`).
     pub smtp_password: String,
+    /// Allows sending the credentials over a connection without TLS
+    /// (`smtp_tls = "none"`), where anyone on the path reads them: off by
+    /// default, and start-up refuses credentials without TLS unless this
+    /// is set.
+    pub smtp_insecure_plaintext_auth: bool,
     /// A send that takes longer is abandoned and retried, in milliseconds.
     pub smtp_timeout_ms: u64,
     /// Emails in flight at once per replica (also how many one claim of the
@@ -111,6 +116,7 @@ impl Default for EmailSettings {
             smtp_tls: SmtpTls::Starttls,
             smtp_username: String::new(),
             smtp_password: String::new(),
+            smtp_insecure_plaintext_auth: false,
             smtp_timeout_ms: 10_000,
             concurrency: 8,
             lease_seconds: 60,
@@ -171,6 +177,17 @@ impl EmailSettings {
             return bad(
                 "smtp_password",
                 "smtp_username and smtp_password go together (both or neither)",
+            );
+        }
+        if !self.smtp_username.is_empty()
+            && self.smtp_tls == SmtpTls::None
+            && !self.smtp_insecure_plaintext_auth
+        {
+            return bad(
+                "smtp_tls",
+                "is \"none\" while smtp_username is set: the credentials would cross the network \
+                 in clear; use \"starttls\" or \"tls\" (or set smtp_insecure_plaintext_auth = true \
+                 for a relay on the same host)",
             );
         }
         if !(100..=600_000).contains(&self.smtp_timeout_ms) {
