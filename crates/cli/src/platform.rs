@@ -72,6 +72,7 @@ impl Platform {
                 .map(String::from)
                 .to_vec(),
             name: "retain dev token".into(),
+            email: String::new(),
         });
         let notification: retain_notification::NotificationSettings = settings.section()?;
         let outbox = (notification.email.transport == retain_notification::EmailTransport::Outbox)

@@ -71,6 +71,9 @@ pub struct Principal {
     pub roles: Vec<Role>,
     /// The token's configured name, for logs.
     pub name: String,
+    /// The person the token belongs to (a CSM's email), when it names one:
+    /// a `csm` token that names one claims tasks for that person only.
+    pub email: Option<String>,
 }
 
 impl Principal {
@@ -170,6 +173,10 @@ pub struct TokenSettings {
     /// Free text naming the holder, for logs.
     #[serde(default)]
     pub name: String,
+    /// The holder's email, when the token is one person's (a CSM's): such
+    /// a `csm` token claims tasks for that person only.
+    #[serde(default)]
+    pub email: String,
 }
 
 impl Section for AuthSettings {
@@ -201,6 +208,12 @@ impl Section for AuthSettings {
             TenantId::parse(token.tenant.clone()).map_err(|e| {
                 ConfigError::invalid(key("tenant"), format!("{:?} {e}", token.tenant))
             })?;
+            if !token.email.is_empty() && !retain_domain::validation::is_email(&token.email) {
+                return Err(ConfigError::invalid(
+                    key("email"),
+                    format!("{:?} is not an email address", token.email),
+                ));
+            }
             if token.roles.is_empty() {
                 return Err(ConfigError::invalid(
                     key("roles"),
@@ -248,6 +261,7 @@ impl Authenticator {
                     tenant,
                     roles,
                     name: t.name.clone(),
+                    email: Some(t.email.clone()).filter(|e| !e.is_empty()),
                 },
             );
         }
@@ -362,6 +376,7 @@ mod tests {
             tenant: tenant.into(),
             roles: vec!["read".into()],
             name: String::new(),
+            email: String::new(),
         };
         let mut settings = AuthSettings {
             tokens: vec![entry("tenant-a"), entry("tenant-b")],
@@ -374,6 +389,27 @@ mod tests {
     }
 
     #[test]
+    fn a_token_may_name_its_holders_email_and_a_bad_one_is_refused() {
+        let mut settings = AuthSettings {
+            tokens: vec![TokenSettings {
+                sha256: token_hash("ana"),
+                tenant: "acme".into(),
+                roles: vec!["csm".into()],
+                name: "Ana".into(),
+                email: "ana@vendor.io".into(),
+            }],
+            ..Default::default()
+        };
+        settings.validate().expect("valid");
+        let auth = Authenticator::from_settings(&settings).expect("builds");
+        let ana = auth.by_hash.values().next().expect("one token");
+        assert_eq!(ana.email.as_deref(), Some("ana@vendor.io"));
+        settings.tokens[0].email = "ana".into();
+        let err = settings.validate().expect_err("not an email");
+        assert!(err.to_string().contains("auth.tokens[0].email"), "{err}");
+    }
+
+    #[test]
     fn tokens_authenticate_by_hash() {
         let settings = AuthSettings {
             tokens: vec![TokenSettings {
@@ -381,6 +417,7 @@ mod tests {
                 tenant: "acme".into(),
                 roles: vec!["read".into()],
                 name: "dashboards".into(),
+                email: String::new(),
             }],
             ..Default::default()
         };

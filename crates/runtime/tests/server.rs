@@ -114,6 +114,7 @@ async fn start_with(settings: ServerSettings, workers: Workers) -> Harness {
         tenant: retain_domain::TenantId::parse(tenant).unwrap(),
         roles,
         name: String::new(),
+        email: None,
     };
     auth.insert("reader-token", principal("acme", vec![Role::Read]));
     auth.insert(
@@ -599,6 +600,7 @@ async fn merged_services_serve_every_part_and_run_every_worker() {
             tenant: retain_domain::TenantId::parse("acme").unwrap(),
             roles: vec![Role::Ingest],
             name: String::new(),
+            email: None,
         },
     );
     let db = retain_testkit::TestDatabase::sqlite().await;

@@ -39,7 +39,9 @@ pub use app::{
 pub use db::{BenchPostgres, PgCluster, TestDatabase, eventually};
 pub use fixtures::*;
 pub use smtp::{Received, SmtpSink};
-pub use tokens::{ADMIN, CSM, GLOBEX, INGEST_ONLY, READER, WRITER, authenticator, with_token};
+pub use tokens::{
+    ADMIN, CSM, CSM_ANA, GLOBEX, INGEST_ONLY, READER, WRITER, authenticator, with_token,
+};
 
 /// Says that `test` skipped, and why, where a reader sees it: `cargo test`
 /// captures what a passing test prints with `eprintln!`, so a skipped

@@ -18,6 +18,9 @@ pub const ADMIN: &str = "acme-admin";
 
 /// `acme`: csm + read (task actions, snoozes).
 pub const CSM: &str = "acme-csm";
+/// Tenant `acme`, roles `csm` and `read`, the token of one CSM,
+/// `ana@vendor.io`: it claims tasks for her only.
+pub const CSM_ANA: &str = "acme-csm-ana";
 
 /// An authenticator that knows the tokens above.
 pub fn authenticator() -> Authenticator {
@@ -26,6 +29,7 @@ pub fn authenticator() -> Authenticator {
         tenant: retain_domain::TenantId::parse(tenant).unwrap(),
         roles,
         name: String::new(),
+        email: None,
     };
     auth.insert(WRITER, p("acme", vec![Role::Ingest, Role::Read]));
     auth.insert(READER, p("acme", vec![Role::Read]));
@@ -33,6 +37,13 @@ pub fn authenticator() -> Authenticator {
     auth.insert(GLOBEX, p("globex", vec![Role::Ingest, Role::Read]));
     auth.insert(ADMIN, p("acme", vec![Role::Admin, Role::Read]));
     auth.insert(CSM, p("acme", vec![Role::Csm, Role::Read]));
+    auth.insert(
+        CSM_ANA,
+        Principal {
+            email: Some("ana@vendor.io".into()),
+            ..p("acme", vec![Role::Csm, Role::Read])
+        },
+    );
     auth
 }
 

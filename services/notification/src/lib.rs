@@ -171,16 +171,33 @@ impl NotificationService for Notification {
         if task_id(&req.task_id).is_err() {
             v.push("task_id", "must be a task id (1–128 bytes)");
         }
-        if !is_email(&req.assignee) {
+        // A token that names its CSM claims for that CSM: the assignee may
+        // be left empty, and naming anyone else is refused (an admin token
+        // claims for anyone).
+        let own = principal.email.as_deref();
+        let assignee = match own {
+            Some(email) if req.assignee.is_empty() => email,
+            _ => req.assignee.as_str(),
+        };
+        if !is_email(assignee) {
             v.push("assignee", "must be the claiming CSM's email address");
         }
         v.into_result(()).map_err(Error::from)?;
+        if let Some(email) = own
+            && !assignee.eq_ignore_ascii_case(email)
+            && !principal.roles.contains(&Role::Admin)
+        {
+            return Err(Status::permission_denied(format!(
+                "this token claims tasks for {email} only; ask an admin to assign the task to {}",
+                retain_domain::validation::quote(assignee)
+            )));
+        }
         let task = self
             .apply(
                 principal.tenant.as_str(),
                 &req.task_id,
                 Move::Claim,
-                Some(&req.assignee),
+                Some(assignee),
                 "",
             )
             .await?;

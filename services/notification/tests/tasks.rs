@@ -165,6 +165,45 @@ retain_testkit::storage_test!(async fn tasks_are_listed_claimed_completed_and_di
     assert!(err.message().contains("assignee"), "{}", err.message());
 });
 
+// A token that names its CSM claims for her: with no assignee the task is
+// hers, naming someone else is refused; an admin assigns anyone.
+retain_testkit::storage_test!(async fn a_csms_own_token_claims_for_her_only(db) {
+    let app = spawn_app::<Notification>(db).await;
+    let messages: Vec<_> = (0..3).map(|i| red(&format!("acct-{i}"), now() - 600 + i)).collect();
+    HEALTH_BAND_CHANGED.publish(&app.db.conn, &messages).await.unwrap();
+    app.drained(HEALTH_BAND_CHANGED.name(), "notification").await;
+    let tasks = client(&app)
+        .list_tasks(with_token(READER, v1::ListTasksRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .tasks;
+    assert_eq!(tasks.len(), 3);
+    let claim = |token: &'static str, i: usize, who: &str| {
+        let req = v1::ClaimTaskRequest { task_id: tasks[i].task_id.clone(), assignee: who.into() };
+        let app = &app;
+        async move { client(app).claim_task(with_token(token, req)).await }
+    };
+    let mine = claim(CSM_ANA, 0, "").await.unwrap().into_inner().task.unwrap();
+    assert_eq!(mine.assignee, "ana@vendor.io");
+    let err = claim(CSM_ANA, 1, "bo@vendor.io").await.unwrap_err();
+    assert_eq!(err.code(), Code::PermissionDenied);
+    assert!(err.message().contains("ana@vendor.io"), "{}", err.message());
+    let task = client(&app)
+        .get_task(with_token(READER, v1::GetTaskRequest { task_id: tasks[1].task_id.clone() }))
+        .await
+        .unwrap()
+        .into_inner()
+        .task
+        .unwrap();
+    assert!(task.assignee.is_empty(), "the refused claim changed nothing");
+    let theirs = claim(ADMIN, 1, "bo@vendor.io").await.unwrap().into_inner().task.unwrap();
+    assert_eq!(theirs.assignee, "bo@vendor.io");
+    // A token that names no one still claims for whoever it says.
+    let named = claim(CSM, 2, "cy@vendor.io").await.unwrap().into_inner().task.unwrap();
+    assert_eq!(named.assignee, "cy@vendor.io");
+});
+
 fn owned_queue_settings() -> retain_runtime::config::Settings {
     let mut s = settings();
     let queues: retain_runtime::config::Value = std::collections::HashMap::from([(

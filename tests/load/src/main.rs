@@ -570,6 +570,7 @@ async fn serve(
             tenant: retain_domain_tenant("loadgen")?,
             roles: vec![Role::Ingest, Role::Read],
             name: "loadgen".into(),
+            email: None,
         },
     );
     let ctx = retain_runtime::Context::new(
