@@ -19,7 +19,13 @@ an unknown field fails), and checks the policy a platform team reviews:
 - no secret is inlined: no Secret carries a password or token, no literal
   environment variable holds one, and the configuration the ConfigMap
   carries has no database URL, token or SMTP password;
-- a default-deny NetworkPolicy covers every Retain pod.
+- a default-deny NetworkPolicy covers every Retain pod;
+- no init container mounts the tokens Secret (it checks the schema and
+  needs no token).
+
+The production overlay (`prod`) must also name every destination: each
+egress rule but DNS has a `to`, the gRPC ingress names the namespaces it
+admits, and server reflection is off.
 
 `--self-test` first breaks a rendered copy in each of those ways and
 fails unless the checks catch every break. Exit 0 when all pass; 1 with
@@ -165,7 +171,31 @@ def check_service(deployment: dict, objects: list[dict], config: dict) -> list[s
     return problems
 
 
-def check(objects: list[dict]) -> list[str]:
+def check_production(objects: list[dict], config: dict) -> list[str]:
+    problems = []
+    for obj in objects:
+        if obj["kind"] != "NetworkPolicy" or obj["metadata"]["name"] == "retain-egress-dns":
+            continue
+        for rule in obj["spec"].get("egress", []):
+            if not rule.get("to"):
+                problems.append(f"{name(obj)}: an egress rule opens its ports to any address; name the destination")
+        for rule in obj["spec"].get("ingress", []):
+            for peer in rule.get("from", []):
+                namespaces = peer.get("namespaceSelector")
+                if namespaces is not None and not (namespaces.get("matchLabels") or namespaces.get("matchExpressions")):
+                    problems.append(f"{name(obj)}: an ingress rule admits pods of any namespace; name the namespaces")
+    for obj in objects:
+        if obj["kind"] != "Deployment":
+            continue
+        for c in obj["spec"]["template"]["spec"].get("containers", []):
+            env = {e["name"]: e.get("value") for e in c.get("env", [])}
+            off = env.get("RETAIN__SERVER__REFLECTION", str(config.get("server", {}).get("reflection", True)).lower())
+            if off != "false":
+                problems.append(f"{name(obj)} container {c['name']}: server reflection is on")
+    return problems
+
+
+def check(objects: list[dict], production: bool = False) -> list[str]:
     problems = []
     config = config_of(objects)
     if config.get("database", {}).get("url"):
@@ -179,6 +209,9 @@ def check(objects: list[dict]) -> list[str]:
     for obj in objects:
         if obj["kind"] in WORKLOADS:
             problems += check_pod(name(obj), obj["spec"]["template"]["spec"])
+            for c in obj["spec"]["template"]["spec"].get("initContainers", []):
+                if any(m["name"] == "tokens" for m in c.get("volumeMounts", [])):
+                    problems.append(f"{name(obj)} init container {c['name']}: mounts the tokens Secret it does not need")
         if obj["kind"] == "Secret":
             for key, value in {**obj.get("data", {}), **obj.get("stringData", {})}.items():
                 text = str(value)
@@ -205,10 +238,12 @@ def check(objects: list[dict]) -> list[str]:
         for o in objects
     ):
         problems.append("no default-deny NetworkPolicy over every Retain pod")
+    if production:
+        problems += check_production(objects, config)
     return problems
 
 
-def self_test(objects: list[dict]) -> list[str]:
+def self_test(objects: list[dict], production: bool) -> list[str]:
     """Each break must be caught: a check that cannot fail checks nothing."""
 
     def first(objs, kind, component=None):
@@ -247,12 +282,30 @@ def self_test(objects: list[dict]) -> list[str]:
             }
         ),
         "unknown field": lambda o: container(o).update(readOnlyRootFilesytem=True),
+        "tokens in the init container": lambda o: first(o, "Deployment", "ingestion")["spec"]["template"]["spec"][
+            "initContainers"
+        ][0]["volumeMounts"].append({"name": "tokens", "mountPath": "/etc/retain/tokens"}),
     }
+    if production:
+        def policy(objs, policy_name):
+            return next(x for x in objs if x["kind"] == "NetworkPolicy" and x["metadata"]["name"] == policy_name)
+
+        breaks.update(
+            {
+                "egress to any address": lambda o: policy(o, "retain-egress-database")["spec"]["egress"][0].pop("to"),
+                "ingress from any namespace": lambda o: policy(o, "retain-grpc-from-clients")["spec"]["ingress"][0][
+                    "from"
+                ][0].update(namespaceSelector={}),
+                "reflection on": lambda o: container(o).update(
+                    env=[e for e in container(o)["env"] if e["name"] != "RETAIN__SERVER__REFLECTION"]
+                ),
+            }
+        )
     missed = []
     for what, brk in breaks.items():
         broken = copy.deepcopy(objects)
         brk(broken)
-        problems = check(broken) + (validate(broken) if what == "unknown field" else [])
+        problems = check(broken, production) + (validate(broken) if what == "unknown field" else [])
         if not problems:
             missed.append(f"self-test: the checks did not catch: {what}")
     return missed
@@ -269,9 +322,10 @@ def main() -> int:
     problems = []
     for overlay in sorted((ROOT / "overlays").iterdir()):
         objects = render(overlay)
-        found = validate(objects) + check(objects)
+        production = overlay.name == "prod"
+        found = validate(objects) + check(objects, production)
         if "--self-test" in sys.argv:
-            found += self_test(objects)
+            found += self_test(objects, production)
         kinds = sorted({o["kind"] for o in objects})
         print(f"{overlay.name}: {len(objects)} objects ({', '.join(kinds)}), {len(found)} problem(s)")
         problems += [f"{overlay.name}: {p}" for p in found]

@@ -73,8 +73,10 @@ async fn the_configmap_config_migrates_serves_and_stops_as_the_manifests_run_it(
     )
     .unwrap();
 
-    // Before the Job: the check names what is pending and fails.
-    let early = retain(&work, &url, &tokens, &["migrate", "--check"])
+    // Before the Job: the check names what is pending and fails. The init
+    // container runs without the tokens Secret (an empty tokens file).
+    let no_tokens = Path::new("");
+    let early = retain(&work, &url, no_tokens, &["migrate", "--check"])
         .output()
         .unwrap();
     assert_eq!(early.status.code(), Some(1), "{}", text(&early));
@@ -84,7 +86,7 @@ async fn the_configmap_config_migrates_serves_and_stops_as_the_manifests_run_it(
     let waiting = retain(
         &work,
         &url,
-        &tokens,
+        no_tokens,
         &["migrate", "--check", "--wait", "120"],
     )
     .spawn()

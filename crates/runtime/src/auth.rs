@@ -128,7 +128,13 @@ struct TokensFile {
 impl AuthSettings {
     /// Adds the tokens of `tokens_file`, if set (errors name the file).
     pub fn read_tokens_file(&mut self) -> Result<(), ConfigError> {
-        let Some(path) = &self.tokens_file else {
+        // An empty path is none: `RETAIN__AUTH__TOKENS_FILE=""` turns the
+        // file off for a process that needs no token (a schema check).
+        let Some(path) = self
+            .tokens_file
+            .as_ref()
+            .filter(|p| !p.as_os_str().is_empty())
+        else {
             return Ok(());
         };
         let bad = |e: String| {

@@ -360,6 +360,10 @@ pub struct ServerSettings {
     /// once it listens: how a script or test learns the port it got after
     /// asking for port 0.
     pub address_file: Option<PathBuf>,
+    /// Serve gRPC server reflection (the API's schema, to anyone who can
+    /// connect, without a token): on by default, for `grpcurl` and a
+    /// newcomer; the production overlay turns it off.
+    pub reflection: bool,
 }
 
 impl Default for ServerSettings {
@@ -374,6 +378,7 @@ impl Default for ServerSettings {
             max_connection_age_ms: 0,
             tls: None,
             address_file: None,
+            reflection: true,
         }
     }
 }

@@ -227,10 +227,12 @@ pub async fn serve(
     for add in add_routes {
         add(&mut routes);
     }
-    routes
-        .add_service(health_service)
-        .add_service(reflection_v1)
-        .add_service(reflection_v1alpha);
+    routes.add_service(health_service);
+    if settings.reflection {
+        routes
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha);
+    }
     let router = builder.layer(layers).add_routes(routes.routes());
 
     // Health follows the database until shutdown begins.

@@ -340,6 +340,33 @@ async fn health_and_reflection_are_public() {
 }
 
 #[tokio::test]
+async fn reflection_can_be_turned_off() {
+    let h = start(ServerSettings {
+        reflection: false,
+        ..ServerSettings::default()
+    })
+    .await;
+    use tonic_reflection::pb::v1::ServerReflectionRequest;
+    use tonic_reflection::pb::v1::server_reflection_client::ServerReflectionClient;
+    use tonic_reflection::pb::v1::server_reflection_request::MessageRequest;
+    let req = ServerReflectionRequest {
+        host: String::new(),
+        message_request: Some(MessageRequest::ListServices(String::new())),
+    };
+    let err = ServerReflectionClient::new(channel(h.addr).await)
+        .server_reflection_info(tokio_stream::once(req))
+        .await
+        .expect_err("no reflection");
+    assert_eq!(err.code(), Code::Unimplemented, "{err:?}");
+    // Health still answers.
+    let r = HealthClient::new(channel(h.addr).await)
+        .check(HealthCheckRequest::default())
+        .await
+        .unwrap();
+    assert_eq!(r.get_ref().status(), ServingStatus::Serving);
+}
+
+#[tokio::test]
 async fn calls_beyond_the_concurrency_limit_are_shed_with_retry_info() {
     let h = start(ServerSettings {
         concurrency_limit: 1,
