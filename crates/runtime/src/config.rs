@@ -360,6 +360,16 @@ pub struct ServerSettings {
     /// once it listens: how a script or test learns the port it got after
     /// asking for port 0.
     pub address_file: Option<PathBuf>,
+    /// Open streams (`WatchTasks`, `WatchBandChanges`, `StreamSignals`) on
+    /// the replica, all tenants together; streams do not count against
+    /// `concurrency_limit`.
+    pub max_streams: usize,
+    /// Open streams of one tenant on the replica.
+    pub max_streams_per_tenant: usize,
+    /// With `max_connection_age_ms` set, a stream ends (`UNAVAILABLE`: the
+    /// client reconnects with its cursor) this long after the connection's
+    /// age, in milliseconds.
+    pub stream_age_grace_ms: u64,
     /// Serve gRPC server reflection (the API's schema, to anyone who can
     /// connect, without a token): on by default, for `grpcurl` and a
     /// newcomer; the production overlay turns it off.
@@ -378,12 +388,26 @@ impl Default for ServerSettings {
             max_connection_age_ms: 0,
             tls: None,
             address_file: None,
+            max_streams: 256,
+            max_streams_per_tenant: 16,
+            stream_age_grace_ms: 30_000,
             reflection: true,
         }
     }
 }
 
 impl ServerSettings {
+    /// The limits on open streams these settings give.
+    pub fn stream_limits(&self) -> crate::streams::StreamLimits {
+        crate::streams::StreamLimits {
+            total: self.max_streams,
+            per_tenant: self.max_streams_per_tenant,
+            max_age: (self.max_connection_age_ms > 0).then(|| {
+                Duration::from_millis(self.max_connection_age_ms + self.stream_age_grace_ms)
+            }),
+        }
+    }
+
     /// The parsed listen address.
     pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
         self.listen.parse().map_err(|e| {
@@ -555,6 +579,15 @@ impl Settings {
         }
         if self.server.concurrency_limit == 0 {
             return Err(invalid("server.concurrency_limit", "must be at least 1"));
+        }
+        if self.server.max_streams == 0 {
+            return Err(invalid("server.max_streams", "must be at least 1"));
+        }
+        if self.server.max_streams_per_tenant == 0 {
+            return Err(invalid(
+                "server.max_streams_per_tenant",
+                "must be at least 1",
+            ));
         }
         if self.server.request_timeout_ms == 0 {
             return Err(invalid("server.request_timeout_ms", "must be at least 1"));

@@ -12,8 +12,6 @@
 //!   `retain.bus.oldest_age_seconds` — the age of its oldest waiting
 //!   message, sampled by [`sample_bus`].
 
-use std::collections::HashSet;
-use std::sync::OnceLock;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -102,35 +100,7 @@ where
 /// otherwise (the label set stays the size of the API whatever callers
 /// send, and it is counted before authentication).
 pub fn method_label(path: &str) -> String {
-    static KNOWN: OnceLock<HashSet<String>> = OnceLock::new();
-    let known = KNOWN.get_or_init(|| {
-        use prost::Message;
-        let mut paths = HashSet::new();
-        for set in [
-            retain_proto::FILE_DESCRIPTOR_SET,
-            tonic_health::pb::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1::FILE_DESCRIPTOR_SET,
-            tonic_reflection::pb::v1alpha::FILE_DESCRIPTOR_SET,
-        ] {
-            let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
-                continue;
-            };
-            for file in &set.file {
-                for service in &file.service {
-                    for method in &service.method {
-                        paths.insert(format!(
-                            "/{}.{}/{}",
-                            file.package(),
-                            service.name(),
-                            method.name()
-                        ));
-                    }
-                }
-            }
-        }
-        paths
-    });
-    if known.contains(path) {
+    if crate::methods::is_known(path) {
         path.to_owned()
     } else {
         "unknown".to_owned()

@@ -222,6 +222,9 @@ pub async fn serve(
         .layer(DecodeErrorLayer)
         .layer(ShedLayer::new(settings.concurrency_limit))
         .layer(AuthLayer::new(opts.auth.clone()))
+        .layer(crate::streams::StreamLimitLayer::new(
+            settings.stream_limits(),
+        ))
         .into_inner();
     let mut routes = RoutesBuilder::default();
     for add in add_routes {
@@ -551,9 +554,11 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        // Health probes are never shed: an overloaded replica is still alive.
-        let probe = req.uri().path().starts_with("/grpc.health.v1.");
-        let permit = if probe {
+        // Health probes are never shed: an overloaded replica is still
+        // alive. Streams have places of their own (`crate::streams`).
+        let path = req.uri().path();
+        let exempt = path.starts_with("/grpc.health.v1.") || crate::methods::is_tenant_stream(path);
+        let permit = if exempt {
             None
         } else {
             match self.permits.clone().try_acquire_owned() {
@@ -570,9 +575,9 @@ where
         };
         let fut = self.inner.call(req);
         Box::pin(async move {
-            // The permit lives as long as the response body: a streaming
-            // call counts against the limit until its stream ends, not
-            // only until its headers are sent.
+            // The permit lives as long as the response body: a stream
+            // this layer does count (health's Watch, reflection) holds
+            // its place until it ends, not only until its headers go.
             let res = fut.await?;
             Ok(match permit {
                 None => res,

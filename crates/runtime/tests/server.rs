@@ -52,13 +52,15 @@ impl IngestionService for Probe {
         Ok(Response::new(IngestSignalsResponse::default()))
     }
 
-    type StreamSignalsStream = tokio_stream::Empty<Result<StreamSignalsResponse, Status>>;
+    /// A stream that stays open and says nothing: an idle watcher.
+    type StreamSignalsStream = tokio_stream::Pending<Result<StreamSignalsResponse, Status>>;
 
     async fn stream_signals(
         &self,
-        _: Request<tonic::Streaming<StreamSignalsRequest>>,
+        request: Request<tonic::Streaming<StreamSignalsRequest>>,
     ) -> Result<Response<Self::StreamSignalsStream>, Status> {
-        Err(Status::unimplemented("not part of this probe"))
+        Principal::of(&request)?.require(Role::Ingest)?;
+        Ok(Response::new(tokio_stream::pending()))
     }
 
     async fn get_account(
@@ -122,6 +124,10 @@ async fn start_with(settings: ServerSettings, workers: Workers) -> Harness {
         principal("acme", vec![Role::Ingest, Role::Read]),
     );
     auth.insert("globex-token", principal("globex", vec![Role::Read]));
+    auth.insert(
+        "globex-writer",
+        principal("globex", vec![Role::Ingest, Role::Read]),
+    );
     let gate = Arc::new(Semaphore::new(0));
     let entered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -337,6 +343,95 @@ async fn health_and_reflection_are_public() {
             .iter()
             .any(|s| s.name == "retain.v1.IngestionService")
     );
+}
+
+/// Opens a `StreamSignals` stream for `token` that sends nothing (its
+/// request half ends at once, like a watch's) and stays open until the
+/// server ends it or the client drops it.
+async fn open_stream(
+    ch: &Channel,
+    token: &str,
+) -> Result<tonic::Streaming<StreamSignalsResponse>, Status> {
+    let requests = tokio_stream::empty::<StreamSignalsRequest>();
+    IngestionServiceClient::new(ch.clone())
+        .stream_signals(with_token(token, requests))
+        .await
+        .map(Response::into_inner)
+}
+
+#[tokio::test]
+async fn a_tenants_streams_are_capped_without_taking_the_replica_from_others() {
+    let h = start(ServerSettings {
+        concurrency_limit: 1,
+        max_streams_per_tenant: 2,
+        max_streams: 3,
+        ..ServerSettings::default()
+    })
+    .await;
+    let ch = channel(h.addr).await;
+    let _a1 = open_stream(&ch, "writer-token")
+        .await
+        .expect("first stream");
+    let _a2 = open_stream(&ch, "writer-token")
+        .await
+        .expect("second stream");
+    let err = open_stream(&ch, "writer-token").await.expect_err("a third");
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(
+        err.message().contains("max_streams_per_tenant"),
+        "{}",
+        err.message()
+    );
+    // Another tenant still opens one, and calls that end still get the one
+    // place of concurrency_limit = 1: idle streams do not hold it.
+    let b1 = open_stream(&ch, "globex-writer")
+        .await
+        .expect("another tenant's stream");
+    IngestionServiceClient::new(ch.clone())
+        .get_account(with_token("globex-token", get("x")))
+        .await
+        .expect("a unary call is not blocked by open streams");
+    let err = open_stream(&ch, "globex-writer")
+        .await
+        .expect_err("the replica is full");
+    assert!(
+        err.message().contains("server.max_streams"),
+        "{}",
+        err.message()
+    );
+    // A stream that ends gives its place back.
+    drop(b1);
+    retain_testkit::eventually("the place to be free", Duration::from_secs(5), || async {
+        open_stream(&ch, "globex-writer").await.ok()
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_stream_ends_unavailable_after_the_connection_age_and_its_grace() {
+    let h = start(ServerSettings {
+        max_connection_age_ms: 200,
+        stream_age_grace_ms: 100,
+        max_streams_per_tenant: 1,
+        ..ServerSettings::default()
+    })
+    .await;
+    let mut stream = open_stream(&channel(h.addr).await, "writer-token")
+        .await
+        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(10), stream.message())
+        .await
+        .expect("the stream ends by itself")
+        .expect_err("with a status");
+    assert_eq!(end.code(), Code::Unavailable, "{end:?}");
+    assert!(end.message().contains("reconnect"), "{}", end.message());
+    // Its place is free again: the client reconnects (on a new connection,
+    // the old one having been asked to go away).
+    let again = channel(h.addr).await;
+    retain_testkit::eventually("the place to be free", Duration::from_secs(5), || async {
+        open_stream(&again, "writer-token").await.ok()
+    })
+    .await;
 }
 
 #[tokio::test]
