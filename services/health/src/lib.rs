@@ -298,6 +298,7 @@ impl HealthService for Health {
                 .await
                 .map_err(Error::from)?,
         };
+        let wake = self.heads.subscribe(&tenant);
         let stream = watch::stream(
             self.db.clone(),
             watch::Watch {
@@ -306,6 +307,7 @@ impl HealthService for Health {
                 segment: Some(req.segment.clone()).filter(|s| !s.is_empty()),
                 after,
             },
+            wake,
             self.draining.clone(),
         );
         Ok(Response::new(Box::pin(stream)))
@@ -415,6 +417,8 @@ pub struct Health {
     clock: Clock,
     /// Cancelled when the server starts draining: watch streams end.
     draining: tokio_util::sync::CancellationToken,
+    /// Each tenant's latest change number, one poll for all its watchers.
+    heads: retain_runtime::watch::Heads,
 }
 
 impl Service for Health {
@@ -473,6 +477,7 @@ impl Service for Health {
             db: ctx.db.clone(),
             clock: ctx.clock.clone(),
             draining: services.draining(),
+            heads: watch::heads(ctx.db.clone()),
         };
         Ok(services
             .with(HealthServiceServer::new(health))

@@ -331,6 +331,7 @@ impl NotificationService for Notification {
                 .map_err(Error::from)?,
         };
         let non_empty = |s: &str| Some(s.to_owned()).filter(|s| !s.is_empty());
+        let wake = self.heads.subscribe(&tenant);
         let stream = watch::stream(
             self.db.clone(),
             watch::Watch {
@@ -339,6 +340,7 @@ impl NotificationService for Notification {
                 assignee: non_empty(&req.assignee),
                 after,
             },
+            wake,
             self.draining.clone(),
         );
         Ok(Response::new(Box::pin(stream)))
@@ -562,6 +564,8 @@ pub struct Notification {
     clock: Clock,
     /// Cancelled when the server starts draining: watch streams end.
     draining: tokio_util::sync::CancellationToken,
+    /// Each tenant's latest change number, one poll for all its watchers.
+    heads: retain_runtime::watch::Heads,
     /// The email templates a policy may name.
     templates: std::sync::Arc<Templates>,
 }
@@ -622,6 +626,7 @@ impl Service for Notification {
             db: ctx.db.clone(),
             clock: ctx.clock.clone(),
             draining: services.draining(),
+            heads: watch::heads(ctx.db.clone()),
             templates,
         };
         Ok(services

@@ -17,7 +17,8 @@ use tonic::Status;
 
 use crate::sql;
 
-/// How often an idle stream looks for new changes.
+/// How often a tenant's latest change number is read while it has
+/// watchers (one read per tenant, whatever the number of its streams).
 pub const POLL_INTERVAL: Duration = Duration::from_millis(200);
 
 /// Changes read per query.
@@ -41,11 +42,25 @@ pub fn parse_cursor(cursor: &str) -> Option<i64> {
     watch::parse_cursor('t', cursor)
 }
 
-/// The stream of `w`'s changes, from after `w.after` on, until `draining`
-/// is cancelled.
+/// The tenants' latest change numbers, polled once per tenant for all of
+/// its watchers (`retain_runtime::watch::Heads`).
+pub fn heads(db: DatabaseConnection) -> watch::Heads {
+    watch::Heads::new(POLL_INTERVAL, move |tenant: String| {
+        let db = db.clone();
+        async move {
+            sql::task_watch_head(&db, &tenant)
+                .await
+                .map_err(Error::from)
+        }
+    })
+}
+
+/// The stream of `w`'s changes, from after `w.after` on, woken by `wake`
+/// (its tenant's [`heads`]), until `draining` is cancelled.
 pub fn stream(
     db: DatabaseConnection,
     w: Watch,
+    wake: tokio::sync::watch::Receiver<i64>,
     draining: CancellationToken,
 ) -> impl Stream<Item = Result<v1::WatchTasksResponse, Status>> + Send {
     let after = w.after;
@@ -74,13 +89,10 @@ pub fn stream(
             Ok::<_, Error>(out)
         }
     };
-    futures::StreamExt::map(
-        watch::stream(after, POLL_INTERVAL, draining, read),
-        |item| {
-            item.map(|(seq, task)| v1::WatchTasksResponse {
-                task: Some(task),
-                cursor: watch::cursor('t', seq),
-            })
-        },
-    )
+    futures::StreamExt::map(watch::stream(after, wake, draining, read), |item| {
+        item.map(|(seq, task)| v1::WatchTasksResponse {
+            task: Some(task),
+            cursor: watch::cursor('t', seq),
+        })
+    })
 }
