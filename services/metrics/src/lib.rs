@@ -91,38 +91,14 @@ impl MetricsService for Metrics {
         let tenant = principal.tenant.as_str();
         let settings = self.tenants.of(tenant);
         let now = self.clock.now();
-        let bridge =
-            match rollups::tally(&self.db, tenant, settings, period, req.filter.as_ref(), now)
-                .await?
-            {
-                Some(tally) => {
-                    tally
-                        .total
-                        .revenue
-                        .kpis(period, settings.base_currency)
-                        .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))?
-                        .bridge
-                }
-                None => {
-                    let _permit = self.heavy().await?;
-                    let tally = portfolio::tallies(
-                        &self.db,
-                        tenant,
-                        settings,
-                        req.filter.as_ref(),
-                        (&[period], now),
-                        self.page_accounts,
-                    )
-                    .await?
-                    .remove(0);
-                    tally
-                        .total
-                        .revenue
-                        .kpis(period, settings.base_currency)
-                        .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))?
-                        .bridge
-                }
-            };
+        let bridge = self
+            .tally(tenant, period, req.filter.as_ref(), now)
+            .await?
+            .total
+            .revenue
+            .kpis(period, settings.base_currency)
+            .map_err(|e| Error::Internal(format!("revenue KPIs: {e}")))?
+            .bridge;
         Ok(Response::new(portfolio::bridge_to_proto(
             period,
             &bridge,
@@ -243,19 +219,34 @@ impl Metrics {
     ) -> Result<v1::GetPortfolioMetricsResponse, Error> {
         let settings = self.tenants.of(tenant);
         let now = self.clock.now();
-        // A finished month: its stored sums, when they are complete.
+        let tally = self.tally(tenant, period, filter, now).await?;
+        let basis = kpis::basis(period, now, settings);
+        kpis::portfolio(&tally, &basis, portfolio::is_filtered(filter))
+    }
+
+    /// The tally of `period` (as of `now`) over the accounts `filter`
+    /// selects: a finished month's stored sums when they are complete,
+    /// else summed from the signals a page of accounts at a time, inside
+    /// the heavy-query limit.
+    async fn tally(
+        &self,
+        tenant: &str,
+        period: retain_domain::Period,
+        filter: Option<&v1::AccountFilter>,
+        now: retain_domain::Timestamp,
+    ) -> Result<kpis::Tally, Error> {
+        let settings = self.tenants.of(tenant);
         if let Some(tally) = rollups::tally(&self.db, tenant, settings, period, filter, now).await?
         {
-            let basis = kpis::basis(period, now, settings);
-            return kpis::portfolio(&tally, &basis, portfolio::is_filtered(filter));
+            return Ok(tally);
         }
         let _permit = self.heavy().await?;
         let page = self.page_accounts;
-        let tally = portfolio::tallies(&self.db, tenant, settings, filter, (&[period], now), page)
-            .await?
-            .remove(0);
-        let basis = kpis::basis(period, now, settings);
-        kpis::portfolio(&tally, &basis, portfolio::is_filtered(filter))
+        Ok(
+            portfolio::tallies(&self.db, tenant, settings, filter, (&[period], now), page)
+                .await?
+                .remove(0),
+        )
     }
 
     /// A place among the [`HEAVY_QUERIES`] KPI computations from signals a
