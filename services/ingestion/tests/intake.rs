@@ -739,43 +739,54 @@ retain_testkit::storage_test!(async fn nul_text_from_one_tenant_is_rejected_and_
     assert_eq!(app.scalar("SELECT COUNT(*) FROM signals WHERE tenant_id = 'acme'").await, 200);
 });
 
-// The concurrency limit counts a stream for as long as it is open, not
-// only until its response headers are sent: open streams used to be free.
-retain_testkit::storage_test!(async fn open_streams_count_against_the_concurrency_limit(db) {
+// A stream holds one of its tenant's stream places for as long as it is
+// open (not only until its headers are sent), and none of the server's
+// concurrency_limit: a tenant's open streams are capped without shedding
+// anyone's calls.
+retain_testkit::storage_test!(async fn open_streams_hold_their_tenants_places_not_the_call_limit(db) {
     let mut settings = settings();
     settings.server.concurrency_limit = 2;
+    settings.server.max_streams_per_tenant = 2;
     let app = spawn_app_with::<Ingestion>(db, settings, IngestionSettings::default()).await;
+    let open = |s: usize| {
+        let client = app.client.clone();
+        async move {
+            let (tx, rx) = tokio::sync::mpsc::channel(1);
+            tx.send(v1::StreamSignalsRequest {
+                batch_id: format!("open-{s}"),
+                batch: Some(batch(vec![signal(&format!("o-{s}"), "a-1", nps(9))])),
+            })
+            .await
+            .unwrap();
+            let mut responses = client
+                .clone()
+                .stream_signals(with_token(WRITER, tokio_stream::wrappers::ReceiverStream::new(rx)))
+                .await?
+                .into_inner();
+            responses.message().await?.expect("the first batch is answered");
+            Ok::<_, tonic::Status>((tx, responses))
+        }
+    };
     let mut senders = Vec::new();
     let mut streams = Vec::new();
     for s in 0..2 {
-        let (tx, rx) = tokio::sync::mpsc::channel(1);
-        tx.send(v1::StreamSignalsRequest {
-            batch_id: format!("open-{s}"),
-            batch: Some(batch(vec![signal(&format!("o-{s}"), "a-1", nps(9))])),
-        })
-        .await
-        .unwrap();
-        let mut responses = app
-            .client
-            .clone()
-            .stream_signals(with_token(WRITER, tokio_stream::wrappers::ReceiverStream::new(rx)))
-            .await
-            .unwrap()
-            .into_inner();
-        responses.message().await.unwrap().expect("the first batch is answered");
+        let (tx, responses) = open(s).await.unwrap();
         senders.push(tx);
         streams.push(responses);
     }
-    // Both streams are open: a third call is shed.
-    let err = app.send_err(vec![signal("third", "a-1", nps(9))]).await;
+    // Both streams are open: calls still get the two places of the limit,
+    // and a third stream of the tenant is refused, naming the setting.
+    app.ingest(WRITER, batch(vec![signal("third", "a-1", nps(9))])).await.unwrap();
+    let err = open(2).await.err().expect("a third stream");
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("max_streams_per_tenant"), "{}", err.message());
     // Closing the streams frees their places.
     drop(senders);
     for mut s in streams {
         while s.message().await.unwrap().is_some() {}
     }
-    retain_testkit::eventually("a place to free up", std::time::Duration::from_secs(10), || async {
-        app.ingest(WRITER, batch(vec![signal("after", "a-1", nps(9))])).await.ok()
+    retain_testkit::eventually("a stream place to free up", std::time::Duration::from_secs(10), || async {
+        open(3).await.ok().map(|_| ())
     })
     .await;
 });
