@@ -171,19 +171,36 @@ def check_service(deployment: dict, objects: list[dict], config: dict) -> list[s
     return problems
 
 
+def open_peer(peer: dict) -> bool:
+    """Whether a NetworkPolicy peer admits any address or any namespace."""
+    block = peer.get("ipBlock")
+    if block is not None and block.get("cidr") in ("0.0.0.0/0", "::/0"):
+        return True
+    for key in ("namespaceSelector", "podSelector"):
+        selector = peer.get(key)
+        if selector is None:
+            continue
+        if not (selector.get("matchLabels") or selector.get("matchExpressions")):
+            # An empty namespace selector is every namespace; an empty pod
+            # selector beside no namespace selector is this namespace only.
+            if key == "namespaceSelector":
+                return True
+        if any(e.get("operator") in ("Exists", "DoesNotExist", "NotIn") for e in selector.get("matchExpressions", [])):
+            return True
+    return False
+
+
 def check_production(objects: list[dict], config: dict) -> list[str]:
     problems = []
     for obj in objects:
         if obj["kind"] != "NetworkPolicy" or obj["metadata"]["name"] == "retain-egress-dns":
             continue
         for rule in obj["spec"].get("egress", []):
-            if not rule.get("to"):
+            if not rule.get("to") or any(open_peer(p) for p in rule["to"]):
                 problems.append(f"{name(obj)}: an egress rule opens its ports to any address; name the destination")
         for rule in obj["spec"].get("ingress", []):
-            for peer in rule.get("from", []):
-                namespaces = peer.get("namespaceSelector")
-                if namespaces is not None and not (namespaces.get("matchLabels") or namespaces.get("matchExpressions")):
-                    problems.append(f"{name(obj)}: an ingress rule admits pods of any namespace; name the namespaces")
+            if not rule.get("from") or any(open_peer(p) for p in rule["from"]):
+                problems.append(f"{name(obj)}: an ingress rule admits any address or namespace; name the namespaces")
     for obj in objects:
         if obj["kind"] != "Deployment":
             continue
@@ -293,6 +310,17 @@ def self_test(objects: list[dict], production: bool) -> list[str]:
         breaks.update(
             {
                 "egress to any address": lambda o: policy(o, "retain-egress-database")["spec"]["egress"][0].pop("to"),
+                "egress to 0.0.0.0/0": lambda o: policy(o, "retain-egress-smtp")["spec"]["egress"][0].update(
+                    to=[{"ipBlock": {"cidr": "0.0.0.0/0"}}]
+                ),
+                "egress to every namespace": lambda o: policy(o, "retain-egress-otlp")["spec"]["egress"][0].update(
+                    to=[{"namespaceSelector": {}}]
+                ),
+                "ingress from any namespace by Exists": lambda o: policy(o, "retain-grpc-from-clients")["spec"][
+                    "ingress"
+                ][0]["from"][0].update(
+                    namespaceSelector={"matchExpressions": [{"key": "kubernetes.io/metadata.name", "operator": "Exists"}]}
+                ),
                 "ingress from any namespace": lambda o: policy(o, "retain-grpc-from-clients")["spec"]["ingress"][0][
                     "from"
                 ][0].update(namespaceSelector={}),

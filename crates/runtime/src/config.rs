@@ -1,8 +1,11 @@
 //! Service configuration: built-in defaults < a TOML file (`--config` or
 //! `RETAIN_CONFIG`) < environment variables `RETAIN__SECTION__KEY`.
 //!
-//! Every struct denies unknown keys, so a typo stops start-up instead of
-//! being ignored, and [`Settings::validate`] names the offending key.
+//! Every section denies unknown keys, so a typo stops start-up instead of
+//! being ignored, and [`Settings::validate`] names the offending key. The
+//! service sections and the service-owned tenant keys are known to the
+//! process that runs the services (`crate::launch`): `retain` refuses an
+//! unknown one, a one-service binary names it in a warning.
 //! `deploy/config/retain.toml` is the commented reference.
 
 use std::collections::{BTreeMap, HashMap};

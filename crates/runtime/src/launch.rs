@@ -113,9 +113,10 @@ pub fn check(settings: &Settings, components: &[Component], known: Known) -> any
         )
         .into()),
         (Some(_), Known::Some) => {
-            tracing::info!(
+            tracing::warn!(
                 keys = ?unknown,
-                "configuration left to the other services (`retain migrate --check` checks it all)"
+                "configuration this service does not read: keys of the other services, or typos \
+                 (`retain migrate --check` refuses a typo by name)"
             );
             Ok(())
         }

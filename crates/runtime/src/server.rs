@@ -209,7 +209,14 @@ pub async fn serve(
         .build_v1alpha()
         .map_err(|e| ServerError::Reflection(e.to_string()))?;
 
-    let mut builder = tonic::transport::Server::builder().trace_fn(telemetry::request_span);
+    // Keepalives find a client that vanished without closing its
+    // connection (a NAT timeout, a crashed host), so its open streams end
+    // and give their places back (`crate::streams`).
+    let mut builder = tonic::transport::Server::builder()
+        .trace_fn(telemetry::request_span)
+        .http2_keepalive_interval(Some(Duration::from_secs(30)))
+        .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+        .tcp_keepalive(Some(Duration::from_secs(60)));
     if settings.max_connection_age_ms > 0 {
         builder = builder.max_connection_age(Duration::from_millis(settings.max_connection_age_ms));
     }

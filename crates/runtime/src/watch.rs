@@ -122,6 +122,37 @@ impl Heads {
 /// A tenant's poll: its latest number every period, sent when it moves,
 /// until only the map's own receiver is left.
 async fn poll(inner: Arc<HeadsInner>, tenant: String, tx: tokio::sync::watch::Sender<i64>) {
+    /// Takes the tenant out of the map however the poll ends (a panic in
+    /// `read` included), so the next watcher starts a new poll: the sender
+    /// is dropped first, and the map's receiver is removed only while it
+    /// is this poll's (a new poll's channel is still open).
+    struct Leave {
+        inner: Arc<HeadsInner>,
+        tenant: String,
+        tx: Option<tokio::sync::watch::Sender<i64>>,
+    }
+    impl Drop for Leave {
+        fn drop(&mut self) {
+            drop(self.tx.take());
+            let mut tenants = self
+                .inner
+                .tenants
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if tenants
+                .get(&self.tenant)
+                .is_some_and(|rx| rx.has_changed().is_err())
+            {
+                tenants.remove(&self.tenant);
+            }
+        }
+    }
+    let leave = Leave {
+        inner: inner.clone(),
+        tenant: tenant.clone(),
+        tx: Some(tx),
+    };
+    let Some(tx) = leave.tx.as_ref() else { return };
     let mut ticks = tokio::time::interval(inner.every);
     ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

@@ -190,25 +190,31 @@ pub fn backend_of(url: &str) -> Result<DatabaseBackend, StoreError> {
 /// its user information (`postgres://user:***@host/db`) and the values of
 /// `password` and `sslpassword` in its query string.
 pub fn redact(url: &str) -> String {
-    let (base, query) = match url.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (url, None),
-    };
-    let mut out = match (base.find("://"), base.rfind('@')) {
-        (Some(scheme_end), Some(at)) if at > scheme_end => {
-            let creds = &base[scheme_end + 3..at];
-            match creds.find(':') {
-                Some(colon) => format!(
-                    "{}{}:***{}",
-                    &base[..scheme_end + 3],
-                    &creds[..colon],
-                    &base[at..]
-                ),
-                None => base.to_owned(),
+    // The user information ends at the last '@' of the authority (before
+    // the first '/' after the scheme), wherever a '?' may stand in it.
+    let scheme_end = url.find("://").map(|i| i + 3);
+    let authority_end = scheme_end.map(|s| url[s..].find('/').map_or(url.len(), |i| s + i));
+    let mut out = match (scheme_end, authority_end) {
+        (Some(s), Some(e)) => match url[s..e].rfind('@') {
+            Some(at) => {
+                let creds = &url[s..s + at];
+                match creds.find(':') {
+                    Some(colon) => {
+                        format!("{}{}:***{}", &url[..s], &creds[..colon], &url[s + at..e])
+                    }
+                    None => url[..e].to_owned(),
+                }
             }
-        }
-        _ => base.to_owned(),
+            None => url[..e].to_owned(),
+        },
+        _ => String::new(),
     };
+    let rest = authority_end.map_or(url, |e| &url[e..]);
+    let (path, query) = match rest.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (rest, None),
+    };
+    out.push_str(path);
     if let Some(query) = query {
         let pairs: Vec<String> = query
             .split('&')
@@ -379,6 +385,12 @@ mod tests {
             "postgres://u:***@db/retain?SSLPASSWORD=***&application_name=x@y"
         );
         assert_eq!(redact("sqlite://x.db?mode=rwc"), "sqlite://x.db?mode=rwc");
+        assert_eq!(
+            redact("postgres://u:pa?ss@h/db"),
+            "postgres://u:***@h/db",
+            "a '?' in the password"
+        );
+        assert_eq!(redact("not a url at all"), "not a url at all");
         assert_eq!(redact("sqlite://x.db"), "sqlite://x.db");
     }
 }

@@ -777,7 +777,9 @@ retain_testkit::storage_test!(async fn open_streams_hold_their_tenants_places_no
     // Both streams are open: calls still get the two places of the limit,
     // and a third stream of the tenant is refused, naming the setting.
     app.ingest(WRITER, batch(vec![signal("third", "a-1", nps(9))])).await.unwrap();
-    let err = open(2).await.err().expect("a third stream");
+    let Err(err) = open(2).await else {
+        panic!("a third stream is refused")
+    };
     assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
     assert!(err.message().contains("max_streams_per_tenant"), "{}", err.message());
     // Closing the streams frees their places.

@@ -378,7 +378,8 @@ pub async fn portfolio_signals(
 
 /// The next `limit` accounts of `tenant` that have signals, after `after`
 /// in account order, with every signal of each: (account, payload), in
-/// account order. Empty past the last account. Both statements walk the
+/// account order. The portfolio's own signals (costs, account `*`) are
+/// not among them: they are read apart. Empty past the last account. Both statements walk the
 /// primary key (`tenant_id, account_id, …`).
 pub async fn signal_page(
     db: &DatabaseConnection,
@@ -391,7 +392,8 @@ pub async fn signal_page(
         .query_one_raw(Statement::from_sql_and_values(
             backend,
             "SELECT MAX(account_id) FROM (SELECT DISTINCT account_id FROM signals \
-             WHERE tenant_id = $1 AND account_id > $2 ORDER BY account_id LIMIT $3) page",
+             WHERE tenant_id = $1 AND account_id > $2 AND account_id <> '*' \
+             ORDER BY account_id LIMIT $3) page",
             [
                 tenant.into(),
                 after.into(),
@@ -410,7 +412,7 @@ pub async fn signal_page(
         .query_all_raw(Statement::from_sql_and_values(
             backend,
             "SELECT account_id, payload FROM signals WHERE tenant_id = $1 \
-             AND account_id > $2 AND account_id <= $3 ORDER BY account_id",
+             AND account_id > $2 AND account_id <= $3 AND account_id <> '*' ORDER BY account_id",
             [tenant.into(), after.into(), last.into()],
         ))
         .await?;

@@ -175,8 +175,12 @@ impl NotificationService for Notification {
         // be left empty, and naming anyone else is refused (an admin token
         // claims for anyone).
         let own = principal.email.as_deref();
+        // The token's own spelling is stored, so the assignee filters and
+        // round-robin counts (exact matches) find the task.
         let assignee = match own {
-            Some(email) if req.assignee.is_empty() => email,
+            Some(email) if req.assignee.is_empty() || req.assignee.eq_ignore_ascii_case(email) => {
+                email
+            }
             _ => req.assignee.as_str(),
         };
         if !is_email(assignee) {
