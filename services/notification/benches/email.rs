@@ -152,7 +152,14 @@ async fn main() {
         .buffer_unordered(4)
         .collect::<Vec<()>>()
         .await;
-    let mailer = Mailer::new(db.clone(), Clock::system(), templates, &settings).unwrap();
+    let mailer = Mailer::new(
+        db.clone(),
+        Clock::system(),
+        templates,
+        &settings,
+        router.tenants.clone(),
+    )
+    .unwrap();
     let started = Instant::now();
     // The delivery worker as a service runs it, until the bus has no
     // email left for it.

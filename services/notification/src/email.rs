@@ -196,6 +196,8 @@ pub struct Mailer {
     transport: Transport,
     from: Mailbox,
     settings: EmailSettings,
+    /// Each tenant's sender (`email_from`, `email_reply_to`).
+    tenants: Arc<crate::Tenants>,
 }
 
 impl Handler for Mailer {
@@ -217,12 +219,14 @@ impl Handler for Mailer {
 
 impl Mailer {
     /// A mailer for `settings` (already validated), sending the templates'
-    /// emails. The outbox folder is created at the first email.
+    /// emails from each tenant's sender (`tenants`). The outbox folder is
+    /// created at the first email.
     pub fn new(
         db: DatabaseConnection,
         clock: Clock,
         templates: Arc<Templates>,
         settings: &EmailSettings,
+        tenants: Arc<crate::Tenants>,
     ) -> anyhow::Result<Self> {
         let from: Mailbox = settings
             .from
@@ -269,6 +273,7 @@ impl Mailer {
             transport,
             from,
             settings: settings.clone(),
+            tenants,
         })
     }
 
@@ -337,7 +342,9 @@ impl Mailer {
                 "no contact email known for the account yet".into(),
             ));
         }
-        let message = self.compose(n, &recipients).map_err(Failure::Permanent)?;
+        let message = self
+            .compose(tenant, n, &recipients)
+            .map_err(Failure::Permanent)?;
         let sent = match &self.transport {
             Transport::Outbox(dir) => {
                 let bytes = message.formatted();
@@ -370,20 +377,39 @@ impl Mailer {
     }
 
     /// The message of one notification: its template rendered with its
-    /// variables, to `recipients`, with a Message-ID from its id.
-    fn compose(&self, n: &v1::Notification, recipients: &[String]) -> Result<Message, String> {
+    /// variables, from the tenant's sender (else the configured `from`), to
+    /// `recipients`, with a Message-ID from its id at the sender's domain.
+    fn compose(
+        &self,
+        tenant: &str,
+        n: &v1::Notification,
+        recipients: &[String],
+    ) -> Result<Message, String> {
+        let own = &self.tenants.of(tenant).own;
+        // Checked at start-up (`NotificationTenantKeys::validate`).
+        let parse = |a: &str| {
+            a.parse::<Mailbox>()
+                .map_err(|e| format!("tenant sender {a:?}: {e}"))
+        };
+        let from = match own.email_from.as_str() {
+            "" => self.from.clone(),
+            a => parse(a)?,
+        };
         let variables: BTreeMap<String, String> = n
             .variables
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         let (subject, body) = self.templates.render(&n.template, &variables)?;
-        let domain = self.from.email.domain();
+        let domain = from.email.domain().to_owned();
         let mut builder = Message::builder()
             .message_id(Some(format!("<{}@{domain}>", n.notification_id)))
-            .from(self.from.clone())
+            .from(from)
             .subject(subject)
             .header(ContentType::TEXT_PLAIN);
+        if !own.email_reply_to.is_empty() {
+            builder = builder.reply_to(parse(&own.email_reply_to)?);
+        }
         if let Some(at) = n.created_at.as_ref().and_then(convert::timestamp) {
             let secs = u64::try_from(at.micros() / 1_000_000).unwrap_or(0);
             builder = builder.date(std::time::UNIX_EPOCH + Duration::from_secs(secs));

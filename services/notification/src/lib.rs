@@ -581,10 +581,12 @@ impl Service for Notification {
     type TenantKeys = NotificationTenantKeys;
 
     fn build(ctx: &Context, own: NotificationSettings) -> anyhow::Result<Services> {
+        let tenants = std::sync::Arc::new(tenants(&ctx.tenants)?);
+        let router_tenants = tenants.clone();
         let router = Router {
             db: ctx.db.clone(),
             clock: ctx.clock.clone(),
-            tenants: std::sync::Arc::new(tenants(&ctx.tenants)?),
+            tenants,
         };
         let mut workers = Workers::new();
         consume_batches(
@@ -621,6 +623,7 @@ impl Service for Notification {
             ctx.clock.clone(),
             templates.clone(),
             &own.email,
+            router_tenants,
         )?;
         workers.add("notification.email", move |stop| async move {
             mailer.run(stop).await;

@@ -272,12 +272,29 @@ pub struct NotificationTenantKeys {
     /// (none: such tasks stay unassigned). An override replaces the whole
     /// map.
     pub queues: BTreeMap<String, Vec<String>>,
+    /// The From of the tenant's emails (`Acme Success <cs@acme.io>`; its
+    /// domain ends their Message-IDs); empty: `notification.email.from`.
+    pub email_from: String,
+    /// The Reply-To of the tenant's emails (where customers' answers go);
+    /// empty: none.
+    pub email_reply_to: String,
 }
 
 impl TenantKeys for NotificationTenantKeys {
-    const KEYS: &'static [&'static str] = &["queues"];
+    const KEYS: &'static [&'static str] = &["queues", "email_from", "email_reply_to"];
 
     fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("email_from", &self.email_from),
+            ("email_reply_to", &self.email_reply_to),
+        ] {
+            if !value.is_empty() && value.parse::<lettre::message::Mailbox>().is_err() {
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.{key}"),
+                    format!("{value:?} is not an address (`Name <user@domain>` or `user@domain`)"),
+                ));
+            }
+        }
         for (queue, members) in &self.queues {
             let name_ok = (1..=64).contains(&queue.len())
                 && queue.bytes().all(|b| {
@@ -348,6 +365,26 @@ mod tenant_tests {
         let err = load("[tenants.default.queues]\n\"Big Queue\" = []\n").unwrap_err();
         assert!(
             err.to_string().contains("tenants.default.queues.Big Queue"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_tenants_sender_is_checked_and_falls_back_per_key() {
+        let tenants = load(
+            "[tenants.default]\nemail_reply_to = \"help@vendor.io\"\n[[tenants.overrides]]\nid = \"acme\"\nemail_from = \"Acme Success <cs@acme.io>\"\n",
+        )
+        .unwrap();
+        assert_eq!(
+            tenants.of("acme").own.email_from,
+            "Acme Success <cs@acme.io>"
+        );
+        assert_eq!(tenants.of("acme").own.email_reply_to, "help@vendor.io");
+        assert!(tenants.of("other").own.email_from.is_empty());
+        let err = load("[[tenants.overrides]]\nid = \"acme\"\nemail_from = \"not an address\"\n")
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("tenants.overrides[0].email_from"),
             "{err}"
         );
     }

@@ -229,7 +229,8 @@ retain_testkit::storage_test!(async fn two_delivery_workers_never_send_an_email_
     let app = spawn_composed(db, settings(), retain_runtime::Clock::system(), |ctx| {
         let notification = <Notification as retain_runtime::Service>::build(ctx, own)?;
         let templates = std::sync::Arc::new(retain_notification::Templates::load("")?);
-        let second = retain_notification::Mailer::new(ctx.db.clone(), ctx.clock.clone(), templates, &second_settings)?;
+        let tenants = std::sync::Arc::new(retain_notification::tenants(&ctx.tenants)?);
+        let second = retain_notification::Mailer::new(ctx.db.clone(), ctx.clock.clone(), templates, &second_settings, tenants)?;
         let mut workers = retain_runtime::Workers::new();
         workers.add("second-mailer", move |stop| async move { second.run(stop).await });
         Ok(notification.with_workers(workers))
@@ -247,6 +248,24 @@ retain_testkit::storage_test!(async fn two_delivery_workers_never_send_an_email_
 
 // The outbox: each email a `<notification id>.eml` file; a policy naming
 // a template that does not exist is refused with the field.
+// A tenant's own sender: its From (and so the Message-ID's domain) and
+// Reply-To on its emails; another tenant keeps the configured From.
+retain_testkit::storage_test!(async fn a_tenant_sends_from_its_own_address(db) {
+    let outbox = tempfile::tempdir().unwrap();
+    let own = NotificationSettings { email: EmailSettings::outbox(outbox.path().to_str().unwrap()), ..Default::default() };
+    let mut s = settings();
+    s.tenants.default.keys.insert("email_from".into(), "Acme Success <cs@acme.example>".into());
+    s.tenants.default.keys.insert("email_reply_to".into(), "help@acme.example".into());
+    let app = spawn_app_with::<Notification>(db, s, own).await;
+    HEALTH_BAND_CHANGED.publish(&app.db.conn, &[yellow("y-1", "ops@y.io")]).await.unwrap();
+    let sent = all_in(&app, 1, D::Sent).await;
+    let raw = std::fs::read_to_string(outbox.path().join(format!("{}.eml", sent[0].notification_id))).unwrap();
+    let m = Received { to: Vec::new(), raw };
+    assert_eq!(m.header("From").unwrap(), "\"Acme Success\" <cs@acme.example>");
+    assert_eq!(m.header("Reply-To").unwrap(), "help@acme.example");
+    assert_eq!(m.header("Message-ID").unwrap(), format!("<{}@acme.example>", sent[0].notification_id));
+});
+
 retain_testkit::storage_test!(async fn the_outbox_keeps_one_file_per_email(db) {
     let outbox = tempfile::tempdir().unwrap();
     let own = NotificationSettings { email: EmailSettings::outbox(outbox.path().to_str().unwrap()), ..Default::default() };
