@@ -342,6 +342,8 @@ impl Mailer {
                 "no contact email known for the account yet".into(),
             ));
         }
+        // An account's first contacts only: one email, a bounded audience.
+        recipients.truncate(self.settings.max_recipients);
         let message = self
             .compose(tenant, n, &recipients)
             .map_err(Failure::Permanent)?;
@@ -628,6 +630,11 @@ mod tests {
             .is_ok(),
             "the named opt-in allows it"
         );
+        let everyone = EmailSettings {
+            max_recipients: 101,
+            ..EmailSettings::default()
+        };
+        assert_eq!(key(everyone), "notification.email.max_recipients");
         let no_from = EmailSettings {
             from: "not an address".into(),
             ..EmailSettings::default()

@@ -85,6 +85,10 @@ pub struct EmailSettings {
     /// Emails in flight at once per replica (also how many one claim of the
     /// bus takes).
     pub concurrency: usize,
+    /// Most recipients of one email (1–100): an account's first contacts,
+    /// in the order the account lists them; the rest are not written to.
+    /// A bound on what one account's contacts can turn an email into.
+    pub max_recipients: usize,
     /// How long a claimed email is held before another replica may take it
     /// over, in seconds; more than twice `smtp_timeout_ms`.
     pub lease_seconds: u64,
@@ -119,6 +123,7 @@ impl Default for EmailSettings {
             smtp_insecure_plaintext_auth: false,
             smtp_timeout_ms: 10_000,
             concurrency: 8,
+            max_recipients: 10,
             lease_seconds: 60,
             max_attempts: 8,
             retry_initial_ms: 30_000,
@@ -195,6 +200,9 @@ impl EmailSettings {
         }
         if !(1..=256).contains(&self.concurrency) {
             return bad("concurrency", "must be 1 to 256");
+        }
+        if !(1..=100).contains(&self.max_recipients) {
+            return bad("max_recipients", "must be 1 to 100");
         }
         if !(1..=3_600).contains(&self.lease_seconds)
             || self.lease_seconds.saturating_mul(1_000) <= 2 * self.smtp_timeout_ms

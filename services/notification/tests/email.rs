@@ -266,6 +266,24 @@ retain_testkit::storage_test!(async fn a_tenant_sends_from_its_own_address(db) {
     assert_eq!(m.header("Message-ID").unwrap(), format!("<{}@acme.example>", sent[0].notification_id));
 });
 
+// An email goes to at most max_recipients of the account's contacts, its
+// first ones in order: the record says who was written to.
+retain_testkit::storage_test!(async fn an_email_reaches_at_most_max_recipients(db) {
+    let outbox = tempfile::tempdir().unwrap();
+    let mut email = EmailSettings::outbox(outbox.path().to_str().unwrap());
+    email.max_recipients = 3;
+    let app = spawn_app_with::<Notification>(db, settings(), NotificationSettings { email, ..Default::default() }).await;
+    let mut change = yellow("y-1", "c0@y.io");
+    let contacts: Vec<String> = (0..15).map(|i| format!("c{i}@y.io")).collect();
+    change.score.as_mut().unwrap().inputs.as_mut().unwrap().contact_emails = contacts.clone();
+    HEALTH_BAND_CHANGED.publish(&app.db.conn, &[change]).await.unwrap();
+    let sent = all_in(&app, 1, D::Sent).await;
+    assert_eq!(sent[0].recipients, contacts[..3], "the first three, in order");
+    let raw = std::fs::read_to_string(outbox.path().join(format!("{}.eml", sent[0].notification_id))).unwrap();
+    let to = Received { to: Vec::new(), raw }.header("To").unwrap();
+    assert_eq!(to, "c0@y.io, c1@y.io, c2@y.io");
+});
+
 retain_testkit::storage_test!(async fn the_outbox_keeps_one_file_per_email(db) {
     let outbox = tempfile::tempdir().unwrap();
     let own = NotificationSettings { email: EmailSettings::outbox(outbox.path().to_str().unwrap()), ..Default::default() };
