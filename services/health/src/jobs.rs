@@ -20,6 +20,13 @@
 //! twice, because a rescored snapshot already has its score of the new
 //! version.
 //!
+//! **Turns.** A job rescores `[health] rescore_turn_accounts` accounts
+//! (50,000), then — its progress recorded — publishes its own
+//! continuation and acknowledges its message in one transaction: the
+//! continuation queues behind the jobs that came meanwhile, so the jobs of
+//! every tenant take turns instead of one tenant's segments holding the
+//! replica's one job worker.
+//!
 //! Two pages at once keep both the database and the scorer busy: one
 //! page's statements run while the other's are prepared (100,000 accounts:
 //! see docs/BENCHMARKS.md). On SQLite, with one connection, they take
@@ -135,6 +142,8 @@ pub struct Rescorer {
     pub bus: Bus,
     /// How far each renewal extends the lease.
     pub lease: Duration,
+    /// Accounts a job rescores before it yields its turn.
+    pub turn_accounts: u64,
 }
 
 impl Handler for Rescorer {
@@ -158,7 +167,8 @@ impl Rescorer {
         };
         let segment = request.segment.as_str();
         tracing::info!(%tenant, %job_id, "rescoring");
-        loop {
+        let turn_rounds = (self.turn_accounts / (PAGE * PAGES_AT_ONCE)).max(1);
+        for round in 1.. {
             // The round's pages: (after, through] account ranges.
             let ends = sql::page_ends(db, tenant, segment, &cursor, PAGE, PAGES_AT_ONCE).await?;
             let finished =
@@ -199,6 +209,18 @@ impl Rescorer {
             if finished {
                 return Ok(());
             }
+            if round % turn_rounds == 0 {
+                // Its turn is over: the rest queues behind what came since.
+                let tx = db.begin().await?;
+                RESCORE_REQUESTED
+                    .publish(&tx, std::slice::from_ref(request))
+                    .await?;
+                retain_bus::ack_in(&tx, delivery).await?;
+                tx.commit().await?;
+                tracing::info!(%tenant, %job_id, cursor = %cursor, "rescoring yields its turn");
+                return Ok(());
+            }
         }
+        Ok(())
     }
 }

@@ -455,6 +455,7 @@ impl Service for Health {
             scorer: scorer_for_jobs,
             bus: ctx.bus.clone(),
             lease: std::time::Duration::from_secs(jobs_consumer.lease_seconds),
+            turn_accounts: own.rescore_turn_accounts,
         };
         let (bus, db) = (ctx.bus.clone(), ctx.db.clone());
         workers.add("health.rescore-jobs", move |stop| async move {

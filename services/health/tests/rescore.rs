@@ -9,6 +9,7 @@
 use std::time::Duration;
 
 use retain_proto::v1;
+use retain_runtime::Service as _;
 use retain_testkit::*;
 use tonic::Code;
 
@@ -327,4 +328,60 @@ retain_testkit::storage_test!(async fn a_repeated_rescore_returns_the_pending_jo
     };
     assert_eq!(messages("SELECT COUNT(*) FROM bus_messages WHERE topic = 'health.rescore'").await, 3);
     assert_eq!(messages("SELECT COUNT(*) FROM health_jobs WHERE state < 3").await, 3);
+});
+
+// Rescoring jobs take turns across tenants: with one job worker, a big job
+// queued first yields after its turn (1,000 accounts here), and a small
+// job of another tenant queued behind it finishes while the big one is
+// still going — then the big one finishes too, every account once.
+retain_testkit::storage_test!(async fn rescoring_jobs_of_different_tenants_take_turns(db) {
+    let scorer = retain_health::Scorer { db: db.conn.clone(), clock: retain_runtime::Clock::system() };
+    let snapshots = |n: i32| -> Vec<v1::AccountMetricsSnapshot> {
+        (0..n)
+            .map(|i| v1::AccountMetricsSnapshot {
+                account_id: format!("acct-{i:05}"),
+                as_of: ts(now() - 3_600),
+                active_days_30d: Some(i % 31),
+                billing_status: Some("current".into()),
+                ..Default::default()
+            })
+            .collect()
+    };
+    for chunk in snapshots(4_000).chunks(1_000) {
+        scorer.score_batch("acme", chunk, v1::IngestMode::Backfill).await.unwrap();
+    }
+    scorer.score_batch("globex", &snapshots(300), v1::IngestMode::Backfill).await.unwrap();
+    // Both jobs wait on the bus before any worker runs: acme's first.
+    let clock = retain_runtime::Clock::system();
+    let (big, big_total) = retain_health::jobs::queue(&db.conn, "acme", "", &clock).await.unwrap();
+    let (small, _) = retain_health::jobs::queue(&db.conn, "globex", "", &clock).await.unwrap();
+    assert_eq!(big_total, 4_000);
+    let own = retain_health::HealthSettings { rescore_turn_accounts: 1_000, ..Default::default() };
+    let app = spawn_composed(db, settings(), clock, move |ctx| {
+        let metrics = retain_metrics::Metrics::build(ctx, Default::default())?;
+        Ok(metrics.merge(retain_health::Health::build(ctx, own)?))
+    })
+    .await;
+    let job = |token: &'static str, id: String| {
+        let app = &app;
+        async move {
+            client(app)
+                .get_rescore_job(with_token(token, v1::GetRescoreJobRequest { job_id: id }))
+                .await
+                .unwrap()
+                .into_inner()
+        }
+    };
+    let small_done = eventually("globex's job to finish", Duration::from_secs(120), || async {
+        Some(job(GLOBEX, small.clone()).await).filter(|j| j.state == v1::RescoreJobState::Done as i32)
+    })
+    .await;
+    assert_eq!((small_done.total, small_done.done), (300, 300));
+    let big_then = job(READER, big.clone()).await;
+    assert!(big_then.done < 4_000, "acme's job yielded its turn: {big_then:?}");
+    let big_done = eventually("acme's job to finish", Duration::from_secs(120), || async {
+        Some(job(READER, big.clone()).await).filter(|j| j.state == v1::RescoreJobState::Done as i32)
+    })
+    .await;
+    assert_eq!((big_done.total, big_done.done), (4_000, 4_000), "every account once");
 });
