@@ -46,10 +46,11 @@ fn methods() -> &'static Methods {
     })
 }
 
-/// Whether `path` names a method of Retain's API, of `grpc.health.v1` or
-/// of server reflection.
-pub fn is_known(path: &str) -> bool {
-    methods().known.contains(path)
+/// `path` itself when it names a method of Retain's API, of
+/// `grpc.health.v1` or of server reflection (a static string: no
+/// allocation per call).
+pub fn known(path: &str) -> Option<&'static str> {
+    methods().known.get(path).map(String::as_str)
 }
 
 /// Whether `path` names one of Retain's streaming methods (`WatchTasks`,
@@ -68,7 +69,7 @@ mod tests {
             "/retain.v1.IngestionService/StreamSignals",
         ] {
             assert!(super::is_tenant_stream(stream), "{stream}");
-            assert!(super::is_known(stream));
+            assert_eq!(super::known(stream), Some(stream));
         }
         for unary in [
             "/retain.v1.IngestionService/IngestSignals",

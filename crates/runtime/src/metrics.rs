@@ -99,12 +99,8 @@ where
 /// of Retain's API, of `grpc.health.v1` or of server reflection; `unknown`
 /// otherwise (the label set stays the size of the API whatever callers
 /// send, and it is counted before authentication).
-pub fn method_label(path: &str) -> String {
-    if crate::methods::is_known(path) {
-        path.to_owned()
-    } else {
-        "unknown".to_owned()
-    }
+pub fn method_label(path: &str) -> &'static str {
+    crate::methods::known(path).unwrap_or("unknown")
 }
 
 /// Samples every consumer group's backlog every `every` until `stop`.

@@ -158,12 +158,12 @@ where
     }
 
     fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let tenant = req
-            .extensions()
-            .get::<Principal>()
+        // Calls that end pass first, without a look at their tenant.
+        let tenant = crate::methods::is_tenant_stream(req.uri().path())
+            .then(|| req.extensions().get::<Principal>())
+            .flatten()
             .map(|p| p.tenant.as_str().to_owned());
-        let Some(tenant) = tenant.filter(|_| crate::methods::is_tenant_stream(req.uri().path()))
-        else {
+        let Some(tenant) = tenant else {
             return Box::pin(self.inner.call(req));
         };
         let place = match self.layer.admit(&tenant) {

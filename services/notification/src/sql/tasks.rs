@@ -85,8 +85,8 @@ pub async fn task<C: ConnectionTrait>(
     row.as_ref().map(task_from_row).transpose()
 }
 
-/// The tasks of the tenant among `ids` (at most a watch page), in one
-/// statement, by id.
+/// The tasks of the tenant among `ids` (a watch page's), by id, in one
+/// statement per parameter-limit chunk.
 pub async fn tasks_by_id<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
@@ -95,25 +95,13 @@ pub async fn tasks_by_id<C: ConnectionTrait>(
     if ids.is_empty() {
         return Ok(std::collections::HashMap::new());
     }
-    let mut values: Vec<Value> = vec![tenant.into()];
-    let list: Vec<String> = ids
-        .iter()
-        .map(|id| {
-            values.push((*id).into());
-            format!("${}", values.len())
-        })
-        .collect();
-    let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            db.get_database_backend(),
-            format!(
-                "SELECT {TASK_COLUMNS} FROM notification_tasks WHERE tenant_id = $1 \
-                 AND task_id IN ({})",
-                list.join(", ")
-            ),
-            values,
-        ))
-        .await?;
+    let sql = |list: &str| {
+        format!(
+            "SELECT {TASK_COLUMNS} FROM notification_tasks WHERE tenant_id = $1 \
+             AND task_id IN ({list})"
+        )
+    };
+    let rows = retain_store::select_in(db, sql, &[tenant.into()], ids).await?;
     rows.iter()
         .map(|r| task_from_row(r).map(|t| (t.task_id.clone(), t)))
         .collect()
