@@ -19,6 +19,10 @@ pub struct HandlerError {
     /// True when retrying cannot help (a payload that does not decode): the
     /// message is dead-lettered at once.
     pub permanent: bool,
+    /// Not a failure: the message must wait until this instant (µs since
+    /// the epoch) and is put back without counting an attempt
+    /// ([`crate::Bus::defer`]).
+    pub defer_until: Option<i64>,
 }
 
 impl HandlerError {
@@ -27,6 +31,7 @@ impl HandlerError {
         Self {
             message: message.into(),
             permanent: false,
+            defer_until: None,
         }
     }
 
@@ -35,6 +40,17 @@ impl HandlerError {
         Self {
             message: message.into(),
             permanent: true,
+            defer_until: None,
+        }
+    }
+
+    /// Not a failure: the message waits until `until` (µs since the
+    /// epoch), `reason` noted on it, and its attempt is not counted.
+    pub fn defer(until: i64, reason: impl Into<String>) -> Self {
+        Self {
+            message: reason.into(),
+            permanent: false,
+            defer_until: Some(until),
         }
     }
 }
@@ -230,6 +246,15 @@ impl Consumer {
         for (delivery, result) in handled.into_iter().flatten() {
             match result {
                 Ok(()) => done.push(delivery.id),
+                Err(HandlerError {
+                    defer_until: Some(until),
+                    message,
+                    ..
+                }) => {
+                    self.bus
+                        .defer(&self.opts.owner, delivery, until, &message)
+                        .await?;
+                }
                 Err(e) => {
                     let max = if e.permanent {
                         delivery.attempt

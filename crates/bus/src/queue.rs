@@ -134,6 +134,8 @@ pub enum NackOutcome {
     Superseded,
     /// The lease had already been lost (expired and re-claimed elsewhere).
     LeaseLost,
+    /// Put back to wait, its attempt not counted ([`Bus::defer`]).
+    Deferred,
 }
 
 /// Retry back-off: `base × 2^(attempt−1)`, capped, with ±20 % jitter.
@@ -497,11 +499,75 @@ impl Bus {
                 NackOutcome::LeaseLost
             });
         }
-        // A newer publication for the same coalescing key is pending: two
-        // messages of one key may not both wait, so this one's payload is
-        // folded in front of it (its facts stay, in publication order) and
-        // the failed copy is dropped. The pending message is retried in its
-        // place.
+        let due = now_micros() + micros(retry.delay(delivery.attempt));
+        self.reschedule(owner, delivery, error, due, 0, NackOutcome::Retried)
+            .await
+    }
+
+    /// Puts a leased message back, due at `until` (µs since the epoch),
+    /// without counting the attempt it was claimed for: for work that is
+    /// not failing but must wait (a tenant whose email quota is spent).
+    /// However often a message is deferred, it never dead-letters for it.
+    pub async fn defer(
+        &self,
+        owner: &str,
+        delivery: &Delivery,
+        until: i64,
+        reason: &str,
+    ) -> Result<NackOutcome, BusError> {
+        let reason: String = reason.chars().take(2000).collect();
+        self.reschedule(owner, delivery, reason, until, 1, NackOutcome::Deferred)
+            .await
+    }
+
+    /// Makes every pending message of `group` on `topic` whose key starts
+    /// with `key_prefix` wait until at least `until` (µs since the epoch),
+    /// noting `reason` on each; leased ones are left to their holders. One
+    /// statement, so a tenant's backlog that must wait (its quota spent)
+    /// stops being claimed at once instead of one claim per message.
+    /// Returns how many it deferred.
+    pub async fn defer_pending(
+        &self,
+        (topic, group): (&str, &str),
+        key_prefix: &str,
+        until: i64,
+        reason: &str,
+    ) -> Result<u64, BusError> {
+        let reason: String = reason.chars().take(2000).collect();
+        let len = i64::try_from(key_prefix.chars().count()).unwrap_or(i64::MAX);
+        self.exec(
+            format!(
+                "UPDATE bus_messages SET available_at = $1, last_error = $2 \
+                 WHERE consumer_group = $3 AND topic = $4 AND state = {PENDING} \
+                 AND available_at < $1 AND substr(msg_key, 1, CAST($5 AS INTEGER)) = $6"
+            ),
+            [
+                until.into(),
+                reason.into(),
+                group.into(),
+                topic.into(),
+                len.into(),
+                key_prefix.into(),
+            ],
+        )
+        .await
+    }
+
+    /// Makes a leased message pending again, due at `due`, with `error`
+    /// noted and `refund` taken off its attempts — unless a newer
+    /// publication for the same coalescing key is pending: two messages of
+    /// one key may not both wait, so this one's payload is folded in front
+    /// of it (its facts stay, in publication order) and the leased copy is
+    /// dropped; the pending message goes in its place.
+    async fn reschedule(
+        &self,
+        owner: &str,
+        delivery: &Delivery,
+        error: String,
+        due: i64,
+        refund: i32,
+        outcome: NackOutcome,
+    ) -> Result<NackOutcome, BusError> {
         let backend = self.db.get_database_backend();
         let tx = self.db.begin().await?;
         let concat = match backend {
@@ -537,21 +603,23 @@ impl Bus {
             return Ok(NackOutcome::Superseded);
         }
         tx.rollback().await?;
-        let due = now_micros() + micros(retry.delay(delivery.attempt));
         let n = self
             .exec(
                 format!(
                     "UPDATE bus_messages SET state = {PENDING}, lease_owner = NULL, lease_until = NULL, \
-                     available_at = $1, last_error = $2 WHERE id = $3 AND lease_owner = $4 AND state = {LEASED}"
+                     available_at = $1, last_error = $2, attempts = attempts - $3 \
+                     WHERE id = $4 AND lease_owner = $5 AND state = {LEASED}"
                 ),
-                [due.into(), error.into(), delivery.id.into(), owner.into()],
+                [
+                    due.into(),
+                    error.into(),
+                    refund.into(),
+                    delivery.id.into(),
+                    owner.into(),
+                ],
             )
             .await?;
-        Ok(if n == 1 {
-            NackOutcome::Retried
-        } else {
-            NackOutcome::LeaseLost
-        })
+        Ok(if n == 1 { outcome } else { NackOutcome::LeaseLost })
     }
 
     /// Runs one statement on the bus's connection; rows affected.

@@ -156,6 +156,84 @@ retain_testkit::storage_test!(async fn released_leases_are_claimable_at_once(db)
     assert_eq!(again[0].attempt, 1, "a released lease does not count as an attempt");
 });
 
+// A deferred message waits until its time without spending an attempt,
+// however often it is deferred, and keeps its key's order.
+retain_testkit::storage_test!(async fn a_deferred_message_waits_without_spending_an_attempt(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "mail").max_attempts(2)).await.unwrap();
+    publish_committed(&bus, &[message(Some("t/1"), "first"), message(Some("t/1"), "second")]).await;
+    let now = retain_store::now_micros();
+    for _ in 0..3 {
+        let d = bus.claim(TOPIC, "mail", "o", 10, LEASE).await.unwrap().remove(0);
+        assert_eq!((d.payload.as_slice(), d.attempt), (&b"first"[..], 1), "deferring counted an attempt");
+        let outcome = bus.defer("o", &d, now, "quota spent").await.unwrap();
+        assert_eq!(outcome, NackOutcome::Deferred);
+    }
+    let d = bus.claim(TOPIC, "mail", "o", 10, LEASE).await.unwrap().remove(0);
+    // Deferred into the future: nothing of its key is claimable meanwhile.
+    bus.defer("o", &d, now + 3_600_000_000, "quota spent").await.unwrap();
+    assert!(bus.claim(TOPIC, "mail", "o", 10, LEASE).await.unwrap().is_empty());
+    assert_eq!(bus.stats(TOPIC, "mail").await.unwrap().pending, 2);
+    assert_eq!(bus.stats(TOPIC, "mail").await.unwrap().dead, 0);
+    // A lease it no longer holds is not deferred.
+    assert_eq!(bus.defer("o", &d, now, "x").await.unwrap(), NackOutcome::LeaseLost);
+});
+
+// A consumer whose handler defers puts the message back, and another key
+// goes on meanwhile.
+retain_testkit::storage_test!(async fn a_handler_defers_and_other_keys_go_on(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "mail").max_attempts(1)).await.unwrap();
+    publish_committed(&bus, &[message(Some("a/1"), "wait"), message(Some("b/1"), "go")]).await;
+    let handled = Arc::new(Mutex::new(Vec::new()));
+    let handler = Defers { handled: handled.clone() };
+    let consumer = Consumer::new(bus.clone(), TOPIC, "mail", ConsumerOptions::new("c")).await.unwrap();
+    for _ in 0..3 {
+        consumer.run_once(&handler).await.unwrap();
+    }
+    assert_eq!(*handled.lock().unwrap(), ["go".to_owned()]);
+    let stats = bus.stats(TOPIC, "mail").await.unwrap();
+    assert_eq!((stats.pending, stats.dead), (1, 0), "deferred once with max_attempts 1 and not dead");
+    let waiting = bus.peek(TOPIC, "mail", 10).await.unwrap();
+    assert_eq!((waiting[0].payload.as_slice(), waiting[0].attempt), (&b"wait"[..], 0));
+});
+
+struct Defers {
+    handled: Arc<Mutex<Vec<String>>>,
+}
+
+impl Handler for Defers {
+    async fn handle(&self, d: &Delivery) -> Result<(), HandlerError> {
+        if d.payload == b"wait" {
+            return Err(HandlerError::defer(retain_store::now_micros() + 3_600_000_000, "later"));
+        }
+        self.handled.lock().unwrap().push(String::from_utf8(d.payload.clone()).unwrap());
+        Ok(())
+    }
+}
+
+// Deferring by key prefix holds one tenant's pending backlog in one
+// statement: its messages wait, another tenant's, and leased ones, do not.
+retain_testkit::storage_test!(async fn defer_pending_holds_the_keys_of_one_prefix(db) {
+    let bus = Bus::new(db.conn.clone());
+    bus.subscribe(&Subscription::new(TOPIC, "mail")).await.unwrap();
+    publish_committed(&bus, &[
+        message(Some("acme/1"), "a1"),
+        message(Some("acme/2"), "a2"),
+        message(Some("acme/3"), "a3"),
+        message(Some("acmex/1"), "x1"),
+        message(Some("zeta/1"), "z1"),
+    ]).await;
+    let leased = bus.claim(TOPIC, "mail", "o", 1, LEASE).await.unwrap().remove(0);
+    assert_eq!(leased.payload, b"a1");
+    let later = retain_store::now_micros() + 3_600_000_000;
+    let held = bus.defer_pending((TOPIC, "mail"), "acme/", later, "acme's quota is spent").await.unwrap();
+    assert_eq!(held, 2, "acme/2 and acme/3: not the leased one, not acmex");
+    let rest: Vec<_> = bus.claim(TOPIC, "mail", "o", 10, LEASE).await.unwrap().into_iter().map(|d| d.payload).collect();
+    assert_eq!(rest, [b"x1".to_vec(), b"z1".to_vec()]);
+    assert_eq!(bus.defer_pending((TOPIC, "mail"), "acme/", later, "again").await.unwrap(), 0, "already waiting that long");
+});
+
 retain_testkit::storage_test!(async fn coalescing_folds_pending_messages_per_key(db) {
     let bus = Bus::new(db.conn.clone());
     bus.subscribe(&Subscription::new(TOPIC, "metrics").coalescing()).await.unwrap();
