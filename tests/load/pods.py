@@ -173,6 +173,9 @@ def main() -> int:
                    RETAIN__DATABASE__URL=url,
                    RETAIN__AUTH__TOKENS_FILE=str(tokens),
                    RETAIN__NOTIFICATION__EMAIL__TRANSPORT="outbox",
+                   # Measured without a quota holding mail back.
+                   RETAIN__TENANTS__DEFAULT__EMAIL_QUOTA_PER_HOUR="0",
+                   RETAIN__TENANTS__DEFAULT__EMAIL_QUOTA_PER_DAY="0",
                    RETAIN__NOTIFICATION__EMAIL__OUTBOX_DIR=str(work / "outbox"))
         subprocess.run([RELEASE / "retain", "migrate"], env=env, check=True, cwd=work, capture_output=True)
         ports = {}

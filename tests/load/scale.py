@@ -94,6 +94,9 @@ class Round:
                         # Measure the services, not the per-tenant limiter.
                         RETAIN__INGESTION__TENANT_SIGNALS_PER_SECOND="0",
                         RETAIN__NOTIFICATION__EMAIL__TRANSPORT="outbox",
+                        # Measured without a quota holding mail back.
+                        RETAIN__TENANTS__DEFAULT__EMAIL_QUOTA_PER_HOUR="0",
+                        RETAIN__TENANTS__DEFAULT__EMAIL_QUOTA_PER_DAY="0",
                         RETAIN__NOTIFICATION__EMAIL__OUTBOX_DIR=str(self.work / "outbox"))
         subprocess.run([RELEASE / "retain", "migrate"], env=self.env, check=True, cwd=self.work,
                        capture_output=True)

@@ -619,7 +619,11 @@ impl Bus {
                 ],
             )
             .await?;
-        Ok(if n == 1 { outcome } else { NackOutcome::LeaseLost })
+        Ok(if n == 1 {
+            outcome
+        } else {
+            NackOutcome::LeaseLost
+        })
     }
 
     /// Runs one statement on the bus's connection; rows affected.

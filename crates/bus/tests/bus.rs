@@ -205,9 +205,15 @@ struct Defers {
 impl Handler for Defers {
     async fn handle(&self, d: &Delivery) -> Result<(), HandlerError> {
         if d.payload == b"wait" {
-            return Err(HandlerError::defer(retain_store::now_micros() + 3_600_000_000, "later"));
+            return Err(HandlerError::defer(
+                retain_store::now_micros() + 3_600_000_000,
+                "later",
+            ));
         }
-        self.handled.lock().unwrap().push(String::from_utf8(d.payload.clone()).unwrap());
+        self.handled
+            .lock()
+            .unwrap()
+            .push(String::from_utf8(d.payload.clone()).unwrap());
         Ok(())
     }
 }

@@ -135,10 +135,7 @@ async fn main() {
         db: db.clone(),
         clock: Clock::system(),
         tenants: Arc::new(
-            retain_notification::tenants(
-                &retain_runtime::Settings::default().tenants.parse().unwrap(),
-            )
-            .unwrap(),
+            retain_notification::tenants(&quota_of(n).tenants.parse().unwrap()).unwrap(),
         ),
     };
     futures::stream::iter(0..n)
@@ -200,4 +197,14 @@ async fn main() {
         baseline.as_secs_f64(),
         rate(baseline)
     );
+}
+
+/// Settings whose tenants may each send `n` emails an hour and a day: the
+/// quotas are checked on every send, as in production, and none holds.
+fn quota_of(n: usize) -> retain_runtime::Settings {
+    let mut s = retain_runtime::Settings::default();
+    for key in ["email_quota_per_hour", "email_quota_per_day"] {
+        s.tenants.default.keys.insert(key.into(), (n as u64).into());
+    }
+    s
 }

@@ -196,8 +196,10 @@ pub struct Mailer {
     transport: Transport,
     from: Mailbox,
     settings: EmailSettings,
-    /// Each tenant's sender (`email_from`, `email_reply_to`).
+    /// Each tenant's sender (`email_from`, `email_reply_to`) and quotas.
     tenants: Arc<crate::Tenants>,
+    /// Emails held by a spent quota.
+    held: opentelemetry::metrics::Counter<u64>,
 }
 
 impl Handler for Mailer {
@@ -212,9 +214,42 @@ impl Handler for Mailer {
         let Some(record) = pending else {
             return Ok(());
         };
+        // The tenant's quota first: a spent one holds this email, and the
+        // tenant's other pending ones, until its window ends.
+        let taken = match self.take_quota(tenant).await {
+            Ok(Quota::Taken(windows)) => windows,
+            Ok(Quota::Spent(spent)) => return Err(self.hold(tenant, record, &spent).await),
+            Err(e) => return Err(HandlerError::transient(format!("email quota: {e}"))),
+        };
         let result = self.send(tenant, &record).await;
+        if result.is_err() {
+            self.give_back(tenant, &taken).await;
+        }
         self.record(tenant, record, result, delivery).await
     }
+}
+
+/// A UTC hour, in microseconds.
+const HOUR_MICROS: i64 = 3_600 * retain_domain::time::MICROS_PER_SECOND;
+
+/// What [`Mailer::take_quota`] found.
+#[derive(Debug)]
+enum Quota {
+    /// One send taken from each of these windows (span, start).
+    Taken(Vec<(&'static str, i64)>),
+    /// A window is spent.
+    Spent(Spent),
+}
+
+/// A spent quota window.
+#[derive(Debug)]
+struct Spent {
+    /// `hour` or `day`.
+    span: &'static str,
+    /// The tenant's quota for it.
+    limit: u64,
+    /// When the window ends (the clock's µs).
+    until: i64,
 }
 
 impl Mailer {
@@ -274,6 +309,10 @@ impl Mailer {
             from,
             settings: settings.clone(),
             tenants,
+            held: opentelemetry::global::meter("retain-notification")
+                .u64_counter("retain.notification.emails_held")
+                .with_description("Emails held because their tenant's email quota was spent")
+                .build(),
         })
     }
 
@@ -324,6 +363,114 @@ impl Mailer {
         sql::mark_emails_queued(&tx).await?;
         tx.commit().await?;
         Ok(orphans.len())
+    }
+
+    /// Takes one send from each of the tenant's quota windows — the UTC
+    /// hour and the UTC day containing now (tenant keys
+    /// `email_quota_per_hour`, `email_quota_per_day`; 0: none) — in one
+    /// transaction, all or none. Lock order: the hour's row, then the
+    /// day's. As a tenant's new hour starts, its windows older than two
+    /// days are deleted.
+    async fn take_quota(&self, tenant: &str) -> Result<Quota, Error> {
+        use retain_domain::time::DAY_MICROS;
+        let own = &self.tenants.of(tenant).own;
+        let now = self.clock.now_micros();
+        let tx = self.db.begin().await?;
+        let mut taken = Vec::with_capacity(2);
+        for (span, limit, len) in [
+            ("hour", own.email_quota_per_hour, HOUR_MICROS),
+            ("day", own.email_quota_per_day, DAY_MICROS),
+        ] {
+            if limit == 0 {
+                continue;
+            }
+            let start = now.div_euclid(len) * len;
+            match sql::take_send(&tx, tenant, (span, start), limit).await? {
+                Some(used) => {
+                    if span == "hour" && used == 1 {
+                        sql::forget_windows(&tx, tenant, start - 2 * DAY_MICROS).await?;
+                    }
+                    taken.push((span, start));
+                }
+                None => {
+                    tx.rollback().await?;
+                    let until = start + len;
+                    return Ok(Quota::Spent(Spent { span, limit, until }));
+                }
+            }
+        }
+        tx.commit().await?;
+        Ok(Quota::Taken(taken))
+    }
+
+    /// Gives back the sends [`Mailer::take_quota`] took for an email that
+    /// was not sent. Best effort: a send it fails to give back (the
+    /// database lost meanwhile) leaves the tenant one fewer that window.
+    async fn give_back(&self, tenant: &str, taken: &[(&'static str, i64)]) {
+        let give = async {
+            let tx = self.db.begin().await?;
+            for window in taken {
+                sql::give_back_send(&tx, tenant, *window).await?;
+            }
+            tx.commit().await
+        };
+        if let Err(e) = give.await {
+            tracing::warn!(tenant, error = %e, "an unsent email's quota was not given back");
+        }
+    }
+
+    /// Holds an email whose tenant spent its quota: the email stays
+    /// pending with the reason as its last error, and it and every other
+    /// pending email of the tenant wait on the bus until the window ends,
+    /// their attempts not counted — so they stop being claimed, and the
+    /// other tenants' emails go first. Held emails are counted
+    /// (`retain.notification.emails_held`). Returns the handler's answer:
+    /// defer (or, if holding failed, a transient error: retried).
+    async fn hold(
+        &self,
+        tenant: &str,
+        mut record: v1::Notification,
+        spent: &Spent,
+    ) -> HandlerError {
+        let resumes = retain_domain::Timestamp::from_micros(spent.until);
+        let reason = format!(
+            "held: the tenant's email quota of {} per {} is spent; sending resumes at {resumes}",
+            spent.limit, spent.span
+        );
+        // The bus waits by its own clock; the window ends by the mailer's.
+        let until = retain_store::now_micros() + (spent.until - self.clock.now_micros()).max(0);
+        record.last_error.clone_from(&reason);
+        let held = async {
+            sql::record_email(&self.db, tenant, &record).await?;
+            let bus = Bus::new(self.db.clone());
+            let key_prefix = format!("{tenant}/");
+            let others = bus
+                .defer_pending(
+                    (EMAIL_REQUESTED.name(), groups::NOTIFICATION),
+                    &key_prefix,
+                    until,
+                    &reason,
+                )
+                .await?;
+            Ok::<u64, Error>(others)
+        };
+        match held.await {
+            Ok(others) => {
+                self.held.add(others + 1, &[]);
+                if others > 0 {
+                    tracing::warn!(
+                        tenant,
+                        held = others + 1,
+                        limit = spent.limit,
+                        span = spent.span,
+                        %resumes,
+                        "the tenant's email quota is spent: its emails wait"
+                    );
+                }
+                HandlerError::defer(until, reason)
+            }
+            Err(e) => HandlerError::transient(format!("holding an email: {e}")),
+        }
     }
 
     /// Renders and sends one email. Recipients are the record's, or, when

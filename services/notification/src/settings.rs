@@ -271,9 +271,9 @@ impl Section for NotificationSettings {
     }
 }
 
-/// The per-tenant key notification owns (`[tenants.default.queues]`,
+/// The per-tenant keys notification owns (`[tenants.default]`,
 /// overridable per tenant like every tenant key).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NotificationTenantKeys {
     /// Task queue → the CSMs (emails) its unowned tasks are assigned to
@@ -286,12 +286,54 @@ pub struct NotificationTenantKeys {
     /// The Reply-To of the tenant's emails (where customers' answers go);
     /// empty: none.
     pub email_reply_to: String,
+    /// Most emails the tenant sends in one UTC clock hour (0: no hourly
+    /// quota). Past it, its emails wait, pending, until the next hour.
+    pub email_quota_per_hour: u64,
+    /// Most emails the tenant sends in one UTC day (0: no daily quota).
+    /// Past it, its emails wait, pending, until the next day.
+    pub email_quota_per_day: u64,
+}
+
+/// Default hourly email quota of a tenant.
+pub const EMAIL_QUOTA_PER_HOUR: u64 = 1_000;
+/// Default daily email quota of a tenant.
+pub const EMAIL_QUOTA_PER_DAY: u64 = 10_000;
+/// Largest quota a tenant may be given.
+pub const MAX_EMAIL_QUOTA: u64 = 100_000_000;
+
+impl Default for NotificationTenantKeys {
+    fn default() -> Self {
+        Self {
+            queues: BTreeMap::new(),
+            email_from: String::new(),
+            email_reply_to: String::new(),
+            email_quota_per_hour: EMAIL_QUOTA_PER_HOUR,
+            email_quota_per_day: EMAIL_QUOTA_PER_DAY,
+        }
+    }
 }
 
 impl TenantKeys for NotificationTenantKeys {
-    const KEYS: &'static [&'static str] = &["queues", "email_from", "email_reply_to"];
+    const KEYS: &'static [&'static str] = &[
+        "queues",
+        "email_from",
+        "email_reply_to",
+        "email_quota_per_hour",
+        "email_quota_per_day",
+    ];
 
     fn validate(&self, prefix: &str) -> Result<(), ConfigError> {
+        for (key, value) in [
+            ("email_quota_per_hour", self.email_quota_per_hour),
+            ("email_quota_per_day", self.email_quota_per_day),
+        ] {
+            if value > MAX_EMAIL_QUOTA {
+                return Err(ConfigError::invalid(
+                    format!("{prefix}.{key}"),
+                    format!("must be 0 (no quota) to {MAX_EMAIL_QUOTA}"),
+                ));
+            }
+        }
         for (key, value) in [
             ("email_from", &self.email_from),
             ("email_reply_to", &self.email_reply_to),
@@ -393,6 +435,43 @@ mod tenant_tests {
             .unwrap_err();
         assert!(
             err.to_string().contains("tenants.overrides[0].email_from"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn email_quotas_default_fall_back_per_key_and_are_bounded() {
+        let tenants = load(
+            "[tenants.default]\nemail_quota_per_day = 500\n[[tenants.overrides]]\nid = \"acme\"\nemail_quota_per_hour = 0\n",
+        )
+        .unwrap();
+        let other = &tenants.of("other").own;
+        assert_eq!(
+            (other.email_quota_per_hour, other.email_quota_per_day),
+            (super::EMAIL_QUOTA_PER_HOUR, 500)
+        );
+        let acme = &tenants.of("acme").own;
+        assert_eq!(
+            (acme.email_quota_per_hour, acme.email_quota_per_day),
+            (0, 500)
+        );
+        // From the environment too (what a load test or a Deployment sets).
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("r.toml");
+        std::fs::write(&path, "").unwrap();
+        let env = vec![(
+            "RETAIN__TENANTS__DEFAULT__EMAIL_QUOTA_PER_HOUR".to_owned(),
+            "0".to_owned(),
+        )];
+        let s = retain_runtime::Settings::load_from(Some(&path), env).unwrap();
+        let tenants = super::tenants(&s.tenants.parse().unwrap()).unwrap();
+        assert_eq!(tenants.of("acme").own.email_quota_per_hour, 0);
+        let err =
+            load("[[tenants.overrides]]\nid = \"acme\"\nemail_quota_per_day = 100000000000\n")
+                .unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("tenants.overrides[0].email_quota_per_day"),
             "{err}"
         );
     }

@@ -316,3 +316,71 @@ retain_testkit::storage_test!(async fn the_outbox_keeps_one_file_per_email(db) {
     assert!(hostile::names(&err, "policy.rules[0].email.template"), "{err:?}");
     assert!(err.message().contains("health_yellow_nudge"), "lists the known templates: {}", err.message());
 });
+
+/// The tenant's emails, listed with `token`.
+async fn emails_of(app: &TestApp, token: &str) -> Vec<v1::Notification> {
+    NotificationServiceClient::new(app.channel.clone())
+        .list_notifications(with_token(
+            token,
+            v1::ListNotificationsRequest {
+                channel: v1::NotificationChannel::Email as i32,
+                ..Default::default()
+            },
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .notifications
+}
+
+// A tenant past its email quota waits — its emails held, pending, with the
+// reason and no attempt counted — while another tenant's go out; the next
+// hour resumes it, up to its daily quota. Nothing is dead-lettered.
+retain_testkit::storage_test!(async fn a_tenant_past_its_email_quota_waits_and_others_go_on(db) {
+    let outbox = tempfile::tempdir().unwrap();
+    let mut own = NotificationSettings { email: EmailSettings::outbox(outbox.path().to_str().unwrap()), ..Default::default() };
+    own.email.poll_interval_ms = 20;
+    let mut s = settings();
+    s.tenants.default.keys.insert("email_quota_per_hour".into(), 2.into());
+    s.tenants.default.keys.insert("email_quota_per_day".into(), 3.into());
+    // Three seconds before an hour ends: held emails come back every few
+    // seconds, and stay held until the test moves the clock on.
+    let hour_end = retain_domain::Timestamp::from_ymd_hms(2026, 6, 10, 11, 0, 0);
+    let clock = retain_runtime::Clock::manual(hour_end.plus_micros(-3_000_000));
+    let app = spawn_app_at::<Notification>(db, s, own, clock.clone()).await;
+    let mut changes: Vec<_> = (1..=6).map(|i| yellow(&format!("a-{i}"), &format!("ops@a{i}.io"))).collect();
+    let mut other = yellow("z-1", "ops@z.io");
+    other.tenant_id = "globex".into();
+    changes.push(other);
+    HEALTH_BAND_CHANGED.publish(&app.db.conn, &changes).await.unwrap();
+
+    let by_state = |list: &[v1::Notification], state: D| list.iter().filter(|e| e.state == state as i32).count();
+    let held = eventually("acme: 2 sent, 4 held", Duration::from_secs(30), || async {
+        let list = emails_of(&app, READER).await;
+        let held: Vec<_> = list.iter().filter(|e| e.state == D::Pending as i32 && e.last_error.starts_with("held:")).cloned().collect();
+        (list.len() == 6 && by_state(&list, D::Sent) == 2 && held.len() == 4).then_some(held)
+    })
+    .await;
+    assert!(held[0].last_error.contains("quota of 2 per hour"), "{}", held[0].last_error);
+    assert!(held.iter().all(|e| e.attempts == 0), "holding counted an attempt: {held:?}");
+    let globex = eventually("globex's email sent", Duration::from_secs(30), || async {
+        let list = emails_of(&app, GLOBEX).await;
+        (by_state(&list, D::Sent) == 1).then_some(list)
+    })
+    .await;
+    assert_eq!(globex.len(), 1);
+    assert_eq!(smtp::read_messages(outbox.path()).len(), 3);
+
+    // The next hour: one more, then the day's quota of 3 holds the rest.
+    clock.set(hour_end.plus_micros(1_000_000));
+    let list = eventually("acme: 3 sent, 3 held by the day", Duration::from_secs(30), || async {
+        let list = emails_of(&app, READER).await;
+        let by_day = list.iter().filter(|e| e.state == D::Pending as i32 && e.last_error.contains("quota of 3 per day")).count();
+        (by_state(&list, D::Sent) == 3 && by_day == 3).then_some(list)
+    })
+    .await;
+    assert_eq!(list.len(), 6);
+    assert_eq!(smtp::read_messages(outbox.path()).len(), 4);
+    let stats = retain_bus::Bus::new(app.db.conn.clone()).stats("notification.email", "notification").await.unwrap();
+    assert_eq!((stats.pending + stats.leased, stats.dead), (3, 0), "{stats:?}");
+});

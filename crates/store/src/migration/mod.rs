@@ -18,6 +18,7 @@ mod m0011_bus_labels;
 mod m0012_scoring_order;
 mod m0013_rescore_on_the_bus;
 mod m0014_email_on_the_bus;
+mod m0015_email_quotas;
 
 /// Runs Retain's migrations (`retain migrate`, or a test helper).
 #[derive(Debug)]
@@ -41,6 +42,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0012_scoring_order::Migration),
             Box::new(m0013_rescore_on_the_bus::Migration),
             Box::new(m0014_email_on_the_bus::Migration),
+            Box::new(m0015_email_quotas::Migration),
         ]
     }
 }
