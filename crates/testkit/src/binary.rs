@@ -66,13 +66,15 @@ pub async fn start_binary_with(
 ) -> RunningBinary {
     let address_file = dir.join("addr");
     let _ = std::fs::remove_file(&address_file);
-    let child = Command::new(bin)
+    let mut command = Command::new(bin);
+    // A port the system picks, unless the caller chose one.
+    command.env("RETAIN__SERVER__LISTEN", "127.0.0.1:0");
+    let child = command
         .envs(env.iter().map(|(k, v)| (k, v)))
         .arg("--config")
         .arg(config)
         // Relative paths of the configuration (the email outbox) land in `dir`.
         .current_dir(dir)
-        .env("RETAIN__SERVER__LISTEN", "127.0.0.1:0")
         .env("RETAIN__SERVER__ADDRESS_FILE", &address_file)
         .env("RETAIN__DATABASE__URL", url)
         .env("RETAIN__TELEMETRY__LOG_FORMAT", "json")
@@ -118,6 +120,17 @@ impl RunningBinary {
         .expect("no exit within 30 s of SIGTERM")
         .unwrap()
         .unwrap()
+    }
+}
+
+impl RunningBinary {
+    /// Kills the process with SIGKILL (a crash: no draining, leases left
+    /// held) and waits for it to be gone.
+    pub fn kill(mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
     }
 }
 
@@ -196,6 +209,17 @@ impl Processes {
             &self.env,
         )
         .await
+    }
+
+    /// [`Processes::start`] with more environment variables for this one
+    /// (`RETAIN__SERVER__LISTEN` to keep a port across restarts).
+    pub async fn start_with(&self, name: &str, env: &[(&str, &str)]) -> RunningBinary {
+        let dir = self.dir.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = self.bin_dir.join(name);
+        let mut all = self.env.clone();
+        all.extend(env.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())));
+        start_binary_with(bin.to_str().unwrap(), &self.config, &dir, &self.url, &all).await
     }
 
     /// Starts all four, in [`SERVICES`] order.

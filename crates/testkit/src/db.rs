@@ -277,7 +277,10 @@ pub fn postgres_admin_url() -> Result<String, String> {
 #[derive(Debug)]
 pub struct PgCluster {
     port: u16,
-    _dir: PathBuf,
+    dir: PathBuf,
+    bin: PathBuf,
+    opts: String,
+    as_root: bool,
 }
 
 impl PgCluster {
@@ -346,7 +349,13 @@ impl PgCluster {
             match started {
                 Ok(()) => {
                     spawn_reaper(&bin, &data, &dir, as_root);
-                    return Ok(Self { port, _dir: dir });
+                    return Ok(Self {
+                        port,
+                        dir,
+                        bin,
+                        opts,
+                        as_root,
+                    });
                 }
                 Err(e) => last_err = e,
             }
@@ -357,6 +366,38 @@ impl PgCluster {
     /// URL of the `postgres` database as the superuser.
     pub fn admin_url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    fn pg_ctl(&self) -> Command {
+        let exe = self.bin.join("pg_ctl");
+        let mut c = if self.as_root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(exe);
+            c
+        } else {
+            Command::new(exe)
+        };
+        c.arg("-D").arg(self.dir.join("data"));
+        c
+    }
+
+    /// Stops the server at once, as a crash would (`pg_ctl stop -m
+    /// immediate`: connections cut, no checkpoint): what the fault tests
+    /// inject.
+    pub fn crash(&self) -> Result<(), String> {
+        run(self.pg_ctl().args(["-w", "stop", "-m", "immediate"]))
+    }
+
+    /// Starts the server again after [`PgCluster::crash`], on the same
+    /// port, waiting until it accepts connections (after its recovery).
+    pub fn start_again(&self) -> Result<(), String> {
+        run(self
+            .pg_ctl()
+            .arg("-o")
+            .arg(&self.opts)
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-w", "-t", "60", "start"]))
     }
 }
 
