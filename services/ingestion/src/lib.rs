@@ -266,10 +266,14 @@ impl Ingestion {
         Ok((ingestion, workers))
     }
 
-    /// The tonic service, with the configured message size limit.
-    pub fn server(&self) -> IngestionServiceServer<Self> {
-        IngestionServiceServer::new(self.clone())
-            .max_decoding_message_size(self.inner.max_message_bytes)
+    /// The tonic service, with the configured message size limit, behind
+    /// [`Admission`].
+    pub fn server(&self) -> Admission {
+        Admission {
+            server: IngestionServiceServer::new(self.clone())
+                .max_decoding_message_size(self.inner.max_message_bytes),
+            ingestion: self.clone(),
+        }
     }
 
     /// One `IngestSignals` batch of `principal`, whose role was checked.
@@ -564,4 +568,67 @@ fn truncated(s: &str, max: usize) -> String {
         end -= 1;
     }
     format!("{}…", &s[..end])
+}
+
+/// The ingestion service behind its admission check: an `IngestSignals`
+/// call of a tenant that was refused for its rate and told to wait, made
+/// before that wait is over, is answered `RESOURCE_EXHAUSTED` (with the
+/// wait left) before its request is read — so a client that ignores the
+/// `RetryInfo` and floods costs the replica a header's worth of work per
+/// call, not a decoded batch. Every other call goes straight through.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    server: IngestionServiceServer<Ingestion>,
+    ingestion: Ingestion,
+}
+
+/// The path of the calls [`Admission`] may refuse unread.
+const INGEST_SIGNALS_PATH: &str = "/retain.v1.IngestionService/IngestSignals";
+
+impl tonic::server::NamedService for Admission {
+    const NAME: &'static str =
+        <IngestionServiceServer<Ingestion> as tonic::server::NamedService>::NAME;
+}
+
+impl tower::Service<http::Request<tonic::body::Body>> for Admission {
+    type Response = http::Response<tonic::body::Body>;
+    type Error = std::convert::Infallible;
+    type Future =
+        futures::future::Either<
+            std::future::Ready<Result<Self::Response, Self::Error>>,
+            <IngestionServiceServer<Ingestion> as tower::Service<
+                http::Request<tonic::body::Body>,
+            >>::Future,
+        >;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        tower::Service::<http::Request<tonic::body::Body>>::poll_ready(&mut self.server, cx)
+    }
+
+    fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        if req.uri().path() == INGEST_SIGNALS_PATH
+            && let Some(principal) = req.extensions().get::<Principal>()
+            && let Some(wait) = self
+                .ingestion
+                .inner
+                .limiter
+                .refusing(principal.tenant.as_str())
+        {
+            let tenant = principal.tenant.as_str();
+            let status = Status::from(Error::ResourceExhausted {
+                message: format!(
+                    "tenant {tenant} is over its rate limit of {} signals/s and was told to wait; \
+                     retry after {} ms",
+                    self.ingestion.inner.settings.tenant_signals_per_second,
+                    wait.as_millis()
+                ),
+                retry_after: wait,
+            });
+            return futures::future::Either::Left(std::future::ready(Ok(status.into_http())));
+        }
+        futures::future::Either::Right(tower::Service::call(&mut self.server, req))
+    }
 }

@@ -13,7 +13,17 @@ use std::time::{Duration, Instant};
 pub struct TenantLimiter {
     rate: f64,
     burst: f64,
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    buckets: Mutex<HashMap<String, Bucket>>,
+}
+
+/// One tenant's bucket.
+#[derive(Debug)]
+struct Bucket {
+    tokens: f64,
+    at: Instant,
+    /// Until when the tenant was told to wait by its last refusal: calls
+    /// before then are refused unread ([`TenantLimiter::refusing`]).
+    refused_until: Option<Instant>,
 }
 
 impl TenantLimiter {
@@ -39,18 +49,41 @@ impl TenantLimiter {
             .buckets
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let (tokens, at) = buckets
-            .entry(tenant.to_owned())
-            .or_insert((self.burst, now));
-        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * self.rate).min(self.burst);
-        *at = now;
-        if *tokens >= n {
-            *tokens -= n;
+        let b = buckets.entry(tenant.to_owned()).or_insert(Bucket {
+            tokens: self.burst,
+            at: now,
+            refused_until: None,
+        });
+        b.tokens = (b.tokens + now.duration_since(b.at).as_secs_f64() * self.rate).min(self.burst);
+        b.at = now;
+        if b.tokens >= n {
+            b.tokens -= n;
+            b.refused_until = None;
             Ok(())
         } else {
-            let missing = n.min(self.burst) - *tokens;
-            Err(Duration::from_secs_f64(missing / self.rate).max(Duration::from_millis(1)))
+            let missing = n.min(self.burst) - b.tokens;
+            let wait = Duration::from_secs_f64(missing / self.rate).max(Duration::from_millis(1));
+            b.refused_until = Some(now + wait);
+            Err(wait)
         }
+    }
+
+    /// How much longer `tenant` was told to wait by its last refusal, if it
+    /// calls again before then: such a call is refused before its request
+    /// is even read, so a tenant that ignores the wait costs the replica
+    /// next to nothing.
+    pub fn refusing(&self, tenant: &str) -> Option<Duration> {
+        if self.rate <= 0.0 {
+            return None;
+        }
+        let buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let until = buckets.get(tenant)?.refused_until?;
+        until
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
     }
 }
 
@@ -69,6 +102,21 @@ mod tests {
         );
         // Another tenant has its own bucket.
         assert!(l.try_take("globex", 2_000).is_ok());
+    }
+
+    #[test]
+    fn a_refused_tenant_is_refused_unread_until_its_wait_ends() {
+        let l = TenantLimiter::new(1_000, 2_000);
+        assert_eq!(l.refusing("acme"), None);
+        assert!(l.try_take("acme", 2_000).is_ok());
+        assert_eq!(l.refusing("acme"), None, "taking is not refusing");
+        let wait = l.try_take("acme", 1_000).expect_err("bucket is empty");
+        let left = l.refusing("acme").expect("told to wait");
+        assert!(left <= wait && left > wait / 2, "{left:?} of {wait:?}");
+        assert_eq!(l.refusing("globex"), None, "another tenant is not");
+        std::thread::sleep(wait);
+        assert_eq!(l.refusing("acme"), None, "the wait is over");
+        assert_eq!(TenantLimiter::new(0, 0).refusing("acme"), None);
     }
 
     #[test]

@@ -301,9 +301,19 @@ retain_testkit::storage_test!(async fn a_tenant_over_its_rate_is_told_when_to_re
     let retry = err.get_details_retry_info().unwrap().retry_delay.unwrap();
     assert!(retry.as_secs_f64() > 1.0, "{retry:?}");
     assert_eq!(app.footprint().await, before, "nothing half-written");
-    // Another tenant has its own budget.
+    // Called again before the wait is over, it is refused unread: an empty
+    // batch, which a read request answers INVALID_ARGUMENT, is refused for
+    // the rate, with the wait left.
+    let err = app.ingest(WRITER, batch(Vec::new())).await.unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().contains("told to wait"), "{}", err.message());
+    let left = err.get_details_retry_info().unwrap().retry_delay.unwrap();
+    assert!(left <= retry, "{left:?} after {retry:?}");
+    // Another tenant has its own budget, and is read as ever.
     let r = app.ingest(GLOBEX, batch(five("g"))).await.unwrap();
     assert_eq!(r.accepted, 5);
+    let err = app.ingest(GLOBEX, batch(Vec::new())).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument, "{err:?}");
 });
 
 retain_testkit::storage_test!(async fn tokens_roles_and_tenants(db) {
