@@ -37,7 +37,7 @@ use retain_runtime::{Clock, Context, Service, Services, Workers};
 use sea_orm::DatabaseConnection;
 use tonic::{Request, Response, Status};
 
-pub use crate::recompute::{Computed, Recompute};
+pub use crate::recompute::{Computed, Reading, Recompute};
 pub use crate::settings::{MetricsSettings, MetricsTenantKeys, Tenant, Tenants, tenants};
 
 #[tonic::async_trait]

@@ -2,8 +2,10 @@
 //! account a message names, stores it and publishes `account.metrics`.
 //!
 //! A message (possibly several publications folded together) only says
-//! *which* account changed; the snapshot is recomputed from the account's
-//! stored signals, so handling a message twice, or messages out of order,
+//! *which* account changed, and from when; the snapshot is recomputed from
+//! the account's stored signals — those the change can reach, not its
+//! whole history ([`Recompute::compute`]) — so handling a message twice,
+//! or messages out of order,
 //! writes the same snapshot: delivery is at least once, the result exactly
 //! once. The snapshot, its `account.metrics` message and the account's
 //! monthly rollup rows (`rollups`) commit together.
@@ -126,8 +128,18 @@ impl Recompute {
         self.store(&computed, delivery).await.map(|_| ())
     }
 
-    /// Step 1: reads the account's stored signals and computes its
-    /// snapshot and monthly rows, writing nothing.
+    /// Step 1: reads the account's signals and computes its snapshot and
+    /// monthly rows, writing nothing.
+    ///
+    /// With `changed_from` (the earliest signal the message announces),
+    /// what it reads is bounded by what changed, not by the account's age:
+    /// every signal but sessions and actions (the few its lifetime facts
+    /// come from), then sessions and actions only from
+    /// [`crate::rollups::dense_read_from`] on — the snapshot's 30-day
+    /// window and the months those signals can change — and the earliest
+    /// session and action before that. Without it (the daily refresh, a
+    /// direct recompute) it reads everything. Both give the same result
+    /// (`tests/windowed.rs` checks it on generated histories).
     pub async fn compute(
         &self,
         tenant: &str,
@@ -135,23 +147,65 @@ impl Recompute {
         mode: v1::IngestMode,
         changed_from: Option<retain_domain::Timestamp>,
     ) -> Result<Computed, Error> {
+        self.compute_reading(tenant, account, mode, changed_from, Reading::Changed)
+            .await
+    }
+
+    /// [`Recompute::compute`], reading the account's whole history with
+    /// [`Reading::All`] whatever `changed_from` says: the reference the
+    /// windowed read is tested against.
+    pub async fn compute_reading(
+        &self,
+        tenant: &str,
+        account: &str,
+        mode: v1::IngestMode,
+        changed_from: Option<retain_domain::Timestamp>,
+        reading: Reading,
+    ) -> Result<Computed, Error> {
         let settings = self.tenants.of(tenant);
         let now = self.clock.now();
-        let stored = sql::account_signals(&self.db, tenant, account).await?;
-        let signals: Vec<signal::Signal> = stored
-            .iter()
-            .filter_map(|wire| {
-                let parsed = convert::stored_signal(
-                    wire,
-                    settings.base_currency,
-                    &settings.onboarding_checklist,
-                );
-                if let Err(v) = &parsed {
-                    tracing::warn!(%tenant, %account, event_id = %wire.event_id, violations = %v, "stored signal skipped");
+        let parse = |wire: &v1::Signal| {
+            let parsed = convert::stored_signal(
+                wire,
+                settings.base_currency,
+                &settings.onboarding_checklist,
+            );
+            if let Err(v) = &parsed {
+                tracing::warn!(%tenant, %account, event_id = %wire.event_id, violations = %v, "stored signal skipped");
+            }
+            parsed.ok()
+        };
+        let window = changed_from.filter(|_| reading == Reading::Changed);
+        let (read, signals) = match window {
+            None => {
+                let read = sql::account_signals(&self.db, tenant, account).await?;
+                let signals: Vec<signal::Signal> = read.signals.iter().filter_map(parse).collect();
+                (read, signals)
+            }
+            Some(from) => {
+                let mut read = sql::account_sparse_signals(&self.db, tenant, account).await?;
+                let mut signals: Vec<signal::Signal> =
+                    read.signals.iter().filter_map(parse).collect();
+                match crate::rollups::dense_read_from(&signals, from, now) {
+                    Some(dense_from) => {
+                        let dense = sql::account_dense_signals_since(
+                            &self.db,
+                            tenant,
+                            account,
+                            dense_from.micros(),
+                        )
+                        .await?;
+                        signals.extend(dense.signals.iter().filter_map(parse));
+                        read.extend(dense);
+                    }
+                    None => {
+                        read = sql::account_signals(&self.db, tenant, account).await?;
+                        signals = read.signals.iter().filter_map(parse).collect();
+                    }
                 }
-                parsed.ok()
-            })
-            .collect();
+                (read, signals)
+            }
+        };
         // As of now — or of the account's latest signal when a client's
         // clock is a little ahead (ingestion accepts up to
         // max_future_seconds), so an accepted signal is never left out.
@@ -165,7 +219,8 @@ impl Recompute {
             tenant: tenant.to_owned(),
             account: account.to_owned(),
             mode,
-            signals_read: i64::try_from(stored.len()).unwrap_or(i64::MAX),
+            signals_read: i64::try_from(read.signals.len()).unwrap_or(i64::MAX),
+            read_version: read.read_version,
             snapshot,
             rollups,
             now,
@@ -175,8 +230,9 @@ impl Recompute {
     /// Step 2: stores what [`Recompute::compute`] computed — the snapshot,
     /// the month rows that changed and the `account.metrics` announcement —
     /// and acknowledges `delivery`, in one transaction. Unless a snapshot
-    /// computed from more of the account's signals (or the same signals,
-    /// later) is already stored: the daily refresh recomputes outside the
+    /// read at a later read version (the latest `ingested_at` it read; or
+    /// the same, as of a later instant) is already stored: the daily
+    /// refresh recomputes outside the
     /// bus's per-account order, so a consumer may have stored a newer
     /// snapshot since this one was read; then nothing is written but the
     /// acknowledgement. Returns whether it was stored.
@@ -193,6 +249,7 @@ impl Recompute {
             account,
             mode,
             signals_read,
+            read_version,
             snapshot: snap,
             rollups,
             now,
@@ -227,7 +284,7 @@ impl Recompute {
             tenant,
             account,
             &wire,
-            (snap.as_of.micros(), *signals_read),
+            (snap.as_of.micros(), *signals_read, *read_version),
             now.micros(),
         )
         .await?;
@@ -272,7 +329,35 @@ pub struct Computed {
     mode: v1::IngestMode,
     /// How many stored signals it was computed from.
     signals_read: i64,
+    /// The latest `ingested_at` among them: the order of two writers.
+    read_version: i64,
     snapshot: retain_domain::snapshot::AccountSnapshot,
     rollups: crate::rollups::AccountRollups,
     now: Timestamp,
+}
+
+impl Computed {
+    /// The snapshot computed.
+    pub fn snapshot(&self) -> &retain_domain::snapshot::AccountSnapshot {
+        &self.snapshot
+    }
+
+    /// The monthly rows computed.
+    pub fn rollups(&self) -> &crate::rollups::AccountRollups {
+        &self.rollups
+    }
+
+    /// How many stored signals were read.
+    pub fn signals_read(&self) -> i64 {
+        self.signals_read
+    }
+}
+
+/// What [`Recompute::compute_reading`] reads of an account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reading {
+    /// What the changed signals can reach ([`Recompute::compute`]).
+    Changed,
+    /// The whole history.
+    All,
 }

@@ -68,7 +68,7 @@ pub fn finished_months(first: Timestamp, as_of: Timestamp) -> Vec<Period> {
 }
 
 /// What the consumer stores for one account.
-#[derive(Debug, Default)]
+#[derive(Debug, Default, PartialEq)]
 pub struct AccountRollups {
     /// Its contribution to every finished month (see [`finished_months`]),
     /// each as of the month's end.
@@ -138,6 +138,44 @@ pub fn account_rollups(
         None
     };
     Ok(AccountRollups { months, before })
+}
+
+/// From when a recompute of an account whose new signals start at
+/// `changed_from` must read its sessions and actions, given its other
+/// signals (`sparse`: every kind but sessions and actions): the start of
+/// the earliest month [`account_rollups`] recomputes, or now, whichever is
+/// earlier, less the 30 days the snapshot's window and an active-user
+/// count look back (and a day to spare). Everything older counts only
+/// through the earliest session and action (when the account was first
+/// seen, whether it ever had a session), which the caller reads too.
+/// `None` when everything must be read: an opening balance reaches every
+/// month.
+pub fn dense_read_from(
+    sparse: &[Signal],
+    changed_from: Timestamp,
+    now: Timestamp,
+) -> Option<Timestamp> {
+    use retain_domain::time::DAY;
+    if sparse
+        .iter()
+        .any(|s| matches!(s.body, SignalBody::Subscription { opening: true, .. }))
+    {
+        return None;
+    }
+    let reach = retain_domain::kpi::adoption::DEFAULT_TRIAL_WINDOW_DAYS * DAY;
+    // The months `account_rollups` recomputes: from the one containing
+    // `changed_from` less the trial window, and those of the contracts
+    // the renewals sent since are about.
+    let earliest = sparse
+        .iter()
+        .filter(|s| matches!(s.body, SignalBody::Renewal { .. }) && s.occurred_at >= changed_from)
+        .map(|s| Period::containing(s.counts_at(), Granularity::Month).start)
+        .fold(
+            Period::containing(changed_from.plus(-reach), Granularity::Month).start,
+            Timestamp::min,
+        );
+    let lookback = (retain_domain::snapshot::WINDOW_DAYS + 1) * DAY;
+    Some(earliest.min(now).plus(-lookback))
 }
 
 /// Writes the account's month rows that differ from the stored ones

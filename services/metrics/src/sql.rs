@@ -9,26 +9,113 @@ use sea_orm::{
     ConnectionTrait, DatabaseConnection, DbErr, EntityTrait, Statement, TransactionTrait,
 };
 
-/// The stored signals of one account, in storage order.
+/// Signals of one account as a recompute read them, and the latest
+/// `ingested_at` among them (the snapshot's read version, migration m0016).
+#[derive(Debug, Default)]
+pub struct AccountRead {
+    /// The signals read.
+    pub signals: Vec<v1::Signal>,
+    /// The latest `ingested_at` among them (0 for none).
+    pub read_version: i64,
+}
+
+impl AccountRead {
+    /// Adds what another read found.
+    pub fn extend(&mut self, other: AccountRead) {
+        self.signals.extend(other.signals);
+        self.read_version = self.read_version.max(other.read_version);
+    }
+}
+
+/// Session and product action: the kinds (stored codes) that make up most
+/// of a large account's history, read by time range only.
+const DENSE_KINDS: &str = "(11, 12)";
+
+/// Every stored signal of the account.
 pub async fn account_signals<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
     account: &str,
-) -> Result<Vec<v1::Signal>, DbErr> {
-    let backend = db.get_database_backend();
+) -> Result<AccountRead, DbErr> {
+    read(
+        db,
+        "SELECT payload, ingested_at FROM signals WHERE tenant_id = $1 AND account_id = $2",
+        vec![tenant.into(), account.into()],
+    )
+    .await
+}
+
+/// The account's signals of every kind but sessions and actions — the
+/// few its lifetime facts come from (index `signals_sparse`, m0016).
+pub async fn account_sparse_signals<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    account: &str,
+) -> Result<AccountRead, DbErr> {
+    read(
+        db,
+        &format!(
+            "SELECT payload, ingested_at FROM signals WHERE tenant_id = $1 AND account_id = $2 \
+             AND kind NOT IN {DENSE_KINDS}"
+        ),
+        vec![tenant.into(), account.into()],
+    )
+    .await
+}
+
+/// The account's sessions and actions that occurred at or after `from`
+/// (µs), and its earliest session and earliest action before it (when the
+/// account was first seen, and whether it ever had a session).
+pub async fn account_dense_signals_since<C: ConnectionTrait>(
+    db: &C,
+    tenant: &str,
+    account: &str,
+    from: i64,
+) -> Result<AccountRead, DbErr> {
+    let earliest = |kind: i16| {
+        format!(
+            "SELECT payload, ingested_at FROM (SELECT payload, ingested_at FROM signals \
+             WHERE tenant_id = $1 AND account_id = $2 AND occurred_at < $3 AND kind = {kind} \
+             ORDER BY occurred_at, event_id LIMIT 1) AS e{kind}"
+        )
+    };
+    read(
+        db,
+        &format!(
+            "SELECT payload, ingested_at FROM signals WHERE tenant_id = $1 AND account_id = $2 \
+             AND occurred_at >= $3 AND kind IN {DENSE_KINDS} UNION ALL {} UNION ALL {}",
+            earliest(11),
+            earliest(12)
+        ),
+        vec![tenant.into(), account.into(), from.into()],
+    )
+    .await
+}
+
+/// Runs a `SELECT payload, ingested_at …` of signals.
+async fn read<C: ConnectionTrait>(
+    db: &C,
+    sql: &str,
+    values: Vec<sea_orm::Value>,
+) -> Result<AccountRead, DbErr> {
     let rows = db
         .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            "SELECT payload FROM signals WHERE tenant_id = $1 AND account_id = $2",
-            [tenant.into(), account.into()],
+            db.get_database_backend(),
+            sql,
+            values,
         ))
         .await?;
-    let mut out = Vec::with_capacity(rows.len());
+    let mut out = AccountRead {
+        signals: Vec::with_capacity(rows.len()),
+        read_version: 0,
+    };
     for row in rows {
         let payload: Vec<u8> = row.try_get_by_index(0)?;
+        let ingested_at: i64 = row.try_get_by_index(1)?;
         let signal = v1::Signal::decode(payload.as_slice())
             .map_err(|e| DbErr::Custom(format!("a stored signal does not decode: {e}")))?;
-        out.push(signal);
+        out.signals.push(signal);
+        out.read_version = out.read_version.max(ingested_at);
     }
     Ok(out)
 }
@@ -44,26 +131,27 @@ pub async fn account_row<C: ConnectionTrait>(
         .await
 }
 
-/// Replaces the account's stored snapshot, unless the stored one was
-/// computed from more signals, or from as many as of a later instant
-/// (`version` is (`as_of` µs, signals read)). Returns whether it wrote.
+/// Replaces the account's stored snapshot, unless the stored one was read
+/// at a later read version (the latest `ingested_at` among the signals
+/// read, m0016), or at the same one as of a later instant. The version is
+/// (`as_of` µs, signals read, read version). Returns whether it wrote.
 pub async fn save_snapshot<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
     account: &str,
     snapshot: &v1::AccountMetricsSnapshot,
-    (as_of, signals_read): (i64, i64),
+    (as_of, signals_read, read_version): (i64, i64, i64),
     now: i64,
 ) -> Result<bool, DbErr> {
     let written = retain_store::exec(
         db,
         "INSERT INTO account_metrics (tenant_id, account_id, snapshot, as_of, computed_at, \
-         signal_count) VALUES ($1, $2, $3, $4, $5, $6) \
+         signal_count, read_version) VALUES ($1, $2, $3, $4, $5, $6, $7) \
          ON CONFLICT (tenant_id, account_id) DO UPDATE SET snapshot = excluded.snapshot, \
          as_of = excluded.as_of, computed_at = excluded.computed_at, \
-         signal_count = excluded.signal_count \
-         WHERE account_metrics.signal_count < excluded.signal_count \
-         OR (account_metrics.signal_count = excluded.signal_count \
+         signal_count = excluded.signal_count, read_version = excluded.read_version \
+         WHERE account_metrics.read_version < excluded.read_version \
+         OR (account_metrics.read_version = excluded.read_version \
          AND account_metrics.as_of <= excluded.as_of)",
         [
             tenant.into(),
@@ -72,6 +160,7 @@ pub async fn save_snapshot<C: ConnectionTrait>(
             as_of.into(),
             now.into(),
             signals_read.into(),
+            read_version.into(),
         ],
     )
     .await?;
@@ -373,7 +462,11 @@ pub async fn portfolio_signals(
     db: &DatabaseConnection,
     tenant: &str,
 ) -> Result<Vec<v1::Signal>, DbErr> {
-    account_signals(db, tenant, retain_domain::signal::PORTFOLIO).await
+    Ok(
+        account_signals(db, tenant, retain_domain::signal::PORTFOLIO)
+            .await?
+            .signals,
+    )
 }
 
 /// The next `limit` accounts of `tenant` that have signals, after `after`

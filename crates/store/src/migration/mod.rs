@@ -19,6 +19,7 @@ mod m0012_scoring_order;
 mod m0013_rescore_on_the_bus;
 mod m0014_email_on_the_bus;
 mod m0015_email_quotas;
+mod m0016_windowed_recompute;
 
 /// Runs Retain's migrations (`retain migrate`, or a test helper).
 #[derive(Debug)]
@@ -43,6 +44,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0013_rescore_on_the_bus::Migration),
             Box::new(m0014_email_on_the_bus::Migration),
             Box::new(m0015_email_quotas::Migration),
+            Box::new(m0016_windowed_recompute::Migration),
         ]
     }
 }

@@ -134,7 +134,14 @@ fn account(prefix: &str, i: usize) -> Vec<v1::Signal> {
                 &id,
                 v1::signal::Body::Account(v1::AccountUpsert {
                     name: Some(format!("Account {i}")),
-                    segment: Some(if i.is_multiple_of(2) { "smb" } else { "enterprise" }.into()),
+                    segment: Some(
+                        if i.is_multiple_of(2) {
+                            "smb"
+                        } else {
+                            "enterprise"
+                        }
+                        .into(),
+                    ),
                     contact_emails: vec![format!("ops@{id}.example")],
                     ..Default::default()
                 }),
