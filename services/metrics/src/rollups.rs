@@ -142,14 +142,14 @@ pub fn account_rollups(
 
 /// From when a recompute of an account whose new signals start at
 /// `changed_from` must read its sessions and actions, given its other
-/// signals (`sparse`: every kind but sessions and actions): the start of
-/// the earliest month [`account_rollups`] recomputes, or now, whichever is
-/// earlier, less the 30 days the snapshot's window and an active-user
-/// count look back (and a day to spare). Everything older counts only
-/// through the earliest session and action (when the account was first
-/// seen, whether it ever had a session), which the caller reads too.
-/// `None` when everything must be read: an opening balance reaches every
-/// month.
+/// signals (`sparse`: every kind but sessions and actions): the snapshot's
+/// window (the 30 days before `now`), and each finished month
+/// [`account_rollups`] recomputes from three days before its start (its
+/// active users are counted over the 30 days before its end) — with a day
+/// to spare for either. Everything older counts only through the earliest
+/// session and action (when the account was first seen, whether it ever
+/// had a session), which the caller reads too. `None` when everything
+/// must be read: an opening balance reaches every month.
 pub fn dense_read_from(
     sparse: &[Signal],
     changed_from: Timestamp,
@@ -163,19 +163,22 @@ pub fn dense_read_from(
         return None;
     }
     let reach = retain_domain::kpi::adoption::DEFAULT_TRIAL_WINDOW_DAYS * DAY;
-    // The months `account_rollups` recomputes: from the one containing
-    // `changed_from` less the trial window, and those of the contracts
-    // the renewals sent since are about.
-    let earliest = sparse
+    // The months `account_rollups` recomputes: those that have ended (a
+    // signal up to a day ahead of `now` may end one) from the one
+    // containing `changed_from` less the trial window on, and those of
+    // the contracts the renewals sent since are about.
+    let horizon = now.plus(DAY);
+    let first = Period::containing(changed_from.plus(-reach), Granularity::Month);
+    let earliest_month = sparse
         .iter()
         .filter(|s| matches!(s.body, SignalBody::Renewal { .. }) && s.occurred_at >= changed_from)
-        .map(|s| Period::containing(s.counts_at(), Granularity::Month).start)
-        .fold(
-            Period::containing(changed_from.plus(-reach), Granularity::Month).start,
-            Timestamp::min,
-        );
-    let lookback = (retain_domain::snapshot::WINDOW_DAYS + 1) * DAY;
-    Some(earliest.min(now).plus(-lookback))
+        .map(|s| Period::containing(s.counts_at(), Granularity::Month))
+        .chain(std::iter::once(first))
+        .filter(|m| m.end <= horizon)
+        .map(|m| m.start)
+        .min();
+    let window = now.plus(-(retain_domain::snapshot::WINDOW_DAYS + 1) * DAY);
+    Some(earliest_month.map_or(window, |m| window.min(m.plus(-4 * DAY))))
 }
 
 /// Writes the account's month rows that differ from the stored ones

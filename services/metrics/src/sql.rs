@@ -64,32 +64,46 @@ pub async fn account_sparse_signals<C: ConnectionTrait>(
 }
 
 /// The account's sessions and actions that occurred at or after `from`
-/// (µs), and its earliest session and earliest action before it (when the
-/// account was first seen, and whether it ever had a session).
+/// (µs), and, of those before it, the earliest session or action (when the
+/// account was first seen) and the earliest session (whether it ever had
+/// one). Each earliest is the first row of a scan of the account's
+/// history in time order: found at once where sessions are what the
+/// history is made of; an account with old actions and no session before
+/// `from` has its actions scanned.
 pub async fn account_dense_signals_since<C: ConnectionTrait>(
     db: &C,
     tenant: &str,
     account: &str,
     from: i64,
 ) -> Result<AccountRead, DbErr> {
-    let earliest = |kind: i16| {
+    let earliest = |name: &str, kinds: &str| {
         format!(
             "SELECT payload, ingested_at FROM (SELECT payload, ingested_at FROM signals \
-             WHERE tenant_id = $1 AND account_id = $2 AND occurred_at < $3 AND kind = {kind} \
-             ORDER BY occurred_at, event_id LIMIT 1) AS e{kind}"
+             WHERE tenant_id = $1 AND account_id = $2 AND occurred_at < $3 AND kind {kinds} \
+             ORDER BY occurred_at, event_id LIMIT 1) AS {name}"
         )
     };
-    read(
+    let mut read = read(
         db,
         &format!(
             "SELECT payload, ingested_at FROM signals WHERE tenant_id = $1 AND account_id = $2 \
              AND occurred_at >= $3 AND kind IN {DENSE_KINDS} UNION ALL {} UNION ALL {}",
-            earliest(11),
-            earliest(12)
+            earliest("first_dense", &format!("IN {DENSE_KINDS}")),
+            earliest("first_session", "= 11")
         ),
         vec![tenant.into(), account.into(), from.into()],
     )
-    .await
+    .await?;
+    // The earliest session may be the earliest of both (they come last).
+    // A copy would be harmless — both lie before every window and month
+    // the recompute counts in, and only their times are used — but the
+    // count of signals read says what was read once.
+    if let [.., a, b] = read.signals.as_slice()
+        && a.event_id == b.event_id
+    {
+        read.signals.pop();
+    }
+    Ok(read)
 }
 
 /// Runs a `SELECT payload, ingested_at …` of signals.
