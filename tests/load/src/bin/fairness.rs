@@ -505,10 +505,19 @@ async fn main() -> anyhow::Result<()> {
     let mut kinds: Vec<String> = ["streams", "fields", "flood", "rescore"]
         .map(String::from)
         .to_vec();
+    let mut abuser_apart = false;
+    let mut abuser_of: Option<(String, u64)> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => seconds = args.next().context("--seconds N")?.parse()?,
+            "--abuser-apart" => abuser_apart = true,
+            // The child `--abuser-apart` starts: A's abuse of URL for N s.
+            "--abuser-of" => {
+                let url = args.next().context("--abuser-of URL SECONDS")?;
+                let secs = args.next().context("--abuser-of URL SECONDS")?.parse()?;
+                abuser_of = Some((url, secs));
+            }
             "--tenant-rate" => tenant_rate = args.next().context("--tenant-rate N")?.parse()?,
             "--abuse" => {
                 kinds = args
@@ -520,8 +529,11 @@ async fn main() -> anyhow::Result<()> {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: retain-fairness [--seconds N] [--tenant-rate N] [--abuse streams,fields,flood,rescore]\n\n\
+                    "usage: retain-fairness [--seconds N] [--tenant-rate N] [--abuse streams,fields,flood,rescore]\n\
+                     \x20                      [--abuser-apart]\n\n\
                      --seconds N   each phase (default 20)\n\
+                     --abuser-apart  tenant A's client in a process of its own at the lowest CPU priority\n\
+                     \x20             (nice 19), standing in for a client on another machine\n\
                      --tenant-rate N  ingestion.tenant_signals_per_second of both tenants (default 2000;\n\
                      \x20             the burst is twice that, at least 5000)\n\
                      --abuse LIST  what tenant A does (default: all four)"
@@ -530,6 +542,19 @@ async fn main() -> anyhow::Result<()> {
             }
             other => bail!("unknown argument {other} (--help)"),
         }
+    }
+    if let Some((url, secs)) = abuser_of {
+        let ch = tonic::transport::Endpoint::from_shared(url)?
+            .connect()
+            .await?;
+        let stop = CancellationToken::new();
+        let abuser = tokio::spawn(abuse(ch, kinds, stop.clone()));
+        tokio::time::sleep(Duration::from_secs(secs)).await;
+        stop.cancel();
+        for (what, n) in abuser.await? {
+            println!("{n}\t{what}");
+        }
+        return Ok(());
     }
     let pg = BenchPostgres::start().map_err(anyhow::Error::msg)?;
     let url = pg
@@ -557,12 +582,42 @@ async fn main() -> anyhow::Result<()> {
     );
     let alone = measure_b(&ch, seconds).await;
     let stop = CancellationToken::new();
-    println!("  tenant A's abuse: {}", kinds.join(", "));
-    let abuser = tokio::spawn(abuse(ch.clone(), kinds, stop.clone()));
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let abused = measure_b(&ch, seconds).await;
-    stop.cancel();
-    let a_codes = abuser.await?;
+    println!(
+        "  tenant A's abuse: {}{}",
+        kinds.join(", "),
+        if abuser_apart {
+            " (its client a process of its own, nice 19)"
+        } else {
+            ""
+        }
+    );
+    let (abused, a_codes) = if abuser_apart {
+        let child = Command::new("nice")
+            .args(["-n", "19"])
+            .arg(std::env::current_exe()?)
+            .args(["--abuse", &kinds.join(","), "--abuser-of", &replica.url])
+            .arg((seconds + 3).to_string())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting tenant A's client")?;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let abused = measure_b(&ch, seconds).await;
+        let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
+        let codes = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (n, what) = l.split_once('\t')?;
+                Some((what.to_owned(), n.parse().ok()?))
+            })
+            .collect();
+        (abused, codes)
+    } else {
+        let abuser = tokio::spawn(abuse(ch.clone(), kinds, stop.clone()));
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let abused = measure_b(&ch, seconds).await;
+        stop.cancel();
+        (abused, abuser.await?)
+    };
 
     let mut p99 = [0.0; 2];
     for (i, (name, mut phase)) in [("alone", alone), ("while A abuses", abused)]
