@@ -24,6 +24,10 @@
 //!    pipeline takes in on the machine of docs/BENCHMARKS.md), and asks
 //!    `RescoreAll` 20 times a second.
 //!
+//! `--abuse` picks some of the four; `--abuser-apart` runs A's client as a
+//! process of its own at nice 19, standing in for a client on another
+//! machine.
+//!
 //! It prints B's p50 / p99 / max per phase, B's errors (the goal: none),
 //! the ratio of B's p99 under abuse to alone (the goal: at most 2), and
 //! what A was answered, by code. A line per figure, no assertion: the
