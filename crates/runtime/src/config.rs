@@ -831,7 +831,14 @@ mod tests {
         assert_eq!(
             s.unknown_keys(
                 &["ingestion", "metrics", "health", "notification"],
-                &["payment_failed_churn_days", "queues"]
+                &[
+                    "payment_failed_churn_days",
+                    "queues",
+                    "email_from",
+                    "email_reply_to",
+                    "email_quota_per_hour",
+                    "email_quota_per_day",
+                ]
             ),
             Vec::<String>::new()
         );

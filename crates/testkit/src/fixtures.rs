@@ -63,8 +63,16 @@ pub fn nps(score: i32) -> v1::signal::Body {
 
 /// A monthly subscription at `minor` cents of EUR (0: churned for price).
 pub fn subscription(minor: i64) -> v1::signal::Body {
+    subscription_in(minor, "EUR")
+}
+
+/// [`subscription`] in `currency` (`USD`: the built-in base currency).
+pub fn subscription_in(minor: i64, currency: &str) -> v1::signal::Body {
     v1::signal::Body::Subscription(v1::SubscriptionChange {
-        amount: eur(minor),
+        amount: Some(v1::Money {
+            amount_minor: minor,
+            currency: currency.into(),
+        }),
         interval: v1::BillingInterval::Monthly as i32,
         churn_reason: if minor == 0 {
             v1::ChurnReason::Price as i32

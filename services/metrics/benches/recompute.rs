@@ -44,16 +44,7 @@ async fn add_signals(db: &DatabaseConnection, account: &str, size: usize, now: i
             let when = now - 60 - (size - 1 - i) as i64 * DAY / PER_DAY;
             let id = format!("s-{i:08}");
             let body = match i {
-                0 => match retain_testkit::subscription(50_000) {
-                    // In the default base currency.
-                    v1::signal::Body::Subscription(mut sub) => {
-                        if let Some(m) = sub.amount.as_mut() {
-                            m.currency = "USD".into();
-                        }
-                        v1::signal::Body::Subscription(sub)
-                    }
-                    other => other,
-                },
+                0 => retain_testkit::subscription_in(50_000, "USD"),
                 i if i % 1_000 == 500 => v1::signal::Body::Survey(v1::SurveyAnswer {
                     kind: v1::SurveyKind::Nps as i32,
                     score: (i % 11) as i32,

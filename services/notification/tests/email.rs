@@ -80,18 +80,7 @@ fn yellow(account: &str, contact: &str) -> v1::HealthBandChanged {
 }
 
 async fn emails(app: &TestApp) -> Vec<v1::Notification> {
-    NotificationServiceClient::new(app.channel.clone())
-        .list_notifications(with_token(
-            READER,
-            v1::ListNotificationsRequest {
-                channel: v1::NotificationChannel::Email as i32,
-                ..Default::default()
-            },
-        ))
-        .await
-        .unwrap()
-        .into_inner()
-        .notifications
+    emails_of(app, READER).await
 }
 
 /// Waits until every email of the tenant is in `state`, and returns them.

@@ -156,7 +156,7 @@ fn account(prefix: &str, i: usize) -> Vec<v1::Signal> {
             signal(
                 &format!("{id}-sub"),
                 &id,
-                subscription_usd(10_000 + i as i64 * 100),
+                retain_testkit::subscription_in(10_000 + i as i64 * 100, "USD"),
             ),
             35 * 86_400,
         ),
@@ -185,19 +185,6 @@ fn account(prefix: &str, i: usize) -> Vec<v1::Signal> {
         7_200,
     ));
     out
-}
-
-/// A monthly subscription of `minor` cents (the default base currency).
-fn subscription_usd(minor: i64) -> v1::signal::Body {
-    match retain_testkit::subscription(minor) {
-        v1::signal::Body::Subscription(mut s) => {
-            if let Some(m) = s.amount.as_mut() {
-                m.currency = "USD".into();
-            }
-            v1::signal::Body::Subscription(s)
-        }
-        other => other,
-    }
 }
 
 async fn seed(channel: &Channel, token: &str, prefix: &str) -> anyhow::Result<()> {
