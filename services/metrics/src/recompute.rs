@@ -162,31 +162,21 @@ impl Recompute {
         changed_from: Option<retain_domain::Timestamp>,
         reading: Reading,
     ) -> Result<Computed, Error> {
-        let settings = self.tenants.of(tenant);
+        let settings = self.tenants.of(tenant).clone();
         let now = self.clock.now();
-        let parse = |wire: &v1::Signal| {
-            let parsed = convert::stored_signal(
-                wire,
-                settings.base_currency,
-                &settings.onboarding_checklist,
-            );
-            if let Err(v) = &parsed {
-                tracing::warn!(%tenant, %account, event_id = %wire.event_id, violations = %v, "stored signal skipped");
-            }
-            parsed.ok()
-        };
         let window = changed_from.filter(|_| reading == Reading::Changed);
-        let (read, signals) = match window {
-            None => {
-                let read = sql::account_signals(&self.db, tenant, account).await?;
-                let signals: Vec<signal::Signal> = read.signals.iter().filter_map(parse).collect();
-                (read, signals)
-            }
+        // The reads (async), then the decoding and the computation off the
+        // async workers, which keep answering calls meanwhile.
+        let read = match window {
+            None => sql::account_signals(&self.db, tenant, account).await?,
             Some(from) => {
                 let mut read = sql::account_sparse_signals(&self.db, tenant, account).await?;
-                let mut signals: Vec<signal::Signal> =
-                    read.signals.iter().filter_map(parse).collect();
-                match crate::rollups::dense_read_from(&signals, from, now) {
+                let sparse: Vec<signal::Signal> = read
+                    .signals
+                    .iter()
+                    .filter_map(|w| parse(w, &settings, (tenant, account)))
+                    .collect();
+                match crate::rollups::dense_read_from(&sparse, from, now) {
                     Some(dense_from) => {
                         let dense = sql::account_dense_signals_since(
                             &self.db,
@@ -195,32 +185,47 @@ impl Recompute {
                             dense_from.micros(),
                         )
                         .await?;
-                        signals.extend(dense.signals.iter().filter_map(parse));
                         read.extend(dense);
+                        read
                     }
-                    None => {
-                        read = sql::account_signals(&self.db, tenant, account).await?;
-                        signals = read.signals.iter().filter_map(parse).collect();
-                    }
+                    None => sql::account_signals(&self.db, tenant, account).await?,
                 }
-                (read, signals)
             }
         };
-        // As of now — or of the account's latest signal when a client's
-        // clock is a little ahead (ingestion accepts up to
-        // max_future_seconds), so an accepted signal is never left out.
-        let latest = signals.iter().map(|s| s.occurred_at).max();
-        let as_of = latest.map_or(now, |l| if l >= now { l.plus_micros(1) } else { now });
-        let snapshot = account_snapshot(&signals, as_of, &settings.onboarding_checklist);
-        let rollups =
-            crate::rollups::account_rollups(&signals, settings, snapshot.as_of, changed_from)
-                .map_err(|e| Error::Internal(format!("monthly contributions of {account}: {e}")))?;
+        let (tenant_id, account_id) = (tenant.to_owned(), account.to_owned());
+        let (snapshot, rollups, (signals_read, read_version)) =
+            tokio::task::spawn_blocking(move || {
+                let signals: Vec<signal::Signal> = read
+                    .signals
+                    .iter()
+                    .filter_map(|w| parse(w, &settings, (&tenant_id, &account_id)))
+                    .collect();
+                // As of now — or of the account's latest signal when a
+                // client's clock is a little ahead (ingestion accepts up to
+                // max_future_seconds), so an accepted signal is never left out.
+                let latest = signals.iter().map(|s| s.occurred_at).max();
+                let as_of = latest.map_or(now, |l| if l >= now { l.plus_micros(1) } else { now });
+                let snapshot = account_snapshot(&signals, as_of, &settings.onboarding_checklist);
+                let rollups = crate::rollups::account_rollups(
+                    &signals,
+                    &settings,
+                    snapshot.as_of,
+                    changed_from,
+                )
+                .map_err(|e| {
+                    Error::Internal(format!("monthly contributions of {account_id}: {e}"))
+                })?;
+                let read_count = i64::try_from(read.signals.len()).unwrap_or(i64::MAX);
+                Ok::<_, Error>((snapshot, rollups, (read_count, read.read_version)))
+            })
+            .await
+            .map_err(|e| Error::Internal(format!("recompute: {e}")))??;
         Ok(Computed {
             tenant: tenant.to_owned(),
             account: account.to_owned(),
             mode,
-            signals_read: i64::try_from(read.signals.len()).unwrap_or(i64::MAX),
-            read_version: read.read_version,
+            signals_read,
+            read_version,
             snapshot,
             rollups,
             now,
@@ -360,4 +365,19 @@ pub enum Reading {
     Changed,
     /// The whole history.
     All,
+}
+
+/// A stored signal under the tenant's rules, or `None` (logged) for one
+/// that no longer passes them.
+fn parse(
+    wire: &v1::Signal,
+    settings: &crate::settings::Tenant,
+    (tenant, account): (&str, &str),
+) -> Option<signal::Signal> {
+    let parsed =
+        convert::stored_signal(wire, settings.base_currency, &settings.onboarding_checklist);
+    if let Err(v) = &parsed {
+        tracing::warn!(%tenant, %account, event_id = %wire.event_id, violations = %v, "stored signal skipped");
+    }
+    parsed.ok()
 }
