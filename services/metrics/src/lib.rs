@@ -15,6 +15,7 @@
 //! (`portfolio::tallies`): its memory is bounded by a page, and at most
 //! [`HEAVY_QUERIES`] run at once per replica, counted before they read.
 
+mod heavy;
 mod kpis;
 mod portfolio;
 mod recompute;
@@ -171,7 +172,7 @@ impl MetricsService for Metrics {
             }
         }
         if !rest.is_empty() {
-            let _permit = self.heavy().await?;
+            let _permit = self.heavy(tenant).await?;
             let periods: Vec<retain_domain::Period> = rest.iter().map(|(_, b)| *b).collect();
             let filter = req.filter.as_ref();
             let tallies = portfolio::tallies(
@@ -180,7 +181,7 @@ impl MetricsService for Metrics {
                 settings,
                 filter,
                 (&periods, now),
-                self.page_accounts,
+                self.page,
             )
             .await?;
             for ((i, bucket), tally) in rest.into_iter().zip(tallies) {
@@ -240,8 +241,8 @@ impl Metrics {
         {
             return Ok(tally);
         }
-        let _permit = self.heavy().await?;
-        let page = self.page_accounts;
+        let _permit = self.heavy(tenant).await?;
+        let page = self.page;
         Ok(
             portfolio::tallies(&self.db, tenant, settings, filter, (&[period], now), page)
                 .await?
@@ -249,33 +250,30 @@ impl Metrics {
         )
     }
 
-    /// A place among the [`HEAVY_QUERIES`] KPI computations from signals a
-    /// replica runs at once, taken before any of the work starts (reading
-    /// included) and held until the answer is built; further calls wait.
-    async fn heavy(&self) -> Result<tokio::sync::SemaphorePermit<'_>, Error> {
-        self.heavy
-            .acquire()
-            .await
-            .map_err(|_| Error::Unavailable("the server is shutting down".into()))
+    /// A place among the heavy queries the replica runs at once
+    /// ([`heavy::HeavyLimit`]), taken before any of the work starts
+    /// (reading included) and held until the answer is built.
+    async fn heavy(&self, tenant: &str) -> Result<heavy::HeavyPermit, Error> {
+        self.heavy.acquire(tenant).await
     }
 }
 
-/// KPI computations one replica runs at once; further calls wait.
-pub const HEAVY_QUERIES: usize = 2;
+pub use heavy::{HEAVY_QUERIES, HEAVY_QUERIES_PER_TENANT};
+pub use portfolio::Page;
 
 /// `GetPortfolioMetrics` of `period` computed from the tenant's signals at
 /// query time, never from the monthly rollups: what the service does for a
 /// period the rollups do not cover, and the baseline `retain-dataload`
-/// measures the rollups against; `page_accounts` accounts' signals read at
-/// once (`metrics.query_page_accounts`).
+/// measures the rollups against; a `page` of accounts' signals read at
+/// once ([`Page`]).
 pub async fn portfolio_from_signals(
     db: &DatabaseConnection,
     settings: &crate::settings::Tenant,
     tenant: &str,
     (period, now): (retain_domain::Period, retain_domain::Timestamp),
-    page_accounts: u64,
+    page: Page,
 ) -> Result<v1::GetPortfolioMetricsResponse, Error> {
-    let tally = portfolio::tallies(db, tenant, settings, None, (&[period], now), page_accounts)
+    let tally = portfolio::tallies(db, tenant, settings, None, (&[period], now), page)
         .await?
         .remove(0);
     kpis::portfolio(&tally, &kpis::basis(period, now, settings), false)
@@ -302,8 +300,8 @@ pub struct Metrics {
     db: DatabaseConnection,
     tenants: Arc<Tenants>,
     clock: Clock,
-    heavy: Arc<tokio::sync::Semaphore>,
-    page_accounts: u64,
+    heavy: Arc<heavy::HeavyLimit>,
+    page: Page,
 }
 
 impl Service for Metrics {
@@ -314,6 +312,7 @@ impl Service for Metrics {
 
     fn build(ctx: &Context, own: MetricsSettings) -> anyhow::Result<Services> {
         let tenants = Arc::new(settings::tenants(&ctx.tenants)?);
+        let page = Page::of(&own);
         let recompute = Recompute {
             db: ctx.db.clone(),
             tenants: tenants.clone(),
@@ -352,8 +351,11 @@ impl Service for Metrics {
             db: ctx.db.clone(),
             tenants,
             clock: ctx.clock.clone(),
-            heavy: Arc::new(tokio::sync::Semaphore::new(HEAVY_QUERIES)),
-            page_accounts: own.query_page_accounts,
+            heavy: Arc::new(heavy::HeavyLimit::new(
+                HEAVY_QUERIES,
+                HEAVY_QUERIES_PER_TENANT,
+            )),
+            page,
         };
         Ok(Services::new()
             .with(MetricsServiceServer::new(metrics))

@@ -120,14 +120,40 @@ pub async fn segments(
     Ok(out)
 }
 
+/// How much of a tenant's signals a KPI query from signals reads and folds
+/// at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Page {
+    /// Most accounts.
+    pub accounts: u64,
+    /// Most signals (a page holds at least one account, however large).
+    pub signals: u64,
+}
+
+impl Page {
+    /// Every account in one page: what a query did before it paged.
+    pub const WHOLE: Page = Page {
+        accounts: u64::MAX,
+        signals: u64::MAX,
+    };
+
+    /// The page of the settings.
+    pub fn of(s: &crate::MetricsSettings) -> Self {
+        Self {
+            accounts: s.query_page_accounts,
+            signals: s.query_page_signals,
+        }
+    }
+}
+
 /// The tally of each of `periods` (as of `now` where it has not ended)
 /// over the accounts `filter` selects, summed at query time from their
 /// stored signals with the same function the monthly rollups use.
 ///
-/// The signals are read `page_accounts` accounts at a time (the setting
-/// `metrics.query_page_accounts`): a call holds one page of accounts'
-/// signals in memory (at least the largest account's), never the tenant's
-/// whole history;
+/// The signals are read a [`Page`] at a time (the settings
+/// `metrics.query_page_accounts` and `query_page_signals`): a call holds
+/// one page of accounts' signals in memory (at least the largest
+/// account's), never the tenant's whole history;
 /// each page is decoded and folded into every period's tally off the async
 /// workers, then dropped. The caller holds the heavy-query permit for the
 /// whole fold; when it goes away (its future is dropped), the fold stops
@@ -138,7 +164,7 @@ pub async fn tallies(
     settings: &Tenant,
     filter: Option<&v1::AccountFilter>,
     (periods, now): (&[Period], Timestamp),
-    page_accounts: u64,
+    page: Page,
 ) -> Result<Vec<Tally>, Error> {
     let selection = Arc::new(selected(db, tenant, filter).await?);
     let segments = Arc::new(segments(db, tenant).await?);
@@ -146,7 +172,7 @@ pub async fn tallies(
     let mut tallies: Vec<Tally> = periods.iter().map(|_| Tally::default()).collect();
     let mut after = String::new();
     loop {
-        let page = sql::signal_page(db, tenant, &after, page_accounts).await?;
+        let page = sql::signal_page(db, tenant, &after, (page.accounts, page.signals)).await?;
         let Some((last, _)) = page.last() else { break };
         after = last.clone();
         let (selection, segments) = (selection.clone(), segments.clone());

@@ -19,9 +19,13 @@ pub struct MetricsSettings {
     /// they changed since).
     pub cells_rebuild_interval_ms: u64,
     /// Accounts whose signals a KPI query the monthly cells cannot answer
-    /// reads and folds at once (1–100,000): what bounds one heavy query's
-    /// memory, with the largest account's history.
+    /// reads and folds at once (1–100,000).
     pub query_page_accounts: u64,
+    /// Most signals such a page holds (1–10,000,000): a page ends at the
+    /// account that would take it past this (it holds at least one
+    /// account, however large). With `query_page_accounts`, what bounds
+    /// one heavy query's memory.
+    pub query_page_signals: u64,
 }
 
 impl Default for MetricsSettings {
@@ -31,6 +35,7 @@ impl Default for MetricsSettings {
             refresh_interval_seconds: 300,
             cells_rebuild_interval_ms: 1_000,
             query_page_accounts: 500,
+            query_page_signals: 100_000,
         }
     }
 }
@@ -56,6 +61,12 @@ impl Section for MetricsSettings {
             return Err(ConfigError::invalid(
                 "metrics.query_page_accounts",
                 "must be 1 to 100000",
+            ));
+        }
+        if !(1..=10_000_000).contains(&self.query_page_signals) {
+            return Err(ConfigError::invalid(
+                "metrics.query_page_signals",
+                "must be 1 to 10000000",
             ));
         }
         Ok(())

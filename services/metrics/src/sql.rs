@@ -483,36 +483,46 @@ pub async fn portfolio_signals(
     )
 }
 
-/// The next `limit` accounts of `tenant` that have signals, after `after`
-/// in account order, with every signal of each: (account, payload), in
-/// account order. The portfolio's own signals (costs, account `*`) are
-/// not among them: they are read apart. Empty past the last account. Both statements walk the
-/// primary key (`tenant_id, account_id, …`).
+/// The next accounts of `tenant` that have signals, after `after` in
+/// account order — at most `accounts` of them, and no more than fit in
+/// `signals` signals (at least one account, however large) — with every
+/// signal of each: (account, payload), in account order. The portfolio's
+/// own signals (costs, account `*`) are not among them: they are read
+/// apart. Empty past the last account. Both statements walk the primary
+/// key (`tenant_id, account_id, …`); the first counts the candidates'
+/// signals without reading them.
 pub async fn signal_page(
     db: &DatabaseConnection,
     tenant: &str,
     after: &str,
-    limit: u64,
+    (accounts, signals): (u64, u64),
 ) -> Result<Vec<(String, Vec<u8>)>, DbErr> {
     let backend = db.get_database_backend();
-    let last = db
-        .query_one_raw(Statement::from_sql_and_values(
+    let counts = db
+        .query_all_raw(Statement::from_sql_and_values(
             backend,
-            "SELECT MAX(account_id) FROM (SELECT DISTINCT account_id FROM signals \
+            "SELECT account_id, COUNT(*) FROM signals \
              WHERE tenant_id = $1 AND account_id > $2 AND account_id <> '*' \
-             ORDER BY account_id LIMIT $3) page",
+             GROUP BY account_id ORDER BY account_id LIMIT $3",
             [
                 tenant.into(),
                 after.into(),
-                i64::try_from(limit).unwrap_or(i64::MAX).into(),
+                i64::try_from(accounts).unwrap_or(i64::MAX).into(),
             ],
         ))
         .await?;
-    let Some(last) = last
-        .map(|r| r.try_get_by_index::<Option<String>>(0))
-        .transpose()?
-        .flatten()
-    else {
+    let mut last: Option<String> = None;
+    let mut taken: u64 = 0;
+    for row in counts {
+        let account: String = row.try_get_by_index(0)?;
+        let n = u64::try_from(row.try_get_by_index::<i64>(1)?).unwrap_or(0);
+        if last.is_some() && taken.saturating_add(n) > signals {
+            break;
+        }
+        taken = taken.saturating_add(n);
+        last = Some(account);
+    }
+    let Some(last) = last else {
         return Ok(Vec::new());
     };
     let rows = db

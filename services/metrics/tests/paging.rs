@@ -1,7 +1,7 @@
 //! A KPI query the monthly cells cannot answer reads the signals a page of
-//! accounts at a time (`metrics.query_page_accounts`): whatever the page
-//! size, every period shape and every RPC gives the answer of reading all
-//! accounts at once. On SQLite and PostgreSQL, over real gRPC.
+//! accounts at a time (`metrics.query_page_accounts`, and no more than
+//! `query_page_signals` signals): whatever the page size, every period
+//! shape and every RPC gives the answer of reading all accounts at once. On SQLite and PostgreSQL, over real gRPC.
 
 #![allow(clippy::unwrap_used)] // Tests fail loudly on any unexpected error.
 
@@ -71,7 +71,7 @@ retain_testkit::storage_test!(async fn any_page_size_gives_the_answer_of_one_pag
             acme,
             "acme",
             (p, Timestamp::from_seconds(now())),
-            100_000,
+            retain_metrics::Page::WHOLE,
         )
         .await
         .unwrap();
@@ -111,6 +111,17 @@ retain_testkit::storage_test!(async fn any_page_size_gives_the_answer_of_one_pag
     let other = serve_in_process(&ctx, Metrics::build(&ctx, one_page).unwrap(), std::time::Duration::from_secs(5)).await;
     let mut whole_client = MetricsServiceClient::new(other.channel.clone());
     assert_eq!(series(&mut whole_client).await, paged_series);
+    // A third, whose pages end by signals (a few accounts' worth each).
+    let by_signals = MetricsSettings {
+        query_page_accounts: 100_000,
+        query_page_signals: 250,
+        ..MetricsSettings::default()
+    };
+    let third = serve_in_process(&ctx, Metrics::build(&ctx, by_signals).unwrap(), std::time::Duration::from_secs(5)).await;
+    let mut third_client = MetricsServiceClient::new(third.channel.clone());
+    assert_eq!(series(&mut third_client).await, paged_series);
+    third.shutdown.cancel();
+    third.server.await.unwrap().unwrap();
     let bridge = |p: Period| v1::GetMrrBridgeRequest { period: wire(p), filter: None };
     let ninety = Period::new(today.plus_micros(-90 * DAY * 1_000_000), today).unwrap();
     assert_eq!(

@@ -352,11 +352,20 @@ async fn main() -> anyhow::Result<()> {
     // in pages of accounts as the service does, and — for memory — in one
     // page of every account (what a query did before it paged).
     let tenant_settings = retain_metrics::tenants(&ctx.tenants)?.of(TENANT).clone();
-    let paged = MetricsSettings::default().query_page_accounts;
+    let paged = retain_metrics::Page::of(&MetricsSettings::default());
     let mut medians = Vec::new();
     for (label, page) in [
-        (format!("pages of {paged} accounts"), paged),
-        ("one page of every account".to_owned(), 1_000_000),
+        (
+            format!(
+                "pages of {} accounts / {} signals",
+                paged.accounts, paged.signals
+            ),
+            paged,
+        ),
+        (
+            "one page of every account".to_owned(),
+            retain_metrics::Page::WHOLE,
+        ),
     ] {
         reset_peak_rss();
         let rss_from = rss_mib("VmRSS:");

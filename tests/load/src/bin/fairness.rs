@@ -189,6 +189,57 @@ fn account(prefix: &str, i: usize) -> Vec<v1::Signal> {
     out
 }
 
+/// Waits until `replica` serves, or fails with its log.
+async fn serving(replica: &Replica, dir: &std::path::Path) -> anyhow::Result<()> {
+    if let Err(e) = wait_serving(&replica.url).await {
+        let log = std::fs::read_to_string(dir.join("retain.log")).unwrap_or_default();
+        bail!("{e}; its log:\n{log}");
+    }
+    Ok(())
+}
+
+/// `n` more sessions of tenant A over its 200 accounts and the 60 days
+/// before now, as a backfill in batches of 5,000, 4 at once.
+async fn load_a(ch: &Channel, n: usize) -> anyhow::Result<()> {
+    let batches: Vec<usize> = (0..n.div_ceil(5_000)).collect();
+    for wave in batches.chunks(4) {
+        let mut calls = Vec::new();
+        for &b in wave {
+            let mut client =
+                IngestionServiceClient::new(ch.clone()).max_encoding_message_size(64 << 20);
+            let signals: Vec<v1::Signal> = (b * 5_000..((b + 1) * 5_000).min(n))
+                .map(|i| v1::Signal {
+                    occurred_at: ts(now() - 3_600 - (i as i64 * 7) % (60 * 86_400)),
+                    ..signal(
+                        &format!("a-load-{i}"),
+                        &format!("a-{}", i % 200),
+                        retain_testkit::session(&format!("u{}", i % 50), 300),
+                    )
+                })
+                .collect();
+            calls.push(tokio::spawn(async move {
+                client
+                    .ingest_signals(with_token(
+                        A,
+                        v1::IngestSignalsRequest {
+                            signals,
+                            mode: v1::IngestMode::Backfill as i32,
+                            ..Default::default()
+                        },
+                    ))
+                    .await
+            }));
+        }
+        for call in calls {
+            let r = call.await?.context("loading tenant A")?.into_inner();
+            if r.rejected > 0 {
+                bail!("loading tenant A: {} rejected", r.rejected);
+            }
+        }
+    }
+    Ok(())
+}
+
 async fn seed(channel: &Channel, token: &str, prefix: &str) -> anyhow::Result<()> {
     let mut client = IngestionServiceClient::new(channel.clone());
     for chunk in (0..200).collect::<Vec<_>>().chunks(50) {
@@ -317,6 +368,38 @@ struct Phase {
     latencies: Vec<Duration>,
     by_rpc: BTreeMap<&'static str, Vec<Duration>>,
     errors: BTreeMap<String, usize>,
+}
+
+/// The resident memory of process `pid`, MiB.
+fn rss_mib(pid: u32) -> f64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// [`measure_b`], sampling the replica's resident memory every 100 ms:
+/// the phase and its peak, MiB.
+async fn measure_b_and_rss(ch: &Channel, seconds: u64, pid: u32) -> (Phase, f64) {
+    let stop = CancellationToken::new();
+    let sampler = tokio::spawn({
+        let stop = stop.clone();
+        async move {
+            let mut peak: f64 = 0.0;
+            while !stop.is_cancelled() {
+                peak = peak.max(rss_mib(pid));
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            peak
+        }
+    });
+    let phase = measure_b(ch, seconds).await;
+    stop.cancel();
+    (phase, sampler.await.unwrap_or(0.0))
 }
 
 async fn measure_b(ch: &Channel, seconds: u64) -> Phase {
@@ -474,6 +557,20 @@ async fn abuse(
             }
         }));
     }
+    // Heavy queries: 20 calls of the current month's portfolio KPIs at
+    // once, again and again (each read from A's signals at query time).
+    for _ in 0..if on("heavy") { 20 } else { 0 } {
+        let (ch, stop, codes) = (ch.clone(), stop.clone(), codes.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut metrics = MetricsServiceClient::new(ch);
+            while !stop.is_cancelled() {
+                let r = metrics
+                    .get_portfolio_metrics(with_token(A, v1::GetPortfolioMetricsRequest::default()))
+                    .await;
+                count(&codes, "GetPortfolioMetrics (20 at once)", r.map(|_| ()));
+            }
+        }));
+    }
     // Rescoring asked again and again.
     if on("rescore") {
         let (ch, stop, codes) = (ch.clone(), stop.clone(), codes.clone());
@@ -503,12 +600,14 @@ async fn main() -> anyhow::Result<()> {
         .map(String::from)
         .to_vec();
     let mut abuser_apart = false;
+    let mut a_signals: usize = 0;
     let mut abuser_of: Option<(String, u64)> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--seconds" => seconds = args.next().context("--seconds N")?.parse()?,
             "--abuser-apart" => abuser_apart = true,
+            "--a-signals" => a_signals = args.next().context("--a-signals N")?.parse()?,
             // The child `--abuser-apart` starts: A's abuse of URL for N s.
             "--abuser-of" => {
                 let url = args.next().context("--abuser-of URL SECONDS")?;
@@ -526,9 +625,11 @@ async fn main() -> anyhow::Result<()> {
             }
             "--help" | "-h" => {
                 println!(
-                    "usage: retain-fairness [--seconds N] [--tenant-rate N] [--abuse streams,fields,flood,rescore]\n\
-                     \x20                      [--abuser-apart]\n\n\
+                    "usage: retain-fairness [--seconds N] [--tenant-rate N] [--abuse streams,fields,flood,rescore,heavy]\n\
+                     \x20                      [--a-signals N] [--abuser-apart]\n\n\
                      --seconds N   each phase (default 20)\n\
+                     --a-signals N  N more sessions of tenant A's, loaded before (the replica started\n\
+                     \x20             without a rate limit for them, then again with it)\n\
                      --abuser-apart  tenant A's client in a process of its own at the lowest CPU priority\n\
                      \x20             (nice 19), standing in for a client on another machine\n\
                      --tenant-rate N  ingestion.tenant_signals_per_second of both tenants (default 2000;\n\
@@ -560,11 +661,21 @@ async fn main() -> anyhow::Result<()> {
         .map_err(anyhow::Error::msg)?;
     let dir: PathBuf = std::env::temp_dir().join(format!("retain-fairness-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
-    let replica = start(&url, &dir, tenant_rate)?;
-    if let Err(e) = wait_serving(&replica.url).await {
-        let log = std::fs::read_to_string(dir.join("retain.log")).unwrap_or_default();
-        bail!("{e}; its log:\n{log}");
+    if a_signals > 0 {
+        let loader = start(&url, &dir, 0)?;
+        serving(&loader, &dir).await?;
+        let ch = tonic::transport::Endpoint::from_shared(loader.url.clone())?
+            .connect()
+            .await?;
+        let started = Instant::now();
+        load_a(&ch, a_signals).await?;
+        println!(
+            "loaded {a_signals} more sessions of tenant A in {:.1} s",
+            started.elapsed().as_secs_f64()
+        );
     }
+    let replica = start(&url, &dir, tenant_rate)?;
+    serving(&replica, &dir).await?;
     let ch = tonic::transport::Endpoint::from_shared(replica.url.clone())?
         .connect()
         .await?;
@@ -577,7 +688,8 @@ async fn main() -> anyhow::Result<()> {
         "tenant B's steady mix, {seconds} s per phase, one replica (retain serve, PostgreSQL), \
          each tenant's ingestion limited to {tenant_rate} signals/s"
     );
-    let alone = measure_b(&ch, seconds).await;
+    let pid = replica.child.id();
+    let (alone, rss_alone) = measure_b_and_rss(&ch, seconds, pid).await;
     let stop = CancellationToken::new();
     println!(
         "  tenant A's abuse: {}{}",
@@ -598,7 +710,7 @@ async fn main() -> anyhow::Result<()> {
             .spawn()
             .context("starting tenant A's client")?;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let abused = measure_b(&ch, seconds).await;
+        let abused = measure_b_and_rss(&ch, seconds, pid).await;
         let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
         let codes = String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -611,10 +723,12 @@ async fn main() -> anyhow::Result<()> {
     } else {
         let abuser = tokio::spawn(abuse(ch.clone(), kinds, stop.clone()));
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let abused = measure_b(&ch, seconds).await;
+        let abused = measure_b_and_rss(&ch, seconds, pid).await;
         stop.cancel();
         (abused, abuser.await?)
     };
+    let (abused, rss_abused) = abused;
+    let rss = [rss_alone, rss_abused];
 
     let mut p99 = [0.0; 2];
     for (i, (name, mut phase)) in [("alone", alone), ("while A abuses", abused)]
@@ -624,12 +738,14 @@ async fn main() -> anyhow::Result<()> {
         phase.latencies.sort();
         p99[i] = pct(&phase.latencies, 0.99);
         println!(
-            "  B {name:>15}: {} calls, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, errors {}",
+            "  B {name:>15}: {} calls, p50 {:.1} ms, p99 {:.1} ms, max {:.1} ms, errors {}; \
+             the replica's peak RSS {:.0} MiB",
             phase.latencies.len(),
             pct(&phase.latencies, 0.50),
             p99[i],
             pct(&phase.latencies, 1.0),
-            phase.errors.values().sum::<usize>()
+            phase.errors.values().sum::<usize>(),
+            rss[i]
         );
         for (e, n) in &phase.errors {
             println!("      {n} x {e}");
