@@ -26,9 +26,13 @@
 //!    pipeline takes in on the machine of docs/BENCHMARKS.md), and asks
 //!    `RescoreAll` 20 times a second.
 //!
-//! `--abuse` picks some of the four; `--abuser-apart` runs A's client as a
-//! process of its own at nice 19, standing in for a client on another
-//! machine.
+//! `--abuse` picks some of the four, or `heavy`: 20 current-month
+//! `GetPortfolioMetrics` calls of A's in flight at once, each computed
+//! from its signals at query time (with `--a-signals N`, N more sessions
+//! of A's loaded first, through a replica without a rate limit, then the
+//! replica started again with it); the replica's peak RSS is sampled in
+//! each phase. `--abuser-apart` runs A's client as a process of its own at
+//! nice 19, standing in for a client on another machine.
 //!
 //! It prints B's p50 / p99 / max per phase, B's errors (the goal: none),
 //! the ratio of B's p99 under abuse to alone (the goal: at most 2), and
