@@ -148,13 +148,7 @@ retain_testkit::storage_test!(async fn band_changes_are_announced_once_and_only_
 // model scores its accounts, old scores keep their version.
 retain_testkit::storage_test!(async fn models_are_versioned_checked_and_applied(db) {
     let app = spawn(db).await;
-    let builtin = client(&app)
-        .get_scoring_model(with_token(READER, v1::GetScoringModelRequest::default()))
-        .await
-        .unwrap()
-        .into_inner()
-        .model
-        .unwrap();
+    let builtin = tenant_model(&app).await;
     assert_eq!(builtin.version, 0);
     assert_eq!(builtin.dimensions.len(), 4);
 
@@ -478,13 +472,7 @@ retain_testkit::storage_test!(async fn two_consumers_score_what_one_does(db) {
 
 retain_testkit::storage_test!(async fn concurrent_model_puts_take_consecutive_versions(db) {
     let app = spawn(db).await;
-    let builtin = client(&app)
-        .get_scoring_model(with_token(READER, v1::GetScoringModelRequest::default()))
-        .await
-        .unwrap()
-        .into_inner()
-        .model
-        .unwrap();
+    let builtin = tenant_model(&app).await;
     // Eight admins at once, two segments: each put is the tenant's next
     // version, none lost and none twice.
     let puts = (0..8).map(|i| {

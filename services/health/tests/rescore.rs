@@ -62,13 +62,7 @@ retain_testkit::storage_test!(async fn a_model_change_previews_rescores_and_stre
         .unwrap()
         .into_inner();
 
-    let builtin = client(&app)
-        .get_scoring_model(with_token(READER, v1::GetScoringModelRequest::default()))
-        .await
-        .unwrap()
-        .into_inner()
-        .model
-        .unwrap();
+    let builtin = tenant_model(&app).await;
     let draft = support_first(&builtin);
 
     // The preview: four accounts would go Yellow → Red; nothing stored.
@@ -251,13 +245,7 @@ retain_testkit::storage_test!(async fn a_rescoring_over_many_pages_rescores_each
         // Seeded as history: only the rescoring's changes are announced.
         scorer.score_batch("acme", chunk, v1::IngestMode::Backfill).await.unwrap();
     }
-    let builtin = client(&app)
-        .get_scoring_model(with_token(READER, v1::GetScoringModelRequest::default()))
-        .await
-        .unwrap()
-        .into_inner()
-        .model
-        .unwrap();
+    let builtin = tenant_model(&app).await;
     let draft = support_first(&builtin);
     // The domain's answer, account by account: the band each would end in.
     let (old, new) = (

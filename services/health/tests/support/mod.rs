@@ -29,6 +29,17 @@ pub fn client(app: &TestApp) -> HealthServiceClient<tonic::transport::Channel> {
     HealthServiceClient::new(app.channel.clone())
 }
 
+/// The model in force for the whole tenant (the built-in one until a put).
+pub async fn tenant_model(app: &TestApp) -> v1::ScoringModel {
+    client(app)
+        .get_scoring_model(with_token(READER, v1::GetScoringModelRequest::default()))
+        .await
+        .unwrap()
+        .into_inner()
+        .model
+        .unwrap()
+}
+
 /// A signal `seconds` ago.
 pub fn ago(id: &str, account: &str, seconds: i64, body: Body) -> v1::Signal {
     v1::Signal {
