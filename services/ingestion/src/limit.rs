@@ -40,10 +40,14 @@ impl TenantLimiter {
     /// Takes `n` tokens for `tenant`, or says how long until they exist.
     /// Nothing is taken on refusal.
     pub fn try_take(&self, tenant: &str, n: usize) -> Result<(), Duration> {
+        self.try_take_at(tenant, n, Instant::now())
+    }
+
+    /// [`TenantLimiter::try_take`] at `now`.
+    fn try_take_at(&self, tenant: &str, n: usize, now: Instant) -> Result<(), Duration> {
         if self.rate <= 0.0 {
             return Ok(());
         }
-        let now = Instant::now();
         let n = n as f64;
         let mut buckets = self
             .buckets
@@ -73,6 +77,11 @@ impl TenantLimiter {
     /// is even read, so a tenant that ignores the wait costs the replica
     /// next to nothing.
     pub fn refusing(&self, tenant: &str) -> Option<Duration> {
+        self.refusing_at(tenant, Instant::now())
+    }
+
+    /// [`TenantLimiter::refusing`] at `now`.
+    fn refusing_at(&self, tenant: &str, now: Instant) -> Option<Duration> {
         if self.rate <= 0.0 {
             return None;
         }
@@ -81,9 +90,7 @@ impl TenantLimiter {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         let until = buckets.get(tenant)?.refused_until?;
-        until
-            .checked_duration_since(Instant::now())
-            .filter(|d| !d.is_zero())
+        until.checked_duration_since(now).filter(|d| !d.is_zero())
     }
 }
 
@@ -107,15 +114,21 @@ mod tests {
     #[test]
     fn a_refused_tenant_is_refused_unread_until_its_wait_ends() {
         let l = TenantLimiter::new(1_000, 2_000);
-        assert_eq!(l.refusing("acme"), None);
-        assert!(l.try_take("acme", 2_000).is_ok());
-        assert_eq!(l.refusing("acme"), None, "taking is not refusing");
-        let wait = l.try_take("acme", 1_000).expect_err("bucket is empty");
-        let left = l.refusing("acme").expect("told to wait");
-        assert!(left <= wait && left > wait / 2, "{left:?} of {wait:?}");
-        assert_eq!(l.refusing("globex"), None, "another tenant is not");
-        std::thread::sleep(wait);
-        assert_eq!(l.refusing("acme"), None, "the wait is over");
+        let t0 = Instant::now();
+        assert_eq!(l.refusing_at("acme", t0), None);
+        assert!(l.try_take_at("acme", 2_000, t0).is_ok());
+        assert_eq!(l.refusing_at("acme", t0), None, "taking is not refusing");
+        let wait = l
+            .try_take_at("acme", 1_000, t0)
+            .expect_err("bucket is empty");
+        assert_eq!(wait, Duration::from_secs(1), "1,000 signals at 1,000/s");
+        let half = t0 + wait / 2;
+        assert_eq!(l.refusing_at("acme", half), Some(wait / 2), "told to wait");
+        assert_eq!(l.refusing_at("globex", half), None, "another tenant is not");
+        assert_eq!(l.refusing_at("acme", t0 + wait), None, "the wait is over");
+        // Once over, the tokens are there: taken, and not refusing.
+        assert!(l.try_take_at("acme", 1_000, t0 + wait).is_ok());
+        assert_eq!(l.refusing_at("acme", t0 + wait), None);
         assert_eq!(TenantLimiter::new(0, 0).refusing("acme"), None);
     }
 
