@@ -174,8 +174,26 @@ async fn feed(addr: String, fed: Arc<Mutex<Fed>>, stop: CancellationToken) {
     }
 }
 
-/// Lets the feed run for `d`.
-async fn run_for(d: Duration) {
+/// Waits until the feed has had `more` further batches answered: work
+/// goes on between faults, and a stopped service misses some.
+async fn feed_on(fed: &Arc<Mutex<Fed>>, more: usize) {
+    let answered = |f: &Fed| f.detractors.len() + f.promoters.len();
+    let target = answered(&fed.lock().unwrap()) + more;
+    eventually(
+        &format!("{more} more batches answered"),
+        Duration::from_secs(60),
+        || {
+            let done = answered(&fed.lock().unwrap()) >= target;
+            async move { done.then_some(()) }
+        },
+    )
+    .await;
+}
+
+/// A fault that lasts a given time: PostgreSQL or the SMTP server down
+/// that long, longer than a call waits for a connection (2 s), so calls
+/// made meanwhile fail and are retried.
+async fn outage(d: Duration) {
     tokio::time::sleep(d).await;
 }
 
@@ -252,33 +270,33 @@ async fn faults_lose_nothing_and_answer_the_promised_codes() {
         fed.clone(),
         stop.clone(),
     ));
-    run_for(Duration::from_secs(2)).await;
+    feed_on(&fed, 20).await;
 
     // 1. Each consumer killed while it works, then started again.
     metrics.kill();
-    run_for(Duration::from_secs(1)).await;
+    feed_on(&fed, 10).await;
     metrics = deployment.start("retain-metrics").await;
     health.kill();
-    run_for(Duration::from_secs(1)).await;
+    feed_on(&fed, 10).await;
     health = deployment.start("retain-health").await;
     notification.kill();
-    run_for(Duration::from_secs(1)).await;
+    feed_on(&fed, 10).await;
     notification = deployment.start("retain-notification").await;
-    run_for(Duration::from_secs(2)).await;
+    feed_on(&fed, 20).await;
 
     // 2. PostgreSQL crashes under load and comes back.
     cluster.crash().unwrap();
-    run_for(Duration::from_secs(5)).await;
+    outage(Duration::from_secs(5)).await;
     cluster.start_again().unwrap();
-    run_for(Duration::from_secs(3)).await;
+    feed_on(&fed, 20).await;
 
     // 3. The SMTP server down while emails are due, then back on its port.
     let mut received = sink.received();
     let port = sink.port;
     drop(sink);
-    run_for(Duration::from_secs(3)).await;
+    outage(Duration::from_secs(3)).await;
     sink = SmtpSink::start_on(TEST, port).unwrap();
-    run_for(Duration::from_secs(2)).await;
+    feed_on(&fed, 20).await;
 
     // 4. Every service restarted in turn; each drains and exits 0.
     assert!(ingestion.stop().await.success(), "ingestion on SIGTERM");
@@ -293,7 +311,7 @@ async fn faults_lose_nothing_and_answer_the_promised_codes() {
     metrics = restart("retain-metrics", metrics).await;
     health = restart("retain-health", health).await;
     notification = restart("retain-notification", notification).await;
-    run_for(Duration::from_secs(2)).await;
+    feed_on(&fed, 20).await;
     stop.cancel();
     feeder.await.unwrap();
 
