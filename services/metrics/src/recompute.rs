@@ -162,7 +162,7 @@ impl Recompute {
         changed_from: Option<retain_domain::Timestamp>,
         reading: Reading,
     ) -> Result<Computed, Error> {
-        let settings = self.tenants.of(tenant).clone();
+        let settings = self.tenants.of(tenant);
         let now = self.clock.now();
         let window = changed_from.filter(|_| reading == Reading::Changed);
         // The reads (async), then the decoding and the computation off the
@@ -174,7 +174,7 @@ impl Recompute {
                 let sparse: Vec<signal::Signal> = read
                     .signals
                     .iter()
-                    .filter_map(|w| parse(w, &settings, (tenant, account)))
+                    .filter_map(|w| parse(w, settings, (tenant, account)))
                     .collect();
                 match crate::rollups::dense_read_from(&sparse, from, now) {
                     Some(dense_from) => {
@@ -193,12 +193,14 @@ impl Recompute {
             }
         };
         let (tenant_id, account_id) = (tenant.to_owned(), account.to_owned());
+        let tenants = self.tenants.clone();
         let (snapshot, rollups, (signals_read, read_version)) =
             tokio::task::spawn_blocking(move || {
+                let settings = tenants.of(&tenant_id);
                 let signals: Vec<signal::Signal> = read
                     .signals
                     .iter()
-                    .filter_map(|w| parse(w, &settings, (&tenant_id, &account_id)))
+                    .filter_map(|w| parse(w, settings, (&tenant_id, &account_id)))
                     .collect();
                 // As of now — or of the account's latest signal when a
                 // client's clock is a little ahead (ingestion accepts up to
@@ -208,7 +210,7 @@ impl Recompute {
                 let snapshot = account_snapshot(&signals, as_of, &settings.onboarding_checklist);
                 let rollups = crate::rollups::account_rollups(
                     &signals,
-                    &settings,
+                    settings,
                     snapshot.as_of,
                     changed_from,
                 )

@@ -191,6 +191,8 @@ enum Failure {
 #[derive(Debug, Clone)]
 pub struct Mailer {
     db: DatabaseConnection,
+    /// The bus its deliveries come from (and a held tenant's wait on).
+    bus: Bus,
     clock: Clock,
     templates: Arc<Templates>,
     transport: Transport,
@@ -302,6 +304,7 @@ impl Mailer {
             ),
         }
         Ok(Self {
+            bus: Bus::new(db.clone()),
             db,
             clock,
             templates,
@@ -339,8 +342,14 @@ impl Mailer {
             base: Duration::from_millis(s.retry_initial_ms),
             max: Duration::from_millis(s.retry_max_ms),
         };
-        let bus = Bus::new(self.db.clone());
-        match Consumer::new(bus, EMAIL_REQUESTED.name(), groups::NOTIFICATION, opts).await {
+        match Consumer::new(
+            self.bus.clone(),
+            EMAIL_REQUESTED.name(),
+            groups::NOTIFICATION,
+            opts,
+        )
+        .await
+        {
             Ok(consumer) => consumer.run(self, stop).await,
             // Without its subscription the worker cannot run: it ends,
             // which stops the server (run `migrate`).
@@ -442,9 +451,9 @@ impl Mailer {
         record.last_error.clone_from(&reason);
         let held = async {
             sql::record_email(&self.db, tenant, &record).await?;
-            let bus = Bus::new(self.db.clone());
             let key_prefix = format!("{tenant}/");
-            let others = bus
+            let others = self
+                .bus
                 .defer_pending(
                     (EMAIL_REQUESTED.name(), groups::NOTIFICATION),
                     &key_prefix,
