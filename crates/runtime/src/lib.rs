@@ -15,6 +15,7 @@
 //!   its server.
 
 pub mod auth;
+pub mod background;
 pub mod cli;
 pub mod clock;
 pub mod config;

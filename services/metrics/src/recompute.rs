@@ -165,8 +165,9 @@ impl Recompute {
         let settings = self.tenants.of(tenant);
         let now = self.clock.now();
         let window = changed_from.filter(|_| reading == Reading::Changed);
-        // The reads (async), then the decoding and the computation off the
-        // async workers, which keep answering calls meanwhile.
+        // The reads (async), then the decoding and the computation on the
+        // background pool: off the async workers, which keep answering
+        // calls meanwhile, and behind calls when the cores are busy.
         let read = match window {
             None => sql::account_signals(&self.db, tenant, account).await?,
             Some(from) => {
@@ -195,7 +196,7 @@ impl Recompute {
         let (tenant_id, account_id) = (tenant.to_owned(), account.to_owned());
         let tenants = self.tenants.clone();
         let (snapshot, rollups, (signals_read, read_version)) =
-            tokio::task::spawn_blocking(move || {
+            retain_runtime::background::run(move || {
                 let settings = tenants.of(&tenant_id);
                 let signals: Vec<signal::Signal> = read
                     .signals

@@ -386,9 +386,52 @@ fn rss_mib(pid: u32) -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
+/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
+fn cpu_seconds(pid: &str) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return 0.0;
+    };
+    // Fields after the command name (which may hold spaces), from field 3.
+    let Some((_, rest)) = stat.rsplit_once(") ") else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // utime and stime are fields 14 and 15: 11 and 12 from field 3.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds used so far by the replica, by every PostgreSQL process,
+/// and by this client.
+fn cpu_split(replica: u32) -> [f64; 3] {
+    let postgres: f64 = std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|pid| pid.bytes().all(|b| b.is_ascii_digit()))
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|c| c.trim() == "postgres")
+        })
+        .map(|pid| cpu_seconds(&pid))
+        .sum();
+    [
+        cpu_seconds(&replica.to_string()),
+        postgres,
+        cpu_seconds("self"),
+    ]
+}
+
 /// [`measure_b`], sampling the replica's resident memory every 100 ms:
-/// the phase and its peak, MiB.
+/// the phase and its peak, MiB. Prints where the phase's CPU time went.
 async fn measure_b_and_rss(ch: &Channel, seconds: u64, pid: u32) -> (Phase, f64) {
+    let cpu_before = cpu_split(pid);
     let stop = CancellationToken::new();
     let sampler = tokio::spawn({
         let stop = stop.clone();
@@ -403,6 +446,16 @@ async fn measure_b_and_rss(ch: &Channel, seconds: u64, pid: u32) -> (Phase, f64)
     });
     let phase = measure_b(ch, seconds).await;
     stop.cancel();
+    let cpu_after = cpu_split(pid);
+    let used: Vec<f64> = cpu_after
+        .iter()
+        .zip(cpu_before)
+        .map(|(a, b)| (a - b) / seconds as f64)
+        .collect();
+    println!(
+        "    CPU (cores busy on average): replica {:.2}, PostgreSQL {:.2} (processes that lived through the phase), this client {:.2}",
+        used[0], used[1], used[2]
+    );
     (phase, sampler.await.unwrap_or(0.0))
 }
 
@@ -410,7 +463,17 @@ async fn measure_b(ch: &Channel, seconds: u64) -> Phase {
     let mut phase = Phase::default();
     let end = Instant::now() + Duration::from_secs(seconds);
     let mut round = 0;
+    // Paced (`--b-rounds-per-second`), or one round after another.
+    let rate = B_ROUNDS_PER_SECOND.load(std::sync::atomic::Ordering::Relaxed);
+    let mut pace = (rate > 0).then(|| {
+        let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tick
+    });
     while Instant::now() < end {
+        if let Some(tick) = &mut pace {
+            tick.tick().await;
+        }
         for (name, result) in b_round(ch, round).await {
             match result {
                 Ok(d) => {
@@ -431,6 +494,9 @@ async fn measure_b(ch: &Channel, seconds: u64) -> Phase {
     }
     phase
 }
+
+/// B's rounds a second (`--b-rounds-per-second`); 0: back to back.
+static B_ROUNDS_PER_SECOND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -619,6 +685,10 @@ async fn main() -> anyhow::Result<()> {
                 abuser_of = Some((url, secs));
             }
             "--tenant-rate" => tenant_rate = args.next().context("--tenant-rate N")?.parse()?,
+            "--b-rounds-per-second" => B_ROUNDS_PER_SECOND.store(
+                args.next().context("--b-rounds-per-second N")?.parse()?,
+                std::sync::atomic::Ordering::Relaxed,
+            ),
             "--abuse" => {
                 kinds = args
                     .next()
@@ -638,7 +708,9 @@ async fn main() -> anyhow::Result<()> {
                      \x20             (nice 19), standing in for a client on another machine\n\
                      --tenant-rate N  ingestion.tenant_signals_per_second of both tenants (default 2000;\n\
                      \x20             the burst is twice that, at least 5000)\n\
-                     --abuse LIST  what tenant A does (default: all four)"
+                     --abuse LIST  what tenant A does (default: all four)\n\
+                     --b-rounds-per-second N  B's mix paced at N rounds of its RPCs a second\n\
+                     \x20             (default 0: one round after another, as fast as the replica answers)"
                 );
                 return Ok(());
             }
