@@ -14,7 +14,7 @@ use crate::settings::Tenant;
 use prost::Message;
 use retain_domain::kpi::revenue::MrrBridge;
 use retain_domain::kpi::rollup::Rollup;
-use retain_domain::kpi::rollup::portfolio::{Basis, account_contribution};
+use retain_domain::kpi::rollup::portfolio::{Basis, account_contribution_seen, dense_reach};
 use retain_domain::signal;
 use retain_domain::{Currency, Granularity, Money, Period, Timestamp, Violations};
 use retain_proto::{convert, v1};
@@ -121,27 +121,35 @@ pub async fn segments(
 }
 
 /// How much of a tenant's signals a KPI query from signals reads and folds
-/// at once.
+/// at once, and whether it reads only what its periods reach.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Page {
     /// Most accounts.
     pub accounts: u64,
     /// Most signals (a page holds at least one account, however large).
     pub signals: u64,
+    /// Sessions and actions read only from where the periods' counts
+    /// reach ([`retain_domain::kpi::rollup::portfolio::dense_reach`]);
+    /// `false`: every signal, the reference the windowed read is tested
+    /// against.
+    pub windowed: bool,
 }
 
 impl Page {
-    /// Every account in one page: what a query did before it paged.
+    /// Every account in one page, every signal read: what a query did
+    /// before it paged and windowed.
     pub const WHOLE: Page = Page {
         accounts: u64::MAX,
         signals: u64::MAX,
+        windowed: false,
     };
 
-    /// The page of the settings.
+    /// The page of the settings, windowed.
     pub fn of(s: &crate::MetricsSettings) -> Self {
         Self {
             accounts: s.query_page_accounts,
             signals: s.query_page_signals,
+            windowed: true,
         }
     }
 }
@@ -149,6 +157,16 @@ impl Page {
 /// The tally of each of `periods` (as of `now` where it has not ended)
 /// over the accounts `filter` selects, summed at query time from their
 /// stored signals with the same function the monthly rollups use.
+///
+/// What is read is what the periods reach: every signal but sessions and
+/// actions (the few that revenue, experience, trials and onboarding look
+/// back through), and sessions and actions only from the earliest
+/// [`dense_reach`] of the periods on — the periods themselves and the
+/// 30-day active-user window before each one's "as of" instant — with
+/// each account's earliest signal time for when it was first seen. So a
+/// week or the month so far reads the last weeks of sessions, not years
+/// of them; the answer is the same as from every signal (tested in
+/// `tests/periods.rs`).
 ///
 /// The signals are read a [`Page`] at a time (the settings
 /// `metrics.query_page_accounts` and `query_page_signals`): a call holds
@@ -170,10 +188,24 @@ pub async fn tallies(
     let segments = Arc::new(segments(db, tenant).await?);
     let costs = crate::rollups::costs(db, tenant, settings).await?;
     let mut tallies: Vec<Tally> = periods.iter().map(|_| Tally::default()).collect();
+    let dense_from = periods
+        .iter()
+        .map(|p| dense_reach(&kpis::basis(*p, now, settings)).micros())
+        .min()
+        .filter(|_| page.windowed);
     let mut after = String::new();
     loop {
-        let page = sql::signal_page(db, tenant, &after, (page.accounts, page.signals)).await?;
-        let Some((last, _)) = page.last() else { break };
+        let page = sql::signal_page(
+            db,
+            tenant,
+            &after,
+            (page.accounts, page.signals),
+            dense_from,
+        )
+        .await?;
+        let Some((last, _)) = page.first_seen.last() else {
+            break;
+        };
         after = last.clone();
         let (selection, segments) = (selection.clone(), segments.clone());
         let (settings, periods, tenant) = (settings.clone(), periods.to_vec(), tenant.to_owned());
@@ -200,9 +232,11 @@ pub async fn tallies(
 }
 
 /// One page of [`tallies`]: the page's rows (in account order) decoded,
-/// each selected account's signals folded into every period's tally.
+/// each selected account's signals folded into every period's tally — an
+/// account none of whose signals were read too (its onboarding counts
+/// from when it was first seen).
 fn fold_page(
-    rows: &[(String, Vec<u8>)],
+    page: &sql::SignalPage,
     tenant: &str,
     settings: &Tenant,
     periods: &[Period],
@@ -214,12 +248,18 @@ fn fold_page(
         .map(|p| kpis::basis(*p, now, settings))
         .collect();
     let mut tallies: Vec<Tally> = periods.iter().map(|_| Tally::default()).collect();
-    for account_rows in rows.chunk_by(|a, b| a.0 == b.0) {
-        let account = account_rows[0].0.as_str();
+    let rows: HashMap<&str, &[(String, Vec<u8>)]> = page
+        .rows
+        .chunk_by(|a, b| a.0 == b.0)
+        .map(|rows| (rows[0].0.as_str(), rows))
+        .collect();
+    for (account, first_seen) in &page.first_seen {
+        let account = account.as_str();
         if account == signal::PORTFOLIO || selection.as_ref().is_some_and(|s| !s.contains(account))
         {
             continue;
         }
+        let account_rows = rows.get(account).copied().unwrap_or_default();
         let mut signals = Vec::with_capacity(account_rows.len());
         for (_, payload) in account_rows {
             let wire = v1::Signal::decode(payload.as_slice())
@@ -235,8 +275,9 @@ fn fold_page(
                 }
             }
         }
+        let seen = Some(Timestamp::from_micros(*first_seen));
         for (tally, basis) in tallies.iter_mut().zip(&bases) {
-            let c = account_contribution(&signals, basis)
+            let c = account_contribution_seen(&signals, seen, basis)
                 .map_err(|e| Error::Internal(format!("account {account}: {e}")))?;
             if c.trials_started > 0 {
                 let segment = segments.get(account).cloned().unwrap_or_default();

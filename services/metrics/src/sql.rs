@@ -483,25 +483,42 @@ pub async fn portfolio_signals(
     )
 }
 
+/// One page of a tenant's accounts and their signals ([`signal_page`]).
+#[derive(Debug, Default)]
+pub struct SignalPage {
+    /// (account, payload), in account order.
+    pub rows: Vec<(String, Vec<u8>)>,
+    /// Each account of the page and its earliest signal's `occurred_at`
+    /// (µs), whether or not that signal was read.
+    pub first_seen: Vec<(String, i64)>,
+}
+
 /// The next accounts of `tenant` that have signals, after `after` in
 /// account order — at most `accounts` of them, and no more than fit in
-/// `signals` signals (at least one account, however large) — with every
-/// signal of each: (account, payload), in account order. The portfolio's
-/// own signals (costs, account `*`) are not among them: they are read
-/// apart. Empty past the last account. Both statements walk the primary
-/// key (`tenant_id, account_id, …`); the first counts the candidates'
-/// signals without reading them.
+/// `signals` signals (at least one account, however large) — with their
+/// signals: every one, or with `dense_from` (µs) every one but the
+/// sessions and actions that occurred before it. The portfolio's own
+/// signals (costs, account `*`) are not among them: they are read apart.
+/// Empty past the last account.
+///
+/// The first statement walks the primary key (`tenant_id, account_id,
+/// occurred_at, …`) without reading the rows: each candidate's count of
+/// signals (a bound on what the page reads) and its earliest `occurred_at`.
+/// With `dense_from`, the rows are read in two parts: every signal but
+/// sessions and actions through the partial index `signals_sparse`, and
+/// sessions and actions from `dense_from` on through the primary key.
 pub async fn signal_page(
     db: &DatabaseConnection,
     tenant: &str,
     after: &str,
     (accounts, signals): (u64, u64),
-) -> Result<Vec<(String, Vec<u8>)>, DbErr> {
+    dense_from: Option<i64>,
+) -> Result<SignalPage, DbErr> {
     let backend = db.get_database_backend();
     let counts = db
         .query_all_raw(Statement::from_sql_and_values(
             backend,
-            "SELECT account_id, COUNT(*) FROM signals \
+            "SELECT account_id, COUNT(*), MIN(occurred_at) FROM signals \
              WHERE tenant_id = $1 AND account_id > $2 AND account_id <> '*' \
              GROUP BY account_id ORDER BY account_id LIMIT $3",
             [
@@ -511,31 +528,49 @@ pub async fn signal_page(
             ],
         ))
         .await?;
-    let mut last: Option<String> = None;
+    let mut page = SignalPage::default();
     let mut taken: u64 = 0;
     for row in counts {
         let account: String = row.try_get_by_index(0)?;
         let n = u64::try_from(row.try_get_by_index::<i64>(1)?).unwrap_or(0);
-        if last.is_some() && taken.saturating_add(n) > signals {
+        if !page.first_seen.is_empty() && taken.saturating_add(n) > signals {
             break;
         }
         taken = taken.saturating_add(n);
-        last = Some(account);
+        page.first_seen.push((account, row.try_get_by_index(2)?));
     }
-    let Some(last) = last else {
-        return Ok(Vec::new());
+    let Some((last, _)) = page.first_seen.last() else {
+        return Ok(page);
+    };
+    let range = "tenant_id = $1 AND account_id > $2 AND account_id <= $3 AND account_id <> '*'";
+    let (sql, values) = match dense_from {
+        None => (
+            format!("SELECT account_id, payload FROM signals WHERE {range} ORDER BY account_id"),
+            vec![tenant.into(), after.into(), last.clone().into()],
+        ),
+        Some(from) => (
+            format!(
+                "SELECT account_id, payload FROM signals WHERE {range} \
+                 AND kind NOT IN {DENSE_KINDS} \
+                 UNION ALL SELECT account_id, payload FROM signals WHERE {range} \
+                 AND occurred_at >= $4 AND kind IN {DENSE_KINDS} ORDER BY 1"
+            ),
+            vec![
+                tenant.into(),
+                after.into(),
+                last.clone().into(),
+                from.into(),
+            ],
+        ),
     };
     let rows = db
-        .query_all_raw(Statement::from_sql_and_values(
-            backend,
-            "SELECT account_id, payload FROM signals WHERE tenant_id = $1 \
-             AND account_id > $2 AND account_id <= $3 AND account_id <> '*' ORDER BY account_id",
-            [tenant.into(), after.into(), last.into()],
-        ))
+        .query_all_raw(Statement::from_sql_and_values(backend, &sql, values))
         .await?;
-    rows.iter()
+    page.rows = rows
+        .iter()
         .map(|r| Ok((r.try_get_by_index(0)?, r.try_get_by_index(1)?)))
-        .collect()
+        .collect::<Result<_, DbErr>>()?;
+    Ok(page)
 }
 
 /// Stores (or replaces) an account's contribution to the months before its

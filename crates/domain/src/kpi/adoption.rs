@@ -30,6 +30,10 @@ fn active_users(sessions: &[SessionFact], now: Timestamp, window_days: i64) -> u
         .len() as u64
 }
 
+/// Days of the monthly active-user window: the longest any active-user
+/// count looks back.
+pub const MAU_DAYS: i64 = 30;
+
 /// DAU, WAU, MAU as of `now`, and stickiness = DAU / MAU.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct ActiveUsers {
@@ -48,7 +52,7 @@ pub fn active(sessions: &[SessionFact], now: Timestamp) -> ActiveUsers {
     let (dau, wau, mau) = (
         active_users(sessions, now, 1),
         active_users(sessions, now, 7),
-        active_users(sessions, now, 30),
+        active_users(sessions, now, MAU_DAYS),
     );
     ActiveUsers {
         dau,

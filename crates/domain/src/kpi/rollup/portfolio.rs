@@ -127,6 +127,31 @@ pub fn account_contribution(
     signals: &[Signal],
     basis: &Basis<'_>,
 ) -> Result<Contribution, ContributionError> {
+    account_contribution_seen(signals, None, basis)
+}
+
+/// Where the sessions and actions an account's contribution counts begin:
+/// the period's start, or the start of the 30-day active-user window
+/// before its "as of" instant, whichever is earlier (less a day to
+/// spare). Sessions and actions before it count only through when the
+/// account was first seen ([`account_contribution_seen`]).
+pub fn dense_reach(basis: &Basis<'_>) -> Timestamp {
+    let window = basis.as_of.plus(-(adoption::MAU_DAYS + 1) * DAY);
+    basis.period.start.min(window)
+}
+
+/// [`account_contribution`] of an account's signals read without its
+/// sessions and actions before [`dense_reach`]: `first_seen` is when the
+/// account was first seen (its earliest signal of any kind, which such a
+/// read may leave out). Everything else a contribution counts from
+/// sessions (active users, sessions and time in the period, active days)
+/// lies after the reach, and actions count for nothing else, so the
+/// result equals [`account_contribution`] over the whole history.
+pub fn account_contribution_seen(
+    signals: &[Signal],
+    first_seen: Option<Timestamp>,
+    basis: &Basis<'_>,
+) -> Result<Contribution, ContributionError> {
     let period = basis.period;
     let elapsed = basis.elapsed();
     let mut c = Contribution::default();
@@ -136,7 +161,7 @@ pub fn account_contribution(
     let mut milestones: Vec<MilestoneFact> = Vec::new();
     let mut by_day: BTreeMap<i64, Vec<Signal>> = BTreeMap::new();
     let (mut trial_started, mut trial_converted) = (None::<Timestamp>, None::<Timestamp>);
-    let mut first_seen: Option<Timestamp> = None;
+    let mut first_seen: Option<Timestamp> = first_seen;
     let mut billing: Vec<BillingChange> = Vec::new();
     for s in signals.iter().filter(|s| s.account_id != signal::PORTFOLIO) {
         let in_period = period.contains(s.occurred_at);
