@@ -158,15 +158,18 @@ impl Page {
 /// over the accounts `filter` selects, summed at query time from their
 /// stored signals with the same function the monthly rollups use.
 ///
-/// What is read is what the periods reach: every signal but sessions and
-/// actions (the few that revenue, experience, trials and onboarding look
-/// back through), and sessions and actions only from the earliest
+/// What is read is what the periods reach: every signal of the lifetime
+/// kinds (subscriptions, billing, renewals, trials, milestones: the few
+/// that revenue, renewals, trials and onboarding look back through), and
+/// the others
+/// ([`REACH_KINDS`](retain_domain::kpi::rollup::portfolio::REACH_KINDS): sessions, actions, tickets, survey
+/// answers, purchases, account records) only from the earliest
 /// [`dense_reach`] of the periods on — the periods themselves and the
 /// 30-day active-user window before each one's "as of" instant — with
 /// each account's earliest signal time for when it was first seen. So a
 /// week or the month so far reads the last weeks of sessions, not years
 /// of them; the answer is the same as from every signal (tested in
-/// `tests/periods.rs`).
+/// `tests/reach.rs`).
 ///
 /// The signals are read a [`Page`] at a time (the settings
 /// `metrics.query_page_accounts` and `query_page_signals`): a call holds
@@ -203,10 +206,10 @@ pub async fn tallies(
             dense_from,
         )
         .await?;
-        let Some((last, _)) = page.first_seen.last() else {
+        let Some(last) = page.last.clone() else {
             break;
         };
-        after = last.clone();
+        after = last;
         let (selection, segments) = (selection.clone(), segments.clone());
         let (settings, periods, tenant) = (settings.clone(), periods.to_vec(), tenant.to_owned());
         let folded = tokio::task::spawn_blocking(move || {

@@ -31,6 +31,17 @@ impl AccountRead {
 /// of a large account's history, read by time range only.
 const DENSE_KINDS: &str = "(11, 12)";
 
+/// The stored codes of the kinds a portfolio query reads only from its
+/// periods' reach (`retain_domain::kpi::rollup::portfolio::REACH_KINDS`),
+/// as an SQL list.
+fn reach_kinds() -> String {
+    let codes: Vec<String> = retain_domain::kpi::rollup::portfolio::REACH_KINDS
+        .iter()
+        .map(|k| k.code().to_string())
+        .collect();
+    format!("({})", codes.join(", "))
+}
+
 /// Every stored signal of the account.
 pub async fn account_signals<C: ConnectionTrait>(
     db: &C,
@@ -491,6 +502,9 @@ pub struct SignalPage {
     /// Each account of the page and its earliest signal's `occurred_at`
     /// (µs), whether or not that signal was read.
     pub first_seen: Vec<(String, i64)>,
+    /// The last account the page covers (the next page starts after it),
+    /// or `None` past the last account.
+    pub last: Option<String>,
 }
 
 /// The next accounts of `tenant` that have signals, after `after` in
@@ -501,12 +515,14 @@ pub struct SignalPage {
 /// signals (costs, account `*`) are not among them: they are read apart.
 /// Empty past the last account.
 ///
-/// The first statement walks the primary key (`tenant_id, account_id,
-/// occurred_at, …`) without reading the rows: each candidate's count of
-/// signals (a bound on what the page reads) and its earliest `occurred_at`.
-/// With `dense_from`, the rows are read in two parts: every signal but
-/// sessions and actions through the partial index `signals_sparse`, and
-/// sessions and actions from `dense_from` on through the primary key.
+/// The first statement takes the candidates from `accounts` (where
+/// ingestion records every account it sees) and, for each, probes the
+/// primary key (`tenant_id, account_id, occurred_at, …`) without reading
+/// rows: its earliest `occurred_at`, and how many signals the page would
+/// read of it — those from `dense_from` on, and the others before it
+/// through the partial index `signals_sparse` — so its cost follows what
+/// is read, not the accounts' whole histories. The rows are then read in
+/// the same two parts.
 pub async fn signal_page(
     db: &DatabaseConnection,
     tenant: &str,
@@ -515,15 +531,25 @@ pub async fn signal_page(
     dense_from: Option<i64>,
 ) -> Result<SignalPage, DbErr> {
     let backend = db.get_database_backend();
+    let from = dense_from.unwrap_or(i64::MIN);
+    let reach = reach_kinds();
+    let of_account = "s.tenant_id = a.tenant_id AND s.account_id = a.account_id";
     let counts = db
         .query_all_raw(Statement::from_sql_and_values(
             backend,
-            "SELECT account_id, COUNT(*), MIN(occurred_at) FROM signals \
-             WHERE tenant_id = $1 AND account_id > $2 AND account_id <> '*' \
-             GROUP BY account_id ORDER BY account_id LIMIT $3",
+            format!(
+                "SELECT a.account_id, \
+                 (SELECT MIN(s.occurred_at) FROM signals s WHERE {of_account}), \
+                 (SELECT COUNT(*) FROM signals s WHERE {of_account} AND s.occurred_at >= $3), \
+                 (SELECT COUNT(*) FROM signals s WHERE {of_account} AND s.occurred_at < $3 \
+                  AND s.kind NOT IN {DENSE_KINDS} AND s.kind NOT IN {reach}) \
+                 FROM accounts a WHERE a.tenant_id = $1 AND a.account_id > $2 \
+                 AND a.account_id <> '*' ORDER BY a.account_id LIMIT $4"
+            ),
             [
                 tenant.into(),
                 after.into(),
+                from.into(),
                 i64::try_from(accounts).unwrap_or(i64::MAX).into(),
             ],
         ))
@@ -532,35 +558,44 @@ pub async fn signal_page(
     let mut taken: u64 = 0;
     for row in counts {
         let account: String = row.try_get_by_index(0)?;
-        let n = u64::try_from(row.try_get_by_index::<i64>(1)?).unwrap_or(0);
+        // An account recorded without a signal (an upsert alone) counts in
+        // no KPI.
+        let Some(first_seen) = row.try_get_by_index::<Option<i64>>(1)? else {
+            page.last = Some(account);
+            continue;
+        };
+        let n = [2, 3]
+            .into_iter()
+            .map(|i| row.try_get_by_index::<i64>(i))
+            .sum::<Result<i64, _>>()?;
+        let n = u64::try_from(n).unwrap_or(0);
         if !page.first_seen.is_empty() && taken.saturating_add(n) > signals {
             break;
         }
         taken = taken.saturating_add(n);
-        page.first_seen.push((account, row.try_get_by_index(2)?));
+        page.last = Some(account.clone());
+        page.first_seen.push((account, first_seen));
     }
-    let Some((last, _)) = page.first_seen.last() else {
+    let (Some(last), false) = (page.last.clone(), page.first_seen.is_empty()) else {
         return Ok(page);
     };
     let range = "tenant_id = $1 AND account_id > $2 AND account_id <= $3 AND account_id <> '*'";
     let (sql, values) = match dense_from {
         None => (
             format!("SELECT account_id, payload FROM signals WHERE {range} ORDER BY account_id"),
-            vec![tenant.into(), after.into(), last.clone().into()],
+            vec![tenant.into(), after.into(), last.into()],
         ),
+        // The lifetime kinds (`signals_sparse` holds them: its predicate
+        // is repeated for SQLite to use it), then the others from the
+        // reach on.
         Some(from) => (
             format!(
                 "SELECT account_id, payload FROM signals WHERE {range} \
-                 AND kind NOT IN {DENSE_KINDS} \
+                 AND kind NOT IN {DENSE_KINDS} AND kind NOT IN {reach} \
                  UNION ALL SELECT account_id, payload FROM signals WHERE {range} \
-                 AND occurred_at >= $4 AND kind IN {DENSE_KINDS} ORDER BY 1"
+                 AND occurred_at >= $4 AND kind IN {reach} ORDER BY 1"
             ),
-            vec![
-                tenant.into(),
-                after.into(),
-                last.clone().into(),
-                from.into(),
-            ],
+            vec![tenant.into(), after.into(), last.into(), from.into()],
         ),
     };
     let rows = db

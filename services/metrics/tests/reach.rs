@@ -1,7 +1,9 @@
 //! A KPI query from the signals reads what its periods reach — every
-//! signal but sessions and actions, and sessions and actions only from the
-//! period's start or the 30-day active-user window before its "as of"
-//! instant, with each account's earliest signal time — and answers exactly
+//! signal of the lifetime kinds (subscriptions, billing, renewals, trials,
+//! milestones), and sessions, actions, tickets, survey answers, purchases
+//! and account records only from the period's start or the 30-day
+//! active-user window before its "as of" instant, with each account's
+//! earliest signal time — and answers exactly
 //! what reading every signal answers: for every period shape, as of the
 //! same instant, over a generated portfolio whose history is years longer
 //! than any window. On SQLite and PostgreSQL.

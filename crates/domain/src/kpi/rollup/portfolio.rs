@@ -130,22 +130,38 @@ pub fn account_contribution(
     account_contribution_seen(signals, None, basis)
 }
 
-/// Where the sessions and actions an account's contribution counts begin:
-/// the period's start, or the start of the 30-day active-user window
-/// before its "as of" instant, whichever is earlier (less a day to
-/// spare). Sessions and actions before it count only through when the
-/// account was first seen ([`account_contribution_seen`]).
+/// The kinds a contribution counts only from its [`dense_reach`] on:
+/// sessions (in the period and the active-user window), ticket and survey
+/// answers and purchases (in the period), and account records and product
+/// actions (only through when the account was first seen). Every other
+/// kind — subscriptions, billing, renewals (counted at their contract's
+/// end), trials, milestones — is lifetime state, counted whenever it
+/// occurred.
+pub const REACH_KINDS: [signal::SignalKind; 6] = [
+    signal::SignalKind::Account,
+    signal::SignalKind::Session,
+    signal::SignalKind::Action,
+    signal::SignalKind::Ticket,
+    signal::SignalKind::Survey,
+    signal::SignalKind::Purchase,
+];
+
+/// Where the signals of [`REACH_KINDS`] an account's contribution counts
+/// begin: the period's start, or the start of the 30-day active-user
+/// window before its "as of" instant, whichever is earlier (less a day to
+/// spare). Those before it count only through when the account was first
+/// seen ([`account_contribution_seen`]).
 pub fn dense_reach(basis: &Basis<'_>) -> Timestamp {
     let window = basis.as_of.plus(-(adoption::MAU_DAYS + 1) * DAY);
     basis.period.start.min(window)
 }
 
-/// [`account_contribution`] of an account's signals read without its
-/// sessions and actions before [`dense_reach`]: `first_seen` is when the
+/// [`account_contribution`] of an account's signals read without those
+/// of [`REACH_KINDS`] before [`dense_reach`]: `first_seen` is when the
 /// account was first seen (its earliest signal of any kind, which such a
-/// read may leave out). Everything else a contribution counts from
-/// sessions (active users, sessions and time in the period, active days)
-/// lies after the reach, and actions count for nothing else, so the
+/// read may leave out). Everything else a contribution counts from those
+/// kinds (active users, sessions and time, tickets, survey answers and
+/// purchases of the period, active days) lies after the reach, so the
 /// result equals [`account_contribution`] over the whole history.
 pub fn account_contribution_seen(
     signals: &[Signal],
