@@ -198,10 +198,13 @@ impl Recompute {
         let (snapshot, rollups, (signals_read, read_version)) =
             retain_runtime::background::run(move || {
                 let settings = tenants.of(&tenant_id);
+                let read_count = i64::try_from(read.signals.len()).unwrap_or(i64::MAX);
+                // Each wire signal is dropped as it is converted: a large
+                // account's read is not held twice.
                 let signals: Vec<signal::Signal> = read
                     .signals
-                    .iter()
-                    .filter_map(|w| parse(w, settings, (&tenant_id, &account_id)))
+                    .into_iter()
+                    .filter_map(|w| parse(&w, settings, (&tenant_id, &account_id)))
                     .collect();
                 // As of now — or of the account's latest signal when a
                 // client's clock is a little ahead (ingestion accepts up to
@@ -218,7 +221,6 @@ impl Recompute {
                 .map_err(|e| {
                     Error::Internal(format!("monthly contributions of {account_id}: {e}"))
                 })?;
-                let read_count = i64::try_from(read.signals.len()).unwrap_or(i64::MAX);
                 Ok::<_, Error>((snapshot, rollups, (read_count, read.read_version)))
             })
             .await

@@ -115,6 +115,29 @@ fn rows(s: &v1::Signal, now: i64, signals: &mut String, ids: &mut String) {
     ));
 }
 
+/// `runs` computations of one period's portfolio KPIs from the signals at
+/// query time: the median time and every answer.
+async fn from_signals(
+    db: &sea_orm::DatabaseConnection,
+    settings: &retain_metrics::Tenant,
+    (period, at): (retain_domain::Period, retain_domain::Timestamp),
+    page: retain_metrics::Page,
+    runs: usize,
+) -> anyhow::Result<(Duration, Vec<v1::GetPortfolioMetricsResponse>)> {
+    let mut times = Vec::with_capacity(runs);
+    let mut answers = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let r = retain_metrics::portfolio_from_signals(db, settings, TENANT, (period, at), page)
+            .await
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        times.push(t.elapsed());
+        answers.push(r);
+    }
+    times.sort();
+    Ok((times[times.len() / 2], answers))
+}
+
 async fn copy(pool: &sqlx::PgPool, statement: &str, text: String) -> anyhow::Result<()> {
     let mut copy = pool.copy_in_raw(statement).await?;
     copy.send(text.into_bytes()).await?;
@@ -369,26 +392,19 @@ async fn main() -> anyhow::Result<()> {
     ] {
         reset_peak_rss();
         let rss_from = rss_mib("VmRSS:");
-        let mut baseline = Vec::new();
-        for _ in 0..args.queries.clamp(1, 3) {
-            let t = Instant::now();
-            let r = retain_metrics::portfolio_from_signals(
-                &db,
-                &tenant_settings,
-                TENANT,
-                (month, retain_domain::Timestamp::from_seconds(now_s)),
-                page,
-            )
-            .await
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
-            baseline.push(t.elapsed());
-            anyhow::ensure!(
-                served.as_ref() == Some(&r),
-                "the rollups and the raw signals ({label}) disagree"
-            );
-        }
-        baseline.sort();
-        let median = baseline[baseline.len() / 2];
+        let at = retain_domain::Timestamp::from_seconds(now_s);
+        let (median, answers) = from_signals(
+            &db,
+            &tenant_settings,
+            (month, at),
+            page,
+            args.queries.clamp(1, 3),
+        )
+        .await?;
+        anyhow::ensure!(
+            answers.iter().all(|r| served.as_ref() == Some(r)),
+            "the rollups and the raw signals ({label}) disagree"
+        );
         println!(
             "  from the raw signals, {label}: median {:.0} ms, peak RSS {:.0} MiB (from {rss_from:.0})",
             median.as_secs_f64() * 1e3,
@@ -420,23 +436,16 @@ async fn main() -> anyhow::Result<()> {
         let mut answers = Vec::new();
         for windowed in [true, false] {
             let page = retain_metrics::Page { windowed, ..paged };
-            let mut runs = Vec::new();
-            for _ in 0..args.queries.clamp(1, 3) {
-                let t = Instant::now();
-                let r = retain_metrics::portfolio_from_signals(
-                    &db,
-                    &tenant_settings,
-                    TENANT,
-                    (period, at),
-                    page,
-                )
-                .await
-                .map_err(|e| anyhow::anyhow!("{e}"))?;
-                runs.push(t.elapsed());
-                answers.push(r);
-            }
-            runs.sort();
-            medians.push(runs[runs.len() / 2].as_secs_f64() * 1e3);
+            let (median, runs) = from_signals(
+                &db,
+                &tenant_settings,
+                (period, at),
+                page,
+                args.queries.clamp(1, 3),
+            )
+            .await?;
+            answers.extend(runs);
+            medians.push(median.as_secs_f64() * 1e3);
         }
         anyhow::ensure!(
             answers.windows(2).all(|w| w[0] == w[1]),
