@@ -156,7 +156,16 @@ impl MetricsService for Metrics {
         let mut rest = Vec::new();
         for (i, bucket) in buckets.into_iter().enumerate() {
             let filter = req.filter.as_ref();
-            match rollups::tally(&self.db, tenant, settings, bucket, filter, now).await? {
+            match rollups::tally(
+                &self.db,
+                &self.heavy,
+                (tenant, settings),
+                bucket,
+                filter,
+                now,
+            )
+            .await?
+            {
                 Some(tally) => {
                     let basis = kpis::basis(bucket, now, settings);
                     let filtered = portfolio::is_filtered(filter);
@@ -237,7 +246,15 @@ impl Metrics {
         now: retain_domain::Timestamp,
     ) -> Result<kpis::Tally, Error> {
         let settings = self.tenants.of(tenant);
-        if let Some(tally) = rollups::tally(&self.db, tenant, settings, period, filter, now).await?
+        if let Some(tally) = rollups::tally(
+            &self.db,
+            &self.heavy,
+            (tenant, settings),
+            period,
+            filter,
+            now,
+        )
+        .await?
         {
             return Ok(tally);
         }

@@ -52,6 +52,7 @@ use retain_proto::{convert, v1};
 use retain_runtime::error::Error;
 use sea_orm::{ConnectionTrait, DatabaseConnection, DbErr};
 
+use crate::heavy::HeavyLimit;
 use crate::kpis::{self, Tally};
 use crate::sql;
 
@@ -296,10 +297,16 @@ pub async fn keep_cells(
 /// The tally of a finished calendar month from its cells, or `None` when
 /// the cells cannot answer it (see the module documentation): the caller
 /// then computes it from the signals.
+///
+/// Cells older than the month's rows are rebuilt first — decoding a row
+/// per account, heavy work over a large portfolio — inside the heavy-query
+/// limit (`heavy`), like a computation from signals: a tenant that
+/// backfills into old months and asks for them again and again waits for
+/// its own place rather than running rebuilds beside everyone's calls.
 pub async fn tally(
     db: &DatabaseConnection,
-    tenant: &str,
-    settings: &Tenant,
+    heavy: &HeavyLimit,
+    (tenant, settings): (&str, &Tenant),
     period: Period,
     filter: Option<&v1::AccountFilter>,
     now: Timestamp,
@@ -311,8 +318,10 @@ pub async fn tally(
     if sql::any_snapshot_before(db, tenant, month.end.micros()).await? {
         return Ok(None);
     }
-    // Cells older than the rows are rebuilt first (a no-op when current).
-    rebuild(db, tenant, start).await?;
+    if sql::dirty_version(db, tenant, start).await?.is_some() {
+        let _place = heavy.acquire(tenant).await?;
+        rebuild(db, tenant, start).await?;
+    }
     let segments: HashSet<&str> = filter
         .map(|f| f.segments.iter().map(String::as_str).collect())
         .unwrap_or_default();
@@ -436,6 +445,70 @@ mod tests {
         assert_eq!(decode(&bytes), None, "trailing bytes");
         assert_eq!(decode(&bytes[..3]), None, "cut short");
         assert_eq!(decode(&[5, 0, 0, 0, 0, 0]), None, "another layout");
+    }
+
+    #[tokio::test]
+    async fn a_dirty_month_is_rebuilt_only_in_a_heavy_place_of_its_tenant() {
+        let db = retain_testkit::TestDatabase::sqlite().await;
+        let tenants = crate::settings::tenants(
+            &retain_testkit::settings()
+                .tenants
+                .parse()
+                .expect("tenant settings"),
+        )
+        .expect("tenants");
+        let acme = tenants.of("acme");
+        let t = |d: i64| Timestamp::from_seconds(d * 86_400);
+        let march = Period::containing(
+            t(retain_domain::time::days_from_civil(2026, 3, 10)),
+            Granularity::Month,
+        );
+        let now = t(retain_domain::time::days_from_civil(2026, 4, 2));
+        let heavy = HeavyLimit::new(2, 1);
+        let ask = || tally(&db.conn, &heavy, ("acme", acme), march, None, now);
+        // Clean: answered without a place, even with the tenant's taken.
+        let held = heavy.acquire("acme").await.expect("a place");
+        let clean = tokio::time::timeout(std::time::Duration::from_secs(5), ask())
+            .await
+            .expect("a clean month waits for no place");
+        assert!(clean.expect("answered").is_some());
+        // Dirty: the rebuild waits for the tenant's place…
+        sql::mark_dirty(&db.conn, "acme", march.start.micros())
+            .await
+            .expect("marked");
+        // (Given time to run, it would finish in milliseconds; it cannot
+        // while the place is taken, however slow the machine.)
+        let mut waiting = Box::pin(ask());
+        let patience = std::time::Duration::from_millis(200);
+        assert!(
+            tokio::time::timeout(patience, &mut waiting).await.is_err(),
+            "a dirty month's rebuild waits while the tenant's place is taken"
+        );
+        // …another tenant's place does not stand in for it…
+        let other = heavy
+            .acquire("globex")
+            .await
+            .expect("another tenant's place");
+        assert!(tokio::time::timeout(patience, &mut waiting).await.is_err());
+        drop(other);
+        assert!(
+            sql::dirty_version(&db.conn, "acme", march.start.micros())
+                .await
+                .expect("read")
+                .is_some(),
+            "nothing was rebuilt while waiting"
+        );
+        // …and goes on once the place is given back.
+        drop(held);
+        let rebuilt = waiting.await.expect("answered");
+        assert!(rebuilt.is_some());
+        assert_eq!(
+            sql::dirty_version(&db.conn, "acme", march.start.micros())
+                .await
+                .expect("read"),
+            None,
+            "the month is clean once rebuilt"
+        );
     }
 
     #[test]
