@@ -46,7 +46,7 @@ use retain_domain::kpi::rollup::cost::CostFact;
 use retain_domain::kpi::rollup::portfolio::{
     Contribution, ContributionError, account_contribution,
 };
-use retain_domain::signal::{Signal, SignalBody};
+use retain_domain::signal::{Signal, SignalBody, TrialEvent};
 use retain_domain::{Granularity, Period, Timestamp};
 use retain_proto::{convert, v1};
 use retain_runtime::error::Error;
@@ -80,14 +80,31 @@ pub struct AccountRollups {
     pub before: Option<(Period, Contribution)>,
 }
 
+/// How far before `changed_from` the signals since it can change a
+/// month, seconds: the trial window when a trial conversion is among them
+/// (it counts for a trial started up to the window before it), else
+/// nothing. Both [`account_rollups`] and [`dense_read_from`] use it, so
+/// what is read and what is recomputed agree.
+fn trial_reach(signals: &[Signal], changed_from: Timestamp) -> i64 {
+    let converts = signals.iter().any(|s| {
+        matches!(s.body, SignalBody::Trial(TrialEvent::Converted)) && s.occurred_at >= changed_from
+    });
+    if converts {
+        retain_domain::kpi::adoption::DEFAULT_TRIAL_WINDOW_DAYS * retain_domain::time::DAY
+    } else {
+        0
+    }
+}
+
 /// The rollups of one account's signals, as of `as_of`. With `changed_from`
 /// (the earliest `occurred_at` of the signals that just arrived), months
 /// those signals cannot change are left out: a signal only counts in
 /// periods ending after it, except a trial conversion, which counts for a
-/// trial started up to the trial window before it, a renewal, which counts
-/// in the month its contract ends (before or after it was sent), and an
-/// opening balance, which reaches back before the account's history (every
-/// month is then recomputed). Unchanged rows are left as stored.
+/// trial started up to the trial window before it ([`trial_reach`]), a
+/// renewal, which counts in the month its contract ends (before or after
+/// it was sent), and an opening balance, which reaches back before the
+/// account's history (every month is then recomputed). Unchanged rows are
+/// left as stored.
 pub fn account_rollups(
     signals: &[Signal],
     settings: &Tenant,
@@ -120,10 +137,9 @@ pub fn account_rollups(
     let opens = signals
         .iter()
         .any(|s| matches!(s.body, SignalBody::Subscription { opening: true, .. }));
-    let reach = retain_domain::kpi::adoption::DEFAULT_TRIAL_WINDOW_DAYS * retain_domain::time::DAY;
     let affected = |month: &Period| {
         opens
-            || changed_from.is_none_or(|t| month.end > t.plus(-reach))
+            || changed_from.is_none_or(|t| month.end > t.plus(-trial_reach(signals, t)))
             || renewal_months.contains(&month.start.micros())
     };
     let months = finished_months(first, as_of)
@@ -163,13 +179,16 @@ pub fn dense_read_from(
     {
         return None;
     }
-    let reach = retain_domain::kpi::adoption::DEFAULT_TRIAL_WINDOW_DAYS * DAY;
     // The months `account_rollups` recomputes: those that have ended (a
     // signal up to a day ahead of `now` may end one) from the one
-    // containing `changed_from` less the trial window on, and those of
-    // the contracts the renewals sent since are about.
+    // containing `changed_from` (less the trial window after a
+    // conversion) on, and those of the contracts the renewals sent since
+    // are about.
     let horizon = now.plus(DAY);
-    let first = Period::containing(changed_from.plus(-reach), Granularity::Month);
+    let first = Period::containing(
+        changed_from.plus(-trial_reach(sparse, changed_from)),
+        Granularity::Month,
+    );
     let earliest_month = sparse
         .iter()
         .filter(|s| matches!(s.body, SignalBody::Renewal { .. }) && s.occurred_at >= changed_from)

@@ -109,6 +109,39 @@ retain_testkit::storage_test!(async fn a_late_signal_rewrites_only_the_months_it
     assert!((sessions(&after) - sessions(&before) - 1.0 / days).abs() < 1e-9);
 });
 
+// A trial conversion counts for the trial's month, within the trial
+// window: a conversion sent late for a day just after a month ended
+// rewrites that month's row, and the month's answer from its cells counts
+// it. (A recompute reaches back a trial window only when a conversion is
+// among the signals it takes in.)
+retain_testkit::storage_test!(async fn a_conversion_rewrites_the_month_its_trial_started_in(db) {
+    let app = spawn_two::<Ingestion, Metrics>(db).await;
+    let before_last = retain_domain::Period::containing(
+        last_month().start.plus_micros(-1),
+        retain_domain::Granularity::Month,
+    );
+    let at = |id: &str, t: i64, event: v1::TrialEvent| v1::Signal {
+        occurred_at: ts(t),
+        ..signal(id, "trialist", v1::signal::Body::Trial(v1::Trial { event: event as i32 }))
+    };
+    let backfill = |signals| v1::IngestSignalsRequest {
+        signals,
+        mode: v1::IngestMode::Backfill as i32,
+        ..Default::default()
+    };
+    let started = before_last.end.seconds() - DAY;
+    let req = backfill(vec![at("trial-start", started, v1::TrialEvent::Started)]);
+    assert_eq!(app.ingest(WRITER, req).await.unwrap().accepted, 1);
+    app.settled("metrics").await;
+    let trial_to_paid = |r: &v1::GetPortfolioMetricsResponse| kpi_number(r, v1::Kpi::TrialToPaid);
+    assert_eq!(trial_to_paid(&month_metrics(&app, before_last).await), 0.0);
+
+    let req = backfill(vec![at("trial-paid", started + 3 * DAY, v1::TrialEvent::Converted)]);
+    assert_eq!(app.ingest(WRITER, req).await.unwrap().accepted, 1);
+    app.settled("metrics").await;
+    assert_eq!(trial_to_paid(&month_metrics(&app, before_last).await), 100.0);
+});
+
 // Recomputing every account again (a redelivery) writes no month row and
 // marks no month: the rows are a function of the signals.
 retain_testkit::storage_test!(async fn recomputing_writes_nothing_new(db) {
