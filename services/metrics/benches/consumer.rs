@@ -4,8 +4,13 @@
 //! the latency from an `IngestSignals` reply to the updated snapshot being
 //! readable, and the process's peak resident memory.
 //!
+//! With `METRICS_BENCH_HOT=N`, the history is instead N sessions of one
+//! account's 1,000 users, all of the last hour, sent at full speed: does
+//! the consumer keep up with ingestion sending to one account?
+//!
 //! Run: `cargo bench -p retain-metrics --bench consumer`
 //! Env: `METRICS_BENCH_ACCOUNTS` (400), `METRICS_BENCH_CLIENTS` (4),
+//! `METRICS_BENCH_HOT` (0: the generated portfolio),
 //! `RETAIN_BENCH_DATABASE_URL` (an admin URL; otherwise a durable
 //! throwaway cluster).
 
@@ -49,6 +54,34 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     }
     let i = ((sorted.len() - 1) as f64 * p).round() as usize;
     sorted[i]
+}
+
+/// `n` sessions of `account`'s 1,000 users over the last hour, in batches
+/// of 1,000, oldest last (the senders pop from the end).
+fn hot_batches(account: &str, n: usize, now: i64) -> Vec<v1::IngestSignalsRequest> {
+    let signals: Vec<v1::Signal> = (0..n)
+        .map(|i| v1::Signal {
+            event_id: format!("hot-{i:09}"),
+            account_id: account.to_owned(),
+            occurred_at: Some(prost_types::Timestamp {
+                seconds: now - 3_600 + (i as i64 * 3_540 / n as i64),
+                nanos: 0,
+            }),
+            body: Some(v1::signal::Body::Session(v1::Session {
+                user_id: format!("u{}", i % 1_000),
+                duration_seconds: 300,
+            })),
+        })
+        .collect();
+    let mut batches: Vec<v1::IngestSignalsRequest> = signals
+        .chunks(1_000)
+        .map(|c| v1::IngestSignalsRequest {
+            signals: c.to_vec(),
+            ..Default::default()
+        })
+        .collect();
+    batches.reverse();
+    batches
 }
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -96,17 +129,21 @@ async fn main() {
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs() as i64;
+    let hot = env_usize("METRICS_BENCH_HOT", 0);
     let data = generate(&Config {
-        accounts,
+        accounts: if hot > 0 { 1 } else { accounts },
         now,
         ..Config::default()
     });
-    let batches: Vec<v1::IngestSignalsRequest> = data
-        .in_delivery_order(3)
-        .batches(1_000)
-        .into_iter()
-        .map(|b| b.request())
-        .collect();
+    let batches: Vec<v1::IngestSignalsRequest> = if hot > 0 {
+        hot_batches(&data.accounts[0].id, hot, now)
+    } else {
+        data.in_delivery_order(3)
+            .batches(1_000)
+            .into_iter()
+            .map(|b| b.request())
+            .collect()
+    };
     let total: usize = batches.iter().map(|b| b.signals.len()).sum();
     // The client's own share: the generated history and its batches, held
     // until the end; the services are up but idle here.
@@ -233,7 +270,7 @@ async fn main() {
     };
     let mut alone = Vec::new();
     for i in 0..20 {
-        let account = data.accounts[i].id.clone();
+        let account = data.accounts[i % data.accounts.len()].id.clone();
         let t = Instant::now();
         recompute
             .account("acme", &account, v1::IngestMode::Live)
@@ -247,7 +284,13 @@ async fn main() {
 
     println!();
     println!(
-        "metrics consumer beside ingestion, PostgreSQL, {accounts} accounts, {total} signals, {clients} clients × 1,000-signal batches"
+        "metrics consumer beside ingestion, PostgreSQL, {} accounts, {total} signals, {clients} clients × 1,000-signal batches{}",
+        data.accounts.len(),
+        if hot > 0 {
+            " (one account: sessions of its 1,000 users at full speed)"
+        } else {
+            ""
+        }
     );
     println!(
         "ingestion: {:.1} s → {:.0} signals/s   (the baseline: the same run's intake rate)",
