@@ -510,8 +510,10 @@ pub struct SignalPage {
 /// The next accounts of `tenant` that have signals, after `after` in
 /// account order — at most `accounts` of them, and no more than fit in
 /// `signals` signals (at least one account, however large) — with their
-/// signals: every one, or with `dense_from` (µs) every one but the
-/// sessions and actions that occurred before it. The portfolio's own
+/// signals: every one, or with `dense_from` (µs) every one but those of
+/// the kinds a period counts only from its reach (sessions, actions,
+/// tickets, survey answers, purchases, account records) that occurred
+/// before it. The portfolio's own
 /// signals (costs, account `*`) are not among them: they are read apart.
 /// Empty past the last account.
 ///
