@@ -7,9 +7,10 @@
 //!
 //! 1. each consumer (metrics, health, notification) killed with SIGKILL
 //!    while it holds leases, then started again;
-//! 2. PostgreSQL crashed (`pg_ctl stop -m immediate`) for 5 s, then
-//!    started again;
-//! 3. the SMTP server down for 3 s while emails are due, then back;
+//! 2. PostgreSQL crashed (`pg_ctl stop -m immediate`) until a call has
+//!    been refused, then started again;
+//! 3. the SMTP server down while emails are due, until a send has failed,
+//!    then back;
 //! 4. every service restarted in turn with SIGTERM, each exiting 0.
 //!
 //! Then nothing is lost and nothing counts twice: the database holds
@@ -190,11 +191,65 @@ async fn feed_on(fed: &Arc<Mutex<Fed>>, more: usize) {
     .await;
 }
 
-/// A fault that lasts a given time: PostgreSQL or the SMTP server down
-/// that long, longer than a call waits for a connection (2 s), so calls
-/// made meanwhile fail and are retried.
-async fn outage(d: Duration) {
-    tokio::time::sleep(d).await;
+/// Keeps PostgreSQL down until the feed has had a call refused since the
+/// crash (calls wait at most 2 s for a connection): the outage lasts
+/// until clients have felt it, not a guessed time.
+async fn until_a_call_is_refused(fed: &Arc<Mutex<Fed>>) {
+    let refused = |f: &Fed| f.retried.values().sum::<usize>();
+    let before = refused(&fed.lock().unwrap());
+    eventually(
+        "a call refused while PostgreSQL is down",
+        Duration::from_secs(60),
+        || {
+            let felt = refused(&fed.lock().unwrap()) > before;
+            async move { felt.then_some(()) }
+        },
+    )
+    .await;
+}
+
+/// The emails with a failed attempt: (id, attempts).
+async fn failed_emails(
+    client: &NotificationServiceClient<tonic::transport::Channel>,
+) -> Option<BTreeSet<(String, i32)>> {
+    let emails = client
+        .clone()
+        .list_notifications(with_token(
+            TOKEN,
+            v1::ListNotificationsRequest {
+                channel: v1::NotificationChannel::Email as i32,
+                page_size: 1000,
+                ..Default::default()
+            },
+        ))
+        .await
+        .ok()?
+        .into_inner()
+        .notifications;
+    Some(
+        emails
+            .into_iter()
+            .filter(|e| !e.last_error.is_empty())
+            .map(|e| (e.notification_id, e.attempts))
+            .collect(),
+    )
+}
+
+/// Keeps the SMTP server down until a send has failed since it went down
+/// (the feed makes a promoter's email every other batch).
+async fn until_an_email_fails(
+    client: &NotificationServiceClient<tonic::transport::Channel>,
+    before: &BTreeSet<(String, i32)>,
+) {
+    eventually(
+        "an email send failed while the SMTP server is down",
+        Duration::from_secs(60),
+        || async move {
+            let now = failed_emails(client).await?;
+            now.difference(before).next().map(|_| ())
+        },
+    )
+    .await;
 }
 
 #[tokio::test]
@@ -286,15 +341,17 @@ async fn faults_lose_nothing_and_answer_the_promised_codes() {
 
     // 2. PostgreSQL crashes under load and comes back.
     cluster.crash().unwrap();
-    outage(Duration::from_secs(5)).await;
+    until_a_call_is_refused(&fed).await;
     cluster.start_again().unwrap();
     feed_on(&fed, 20).await;
 
     // 3. The SMTP server down while emails are due, then back on its port.
     let mut received = sink.received();
     let port = sink.port;
+    let emails = NotificationServiceClient::new(notification.channel.clone());
+    let failed_before = failed_emails(&emails).await.unwrap_or_default();
     drop(sink);
-    outage(Duration::from_secs(3)).await;
+    until_an_email_fails(&emails, &failed_before).await;
     sink = SmtpSink::start_on(TEST, port).unwrap();
     feed_on(&fed, 20).await;
 
