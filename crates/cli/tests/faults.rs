@@ -208,11 +208,12 @@ async fn until_a_call_is_refused(fed: &Arc<Mutex<Fed>>) {
     .await;
 }
 
-/// The emails with a failed attempt: (id, attempts).
-async fn failed_emails(
+/// Every email notification (the feed makes fewer than a page), or
+/// `None` while the service does not answer.
+async fn emails(
     client: &NotificationServiceClient<tonic::transport::Channel>,
-) -> Option<BTreeSet<(String, i32)>> {
-    let emails = client
+) -> Option<Vec<v1::Notification>> {
+    let page = client
         .clone()
         .list_notifications(with_token(
             TOKEN,
@@ -223,11 +224,17 @@ async fn failed_emails(
             },
         ))
         .await
-        .ok()?
-        .into_inner()
-        .notifications;
+        .ok()?;
+    Some(page.into_inner().notifications)
+}
+
+/// The emails with a failed attempt: (id, attempts).
+async fn failed_emails(
+    client: &NotificationServiceClient<tonic::transport::Channel>,
+) -> Option<BTreeSet<(String, i32)>> {
     Some(
-        emails
+        emails(client)
+            .await?
             .into_iter()
             .filter(|e| !e.last_error.is_empty())
             .map(|e| (e.notification_id, e.attempts))
@@ -348,10 +355,10 @@ async fn faults_lose_nothing_and_answer_the_promised_codes() {
     // 3. The SMTP server down while emails are due, then back on its port.
     let mut received = sink.received();
     let port = sink.port;
-    let emails = NotificationServiceClient::new(notification.channel.clone());
-    let failed_before = failed_emails(&emails).await.unwrap_or_default();
+    let client = NotificationServiceClient::new(notification.channel.clone());
+    let failed_before = failed_emails(&client).await.unwrap_or_default();
     drop(sink);
-    until_an_email_fails(&emails, &failed_before).await;
+    until_an_email_fails(&client, &failed_before).await;
     sink = SmtpSink::start_on(TEST, port).unwrap();
     feed_on(&fed, 20).await;
 
@@ -452,22 +459,9 @@ async fn faults_lose_nothing_and_answer_the_promised_codes() {
         "every promoter's email sent",
         Duration::from_secs(60),
         || {
-            let mut client = notifications.clone();
-            let promoters = promoters.clone();
+            let (client, promoters) = (&notifications, promoters.clone());
             async move {
-                let emails = client
-                    .list_notifications(with_token(
-                        TOKEN,
-                        v1::ListNotificationsRequest {
-                            channel: v1::NotificationChannel::Email as i32,
-                            page_size: 1000,
-                            ..Default::default()
-                        },
-                    ))
-                    .await
-                    .ok()?
-                    .into_inner()
-                    .notifications;
+                let emails = emails(client).await?;
                 assert!(
                     emails
                         .iter()
