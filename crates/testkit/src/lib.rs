@@ -29,6 +29,7 @@ pub mod binary;
 pub mod db;
 pub mod fixtures;
 pub mod hostile;
+pub mod procfs;
 pub mod smtp;
 pub mod tokens;
 

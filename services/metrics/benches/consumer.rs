@@ -28,6 +28,7 @@ use retain_proto::v1;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
 use retain_proto::v1::metrics_service_client::MetricsServiceClient;
 use retain_runtime::{Clock, Context, Service, Settings};
+use retain_testkit::procfs::memory_mib;
 use retain_testkit::{BenchPostgres, READER, Served, WRITER, serve_in_process, with_token};
 
 fn env_usize(name: &str, default: usize) -> usize {
@@ -35,17 +36,6 @@ fn env_usize(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-fn peak_rss_mib() -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
 }
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -147,7 +137,7 @@ async fn main() {
     let total: usize = batches.iter().map(|b| b.signals.len()).sum();
     // The client's own share: the generated history and its batches, held
     // until the end; the services are up but idle here.
-    let before_load_mib = peak_rss_mib();
+    let before_load_mib = memory_mib("self", "VmHWM:");
 
     // Backlog sampler: pending + leased metrics messages, every 250 ms.
     let bus = Bus::new(db.clone());
@@ -319,7 +309,7 @@ async fn main() {
         percentile(&alone, 0.5).as_secs_f64() * 1e3,
         alone.last().unwrap().as_secs_f64() * 1e3
     );
-    let peak = peak_rss_mib();
+    let peak = memory_mib("self", "VmHWM:");
     println!(
         "peak resident memory of this process (client, both services, no database): {peak:.0} MiB; {before_load_mib:.0} MiB before the load (the client's generated history, services idle), so {:.0} MiB grew while ingesting and consuming",
         peak - before_load_mib

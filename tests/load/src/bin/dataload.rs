@@ -27,29 +27,12 @@ use retain_metrics::{Metrics, MetricsSettings};
 use retain_proto::v1;
 use retain_proto::v1::metrics_service_client::MetricsServiceClient;
 use retain_runtime::{Clock, Context, Service, Settings};
+use retain_testkit::procfs::{memory_mib, reset_peak_memory};
 use retain_testkit::{BenchPostgres, READER, Served, serve_in_process, with_token};
 use sha2::{Digest, Sha256};
 use sqlx::postgres::PgPoolCopyExt;
 
 const TENANT: &str = "acme";
-
-/// Resident memory (`VmRSS:`) or its peak (`VmHWM:`), MiB.
-fn rss_mib(field: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
-/// Resets the peak (`VmHWM`) to the current RSS, so the peak reported is
-/// the consumer's, not the loader's.
-fn reset_peak_rss() {
-    let _ = std::fs::write("/proc/self/clear_refs", "5");
-}
 
 struct Args {
     accounts: usize,
@@ -271,8 +254,8 @@ async fn main() -> anyhow::Result<()> {
 
     // The metrics service on the loaded database, over loopback: its
     // consumer builds every account's snapshot and monthly rollups.
-    reset_peak_rss();
-    let rss_before = rss_mib("VmRSS:");
+    reset_peak_memory();
+    let rss_before = memory_mib("self", "VmRSS:");
     let mut settings = Settings::default();
     settings.tenants.default.base_currency = cfg.currency.clone();
     settings.server.request_timeout_ms = 3_600_000;
@@ -300,7 +283,7 @@ async fn main() -> anyhow::Result<()> {
             println!(
                 "  {t:>6.1}  {backlog:>8}  {:>7.0}  {:>6.0}",
                 last.1.saturating_sub(backlog) as f64 / (t - last.0),
-                rss_mib("VmRSS:")
+                memory_mib("self", "VmRSS:")
             );
             last = (t, backlog);
         }
@@ -320,7 +303,7 @@ async fn main() -> anyhow::Result<()> {
         consumed.as_secs_f64(),
         args.accounts as f64 / consumed.as_secs_f64(),
         total as f64 / consumed.as_secs_f64(),
-        rss_mib("VmHWM:")
+        memory_mib("self", "VmHWM:")
     );
     // The worker sums each month's rows into its cells (a query would too).
     loop {
@@ -390,8 +373,8 @@ async fn main() -> anyhow::Result<()> {
             retain_metrics::Page::WHOLE,
         ),
     ] {
-        reset_peak_rss();
-        let rss_from = rss_mib("VmRSS:");
+        reset_peak_memory();
+        let rss_from = memory_mib("self", "VmRSS:");
         let at = retain_domain::Timestamp::from_seconds(now_s);
         let (median, answers) = from_signals(
             &db,
@@ -408,7 +391,7 @@ async fn main() -> anyhow::Result<()> {
         println!(
             "  from the raw signals, {label}: median {:.0} ms, peak RSS {:.0} MiB (from {rss_from:.0})",
             median.as_secs_f64() * 1e3,
-            rss_mib("VmHWM:")
+            memory_mib("self", "VmHWM:")
         );
         medians.push(median);
     }

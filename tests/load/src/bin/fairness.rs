@@ -53,6 +53,7 @@ use retain_proto::v1::health_service_client::HealthServiceClient;
 use retain_proto::v1::ingestion_service_client::IngestionServiceClient;
 use retain_proto::v1::metrics_service_client::MetricsServiceClient;
 use retain_proto::v1::notification_service_client::NotificationServiceClient;
+use retain_testkit::procfs::{self, memory_mib};
 use retain_testkit::{BenchPostgres, now, signal, ts, with_token};
 use sha2::{Digest, Sha256};
 use tokio_util::sync::CancellationToken;
@@ -374,38 +375,6 @@ struct Phase {
     errors: BTreeMap<String, usize>,
 }
 
-/// The resident memory of process `pid`, MiB.
-fn rss_mib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
-        })
-        .map_or(0.0, |kib| kib / 1024.0)
-}
-
-/// CPU seconds (user + system) a process has used, from `/proc/<pid>/stat`.
-fn cpu_seconds(pid: &str) -> f64 {
-    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0.0;
-    };
-    // Fields after the command name (which may hold spaces), from field 3.
-    let Some((_, rest)) = stat.rsplit_once(") ") else {
-        return 0.0;
-    };
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|f| f.parse::<f64>().ok())
-            .unwrap_or(0.0)
-    };
-    // utime and stime are fields 14 and 15: 11 and 12 from field 3.
-    (ticks(11) + ticks(12)) / 100.0
-}
-
 /// CPU seconds used so far by the replica, by every PostgreSQL process,
 /// and by this client.
 fn cpu_split(replica: u32) -> [f64; 3] {
@@ -419,12 +388,12 @@ fn cpu_split(replica: u32) -> [f64; 3] {
             std::fs::read_to_string(format!("/proc/{pid}/comm"))
                 .is_ok_and(|c| c.trim() == "postgres")
         })
-        .map(|pid| cpu_seconds(&pid))
+        .map(|pid| procfs::cpu_seconds(&pid))
         .sum();
     [
-        cpu_seconds(&replica.to_string()),
+        procfs::cpu_seconds(&replica.to_string()),
         postgres,
-        cpu_seconds("self"),
+        procfs::cpu_seconds("self"),
     ]
 }
 
@@ -438,7 +407,7 @@ async fn measure_b_and_rss(ch: &Channel, seconds: u64, pid: u32) -> (Phase, f64)
         async move {
             let mut peak: f64 = 0.0;
             while !stop.is_cancelled() {
-                peak = peak.max(rss_mib(pid));
+                peak = peak.max(memory_mib(&pid.to_string(), "VmRSS:"));
                 tokio::time::sleep(Duration::from_millis(100)).await;
             }
             peak
