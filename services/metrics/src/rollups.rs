@@ -137,9 +137,12 @@ pub fn account_rollups(
     let opens = signals
         .iter()
         .any(|s| matches!(s.body, SignalBody::Subscription { opening: true, .. }));
+    // The earliest instant a month must end after to be changed (once,
+    // not per month: it scans the signals).
+    let reached = changed_from.map(|t| t.plus(-trial_reach(signals, t)));
     let affected = |month: &Period| {
         opens
-            || changed_from.is_none_or(|t| month.end > t.plus(-trial_reach(signals, t)))
+            || reached.is_none_or(|r| month.end > r)
             || renewal_months.contains(&month.start.micros())
     };
     let months = finished_months(first, as_of)
