@@ -399,7 +399,7 @@ fn cpu_split(replica: u32) -> [f64; 3] {
 
 /// [`measure_b`], sampling the replica's resident memory every 100 ms:
 /// the phase and its peak, MiB. Prints where the phase's CPU time went.
-async fn measure_b_and_rss(ch: &Channel, seconds: u64, pid: u32) -> (Phase, f64) {
+async fn measure_b_and_rss(ch: &Channel, (seconds, rate): (u64, u64), pid: u32) -> (Phase, f64) {
     let cpu_before = cpu_split(pid);
     let stop = CancellationToken::new();
     let sampler = tokio::spawn({
@@ -413,7 +413,7 @@ async fn measure_b_and_rss(ch: &Channel, seconds: u64, pid: u32) -> (Phase, f64)
             peak
         }
     });
-    let phase = measure_b(ch, seconds).await;
+    let phase = measure_b(ch, seconds, rate).await;
     stop.cancel();
     let cpu_after = cpu_split(pid);
     let used: Vec<f64> = cpu_after
@@ -428,12 +428,12 @@ async fn measure_b_and_rss(ch: &Channel, seconds: u64, pid: u32) -> (Phase, f64)
     (phase, sampler.await.unwrap_or(0.0))
 }
 
-async fn measure_b(ch: &Channel, seconds: u64) -> Phase {
+/// B's mix for `seconds`: `rate` rounds a second, or back to back at 0.
+async fn measure_b(ch: &Channel, seconds: u64, rate: u64) -> Phase {
     let mut phase = Phase::default();
     let end = Instant::now() + Duration::from_secs(seconds);
     let mut round = 0;
     // Paced (`--b-rounds-per-second`), or one round after another.
-    let rate = B_ROUNDS_PER_SECOND.load(std::sync::atomic::Ordering::Relaxed);
     let mut pace = (rate > 0).then(|| {
         let mut tick = tokio::time::interval(Duration::from_secs_f64(1.0 / rate as f64));
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -463,9 +463,6 @@ async fn measure_b(ch: &Channel, seconds: u64) -> Phase {
     }
     phase
 }
-
-/// B's rounds a second (`--b-rounds-per-second`); 0: back to back.
-static B_ROUNDS_PER_SECOND: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn pct(sorted: &[Duration], p: f64) -> f64 {
     if sorted.is_empty() {
@@ -640,6 +637,7 @@ async fn main() -> anyhow::Result<()> {
         .to_vec();
     let mut abuser_apart = false;
     let mut a_signals: usize = 0;
+    let mut b_rate: u64 = 0;
     let mut abuser_of: Option<(String, u64)> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
@@ -654,10 +652,9 @@ async fn main() -> anyhow::Result<()> {
                 abuser_of = Some((url, secs));
             }
             "--tenant-rate" => tenant_rate = args.next().context("--tenant-rate N")?.parse()?,
-            "--b-rounds-per-second" => B_ROUNDS_PER_SECOND.store(
-                args.next().context("--b-rounds-per-second N")?.parse()?,
-                std::sync::atomic::Ordering::Relaxed,
-            ),
+            "--b-rounds-per-second" => {
+                b_rate = args.next().context("--b-rounds-per-second N")?.parse()?;
+            }
             "--abuse" => {
                 kinds = args
                     .next()
@@ -734,7 +731,7 @@ async fn main() -> anyhow::Result<()> {
          each tenant's ingestion limited to {tenant_rate} signals/s"
     );
     let pid = replica.child.id();
-    let (alone, rss_alone) = measure_b_and_rss(&ch, seconds, pid).await;
+    let (alone, rss_alone) = measure_b_and_rss(&ch, (seconds, b_rate), pid).await;
     let stop = CancellationToken::new();
     println!(
         "  tenant A's abuse: {}{}",
@@ -755,7 +752,7 @@ async fn main() -> anyhow::Result<()> {
             .spawn()
             .context("starting tenant A's client")?;
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let abused = measure_b_and_rss(&ch, seconds, pid).await;
+        let abused = measure_b_and_rss(&ch, (seconds, b_rate), pid).await;
         let out = tokio::task::spawn_blocking(move || child.wait_with_output()).await??;
         let codes = String::from_utf8_lossy(&out.stdout)
             .lines()
@@ -768,7 +765,7 @@ async fn main() -> anyhow::Result<()> {
     } else {
         let abuser = tokio::spawn(abuse(ch.clone(), kinds, stop.clone()));
         tokio::time::sleep(Duration::from_secs(2)).await;
-        let abused = measure_b_and_rss(&ch, seconds, pid).await;
+        let abused = measure_b_and_rss(&ch, (seconds, b_rate), pid).await;
         stop.cancel();
         (abused, abuser.await?)
     };
